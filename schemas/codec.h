@@ -1,0 +1,161 @@
+// Codec: builds and verifies Switchyard envelopes (see envelope.fbs for the
+// wire layout and a worked example).
+//
+// Reading: Decode() is the only way into an inbound frame. It checks the
+// frame size, runs the FlatBuffers Verifier (which also verifies every nested
+// Job and JobResult), checks the protocol version and the body kind, and
+// checks batch and payload limits. Only then may anything read the
+// envelope. The returned pointers point into the frame; nothing is copied.
+//
+// Writing: a Writer owns a reusable FlatBufferBuilder; each Encode* call
+// clears it and returns a view of the finished envelope, valid until the
+// next call on the same Writer. A BlobBatch collects job or result blobs
+// (nested FlatBuffers, copied with one memcpy each) into one Submit,
+// Dispatch or Results message.
+//
+// Thread-safety: Writer and BlobBatch are not thread-safe; use one per
+// thread. Decode is pure.
+#ifndef YARD_SCHEMAS_CODEC_H_
+#define YARD_SCHEMAS_CODEC_H_
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/job_id.h"
+#include "schemas/envelope_generated.h"
+
+namespace yard {
+
+inline constexpr uint16_t kProtocolVersion = 1;
+
+using Bytes = std::span<const uint8_t>;
+
+inline Bytes AsBytes(std::string_view s) {
+  return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
+}
+inline std::string_view AsString(Bytes b) {
+  return {reinterpret_cast<const char*>(b.data()), b.size()};
+}
+inline std::string_view AsString(const flatbuffers::Vector<uint8_t>* v) {
+  return v ? std::string_view(reinterpret_cast<const char*>(v->data()), v->size())
+           : std::string_view();
+}
+inline std::string_view AsString(const flatbuffers::String* s) {
+  return s ? std::string_view(s->data(), s->size()) : std::string_view();
+}
+
+inline wire::Id ToWire(const JobId& id) { return wire::Id(id.hi, id.lo); }
+inline JobId FromWire(const wire::Id& id) { return JobId{id.hi(), id.lo()}; }
+inline JobId FromWire(const wire::Id* id) {
+  return id ? FromWire(*id) : JobId{};
+}
+
+// Limits every receiver enforces before it acts on a message.
+struct Limits {
+  size_t max_frame_bytes = 16u << 20;   // one envelope frame
+  size_t max_batch = 4096;              // jobs or results in one message
+  size_t max_payload_bytes = 4u << 20;  // one job's payload
+};
+
+// The outcome of Decode: an envelope, or why the frame was refused (the code
+// and message go back to the sender in an Error).
+struct Decoded {
+  const wire::Envelope* envelope = nullptr;
+  wire::ErrorCode error = wire::ErrorCode::None;
+  std::string message;
+  bool ok() const { return envelope != nullptr; }
+  wire::Body kind() const { return envelope->body_type(); }
+};
+
+Decoded Decode(Bytes frame, const Limits& limits);
+
+// Everything a producer may set on a job.
+struct JobSpec {
+  JobId id;
+  std::string_view task;
+  std::string_view queue;
+  Bytes payload;
+  uint8_t priority = 1;
+  uint16_t max_attempts = 1;
+  int64_t deadline_ms = 0;
+  int64_t not_before_ms = 0;
+  std::string_view idempotency_key;
+  std::string_view affinity_key;
+  std::vector<std::string> tags;
+  std::vector<std::string> tolerations;
+  JobId trace_id;
+  int64_t created_ms = 0;
+};
+
+struct ReadyInfo {
+  uint32_t credit = 0;
+  uint32_t capacity = 0;
+  std::vector<std::string> tasks;
+  std::vector<std::string> tags;
+  std::vector<std::string> taints;
+  std::string name;
+};
+
+class Writer {
+ public:
+  Writer() : fbb_(1024) {}
+
+  // A Job blob (not an envelope): the bytes to put in a JobBlob.
+  Bytes EncodeJob(const JobSpec& job);
+  // A JobResult blob.
+  Bytes EncodeResult(const JobId& id, wire::ResultStatus status, Bytes output,
+                     std::string_view error, uint16_t attempt,
+                     uint64_t duration_us);
+
+  Bytes EncodeAccepted(std::span<const JobId> ids);
+  Bytes EncodeError(wire::ErrorCode code, std::string_view message,
+                    std::span<const JobId> ids = {}, uint32_t retry_after_ms = 0);
+  Bytes EncodeReady(const ReadyInfo& info);
+  Bytes EncodeCredit(uint32_t credit);
+  Bytes EncodeHeartbeat();
+  Bytes EncodeDisconnect(std::string_view reason);
+  Bytes EncodeCancel(std::span<const JobId> ids);
+  Bytes EncodeStatsRequest();
+  Bytes EncodeStats(std::string_view json);
+
+ private:
+  template <typename T>
+  Bytes FinishEnvelope(flatbuffers::Offset<T> body, wire::Body kind);
+  Bytes View() const { return {fbb_.GetBufferPointer(), fbb_.GetSize()}; }
+  flatbuffers::Offset<flatbuffers::Vector<const wire::Id*>> Ids(
+      std::span<const JobId> ids);
+
+  flatbuffers::FlatBufferBuilder fbb_;
+};
+
+// Collects blobs into one batch message. Add*, then Finish*, then Clear.
+class BlobBatch {
+ public:
+  BlobBatch() : fbb_(64 * 1024) {}
+
+  void AddJob(Bytes job_blob, uint16_t attempt = 0);
+  void AddResult(Bytes result_blob);
+  size_t size() const { return offsets_.size(); }
+  bool empty() const { return offsets_.empty(); }
+  // Encoded bytes so far (to cap a message's size).
+  size_t bytes() const { return fbb_.GetSize(); }
+
+  Bytes FinishSubmit();
+  Bytes FinishDispatch();
+  Bytes FinishResults();
+  void Clear();
+
+ private:
+  template <typename T>
+  Bytes Finish(flatbuffers::Offset<T> body, wire::Body kind);
+
+  flatbuffers::FlatBufferBuilder fbb_;
+  std::vector<flatbuffers::Offset<void>> offsets_;
+};
+
+}  // namespace yard
+
+#endif  // YARD_SCHEMAS_CODEC_H_

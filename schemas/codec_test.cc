@@ -1,0 +1,195 @@
+#include "schemas/codec.h"
+
+#include <gtest/gtest.h>
+
+#include <random>
+#include <string>
+#include <vector>
+
+namespace yard {
+namespace {
+
+std::string CopyOf(Bytes b) { return std::string(AsString(b)); }
+
+JobSpec EchoJob(JobId id, std::string_view payload) {
+  JobSpec j;
+  j.id = id;
+  j.task = "echo";
+  j.payload = AsBytes(payload);
+  return j;
+}
+
+TEST(CodecTest, SubmitRoundTripsAllJobFields) {
+  Writer w;
+  JobSpec j = EchoJob(JobId{1, 2}, "hello");
+  j.queue = "emails";
+  j.priority = 2;
+  j.max_attempts = 5;
+  j.deadline_ms = 1234;
+  j.not_before_ms = 99;
+  j.idempotency_key = "k1";
+  j.affinity_key = "user-7";
+  j.tags = {"gpu"};
+  j.tolerations = {"spot"};
+  j.trace_id = JobId{3, 4};
+  j.created_ms = 42;
+  std::string blob = CopyOf(w.EncodeJob(j));
+
+  BlobBatch batch;
+  batch.AddJob(AsBytes(blob));
+  batch.AddJob(AsBytes(blob));
+  std::string frame = CopyOf(batch.FinishSubmit());
+
+  Decoded d = Decode(AsBytes(frame), Limits{});
+  ASSERT_TRUE(d.ok()) << d.message;
+  ASSERT_EQ(d.kind(), wire::Body::Submit);
+  const auto* jobs = d.envelope->body_as_Submit()->jobs();
+  ASSERT_EQ(jobs->size(), 2u);
+  const wire::Job* job = jobs->Get(1)->data_nested_root();
+  EXPECT_EQ(FromWire(job->id()), (JobId{1, 2}));
+  EXPECT_EQ(AsString(job->task()), "echo");
+  EXPECT_EQ(AsString(job->queue()), "emails");
+  EXPECT_EQ(AsString(job->payload()), "hello");
+  EXPECT_EQ(job->priority(), 2);
+  EXPECT_EQ(job->max_attempts(), 5);
+  EXPECT_EQ(job->deadline_ms(), 1234);
+  EXPECT_EQ(job->not_before_ms(), 99);
+  EXPECT_EQ(AsString(job->idempotency_key()), "k1");
+  EXPECT_EQ(AsString(job->affinity_key()), "user-7");
+  EXPECT_EQ(job->tags()->Get(0)->str(), "gpu");
+  EXPECT_EQ(job->tolerations()->Get(0)->str(), "spot");
+  EXPECT_EQ(FromWire(job->trace_id()), (JobId{3, 4}));
+  EXPECT_EQ(job->created_ms(), 42);
+  // The blob inside the message is the producer's bytes, unchanged.
+  EXPECT_EQ(AsString(jobs->Get(0)->data()), blob);
+}
+
+TEST(CodecTest, ResultsAndControlMessagesRoundTrip) {
+  Writer w;
+  std::string r = CopyOf(w.EncodeResult(JobId{5, 6}, wire::ResultStatus::Failed,
+                                        AsBytes("out"), "boom", 2, 77));
+  BlobBatch batch;
+  batch.AddResult(AsBytes(r));
+  std::string frame = CopyOf(batch.FinishResults());
+  Decoded d = Decode(AsBytes(frame), Limits{});
+  ASSERT_TRUE(d.ok()) << d.message;
+  const auto* res = d.envelope->body_as_Results()->results()->Get(0)->data_nested_root();
+  EXPECT_EQ(FromWire(res->id()), (JobId{5, 6}));
+  EXPECT_EQ(res->status(), wire::ResultStatus::Failed);
+  EXPECT_EQ(AsString(res->error()), "boom");
+  EXPECT_EQ(res->attempt(), 2);
+
+  std::vector<JobId> ids = {{1, 1}, {2, 2}};
+  std::string acc = CopyOf(w.EncodeAccepted(ids));
+  d = Decode(AsBytes(acc), Limits{});
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d.envelope->body_as_Accepted()->ids()->size(), 2u);
+
+  std::string err = CopyOf(w.EncodeError(wire::ErrorCode::Busy, "full", ids, 50));
+  d = Decode(AsBytes(err), Limits{});
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d.envelope->body_as_Error()->code(), wire::ErrorCode::Busy);
+  EXPECT_EQ(d.envelope->body_as_Error()->retry_after_ms(), 50u);
+
+  ReadyInfo info;
+  info.credit = 10;
+  info.capacity = 4;
+  info.tasks = {"echo"};
+  info.name = "w1";
+  std::string ready = CopyOf(w.EncodeReady(info));
+  d = Decode(AsBytes(ready), Limits{});
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d.envelope->body_as_Ready()->credit(), 10u);
+  EXPECT_EQ(AsString(d.envelope->body_as_Ready()->name()), "w1");
+}
+
+TEST(CodecTest, VerifierRejectsEveryTruncation) {
+  Writer w;
+  std::string blob = CopyOf(w.EncodeJob(EchoJob(JobId{1, 1}, "payload")));
+  BlobBatch batch;
+  batch.AddJob(AsBytes(blob));
+  std::string frame = CopyOf(batch.FinishSubmit());
+  for (size_t n = 0; n < frame.size(); ++n) {
+    Decoded d = Decode(AsBytes(std::string_view(frame).substr(0, n)), Limits{});
+    EXPECT_FALSE(d.ok()) << "accepted a truncation to " << n << " bytes";
+  }
+}
+
+TEST(CodecTest, VerifierSurvivesRandomCorruption) {
+  Writer w;
+  std::string blob = CopyOf(w.EncodeJob(EchoJob(JobId{1, 1}, "payload")));
+  BlobBatch batch;
+  for (int i = 0; i < 4; ++i) batch.AddJob(AsBytes(blob));
+  std::string frame = CopyOf(batch.FinishSubmit());
+  std::mt19937 gen(1);
+  int refused = 0;
+  for (int trial = 0; trial < 20000; ++trial) {
+    std::string bad = frame;
+    for (int k = 0; k < 3; ++k) {
+      bad[gen() % bad.size()] = static_cast<char>(gen());
+    }
+    Decoded d = Decode(AsBytes(bad), Limits{});
+    if (!d.ok()) {
+      ++refused;
+      EXPECT_NE(d.error, wire::ErrorCode::None);
+      continue;
+    }
+    // Whatever passes the Verifier must be safe to read in full.
+    if (d.kind() == wire::Body::Submit) {
+      for (const auto* b : *d.envelope->body_as_Submit()->jobs()) {
+        const auto* job = b->data_nested_root();
+        (void)AsString(job->task());
+        (void)AsString(job->payload());
+      }
+    }
+  }
+  EXPECT_GT(refused, 0);
+}
+
+TEST(CodecTest, RefusesGarbageVersionKindAndLimits) {
+  Limits limits;
+  Decoded d = Decode(AsBytes("definitely not a flatbuffer"), limits);
+  EXPECT_EQ(d.error, wire::ErrorCode::BadFrame);
+
+  // Wrong version.
+  flatbuffers::FlatBufferBuilder fbb;
+  fbb.Finish(wire::CreateEnvelope(fbb, 99, wire::Body::Heartbeat,
+                                  wire::CreateHeartbeat(fbb).Union()));
+  d = Decode({fbb.GetBufferPointer(), fbb.GetSize()}, limits);
+  EXPECT_EQ(d.error, wire::ErrorCode::BadVersion);
+
+  // Unknown kind: a body type beyond the union.
+  fbb.Clear();
+  fbb.Finish(wire::CreateEnvelope(fbb, kProtocolVersion, static_cast<wire::Body>(200),
+                                  wire::CreateHeartbeat(fbb).Union()));
+  d = Decode({fbb.GetBufferPointer(), fbb.GetSize()}, limits);
+  EXPECT_FALSE(d.ok());
+
+  // Empty batch.
+  fbb.Clear();
+  std::vector<flatbuffers::Offset<wire::JobBlob>> none;
+  auto sub = wire::CreateSubmit(fbb, fbb.CreateVector(none));
+  fbb.Finish(wire::CreateEnvelope(fbb, kProtocolVersion, wire::Body::Submit, sub.Union()));
+  d = Decode({fbb.GetBufferPointer(), fbb.GetSize()}, limits);
+  EXPECT_EQ(d.error, wire::ErrorCode::BadBatch);
+
+  // Batch and payload over the limits.
+  Writer w;
+  std::string big(1000, 'x');
+  std::string blob = CopyOf(w.EncodeJob(EchoJob(JobId{1, 1}, big)));
+  BlobBatch batch;
+  for (int i = 0; i < 5; ++i) batch.AddJob(AsBytes(blob));
+  std::string frame = CopyOf(batch.FinishSubmit());
+  limits.max_batch = 4;
+  EXPECT_EQ(Decode(AsBytes(frame), limits).error, wire::ErrorCode::TooLarge);
+  limits.max_batch = 10;
+  limits.max_payload_bytes = 999;
+  EXPECT_EQ(Decode(AsBytes(frame), limits).error, wire::ErrorCode::TooLarge);
+  limits.max_payload_bytes = 1000;
+  EXPECT_TRUE(Decode(AsBytes(frame), limits).ok());
+  limits.max_frame_bytes = frame.size() - 1;
+  EXPECT_EQ(Decode(AsBytes(frame), limits).error, wire::ErrorCode::TooLarge);
+}
+
+}  // namespace
+}  // namespace yard

@@ -1,0 +1,150 @@
+#include "schemas/frames.h"
+
+namespace yard {
+namespace {
+
+// Drains the rest of a multipart message after a framing error.
+void DrainRest(zmq::socket_t& s, zmq::message_t& scratch) {
+  while (s.get(zmq::sockopt::rcvmore)) {
+    (void)s.recv(scratch, zmq::recv_flags::none);
+  }
+}
+
+Status FromZmq(const zmq::error_t& e) {
+  if (e.num() == EHOSTUNREACH) return Status::Unavailable("peer is gone");
+  if (e.num() == EAGAIN) return Status::ResourceExhausted("send pipe is full");
+  return Status::IoError(e.what());
+}
+
+}  // namespace
+
+bool RecvRouter(zmq::socket_t& s, RouterMessage* out) {
+  out->framing_error = nullptr;
+  if (!s.recv(out->identity, zmq::recv_flags::dontwait)) return false;
+  zmq::message_t delimiter;
+  if (!out->identity.more()) {
+    out->framing_error = "message has no delimiter and no body";
+    out->body.rebuild(0);
+    return true;
+  }
+  (void)s.recv(delimiter, zmq::recv_flags::none);
+  if (delimiter.size() != 0 || !delimiter.more()) {
+    out->framing_error = "expected an empty delimiter frame before the body";
+    out->body.rebuild(0);
+    DrainRest(s, delimiter);
+    return true;
+  }
+  (void)s.recv(out->body, zmq::recv_flags::none);
+  if (out->body.more()) {
+    out->framing_error = "too many frames (expected one envelope frame)";
+    DrainRest(s, delimiter);
+    out->body.rebuild(0);
+  }
+  return true;
+}
+
+bool RecvDealer(zmq::socket_t& s, DealerMessage* out) {
+  out->framing_error = nullptr;
+  zmq::message_t delimiter;
+  if (!s.recv(delimiter, zmq::recv_flags::dontwait)) return false;
+  if (delimiter.size() != 0 || !delimiter.more()) {
+    out->framing_error = "expected an empty delimiter frame before the body";
+    out->body.rebuild(0);
+    DrainRest(s, delimiter);
+    return true;
+  }
+  (void)s.recv(out->body, zmq::recv_flags::none);
+  if (out->body.more()) {
+    out->framing_error = "too many frames (expected one envelope frame)";
+    DrainRest(s, delimiter);
+    out->body.rebuild(0);
+  }
+  return true;
+}
+
+Status SendRouter(zmq::socket_t& s, std::string_view identity, Bytes body) {
+  try {
+    auto flags = zmq::send_flags::dontwait | zmq::send_flags::sndmore;
+    if (!s.send(zmq::buffer(identity.data(), identity.size()), flags)) {
+      return Status::ResourceExhausted("send pipe is full");
+    }
+    // Once the identity frame is queued, the rest of the message is accepted.
+    (void)s.send(zmq::const_buffer(nullptr, 0), flags);
+    (void)s.send(zmq::buffer(body.data(), body.size()), zmq::send_flags::dontwait);
+    return Status::OK();
+  } catch (const zmq::error_t& e) {
+    return FromZmq(e);
+  }
+}
+
+Status SendDealer(zmq::socket_t& s, Bytes body) {
+  try {
+    if (!s.send(zmq::const_buffer(nullptr, 0),
+                zmq::send_flags::dontwait | zmq::send_flags::sndmore)) {
+      return Status::ResourceExhausted("send pipe is full");
+    }
+    (void)s.send(zmq::buffer(body.data(), body.size()), zmq::send_flags::dontwait);
+    return Status::OK();
+  } catch (const zmq::error_t& e) {
+    return FromZmq(e);
+  }
+}
+
+void ConfigureSocket(zmq::socket_t& s, const Limits& limits, int linger_ms) {
+  s.set(zmq::sockopt::linger, linger_ms);
+  s.set(zmq::sockopt::sndhwm, 100000);
+  s.set(zmq::sockopt::rcvhwm, 100000);
+  s.set(zmq::sockopt::maxmsgsize,
+        static_cast<int64_t>(limits.max_frame_bytes) * 4);
+  if (s.get(zmq::sockopt::type) == static_cast<int>(zmq::socket_type::router)) {
+    s.set(zmq::sockopt::router_mandatory, 1);
+  }
+}
+
+Status ValidateEndpoint(std::string_view ep) {
+  auto rest_after = [&](std::string_view scheme) -> std::string_view {
+    return ep.substr(scheme.size());
+  };
+  if (ep.starts_with("tcp://")) {
+    auto rest = rest_after("tcp://");
+    auto colon = rest.rfind(':');
+    if (colon == std::string_view::npos || colon == 0 || colon + 1 == rest.size()) {
+      return Status::InvalidArgument("endpoint '" + std::string(ep) +
+                                     "' needs tcp://HOST:PORT");
+    }
+    return Status::OK();
+  }
+  if ((ep.starts_with("ipc://") && ep.size() > 6) ||
+      (ep.starts_with("inproc://") && ep.size() > 9)) {
+    return Status::OK();
+  }
+  return Status::InvalidArgument("endpoint '" + std::string(ep) +
+                                 "' is not tcp://HOST:PORT, ipc://PATH or "
+                                 "inproc://NAME");
+}
+
+Status Bind(zmq::socket_t& s, const std::string& ep) {
+  if (auto st = ValidateEndpoint(ep); !st.ok()) return st;
+  try {
+    s.bind(ep);
+    return Status::OK();
+  } catch (const zmq::error_t& e) {
+    return Status::InvalidArgument("cannot bind " + ep + ": " + e.what());
+  }
+}
+
+Status Connect(zmq::socket_t& s, const std::string& ep) {
+  if (auto st = ValidateEndpoint(ep); !st.ok()) return st;
+  try {
+    s.connect(ep);
+    return Status::OK();
+  } catch (const zmq::error_t& e) {
+    return Status::InvalidArgument("cannot connect to " + ep + ": " + e.what());
+  }
+}
+
+std::string LastEndpoint(zmq::socket_t& s) {
+  return s.get(zmq::sockopt::last_endpoint);
+}
+
+}  // namespace yard
