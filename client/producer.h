@@ -1,0 +1,108 @@
+// Producer: submits jobs to one or more brokers and delivers each job's
+// outcome exactly once to the caller.
+//
+// A background I/O thread owns one DEALER socket per broker. Submit() hands
+// jobs to it through a concurrent queue; it coalesces whatever is waiting
+// into Submit messages of up to max_batch jobs, spreading them over live
+// brokers. The producer keeps every job until its result arrives, and resends
+// it, with the same id, when: no Accepted came within ack_timeout_ms; the
+// broker said Busy (after retry_after_ms, with backoff); the broker said
+// Unavailable; or the broker holding it stopped answering heartbeats. So a
+// broker's death neither loses nor (from the caller's view) duplicates a job:
+// the first result per id wins, later ones are counted as duplicates.
+//
+// Each job has a deadline (the per-call timeout): with no result by then the
+// outcome is kTimedOut. Callbacks run on the I/O thread: keep them short.
+//
+// Thread-safety: all public methods are thread-safe.
+#ifndef YARD_CLIENT_PRODUCER_H_
+#define YARD_CLIENT_PRODUCER_H_
+
+#include <cstdint>
+#include <functional>
+#include <future>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "common/job_id.h"
+#include "common/status.h"
+#include "schemas/codec.h"
+#include "schemas/frames.h"
+
+namespace yard {
+
+struct ProducerOptions {
+  std::vector<std::string> brokers;  // frontend endpoints
+  int64_t ack_timeout_ms = 2000;
+  int64_t heartbeat_ms = 1000;
+  int64_t default_timeout_ms = 30000;
+  size_t max_batch = 256;
+  Limits limits;
+  // Share the caller's context (needed for inproc:// endpoints); null: own.
+  zmq::context_t* context = nullptr;
+};
+
+struct JobOutcome {
+  enum class Kind {
+    kCompleted,  // handler returned; output holds its bytes
+    kFailed,     // handler threw, unknown task, expired, cancelled: see error
+    kTimedOut,   // no result within the job's timeout
+    kRejected,   // the broker refused it for good (too large, invalid)
+  };
+  JobId id;
+  Kind kind = Kind::kTimedOut;
+  wire::ResultStatus status = wire::ResultStatus::Ok;
+  std::string output;
+  std::string error;
+  uint16_t attempt = 0;
+  int64_t latency_us = 0;  // from Submit() to the result
+};
+
+using OutcomeCallback = std::function<void(const JobOutcome&)>;
+
+struct ProducerCounters {
+  uint64_t submitted = 0;
+  uint64_t accepted = 0;
+  uint64_t completed = 0;
+  uint64_t failed = 0;
+  uint64_t timed_out = 0;
+  uint64_t rejected = 0;
+  uint64_t resent = 0;       // resubmissions with the same id
+  uint64_t busy = 0;         // Busy replies
+  uint64_t duplicates = 0;   // extra results for a finished id
+  uint64_t in_flight = 0;    // submitted, no outcome yet
+};
+
+class Producer {
+ public:
+  // InvalidArgument for an empty broker list or a bad endpoint.
+  static Result<std::unique_ptr<Producer>> Create(ProducerOptions options);
+  ~Producer();  // Close()
+
+  // Queues a job; a zero job.id gets a random one. timeout_ms <= 0 means
+  // options.default_timeout_ms. Returns the job id. The spec's views are
+  // copied before Submit returns.
+  JobId Submit(const JobSpec& job, OutcomeCallback done, int64_t timeout_ms = 0);
+  std::future<JobOutcome> Submit(const JobSpec& job, int64_t timeout_ms = 0);
+  // Fire and forget: retried until accepted; the outcome is only counted.
+  JobId Push(const JobSpec& job);
+
+  // Blocks until every submitted job has an outcome or timeout_ms passes;
+  // true when none is left.
+  bool Flush(int64_t timeout_ms);
+  // Stops the I/O thread; jobs without an outcome get kTimedOut.
+  void Close();
+
+  ProducerCounters counters() const;
+
+ private:
+  class Impl;
+  explicit Producer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace yard
+
+#endif  // YARD_CLIENT_PRODUCER_H_

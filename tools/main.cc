@@ -1,0 +1,39 @@
+// yard: the one Switchyard binary. Each subcommand lives in its own file and
+// is a thin layer of flag parsing over a library.
+#include <cstring>
+#include <iostream>
+#include <string_view>
+
+#include "tools/cli.h"
+
+namespace {
+
+void Usage(std::ostream& out) {
+  out << "usage: yard <command> [flags]   (yard <command> --help)\n\n"
+         "commands:\n"
+         "  broker   route jobs from producers to workers\n"
+         "  worker   run job handlers (echo, sleep, sha256, fail)\n"
+         "  push     submit jobs and report throughput and latency\n";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    Usage(std::cerr);
+    return yard::cli::kExitUsage;
+  }
+  std::string_view cmd = argv[1];
+  // Subcommands see argv[0] = "yard <cmd>".
+  std::string name = "yard " + std::string(cmd);
+  argv[1] = name.data();
+  if (cmd == "broker") return yard::RunBroker(argc - 1, argv + 1);
+  if (cmd == "worker") return yard::RunWorker(argc - 1, argv + 1);
+  if (cmd == "push") return yard::RunPush(argc - 1, argv + 1);
+  if (cmd == "--help" || cmd == "-h" || cmd == "help") {
+    Usage(std::cout);
+    return 0;
+  }
+  std::cerr << "yard: error: unknown command '" << cmd << "' (see yard --help)\n";
+  return yard::cli::kExitUsage;
+}
