@@ -18,8 +18,8 @@ uint64_t ExactPercentile(std::vector<uint64_t> v, double q) {
 }
 
 TEST(HistogramTest, BucketsTileTheNumberLine) {
-  for (uint64_t v : {0ull, 1ull, 127ull, 128ull, 129ull, 255ull, 256ull, 1000ull,
-                     123456789ull, (1ull << 63) + 12345}) {
+  for (uint64_t v : {0ull, 1ull, 127ull, 128ull, 129ull, 255ull, 256ull,
+                     1000ull, 123456789ull, (1ull << 63) + 12345}) {
     size_t i = Histogram::BucketIndex(v);
     EXPECT_LE(Histogram::BucketLow(i), v) << v;
     EXPECT_GT(Histogram::BucketLow(i) + Histogram::BucketWidth(i), v - 0) << v;

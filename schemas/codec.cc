@@ -34,9 +34,9 @@ Decoded Decode(Bytes frame, const Limits& limits) {
   }
   flatbuffers::Verifier verifier(frame.data(), frame.size());
   if (frame.size() < 8 || !verifier.VerifyBuffer<wire::Envelope>(nullptr)) {
-    return Refuse(wire::ErrorCode::BadFrame,
-                  "frame is not a valid envelope (" +
-                      std::to_string(frame.size()) + " bytes)");
+    return Refuse(wire::ErrorCode::BadFrame, "frame is not a valid envelope (" +
+                                                 std::to_string(frame.size()) +
+                                                 " bytes)");
   }
   const auto* env = flatbuffers::GetRoot<wire::Envelope>(frame.data());
   if (env->version() != kProtocolVersion) {
@@ -46,10 +46,11 @@ Decoded Decode(Bytes frame, const Limits& limits) {
                       std::to_string(kProtocolVersion) + ")");
   }
   auto kind = env->body_type();
-  if (kind == wire::Body::NONE || kind > wire::Body::MAX || env->body() == nullptr) {
-    return Refuse(wire::ErrorCode::UnknownKind,
-                  "unknown message kind " +
-                      std::to_string(static_cast<int>(kind)));
+  if (kind == wire::Body::NONE || kind > wire::Body::MAX ||
+      env->body() == nullptr) {
+    return Refuse(
+        wire::ErrorCode::UnknownKind,
+        "unknown message kind " + std::to_string(static_cast<int>(kind)));
   }
   const char* batch_error = nullptr;
   switch (kind) {
@@ -62,14 +63,16 @@ Decoded Decode(Bytes frame, const Limits& limits) {
       if (batch_error) break;
       for (const auto* blob : *jobs) {
         const auto* job = blob->data_nested_root();
-        if (job->payload() && job->payload()->size() > limits.max_payload_bytes) {
+        if (job->payload() &&
+            job->payload()->size() > limits.max_payload_bytes) {
           return Refuse(wire::ErrorCode::TooLarge,
                         "payload of " + std::to_string(job->payload()->size()) +
                             " bytes exceeds the limit of " +
                             std::to_string(limits.max_payload_bytes));
         }
         if (job->task()->size() == 0) {
-          return Refuse(wire::ErrorCode::BadBatch, "job with an empty task name");
+          return Refuse(wire::ErrorCode::BadBatch,
+                        "job with an empty task name");
         }
       }
       break;
@@ -114,16 +117,20 @@ flatbuffers::Offset<flatbuffers::Vector<const wire::Id*>> Writer::Ids(
 Bytes Writer::EncodeJob(const JobSpec& j) {
   fbb_.Clear();
   auto task = fbb_.CreateString(j.task.data(), j.task.size());
-  auto queue = j.queue.empty() ? 0 : fbb_.CreateString(j.queue.data(), j.queue.size());
+  auto queue =
+      j.queue.empty() ? 0 : fbb_.CreateString(j.queue.data(), j.queue.size());
   auto payload = fbb_.CreateVector(j.payload.data(), j.payload.size());
   auto idem = j.idempotency_key.empty()
                   ? 0
-                  : fbb_.CreateString(j.idempotency_key.data(), j.idempotency_key.size());
-  auto affinity = j.affinity_key.empty()
-                      ? 0
-                      : fbb_.CreateString(j.affinity_key.data(), j.affinity_key.size());
+                  : fbb_.CreateString(j.idempotency_key.data(),
+                                      j.idempotency_key.size());
+  auto affinity =
+      j.affinity_key.empty()
+          ? 0
+          : fbb_.CreateString(j.affinity_key.data(), j.affinity_key.size());
   auto tags = j.tags.empty() ? 0 : fbb_.CreateVectorOfStrings(j.tags);
-  auto tols = j.tolerations.empty() ? 0 : fbb_.CreateVectorOfStrings(j.tolerations);
+  auto tols =
+      j.tolerations.empty() ? 0 : fbb_.CreateVectorOfStrings(j.tolerations);
   wire::JobBuilder b(fbb_);
   wire::Id id = ToWire(j.id);
   b.add_id(&id);
@@ -202,7 +209,8 @@ Bytes Writer::EncodeHeartbeat() {
 Bytes Writer::EncodeDisconnect(std::string_view reason) {
   fbb_.Clear();
   auto r = fbb_.CreateString(reason.data(), reason.size());
-  return FinishEnvelope(wire::CreateDisconnect(fbb_, r), wire::Body::Disconnect);
+  return FinishEnvelope(wire::CreateDisconnect(fbb_, r),
+                        wire::Body::Disconnect);
 }
 
 Bytes Writer::EncodeCancel(std::span<const JobId> ids) {
@@ -213,7 +221,8 @@ Bytes Writer::EncodeCancel(std::span<const JobId> ids) {
 
 Bytes Writer::EncodeStatsRequest() {
   fbb_.Clear();
-  return FinishEnvelope(wire::CreateStatsRequest(fbb_), wire::Body::StatsRequest);
+  return FinishEnvelope(wire::CreateStatsRequest(fbb_),
+                        wire::Body::StatsRequest);
 }
 
 Bytes Writer::EncodeStats(std::string_view json) {
@@ -245,21 +254,24 @@ Bytes BlobBatch::Finish(flatbuffers::Offset<T> body, wire::Body kind) {
 
 Bytes BlobBatch::FinishSubmit() {
   auto v = fbb_.CreateVector(
-      reinterpret_cast<const flatbuffers::Offset<wire::JobBlob>*>(offsets_.data()),
+      reinterpret_cast<const flatbuffers::Offset<wire::JobBlob>*>(
+          offsets_.data()),
       offsets_.size());
   return Finish(wire::CreateSubmit(fbb_, v), wire::Body::Submit);
 }
 
 Bytes BlobBatch::FinishDispatch() {
   auto v = fbb_.CreateVector(
-      reinterpret_cast<const flatbuffers::Offset<wire::JobBlob>*>(offsets_.data()),
+      reinterpret_cast<const flatbuffers::Offset<wire::JobBlob>*>(
+          offsets_.data()),
       offsets_.size());
   return Finish(wire::CreateDispatch(fbb_, v), wire::Body::Dispatch);
 }
 
 Bytes BlobBatch::FinishResults() {
   auto v = fbb_.CreateVector(
-      reinterpret_cast<const flatbuffers::Offset<wire::ResultBlob>*>(offsets_.data()),
+      reinterpret_cast<const flatbuffers::Offset<wire::ResultBlob>*>(
+          offsets_.data()),
       offsets_.size());
   return Finish(wire::CreateResults(fbb_, v), wire::Body::Results);
 }

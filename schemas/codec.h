@@ -40,7 +40,8 @@ inline std::string_view AsString(Bytes b) {
   return {reinterpret_cast<const char*>(b.data()), b.size()};
 }
 inline std::string_view AsString(const flatbuffers::Vector<uint8_t>* v) {
-  return v ? std::string_view(reinterpret_cast<const char*>(v->data()), v->size())
+  return v ? std::string_view(reinterpret_cast<const char*>(v->data()),
+                              v->size())
            : std::string_view();
 }
 inline std::string_view AsString(const flatbuffers::String* s) {
@@ -112,7 +113,8 @@ class Writer {
 
   Bytes EncodeAccepted(std::span<const JobId> ids);
   Bytes EncodeError(wire::ErrorCode code, std::string_view message,
-                    std::span<const JobId> ids = {}, uint32_t retry_after_ms = 0);
+                    std::span<const JobId> ids = {},
+                    uint32_t retry_after_ms = 0);
   Bytes EncodeReady(const ReadyInfo& info);
   Bytes EncodeCredit(uint32_t credit);
   Bytes EncodeHeartbeat();

@@ -73,7 +73,8 @@ TEST(CodecTest, ResultsAndControlMessagesRoundTrip) {
   std::string frame = CopyOf(batch.FinishResults());
   Decoded d = Decode(AsBytes(frame), Limits{});
   ASSERT_TRUE(d.ok()) << d.message;
-  const auto* res = d.envelope->body_as_Results()->results()->Get(0)->data_nested_root();
+  const auto* res =
+      d.envelope->body_as_Results()->results()->Get(0)->data_nested_root();
   EXPECT_EQ(FromWire(res->id()), (JobId{5, 6}));
   EXPECT_EQ(res->status(), wire::ResultStatus::Failed);
   EXPECT_EQ(AsString(res->error()), "boom");
@@ -85,7 +86,8 @@ TEST(CodecTest, ResultsAndControlMessagesRoundTrip) {
   ASSERT_TRUE(d.ok());
   EXPECT_EQ(d.envelope->body_as_Accepted()->ids()->size(), 2u);
 
-  std::string err = CopyOf(w.EncodeError(wire::ErrorCode::Busy, "full", ids, 50));
+  std::string err =
+      CopyOf(w.EncodeError(wire::ErrorCode::Busy, "full", ids, 50));
   d = Decode(AsBytes(err), Limits{});
   ASSERT_TRUE(d.ok());
   EXPECT_EQ(d.envelope->body_as_Error()->code(), wire::ErrorCode::Busy);
@@ -160,7 +162,8 @@ TEST(CodecTest, RefusesGarbageVersionKindAndLimits) {
 
   // Unknown kind: a body type beyond the union.
   fbb.Clear();
-  fbb.Finish(wire::CreateEnvelope(fbb, kProtocolVersion, static_cast<wire::Body>(200),
+  fbb.Finish(wire::CreateEnvelope(fbb, kProtocolVersion,
+                                  static_cast<wire::Body>(200),
                                   wire::CreateHeartbeat(fbb).Union()));
   d = Decode({fbb.GetBufferPointer(), fbb.GetSize()}, limits);
   EXPECT_FALSE(d.ok());
@@ -169,7 +172,8 @@ TEST(CodecTest, RefusesGarbageVersionKindAndLimits) {
   fbb.Clear();
   std::vector<flatbuffers::Offset<wire::JobBlob>> none;
   auto sub = wire::CreateSubmit(fbb, fbb.CreateVector(none));
-  fbb.Finish(wire::CreateEnvelope(fbb, kProtocolVersion, wire::Body::Submit, sub.Union()));
+  fbb.Finish(wire::CreateEnvelope(fbb, kProtocolVersion, wire::Body::Submit,
+                                  sub.Union()));
   d = Decode({fbb.GetBufferPointer(), fbb.GetSize()}, limits);
   EXPECT_EQ(d.error, wire::ErrorCode::BadBatch);
 

@@ -70,7 +70,8 @@ Status SendRouter(zmq::socket_t& s, std::string_view identity, Bytes body) {
     }
     // Once the identity frame is queued, the rest of the message is accepted.
     (void)s.send(zmq::const_buffer(nullptr, 0), flags);
-    (void)s.send(zmq::buffer(body.data(), body.size()), zmq::send_flags::dontwait);
+    (void)s.send(zmq::buffer(body.data(), body.size()),
+                 zmq::send_flags::dontwait);
     return Status::OK();
   } catch (const zmq::error_t& e) {
     return FromZmq(e);
@@ -83,7 +84,8 @@ Status SendDealer(zmq::socket_t& s, Bytes body) {
                 zmq::send_flags::dontwait | zmq::send_flags::sndmore)) {
       return Status::ResourceExhausted("send pipe is full");
     }
-    (void)s.send(zmq::buffer(body.data(), body.size()), zmq::send_flags::dontwait);
+    (void)s.send(zmq::buffer(body.data(), body.size()),
+                 zmq::send_flags::dontwait);
     return Status::OK();
   } catch (const zmq::error_t& e) {
     return FromZmq(e);
@@ -108,7 +110,8 @@ Status ValidateEndpoint(std::string_view ep) {
   if (ep.starts_with("tcp://")) {
     auto rest = rest_after("tcp://");
     auto colon = rest.rfind(':');
-    if (colon == std::string_view::npos || colon == 0 || colon + 1 == rest.size()) {
+    if (colon == std::string_view::npos || colon == 0 ||
+        colon + 1 == rest.size()) {
       return Status::InvalidArgument("endpoint '" + std::string(ep) +
                                      "' needs tcp://HOST:PORT");
     }

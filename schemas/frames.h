@@ -49,7 +49,8 @@ Status SendDealer(zmq::socket_t& socket, Bytes body);
 // Options every Switchyard socket gets: high-water marks, linger, a hard
 // frame-size cap (a multiple of the limit, so frames between the limit and
 // the cap still get a TooLarge error reply), and ROUTER_MANDATORY on ROUTERs.
-void ConfigureSocket(zmq::socket_t& socket, const Limits& limits, int linger_ms);
+void ConfigureSocket(zmq::socket_t& socket, const Limits& limits,
+                     int linger_ms);
 
 // tcp://host:port, ipc://path or inproc://name; InvalidArgument otherwise.
 Status ValidateEndpoint(std::string_view endpoint);

@@ -1,11 +1,75 @@
-// Placeholder until the broker command lands in this session's work.
+// yard broker --frontend ENDPOINT --backend ENDPOINT [...]
 #include <iostream>
 
+#include "broker/broker.h"
+#include "common/logging.h"
+#include "common/signals.h"
 #include "tools/cli.h"
 
 namespace yard {
-int RunBroker(int, char**) {
-  std::cerr << "yard broker: not built yet\n";
-  return 1;
+
+int RunBroker(int argc, char** argv) {
+  CLI::App app{"Route jobs from producers (frontend) to workers (backend).",
+               argv[0]};
+  BrokerOptions o;
+  std::string log_level = "info";
+  app.add_option("--frontend", o.frontend,
+                 "Endpoint producers connect to (tcp://HOST:PORT, ipc://PATH)")
+      ->required();
+  app.add_option("--backend", o.backend, "Endpoint workers connect to")
+      ->required();
+  app.add_option("--heartbeat-ms", o.heartbeat_ms,
+                 "Heartbeat interval; a worker silent for 3 is dead")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{10}, int64_t{600000}));
+  app.add_option("--max-queue", o.max_queue,
+                 "Jobs held at most (queued + running); beyond: Busy")
+      ->capture_default_str()
+      ->check(CLI::Range(size_t{1}, size_t{100000000}));
+  app.add_option("--max-batch", o.limits.max_batch,
+                 "Jobs or results in one message at most")
+      ->capture_default_str()
+      ->check(CLI::Range(size_t{1}, size_t{1000000}));
+  app.add_option("--max-dispatch-batch", o.max_dispatch_batch,
+                 "Jobs in one dispatch at most")
+      ->capture_default_str()
+      ->check(CLI::Range(size_t{1}, size_t{1000000}));
+  app.add_option("--max-frame-bytes", o.limits.max_frame_bytes,
+                 "Largest message accepted")
+      ->capture_default_str()
+      ->check(CLI::Range(size_t{1024}, size_t{1} << 30));
+  app.add_option("--max-payload-bytes", o.limits.max_payload_bytes,
+                 "Largest job payload accepted")
+      ->capture_default_str()
+      ->check(CLI::Range(size_t{0}, size_t{1} << 30));
+  app.add_option(
+         "--drain-timeout-ms", o.drain_timeout_ms,
+         "On SIGTERM, how long to finish held jobs before handing them back")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{0}, int64_t{3600000}));
+  app.add_option("--balancer", o.balancer, "least-outstanding | round-robin")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"least-outstanding", "round-robin"}));
+  app.add_option("--log-level", log_level, "trace|debug|info|warn|error|off")
+      ->capture_default_str()
+      ->check(
+          CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
+  int code = 0;
+  if (!cli::Parse(app, argc, argv, &code)) return code;
+
+  InitLogging("broker", log_level);
+  InstallStopHandlers();
+  auto broker = Broker::Create(o);
+  if (!broker.ok()) return cli::UsageError(argv[0], broker.status().message());
+  // Scripts and tests wait for this line; with tcp://HOST:* it names the port.
+  std::cout << "yard broker ready frontend=" << (*broker)->frontend_endpoint()
+            << " backend=" << (*broker)->backend_endpoint() << std::endl;
+  Status s = (*broker)->Run();
+  if (!s.ok()) {
+    std::cerr << argv[0] << ": error: " << s.ToString() << "\n";
+    return 1;
+  }
+  return 0;
 }
+
 }  // namespace yard

@@ -34,6 +34,7 @@ int main(int argc, char** argv) {
     Usage(std::cout);
     return 0;
   }
-  std::cerr << "yard: error: unknown command '" << cmd << "' (see yard --help)\n";
+  std::cerr << "yard: error: unknown command '" << cmd
+            << "' (see yard --help)\n";
   return yard::cli::kExitUsage;
 }

@@ -1,0 +1,652 @@
+#include "broker/broker.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <atomic>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <unordered_map>
+#include <vector>
+
+#include "balancer/balancer.h"
+#include "broker/worker_table.h"
+#include "common/clock.h"
+#include "common/heartbeat.h"
+#include "common/signals.h"
+#include "queue/job_queue.h"
+
+namespace yard {
+namespace {
+
+// Messages read from one socket per loop turn before the other gets a turn.
+constexpr int kReadBudget = 256;
+// Logs about bad input are capped per second so a flood cannot fill disks.
+constexpr int kBadInputLogsPerSecond = 20;
+
+// What the broker remembers about a dispatched job.
+struct InFlight {
+  uint64_t worker = 0;  // WorkerInfo::serial
+  std::string route;    // producer identity
+  uint16_t attempt = 1;
+  uint16_t max_attempts = 1;
+};
+
+// Replies waiting for one producer until the end of the loop turn.
+struct Outbox {
+  std::vector<JobId> accepted;
+  std::vector<JobId> busy;
+  std::vector<JobId> unavailable;
+  BlobBatch results;
+  bool dirty = false;
+};
+
+}  // namespace
+
+class Broker::Impl {
+ public:
+  explicit Impl(BrokerOptions o)
+      : options_(std::move(o)),
+        own_context_(options_.context ? nullptr : new zmq::context_t(1)),
+        context_(options_.context ? options_.context : own_context_.get()),
+        frontend_(*context_, zmq::socket_type::router),
+        backend_(*context_, zmq::socket_type::router),
+        workers_(ExpiryMs(options_.heartbeat_ms)),
+        rng_(std::random_device{}()) {}
+
+  Status Init() {
+    if (options_.heartbeat_ms <= 0) {
+      return Status::InvalidArgument("heartbeat interval must be positive");
+    }
+    if (options_.max_queue == 0 || options_.max_dispatch_batch == 0) {
+      return Status::InvalidArgument("queue and batch bounds must be positive");
+    }
+    auto balancer = NewBalancer(options_.balancer, rng_());
+    if (!balancer.ok()) return balancer.status();
+    balancer_ = std::move(balancer).value();
+    MemoryQueueOptions qo;
+    qo.capacity = options_.max_queue;
+    queue_ = NewMemoryQueue(qo);
+    ConfigureSocket(frontend_, options_.limits, 1000);
+    ConfigureSocket(backend_, options_.limits, 1000);
+    if (auto s = Bind(frontend_, options_.frontend); !s.ok()) return s;
+    if (auto s = Bind(backend_, options_.backend); !s.ok()) return s;
+    frontend_ep_ = LastEndpoint(frontend_);
+    backend_ep_ = LastEndpoint(backend_);
+    inflight_.reserve(4096);
+    return Status::OK();
+  }
+
+  Status Run();
+  void Stop() { stop_.store(true); }
+  BrokerCounters counters() const {
+    std::lock_guard<std::mutex> lock(snapshot_mu_);
+    return snapshot_;
+  }
+  std::string StatsJson() const;
+
+  const std::string& frontend_ep() const { return frontend_ep_; }
+  const std::string& backend_ep() const { return backend_ep_; }
+
+ private:
+  // Frontend.
+  void ReadFrontend();
+  void OnSubmit(const std::string& route, std::shared_ptr<zmq::message_t> frame,
+                const wire::Submit* submit);
+  void OnCancel(const std::string& route, const wire::Cancel* cancel);
+  // Backend.
+  void ReadBackend();
+  void OnReady(std::string_view identity, const wire::Ready* ready);
+  void OnResults(WorkerInfo* sender, const wire::Results* results);
+  void ReleaseWorkerJobs(uint64_t serial);
+  // Outbound.
+  void Dispatch();
+  void FlushOutboxes();
+  Outbox& OutboxFor(const std::string& route);
+  void SendTo(zmq::socket_t& socket, std::string_view identity, Bytes body);
+  void RefuseFrame(zmq::socket_t& socket, std::string_view identity,
+                   wire::ErrorCode code, const std::string& why,
+                   const char* side);
+  void Timers(int64_t now);
+  void HandBackEverything();
+  void Snapshot();
+
+  BrokerOptions options_;
+  std::unique_ptr<zmq::context_t> own_context_;
+  zmq::context_t* context_;
+  zmq::socket_t frontend_;
+  zmq::socket_t backend_;
+  std::string frontend_ep_, backend_ep_;
+
+  std::unique_ptr<JobQueue> queue_;
+  std::unique_ptr<Balancer> balancer_;
+  WorkerTable workers_;
+  std::unordered_map<JobId, InFlight, JobIdHash> inflight_;
+  std::unordered_map<std::string, Outbox> outboxes_;
+  std::vector<std::string> dirty_;
+
+  Writer writer_;
+  BlobBatch dispatch_batch_;
+  std::vector<NewJob> new_jobs_;
+  std::vector<WorkerSlot> slots_;
+  std::vector<WorkerInfo*> slot_workers_;
+  std::vector<JobId> ids_;
+  std::mt19937_64 rng_;
+
+  BrokerCounters c_;
+  mutable std::mutex snapshot_mu_;
+  BrokerCounters snapshot_;
+
+  std::atomic<bool> stop_{false};
+  bool draining_ = false;
+  int64_t drain_deadline_ms_ = 0;
+  int64_t next_heartbeat_ms_ = 0;
+  int64_t log_window_ms_ = 0;
+  int logs_in_window_ = 0;
+};
+
+// ---------------------------------------------------------------- frontend
+
+void Broker::Impl::ReadFrontend() {
+  RouterMessage msg;
+  for (int i = 0; i < kReadBudget && RecvRouter(frontend_, &msg); ++i) {
+    std::string route(msg.identity_view());
+    if (msg.framing_error) {
+      RefuseFrame(frontend_, route, wire::ErrorCode::BadFrame,
+                  msg.framing_error, "frontend");
+      continue;
+    }
+    // The frame moves into a shared owner first: queued jobs point into it,
+    // and a moved zmq message may change its data pointer.
+    auto frame = std::make_shared<zmq::message_t>(std::move(msg.body));
+    Decoded d =
+        Decode({frame->data<uint8_t>(), frame->size()}, options_.limits);
+    if (!d.ok()) {
+      RefuseFrame(frontend_, route, d.error, d.message, "frontend");
+      continue;
+    }
+    switch (d.kind()) {
+      case wire::Body::Submit:
+        OnSubmit(route, frame, d.envelope->body_as_Submit());
+        break;
+      case wire::Body::Heartbeat:
+        SendTo(frontend_, route, writer_.EncodeHeartbeat());
+        break;
+      case wire::Body::Cancel:
+        OnCancel(route, d.envelope->body_as_Cancel());
+        break;
+      case wire::Body::StatsRequest:
+        SendTo(frontend_, route, writer_.EncodeStats(StatsJson()));
+        break;
+      default:
+        ++c_.unexpected;
+        RefuseFrame(frontend_, route, wire::ErrorCode::Unexpected,
+                    std::string("message kind ") +
+                        wire::EnumNameBody(d.kind()) +
+                        " is not accepted on the frontend",
+                    "frontend");
+    }
+  }
+}
+
+void Broker::Impl::OnSubmit(const std::string& route,
+                            std::shared_ptr<zmq::message_t> frame,
+                            const wire::Submit* submit) {
+  const auto* jobs = submit->jobs();
+  c_.submitted += jobs->size();
+  Outbox& out = OutboxFor(route);
+  if (draining_) {
+    for (const auto* blob : *jobs) {
+      out.unavailable.push_back(FromWire(blob->data_nested_root()->id()));
+    }
+    c_.refused += jobs->size();
+    return;
+  }
+  new_jobs_.clear();
+  for (const auto* blob : *jobs) {
+    const wire::Job* job = blob->data_nested_root();
+    NewJob j;
+    j.id = FromWire(job->id());
+    j.blob.owner = frame;
+    j.blob.bytes = {blob->data()->data(), blob->data()->size()};
+    j.priority = job->priority();
+    j.not_before_ms = job->not_before_ms();
+    j.route = route;
+    new_jobs_.push_back(std::move(j));
+  }
+  queue_->Push(new_jobs_, [&](Status s, std::span<const PushOutcome> outcomes) {
+    for (size_t i = 0; i < new_jobs_.size(); ++i) {
+      const JobId& id = new_jobs_[i].id;
+      if (!s.ok()) {
+        out.unavailable.push_back(id);
+        continue;
+      }
+      switch (outcomes[i]) {
+        case PushOutcome::kAccepted:
+          ++c_.accepted;
+          out.accepted.push_back(id);
+          break;
+        case PushOutcome::kDuplicate:
+          ++c_.duplicates;
+          out.accepted.push_back(id);
+          break;
+        case PushOutcome::kBusy:
+          ++c_.busy;
+          out.busy.push_back(id);
+          break;
+      }
+    }
+  });
+}
+
+void Broker::Impl::OnCancel(const std::string& route,
+                            const wire::Cancel* cancel) {
+  ids_.clear();
+  for (const auto* id : *cancel->ids()) ids_.push_back(FromWire(*id));
+  std::vector<JobId> removed;
+  queue_->Cancel(ids_, &removed);
+  Outbox& out = OutboxFor(route);
+  for (const JobId& id : removed) {
+    out.results.AddResult(
+        writer_.EncodeResult(id, wire::ResultStatus::Cancelled, {},
+                             "cancelled before it started", 0, 0));
+  }
+}
+
+// ----------------------------------------------------------------- backend
+
+void Broker::Impl::ReadBackend() {
+  RouterMessage msg;
+  int64_t now = MonoMillis();
+  for (int i = 0; i < kReadBudget && RecvRouter(backend_, &msg); ++i) {
+    std::string_view identity = msg.identity_view();
+    WorkerInfo* w = workers_.Find(identity);
+    if (w) workers_.Touch(w, now);  // any message counts as a heartbeat
+    if (msg.framing_error) {
+      RefuseFrame(backend_, identity, wire::ErrorCode::BadFrame,
+                  msg.framing_error, "backend");
+      continue;
+    }
+    Decoded d = Decode(msg.bytes(), options_.limits);
+    if (!d.ok()) {
+      RefuseFrame(backend_, identity, d.error, d.message, "backend");
+      continue;
+    }
+    switch (d.kind()) {
+      case wire::Body::Ready:
+        OnReady(identity, d.envelope->body_as_Ready());
+        break;
+      case wire::Body::Results:
+        // Results are routed even from a worker we do not know (it may have
+        // outlived its registration); a result is never dropped for
+        // bookkeeping reasons.
+        OnResults(w, d.envelope->body_as_Results());
+        if (!w)
+          SendTo(backend_, identity,
+                 writer_.EncodeDisconnect("unknown worker"));
+        break;
+      case wire::Body::Credit:
+        if (w) {
+          w->credit += d.envelope->body_as_Credit()->credit();
+        } else {
+          SendTo(backend_, identity,
+                 writer_.EncodeDisconnect("unknown worker"));
+        }
+        break;
+      case wire::Body::Heartbeat:
+        if (!w)
+          SendTo(backend_, identity,
+                 writer_.EncodeDisconnect("unknown worker"));
+        break;
+      case wire::Body::Disconnect:
+        if (w) {
+          spdlog::info("worker {} left: {}", w->name,
+                       AsString(d.envelope->body_as_Disconnect()->reason()));
+          uint64_t serial = w->serial;
+          workers_.Remove(identity);
+          ReleaseWorkerJobs(serial);
+        }
+        break;
+      default:
+        ++c_.unexpected;
+        RefuseFrame(backend_, identity, wire::ErrorCode::Unexpected,
+                    std::string("message kind ") +
+                        wire::EnumNameBody(d.kind()) +
+                        " is not accepted on the backend",
+                    "backend");
+    }
+  }
+}
+
+void Broker::Impl::OnReady(std::string_view identity,
+                           const wire::Ready* ready) {
+  WorkerInfo* w = workers_.Upsert(identity, MonoMillis());
+  bool fresh = w->name.empty();
+  w->credit = ready->credit();
+  w->capacity = std::max<uint32_t>(1, ready->capacity());
+  w->name = ready->name() && ready->name()->size() ? ready->name()->str()
+                                                   : std::string("worker");
+  w->tasks.clear();
+  if (ready->tasks()) {
+    for (const auto* t : *ready->tasks()) w->tasks.push_back(t->str());
+  }
+  if (fresh) {
+    spdlog::info("worker {} ready: capacity {}, credit {}", w->name,
+                 w->capacity, w->credit);
+  }
+}
+
+void Broker::Impl::OnResults(WorkerInfo* sender, const wire::Results* results) {
+  int64_t now_unix = 0;
+  for (const auto* blob : *results->results()) {
+    const wire::JobResult* r = blob->data_nested_root();
+    JobId id = FromWire(r->id());
+    auto it = inflight_.find(id);
+    if (it == inflight_.end()) {
+      // Finished already (a redelivered job's second result) or unknown.
+      ++c_.results_unroutable;
+      continue;
+    }
+    InFlight& f = it->second;
+    WorkerInfo* holder = (sender && sender->serial == f.worker)
+                             ? sender
+                             : workers_.FindSerial(f.worker);
+    if (holder) {
+      ++holder->credit;
+      if (holder->outstanding) --holder->outstanding;
+    }
+    if (r->status() == wire::ResultStatus::Failed &&
+        f.attempt < f.max_attempts) {
+      if (!now_unix) now_unix = UnixMillis();
+      int64_t backoff = options_.retry_base_ms
+                        << std::min<int>(f.attempt - 1, 20);
+      backoff = std::min(backoff, options_.retry_max_ms);
+      backoff +=
+          static_cast<int64_t>(rng_() % static_cast<uint64_t>(backoff / 2 + 1));
+      queue_->Fail(id, now_unix + backoff);
+      ++c_.retried;
+      inflight_.erase(it);
+      continue;
+    }
+    Outbox& out = OutboxFor(f.route);
+    if (out.results.size() >= options_.limits.max_batch ||
+        out.results.bytes() + blob->data()->size() >
+            options_.limits.max_frame_bytes / 2) {
+      SendTo(frontend_, f.route, out.results.FinishResults());
+      out.results.Clear();
+    }
+    out.results.AddResult({blob->data()->data(), blob->data()->size()});
+    if (r->status() == wire::ResultStatus::Ok) {
+      ++c_.completed;
+    } else {
+      ++c_.failed;
+    }
+    queue_->Complete({&id, 1});
+    inflight_.erase(it);
+  }
+}
+
+void Broker::Impl::ReleaseWorkerJobs(uint64_t serial) {
+  ids_.clear();
+  for (auto it = inflight_.begin(); it != inflight_.end();) {
+    if (it->second.worker == serial) {
+      ids_.push_back(it->first);
+      it = inflight_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  if (ids_.empty()) return;
+  queue_->Release(ids_);
+  c_.redispatched += ids_.size();
+  spdlog::warn("{} in-flight jobs of a departed worker go back to the queue",
+               ids_.size());
+}
+
+// ---------------------------------------------------------------- outbound
+
+void Broker::Impl::Dispatch() {
+  int64_t now_unix = UnixMillis();
+  while (queue_->HasReady(now_unix)) {
+    slots_.clear();
+    slot_workers_.clear();
+    for (WorkerInfo& w : workers_.workers()) {
+      if (w.credit == 0) continue;
+      slots_.push_back(WorkerSlot{w.credit, w.outstanding, w.capacity});
+      slot_workers_.push_back(&w);
+    }
+    if (slots_.empty()) return;
+    WorkerInfo* w = slot_workers_[balancer_->Pick(slots_)];
+    size_t n = std::min<size_t>(w->credit, options_.max_dispatch_batch);
+    dispatch_batch_.Clear();
+    size_t sent = 0;
+    queue_->Claim(n, [&](std::span<const ClaimedJob> jobs) {
+      for (const ClaimedJob& j : jobs) {
+        dispatch_batch_.AddJob(j.blob, j.attempt);
+        const auto* job = flatbuffers::GetRoot<wire::Job>(j.blob.data());
+        InFlight& f = inflight_[j.id];
+        f.worker = w->serial;
+        f.route.assign(j.route);
+        f.attempt = j.attempt;
+        f.max_attempts = std::max<uint16_t>(1, job->max_attempts());
+      }
+      sent = jobs.size();
+    });
+    if (sent == 0) return;
+    w->credit -= static_cast<uint32_t>(sent);
+    w->outstanding += static_cast<uint32_t>(sent);
+    c_.dispatched += sent;
+    SendTo(backend_, w->identity, dispatch_batch_.FinishDispatch());
+    // A failed send means the worker is gone; expiry will release its jobs.
+  }
+}
+
+Outbox& Broker::Impl::OutboxFor(const std::string& route) {
+  Outbox& out = outboxes_[route];
+  if (!out.dirty) {
+    out.dirty = true;
+    dirty_.push_back(route);
+  }
+  return out;
+}
+
+void Broker::Impl::FlushOutboxes() {
+  for (const std::string& route : dirty_) {
+    Outbox& out = outboxes_[route];
+    out.dirty = false;
+    auto send_ids = [&](std::vector<JobId>& ids, auto encode) {
+      for (size_t i = 0; i < ids.size(); i += options_.limits.max_batch) {
+        size_t n = std::min(options_.limits.max_batch, ids.size() - i);
+        SendTo(frontend_, route,
+               encode(std::span<const JobId>(ids.data() + i, n)));
+      }
+      ids.clear();
+    };
+    send_ids(out.accepted, [&](std::span<const JobId> s) {
+      return writer_.EncodeAccepted(s);
+    });
+    send_ids(out.busy, [&](std::span<const JobId> s) {
+      return writer_.EncodeError(wire::ErrorCode::Busy,
+                                 "queue is full; retry later", s,
+                                 options_.busy_retry_after_ms);
+    });
+    send_ids(out.unavailable, [&](std::span<const JobId> s) {
+      return writer_.EncodeError(wire::ErrorCode::Unavailable,
+                                 "broker is draining; resubmit elsewhere", s,
+                                 0);
+    });
+    if (!out.results.empty()) {
+      SendTo(frontend_, route, out.results.FinishResults());
+      out.results.Clear();
+    }
+  }
+  dirty_.clear();
+  if (outboxes_.size() > 1024) outboxes_.clear();  // forget idle producers
+}
+
+void Broker::Impl::SendTo(zmq::socket_t& socket, std::string_view identity,
+                          Bytes body) {
+  Status s = SendRouter(socket, identity, body);
+  if (!s.ok()) {
+    ++c_.sends_failed;
+    spdlog::debug("send failed: {}", s.ToString());
+  }
+}
+
+void Broker::Impl::RefuseFrame(zmq::socket_t& socket, std::string_view identity,
+                               wire::ErrorCode code, const std::string& why,
+                               const char* side) {
+  ++c_.bad_frames;
+  int64_t now = MonoMillis();
+  if (now - log_window_ms_ >= 1000) {
+    log_window_ms_ = now;
+    logs_in_window_ = 0;
+  }
+  if (++logs_in_window_ <= kBadInputLogsPerSecond) {
+    spdlog::warn("refused a message on the {}: {} ({})", side, why,
+                 wire::EnumNameErrorCode(code));
+  }
+  SendTo(socket, identity, writer_.EncodeError(code, why));
+}
+
+// ------------------------------------------------------------------ timers
+
+void Broker::Impl::Timers(int64_t now) {
+  if (now < next_heartbeat_ms_) return;
+  next_heartbeat_ms_ = now + options_.heartbeat_ms;
+  std::vector<uint64_t> dead;
+  workers_.Expire(now, [&](const WorkerInfo& w) {
+    spdlog::warn("worker {} is silent for {} ms: presumed dead", w.name,
+                 ExpiryMs(options_.heartbeat_ms));
+    dead.push_back(w.serial);
+  });
+  c_.workers_expired += dead.size();
+  for (uint64_t serial : dead) ReleaseWorkerJobs(serial);
+  Bytes hb = writer_.EncodeHeartbeat();
+  for (const WorkerInfo& w : workers_.workers()) {
+    (void)SendRouter(backend_, w.identity, hb);
+  }
+}
+
+void Broker::Impl::HandBackEverything() {
+  size_t n = 0;
+  queue_->DrainWaiting([&](const ClaimedJob& j) {
+    OutboxFor(std::string(j.route)).unavailable.push_back(j.id);
+    ++n;
+  });
+  for (const auto& [id, f] : inflight_) {
+    OutboxFor(f.route).unavailable.push_back(id);
+    ++n;
+  }
+  if (n)
+    spdlog::warn("drain time is up: {} jobs handed back to their producers", n);
+  FlushOutboxes();
+}
+
+void Broker::Impl::Snapshot() {
+  std::lock_guard<std::mutex> lock(snapshot_mu_);
+  snapshot_ = c_;
+}
+
+Status Broker::Impl::Run() {
+  zmq::pollitem_t items[] = {{backend_.handle(), 0, ZMQ_POLLIN, 0},
+                             {frontend_.handle(), 0, ZMQ_POLLIN, 0}};
+  next_heartbeat_ms_ = MonoMillis() + options_.heartbeat_ms;
+  spdlog::info("broker serving: frontend {} backend {}", frontend_ep_,
+               backend_ep_);
+  for (;;) {
+    int64_t now = MonoMillis();
+    if (!draining_ && (stop_.load() || StopRequested())) {
+      draining_ = true;
+      drain_deadline_ms_ = now + options_.drain_timeout_ms;
+      auto st = queue_->Stats();
+      spdlog::info("draining: {} queued, {} running", st.ready + st.delayed,
+                   inflight_.size());
+    }
+    if (draining_) {
+      auto st = queue_->Stats();
+      if (st.ready + st.delayed + st.leased == 0 && inflight_.empty()) break;
+      if (now >= drain_deadline_ms_) {
+        HandBackEverything();
+        break;
+      }
+    }
+    int64_t timeout = std::clamp<int64_t>(next_heartbeat_ms_ - now, 0, 100);
+    try {
+      zmq::poll(items, 2, std::chrono::milliseconds(timeout));
+    } catch (const zmq::error_t& e) {
+      if (e.num() != EINTR) return Status::IoError(e.what());
+    }
+    if (items[0].revents & ZMQ_POLLIN) ReadBackend();
+    if (items[1].revents & ZMQ_POLLIN) ReadFrontend();
+    Dispatch();
+    FlushOutboxes();
+    Timers(MonoMillis());
+    Snapshot();
+  }
+  Snapshot();
+  spdlog::info("broker stopped: {}", StatsJson());
+  return Status::OK();
+}
+
+std::string Broker::Impl::StatsJson() const {
+  nlohmann::json j;
+  auto st = queue_->Stats();
+  j["queue"] = {{"ready", st.ready},
+                {"delayed", st.delayed},
+                {"running", st.leased},
+                {"capacity", st.capacity}};
+  nlohmann::json ws = nlohmann::json::array();
+  for (const WorkerInfo& w : workers_.workers()) {
+    ws.push_back({{"name", w.name},
+                  {"credit", w.credit},
+                  {"outstanding", w.outstanding},
+                  {"capacity", w.capacity}});
+  }
+  j["workers"] = ws;
+  j["counters"] = {{"submitted", c_.submitted},
+                   {"accepted", c_.accepted},
+                   {"duplicates", c_.duplicates},
+                   {"busy", c_.busy},
+                   {"refused", c_.refused},
+                   {"dispatched", c_.dispatched},
+                   {"completed", c_.completed},
+                   {"failed", c_.failed},
+                   {"retried", c_.retried},
+                   {"redispatched", c_.redispatched},
+                   {"results_unroutable", c_.results_unroutable},
+                   {"sends_failed", c_.sends_failed},
+                   {"bad_frames", c_.bad_frames},
+                   {"unexpected", c_.unexpected},
+                   {"workers_expired", c_.workers_expired}};
+  j["draining"] = draining_;
+  return j.dump();
+}
+
+// ------------------------------------------------------------------ facade
+
+Result<std::unique_ptr<Broker>> Broker::Create(BrokerOptions options) {
+  try {
+    auto impl = std::make_unique<Impl>(std::move(options));
+    if (auto s = impl->Init(); !s.ok()) return s;
+    return std::unique_ptr<Broker>(new Broker(std::move(impl)));
+  } catch (const zmq::error_t& e) {
+    return Status::IoError(e.what());
+  }
+}
+
+Broker::Broker(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Broker::~Broker() = default;
+const std::string& Broker::frontend_endpoint() const {
+  return impl_->frontend_ep();
+}
+const std::string& Broker::backend_endpoint() const {
+  return impl_->backend_ep();
+}
+Status Broker::Run() { return impl_->Run(); }
+void Broker::Stop() { impl_->Stop(); }
+BrokerCounters Broker::counters() const { return impl_->counters(); }
+std::string Broker::StatsJson() const { return impl_->StatsJson(); }
+
+}  // namespace yard

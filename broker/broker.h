@@ -1,0 +1,96 @@
+// Broker: routes jobs from producers (frontend ROUTER) to workers (backend
+// ROUTER) and results back, in one single-threaded event loop.
+//
+// Loop turn (like Redis's ae): poll both sockets with a timeout that ends at
+// the next timer; read backend messages (results free credit), then
+// frontend messages (submits), each up to a budget; dispatch ready jobs to
+// workers with credit, in batches; flush per-producer outboxes (Accepted,
+// Results, errors), so many replies to one producer share one message; run
+// timers (heartbeats, worker expiry).
+//
+// State: the JobQueue holds every accepted job until it is finished; the
+// broker holds only soft state that heartbeats rebuild: workers (credit,
+// liveness) and which jobs are in flight on which worker, for which producer.
+//
+// Failure handling: a worker silent for kHeartbeatLiveness intervals is dead
+// and its jobs go back to the front of the queue. A full queue answers Busy
+// with a retry-after. Every inbound frame is verified (codec.h) and a bad one
+// gets an Error reply, a log line and a counter. Stop() drains: new submits
+// get Unavailable; queued and running jobs finish, up to drain_timeout_ms;
+// what is left is handed back to producers (Unavailable with ids), who
+// resubmit elsewhere.
+//
+// Thread-safety: Run() on one thread; Stop() from any thread or signal.
+#ifndef YARD_BROKER_BROKER_H_
+#define YARD_BROKER_BROKER_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "common/status.h"
+#include "schemas/codec.h"
+#include "schemas/frames.h"
+
+namespace yard {
+
+struct BrokerOptions {
+  std::string frontend;  // producers connect here
+  std::string backend;   // workers connect here
+  int64_t heartbeat_ms = 1000;
+  size_t max_queue = 100000;  // jobs held (queued + running)
+  size_t max_dispatch_batch = 256;
+  int64_t drain_timeout_ms = 10000;
+  uint32_t busy_retry_after_ms = 50;
+  int64_t retry_base_ms = 100;  // backoff for failed attempts
+  int64_t retry_max_ms = 30000;
+  std::string balancer = "least-outstanding";
+  Limits limits;
+  zmq::context_t* context = nullptr;  // share for inproc://; null: own
+};
+
+struct BrokerCounters {
+  uint64_t submitted = 0;  // jobs in Submit messages
+  uint64_t accepted = 0;
+  uint64_t duplicates = 0;  // resubmits of held jobs
+  uint64_t busy = 0;        // jobs refused: queue full
+  uint64_t refused = 0;     // jobs refused: draining
+  uint64_t dispatched = 0;
+  uint64_t completed = 0;           // results routed to producers
+  uint64_t failed = 0;              // non-Ok results routed
+  uint64_t retried = 0;             // failed attempts scheduled again
+  uint64_t redispatched = 0;        // jobs released by dead or leaving workers
+  uint64_t results_unroutable = 0;  // late duplicates of finished jobs
+  uint64_t sends_failed = 0;        // a peer gone or its pipe full
+  uint64_t bad_frames = 0;          // refused by framing or Decode
+  uint64_t unexpected = 0;          // valid kinds in the wrong place
+  uint64_t workers_expired = 0;
+};
+
+class Broker {
+ public:
+  // Binds both sockets. InvalidArgument for a bad endpoint or option.
+  static Result<std::unique_ptr<Broker>> Create(BrokerOptions options);
+  ~Broker();
+
+  // Endpoints as bound (tcp://127.0.0.1:* resolved to the port).
+  const std::string& frontend_endpoint() const;
+  const std::string& backend_endpoint() const;
+
+  // Serves until Stop() or a stop signal, then drains. OK on a clean exit.
+  Status Run();
+  void Stop();
+
+  BrokerCounters counters() const;
+  // The Stats message body: queue, workers and counters as JSON.
+  std::string StatsJson() const;
+
+ private:
+  class Impl;
+  explicit Broker(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace yard
+
+#endif  // YARD_BROKER_BROKER_H_

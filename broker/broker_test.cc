@@ -1,0 +1,325 @@
+// The broker in-process, driven by raw DEALER sockets that play producer and
+// worker, so each protocol rule can be checked message by message.
+#include "broker/broker.h"
+
+#include <gtest/gtest.h>
+
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace yard {
+namespace {
+
+using namespace std::chrono_literals;
+
+class Peer {
+ public:
+  Peer(zmq::context_t& ctx, const std::string& ep)
+      : s_(ctx, zmq::socket_type::dealer) {
+    ConfigureSocket(s_, Limits{}, 0);
+    EXPECT_TRUE(Connect(s_, ep).ok());
+  }
+  void Send(Bytes b) { ASSERT_TRUE(SendDealer(s_, b).ok()); }
+  void SendRaw(std::vector<std::string> frames) {
+    for (size_t i = 0; i < frames.size(); ++i) {
+      s_.send(zmq::buffer(frames[i]), i + 1 < frames.size()
+                                          ? zmq::send_flags::sndmore
+                                          : zmq::send_flags::none);
+    }
+  }
+  // Next decoded envelope, skipping heartbeats; nullopt after the timeout.
+  std::optional<std::string> Recv(std::chrono::milliseconds timeout = 2000ms,
+                                  bool skip_heartbeats = true) {
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < deadline) {
+      zmq::pollitem_t item{s_.handle(), 0, ZMQ_POLLIN, 0};
+      zmq::poll(&item, 1, 50ms);
+      DealerMessage m;
+      while (RecvDealer(s_, &m)) {
+        std::string body(AsString(m.bytes()));
+        Decoded d = Decode(AsBytes(body), Limits{});
+        if (!d.ok()) return body;
+        if (skip_heartbeats && d.kind() == wire::Body::Heartbeat) continue;
+        return body;
+      }
+    }
+    return std::nullopt;
+  }
+  zmq::socket_t& socket() { return s_; }
+
+ private:
+  zmq::socket_t s_;
+};
+
+const wire::Envelope* Env(const std::string& body) {
+  Decoded d = Decode(AsBytes(body), Limits{});
+  EXPECT_TRUE(d.ok()) << d.message;
+  return d.envelope;
+}
+
+class BrokerTest : public ::testing::Test {
+ protected:
+  void Start(BrokerOptions o = {}) {
+    o.frontend = "inproc://front";
+    o.backend = "inproc://back";
+    o.context = &ctx_;
+    if (o.heartbeat_ms == 1000) o.heartbeat_ms = 500;
+    if (o.drain_timeout_ms == 10000) o.drain_timeout_ms = 200;
+    auto b = Broker::Create(o);
+    ASSERT_TRUE(b.ok()) << b.status().ToString();
+    broker_ = std::move(b).value();
+    thread_ = std::thread([this] { EXPECT_TRUE(broker_->Run().ok()); });
+  }
+  void TearDown() override {
+    if (broker_) {
+      broker_->Stop();
+      thread_.join();
+    }
+  }
+  std::string Submit(Peer& p, std::vector<JobId> ids, std::string task = "echo",
+                     uint16_t max_attempts = 1) {
+    BlobBatch batch;
+    for (const JobId& id : ids) {
+      JobSpec j;
+      j.id = id;
+      j.task = task;
+      j.payload = AsBytes("payload-" + id.ToString());
+      j.max_attempts = max_attempts;
+      std::string blob(AsString(w_.EncodeJob(j)));
+      batch.AddJob(AsBytes(blob));
+    }
+    std::string frame(AsString(batch.FinishSubmit()));
+    p.Send(AsBytes(frame));
+    return frame;
+  }
+  void Ready(Peer& worker, uint32_t credit) {
+    ReadyInfo info;
+    info.credit = credit;
+    info.capacity = credit;
+    info.name = "fake";
+    worker.Send(w_.EncodeReady(info));
+  }
+  // Answers a Dispatch with results echoing the ids; returns the ids.
+  std::vector<JobId> AnswerDispatch(
+      Peer& worker, const std::string& body,
+      wire::ResultStatus status = wire::ResultStatus::Ok) {
+    const auto* env = Env(body);
+    EXPECT_EQ(env->body_type(), wire::Body::Dispatch);
+    std::vector<JobId> ids;
+    BlobBatch results;
+    for (const auto* b : *env->body_as_Dispatch()->jobs()) {
+      JobId id = FromWire(b->data_nested_root()->id());
+      ids.push_back(id);
+      std::string r(AsString(
+          w_.EncodeResult(id, status, AsBytes("out"), "err", b->attempt(), 1)));
+      results.AddResult(AsBytes(r));
+    }
+    worker.Send(results.FinishResults());
+    return ids;
+  }
+
+  zmq::context_t ctx_;
+  std::unique_ptr<Broker> broker_;
+  std::thread thread_;
+  Writer w_;
+};
+
+TEST_F(BrokerTest, SubmitDispatchResultRoundTrip) {
+  Start();
+  Peer producer(ctx_, "inproc://front"), worker(ctx_, "inproc://back");
+  Ready(worker, 10);
+  std::vector<JobId> ids = {JobId::Random(), JobId::Random(), JobId::Random()};
+  Submit(producer, ids);
+  auto acc = producer.Recv();
+  ASSERT_TRUE(acc);
+  ASSERT_EQ(Env(*acc)->body_type(), wire::Body::Accepted);
+  EXPECT_EQ(Env(*acc)->body_as_Accepted()->ids()->size(), 3u);
+  auto disp = worker.Recv();
+  ASSERT_TRUE(disp);
+  auto got = AnswerDispatch(worker, *disp);
+  EXPECT_EQ(got, ids);
+  auto res = producer.Recv();
+  ASSERT_TRUE(res);
+  ASSERT_EQ(Env(*res)->body_type(), wire::Body::Results);
+  EXPECT_EQ(Env(*res)->body_as_Results()->results()->size(), 3u);
+}
+
+TEST_F(BrokerTest, NeverSendsMoreThanTheCreditGranted) {
+  Start();
+  Peer producer(ctx_, "inproc://front"), worker(ctx_, "inproc://back");
+  Ready(worker, 2);
+  std::vector<JobId> ids;
+  for (int i = 0; i < 5; ++i) ids.push_back(JobId::Random());
+  Submit(producer, ids);
+  auto disp = worker.Recv();
+  ASSERT_TRUE(disp);
+  EXPECT_EQ(Env(*disp)->body_as_Dispatch()->jobs()->size(), 2u);
+  EXPECT_FALSE(worker.Recv(300ms)) << "dispatched beyond the credit";
+  worker.Send(w_.EncodeCredit(1));
+  disp = worker.Recv();
+  ASSERT_TRUE(disp);
+  EXPECT_EQ(Env(*disp)->body_as_Dispatch()->jobs()->size(), 1u);
+  EXPECT_FALSE(worker.Recv(300ms));
+}
+
+TEST_F(BrokerTest, FullQueueAnswersBusyWithRetryAfter) {
+  BrokerOptions o;
+  o.max_queue = 2;
+  o.busy_retry_after_ms = 77;
+  Start(o);
+  Peer producer(ctx_, "inproc://front");
+  std::vector<JobId> ids = {JobId::Random(), JobId::Random(), JobId::Random()};
+  Submit(producer, ids);
+  bool saw_busy = false, saw_accepted = false;
+  for (int i = 0; i < 2; ++i) {
+    auto m = producer.Recv();
+    ASSERT_TRUE(m);
+    const auto* env = Env(*m);
+    if (env->body_type() == wire::Body::Error) {
+      EXPECT_EQ(env->body_as_Error()->code(), wire::ErrorCode::Busy);
+      EXPECT_EQ(env->body_as_Error()->retry_after_ms(), 77u);
+      ASSERT_EQ(env->body_as_Error()->ids()->size(), 1u);
+      EXPECT_EQ(FromWire(*env->body_as_Error()->ids()->Get(0)), ids[2]);
+      saw_busy = true;
+    } else {
+      EXPECT_EQ(env->body_as_Accepted()->ids()->size(), 2u);
+      saw_accepted = true;
+    }
+  }
+  EXPECT_TRUE(saw_busy && saw_accepted);
+}
+
+TEST_F(BrokerTest, DeadWorkersJobsGoToAnotherWorker) {
+  BrokerOptions o;
+  o.heartbeat_ms = 100;
+  Start(o);
+  Peer producer(ctx_, "inproc://front");
+  auto silent = std::make_unique<Peer>(ctx_, "inproc://back");
+  Ready(*silent, 10);
+  std::vector<JobId> ids = {JobId::Random(), JobId::Random()};
+  Submit(producer, ids);
+  ASSERT_TRUE(silent->Recv());  // got the jobs, then falls silent
+  Peer healthy(ctx_, "inproc://back");
+  Ready(healthy, 10);
+  // Keep the healthy one beating while the silent one expires (3 x 100 ms).
+  std::optional<std::string> disp;
+  for (int i = 0; i < 40 && !disp; ++i) {
+    healthy.Send(w_.EncodeHeartbeat());
+    disp = healthy.Recv(100ms);
+  }
+  ASSERT_TRUE(disp);
+  const auto* env = Env(*disp);
+  ASSERT_EQ(env->body_as_Dispatch()->jobs()->size(), 2u);
+  EXPECT_EQ(env->body_as_Dispatch()->jobs()->Get(0)->attempt(), 2);
+  AnswerDispatch(healthy, *disp);
+  std::optional<std::string> res;
+  for (int i = 0; i < 5 && !res; ++i) {
+    auto m = producer.Recv();
+    if (m && Env(*m)->body_type() == wire::Body::Results) res = m;
+  }
+  ASSERT_TRUE(res);
+  EXPECT_EQ(Env(*res)->body_as_Results()->results()->size(), 2u);
+  EXPECT_EQ(broker_->counters().redispatched, 2u);
+}
+
+TEST_F(BrokerTest, FailedAttemptsAreRetriedUpToMaxAttempts) {
+  BrokerOptions o;
+  o.retry_base_ms = 10;
+  Start(o);
+  Peer producer(ctx_, "inproc://front"), worker(ctx_, "inproc://back");
+  Ready(worker, 10);
+  std::vector<JobId> ids = {JobId::Random()};
+  Submit(producer, ids, "flaky", 3);
+  for (int attempt = 1; attempt <= 3; ++attempt) {
+    auto disp = worker.Recv();
+    ASSERT_TRUE(disp) << attempt;
+    EXPECT_EQ(Env(*disp)->body_as_Dispatch()->jobs()->Get(0)->attempt(),
+              attempt);
+    AnswerDispatch(worker, *disp, wire::ResultStatus::Failed);
+  }
+  std::optional<std::string> res;
+  for (int i = 0; i < 5 && !res; ++i) {
+    auto m = producer.Recv();
+    if (m && Env(*m)->body_type() == wire::Body::Results) res = m;
+  }
+  ASSERT_TRUE(res);
+  const auto* r =
+      Env(*res)->body_as_Results()->results()->Get(0)->data_nested_root();
+  EXPECT_EQ(r->status(), wire::ResultStatus::Failed);
+  EXPECT_EQ(r->attempt(), 3);
+  EXPECT_EQ(broker_->counters().retried, 2u);
+}
+
+TEST_F(BrokerTest, BadInputGetsAnErrorAndTheBrokerGoesOn) {
+  Start();
+  Peer producer(ctx_, "inproc://front"), worker(ctx_, "inproc://back");
+  auto expect_error = [&](Peer& p, wire::ErrorCode code) {
+    auto m = p.Recv();
+    ASSERT_TRUE(m);
+    const auto* env = Env(*m);
+    ASSERT_EQ(env->body_type(), wire::Body::Error);
+    EXPECT_EQ(env->body_as_Error()->code(), code)
+        << AsString(env->body_as_Error()->message());
+  };
+  producer.SendRaw({"", "garbage bytes that are not a flatbuffer"});
+  expect_error(producer, wire::ErrorCode::BadFrame);
+  producer.SendRaw({"no delimiter"});
+  expect_error(producer, wire::ErrorCode::BadFrame);
+  producer.SendRaw({"", "a", "b"});
+  expect_error(producer, wire::ErrorCode::BadFrame);
+  producer.Send(w_.EncodeCredit(5));  // valid, but not for the frontend
+  expect_error(producer, wire::ErrorCode::Unexpected);
+  worker.SendRaw({"", "junk"});
+  expect_error(worker, wire::ErrorCode::BadFrame);
+  // Still serving.
+  Ready(worker, 4);
+  Submit(producer, {JobId::Random()});
+  ASSERT_TRUE(producer.Recv());
+  auto disp = worker.Recv();
+  ASSERT_TRUE(disp);
+  AnswerDispatch(worker, *disp);
+  auto res = producer.Recv();
+  ASSERT_TRUE(res);
+  EXPECT_EQ(Env(*res)->body_type(), wire::Body::Results);
+  EXPECT_GE(broker_->counters().bad_frames, 4u);
+}
+
+TEST_F(BrokerTest, ResubmittedIdIsAcknowledgedNotQueuedTwice) {
+  Start();
+  Peer producer(ctx_, "inproc://front"), worker(ctx_, "inproc://back");
+  JobId id = JobId::Random();
+  Submit(producer, {id});
+  Submit(producer, {id});
+  ASSERT_TRUE(producer.Recv());
+  ASSERT_TRUE(producer.Recv());
+  Ready(worker, 10);
+  auto disp = worker.Recv();
+  ASSERT_TRUE(disp);
+  EXPECT_EQ(Env(*disp)->body_as_Dispatch()->jobs()->size(), 1u);
+  EXPECT_FALSE(worker.Recv(300ms));
+  EXPECT_EQ(broker_->counters().duplicates, 1u);
+}
+
+TEST_F(BrokerTest, DrainingHandsBackWhatIsLeft) {
+  BrokerOptions o;
+  o.drain_timeout_ms = 300;
+  Start(o);
+  Peer producer(ctx_, "inproc://front");
+  std::vector<JobId> ids = {JobId::Random(), JobId::Random()};
+  Submit(producer, ids);
+  ASSERT_TRUE(producer.Recv());  // Accepted; no worker will ever come
+  broker_->Stop();
+  auto m = producer.Recv();
+  ASSERT_TRUE(m);
+  const auto* env = Env(*m);
+  ASSERT_EQ(env->body_type(), wire::Body::Error);
+  EXPECT_EQ(env->body_as_Error()->code(), wire::ErrorCode::Unavailable);
+  EXPECT_EQ(env->body_as_Error()->ids()->size(), 2u);
+  thread_.join();
+  broker_.reset();
+}
+
+}  // namespace
+}  // namespace yard

@@ -1,0 +1,69 @@
+// WorkerTable: the broker's soft state about workers, ordered by expiry.
+//
+// Every worker shares one liveness window, so moving a worker to the back
+// of a list whenever it is heard from keeps the list sorted by expiry, and
+// expiring is popping from the front. (The Majordomo ports that kept workers
+// in arrival order instead missed the second of two workers dying while the
+// first kept beating; the tests cover that case.)
+//
+// Invariants:
+//  1. order_ is sorted by expiry_ms, oldest first.
+//  2. by_identity_ maps exactly the identities in order_.
+//  3. serials are never reused, so a stale serial never names a new worker.
+//
+// Thread-safety: not thread-safe; owned by the broker loop.
+#ifndef YARD_BROKER_WORKER_TABLE_H_
+#define YARD_BROKER_WORKER_TABLE_H_
+
+#include <cstdint>
+#include <functional>
+#include <list>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+namespace yard {
+
+struct WorkerInfo {
+  std::string identity;
+  std::string name;
+  uint64_t serial = 0;
+  uint32_t credit = 0;       // jobs it may still be sent
+  uint32_t outstanding = 0;  // jobs dispatched to it and not finished
+  uint32_t capacity = 1;
+  int64_t expiry_ms = 0;
+  std::vector<std::string> tasks;
+};
+
+class WorkerTable {
+ public:
+  explicit WorkerTable(int64_t expiry_window_ms)
+      : window_ms_(expiry_window_ms) {}
+
+  WorkerInfo* Find(std::string_view identity);
+  WorkerInfo* FindSerial(uint64_t serial);
+  // Registers (or re-registers) a worker, fresh expiry.
+  WorkerInfo* Upsert(std::string_view identity, int64_t now_ms);
+  // Heard from: extend its expiry and move it to the back.
+  void Touch(WorkerInfo* w, int64_t now_ms);
+  // Removes every worker whose expiry passed, calling fn on each first.
+  void Expire(int64_t now_ms, const std::function<void(const WorkerInfo&)>& fn);
+  void Remove(std::string_view identity);
+
+  size_t size() const { return order_.size(); }
+  // Oldest expiry first.
+  std::list<WorkerInfo>& workers() { return order_; }
+  const std::list<WorkerInfo>& workers() const { return order_; }
+
+ private:
+  int64_t window_ms_;
+  uint64_t next_serial_ = 1;
+  std::list<WorkerInfo> order_;
+  std::unordered_map<std::string, std::list<WorkerInfo>::iterator> by_identity_;
+  std::unordered_map<uint64_t, std::list<WorkerInfo>::iterator> by_serial_;
+};
+
+}  // namespace yard
+
+#endif  // YARD_BROKER_WORKER_TABLE_H_

@@ -1,0 +1,232 @@
+// The in-memory JobQueue: bounded, ordered by priority, not durable.
+//
+// Layout: one hash map from id to entry (every job held), one FIFO of ids
+// per priority level, and a min-heap of (time, id) for jobs that wait for a
+// not-before time or a retry. FIFOs are cleaned lazily: an id whose entry is
+// gone or leased is skipped when popped, so Cancel and Complete are O(1).
+//
+// Anti-starvation: levels are served strictly by priority, except that after
+// `starvation_limit` consecutive claims from higher levels while a lower
+// level waits, one job is taken from the lowest waiting level. A flood of
+// high-priority jobs therefore slows low-priority ones by that factor but
+// never stops them.
+#include <algorithm>
+#include <array>
+#include <deque>
+#include <queue>
+#include <unordered_map>
+#include <vector>
+
+#include "common/clock.h"
+#include "queue/job_queue.h"
+
+namespace yard {
+namespace {
+
+constexpr int kLevels = 3;
+
+class MemoryQueue final : public JobQueue {
+ public:
+  explicit MemoryQueue(const MemoryQueueOptions& o) : options_(o) {
+    entries_.reserve(std::min<size_t>(o.capacity, 1 << 20));
+  }
+
+  void Push(std::span<const NewJob> jobs, PushCallback done) override {
+    outcomes_.clear();
+    int64_t now = UnixMillis();
+    for (const NewJob& j : jobs) {
+      if (entries_.contains(j.id)) {
+        outcomes_.push_back(PushOutcome::kDuplicate);
+        continue;
+      }
+      if (entries_.size() >= options_.capacity) {
+        outcomes_.push_back(PushOutcome::kBusy);
+        continue;
+      }
+      int level = std::min<int>(j.priority, kLevels - 1);
+      Entry& e = entries_[j.id];
+      e.blob = j.blob;
+      e.route.assign(j.route);
+      e.level = static_cast<uint8_t>(level);
+      if (j.not_before_ms > now) {
+        delayed_.push({j.not_before_ms, j.id});
+        e.delayed = true;
+        ++delayed_live_;
+      } else {
+        ready_[level].push_back(j.id);
+      }
+      outcomes_.push_back(PushOutcome::kAccepted);
+    }
+    done(Status::OK(), outcomes_);
+  }
+
+  void Claim(size_t max, ClaimCallback done) override {
+    PromoteDue(UnixMillis());
+    claimed_.clear();
+    while (claimed_.size() < max) {
+      Entry* e = nullptr;
+      JobId id;
+      if (!PopReady(&id, &e)) break;
+      e->leased = true;
+      ++e->attempt;
+      ++leased_;
+      claimed_.push_back(ClaimedJob{id, e->blob.bytes, e->attempt, e->route});
+    }
+    if (!claimed_.empty()) done(claimed_);
+  }
+
+  void Complete(std::span<const JobId> ids) override {
+    for (const JobId& id : ids) {
+      auto it = entries_.find(id);
+      if (it != entries_.end()) Erase(it);
+    }
+  }
+
+  void Fail(const JobId& id, int64_t retry_at_ms) override {
+    auto it = entries_.find(id);
+    if (it == entries_.end()) return;
+    if (retry_at_ms <= 0) {
+      Complete({&id, 1});
+      return;
+    }
+    Entry& e = it->second;
+    if (e.leased) --leased_;
+    e.leased = false;
+    e.delayed = true;
+    ++delayed_live_;
+    delayed_.push({retry_at_ms, id});
+  }
+
+  void Release(std::span<const JobId> ids) override {
+    for (const JobId& id : ids) {
+      auto it = entries_.find(id);
+      if (it == entries_.end() || !it->second.leased) continue;
+      it->second.leased = false;
+      --leased_;
+      ready_[it->second.level].push_front(id);
+    }
+  }
+
+  size_t Cancel(std::span<const JobId> ids,
+                std::vector<JobId>* removed) override {
+    size_t n = 0;
+    for (const JobId& id : ids) {
+      auto it = entries_.find(id);
+      if (it == entries_.end() || it->second.leased) continue;
+      Erase(it);
+      if (removed) removed->push_back(id);
+      ++n;
+    }
+    return n;
+  }
+
+  bool HasReady(int64_t now_ms) override {
+    if (!delayed_.empty() && delayed_.top().first <= now_ms) return true;
+    // Ready FIFOs may hold stale ids; entries minus leased minus delayed is
+    // exact.
+    return entries_.size() > leased_ + DelayedCount();
+  }
+
+  void DrainWaiting(const std::function<void(const ClaimedJob&)>& fn) override {
+    for (auto& [id, e] : entries_) {
+      if (!e.leased) fn(ClaimedJob{id, e.blob.bytes, e.attempt, e.route});
+    }
+  }
+
+  QueueStats Stats() const override {
+    QueueStats s;
+    s.leased = leased_;
+    s.delayed = DelayedCount();
+    s.ready = entries_.size() - leased_ - s.delayed;
+    s.capacity = options_.capacity;
+    return s;
+  }
+
+ private:
+  struct Entry {
+    Blob blob;
+    std::string route;
+    uint16_t attempt = 0;
+    uint8_t level = 1;
+    bool leased = false;
+    bool delayed = false;
+  };
+  using Timed = std::pair<int64_t, JobId>;
+  struct Later {
+    bool operator()(const Timed& a, const Timed& b) const {
+      return a.first > b.first;
+    }
+  };
+
+  // delayed_ may hold stale ids (cancelled or completed); this counts live
+  // delayed entries, kept exact by Erase and the delayed flag's setters.
+  size_t DelayedCount() const { return delayed_live_; }
+
+  void Erase(std::unordered_map<JobId, Entry, JobIdHash>::iterator it) {
+    if (it->second.leased) --leased_;
+    if (it->second.delayed) --delayed_live_;
+    entries_.erase(it);
+  }
+
+  void PromoteDue(int64_t now) {
+    while (!delayed_.empty() && delayed_.top().first <= now) {
+      JobId id = delayed_.top().second;
+      delayed_.pop();
+      auto it = entries_.find(id);
+      if (it == entries_.end() || !it->second.delayed) continue;
+      it->second.delayed = false;
+      --delayed_live_;
+      ready_[it->second.level].push_back(id);
+    }
+  }
+
+  // Pops the next ready id by priority with the anti-starvation rule.
+  bool PopReady(JobId* id, Entry** entry) {
+    for (;;) {
+      int level = PickLevel();
+      if (level < 0) return false;
+      JobId candidate = ready_[level].front();
+      ready_[level].pop_front();
+      auto it = entries_.find(candidate);
+      if (it == entries_.end() || it->second.leased || it->second.delayed)
+        continue;
+      *id = candidate;
+      *entry = &it->second;
+      return true;
+    }
+  }
+
+  int PickLevel() {
+    int highest = -1, lowest = -1;
+    for (int l = kLevels - 1; l >= 0; --l) {
+      if (ready_[l].empty()) continue;
+      if (highest < 0) highest = l;
+      lowest = l;
+    }
+    if (highest < 0) return -1;
+    if (lowest != highest && ++streak_ > options_.starvation_limit) {
+      streak_ = 0;
+      return lowest;
+    }
+    if (lowest == highest) streak_ = 0;
+    return highest;
+  }
+
+  MemoryQueueOptions options_;
+  std::unordered_map<JobId, Entry, JobIdHash> entries_;
+  std::array<std::deque<JobId>, kLevels> ready_;
+  std::priority_queue<Timed, std::vector<Timed>, Later> delayed_;
+  size_t leased_ = 0;
+  size_t delayed_live_ = 0;
+  int streak_ = 0;
+  std::vector<PushOutcome> outcomes_;
+  std::vector<ClaimedJob> claimed_;
+};
+
+}  // namespace
+
+std::unique_ptr<JobQueue> NewMemoryQueue(const MemoryQueueOptions& options) {
+  return std::make_unique<MemoryQueue>(options);
+}
+
+}  // namespace yard
