@@ -22,9 +22,10 @@ function(yard_cc_library)
     PRIVATE yard_copts)
 endfunction()
 
-# yard_cc_test(NAME name SRCS a_test.cc DEPS x LABELS unit)
+# yard_cc_test(NAME name SRCS a_test.cc DEPS x LABELS unit [TIMEOUT seconds])
+#   TIMEOUT: ctest's time limit for each discovered test case.
 function(yard_cc_test)
-  cmake_parse_arguments(Y "" "NAME" "SRCS;DEPS;LABELS" ${ARGN})
+  cmake_parse_arguments(Y "" "NAME;TIMEOUT" "SRCS;DEPS;LABELS" ${ARGN})
   if(NOT YARD_BUILD_TESTS)
     return()
   endif()
@@ -34,8 +35,12 @@ function(yard_cc_test)
   add_executable(${Y_NAME} ${Y_SRCS})
   target_link_libraries(${Y_NAME} PRIVATE ${Y_DEPS} GTest::gmock GTest::gtest_main
     yard_copts yard_sanitizers)
+  set(timeout_property)
+  if(Y_TIMEOUT)
+    set(timeout_property TIMEOUT ${Y_TIMEOUT})
+  endif()
   gtest_discover_tests(${Y_NAME} PROPERTIES LABELS "${Y_LABELS}"
-    DISCOVERY_TIMEOUT 60)
+    ${timeout_property} DISCOVERY_TIMEOUT 60)
 endfunction()
 
 # yard_cc_benchmark(NAME name SRCS a_bench.cc DEPS x)

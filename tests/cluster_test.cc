@@ -1,0 +1,199 @@
+// End-to-end runs of real `yard` processes: broker, workers and push on
+// 127.0.0.1. Each test bounds every wait; the Cluster kills every child at
+// the end and prints their stderr when the test failed.
+#include "tests/cluster.h"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <csignal>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace yard {
+namespace {
+
+using std::chrono::steady_clock;
+
+constexpr Millis kPushBound{60000};  // the test's bound on one push run
+constexpr Millis kExitBound{15000};  // on a process exiting after a signal
+
+TEST(ClusterTest, ReadyLineParser) {
+  std::string fe, be;
+  EXPECT_TRUE(
+      ParseReadyLine("yard broker ready frontend=tcp://127.0.0.1:4001 "
+                     "backend=tcp://127.0.0.1:4002",
+                     &fe, &be));
+  EXPECT_EQ(fe, "tcp://127.0.0.1:4001");
+  EXPECT_EQ(be, "tcp://127.0.0.1:4002");
+  EXPECT_FALSE(ParseReadyLine(
+      "yard broker ready frontend=tcp://127.0.0.1:* backend=tcp://127.0.0.1:2",
+      &fe, &be));
+  EXPECT_FALSE(
+      ParseReadyLine("yard broker ready frontend=tcp://127.0.0.1:1", &fe, &be));
+  EXPECT_FALSE(ParseReadyLine("", &fe, &be));
+}
+
+// 20,000 echo jobs through one broker and two workers: every job completes.
+TEST(ClusterTest, EchoTwentyThousandJobs) {
+  Cluster c;
+  auto broker = c.StartBroker();
+  ASSERT_TRUE(broker);
+  Process* w1 = c.StartWorker(broker->backend, 2);
+  Process* w2 = c.StartWorker(broker->backend, 2);
+  ASSERT_TRUE(w1 && w2);
+
+  PushRun run =
+      c.RunPush({"--connect", broker->frontend, "--task", "echo", "--count",
+                 "20000", "--size", "64", "--timeout", "45"},
+                kPushBound);
+  ExpectPushSucceeded(run, 20000);
+  ASSERT_TRUE(run.report.is_object() && run.report["jobs_per_s"].is_number())
+      << run.Describe();
+  EXPECT_GT(run.report["jobs_per_s"].get<double>(), 0.0) << run.Describe();
+
+  EXPECT_TRUE(broker->process->Running());
+  EXPECT_TRUE(w1->Running());
+  EXPECT_TRUE(w2->Running());
+}
+
+// A worker SIGKILLed while it holds jobs: the broker notices its silence
+// (3 heartbeats of 200 ms), requeues its jobs, and the other worker finishes
+// them. Nothing is lost.
+TEST(ClusterTest, WorkerKilledMidRunLosesNothing) {
+  Cluster c;
+  auto broker = c.StartBroker({"--heartbeat-ms", "200"});
+  ASSERT_TRUE(broker);
+  Process* victim =
+      c.StartWorker(broker->backend, 2, {"--heartbeat-ms", "200"});
+  Process* survivor =
+      c.StartWorker(broker->backend, 2, {"--heartbeat-ms", "200"});
+  ASSERT_TRUE(victim && survivor);
+
+  // 20,000 jobs of 1 ms on 4 slots: at least 5 s of work, so at 1.5 s both
+  // workers are busy with a full backlog (about a third is done).
+  Process* push = c.StartPush({"--connect", broker->frontend, "--task", "sleep",
+                               "--count", "20000", "--payload", "1",
+                               "--timeout", "45", "--heartbeat-ms", "200"});
+  ASSERT_TRUE(push);
+  std::this_thread::sleep_for(Millis(1500));  // let the run get going
+  ASSERT_TRUE(push->Running()) << "push finished before the kill; "
+                               << c.FinishPush(push, Millis(1000)).Describe();
+  ASSERT_TRUE(victim->Signal(SIGKILL));
+  auto victim_exit = victim->Wait(kExitBound);
+  ASSERT_TRUE(victim_exit);
+  EXPECT_TRUE(victim_exit->KilledBy(SIGKILL)) << victim_exit->ToString();
+
+  PushRun run = c.FinishPush(push, kPushBound);
+  ExpectPushSucceeded(run, 20000);
+  EXPECT_TRUE(broker->process->Running());
+  EXPECT_TRUE(survivor->Running());
+}
+
+// SIGTERM to a worker that is running jobs: it stops taking work, finishes
+// the jobs it runs, returns their results and exits 0; push loses nothing
+// (no other worker exists, so the drained worker ran them). Then SIGTERM to
+// the idle broker: exit 0.
+TEST(ClusterTest, WorkerSigtermFinishesRunningJobs) {
+  Cluster c;
+  auto broker = c.StartBroker({"--heartbeat-ms", "200"});
+  ASSERT_TRUE(broker);
+  Process* worker =
+      c.StartWorker(broker->backend, 4, {"--heartbeat-ms", "200"});
+  ASSERT_TRUE(worker);
+
+  // Four jobs of 2 s on four slots: all running at once.
+  Process* push = c.StartPush({"--connect", broker->frontend, "--task", "sleep",
+                               "--count", "4", "--payload", "2000", "--timeout",
+                               "30", "--heartbeat-ms", "200"});
+  ASSERT_TRUE(push);
+  std::this_thread::sleep_for(Millis(700));  // let the jobs start
+  ASSERT_TRUE(push->Running());
+  auto term_at = steady_clock::now();
+  ASSERT_TRUE(worker->Signal(SIGTERM));
+  auto worker_exit = worker->Wait(kExitBound);
+  ASSERT_TRUE(worker_exit) << "worker did not exit within "
+                           << kExitBound.count() << " ms of SIGTERM";
+  auto drain_ms =
+      std::chrono::duration_cast<Millis>(steady_clock::now() - term_at).count();
+  EXPECT_TRUE(worker_exit->ExitedWith(0)) << worker_exit->ToString();
+  // The jobs had more than a second left: a worker that exits at once did
+  // not wait for them.
+  EXPECT_GE(drain_ms, 400)
+      << "worker exited before its running jobs could finish";
+
+  PushRun run = c.FinishPush(push, Millis(40000));
+  ExpectPushSucceeded(run, 4);
+
+  ASSERT_TRUE(broker->process->Signal(SIGTERM));
+  auto broker_exit = broker->process->Wait(kExitBound);
+  ASSERT_TRUE(broker_exit) << "broker did not exit within "
+                           << kExitBound.count() << " ms of SIGTERM";
+  EXPECT_TRUE(broker_exit->ExitedWith(0)) << broker_exit->ToString();
+}
+
+// An idle broker with a connected worker drains and exits 0 on SIGTERM; the
+// worker survives the broker leaving and itself exits 0 on SIGTERM.
+TEST(ClusterTest, IdleBrokerAndWorkerExitZeroOnSigterm) {
+  Cluster c;
+  auto broker = c.StartBroker({"--heartbeat-ms", "200"});
+  ASSERT_TRUE(broker);
+  Process* worker =
+      c.StartWorker(broker->backend, 2, {"--heartbeat-ms", "200"});
+  ASSERT_TRUE(worker);
+  PushRun run = c.RunPush({"--connect", broker->frontend, "--task", "echo",
+                           "--count", "200", "--size", "16", "--timeout", "30"},
+                          Millis(40000));
+  ExpectPushSucceeded(run, 200);
+
+  ASSERT_TRUE(broker->process->Signal(SIGTERM));
+  auto broker_exit = broker->process->Wait(kExitBound);
+  ASSERT_TRUE(broker_exit) << "broker did not exit within "
+                           << kExitBound.count() << " ms of SIGTERM";
+  EXPECT_TRUE(broker_exit->ExitedWith(0)) << broker_exit->ToString();
+
+  EXPECT_TRUE(worker->Running()) << "worker died when the broker left";
+  ASSERT_TRUE(worker->Signal(SIGTERM));
+  auto worker_exit = worker->Wait(kExitBound);
+  ASSERT_TRUE(worker_exit) << "worker did not exit within "
+                           << kExitBound.count() << " ms of SIGTERM";
+  EXPECT_TRUE(worker_exit->ExitedWith(0)) << worker_exit->ToString();
+}
+
+// Jobs of the `fail` task are reported as failed, not lost, and push still
+// exits 0 (nothing lost).
+TEST(ClusterTest, FailTaskCountsAsFailedNotLost) {
+  Cluster c;
+  auto broker = c.StartBroker();
+  ASSERT_TRUE(broker);
+  ASSERT_TRUE(c.StartWorker(broker->backend, 2));
+  PushRun run = c.RunPush({"--connect", broker->frontend, "--task", "fail",
+                           "--count", "300", "--size", "8", "--timeout", "30"},
+                          Millis(40000));
+  ASSERT_TRUE(run.exit) << run.Describe();
+  EXPECT_TRUE(run.exit->ExitedWith(0)) << run.Describe();
+  EXPECT_EQ(run.Count("submitted"), 300) << run.Describe();
+  EXPECT_EQ(run.Count("failed"), 300) << run.Describe();
+  EXPECT_EQ(run.Count("completed"), 0) << run.Describe();
+  EXPECT_EQ(run.Count("lost"), 0) << run.Describe();
+}
+
+// With no worker at all, nothing can complete: push reports the jobs lost
+// and exits 1 once its --timeout is up.
+TEST(ClusterTest, NoWorkerMeansLostAndExitOne) {
+  Cluster c;
+  auto broker = c.StartBroker();
+  ASSERT_TRUE(broker);
+  PushRun run = c.RunPush({"--connect", broker->frontend, "--task", "echo",
+                           "--count", "10", "--size", "8", "--timeout", "2"},
+                          Millis(20000));
+  ASSERT_TRUE(run.exit) << run.Describe();
+  EXPECT_TRUE(run.exit->ExitedWith(1)) << run.Describe();
+  EXPECT_EQ(run.Count("submitted"), 10) << run.Describe();
+  EXPECT_EQ(run.Count("completed"), 0) << run.Describe();
+  EXPECT_EQ(run.Count("lost"), 10) << run.Describe();
+}
+
+}  // namespace
+}  // namespace yard

@@ -1,0 +1,93 @@
+// The process helper itself, on /bin/sh.
+#include "tests/process.h"
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <chrono>
+#include <csignal>
+#include <filesystem>
+#include <string>
+
+namespace yard {
+namespace {
+
+using Millis = std::chrono::milliseconds;
+
+class ProcessTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string tmpl = ::testing::TempDir() + "yard_process_XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl.data()), nullptr);
+    dir_ = tmpl;
+  }
+  void TearDown() override {
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
+  std::unique_ptr<Process> Sh(const std::string& script) {
+    auto p = Process::Spawn({"/bin/sh", "-c", script}, dir_ + "/sh.stderr");
+    EXPECT_TRUE(p.ok()) << p.status().ToString();
+    return p.ok() ? std::move(p).value() : nullptr;
+  }
+  std::string dir_;
+};
+
+TEST_F(ProcessTest, ReadsLinesAndExitCodeAndStderr) {
+  auto p = Sh("echo one; printf 'two\\nthree'; echo oops >&2; exit 3");
+  ASSERT_TRUE(p);
+  EXPECT_EQ(p->ReadLine(Millis(5000)), "one");
+  EXPECT_EQ(p->ReadLine(Millis(5000)), "two");
+  EXPECT_EQ(p->ReadLine(Millis(5000)), "three");  // partial last line at EOF
+  EXPECT_EQ(p->ReadLine(Millis(5000)), std::nullopt);
+  auto exit = p->Wait(Millis(5000));
+  ASSERT_TRUE(exit);
+  EXPECT_TRUE(exit->ExitedWith(3)) << exit->ToString();
+  EXPECT_FALSE(p->Running());
+  EXPECT_EQ(p->Stderr(), "oops\n");
+}
+
+TEST_F(ProcessTest, ReadAllUntilExit) {
+  auto p = Sh("echo a; echo b");
+  ASSERT_TRUE(p);
+  EXPECT_EQ(p->ReadAll(Millis(5000)), "a\nb\n");
+  auto exit = p->Wait(Millis(5000));
+  ASSERT_TRUE(exit);
+  EXPECT_TRUE(exit->ExitedWith(0));
+}
+
+TEST_F(ProcessTest, TimeoutsThenSignals) {
+  auto p = Sh("echo started; exec sleep 30");
+  ASSERT_TRUE(p);
+  EXPECT_EQ(p->ReadLine(Millis(5000)), "started");
+  auto t0 = std::chrono::steady_clock::now();
+  EXPECT_EQ(p->ReadLine(Millis(100)), std::nullopt);
+  EXPECT_FALSE(p->Wait(Millis(100)).has_value());
+  EXPECT_GE(std::chrono::steady_clock::now() - t0, Millis(190));
+  EXPECT_TRUE(p->Running());
+  ASSERT_TRUE(p->Signal(SIGTERM));
+  auto exit = p->Wait(Millis(5000));
+  ASSERT_TRUE(exit);
+  EXPECT_TRUE(exit->KilledBy(SIGTERM)) << exit->ToString();
+  EXPECT_FALSE(p->Signal(SIGTERM));  // already reaped
+}
+
+TEST_F(ProcessTest, DestructorKillsTheChild) {
+  pid_t pid;
+  {
+    auto p = Sh("exec sleep 30");
+    ASSERT_TRUE(p);
+    pid = p->pid();
+    EXPECT_EQ(::kill(pid, 0), 0);
+  }
+  // Reaped: the pid no longer names our child.
+  EXPECT_NE(::kill(pid, 0), 0);
+}
+
+TEST_F(ProcessTest, MissingProgramIsAnError) {
+  auto p = Process::Spawn({dir_ + "/no-such-program"}, "");
+  EXPECT_FALSE(p.ok());
+}
+
+}  // namespace
+}  // namespace yard
