@@ -1,11 +1,129 @@
-// Placeholder until the worker command lands in this session's work.
-#include <iostream>
+// yard worker: runs the built-in handlers (echo, sleep, sha256, fail) for
+// one or more brokers until SIGTERM/SIGINT, then drains and exits 0.
+//
+//   yard worker --connect tcp://127.0.0.1:5556,tcp://10.0.0.2:5556
+//   --concurrency 8
+//
+// Exit codes: 0 after a graceful drain (or --help), 1 when the worker could
+// not run, 2 for a bad flag or value (one line on stderr).
+#include <spdlog/spdlog.h>
 
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/heartbeat.h"
+#include "common/logging.h"
+#include "common/signals.h"
 #include "tools/cli.h"
+#include "worker/worker.h"
 
 namespace yard {
-int RunWorker(int, char**) {
-  std::cerr << "yard worker: not built yet\n";
-  return 1;
+
+int RunWorker(int argc, char** argv) {
+  CLI::App app{
+      "Run job handlers (echo, sleep, sha256, fail) for one or more brokers.",
+      argv[0]};
+  WorkerOptions defaults;
+  std::string connect;
+  int concurrency =
+      static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  int prefetch = defaults.prefetch;
+  int64_t heartbeat_ms = kDefaultHeartbeatIntervalMs;
+  int64_t drain_timeout_ms = defaults.drain_timeout_ms;
+  std::string name;
+  std::string tags;
+  std::string taints;
+  std::string log_level = "info";
+  size_t max_frame_bytes = defaults.limits.max_frame_bytes;
+
+  app.add_option("--connect", connect,
+                 "broker backend endpoints, comma-separated "
+                 "(tcp://HOST:PORT, ipc://PATH)")
+      ->required();
+  app.add_option("--concurrency", concurrency, "jobs run at once (threads)")
+      ->capture_default_str();
+  app.add_option("--prefetch", prefetch,
+                 "job slots granted beyond --concurrency")
+      ->capture_default_str();
+  app.add_option("--heartbeat-ms", heartbeat_ms, "heartbeat interval (ms)")
+      ->capture_default_str();
+  app.add_option("--drain-timeout-ms", drain_timeout_ms,
+                 "on SIGTERM, how long running jobs may take to finish (ms)")
+      ->capture_default_str();
+  app.add_option("--name", name,
+                 "name shown in broker logs and stats (default host:pid)");
+  app.add_option("--tags", tags,
+                 "worker tags, comma-separated (jobs may require them)");
+  app.add_option(
+      "--taints", taints,
+      "worker taints, comma-separated (only jobs tolerating them run here)");
+  app.add_option("--log-level", log_level, "trace|debug|info|warn|error|off")
+      ->capture_default_str()
+      ->check(
+          CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
+  app.add_option("--max-frame-bytes", max_frame_bytes,
+                 "largest message accepted or sent")
+      ->capture_default_str();
+
+  int exit_code = 0;
+  if (!cli::Parse(app, argc, argv, &exit_code)) return exit_code;
+  const std::string command = app.get_name();
+
+  WorkerOptions options;
+  options.brokers = cli::SplitList(connect);
+  if (options.brokers.empty()) {
+    return cli::UsageError(command, "--connect: no endpoint given");
+  }
+  for (const auto& endpoint : options.brokers) {
+    if (Status st = ValidateEndpoint(endpoint); !st.ok()) {
+      return cli::UsageError(command, "--connect: " + st.message());
+    }
+  }
+  if (concurrency < 1) {
+    return cli::UsageError(command, "--concurrency must be at least 1, got " +
+                                        std::to_string(concurrency));
+  }
+  if (prefetch < 0) {
+    return cli::UsageError(command, "--prefetch must be 0 or more, got " +
+                                        std::to_string(prefetch));
+  }
+  if (heartbeat_ms < 1) {
+    return cli::UsageError(command, "--heartbeat-ms must be at least 1, got " +
+                                        std::to_string(heartbeat_ms));
+  }
+  if (drain_timeout_ms < 0) {
+    return cli::UsageError(command,
+                           "--drain-timeout-ms must be 0 or more, got " +
+                               std::to_string(drain_timeout_ms));
+  }
+  constexpr size_t kMinFrameBytes = 4096;
+  if (max_frame_bytes < kMinFrameBytes) {
+    return cli::UsageError(command, "--max-frame-bytes must be at least " +
+                                        std::to_string(kMinFrameBytes) +
+                                        ", got " +
+                                        std::to_string(max_frame_bytes));
+  }
+  options.concurrency = concurrency;
+  options.prefetch = prefetch;
+  options.heartbeat_ms = heartbeat_ms;
+  options.drain_timeout_ms = drain_timeout_ms;
+  options.name = name;
+  options.tags = cli::SplitList(tags);
+  options.taints = cli::SplitList(taints);
+  options.limits.max_frame_bytes = max_frame_bytes;
+
+  InitLogging("worker", log_level);
+  InstallStopHandlers();
+
+  Worker worker(std::move(options));
+  RegisterBuiltinHandlers(worker);
+  Status st = worker.Run();
+  if (!st.ok()) {
+    spdlog::error("worker failed: {}", st.ToString());
+    return 1;
+  }
+  return 0;
 }
+
 }  // namespace yard

@@ -4,9 +4,14 @@
 // Jobs run on a TBB task_arena of `concurrency` threads; finished results
 // come back to the I/O thread through a concurrent queue plus an eventfd
 // wake-up, and leave coalesced into one Results message per broker per
-// loop turn. Credit-based flow control: the worker grants each broker
-// credit for free slots (concurrency + prefetch in all) and every result
-// returns one slot; a broker never sends more than granted.
+// loop turn. While received jobs are still waiting to start, results are
+// held up to 1 ms (or until a quarter of the broker's slots are done) so
+// that results and the Dispatches they make room for travel in batches; a
+// result with no job queued behind it leaves at once. Inbound Dispatch
+// frames stay alive until their last job is answered: handlers see the
+// payload in place, without a copy. Credit-based flow control: the worker
+// grants each broker credit for free slots (concurrency + prefetch in all)
+// and every result returns one slot; a broker never sends more than granted.
 //
 // Liveness: the worker heartbeats every broker; a broker silent for
 // kHeartbeatLiveness intervals is presumed dead and the worker reconnects on
@@ -18,8 +23,27 @@
 // task has no handler gets an UnknownTask result; a job past its deadline
 // gets Expired without running.
 //
-// Thread-safety: Register before Run. Stop() may be called from any thread
-// or a signal-driven loop; Run() returns after a graceful drain.
+// Credit is split into fixed per-broker shares (each broker gets at least one
+// slot, so with fewer slots than brokers the worker holds a little more than
+// concurrency + prefetch). The broker's implicit credit return (one per
+// result) keeps each share topped up; the worker sends Credit only for slots
+// freed by jobs of an older registration (after a reconnect or a broker's
+// Disconnect), which that broker no longer counts. A Dispatch beyond the
+// granted credit still runs (no job is dropped) and is counted as a
+// credit violation.
+//
+// Draining (Stop() or a stop signal): no more Credit; jobs already received
+// (running or prefetched) finish, up to drain_timeout_ms, and their results
+// are sent; jobs that arrive during the drain are not started (the broker
+// requeues them when it gets the Disconnect{"draining"} that ends the drain).
+// Handlers still running when the drain times out are abandoned: their
+// results are dropped and ~Worker waits for them to return.
+//
+// Thread-safety: Register before Run. Run at most once per Worker. Stop() and
+// counters() may be called from any thread; Run() returns after a graceful
+// drain. Handlers run concurrently and must be thread-safe. The worker
+// raises TBB's process-wide max_allowed_parallelism (tbb::global_control) to
+// at least concurrency + 1 while it lives, so every slot gets a thread.
 #ifndef YARD_WORKER_WORKER_H_
 #define YARD_WORKER_WORKER_H_
 
@@ -44,20 +68,20 @@ struct JobContext {
   std::string_view queue;
   Bytes payload;
   uint16_t attempt = 1;
-  int64_t deadline_ms = 0;  // Unix ms; 0: none
+  int64_t deadline_ms = 0;         // Unix ms; 0: none
   const wire::Job* job = nullptr;  // every header field; valid during the call
 };
 
 using Handler = std::function<std::string(const JobContext&)>;
 
 struct WorkerOptions {
-  std::vector<std::string> brokers;   // backend endpoints
-  int concurrency = 0;                // 0: hardware threads
-  int prefetch = 64;                  // slots granted beyond concurrency
+  std::vector<std::string> brokers;  // backend endpoints
+  int concurrency = 0;               // 0: hardware threads
+  int prefetch = 64;                 // slots granted beyond concurrency
   int64_t heartbeat_ms = 1000;
-  int64_t drain_timeout_ms = 30000;   // how long Stop waits for running jobs
+  int64_t drain_timeout_ms = 30000;  // how long Stop waits for running jobs
   size_t max_result_batch = 512;
-  std::string name;                   // default: host:pid
+  std::string name;  // default: host:pid
   std::vector<std::string> tags;
   std::vector<std::string> taints;
   Limits limits;
@@ -68,9 +92,11 @@ struct WorkerOptions {
 struct WorkerCounters {
   uint64_t jobs_received = 0;
   uint64_t jobs_ok = 0;
-  uint64_t jobs_failed = 0;      // handler threw, unknown task, expired
-  uint64_t bad_frames = 0;       // inbound messages refused by Decode
+  uint64_t jobs_failed = 0;  // handler threw, unknown task, expired
+  uint64_t bad_frames = 0;   // inbound messages refused by Decode
   uint64_t reconnects = 0;
+  uint64_t unexpected = 0;  // valid messages of a kind brokers never send
+  uint64_t credit_violations = 0;  // jobs dispatched beyond the granted credit
 };
 
 class Worker {
@@ -86,7 +112,8 @@ class Worker {
   // Connects and serves until Stop() or a stop signal (common/signals.h),
   // then drains: stops taking credit, finishes running and prefetched jobs
   // (up to drain_timeout_ms), sends their results, sends Disconnect.
-  // InvalidArgument for a bad endpoint.
+  // InvalidArgument for a bad endpoint or option; OK after the drain (also
+  // when the drain timed out).
   Status Run();
   void Stop();
 

@@ -1,0 +1,593 @@
+// Worker tests: the test plays the broker with a ROUTER socket on inproc://
+// (sharing the worker's zmq context) and runs Worker::Run on a thread.
+#include "worker/worker.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <optional>
+#include <thread>
+#include <unordered_map>
+
+#include "common/clock.h"
+
+namespace yard {
+namespace {
+
+using std::chrono::milliseconds;
+
+struct ResultRecord {
+  JobId id;
+  wire::ResultStatus status = wire::ResultStatus::Ok;
+  std::string output;
+  std::string error;
+  uint16_t attempt = 0;
+  uint64_t duration_us = 0;
+};
+
+// One message the fake broker received.
+struct Inbound {
+  std::string identity;
+  zmq::message_t frame;
+  const wire::Envelope* envelope = nullptr;
+  wire::Body kind() const { return envelope->body_type(); }
+};
+
+// A broker's backend socket, driven by the test.
+class FakeBroker {
+ public:
+  FakeBroker(zmq::context_t& context, const std::string& endpoint)
+      : socket_(context, zmq::socket_type::router) {
+    ConfigureSocket(socket_, limits_, 0);
+    EXPECT_TRUE(Bind(socket_, endpoint).ok());
+  }
+
+  // While waiting for messages, heartbeat this identity every interval.
+  void KeepAlive(const std::string& identity, int64_t interval_ms) {
+    keepalive_identity_ = identity;
+    keepalive_interval_ms_ = interval_ms;
+  }
+
+  // The next message (heartbeats skipped unless asked for), or nullopt.
+  std::optional<Inbound> Recv(int64_t timeout_ms, bool skip_heartbeats = true) {
+    const int64_t deadline = MonoMillis() + timeout_ms;
+    for (;;) {
+      RouterMessage m;
+      while (RecvRouter(socket_, &m)) {
+        EXPECT_EQ(m.framing_error, nullptr);
+        if (m.framing_error != nullptr) continue;
+        Inbound in;
+        in.identity = std::string(m.identity_view());
+        in.frame = std::move(m.body);
+        Decoded d =
+            Decode(Bytes(in.frame.data<uint8_t>(), in.frame.size()), limits_);
+        EXPECT_TRUE(d.ok()) << d.message;
+        if (!d.ok()) continue;
+        in.envelope = d.envelope;
+        if (skip_heartbeats && in.kind() == wire::Body::Heartbeat) continue;
+        return in;
+      }
+      int64_t now = MonoMillis();
+      if (!keepalive_identity_.empty() && now >= next_keepalive_ms_) {
+        Send(keepalive_identity_, writer_.EncodeHeartbeat());
+        next_keepalive_ms_ = now + keepalive_interval_ms_;
+      }
+      if (now >= deadline) return std::nullopt;
+      zmq::pollitem_t item{socket_.handle(), 0, ZMQ_POLLIN, 0};
+      zmq::poll(&item, 1, milliseconds(std::min<int64_t>(10, deadline - now)));
+    }
+  }
+
+  // The next non-heartbeat message, which must be of `kind`.
+  Inbound Expect(wire::Body kind, int64_t timeout_ms = 3000) {
+    auto in = Recv(timeout_ms);
+    if (!in) {
+      ADD_FAILURE() << "no " << wire::EnumNameBody(kind) << " within "
+                    << timeout_ms << " ms";
+      return Inbound{};
+    }
+    EXPECT_EQ(in->kind(), kind) << "got " << wire::EnumNameBody(in->kind());
+    return std::move(*in);
+  }
+
+  // Waits for a Ready and returns its sender.
+  std::string ExpectReady(uint32_t* credit = nullptr,
+                          int64_t timeout_ms = 3000) {
+    Inbound in = Expect(wire::Body::Ready, timeout_ms);
+    if (in.envelope == nullptr || in.kind() != wire::Body::Ready) return "";
+    if (credit != nullptr) *credit = in.envelope->body_as_Ready()->credit();
+    return in.identity;
+  }
+
+  void Send(const std::string& identity, Bytes body) {
+    EXPECT_TRUE(SendRouter(socket_, identity, body).ok());
+  }
+
+  void SendRaw(const std::string& identity,
+               const std::vector<std::string>& frames) {
+    socket_.send(zmq::buffer(identity), zmq::send_flags::sndmore);
+    for (size_t i = 0; i < frames.size(); ++i) {
+      socket_.send(zmq::buffer(frames[i]), i + 1 < frames.size()
+                                               ? zmq::send_flags::sndmore
+                                               : zmq::send_flags::none);
+    }
+  }
+
+  // Sends one Dispatch; returns the job ids in order.
+  std::vector<JobId> Dispatch(
+      const std::string& identity,
+      const std::vector<std::pair<std::string, std::string>>& jobs,
+      int64_t deadline_ms = 0, uint16_t attempt = 1) {
+    std::vector<JobId> ids;
+    BlobBatch batch;
+    for (const auto& [task, payload] : jobs) {
+      JobSpec spec;
+      spec.id = JobId::Random();
+      spec.task = task;
+      spec.payload = AsBytes(payload);
+      spec.deadline_ms = deadline_ms;
+      batch.AddJob(writer_.EncodeJob(spec), attempt);
+      ids.push_back(spec.id);
+    }
+    Send(identity, batch.FinishDispatch());
+    return ids;
+  }
+
+  // Collects results until `n` arrived (or the timeout). Credit messages add
+  // to credit_seen(); any other kind fails the test.
+  std::unordered_map<JobId, ResultRecord, JobIdHash> CollectResults(
+      size_t n, int64_t timeout_ms = 3000, std::string* from = nullptr) {
+    std::unordered_map<JobId, ResultRecord, JobIdHash> out;
+    const int64_t deadline = MonoMillis() + timeout_ms;
+    while (out.size() < n) {
+      auto in = Recv(std::max<int64_t>(0, deadline - MonoMillis()));
+      if (!in) break;
+      if (in->kind() == wire::Body::Credit) {
+        credit_seen_ += in->envelope->body_as_Credit()->credit();
+        continue;
+      }
+      if (in->kind() != wire::Body::Results) {
+        ADD_FAILURE() << "unexpected " << wire::EnumNameBody(in->kind());
+        continue;
+      }
+      if (from != nullptr) *from = in->identity;
+      for (const auto* blob : *in->envelope->body_as_Results()->results()) {
+        const auto* r = blob->data_nested_root();
+        ResultRecord rec;
+        rec.id = FromWire(r->id());
+        rec.status = r->status();
+        rec.output = std::string(AsString(r->output()));
+        rec.error = std::string(AsString(r->error()));
+        rec.attempt = r->attempt();
+        rec.duration_us = r->duration_us();
+        EXPECT_TRUE(out.emplace(rec.id, rec).second) << "duplicate result";
+      }
+    }
+    EXPECT_EQ(out.size(), n) << "results within " << timeout_ms << " ms";
+    return out;
+  }
+
+  uint32_t credit_seen() const { return credit_seen_; }
+  Writer& writer() { return writer_; }
+
+ private:
+  Limits limits_;
+  zmq::socket_t socket_;
+  Writer writer_;
+  uint32_t credit_seen_ = 0;
+  std::string keepalive_identity_;
+  int64_t keepalive_interval_ms_ = 0;
+  int64_t next_keepalive_ms_ = 0;
+};
+
+class WorkerTest : public ::testing::Test {
+ protected:
+  static std::string NewEndpoint() {
+    static std::atomic<int> n{0};
+    return "inproc://worker-test-" + std::to_string(n++);
+  }
+
+  WorkerOptions Options(const std::vector<std::string>& endpoints,
+                        int concurrency, int prefetch) {
+    WorkerOptions o;
+    o.brokers = endpoints;
+    o.concurrency = concurrency;
+    o.prefetch = prefetch;
+    o.heartbeat_ms = 1000;
+    o.drain_timeout_ms = 3000;
+    o.name = "test-worker";
+    o.context = &context_;
+    return o;
+  }
+
+  void Start(WorkerOptions options,
+             const std::function<void(Worker&)>& extra_handlers = nullptr) {
+    worker_ = std::make_unique<Worker>(std::move(options));
+    RegisterBuiltinHandlers(*worker_);
+    if (extra_handlers) extra_handlers(*worker_);
+    thread_ = std::thread([this] { run_status_ = worker_->Run(); });
+  }
+
+  Status StopAndJoin() {
+    worker_->Stop();
+    if (thread_.joinable()) thread_.join();
+    return run_status_;
+  }
+
+  void TearDown() override {
+    if (thread_.joinable()) {
+      worker_->Stop();
+      thread_.join();
+    }
+    worker_.reset();
+  }
+
+  zmq::context_t context_;
+  std::unique_ptr<Worker> worker_;
+  std::thread thread_;
+  Status run_status_;
+};
+
+TEST_F(WorkerTest, ReadyCarriesCreditCapacityAndTasks) {
+  auto ep = NewEndpoint();
+  FakeBroker broker(context_, ep);
+  auto options = Options({ep}, 3, 5);
+  options.tags = {"gpu"};
+  options.taints = {"batch"};
+  Start(std::move(options));
+
+  Inbound in = broker.Expect(wire::Body::Ready);
+  ASSERT_NE(in.envelope, nullptr);
+  const auto* ready = in.envelope->body_as_Ready();
+  EXPECT_EQ(ready->credit(), 8u);
+  EXPECT_EQ(ready->capacity(), 3u);
+  std::vector<std::string> tasks;
+  for (const auto* t : *ready->tasks()) tasks.push_back(t->str());
+  EXPECT_EQ(tasks,
+            (std::vector<std::string>{"echo", "fail", "sha256", "sleep"}));
+  ASSERT_EQ(ready->tags()->size(), 1u);
+  EXPECT_EQ(ready->tags()->Get(0)->str(), "gpu");
+  ASSERT_EQ(ready->taints()->size(), 1u);
+  EXPECT_EQ(ready->taints()->Get(0)->str(), "batch");
+  EXPECT_EQ(AsString(ready->name()), "test-worker");
+  EXPECT_TRUE(StopAndJoin().ok());
+}
+
+TEST_F(WorkerTest, EchoJobsComeBackWithTheirIdsAndOutputs) {
+  auto ep = NewEndpoint();
+  FakeBroker broker(context_, ep);
+  Start(Options({ep}, 2, 64));
+  std::string id = broker.ExpectReady();
+
+  std::vector<std::pair<std::string, std::string>> jobs;
+  for (int i = 0; i < 50; ++i)
+    jobs.emplace_back("echo", "payload-" + std::to_string(i));
+  auto ids = broker.Dispatch(id, jobs, 0, /*attempt=*/2);
+  auto results = broker.CollectResults(ids.size());
+  ASSERT_EQ(results.size(), ids.size());
+  for (size_t i = 0; i < ids.size(); ++i) {
+    const auto& r = results[ids[i]];
+    EXPECT_EQ(r.status, wire::ResultStatus::Ok);
+    EXPECT_EQ(r.output, "payload-" + std::to_string(i));
+    EXPECT_EQ(r.attempt, 2);
+    EXPECT_TRUE(r.error.empty());
+  }
+  EXPECT_TRUE(StopAndJoin().ok());
+  auto c = worker_->counters();
+  EXPECT_EQ(c.jobs_received, 50u);
+  EXPECT_EQ(c.jobs_ok, 50u);
+  EXPECT_EQ(c.jobs_failed, 0u);
+}
+
+TEST_F(WorkerTest, FailuresUnknownTasksAndExpiredDeadlines) {
+  auto ep = NewEndpoint();
+  FakeBroker broker(context_, ep);
+  std::atomic<int> custom_calls{0};
+  Start(Options({ep}, 2, 8), [&](Worker& w) {
+    w.Register("custom", [&](const JobContext& ctx) {
+      ++custom_calls;
+      if (AsString(ctx.payload) == "boom")
+        throw std::logic_error("custom boom");
+      return std::string("custom:") + std::string(ctx.task);
+    });
+  });
+  std::string id = broker.ExpectReady();
+
+  auto ids = broker.Dispatch(id, {{"fail", ""},
+                                  {"nope", "x"},
+                                  {"custom", "boom"},
+                                  {"custom", "ok"},
+                                  {"sha256", "abc"},
+                                  {"sleep", "soon"},
+                                  {"sleep", "5"}});
+  auto expired = broker.Dispatch(id, {{"custom", "late"}}, UnixMillis() - 1000);
+  auto results = broker.CollectResults(ids.size() + 1);
+  ASSERT_EQ(results.size(), ids.size() + 1);
+
+  EXPECT_EQ(results[ids[0]].status, wire::ResultStatus::Failed);
+  EXPECT_EQ(results[ids[0]].error, "fail: this task always fails");
+  EXPECT_EQ(results[ids[1]].status, wire::ResultStatus::UnknownTask);
+  EXPECT_EQ(results[ids[1]].error, "unknown task 'nope'");
+  EXPECT_EQ(results[ids[2]].status, wire::ResultStatus::Failed);
+  EXPECT_EQ(results[ids[2]].error, "custom boom");
+  EXPECT_EQ(results[ids[3]].status, wire::ResultStatus::Ok);
+  EXPECT_EQ(results[ids[3]].output, "custom:custom");
+  EXPECT_EQ(results[ids[4]].status, wire::ResultStatus::Ok);
+  EXPECT_EQ(results[ids[4]].output,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  EXPECT_EQ(results[ids[5]].status, wire::ResultStatus::Failed);
+  EXPECT_NE(results[ids[5]].error.find("sleep: payload must be"),
+            std::string::npos)
+      << results[ids[5]].error;
+  EXPECT_EQ(results[ids[6]].status, wire::ResultStatus::Ok);
+  EXPECT_GE(results[ids[6]].duration_us, 4000u);
+  EXPECT_EQ(results[expired[0]].status, wire::ResultStatus::Expired);
+  EXPECT_FALSE(results[expired[0]].error.empty());
+  EXPECT_EQ(custom_calls.load(), 2);  // the expired job did not run
+
+  EXPECT_TRUE(StopAndJoin().ok());
+  auto c = worker_->counters();
+  EXPECT_EQ(c.jobs_ok, 3u);
+  EXPECT_EQ(c.jobs_failed, 5u);
+}
+
+TEST_F(WorkerTest, ResultsReturnCreditWithoutExplicitGrants) {
+  auto ep = NewEndpoint();
+  FakeBroker broker(context_, ep);
+  Start(Options({ep}, 1, 0));
+  uint32_t credit = 0;
+  std::string id = broker.ExpectReady(&credit);
+  EXPECT_EQ(credit, 1u);
+
+  // One slot: a slow job, then (after its result returned the credit)
+  // another. The worker never grants more than its one slot.
+  auto first = broker.Dispatch(id, {{"sleep", "100"}});
+  auto r1 = broker.CollectResults(1);
+  EXPECT_EQ(r1[first[0]].status, wire::ResultStatus::Ok);
+  auto second = broker.Dispatch(id, {{"echo", "again"}});
+  auto r2 = broker.CollectResults(1);
+  EXPECT_EQ(r2[second[0]].output, "again");
+  EXPECT_FALSE(broker.Recv(200).has_value());  // no Credit: results returned it
+  EXPECT_EQ(broker.credit_seen(), 0u);
+  EXPECT_EQ(worker_->counters().credit_violations, 0u);
+
+  // Over-dispatching is a broker bug: the jobs still run, and are counted.
+  auto extra =
+      broker.Dispatch(id, {{"echo", "a"}, {"echo", "b"}, {"echo", "c"}});
+  auto r3 = broker.CollectResults(3);
+  EXPECT_EQ(r3[extra[2]].output, "c");
+  EXPECT_EQ(worker_->counters().credit_violations, 2u);
+  EXPECT_EQ(broker.credit_seen(), 0u);
+  EXPECT_TRUE(StopAndJoin().ok());
+}
+
+TEST_F(WorkerTest, SlotsAreSharedBetweenBrokers) {
+  auto ep1 = NewEndpoint();
+  auto ep2 = NewEndpoint();
+  FakeBroker b1(context_, ep1);
+  FakeBroker b2(context_, ep2);
+  Start(Options({ep1, ep2}, 2, 3));  // 5 slots: 3 + 2
+  uint32_t c1 = 0;
+  uint32_t c2 = 0;
+  std::string id1 = b1.ExpectReady(&c1);
+  std::string id2 = b2.ExpectReady(&c2);
+  EXPECT_EQ(c1 + c2, 5u);
+  EXPECT_GE(std::min(c1, c2), 2u);
+
+  auto ids1 = b1.Dispatch(id1, {{"echo", "one"}, {"sleep", "20"}});
+  auto ids2 = b2.Dispatch(id2, {{"echo", "two"}});
+  auto r1 = b1.CollectResults(2);
+  auto r2 = b2.CollectResults(1);
+  EXPECT_EQ(r1[ids1[0]].output, "one");
+  EXPECT_EQ(r2[ids2[0]].output, "two");
+  EXPECT_TRUE(StopAndJoin().ok());
+}
+
+TEST_F(WorkerTest, GarbageFromTheBrokerIsCountedAndIgnored) {
+  auto ep = NewEndpoint();
+  FakeBroker broker(context_, ep);
+  Start(Options({ep}, 1, 4));
+  std::string id = broker.ExpectReady();
+
+  broker.SendRaw(id, {"no delimiter"});                 // framing error
+  broker.SendRaw(id, {"", "not a flatbuffer at all"});  // Decode error
+  broker.SendRaw(id, {"", "a", "b"});                   // too many frames
+  broker.Send(id, broker.writer().EncodeCredit(7));     // valid but unexpected
+  auto ids = broker.Dispatch(id, {{"echo", "still here"}});
+  auto results = broker.CollectResults(1);
+  EXPECT_EQ(results[ids[0]].output, "still here");
+  auto c = worker_->counters();
+  EXPECT_EQ(c.bad_frames, 3u);
+  EXPECT_EQ(c.unexpected, 1u);
+  EXPECT_FALSE(broker.Recv(100).has_value());  // no reply to garbage
+  EXPECT_TRUE(StopAndJoin().ok());
+}
+
+TEST_F(WorkerTest, StopDrainsRunningAndPrefetchedJobsThenDisconnects) {
+  auto ep = NewEndpoint();
+  FakeBroker broker(context_, ep);
+  Start(Options({ep}, 1, 2));
+  std::string id = broker.ExpectReady();
+
+  auto ids = broker.Dispatch(id, {{"sleep", "300"}, {"echo", "queued"}});
+  std::this_thread::sleep_for(milliseconds(50));  // the sleep job is running
+  const int64_t stop_ms = MonoMillis();
+  worker_->Stop();
+  std::this_thread::sleep_for(milliseconds(50));
+  // Arrives during the drain: not started (the broker requeues it on
+  // Disconnect).
+  auto late = broker.Dispatch(id, {{"echo", "late"}});
+
+  auto results = broker.CollectResults(2);
+  EXPECT_EQ(results[ids[0]].status, wire::ResultStatus::Ok);
+  EXPECT_EQ(results[ids[1]].output, "queued");
+  EXPECT_EQ(results.count(late[0]), 0u);
+  Inbound bye = broker.Expect(wire::Body::Disconnect);
+  ASSERT_NE(bye.envelope, nullptr);
+  EXPECT_EQ(AsString(bye.envelope->body_as_Disconnect()->reason()), "draining");
+  thread_.join();
+  EXPECT_TRUE(run_status_.ok());
+  EXPECT_LT(MonoMillis() - stop_ms, 2000);
+  EXPECT_FALSE(broker.Recv(100).has_value());
+  auto c = worker_->counters();
+  EXPECT_EQ(c.jobs_received, 3u);
+  EXPECT_EQ(c.jobs_ok, 2u);
+}
+
+TEST_F(WorkerTest, DrainTimeoutAbandonsSlowJobs) {
+  auto ep = NewEndpoint();
+  FakeBroker broker(context_, ep);
+  auto options = Options({ep}, 1, 0);
+  options.drain_timeout_ms = 100;
+  Start(std::move(options));
+  std::string id = broker.ExpectReady();
+  broker.Dispatch(id, {{"sleep", "700"}});
+  std::this_thread::sleep_for(milliseconds(50));
+  const int64_t stop_ms = MonoMillis();
+  worker_->Stop();
+  broker.Expect(wire::Body::Disconnect, 2000);  // no Results first
+  thread_.join();
+  EXPECT_TRUE(run_status_.ok());
+  EXPECT_LT(MonoMillis() - stop_ms, 600);
+}
+
+TEST_F(WorkerTest, SilentBrokerGetsANewSocketAndASecondReady) {
+  auto ep = NewEndpoint();
+  FakeBroker broker(context_, ep);
+  auto options = Options({ep}, 2, 2);
+  options.heartbeat_ms = 50;
+  Start(std::move(options));
+  std::string first = broker.ExpectReady();
+  // Say nothing: after 3 intervals the worker gives up on this socket.
+  uint32_t credit = 0;
+  std::string second = broker.ExpectReady(&credit, 2000);
+  EXPECT_NE(first, second);
+  EXPECT_EQ(credit, 4u);
+  EXPECT_GE(worker_->counters().reconnects, 1u);
+
+  broker.KeepAlive(second, 20);
+  auto ids = broker.Dispatch(second, {{"echo", "after reconnect"}});
+  auto results = broker.CollectResults(1);
+  EXPECT_EQ(results[ids[0]].output, "after reconnect");
+  EXPECT_TRUE(StopAndJoin().ok());
+}
+
+TEST_F(WorkerTest, JobsFromTheOldSocketAnswerOnTheNewOneWithCredit) {
+  auto ep = NewEndpoint();
+  FakeBroker broker(context_, ep);
+  auto options = Options({ep}, 1, 0);
+  options.heartbeat_ms = 100;
+  Start(std::move(options));
+  uint32_t credit = 0;
+  std::string first = broker.ExpectReady(&credit);
+  EXPECT_EQ(credit, 1u);
+  auto ids = broker.Dispatch(first, {{"sleep", "700"}});
+  // Silence: the worker reconnects while the job runs; its one slot is busy,
+  // so the new registration starts with no credit.
+  std::string second = broker.ExpectReady(&credit, 2000);
+  EXPECT_NE(first, second);
+  EXPECT_EQ(credit, 0u);
+  broker.KeepAlive(second, 30);
+  std::string from;
+  auto results = broker.CollectResults(1, 3000, &from);
+  EXPECT_EQ(from, second);
+  EXPECT_EQ(results[ids[0]].status, wire::ResultStatus::Ok);
+  // The new registration never dispatched that job, so the freed slot comes
+  // back as an explicit Credit.
+  Inbound grant = broker.Expect(wire::Body::Credit, 1000);
+  ASSERT_NE(grant.envelope, nullptr);
+  EXPECT_EQ(grant.envelope->body_as_Credit()->credit(), 1u);
+  EXPECT_EQ(grant.identity, second);
+  EXPECT_FALSE(broker.Recv(300).has_value());
+  EXPECT_TRUE(StopAndJoin().ok());
+}
+
+TEST_F(WorkerTest, BrokerDisconnectMakesTheWorkerRegisterAgain) {
+  auto ep = NewEndpoint();
+  FakeBroker broker(context_, ep);
+  auto options = Options({ep}, 2, 1);
+  options.heartbeat_ms = 100;
+  Start(std::move(options));
+  std::string id = broker.ExpectReady();
+  broker.KeepAlive(id, 30);
+  std::this_thread::sleep_for(milliseconds(150));  // past the Ready debounce
+  broker.Send(id, broker.writer().EncodeDisconnect("unknown worker"));
+  uint32_t credit = 0;
+  std::string again = broker.ExpectReady(&credit, 1000);
+  EXPECT_EQ(again, id);  // same socket
+  EXPECT_EQ(credit, 3u);
+  EXPECT_EQ(worker_->counters().reconnects, 0u);
+  EXPECT_TRUE(StopAndJoin().ok());
+}
+
+TEST_F(WorkerTest, RunRejectsBadEndpoints) {
+  auto options = Options({"localhost:5555"}, 1, 0);
+  Worker worker(options);
+  Status st = worker.Run();
+  EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
+  Worker none(Options({}, 1, 0));
+  EXPECT_EQ(none.Run().code(), StatusCode::kInvalidArgument);
+}
+
+TEST_F(WorkerTest, StopBeforeRunReturnsPromptly) {
+  auto ep = NewEndpoint();
+  FakeBroker broker(context_, ep);
+  Worker worker(Options({ep}, 1, 0));
+  worker.Stop();
+  EXPECT_TRUE(worker.Run().ok());
+  broker.ExpectReady();
+  broker.Expect(wire::Body::Disconnect);
+}
+
+// Throughput smoke (run by hand: --gtest_also_run_disabled_tests): keeps the
+// worker's credit full of echo jobs and reports jobs per second.
+TEST_F(WorkerTest, DISABLED_EchoThroughput) {
+  auto ep = NewEndpoint();
+  FakeBroker broker(context_, ep);
+  Start(Options({ep}, 2, 510));
+  uint32_t credit = 0;
+  std::string id = broker.ExpectReady(&credit);
+  constexpr size_t kTotal = 500000;
+  constexpr size_t kBatch = 128;
+  size_t sent = 0;
+  size_t done = 0;
+  int64_t available = credit;
+  Writer writer;
+  BlobBatch batch;
+  std::string payload(32, 'x');
+  const int64_t start = MonoMicros();
+  while (done < kTotal) {
+    while (available > 0 && sent < kTotal) {
+      batch.Clear();
+      size_t n = std::min<size_t>(
+          {kBatch, static_cast<size_t>(available), kTotal - sent});
+      for (size_t i = 0; i < n; ++i) {
+        JobSpec spec;
+        spec.id = JobId::Random();
+        spec.task = "echo";
+        spec.payload = AsBytes(payload);
+        batch.AddJob(writer.EncodeJob(spec), 1);
+      }
+      broker.Send(id, batch.FinishDispatch());
+      sent += n;
+      available -= static_cast<int64_t>(n);
+    }
+    auto in = broker.Recv(2000);
+    ASSERT_TRUE(in.has_value());
+    if (in->kind() == wire::Body::Results) {
+      size_t n = in->envelope->body_as_Results()->results()->size();
+      done += n;
+      available += static_cast<int64_t>(n);
+    } else if (in->kind() == wire::Body::Credit) {
+      available += in->envelope->body_as_Credit()->credit();
+    }
+  }
+  double seconds = static_cast<double>(MonoMicros() - start) / 1e6;
+  std::printf("%zu echo jobs in %.2f s: %.0f jobs/s\n", kTotal, seconds,
+              static_cast<double>(kTotal) / seconds);
+  EXPECT_TRUE(StopAndJoin().ok());
+}
+
+}  // namespace
+}  // namespace yard
