@@ -12,7 +12,20 @@
 // the first result per id wins, later ones are counted as duplicates.
 //
 // Each job has a deadline (the per-call timeout): with no result by then the
-// outcome is kTimedOut. Callbacks run on the I/O thread: keep them short.
+// outcome is kTimedOut. Callbacks run on the I/O thread: keep them short,
+// and do not call Flush() from one (it would wait for itself).
+//
+// Liveness: a broker counts as live once it has answered on the current
+// socket (the producer heartbeats each broker every heartbeat_ms, at once on
+// start), and stops counting after kHeartbeatLiveness silent intervals; then
+// its jobs go to other live brokers and its socket is replaced. Only live
+// brokers get jobs; while none is, jobs wait (until their deadline).
+//
+// Refusals: a job with an empty task or a payload over limits.max_payload_bytes
+// is kRejected without being sent; an Error{TooLarge, BadBatch, ...} naming
+// job ids rejects those jobs. Busy and Unavailable are retried (see above).
+//
+// After Close(), Submit() delivers kTimedOut at once, on the calling thread.
 //
 // Thread-safety: all public methods are thread-safe.
 #ifndef YARD_CLIENT_PRODUCER_H_
@@ -39,6 +52,11 @@ struct ProducerOptions {
   int64_t heartbeat_ms = 1000;
   int64_t default_timeout_ms = 30000;
   size_t max_batch = 256;
+  // While jobs are being submitted continuously, the I/O thread waits up to
+  // this long for a fuller batch before sending (fewer, bigger Submit
+  // messages; fewer wake-ups). A job submitted after a quiet spell is sent at
+  // once. 0: always send at once.
+  int64_t linger_us = 200;
   Limits limits;
   // Share the caller's context (needed for inproc:// endpoints); null: own.
   zmq::context_t* context = nullptr;
@@ -69,10 +87,13 @@ struct ProducerCounters {
   uint64_t failed = 0;
   uint64_t timed_out = 0;
   uint64_t rejected = 0;
-  uint64_t resent = 0;       // resubmissions with the same id
-  uint64_t busy = 0;         // Busy replies
-  uint64_t duplicates = 0;   // extra results for a finished id
-  uint64_t in_flight = 0;    // submitted, no outcome yet
+  uint64_t resent = 0;      // resubmissions with the same id
+  uint64_t busy = 0;        // Busy replies
+  uint64_t duplicates = 0;  // extra results for a finished id
+  uint64_t in_flight = 0;   // submitted, no outcome yet
+  // Error replies that name no job (frame-level refusals) and inbound frames
+  // that do not decode or are not expected from a broker.
+  uint64_t errors = 0;
 };
 
 class Producer {
@@ -84,7 +105,8 @@ class Producer {
   // Queues a job; a zero job.id gets a random one. timeout_ms <= 0 means
   // options.default_timeout_ms. Returns the job id. The spec's views are
   // copied before Submit returns.
-  JobId Submit(const JobSpec& job, OutcomeCallback done, int64_t timeout_ms = 0);
+  JobId Submit(const JobSpec& job, OutcomeCallback done,
+               int64_t timeout_ms = 0);
   std::future<JobOutcome> Submit(const JobSpec& job, int64_t timeout_ms = 0);
   // Fire and forget: retried until accepted; the outcome is only counted.
   JobId Push(const JobSpec& job);

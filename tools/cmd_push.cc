@@ -1,11 +1,413 @@
-// Placeholder until the push command lands in this session's work.
-#include <iostream>
+// yard push: submits --count jobs through a Producer, at most --window in
+// flight (and at --rate jobs/s if given), and reports what became of them:
+// submitted, completed, failed, lost, throughput and latency (submit to
+// result). The flag names and the --json keys are a contract (load tests and
+// scripts parse them).
+//
+//   failed = results with a non-Ok status + jobs refused for good (rejected)
+//   lost   = jobs with no answer by the end of the run (--timeout), or still
+//            unanswered when SIGINT/SIGTERM stopped the run
+//
+// Exit: 0 when nothing is lost (even with failed jobs), 1 when anything is
+// lost, 2 for a bad flag or value.
+#include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cinttypes>
+#include <condition_variable>
+#include <cstdio>
+#include <iostream>
+#include <limits>
+#include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "client/producer.h"
+#include "common/clock.h"
+#include "common/histogram.h"
+#include "common/logging.h"
+#include "common/signals.h"
 #include "tools/cli.h"
 
 namespace yard {
-int RunPush(int, char**) {
-  std::cerr << "yard push: not built yet\n";
-  return 1;
+namespace {
+
+constexpr int64_t kProgressEveryUs = 200'000;
+// How long to wait past the run's deadline for the producer to deliver the
+// timeouts it fires at that deadline.
+constexpr int64_t kDeadlineGraceUs = 2'000'000;
+
+// Outcome bookkeeping. OnOutcome runs on the producer's I/O thread (the only
+// writer of the histogram); the main thread reads the atomics while running
+// and everything after Producer::Close() has joined that thread.
+class Tally {
+ public:
+  void OnOutcome(const JobOutcome& o) {
+    switch (o.kind) {
+      case JobOutcome::Kind::kCompleted:
+        latency_.Record(
+            static_cast<uint64_t>(std::max<int64_t>(o.latency_us, 0)));
+        completed_.fetch_add(1, std::memory_order_relaxed);
+        last_answer_us_.store(MonoMicros(), std::memory_order_relaxed);
+        break;
+      case JobOutcome::Kind::kFailed:
+        latency_.Record(
+            static_cast<uint64_t>(std::max<int64_t>(o.latency_us, 0)));
+        failed_.fetch_add(1, std::memory_order_relaxed);
+        last_answer_us_.store(MonoMicros(), std::memory_order_relaxed);
+        break;
+      case JobOutcome::Kind::kRejected:
+        rejected_.fetch_add(1, std::memory_order_relaxed);
+        break;
+      case JobOutcome::Kind::kTimedOut:
+        lost_.fetch_add(1, std::memory_order_relaxed);
+        break;
+    }
+    const uint64_t done = done_.fetch_add(1, std::memory_order_seq_cst) + 1;
+    // Wake the submitting thread only when it sleeps and what it waits for
+    // has happened (no syscall per job).
+    if (waiting_.load(std::memory_order_seq_cst) &&
+        done >= wait_target_.load(std::memory_order_relaxed) &&
+        waiting_.exchange(false, std::memory_order_seq_cst)) {
+      std::lock_guard<std::mutex> lock(mu_);
+      cv_.notify_one();
+    }
+  }
+
+  // Blocks until done() >= target or MonoMicros() >= deadline_us.
+  void WaitDone(uint64_t target, int64_t deadline_us) {
+    std::unique_lock<std::mutex> lock(mu_);
+    wait_target_.store(target, std::memory_order_relaxed);
+    while (done() < target) {
+      int64_t left = deadline_us - MonoMicros();
+      if (left <= 0) break;
+      waiting_.store(true, std::memory_order_seq_cst);
+      if (done() >= target) break;
+      cv_.wait_for(lock, std::chrono::microseconds(left));
+    }
+    waiting_.store(false, std::memory_order_seq_cst);
+  }
+
+  uint64_t done() const { return done_.load(std::memory_order_seq_cst); }
+  uint64_t completed() const {
+    return completed_.load(std::memory_order_relaxed);
+  }
+  uint64_t failed() const { return failed_.load(std::memory_order_relaxed); }
+  uint64_t rejected() const {
+    return rejected_.load(std::memory_order_relaxed);
+  }
+  uint64_t lost() const { return lost_.load(std::memory_order_relaxed); }
+  int64_t last_answer_us() const {
+    return last_answer_us_.load(std::memory_order_relaxed);
+  }
+  const Histogram& latency() const { return latency_; }
+
+ private:
+  std::atomic<uint64_t> done_{0};
+  std::atomic<uint64_t> completed_{0}, failed_{0}, rejected_{0}, lost_{0};
+  std::atomic<int64_t> last_answer_us_{0};
+  std::atomic<bool> waiting_{false};
+  std::atomic<uint64_t> wait_target_{0};
+  std::mutex mu_;
+  std::condition_variable cv_;
+  Histogram latency_;
+};
+
+// The one-line progress display on a terminal's stderr.
+class Progress {
+ public:
+  Progress(uint64_t total, bool enabled) : total_(total), enabled_(enabled) {}
+
+  void Maybe(int64_t now, uint64_t submitted, const Tally& t) {
+    if (!enabled_ || now < next_us_) return;
+    const uint64_t done = t.done();
+    double rate =
+        last_us_ ? (done - last_done_) * 1e6 / double(now - last_us_) : 0;
+    last_us_ = now;
+    last_done_ = done;
+    next_us_ = now + kProgressEveryUs;
+    std::fprintf(stderr,
+                 "\r\x1b[K%" PRIu64 "/%" PRIu64 " done  %.0f jobs/s  %" PRIu64
+                 " in flight  %" PRIu64 " failed  %" PRIu64 " lost",
+                 done, total_, rate, submitted - std::min(submitted, done),
+                 t.failed() + t.rejected(), t.lost());
+    std::fflush(stderr);
+  }
+  void Clear() {
+    if (enabled_ && last_us_) {
+      std::fprintf(stderr, "\r\x1b[K");
+      std::fflush(stderr);
+    }
+  }
+
+ private:
+  uint64_t total_;
+  bool enabled_;
+  int64_t next_us_ = 0;
+  int64_t last_us_ = 0;
+  uint64_t last_done_ = 0;
+};
+
+std::string MakePayload(int64_t size) {
+  static constexpr char kChars[] =
+      "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+  std::mt19937 rng(42);
+  std::uniform_int_distribution<size_t> pick(0, sizeof(kChars) - 2);
+  std::string s(static_cast<size_t>(size), 'x');
+  for (char& c : s) c = kChars[pick(rng)];
+  return s;
 }
+
+}  // namespace
+
+int RunPush(int argc, char** argv) {
+  CLI::App app{"Submit jobs to brokers and report throughput and latency."};
+  std::string connect, task, payload_text, queue, log_level = "warn";
+  int64_t count = 0, size = 64, window = 1000;
+  double rate = 0, timeout_s = 60;
+  int priority = 1, max_attempts = 1;
+  int64_t ack_timeout_ms = 2000, heartbeat_ms = 1000, max_batch = 256,
+          linger_us = 200;
+  bool json = false;
+
+  app.add_option("--connect", connect,
+                 "broker frontend endpoint(s), comma-separated")
+      ->required();
+  app.add_option("--task", task, "task name (echo, sleep, sha256, fail, ...)")
+      ->required();
+  app.add_option("--count", count, "number of jobs")->required();
+  auto* size_opt =
+      app.add_option("--size", size, "payload of this many bytes (default 64)");
+  auto* payload_opt = app.add_option("--payload", payload_text,
+                                     "payload text (for sleep: milliseconds)");
+  size_opt->excludes(payload_opt);
+  payload_opt->excludes(size_opt);
+  auto* rate_opt = app.add_option(
+      "--rate", rate, "jobs per second, open loop (default: unlimited)");
+  app.add_option("--window", window, "max jobs in flight")
+      ->capture_default_str();
+  app.add_flag("--json", json, "print one JSON object instead of a table");
+  app.add_option(
+         "--timeout", timeout_s,
+         "seconds for the whole run; jobs without a result by then are lost")
+      ->capture_default_str();
+  app.add_option("--priority", priority, "0 low, 1 normal, 2 high")
+      ->check(CLI::Range(0, 2))
+      ->capture_default_str();
+  app.add_option("--max-attempts", max_attempts,
+                 "attempts per job (worker-side retries)")
+      ->check(CLI::Range(0, 65535))
+      ->capture_default_str();
+  app.add_option("--queue", queue, "queue name (default: default)");
+  app.add_option("--ack-timeout-ms", ack_timeout_ms,
+                 "resend when not accepted within this")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app.add_option("--heartbeat-ms", heartbeat_ms, "broker heartbeat interval")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app.add_option("--max-batch", max_batch, "max jobs per Submit message")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app.add_option(
+         "--linger-us", linger_us,
+         "while jobs stream in, wait up to this long for a fuller batch")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  app.add_option("--log-level", log_level, "trace|debug|info|warn|error|off")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}))
+      ->capture_default_str();
+
+  int exit_code = 0;
+  if (!cli::Parse(app, argc, argv, &exit_code)) return exit_code;
+  const std::string name = app.get_name();
+
+  std::vector<std::string> endpoints = cli::SplitList(connect);
+  if (endpoints.empty())
+    return cli::UsageError(name, "--connect: no endpoint given");
+  for (const std::string& ep : endpoints) {
+    if (Status st = ValidateEndpoint(ep); !st.ok()) {
+      return cli::UsageError(name, "--connect: " + st.message());
+    }
+  }
+  if (task.empty()) return cli::UsageError(name, "--task: must not be empty");
+  if (count < 1) return cli::UsageError(name, "--count: must be at least 1");
+  if (window < 1) return cli::UsageError(name, "--window: must be at least 1");
+  if (rate_opt->count() > 0 && !(rate > 0)) {
+    return cli::UsageError(name, "--rate: must be greater than 0");
+  }
+  if (size < 0) return cli::UsageError(name, "--size: must be at least 0");
+  if (!(timeout_s > 0))
+    return cli::UsageError(name, "--timeout: must be greater than 0");
+
+  InitLogging("push", log_level);
+  InstallStopHandlers();
+
+  const std::string payload =
+      payload_opt->count() > 0 ? payload_text : MakePayload(size);
+  const int64_t timeout_us = static_cast<int64_t>(timeout_s * 1e6);
+
+  ProducerOptions opts;
+  opts.brokers = endpoints;
+  opts.ack_timeout_ms = ack_timeout_ms;
+  opts.heartbeat_ms = heartbeat_ms;
+  opts.default_timeout_ms = std::max<int64_t>(1, timeout_us / 1000);
+  opts.max_batch = static_cast<size_t>(max_batch);
+  opts.linger_us = linger_us;
+  auto created = Producer::Create(std::move(opts));
+  if (!created.ok()) {
+    if (created.status().code() == StatusCode::kInvalidArgument) {
+      return cli::UsageError(name, created.status().message());
+    }
+    std::cerr << name << ": error: " << created.status().ToString() << "\n";
+    return 1;
+  }
+  std::unique_ptr<Producer> producer = std::move(created).value();
+
+  Tally tally;
+  OutcomeCallback on_outcome = [&tally](const JobOutcome& o) {
+    tally.OnOutcome(o);
+  };
+  Progress progress(static_cast<uint64_t>(count), ::isatty(STDERR_FILENO) == 1);
+
+  JobSpec spec;
+  spec.task = task;
+  spec.queue = queue;
+  spec.payload = AsBytes(payload);
+  spec.priority = static_cast<uint8_t>(priority);
+  spec.max_attempts = static_cast<uint16_t>(max_attempts);
+
+  const uint64_t total = static_cast<uint64_t>(count);
+  const uint64_t win = static_cast<uint64_t>(window);
+  const uint64_t refill = std::clamp<uint64_t>(win / 8, 1, 256);
+  const int64_t start_us = MonoMicros();
+  const int64_t start_unix_ms = UnixMillis();
+  const int64_t run_deadline_us = start_us + timeout_us;
+  int64_t first_submit_us = 0;
+  uint64_t submitted = 0;
+  bool stopped = false;
+
+  // Submit: bounded by the window, paced by the rate (jobs due by now go out
+  // at once, so pacing costs no syscall per job at high rates).
+  while (submitted < total) {
+    if (StopRequested()) {
+      stopped = true;
+      break;
+    }
+    int64_t now = MonoMicros();
+    if (now >= run_deadline_us) break;
+    progress.Maybe(now, submitted, tally);
+    const int64_t tick = std::min(run_deadline_us, now + kProgressEveryUs);
+    if (submitted - std::min(submitted, tally.done()) >= win) {
+      // Full: wait until a chunk of the window is free, so that jobs go out
+      // in bursts (bigger batches, one wake-up per chunk, not per job).
+      tally.WaitDone(submitted - win + refill, tick);
+      continue;
+    }
+    if (rate > 0 && submitted > 0) {
+      const int64_t due_us =
+          first_submit_us +
+          static_cast<int64_t>(static_cast<double>(submitted) * 1e6 / rate);
+      if (due_us > now) {
+        std::this_thread::sleep_for(
+            std::chrono::microseconds(std::min(due_us, tick) - now));
+        continue;
+      }
+    }
+    spec.id = JobId::Random();
+    spec.created_ms =
+        start_unix_ms + (now - start_us) / 1000;  // no 2nd clock read
+    const int64_t job_timeout_ms =
+        std::max<int64_t>(1, (run_deadline_us - now) / 1000);
+    producer->Submit(spec, on_outcome, job_timeout_ms);
+    if (submitted == 0) first_submit_us = now;
+    ++submitted;
+  }
+
+  // Drain: every job gets an outcome by the run's deadline (its own timeout).
+  while (tally.done() < submitted) {
+    if (StopRequested()) {
+      stopped = true;
+      break;
+    }
+    const int64_t now = MonoMicros();
+    if (now >= run_deadline_us + kDeadlineGraceUs) break;
+    progress.Maybe(now, submitted, tally);
+    (void)producer->Flush(kProgressEveryUs / 1000);
+  }
+  producer->Close();  // unanswered jobs time out now: lost
+  progress.Clear();
+
+  const ProducerCounters pc = producer->counters();
+  const uint64_t completed = tally.completed();
+  const uint64_t failed = tally.failed() + tally.rejected();
+  // Jobs never submitted because the run's time ran out had no answer either.
+  const uint64_t unsent = stopped ? 0 : total - submitted;
+  const uint64_t lost = tally.lost() + unsent;
+  const uint64_t answered = tally.completed() + tally.failed();
+  const int64_t last_us = tally.last_answer_us();
+  const double elapsed_s = (answered > 0 && last_us > first_submit_us)
+                               ? (last_us - first_submit_us) / 1e6
+                               : 0.0;
+  const double jobs_per_s = elapsed_s > 0 ? answered / elapsed_s : 0.0;
+  const Histogram& h = tally.latency();
+
+  if (json) {
+    nlohmann::json out = {
+        {"submitted", submitted},
+        {"completed", completed},
+        {"failed", failed},
+        {"lost", lost},
+        {"jobs_per_s", jobs_per_s},
+        {"latency_us",
+         {{"p50", h.Percentile(0.50)},
+          {"p90", h.Percentile(0.90)},
+          {"p99", h.Percentile(0.99)},
+          {"p999", h.Percentile(0.999)},
+          {"max", h.max()},
+          {"mean", h.mean()}}},
+        {"rejected", tally.rejected()},
+        {"unsent", unsent},
+        {"duplicates", pc.duplicates},
+        {"resent", pc.resent},
+        {"busy", pc.busy},
+        {"elapsed_s", elapsed_s},
+        {"interrupted", stopped},
+    };
+    std::cout << out.dump() << std::endl;
+  } else {
+    std::printf("%-12s %12" PRIu64 "\n", "submitted", submitted);
+    std::printf("%-12s %12" PRIu64 "\n", "completed", completed);
+    std::printf(
+        "%-12s %12" PRIu64 "%s\n", "failed", failed,
+        tally.rejected()
+            ? (" (" + std::to_string(tally.rejected()) + " rejected)").c_str()
+            : "");
+    std::printf(
+        "%-12s %12" PRIu64 "%s\n", "lost", lost,
+        unsent ? (" (" + std::to_string(unsent) + " never sent)").c_str() : "");
+    std::printf("%-12s %12.0f jobs/s over %.3f s\n", "throughput", jobs_per_s,
+                elapsed_s);
+    std::printf("%-12s %10s %10s %10s %10s\n", "latency_us", "p50", "p99",
+                "p99.9", "max");
+    std::printf(
+        "%-12s %10" PRIu64 " %10" PRIu64 " %10" PRIu64 " %10" PRIu64 "\n", "",
+        h.Percentile(0.50), h.Percentile(0.99), h.Percentile(0.999), h.max());
+    if (pc.resent || pc.busy || pc.duplicates) {
+      std::printf("%-12s %" PRIu64 " resent, %" PRIu64 " busy replies, %" PRIu64
+                  " duplicate results\n",
+                  "retries", pc.resent, pc.busy, pc.duplicates);
+    }
+    if (stopped) std::printf("interrupted: unanswered jobs count as lost\n");
+    std::fflush(stdout);
+  }
+  return lost == 0 ? 0 : 1;
+}
+
 }  // namespace yard
