@@ -206,6 +206,15 @@ void Broker::Impl::OnSubmit(const std::string& route,
   new_jobs_.clear();
   for (const auto* blob : *jobs) {
     const wire::Job* job = blob->data_nested_root();
+    std::string why;
+    if (auto code = CheckJob(*job, options_.limits, &why);
+        code != wire::ErrorCode::None) {
+      // One bad job is refused alone, by id, so the sender can give up on it.
+      JobId bad = FromWire(job->id());
+      ++c_.invalid;
+      SendTo(frontend_, route, writer_.EncodeError(code, why, {&bad, 1}));
+      continue;
+    }
     NewJob j;
     j.id = FromWire(job->id());
     j.blob.owner = frame;
@@ -610,6 +619,7 @@ std::string Broker::Impl::StatsJson() const {
                    {"duplicates", c_.duplicates},
                    {"busy", c_.busy},
                    {"refused", c_.refused},
+                   {"invalid", c_.invalid},
                    {"dispatched", c_.dispatched},
                    {"completed", c_.completed},
                    {"failed", c_.failed},

@@ -55,6 +55,7 @@ struct BrokerCounters {
   uint64_t duplicates = 0;  // resubmits of held jobs
   uint64_t busy = 0;        // jobs refused: queue full
   uint64_t refused = 0;     // jobs refused: draining
+  uint64_t invalid = 0;     // jobs refused: over a limit or malformed
   uint64_t dispatched = 0;
   uint64_t completed = 0;           // results routed to producers
   uint64_t failed = 0;              // non-Ok results routed

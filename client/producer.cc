@@ -301,10 +301,6 @@ class Producer::Impl {
   void NotifyFlushers();
   void Shutdown();
   bool LogAllowed(int64_t* last_us, int64_t now);
-  // libzmq hands out received frames as slices of its receive buffer, at any
-  // offset; FlatBuffers reads scalars in place, so a misaligned frame is
-  // copied to an 8-aligned buffer first (UB otherwise; UBSAN aborts).
-  Bytes Aligned(Bytes frame);
 
   const ProducerOptions options_;
   const size_t max_batch_;
@@ -353,7 +349,6 @@ class Producer::Impl {
   BlobBatch batch_;
   Writer writer_;
   DealerMessage msg_;
-  std::vector<uint64_t> align_buf_;
   std::mt19937_64 rng_{std::random_device{}()};
   size_t rr_ = 0;
   int64_t last_send_us_ = 0;
@@ -932,7 +927,7 @@ bool Producer::Impl::ReceiveFrom(size_t bi) {
       }
       continue;
     }
-    HandleMessage(bi, Aligned(msg_.bytes()), now);
+    HandleMessage(bi, msg_.bytes(), now);  // RecvDealer aligned it
   }
   more_work_ = true;
   return true;
@@ -1179,14 +1174,6 @@ void Producer::Impl::Shutdown() {
   ready_.clear();
   for (Broker& b : brokers_) b.socket.reset();
   NotifyFlushers();
-}
-
-Bytes Producer::Impl::Aligned(Bytes frame) {
-  if (reinterpret_cast<uintptr_t>(frame.data()) % alignof(uint64_t) == 0)
-    return frame;
-  align_buf_.resize((frame.size() + sizeof(uint64_t) - 1) / sizeof(uint64_t));
-  std::memcpy(align_buf_.data(), frame.data(), frame.size());
-  return {reinterpret_cast<const uint8_t*>(align_buf_.data()), frame.size()};
 }
 
 bool Producer::Impl::LogAllowed(int64_t* last_us, int64_t now) {

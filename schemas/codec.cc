@@ -55,28 +55,11 @@ Decoded Decode(Bytes frame, const Limits& limits) {
   const char* batch_error = nullptr;
   switch (kind) {
     case wire::Body::Submit:
-    case wire::Body::Dispatch: {
-      const auto* jobs = kind == wire::Body::Submit
-                             ? env->body_as_Submit()->jobs()
-                             : env->body_as_Dispatch()->jobs();
-      batch_error = CheckBatch(jobs, limits);
-      if (batch_error) break;
-      for (const auto* blob : *jobs) {
-        const auto* job = blob->data_nested_root();
-        if (job->payload() &&
-            job->payload()->size() > limits.max_payload_bytes) {
-          return Refuse(wire::ErrorCode::TooLarge,
-                        "payload of " + std::to_string(job->payload()->size()) +
-                            " bytes exceeds the limit of " +
-                            std::to_string(limits.max_payload_bytes));
-        }
-        if (job->task()->size() == 0) {
-          return Refuse(wire::ErrorCode::BadBatch,
-                        "job with an empty task name");
-        }
-      }
+      batch_error = CheckBatch(env->body_as_Submit()->jobs(), limits);
       break;
-    }
+    case wire::Body::Dispatch:
+      batch_error = CheckBatch(env->body_as_Dispatch()->jobs(), limits);
+      break;
     case wire::Body::Results:
       batch_error = CheckBatch(env->body_as_Results()->results(), limits);
       break;
@@ -95,6 +78,25 @@ Decoded Decode(Bytes frame, const Limits& limits) {
   Decoded d;
   d.envelope = env;
   return d;
+}
+
+wire::ErrorCode CheckJob(const wire::Job& job, const Limits& limits,
+                         std::string* why) {
+  if (job.payload() && job.payload()->size() > limits.max_payload_bytes) {
+    *why = "payload of " + std::to_string(job.payload()->size()) +
+           " bytes exceeds the limit of " +
+           std::to_string(limits.max_payload_bytes);
+    return wire::ErrorCode::TooLarge;
+  }
+  if (job.task()->size() == 0) {
+    *why = "job with an empty task name";
+    return wire::ErrorCode::BadBatch;
+  }
+  if (job.id()->hi() == 0 && job.id()->lo() == 0) {
+    *why = "job with a zero id";
+    return wire::ErrorCode::BadBatch;
+  }
+  return wire::ErrorCode::None;
 }
 
 // ---- Writer ----

@@ -4,7 +4,7 @@
 // Reading: Decode() is the only way into an inbound frame. It checks the
 // frame size, runs the FlatBuffers Verifier (which also verifies every nested
 // Job and JobResult), checks the protocol version and the body kind, and
-// checks batch and payload limits. Only then may anything read the
+// checks batch limits. Only then may anything read the
 // envelope. The returned pointers point into the frame; nothing is copied.
 //
 // Writing: a Writer owns a reusable FlatBufferBuilder; each Encode* call
@@ -72,6 +72,12 @@ struct Decoded {
 };
 
 Decoded Decode(Bytes frame, const Limits& limits);
+
+// Job-level checks a broker applies to each job of a verified Submit, so that
+// one bad job is refused alone (with its id) and the rest are accepted.
+// Returns None, or the code with *why set.
+wire::ErrorCode CheckJob(const wire::Job& job, const Limits& limits,
+                         std::string* why);
 
 // Everything a producer may set on a job.
 struct JobSpec {

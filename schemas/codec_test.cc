@@ -187,10 +187,16 @@ TEST(CodecTest, RefusesGarbageVersionKindAndLimits) {
   limits.max_batch = 4;
   EXPECT_EQ(Decode(AsBytes(frame), limits).error, wire::ErrorCode::TooLarge);
   limits.max_batch = 10;
+  Decoded d2 = Decode(AsBytes(frame), limits);
+  ASSERT_TRUE(d2.ok());
+  const wire::Job& job =
+      *d2.envelope->body_as_Submit()->jobs()->Get(0)->data_nested_root();
+  std::string why;
   limits.max_payload_bytes = 999;
-  EXPECT_EQ(Decode(AsBytes(frame), limits).error, wire::ErrorCode::TooLarge);
+  EXPECT_EQ(CheckJob(job, limits, &why), wire::ErrorCode::TooLarge);
+  EXPECT_NE(why.find("payload of 1000 bytes"), std::string::npos);
   limits.max_payload_bytes = 1000;
-  EXPECT_TRUE(Decode(AsBytes(frame), limits).ok());
+  EXPECT_EQ(CheckJob(job, limits, &why), wire::ErrorCode::None);
   limits.max_frame_bytes = frame.size() - 1;
   EXPECT_EQ(Decode(AsBytes(frame), limits).error, wire::ErrorCode::TooLarge);
 }

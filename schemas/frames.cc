@@ -1,5 +1,7 @@
 #include "schemas/frames.h"
 
+#include <cstdint>
+
 namespace yard {
 namespace {
 
@@ -8,6 +10,18 @@ void DrainRest(zmq::socket_t& s, zmq::message_t& scratch) {
   while (s.get(zmq::sockopt::rcvmore)) {
     (void)s.recv(scratch, zmq::recv_flags::none);
   }
+}
+
+// libzmq hands out large frames as slices of its receive buffer, at any
+// offset. FlatBuffers reads scalars in place and its Verifier checks
+// alignment relative to the buffer start only, so a misaligned frame is moved
+// to a fresh (malloc-aligned) message before anyone reads it.
+void Align(zmq::message_t& m) {
+  constexpr uintptr_t kAlign = 8;  // the widest scalar in the schema
+  if (reinterpret_cast<uintptr_t>(m.data()) % kAlign == 0) return;
+  // A fresh message's buffer is 8-aligned (heap block or inline storage).
+  zmq::message_t copy(m.data(), m.size());
+  m.move(copy);
 }
 
 Status FromZmq(const zmq::error_t& e) {
@@ -39,7 +53,9 @@ bool RecvRouter(zmq::socket_t& s, RouterMessage* out) {
     out->framing_error = "too many frames (expected one envelope frame)";
     DrainRest(s, delimiter);
     out->body.rebuild(0);
+    return true;
   }
+  Align(out->body);
   return true;
 }
 
@@ -58,7 +74,9 @@ bool RecvDealer(zmq::socket_t& s, DealerMessage* out) {
     out->framing_error = "too many frames (expected one envelope frame)";
     DrainRest(s, delimiter);
     out->body.rebuild(0);
+    return true;
   }
+  Align(out->body);
   return true;
 }
 
