@@ -138,6 +138,7 @@ class Broker::Impl {
   mutable std::mutex snapshot_mu_;
   BrokerCounters snapshot_;
 
+  const JobId instance_ = JobId::Random();  // this process's incarnation
   std::atomic<bool> stop_{false};
   bool draining_ = false;
   int64_t drain_deadline_ms_ = 0;
@@ -171,7 +172,7 @@ void Broker::Impl::ReadFrontend() {
         OnSubmit(route, frame, d.envelope->body_as_Submit());
         break;
       case wire::Body::Heartbeat:
-        SendTo(frontend_, route, writer_.EncodeHeartbeat());
+        SendTo(frontend_, route, writer_.EncodeHeartbeat(instance_));
         break;
       case wire::Body::Cancel:
         OnCancel(route, d.envelope->body_as_Cancel());

@@ -252,6 +252,7 @@ class Producer::Impl {
     std::string endpoint;
     std::unique_ptr<zmq::socket_t> socket;
     bool alive = false;      // heard from on this socket, not silent since
+    JobId instance;          // the broker process last heard from (heartbeats)
     bool was_alive = false;  // for log lines: "back" rather than "up"
     bool blocked = false;    // a send failed this turn: try others
     bool pipe_full = false;  // ... because the pipe is full: poll POLLOUT
@@ -289,6 +290,8 @@ class Producer::Impl {
   void OnResult(const wire::JobResult* result, int64_t now);
   void OnError(size_t b, const wire::Error* error, int64_t now);
   void BrokerDied(size_t b, int64_t now);
+  // Requeues every job sent to or accepted by broker b (same ids).
+  void ResendHeld(size_t b);
   Status OpenSocket(Broker& b, int64_t now);
   void Attach(PendingJob* job, size_t b);
   void Detach(PendingJob* job);
@@ -758,13 +761,22 @@ void Producer::Impl::CheckBrokers(int64_t now) {
 
 void Producer::Impl::BrokerDied(size_t bi, int64_t now) {
   Broker& b = brokers_[bi];
+  spdlog::warn("producer: broker {} silent for {} ms; resending its {} jobs",
+               b.endpoint, (now - b.last_heard_us) / 1000, b.outstanding);
+  ResendHeld(bi);
+  b.alive = false;
+  if (Status st = OpenSocket(b, now); !st.ok()) {
+    spdlog::warn("producer: {}", st.ToString());
+  }
+}
+
+void Producer::Impl::ResendHeld(size_t bi) {
+  Broker& b = brokers_[bi];
   std::vector<PendingJob*> held;
   held.reserve(b.outstanding);
   jobs_.ForEach([&](PendingJob* job) {
     if (job->broker == static_cast<int>(bi)) held.push_back(job);
   });
-  spdlog::warn("producer: broker {} silent for {} ms; resending its {} jobs",
-               b.endpoint, (now - b.last_heard_us) / 1000, held.size());
   // Oldest first, so that they keep their place.
   std::sort(held.begin(), held.end(),
             [](const PendingJob* x, const PendingJob* y) {
@@ -773,10 +785,6 @@ void Producer::Impl::BrokerDied(size_t bi, int64_t now) {
   for (PendingJob* job : held) {
     Detach(job);
     Requeue(job);
-  }
-  b.alive = false;
-  if (Status st = OpenSocket(b, now); !st.ok()) {
-    spdlog::warn("producer: {}", st.ToString());
   }
 }
 
@@ -945,8 +953,20 @@ void Producer::Impl::HandleMessage(size_t bi, Bytes frame, int64_t now) {
     return;
   }
   switch (d.kind()) {
-    case wire::Body::Heartbeat:
+    case wire::Body::Heartbeat: {
+      JobId instance = FromWire(d.envelope->body_as_Heartbeat()->instance());
+      if (!instance.IsZero()) {
+        if (!b.instance.IsZero() && instance != b.instance) {
+          // Restarted between two heartbeats: the old process's jobs are gone
+          // (memory mode); resend them, the same ids, to whoever is alive.
+          spdlog::warn("producer: broker {} restarted; resending its jobs",
+                       b.endpoint);
+          ResendHeld(bi);
+        }
+        b.instance = instance;
+      }
       break;
+    }
     case wire::Body::Accepted:
       for (const wire::Id* id : *d.envelope->body_as_Accepted()->ids()) {
         OnAccepted(bi, FromWire(id));

@@ -46,6 +46,8 @@ class FakeBroker {
   const std::string& endpoint() const { return endpoint_; }
   // A silent broker reads (and drops) everything and answers nothing.
   void set_silent(bool silent) { silent_ = silent; }
+  // The incarnation heartbeats report (a restarted broker has a new one).
+  void set_instance(JobId instance) { instance_ = instance; }
   // Whether heartbeats are answered (they always count as "seen").
   int heartbeats() const { return heartbeats_; }
 
@@ -71,7 +73,8 @@ class FakeBroker {
     if (d.kind() == wire::Body::Heartbeat) {
       ++heartbeats_;
       EXPECT_TRUE(
-          SendRouter(socket_, identity_, writer_.EncodeHeartbeat()).ok());
+          SendRouter(socket_, identity_, writer_.EncodeHeartbeat(instance_))
+              .ok());
       return std::nullopt;
     }
     r.identity = identity_;
@@ -141,6 +144,7 @@ class FakeBroker {
   Writer writer_;
   bool silent_ = false;
   int heartbeats_ = 0;
+  JobId instance_;
 };
 
 // Polls several fake brokers at once; returns (index, message).
@@ -545,6 +549,31 @@ TEST_F(ProducerTest, JobsWaitForABrokerToComeUp) {
   auto got = outcomes.WaitFor(1);
   ASSERT_EQ(got.size(), 1u);
   EXPECT_EQ(got[0].kind, JobOutcome::Kind::kCompleted);
+}
+
+TEST_F(ProducerTest, RestartedBrokerGetsItsJobsAgain) {
+  FakeBroker broker(ctx_);
+  broker.set_instance(JobId{1, 1});
+  auto p = Make({broker.endpoint()});
+  broker.Pump(300);
+  Outcomes outcomes;
+  JobId id = p->Submit(Spec("keep me"), outcomes.Callback());
+  auto first = broker.Next();
+  ASSERT_TRUE(first);
+  ASSERT_EQ(first->ids, std::vector<JobId>{id});
+  broker.Accept({id});
+  broker.Pump(300);  // accepted, and heard from: nothing to resend yet
+  // The broker process restarts (same endpoint, new incarnation) and has
+  // forgotten the job; the producer must send it again, same id.
+  broker.set_instance(JobId{2, 2});
+  auto again = broker.Next(2000);
+  ASSERT_TRUE(again);
+  ASSERT_EQ(again->kind, wire::Body::Submit);
+  EXPECT_EQ(again->ids, std::vector<JobId>{id});
+  broker.Accept({id});
+  broker.Results({id});
+  ASSERT_EQ(outcomes.WaitFor(1).size(), 1u);
+  EXPECT_EQ(outcomes.WaitFor(1)[0].kind, JobOutcome::Kind::kCompleted);
 }
 
 TEST_F(ProducerTest, DuplicateResultsDeliverOnce) {

@@ -203,9 +203,12 @@ Bytes Writer::EncodeCredit(uint32_t credit) {
   return FinishEnvelope(wire::CreateCredit(fbb_, credit), wire::Body::Credit);
 }
 
-Bytes Writer::EncodeHeartbeat() {
+Bytes Writer::EncodeHeartbeat(const JobId& instance) {
   fbb_.Clear();
-  return FinishEnvelope(wire::CreateHeartbeat(fbb_), wire::Body::Heartbeat);
+  wire::Id id = ToWire(instance);
+  return FinishEnvelope(
+      wire::CreateHeartbeat(fbb_, instance.IsZero() ? nullptr : &id),
+      wire::Body::Heartbeat);
 }
 
 Bytes Writer::EncodeDisconnect(std::string_view reason) {

@@ -123,7 +123,7 @@ class Writer {
                     uint32_t retry_after_ms = 0);
   Bytes EncodeReady(const ReadyInfo& info);
   Bytes EncodeCredit(uint32_t credit);
-  Bytes EncodeHeartbeat();
+  Bytes EncodeHeartbeat(const JobId& instance = {});
   Bytes EncodeDisconnect(std::string_view reason);
   Bytes EncodeCancel(std::span<const JobId> ids);
   Bytes EncodeStatsRequest();
