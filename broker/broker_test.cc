@@ -96,7 +96,8 @@ class BrokerTest : public ::testing::Test {
       JobSpec j;
       j.id = id;
       j.task = task;
-      j.payload = AsBytes("payload-" + id.ToString());
+      std::string payload = "payload-" + id.ToString();
+      j.payload = AsBytes(payload);
       j.max_attempts = max_attempts;
       std::string blob(AsString(w_.EncodeJob(j)));
       batch.AddJob(AsBytes(blob));
