@@ -540,54 +540,5 @@ TEST_F(WorkerTest, StopBeforeRunReturnsPromptly) {
   broker.Expect(wire::Body::Disconnect);
 }
 
-// Throughput smoke (run by hand: --gtest_also_run_disabled_tests): keeps the
-// worker's credit full of echo jobs and reports jobs per second.
-TEST_F(WorkerTest, DISABLED_EchoThroughput) {
-  auto ep = NewEndpoint();
-  FakeBroker broker(context_, ep);
-  Start(Options({ep}, 2, 510));
-  uint32_t credit = 0;
-  std::string id = broker.ExpectReady(&credit);
-  constexpr size_t kTotal = 500000;
-  constexpr size_t kBatch = 128;
-  size_t sent = 0;
-  size_t done = 0;
-  int64_t available = credit;
-  Writer writer;
-  BlobBatch batch;
-  std::string payload(32, 'x');
-  const int64_t start = MonoMicros();
-  while (done < kTotal) {
-    while (available > 0 && sent < kTotal) {
-      batch.Clear();
-      size_t n = std::min<size_t>(
-          {kBatch, static_cast<size_t>(available), kTotal - sent});
-      for (size_t i = 0; i < n; ++i) {
-        JobSpec spec;
-        spec.id = JobId::Random();
-        spec.task = "echo";
-        spec.payload = AsBytes(payload);
-        batch.AddJob(writer.EncodeJob(spec), 1);
-      }
-      broker.Send(id, batch.FinishDispatch());
-      sent += n;
-      available -= static_cast<int64_t>(n);
-    }
-    auto in = broker.Recv(2000);
-    ASSERT_TRUE(in.has_value());
-    if (in->kind() == wire::Body::Results) {
-      size_t n = in->envelope->body_as_Results()->results()->size();
-      done += n;
-      available += static_cast<int64_t>(n);
-    } else if (in->kind() == wire::Body::Credit) {
-      available += in->envelope->body_as_Credit()->credit();
-    }
-  }
-  double seconds = static_cast<double>(MonoMicros() - start) / 1e6;
-  std::printf("%zu echo jobs in %.2f s: %.0f jobs/s\n", kTotal, seconds,
-              static_cast<double>(kTotal) / seconds);
-  EXPECT_TRUE(StopAndJoin().ok());
-}
-
 }  // namespace
 }  // namespace yard
