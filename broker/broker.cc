@@ -152,6 +152,7 @@ class Broker::Impl {
 void Broker::Impl::ReadFrontend() {
   RouterMessage msg;
   for (int i = 0; i < kReadBudget && RecvRouter(frontend_, &msg); ++i) {
+    ++c_.frontend_in;
     std::string route(msg.identity_view());
     if (msg.framing_error) {
       RefuseFrame(frontend_, route, wire::ErrorCode::BadFrame,
@@ -270,6 +271,7 @@ void Broker::Impl::ReadBackend() {
   RouterMessage msg;
   int64_t now = MonoMillis();
   for (int i = 0; i < kReadBudget && RecvRouter(backend_, &msg); ++i) {
+    ++c_.backend_in;
     std::string_view identity = msg.identity_view();
     WorkerInfo* w = workers_.Find(identity);
     if (w) workers_.Touch(w, now);  // any message counts as a heartbeat
@@ -418,6 +420,7 @@ void Broker::Impl::ReleaseWorkerJobs(uint64_t serial) {
 
 void Broker::Impl::Dispatch() {
   int64_t now_unix = UnixMillis();
+  size_t share = 0;  // jobs per worker this turn
   while (queue_->HasReady(now_unix)) {
     slots_.clear();
     slot_workers_.clear();
@@ -428,7 +431,15 @@ void Broker::Impl::Dispatch() {
     }
     if (slots_.empty()) return;
     WorkerInfo* w = slot_workers_[balancer_->Pick(slots_)];
-    size_t n = std::min<size_t>(w->credit, options_.max_dispatch_batch);
+    // Share what is waiting among the workers that have room, so that a
+    // burst of slow jobs is not swallowed by whichever worker is picked
+    // first (its prefetch would hold jobs others could start now).
+    if (share == 0) {
+      size_t ready = queue_->Stats().ready;
+      share = std::max<size_t>(1, (ready + slots_.size() - 1) / slots_.size());
+    }
+    size_t n =
+        std::min<size_t>({w->credit, options_.max_dispatch_batch, share});
     dispatch_batch_.Clear();
     size_t sent = 0;
     queue_->Claim(n, [&](std::span<const ClaimedJob> jobs) {
@@ -447,6 +458,7 @@ void Broker::Impl::Dispatch() {
     w->credit -= static_cast<uint32_t>(sent);
     w->outstanding += static_cast<uint32_t>(sent);
     c_.dispatched += sent;
+    ++c_.dispatch_out;
     SendTo(backend_, w->identity, dispatch_batch_.FinishDispatch());
     // A failed send means the worker is gone; expiry will release its jobs.
   }
@@ -497,6 +509,7 @@ void Broker::Impl::FlushOutboxes() {
 
 void Broker::Impl::SendTo(zmq::socket_t& socket, std::string_view identity,
                           Bytes body) {
+  if (&socket == &frontend_) ++c_.frontend_out;
   Status s = SendRouter(socket, identity, body);
   if (!s.ok()) {
     ++c_.sends_failed;
@@ -631,6 +644,10 @@ std::string Broker::Impl::StatsJson() const {
                    {"bad_frames", c_.bad_frames},
                    {"unexpected", c_.unexpected},
                    {"workers_expired", c_.workers_expired}};
+  j["messages"] = {{"frontend_in", c_.frontend_in},
+                   {"backend_in", c_.backend_in},
+                   {"dispatch_out", c_.dispatch_out},
+                   {"frontend_out", c_.frontend_out}};
   j["draining"] = draining_;
   return j.dump();
 }

@@ -66,6 +66,11 @@ struct BrokerCounters {
   uint64_t bad_frames = 0;          // refused by framing or Decode
   uint64_t unexpected = 0;          // valid kinds in the wrong place
   uint64_t workers_expired = 0;
+  // Messages, to see how well batching works (jobs per message).
+  uint64_t frontend_in = 0;
+  uint64_t backend_in = 0;
+  uint64_t dispatch_out = 0;
+  uint64_t frontend_out = 0;
 };
 
 class Broker {

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <thread>
@@ -391,6 +392,37 @@ TEST_F(BrokerTest, OneOversizedJobIsRefusedAloneByItsId) {
   EXPECT_TRUE(saw_error && saw_accepted);
   EXPECT_TRUE(Eventually([&] { return broker_->counters().invalid == 1u; }))
       << broker_->counters().invalid;
+}
+
+}  // namespace
+}  // namespace yard
+
+namespace yard {
+namespace {
+
+TEST_F(BrokerTest, ABurstIsSharedAmongWorkersWithRoom) {
+  Start();
+  Peer producer(ctx_, "inproc://front");
+  Peer a(ctx_, "inproc://back"), b(ctx_, "inproc://back");
+  Ready(a, 100);
+  Ready(b, 100);
+  // Both registered before the burst arrives (asked over the wire: the
+  // broker's state belongs to its thread).
+  ASSERT_TRUE(Eventually([&] {
+    producer.Send(w_.EncodeStatsRequest());
+    auto m = producer.Recv();
+    if (!m || Env(*m)->body_type() != wire::Body::Stats) return false;
+    auto stats =
+        nlohmann::json::parse(AsString(Env(*m)->body_as_Stats()->json()));
+    return stats["workers"].size() == 2;
+  }));
+  std::vector<JobId> ids;
+  for (int i = 0; i < 10; ++i) ids.push_back(JobId::Random());
+  Submit(producer, ids);
+  auto da = a.Recv(), db = b.Recv();
+  ASSERT_TRUE(da && db);
+  EXPECT_EQ(Env(*da)->body_as_Dispatch()->jobs()->size(), 5u);
+  EXPECT_EQ(Env(*db)->body_as_Dispatch()->jobs()->size(), 5u);
 }
 
 }  // namespace

@@ -77,7 +77,10 @@ using Handler = std::function<std::string(const JobContext&)>;
 struct WorkerOptions {
   std::vector<std::string> brokers;  // backend endpoints
   int concurrency = 0;               // 0: hardware threads
-  int prefetch = 64;                 // slots granted beyond concurrency
+  // Slots granted beyond concurrency. Large by default: tiny jobs need a deep
+  // pipeline (see docs/adr/0004). For long or uneven jobs use 0, so no job
+  // waits behind another on a busy worker while a second worker is idle.
+  int prefetch = 256;
   int64_t heartbeat_ms = 1000;
   int64_t drain_timeout_ms = 30000;  // how long Stop waits for running jobs
   size_t max_result_batch = 512;
