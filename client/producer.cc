@@ -1242,6 +1242,24 @@ std::future<JobOutcome> Producer::Submit(const JobSpec& job,
   return future;
 }
 
+std::vector<JobId> Producer::SubmitBatch(std::span<const JobSpec> jobs,
+                                         OutcomeCallback done,
+                                         int64_t timeout_ms) {
+  std::vector<JobId> ids;
+  ids.reserve(jobs.size());
+  for (const JobSpec& job : jobs)
+    ids.push_back(impl_->Submit(job, done, timeout_ms));
+  return ids;
+}
+
+std::vector<std::future<JobOutcome>> Producer::SubmitBatch(
+    std::span<const JobSpec> jobs, int64_t timeout_ms) {
+  std::vector<std::future<JobOutcome>> futures;
+  futures.reserve(jobs.size());
+  for (const JobSpec& job : jobs) futures.push_back(Submit(job, timeout_ms));
+  return futures;
+}
+
 JobId Producer::Push(const JobSpec& job) {
   return impl_->Submit(job, nullptr, 0);
 }

@@ -109,6 +109,12 @@ class Producer {
                int64_t timeout_ms = 0);
   std::future<JobOutcome> Submit(const JobSpec& job, int64_t timeout_ms = 0);
   // Fire and forget: retried until accepted; the outcome is only counted.
+  // A batch: one call, one outcome per job (`done` is called for each).
+  // Returns the ids in order. The jobs travel together when they can.
+  std::vector<JobId> SubmitBatch(std::span<const JobSpec> jobs,
+                                 OutcomeCallback done, int64_t timeout_ms = 0);
+  std::vector<std::future<JobOutcome>> SubmitBatch(
+      std::span<const JobSpec> jobs, int64_t timeout_ms = 0);
   JobId Push(const JobSpec& job);
 
   // Blocks until every submitted job has an outcome or timeout_ms passes;

@@ -576,6 +576,33 @@ TEST_F(ProducerTest, RestartedBrokerGetsItsJobsAgain) {
   EXPECT_EQ(outcomes.WaitFor(1)[0].kind, JobOutcome::Kind::kCompleted);
 }
 
+TEST_F(ProducerTest, SubmitBatchDeliversAnOutcomePerJob) {
+  FakeBroker broker(ctx_);
+  auto p = Make({broker.endpoint()});
+  broker.Pump(100);
+  std::vector<std::string> payloads = {"a", "b", "c"};
+  std::vector<JobSpec> specs;
+  for (const auto& pl : payloads) specs.push_back(Spec(pl));
+  auto futures = p->SubmitBatch(specs);
+  ASSERT_EQ(futures.size(), 3u);
+  std::vector<JobId> seen;
+  while (seen.size() < 3) {
+    auto msg = broker.Next();
+    ASSERT_TRUE(msg);
+    ASSERT_EQ(msg->kind, wire::Body::Submit);
+    broker.Accept(msg->ids);
+    broker.Results(msg->ids, wire::ResultStatus::Ok, "done");
+    seen.insert(seen.end(), msg->ids.begin(), msg->ids.end());
+  }
+  for (auto& f : futures) {
+    ASSERT_EQ(f.wait_for(std::chrono::seconds(5)), std::future_status::ready);
+    JobOutcome o = f.get();
+    EXPECT_EQ(o.kind, JobOutcome::Kind::kCompleted);
+    EXPECT_EQ(o.output, "done");
+    EXPECT_NE(std::find(seen.begin(), seen.end(), o.id), seen.end());
+  }
+}
+
 TEST_F(ProducerTest, DuplicateResultsDeliverOnce) {
   FakeBroker broker(ctx_);
   auto p = Make({broker.endpoint()});
