@@ -28,23 +28,27 @@ constexpr int kLevels = 3;
 class MemoryQueue final : public JobQueue {
  public:
   explicit MemoryQueue(const MemoryQueueOptions& o) : options_(o) {
-    entries_.reserve(std::min<size_t>(o.capacity, 1 << 20));
+    // Small on purpose: a bucket array sized for the capacity would make
+    // every lookup a cache miss; the map grows with what is really held.
+    entries_.reserve(std::min<size_t>(o.capacity, 4096));
   }
 
   void Push(std::span<const NewJob> jobs, PushCallback done) override {
     outcomes_.clear();
     int64_t now = UnixMillis();
     for (const NewJob& j : jobs) {
-      if (entries_.contains(j.id)) {
+      if (entries_.size() >= options_.capacity) {
+        outcomes_.push_back(entries_.contains(j.id) ? PushOutcome::kDuplicate
+                                                    : PushOutcome::kBusy);
+        continue;
+      }
+      auto [it, inserted] = entries_.try_emplace(j.id);
+      if (!inserted) {
         outcomes_.push_back(PushOutcome::kDuplicate);
         continue;
       }
-      if (entries_.size() >= options_.capacity) {
-        outcomes_.push_back(PushOutcome::kBusy);
-        continue;
-      }
       int level = std::min<int>(j.priority, kLevels - 1);
-      Entry& e = entries_[j.id];
+      Entry& e = it->second;
       e.blob = j.blob;
       e.route.assign(j.route);
       e.level = static_cast<uint8_t>(level);
