@@ -30,53 +30,45 @@ Status FromZmq(const zmq::error_t& e) {
   return Status::IoError(e.what());
 }
 
+// Reads [""][body] (the rest of a message after any identity frame).
+// `first` is the delimiter frame, already received.
+const char* RecvDelimitedBody(zmq::socket_t& s, zmq::message_t& first,
+                              zmq::message_t* body) {
+  if (first.size() != 0 || !first.more()) {
+    body->rebuild(0);
+    DrainRest(s, first);
+    return "expected an empty delimiter frame before the body";
+  }
+  (void)s.recv(*body, zmq::recv_flags::none);
+  if (body->more()) {
+    DrainRest(s, first);
+    body->rebuild(0);
+    return "too many frames (expected one envelope frame)";
+  }
+  Align(*body);
+  return nullptr;
+}
+
 }  // namespace
 
 bool RecvRouter(zmq::socket_t& s, RouterMessage* out) {
   out->framing_error = nullptr;
   if (!s.recv(out->identity, zmq::recv_flags::dontwait)) return false;
-  zmq::message_t delimiter;
   if (!out->identity.more()) {
     out->framing_error = "message has no delimiter and no body";
     out->body.rebuild(0);
     return true;
   }
+  zmq::message_t delimiter;
   (void)s.recv(delimiter, zmq::recv_flags::none);
-  if (delimiter.size() != 0 || !delimiter.more()) {
-    out->framing_error = "expected an empty delimiter frame before the body";
-    out->body.rebuild(0);
-    DrainRest(s, delimiter);
-    return true;
-  }
-  (void)s.recv(out->body, zmq::recv_flags::none);
-  if (out->body.more()) {
-    out->framing_error = "too many frames (expected one envelope frame)";
-    DrainRest(s, delimiter);
-    out->body.rebuild(0);
-    return true;
-  }
-  Align(out->body);
+  out->framing_error = RecvDelimitedBody(s, delimiter, &out->body);
   return true;
 }
 
 bool RecvDealer(zmq::socket_t& s, DealerMessage* out) {
-  out->framing_error = nullptr;
   zmq::message_t delimiter;
   if (!s.recv(delimiter, zmq::recv_flags::dontwait)) return false;
-  if (delimiter.size() != 0 || !delimiter.more()) {
-    out->framing_error = "expected an empty delimiter frame before the body";
-    out->body.rebuild(0);
-    DrainRest(s, delimiter);
-    return true;
-  }
-  (void)s.recv(out->body, zmq::recv_flags::none);
-  if (out->body.more()) {
-    out->framing_error = "too many frames (expected one envelope frame)";
-    DrainRest(s, delimiter);
-    out->body.rebuild(0);
-    return true;
-  }
-  Align(out->body);
+  out->framing_error = RecvDelimitedBody(s, delimiter, &out->body);
   return true;
 }
 
