@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <memory_resource>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -122,7 +123,10 @@ class Broker::Impl {
   std::unique_ptr<JobQueue> queue_;
   std::unique_ptr<Balancer> balancer_;
   WorkerTable workers_;
-  std::unordered_map<JobId, InFlight, JobIdHash> inflight_;
+  // Nodes from a recycling pool: no malloc per dispatched job.
+  std::pmr::unsynchronized_pool_resource inflight_pool_;
+  std::pmr::unordered_map<JobId, InFlight, JobIdHash> inflight_{
+      &inflight_pool_};
   std::unordered_map<std::string, Outbox> outboxes_;
   std::vector<std::string> dirty_;
 

@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <array>
 #include <deque>
+#include <memory_resource>
 #include <queue>
 #include <unordered_map>
 #include <vector>
@@ -166,7 +167,9 @@ class MemoryQueue final : public JobQueue {
   // delayed entries, kept exact by Erase and the delayed flag's setters.
   size_t DelayedCount() const { return delayed_live_; }
 
-  void Erase(std::unordered_map<JobId, Entry, JobIdHash>::iterator it) {
+  using EntryMap = std::pmr::unordered_map<JobId, Entry, JobIdHash>;
+
+  void Erase(EntryMap::iterator it) {
     if (it->second.leased) --leased_;
     if (it->second.delayed) --delayed_live_;
     entries_.erase(it);
@@ -217,7 +220,10 @@ class MemoryQueue final : public JobQueue {
   }
 
   MemoryQueueOptions options_;
-  std::unordered_map<JobId, Entry, JobIdHash> entries_;
+  // Map nodes come from a pool that recycles freed nodes: no malloc per job
+  // in steady state.
+  std::pmr::unsynchronized_pool_resource pool_;
+  EntryMap entries_{&pool_};
   std::array<std::deque<JobId>, kLevels> ready_;
   std::priority_queue<Timed, std::vector<Timed>, Later> delayed_;
   size_t leased_ = 0;
