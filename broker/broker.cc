@@ -489,6 +489,13 @@ void Broker::Impl::FlushOutboxes() {
       }
       ids.clear();
     };
+    if (!out.results.empty() && !out.accepted.empty() &&
+        out.accepted.size() <= options_.limits.max_batch) {
+      // Acks ride with the results: one message instead of two.
+      SendTo(frontend_, route, out.results.FinishResults(out.accepted));
+      out.results.Clear();
+      out.accepted.clear();
+    }
     send_ids(out.accepted, [&](std::span<const JobId> s) {
       return writer_.EncodeAccepted(s);
     });

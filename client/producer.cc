@@ -973,6 +973,9 @@ void Producer::Impl::HandleMessage(size_t bi, Bytes frame, int64_t now) {
       }
       break;
     case wire::Body::Results:
+      if (const auto* accepted = d.envelope->body_as_Results()->accepted()) {
+        for (const wire::Id* id : *accepted) OnAccepted(bi, FromWire(id));
+      }
       for (const wire::ResultBlob* blob :
            *d.envelope->body_as_Results()->results()) {
         OnResult(blob->data_nested_root(), now);

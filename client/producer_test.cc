@@ -603,6 +603,33 @@ TEST_F(ProducerTest, SubmitBatchDeliversAnOutcomePerJob) {
   }
 }
 
+TEST_F(ProducerTest, AcceptedIdsRidingInResultsCount) {
+  FakeBroker broker(ctx_);
+  auto p = Make({broker.endpoint()});
+  broker.Pump(100);
+  Outcomes outcomes;
+  JobId a = p->Submit(Spec("a"), outcomes.Callback());
+  auto first = broker.Next();
+  ASSERT_TRUE(first);
+  JobId b = p->Submit(Spec("b"), outcomes.Callback());
+  auto second = broker.Next();
+  ASSERT_TRUE(second);
+  broker.Accept({a});
+  // b's ack rides in the message that carries a's result.
+  BlobBatch batch;
+  Writer w;
+  batch.AddResult(
+      w.EncodeResult(a, wire::ResultStatus::Ok, AsBytes("x"), "", 1, 1));
+  std::vector<JobId> acked = {b};
+  broker.Send(batch.FinishResults(acked));
+  ASSERT_EQ(outcomes.WaitFor(1).size(), 1u);
+  for (int i = 0; i < 100 && p->counters().accepted < 2; ++i) {
+    std::this_thread::sleep_for(milliseconds(10));
+  }
+  EXPECT_EQ(p->counters().accepted, 2u);
+  EXPECT_EQ(p->counters().resent, 0u);
+}
+
 TEST_F(ProducerTest, DuplicateResultsDeliverOnce) {
   FakeBroker broker(ctx_);
   auto p = Make({broker.endpoint()});

@@ -60,9 +60,15 @@ Decoded Decode(Bytes frame, const Limits& limits) {
     case wire::Body::Dispatch:
       batch_error = CheckBatch(env->body_as_Dispatch()->jobs(), limits);
       break;
-    case wire::Body::Results:
-      batch_error = CheckBatch(env->body_as_Results()->results(), limits);
+    case wire::Body::Results: {
+      const auto* r = env->body_as_Results();
+      batch_error = CheckBatch(r->results(), limits);
+      if (!batch_error && r->accepted() &&
+          r->accepted()->size() > limits.max_batch) {
+        batch_error = "batch too large";
+      }
       break;
+    }
     case wire::Body::Accepted:
       batch_error = CheckBatch(env->body_as_Accepted()->ids(), limits);
       break;
@@ -273,12 +279,18 @@ Bytes BlobBatch::FinishDispatch() {
   return Finish(wire::CreateDispatch(fbb_, v), wire::Body::Dispatch);
 }
 
-Bytes BlobBatch::FinishResults() {
+Bytes BlobBatch::FinishResults(std::span<const JobId> accepted) {
+  flatbuffers::Offset<flatbuffers::Vector<const wire::Id*>> acc = 0;
+  if (!accepted.empty()) {
+    wire::Id* out = nullptr;
+    acc = fbb_.CreateUninitializedVectorOfStructs(accepted.size(), &out);
+    for (const JobId& id : accepted) *out++ = ToWire(id);
+  }
   auto v = fbb_.CreateVector(
       reinterpret_cast<const flatbuffers::Offset<wire::ResultBlob>*>(
           offsets_.data()),
       offsets_.size());
-  return Finish(wire::CreateResults(fbb_, v), wire::Body::Results);
+  return Finish(wire::CreateResults(fbb_, v, acc), wire::Body::Results);
 }
 
 void BlobBatch::Clear() {

@@ -153,7 +153,8 @@ class BlobBatch {
 
   Bytes FinishSubmit();
   Bytes FinishDispatch();
-  Bytes FinishResults();
+  // `accepted`: ids acknowledged in the same message (broker -> producer).
+  Bytes FinishResults(std::span<const JobId> accepted = {});
   void Clear();
 
  private:

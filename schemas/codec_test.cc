@@ -81,6 +81,19 @@ TEST(CodecTest, ResultsAndControlMessagesRoundTrip) {
   EXPECT_EQ(res->attempt(), 2);
 
   std::vector<JobId> ids = {{1, 1}, {2, 2}};
+  // Accepted ids may ride in a Results message.
+  BlobBatch both;
+  both.AddResult(AsBytes(r));
+  std::string merged = CopyOf(both.FinishResults(ids));
+  d = Decode(AsBytes(merged), Limits{});
+  ASSERT_TRUE(d.ok()) << d.message;
+  ASSERT_EQ(d.envelope->body_as_Results()->accepted()->size(), 2u);
+  EXPECT_EQ(FromWire(*d.envelope->body_as_Results()->accepted()->Get(1)),
+            (JobId{2, 2}));
+  Limits one;
+  one.max_batch = 1;
+  EXPECT_EQ(Decode(AsBytes(merged), one).error, wire::ErrorCode::TooLarge);
+
   std::string acc = CopyOf(w.EncodeAccepted(ids));
   d = Decode(AsBytes(acc), Limits{});
   ASSERT_TRUE(d.ok());
