@@ -197,3 +197,49 @@ TEST(ClusterTest, NoWorkerMeansLostAndExitOne) {
 
 }  // namespace
 }  // namespace yard
+
+namespace yard {
+namespace {
+
+// A broker whose queue is tiny answers Busy; push retries with the same ids
+// after the retry-after and every job still completes once.
+TEST(ClusterTest, FullQueueMeansBusyRetriesNotLoss) {
+  Cluster c;
+  auto broker = c.StartBroker({"--max-queue", "20"});
+  ASSERT_TRUE(broker);
+  ASSERT_TRUE(c.StartWorker(broker->backend, 2, {"--prefetch", "0"}));
+  PushRun run =
+      c.RunPush({"--connect", broker->frontend, "--task", "sleep", "--payload",
+                 "1", "--count", "400", "--window", "200", "--timeout", "45"},
+                kPushBound);
+  ExpectPushSucceeded(run, 400);
+  EXPECT_GT(run.Count("busy"), 0) << run.Describe();
+  EXPECT_EQ(run.Count("duplicates"), 0) << run.Describe();
+}
+
+// Two brokers, one worker serving both, push spread over both; one broker is
+// SIGKILLed mid-run. Its jobs are resent by the producer to the other broker
+// (memory mode: at-least-once), and none is lost.
+TEST(ClusterTest, BrokerKilledMidRunLosesNothing) {
+  Cluster c;
+  auto b1 = c.StartBroker({"--heartbeat-ms", "200"});
+  auto b2 = c.StartBroker({"--heartbeat-ms", "200"});
+  ASSERT_TRUE(b1 && b2);
+  ASSERT_TRUE(c.StartWorker(b1->backend + "," + b2->backend, 2,
+                            {"--heartbeat-ms", "200"}));
+  Process* push =
+      c.StartPush({"--connect", b1->frontend + "," + b2->frontend, "--task",
+                   "sleep", "--payload", "1", "--count", "6000", "--window",
+                   "200", "--heartbeat-ms", "200", "--timeout", "50"});
+  ASSERT_TRUE(push);
+  std::this_thread::sleep_for(Millis(1500));
+  ASSERT_TRUE(push->Running()) << "push ended before the kill";
+  b1->process->Signal(SIGKILL);
+  PushRun run = c.FinishPush(push, kPushBound);
+  ExpectPushSucceeded(run, 6000);
+  EXPECT_GT(run.Count("resent"), 0) << run.Describe();
+  EXPECT_TRUE(b2->process->Running());
+}
+
+}  // namespace
+}  // namespace yard
