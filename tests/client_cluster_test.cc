@@ -135,6 +135,9 @@ TEST(ClientClusterTest, Sha256AndEchoOutputsAreCorrect) {
   EXPECT_EQ(checked, jobs.size());
   EXPECT_EQ(wrong, 0u);
 
+  // A future is ready just before the producer counts its outcome; Flush
+  // waits until every outcome is delivered and counted.
+  EXPECT_TRUE(producer->Flush(5000));
   ProducerCounters counters = producer->counters();
   EXPECT_EQ(counters.completed, jobs.size());
   EXPECT_EQ(counters.failed, 0u);
