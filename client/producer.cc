@@ -483,6 +483,7 @@ void Producer::Impl::Wake() {
 void Producer::Impl::FinishAfterClose(PendingJob* job) {
   JobOutcome::Kind kind = job->reject.empty() ? JobOutcome::Kind::kTimedOut
                                               : JobOutcome::Kind::kRejected;
+  Bump(kind == JobOutcome::Kind::kTimedOut ? timed_out_ : rejected_);
   if (job->done) {
     JobOutcome out;
     out.id = job->id;
@@ -497,7 +498,6 @@ void Producer::Impl::FinishAfterClose(PendingJob* job) {
       spdlog::error("producer: outcome callback threw");
     }
   }
-  Bump(kind == JobOutcome::Kind::kTimedOut ? timed_out_ : rejected_);
   finished_.fetch_add(1, std::memory_order_seq_cst);
   PendingJob::Delete(job);
 }
@@ -1128,6 +1128,22 @@ void Producer::Impl::Finish(PendingJob* job, JobOutcome::Kind kind,
     job->in_map = false;
   }
   job->state = JobState::kDone;
+  // Counted before the caller hears of it, so a caller that reads the
+  // counters after its callback or future sees this outcome.
+  switch (kind) {
+    case JobOutcome::Kind::kCompleted:
+      Bump(completed_);
+      break;
+    case JobOutcome::Kind::kFailed:
+      Bump(failed_);
+      break;
+    case JobOutcome::Kind::kTimedOut:
+      Bump(timed_out_);
+      break;
+    case JobOutcome::Kind::kRejected:
+      Bump(rejected_);
+      break;
+  }
   if (job->done) {
     JobOutcome out;
     out.id = job->id;
@@ -1151,20 +1167,6 @@ void Producer::Impl::Finish(PendingJob* job, JobOutcome::Kind kind,
     } catch (...) {
       spdlog::error("producer: outcome callback threw");
     }
-  }
-  switch (kind) {
-    case JobOutcome::Kind::kCompleted:
-      Bump(completed_);
-      break;
-    case JobOutcome::Kind::kFailed:
-      Bump(failed_);
-      break;
-    case JobOutcome::Kind::kTimedOut:
-      Bump(timed_out_);
-      break;
-    case JobOutcome::Kind::kRejected:
-      Bump(rejected_);
-      break;
   }
   finished_.fetch_add(1, std::memory_order_seq_cst);
   if (!job->in_ready) PendingJob::Delete(job);  // else when it leaves ready_

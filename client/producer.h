@@ -123,6 +123,8 @@ class Producer {
   // Stops the I/O thread; jobs without an outcome get kTimedOut.
   void Close();
 
+  // An outcome is counted before its callback runs or its future is ready;
+  // in_flight drops after the callback returns (Flush waits for that).
   ProducerCounters counters() const;
 
  private:

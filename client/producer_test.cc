@@ -554,9 +554,9 @@ TEST_F(ProducerTest, JobsWaitForABrokerToComeUp) {
 TEST_F(ProducerTest, RestartedBrokerGetsItsJobsAgain) {
   FakeBroker broker(ctx_);
   broker.set_instance(JobId{1, 1});
+  Outcomes outcomes;  // outlives the producer, whose Close calls back
   auto p = Make({broker.endpoint()});
   broker.Pump(300);
-  Outcomes outcomes;
   JobId id = p->Submit(Spec("keep me"), outcomes.Callback());
   auto first = broker.Next();
   ASSERT_TRUE(first);
@@ -605,9 +605,9 @@ TEST_F(ProducerTest, SubmitBatchDeliversAnOutcomePerJob) {
 
 TEST_F(ProducerTest, AcceptedIdsRidingInResultsCount) {
   FakeBroker broker(ctx_);
+  Outcomes outcomes;  // outlives the producer, whose Close calls back
   auto p = Make({broker.endpoint()});
   broker.Pump(100);
-  Outcomes outcomes;
   JobId a = p->Submit(Spec("a"), outcomes.Callback());
   auto first = broker.Next();
   ASSERT_TRUE(first);
@@ -668,6 +668,7 @@ TEST_F(ProducerTest, NoResultTimesOut) {
   EXPECT_GE(got[0].latency_us, 150'000);
   EXPECT_LT(got[0].latency_us, 1'000'000);
   EXPECT_EQ(p->counters().timed_out, 1u);
+  EXPECT_TRUE(p->Flush(kWaitMs));
   EXPECT_EQ(p->counters().in_flight, 0u);
   // A late result is dropped and counted.
   broker.Results({id});
