@@ -20,6 +20,7 @@ echo "== tests"
 # Unit tests in parallel; multi-process tests one at a time (2 cores).
 ctest --test-dir build --output-on-failure -j2 -L 'unit|bench'
 ctest --test-dir build --output-on-failure -L 'integration'
+ctest --test-dir build --output-on-failure -L 'redis'  # a real redis-server
 
 if [ "${SKIP_SANITIZERS:-0}" != 1 ]; then
   echo "== ASan+UBSan build and tests"
@@ -29,5 +30,6 @@ if [ "${SKIP_SANITIZERS:-0}" != 1 ]; then
   export UBSAN_OPTIONS=halt_on_error=1:abort_on_error=1:print_stacktrace=1
   ctest --test-dir build-asan --output-on-failure -j2 -L unit
   ctest --test-dir build-asan --output-on-failure -L integration
+  ctest --test-dir build-asan --output-on-failure -L redis
 fi
 echo "== all tests passed in $(( $(date +%s) - start )) s"

@@ -1,0 +1,465 @@
+#include "queue/redis_client.h"
+
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+#include <poll.h>
+#include <zmq.h>
+
+#include <cctype>
+#include <cerrno>
+#include <charconv>
+#include <chrono>
+#include <climits>
+#include <cstring>
+#include <utility>
+
+namespace yard {
+
+// One queued command. hiredis holds it as privdata and calls OnReply exactly
+// once for it (with a reply, or with NULL when the context is torn down), and
+// OnReply deletes it. `owner` is null once the client is destroyed; `done`
+// is empty once the destructor has answered it itself.
+struct RedisClient::Pending {
+  Pending* prev = nullptr;
+  Pending* next = nullptr;
+  RedisClient* owner = nullptr;
+  Callback done;
+};
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+RedisReply CopyReply(const redisReply& r) {
+  RedisReply out;
+  switch (r.type) {
+    case REDIS_REPLY_STRING:
+      out.type = RedisReply::Type::kString;
+      out.str.assign(r.str, r.len);
+      break;
+    case REDIS_REPLY_STATUS:
+      out.type = RedisReply::Type::kStatus;
+      out.str.assign(r.str, r.len);
+      break;
+    case REDIS_REPLY_ERROR:
+      out.type = RedisReply::Type::kError;
+      out.str.assign(r.str, r.len);
+      break;
+    case REDIS_REPLY_INTEGER:
+      out.type = RedisReply::Type::kInteger;
+      out.integer = r.integer;
+      break;
+    case REDIS_REPLY_ARRAY:
+      out.type = RedisReply::Type::kArray;
+      out.elements.reserve(r.elements);
+      for (size_t i = 0; i < r.elements; ++i) {
+        out.elements.push_back(CopyReply(*r.element[i]));
+      }
+      break;
+    default:  // REDIS_REPLY_NIL
+      out.type = RedisReply::Type::kNil;
+      break;
+  }
+  return out;
+}
+
+bool HasPrefix(std::string_view s, std::string_view word) {
+  return s.starts_with(word) &&
+         (s.size() == word.size() || s[word.size()] == ' ');
+}
+
+Status ErrorReplyStatus(std::string_view error) {
+  std::string message = "redis: " + std::string(error);
+  for (std::string_view transient :
+       {"LOADING", "BUSY", "MASTERDOWN", "READONLY", "TRYAGAIN", "CLUSTERDOWN",
+        "NOREPLICAS"}) {
+    if (HasPrefix(error, transient)) {
+      return Status::Unavailable(std::move(message));
+    }
+  }
+  if (HasPrefix(error, "OOM")) {
+    return Status::ResourceExhausted(std::move(message));
+  }
+  return Status::Internal(std::move(message));
+}
+
+Result<RedisReply> ToResult(const redisReply& r) {
+  if (r.type == REDIS_REPLY_ERROR) {
+    return ErrorReplyStatus(std::string_view(r.str, r.len));
+  }
+  return CopyReply(r);
+}
+
+std::string ContextError(const redisAsyncContext* ac,
+                         std::string_view fallback) {
+  if (ac != nullptr && ac->err != 0 && ac->errstr != nullptr &&
+      ac->errstr[0] != '\0') {
+    return ac->errstr;
+  }
+  return std::string(fallback);
+}
+
+bool ParseDecimal(std::string_view s, int64_t max, int64_t* out) {
+  if (s.empty() || s.size() > 10) return false;
+  for (char ch : s) {
+    if (ch < '0' || ch > '9') return false;
+  }
+  int64_t v = 0;
+  auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || ptr != s.data() + s.size() || v > max) return false;
+  *out = v;
+  return true;
+}
+
+bool ValidHostName(std::string_view h) {
+  if (h.empty() || h.size() > 253) return false;
+  for (char ch : h) {
+    if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '.' &&
+        ch != '-' && ch != '_') {
+      return false;
+    }
+  }
+  return true;
+}
+
+bool ValidIpv6(std::string_view h) {
+  if (h.size() < 2 || h.size() > 45) return false;
+  for (char ch : h) {
+    if (!std::isxdigit(static_cast<unsigned char>(ch)) && ch != ':' &&
+        ch != '.') {
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+Result<RedisAddress> ParseRedisUrl(std::string_view url) {
+  auto bad = [url](std::string_view why) {
+    return Status::InvalidArgument("redis url '" + std::string(url) +
+                                   "': " + std::string(why) +
+                                   " (want redis://HOST:PORT[/DB])");
+  };
+  constexpr std::string_view kScheme = "redis://";
+  if (!url.starts_with(kScheme)) return bad("not redis://");
+  std::string_view rest = url.substr(kScheme.size());
+  RedisAddress address;
+  if (rest.starts_with('[')) {
+    size_t close = rest.find(']');
+    if (close == std::string_view::npos) return bad("unclosed '['");
+    std::string_view host = rest.substr(1, close - 1);
+    if (!ValidIpv6(host)) return bad("bad IPv6 address");
+    address.host = std::string(host);
+    rest.remove_prefix(close + 1);
+  } else {
+    size_t colon = rest.find(':');
+    if (colon == std::string_view::npos) return bad("no port");
+    std::string_view host = rest.substr(0, colon);
+    if (!ValidHostName(host)) return bad("bad host");
+    address.host = std::string(host);
+    rest.remove_prefix(colon);
+  }
+  if (!rest.starts_with(':')) return bad("no port");
+  rest.remove_prefix(1);
+  size_t slash = rest.find('/');
+  int64_t port = 0;
+  if (!ParseDecimal(rest.substr(0, slash), 65535, &port) || port == 0) {
+    return bad("bad port");
+  }
+  address.port = static_cast<uint16_t>(port);
+  if (slash != std::string_view::npos) {
+    int64_t db = 0;
+    if (!ParseDecimal(rest.substr(slash + 1), INT_MAX, &db)) {
+      return bad("bad db");
+    }
+    address.db = static_cast<int>(db);
+  }
+  return address;
+}
+
+// The hiredis callbacks (friends of RedisClient). They reach the client
+// through ac->data / ev.data, both cleared by the destructor.
+struct RedisClientHooks {
+  static RedisClient* From(void* data) {
+    return static_cast<RedisClient*>(data);
+  }
+  static void AddRead(void*) {}  // we always poll for input
+  static void DelRead(void*) {}
+  static void AddWrite(void* data) { From(data)->want_write_ = true; }
+  static void DelWrite(void* data) { From(data)->want_write_ = false; }
+  // hiredis is freeing the context: pending callbacks have run; next come
+  // onDisconnect and the free itself.
+  static void Cleanup(void* data) {
+    RedisClient* self = From(data);
+    self->MarkLost(ContextError(self->ac_, "connection closed"));
+    self->ac_ = nullptr;
+    self->want_write_ = false;
+  }
+  static void OnConnect(const redisAsyncContext* ac, int status) {
+    RedisClient* self = From(ac->data);
+    if (self == nullptr) return;
+    if (status == REDIS_OK) {
+      if (self->state_ == RedisClient::State::kConnecting) {
+        self->state_ = RedisClient::State::kConnected;
+      }
+    } else {
+      self->MarkLost(ContextError(ac, "connect failed"));
+    }
+  }
+  static void OnReply(redisAsyncContext* ac, void* reply, void* privdata) {
+    auto* p = static_cast<RedisClient::Pending*>(privdata);
+    RedisClient* self = p->owner;
+    if (self != nullptr) {
+      self->Unlink(p);
+      if (reply == nullptr) {
+        self->MarkLost(ContextError(ac, "connection closed"));
+      }
+    }
+    RedisClient::Callback done = std::move(p->done);
+    delete p;
+    if (!done) return;  // the destructor answered it
+    if (reply == nullptr) {
+      done(Status::Unavailable("redis: " +
+                               (self != nullptr
+                                    ? self->error_
+                                    : ContextError(ac, "connection closed"))));
+      return;
+    }
+    done(ToResult(*static_cast<const redisReply*>(reply)));
+  }
+};
+
+RedisClient::RedisClient(redisAsyncContext* ac) : ac_(ac) {
+  ac_->data = this;
+  // The hooks first: setting the connect callback calls addWrite at once.
+  ac_->ev.data = this;
+  ac_->ev.addRead = &RedisClientHooks::AddRead;
+  ac_->ev.delRead = &RedisClientHooks::DelRead;
+  ac_->ev.addWrite = &RedisClientHooks::AddWrite;
+  ac_->ev.delWrite = &RedisClientHooks::DelWrite;
+  ac_->ev.cleanup = &RedisClientHooks::Cleanup;
+  redisAsyncSetConnectCallback(ac_, &RedisClientHooks::OnConnect);
+}
+
+RedisClient::~RedisClient() {
+  if (destroyed_flag_ != nullptr) *destroyed_flag_ = true;
+  state_ = State::kDestroying;
+  // Take the callbacks out first: hiredis may run (or, when we are inside
+  // one of its callbacks, defer) the pending callbacks with NULL replies,
+  // and those must not reach us or the caller's `done` again.
+  std::vector<Callback> dones;
+  dones.reserve(pending_count_);
+  for (Pending* p = head_; p != nullptr; p = p->next) {
+    p->owner = nullptr;
+    dones.push_back(std::move(p->done));
+  }
+  head_ = tail_ = nullptr;
+  pending_count_ = 0;
+  if (ac_ != nullptr) {
+    ac_->data = nullptr;
+    ac_->ev.data = nullptr;
+    ac_->ev.addRead = nullptr;
+    ac_->ev.delRead = nullptr;
+    ac_->ev.addWrite = nullptr;
+    ac_->ev.delWrite = nullptr;
+    ac_->ev.cleanup = nullptr;
+    ac_->onConnect = nullptr;
+    ac_->onDisconnect = nullptr;
+    // Frees now, or right after the hiredis callback we are inside returns.
+    redisAsyncFree(ac_);
+    ac_ = nullptr;
+  }
+  for (Callback& done : dones) {
+    done(Status::Unavailable("redis: client destroyed"));
+  }
+}
+
+Result<std::unique_ptr<RedisClient>> RedisClient::Connect(
+    const RedisAddress& address, int64_t timeout_ms) {
+  const std::string where =
+      "redis " + address.host + ":" + std::to_string(address.port);
+  const Clock::time_point deadline =
+      Clock::now() + std::chrono::milliseconds(timeout_ms < 0 ? 0 : timeout_ms);
+  redisAsyncContext* ac =
+      redisAsyncConnect(address.host.c_str(), static_cast<int>(address.port));
+  if (ac == nullptr) return Status::Unavailable(where + ": out of memory");
+  if (ac->err != 0) {
+    Status error = Status::Unavailable(where + ": " + ac->errstr);
+    redisAsyncFree(ac);
+    return error;
+  }
+  // Declared before the client: its destructor may call these callbacks.
+  Status select_status;
+  Status ping_status;
+  bool ping_done = false;
+  std::unique_ptr<RedisClient> client(new RedisClient(ac));
+  if (address.db != 0) {
+    client->Command(
+        {"SELECT", std::to_string(address.db)},
+        [&select_status](Result<RedisReply> r) { select_status = r.status(); });
+  }
+  client->Command({"PING"}, [&](Result<RedisReply> r) {
+    ping_status = r.status();
+    ping_done = true;
+  });
+  while (!ping_done) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                    deadline - Clock::now())
+                    .count();
+    if (left <= 0 || client->fd() < 0) break;
+    pollfd pfd{client->fd(), 0, 0};
+    const short want = client->events();
+    if (want & ZMQ_POLLIN) pfd.events |= POLLIN;
+    if (want & ZMQ_POLLOUT) pfd.events |= POLLOUT;
+    int n = ::poll(&pfd, 1, static_cast<int>(left));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return Status::Unavailable(where + ": poll: " + std::strerror(errno));
+    }
+    if (n == 0) continue;
+    short revents = 0;
+    if (pfd.revents & POLLIN) revents |= ZMQ_POLLIN;
+    if (pfd.revents & POLLOUT) revents |= ZMQ_POLLOUT;
+    if (pfd.revents & (POLLERR | POLLHUP | POLLNVAL)) revents |= ZMQ_POLLERR;
+    client->HandleEvents(revents);
+  }
+  if (!ping_done) {
+    std::string why =
+        client->error_.empty()
+            ? "timed out after " + std::to_string(timeout_ms) + " ms"
+            : client->error_;
+    client.reset();  // answers the queued commands
+    return Status::Unavailable(where + ": " + why);
+  }
+  if (!ping_status.ok()) {
+    return Status::Unavailable(where + ": " + ping_status.message());
+  }
+  if (!select_status.ok()) {
+    return Status::Unavailable(where + ": SELECT " +
+                               std::to_string(address.db) + ": " +
+                               select_status.message());
+  }
+  if (!client->connected()) {
+    return Status::Unavailable(where + ": " + client->error_);
+  }
+  return client;
+}
+
+int RedisClient::fd() const {
+  return ac_ != nullptr && state_ != State::kLost ? ac_->c.fd : -1;
+}
+
+short RedisClient::events() const {
+  if (fd() < 0) return 0;
+  return static_cast<short>(ZMQ_POLLIN | (want_write_ ? ZMQ_POLLOUT : 0));
+}
+
+void RedisClient::OnReadable() {
+  if (ac_ == nullptr) return;
+  bool destroyed = false;
+  bool* outer = destroyed_flag_;
+  destroyed_flag_ = &destroyed;
+  redisAsyncHandleRead(ac_);
+  if (destroyed) {
+    if (outer != nullptr) *outer = true;
+    return;
+  }
+  destroyed_flag_ = outer;
+}
+
+void RedisClient::OnWritable() {
+  if (ac_ == nullptr) return;
+  bool destroyed = false;
+  bool* outer = destroyed_flag_;
+  destroyed_flag_ = &destroyed;
+  redisAsyncHandleWrite(ac_);
+  if (destroyed) {
+    if (outer != nullptr) *outer = true;
+    return;
+  }
+  destroyed_flag_ = outer;
+}
+
+void RedisClient::HandleEvents(short revents) {
+  bool destroyed = false;
+  bool* outer = destroyed_flag_;
+  destroyed_flag_ = &destroyed;
+  if (revents & (ZMQ_POLLIN | ZMQ_POLLERR)) OnReadable();
+  if (!destroyed && ac_ != nullptr && (revents & ZMQ_POLLOUT)) OnWritable();
+  if (destroyed) {
+    if (outer != nullptr) *outer = true;
+    return;
+  }
+  destroyed_flag_ = outer;
+}
+
+void RedisClient::Command(std::vector<std::string> args, Callback done) {
+  if (args.empty()) {
+    done(Status::InvalidArgument("redis: empty command"));
+    return;
+  }
+  if (ac_ == nullptr ||
+      (state_ != State::kConnecting && state_ != State::kConnected)) {
+    done(Status::Unavailable(
+        "redis: not connected" +
+        (error_.empty() ? std::string() : " (" + error_ + ")")));
+    return;
+  }
+  std::vector<const char*> argv;
+  std::vector<size_t> lens;
+  argv.reserve(args.size());
+  lens.reserve(args.size());
+  for (const std::string& a : args) {
+    argv.push_back(a.data());
+    lens.push_back(a.size());
+  }
+  auto* p = new Pending;
+  p->owner = this;
+  p->done = std::move(done);
+  Link(p);
+  if (redisAsyncCommandArgv(ac_, &RedisClientHooks::OnReply, p,
+                            static_cast<int>(argv.size()), argv.data(),
+                            lens.data()) != REDIS_OK) {
+    Unlink(p);
+    Callback d = std::move(p->done);
+    delete p;
+    d(Status::Unavailable("redis: command not queued (disconnecting)"));
+  }
+}
+
+void RedisClient::Link(Pending* p) {
+  p->prev = tail_;
+  p->next = nullptr;
+  if (tail_ != nullptr) {
+    tail_->next = p;
+  } else {
+    head_ = p;
+  }
+  tail_ = p;
+  ++pending_count_;
+}
+
+void RedisClient::Unlink(Pending* p) {
+  if (p->prev != nullptr) {
+    p->prev->next = p->next;
+  } else {
+    head_ = p->next;
+  }
+  if (p->next != nullptr) {
+    p->next->prev = p->prev;
+  } else {
+    tail_ = p->prev;
+  }
+  p->prev = p->next = nullptr;
+  --pending_count_;
+}
+
+void RedisClient::MarkLost(std::string_view why) {
+  if (state_ == State::kConnecting || state_ == State::kConnected) {
+    state_ = State::kLost;
+    error_ = std::string(why);
+  }
+}
+
+}  // namespace yard

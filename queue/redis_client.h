@@ -1,0 +1,159 @@
+// RedisClient: a small asynchronous Redis client over hiredis 0.14's
+// redisAsyncContext, driven by the caller's poll loop (the broker's
+// zmq_poll), so a Redis-backed JobQueue can answer from the broker's event
+// loop without threads.
+//
+//   auto c = RedisClient::Connect(*ParseRedisUrl("redis://127.0.0.1:6379/0"),
+//                                 /*timeout_ms=*/2000);
+//   (*c)->Command({"SET", key, value}, [](Result<RedisReply> r) { ... });
+//   for (;;) {  // the owner's loop
+//     zmq_pollitem_t item{nullptr, (*c)->fd(), (*c)->events(), 0};
+//     zmq_poll(&item, 1, timeout_ms);
+//     (*c)->HandleEvents(item.revents);  // or OnReadable() / OnWritable()
+//   }
+//
+// Contract:
+// - Command() queues a command (binary-safe argv) and returns; nothing is
+//   sent until the loop reports the fd writable (events() then includes
+//   ZMQ_POLLOUT). Several Command() calls before the loop turns go out in
+//   one write (pipelining); replies come back in command order.
+// - Every `done` is called exactly once, from OnReadable()/OnWritable()/
+//   HandleEvents(), from the destructor, or, when the client is not
+//   connected (or args is empty), before Command() returns.
+// - Results: a reply, including nil and arrays whose elements are errors
+//   (e.g. EXEC), is ok() and copied into a RedisReply the callback owns. A
+//   top-level error reply is a non-OK Status whose message is the server's
+//   error ("WRONGTYPE ..."): kUnavailable for LOADING, BUSY, MASTERDOWN,
+//   READONLY, TRYAGAIN, CLUSTERDOWN and NOREPLICAS, kResourceExhausted for
+//   OOM, kInternal otherwise.
+// - Disconnection (the server closes, a read or write fails): every pending
+//   `done` gets kUnavailable once, connected() is false by the time the
+//   first of them runs, fd() becomes -1 and events() 0. The client does not
+//   reconnect: the owner destroys it and calls Connect() again (with
+//   backoff), from its loop rather than from inside a callback.
+// - Destruction: pending `done`s get kUnavailable ("client destroyed")
+//   during the destructor; none is called after it returns. Destroying the
+//   client from inside one of its callbacks is allowed.
+// - hiredis 0.14 has no async timeouts: the owner keeps its own deadlines
+//   and destroys the client when one expires. hiredis writes with write(2):
+//   the process must ignore SIGPIPE (common/signals does).
+//
+// Thread-safety: none. One thread (the owner's event loop) makes every call
+// and receives every callback.
+#ifndef YARD_QUEUE_REDIS_CLIENT_H_
+#define YARD_QUEUE_REDIS_CLIENT_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/status.h"
+
+struct redisAsyncContext;
+
+namespace yard {
+
+struct RedisAddress {
+  std::string host;  // a name or an IP address (IPv6 without brackets)
+  uint16_t port = 6379;
+  int db = 0;  // SELECTed on connect when not 0
+};
+
+// "redis://HOST:PORT" or "redis://HOST:PORT/DB"; IPv6 hosts in brackets
+// ("redis://[::1]:6379"). Anything else (no port, a password, TLS
+// "rediss://", a query) is InvalidArgument.
+Result<RedisAddress> ParseRedisUrl(std::string_view url);
+
+// An owned copy of a hiredis (RESP2) reply.
+struct RedisReply {
+  enum class Type : uint8_t {
+    kNil,
+    kString,   // bulk string: `str` holds the bytes (binary-safe)
+    kStatus,   // "+OK": `str` is "OK"
+    kError,    // only inside arrays (a top-level error is a Status)
+    kInteger,  // `integer`
+    kArray,    // `elements`
+  };
+  Type type = Type::kNil;
+  int64_t integer = 0;
+  std::string str;
+  std::vector<RedisReply> elements;
+
+  bool is_nil() const { return type == Type::kNil; }
+};
+
+class RedisClient {
+ public:
+  using Callback = std::function<void(Result<RedisReply>)>;
+
+  // Connects to `address` (a non-blocking connect waited on with poll(2)),
+  // SELECTs its db, and checks that the server answers PING, all within
+  // `timeout_ms`. Any failure, including the timeout, is kUnavailable.
+  // Blocks the caller: for startup and for reconnects that can afford it.
+  static Result<std::unique_ptr<RedisClient>> Connect(
+      const RedisAddress& address, int64_t timeout_ms);
+
+  ~RedisClient();
+  RedisClient(const RedisClient&) = delete;
+  RedisClient& operator=(const RedisClient&) = delete;
+
+  bool connected() const { return state_ == State::kConnected; }
+  // Why the connection was lost (empty while connected).
+  const std::string& error() const { return error_; }
+
+  // Poll integration, for a zmq_pollitem_t{nullptr, fd(), events(), 0}:
+  // the socket (-1 when disconnected: leave it out of the poll) and the
+  // ZMQ_POLL* flags to wait for: ZMQ_POLLIN, plus ZMQ_POLLOUT while hiredis
+  // has output to send (0 when disconnected). These are zmq_poll's flags,
+  // not poll(2)'s.
+  int fd() const;
+  short events() const;
+  // Call when the fd is readable (or in error) / writable. No-ops when
+  // disconnected. A callback may have destroyed the client when they
+  // return: do not touch it then.
+  void OnReadable();
+  void OnWritable();
+  // For zmq_poll's revents: OnReadable() on ZMQ_POLLIN or ZMQ_POLLERR, then
+  // OnWritable() on ZMQ_POLLOUT unless a callback destroyed the client or
+  // the connection was lost. The same caveat applies when it returns.
+  void HandleEvents(short revents);
+
+  // Queues `args` (args[0] is the command) and calls `done` with its reply.
+  void Command(std::vector<std::string> args, Callback done);
+
+  // Commands sent or queued whose reply has not come back.
+  size_t pending() const { return pending_count_; }
+
+ private:
+  struct Pending;
+  friend struct RedisClientHooks;
+
+  explicit RedisClient(redisAsyncContext* ac);
+
+  void Link(Pending* p);
+  void Unlink(Pending* p);
+  // The connection is gone (or going): no more commands are accepted.
+  void MarkLost(std::string_view why);
+
+  enum class State : uint8_t { kConnecting, kConnected, kLost, kDestroying };
+
+  redisAsyncContext* ac_;  // null once hiredis freed it
+  State state_ = State::kConnecting;
+  bool want_write_ = false;  // hiredis asked for writability (addWrite)
+  std::string error_;
+  // Pending commands in order (intrusive list; hiredis owns the nodes'
+  // lifetime through privdata, see redis_client.cc).
+  Pending* head_ = nullptr;
+  Pending* tail_ = nullptr;
+  size_t pending_count_ = 0;
+  // Set to true by the destructor while OnReadable/OnWritable are inside
+  // hiredis, so they return without touching `this`.
+  bool* destroyed_flag_ = nullptr;
+};
+
+}  // namespace yard
+
+#endif  // YARD_QUEUE_REDIS_CLIENT_H_
