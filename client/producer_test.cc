@@ -381,6 +381,9 @@ TEST_F(ProducerTest, ResendsSameIdWhenNoAccepted) {
   auto p = Make({broker.endpoint()}, o);
   broker.Pump(100);
   Outcomes outcomes;
+  // Receive times are late by scheduling noise, so bound the resend from
+  // a time taken before the first send, never between two receipts.
+  const int64_t t0 = MonoMicros();
   JobId id = p->Submit(Spec(), outcomes.Callback());
   auto first = broker.Next();
   ASSERT_TRUE(first);
@@ -388,7 +391,7 @@ TEST_F(ProducerTest, ResendsSameIdWhenNoAccepted) {
   auto second = broker.Next();  // no Accepted: resent after ~100 ms
   ASSERT_TRUE(second);
   ASSERT_EQ(second->ids, std::vector<JobId>{id});
-  EXPECT_GE(second->at_us - first->at_us, 90'000);
+  EXPECT_GE(second->at_us - t0, 100'000);
   broker.Accept({id});
   broker.Results({id});
   ASSERT_EQ(outcomes.WaitFor(1).size(), 1u);
@@ -403,19 +406,23 @@ TEST_F(ProducerTest, BusyRetriesAfterRetryAfterWithSameId) {
   JobId id = p->Submit(Spec(), outcomes.Callback());
   auto first = broker.Next();
   ASSERT_TRUE(first);
+  // The producer's retry timer starts when it reads the Busy, which is
+  // after the time taken here; so these lower bounds cannot be noise.
+  int64_t sent_busy = MonoMicros();
   broker.Error(wire::ErrorCode::Busy, {id}, 200, "queue full");
   auto second = broker.Next();
   ASSERT_TRUE(second);
   ASSERT_EQ(second->ids, std::vector<JobId>{id});
-  const int64_t waited = second->at_us - first->at_us;
-  EXPECT_GE(waited, 195'000);
+  const int64_t waited = second->at_us - sent_busy;
+  EXPECT_GE(waited, 200'000);
   EXPECT_LE(waited, 1'000'000);
   // Busy again: the backoff grows.
+  sent_busy = MonoMicros();
   broker.Error(wire::ErrorCode::Busy, {id}, 200, "queue full");
   auto third = broker.Next();
   ASSERT_TRUE(third);
   ASSERT_EQ(third->ids, std::vector<JobId>{id});
-  EXPECT_GE(third->at_us - second->at_us, 395'000);
+  EXPECT_GE(third->at_us - sent_busy, 400'000);
   broker.Accept({id});
   broker.Results({id});
   ASSERT_EQ(outcomes.WaitFor(1).size(), 1u);
