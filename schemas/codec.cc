@@ -102,6 +102,20 @@ wire::ErrorCode CheckJob(const wire::Job& job, const Limits& limits,
     *why = "job with a zero id";
     return wire::ErrorCode::BadBatch;
   }
+  // Keys become parts of Redis key names in durable mode.
+  const std::pair<const flatbuffers::String*, const char*> keys[] = {
+      {job.task(), "task name"},
+      {job.queue(), "queue name"},
+      {job.idempotency_key(), "idempotency key"},
+      {job.affinity_key(), "affinity key"},
+      {job.lock_key(), "lock key"}};
+  for (const auto& [key, what] : keys) {
+    if (key && key->size() > kMaxKeyBytes) {
+      *why = std::string(what) + " of " + std::to_string(key->size()) +
+             " bytes exceeds the limit of " + std::to_string(kMaxKeyBytes);
+      return wire::ErrorCode::TooLarge;
+    }
+  }
   return wire::ErrorCode::None;
 }
 
@@ -136,6 +150,9 @@ Bytes Writer::EncodeJob(const JobSpec& j) {
       j.affinity_key.empty()
           ? 0
           : fbb_.CreateString(j.affinity_key.data(), j.affinity_key.size());
+  auto lock = j.lock_key.empty()
+                  ? 0
+                  : fbb_.CreateString(j.lock_key.data(), j.lock_key.size());
   auto tags = j.tags.empty() ? 0 : fbb_.CreateVectorOfStrings(j.tags);
   auto tols =
       j.tolerations.empty() ? 0 : fbb_.CreateVectorOfStrings(j.tolerations);
@@ -156,6 +173,7 @@ Bytes Writer::EncodeJob(const JobSpec& j) {
   wire::Id trace = ToWire(j.trace_id);
   if (!j.trace_id.IsZero()) b.add_trace_id(&trace);
   if (j.created_ms) b.add_created_ms(j.created_ms);
+  if (!lock.IsNull()) b.add_lock_key(lock);
   fbb_.Finish(b.Finish());
   return View();
 }

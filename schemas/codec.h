@@ -73,6 +73,10 @@ struct Decoded {
 
 Decoded Decode(Bytes frame, const Limits& limits);
 
+// Task names, queue names and keys (idempotency, affinity, lock) are at most
+// this long.
+inline constexpr size_t kMaxKeyBytes = 256;
+
 // Job-level checks a broker applies to each job of a verified Submit, so that
 // one bad job is refused alone (with its id) and the rest are accepted.
 // Returns None, or the code with *why set.
@@ -95,6 +99,7 @@ struct JobSpec {
   std::vector<std::string> tolerations;
   JobId trace_id;
   int64_t created_ms = 0;
+  std::string_view lock_key;  // durable mode: one running job per key
 };
 
 struct ReadyInfo {

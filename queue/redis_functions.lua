@@ -1,0 +1,382 @@
+#!lua name=yard
+-- Switchyard's durable queue: the multi-key steps, as Redis 7 Functions.
+-- Loaded by every broker on connect (FUNCTION LOAD REPLACE); persisted in
+-- the AOF and replicated, unlike EVALSHA scripts. Layout and field meanings:
+-- queue/redis_queue.h. The hot path (submit, claim, complete) uses plain
+-- pipelined commands; these functions serve the steps that touch several
+-- keys and must leave no crash point between them.
+--
+-- Every function takes KEYS = the queue's six fixed keys
+--   1..3 ready streams for priority 0..2, 4 delayed ZSET, 5 delayed HASH,
+--   6 dead-letter stream
+-- and ARGV[1] = the queue's key prefix "{jq:NAME}:", from which it derives
+-- the keys whose names depend on data (lock, stats, leader); all share the
+-- prefix's hash tag, so they live in the same Cluster slot.
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- Stream entry fields (a flat array) to a map; missing fields become ''.
+local FIELDS = {'j', 'a', 'x', 'm', 'k', 'b', 'r', 'p'}
+local function fmap(f)
+  local m = {}
+  if f then
+    for i = 1, #f, 2 do m[f[i]] = f[i + 1] end
+  end
+  for _, k in ipairs(FIELDS) do
+    if m[k] == nil then m[k] = '' end
+  end
+  return m
+end
+
+local function add(keys, pri, m)
+  return redis.call('XADD', keys[pri + 1], '*', 'j', m.j, 'a', m.a, 'x', m.x,
+                    'm', m.m, 'k', m.k, 'b', m.b, 'r', m.r, 'p', m.p)
+end
+
+local function pack(pri, m)
+  return cmsgpack.pack({pri, m.j, m.a, m.x, m.m, m.k, m.b, m.r, m.p})
+end
+
+local function unpack_entry(s)
+  local t = cmsgpack.unpack(s)
+  return t[1], {j = t[2], a = t[3], x = t[4], m = t[5], k = t[6], b = t[7],
+                r = t[8], p = t[9]}
+end
+
+local function bump(prefix, field, n)
+  if n ~= 0 then redis.call('HINCRBY', prefix .. 'stats', field, n) end
+end
+
+local function clamp_pri(p)
+  p = tonumber(p) or 1
+  if p < 0 then return 0 elseif p > 2 then return 2 end
+  return math.floor(p)
+end
+
+-- A dead letter keeps the whole record, why it died and the last error.
+local function bury(keys, prefix, pri, m, why, err)
+  redis.call('XADD', keys[6], '*', 'j', m.j, 'a', m.a, 'x', m.x, 'm', m.m,
+             'k', m.k, 'b', m.b, 'r', m.r, 'p', m.p, 'q', tostring(pri),
+             'why', why, 'err', err or '', 't', tostring(now_ms()))
+  bump(prefix, 'dead', 1)
+end
+
+-- Releases the per-key lock `k` held by `holder` and hands it to the next
+-- job parked behind it (re-added to its ready stream).
+local function release(keys, prefix, k, holder)
+  if k == nil or k == '' then return end
+  local mx = prefix .. 'mx:' .. k
+  local cur = redis.call('GET', mx)
+  if cur and cur ~= holder then return end
+  if cur then redis.call('DEL', mx) end
+  local nxt = redis.call('LPOP', prefix .. 'mxw:' .. k)
+  if nxt then
+    local pri, m = unpack_entry(nxt)
+    add(keys, pri, m)
+  end
+end
+
+-- Takes entry `id` out of stream `s` if this group still has it pending.
+-- Returns its field map, or nil when the lease is gone (stale caller).
+local function take(s, g, id)
+  local e = redis.call('XRANGE', s, id, id)
+  if #e ~= 1 or redis.call('XACK', s, g, id) ~= 1 then return nil end
+  redis.call('XDEL', s, id)
+  return fmap(e[1][2])
+end
+
+-- Submit with an idempotency key and/or a not-before time.
+-- ARGV: prefix, dedupe_ttl_s, then 9-tuples
+--   pri, not_before_unix_ms, dedupe_key|'', j, m, k, b, r, p
+-- Returns per job: the entry id, 'DELAYED', or 'DUP:' .. first job's id.
+local function submit(keys, args)
+  local prefix, ttl, now, out, n = args[1], tonumber(args[2]), now_ms(), {}, 0
+  for i = 3, #args, 9 do
+    local pri, nb, dk = clamp_pri(args[i]), tonumber(args[i + 1]), args[i + 2]
+    local m = {j = args[i + 3], a = '0', x = '0', m = args[i + 4],
+               k = args[i + 5], b = args[i + 6], r = args[i + 7],
+               p = args[i + 8]}
+    local prev = false
+    if dk ~= '' then
+      prev = redis.call('SET', prefix .. 'dd:' .. dk, m.j, 'NX', 'EX', ttl, 'GET')
+    end
+    if prev then
+      out[#out + 1] = 'DUP:' .. prev
+    else
+      n = n + 1
+      if nb > now then
+        redis.call('HSET', keys[5], m.j, pack(pri, m))
+        redis.call('ZADD', keys[4], nb, m.j)
+        out[#out + 1] = 'DELAYED'
+      else
+        out[#out + 1] = add(keys, pri, m)
+      end
+    end
+  end
+  bump(prefix, 'submitted', n)
+  return out
+end
+
+-- A failed attempt. ARGV: prefix, group, then 4-tuples
+--   pri, entry_id, retry_at_unix_ms (0: dead-letter it), error
+-- Returns per job 'RETRY', 'DLQ' or 'STALE' (the lease was lost).
+local function fail(keys, args)
+  local prefix, g, out = args[1], args[2], {}
+  for i = 3, #args, 4 do
+    local pri, id, at, err = clamp_pri(args[i]), args[i + 1],
+                             tonumber(args[i + 2]), args[i + 3]
+    local s = keys[pri + 1]
+    local m = take(s, g, id)
+    if m then
+      m.a = tostring((tonumber(m.a) or 0) + 1)
+      if at > 0 then
+        redis.call('HSET', keys[5], m.j, pack(pri, m))
+        redis.call('ZADD', keys[4], at, m.j)
+        bump(prefix, 'retried', 1)
+        out[#out + 1] = 'RETRY'
+      else
+        bury(keys, prefix, pri, m, 'failed', err)
+        out[#out + 1] = 'DLQ'
+      end
+      release(keys, prefix, m.k, s .. '|' .. id)
+    else
+      out[#out + 1] = 'STALE'
+    end
+  end
+  return out
+end
+
+-- Records that cannot be decoded go to the dead letters with the reason.
+-- ARGV: prefix, group, then 3-tuples pri, entry_id, why. Returns 1/0 each.
+local function bury_entries(keys, args)
+  local prefix, g, out = args[1], args[2], {}
+  for i = 3, #args, 3 do
+    local pri, id, why = clamp_pri(args[i]), args[i + 1], args[i + 2]
+    local m = take(keys[pri + 1], g, id)
+    if m then
+      bury(keys, prefix, pri, m, 'undecodable', why)
+      bump(prefix, 'undecodable', 1)
+      out[#out + 1] = 1
+    else
+      out[#out + 1] = 0
+    end
+  end
+  return out
+end
+
+-- Completion of jobs that hold a per-key lock. ARGV: prefix, group, then
+-- 3-tuples pri, entry_id, lock_key. Returns 1 (done) / 0 (stale) each.
+local function complete_locked(keys, args)
+  local prefix, g, out, n = args[1], args[2], {}, 0
+  for i = 3, #args, 3 do
+    local pri, id, k = clamp_pri(args[i]), args[i + 1], args[i + 2]
+    local s = keys[pri + 1]
+    local ok = redis.call('XACK', s, g, id)
+    if ok == 1 then
+      redis.call('XDEL', s, id)
+      release(keys, prefix, k, s .. '|' .. id)
+      n = n + 1
+    end
+    out[#out + 1] = ok
+  end
+  bump(prefix, 'completed', n)
+  return out
+end
+
+-- Per-key locks for claimed jobs. ARGV: prefix, group, ttl_ms, then
+-- 3-tuples pri, entry_id, lock_key. Returns per job 1 (this job holds the
+-- lock: dispatch it), 0 (another job holds it: this one is parked behind it
+-- and leaves the stream) or -1 (the lease was lost).
+local function lock(keys, args)
+  local prefix, g, ttl, out = args[1], args[2], tonumber(args[3]), {}
+  for i = 4, #args, 3 do
+    local pri, id, k = clamp_pri(args[i]), args[i + 1], args[i + 2]
+    local s = keys[pri + 1]
+    local holder, mx = s .. '|' .. id, prefix .. 'mx:' .. k
+    local cur = redis.call('GET', mx)
+    if cur == holder then
+      redis.call('PEXPIRE', mx, ttl)
+      out[#out + 1] = 1
+    elseif not cur then
+      redis.call('SET', mx, holder, 'PX', ttl)
+      out[#out + 1] = 1
+    else
+      local m = take(s, g, id)
+      if m then
+        redis.call('RPUSH', prefix .. 'mxw:' .. k, pack(pri, m))
+        out[#out + 1] = 0
+      else
+        out[#out + 1] = -1
+      end
+    end
+  end
+  return out
+end
+
+-- Extends locks still held. ARGV: prefix, ttl_ms, then pairs key, holder.
+local function touch_locks(keys, args)
+  local prefix, ttl, n = args[1], tonumber(args[2]), 0
+  for i = 3, #args, 2 do
+    local mx = prefix .. 'mx:' .. args[i]
+    if redis.call('GET', mx) == args[i + 1] then
+      redis.call('PEXPIRE', mx, ttl)
+      n = n + 1
+    end
+  end
+  return n
+end
+
+-- Maintenance (leader): leases idle longer than min_idle_ms are reclaimed;
+-- the job is re-added under a new entry id (the fencing token: the old
+-- holder's late ack is a no-op) or, after max_expiries, dead-lettered.
+-- ARGV: prefix, group, min_idle_ms, count, max_expiries.
+-- Returns {requeued, dead, vanished}.
+local function reap(keys, args)
+  local prefix, g, idle, n, maxx = args[1], args[2], args[3], args[4],
+                                   tonumber(args[5])
+  local requeued, dead, vanished = 0, 0, 0
+  for pri = 0, 2 do
+    local s, ck = keys[pri + 1], prefix .. 'reapcur:' .. pri
+    local r = redis.call('XAUTOCLAIM', s, g, '__reaper', idle,
+                         redis.call('GET', ck) or '0-0', 'COUNT', n)
+    redis.call('SET', ck, r[1])
+    for _, e in ipairs(r[2]) do
+      local id, m = e[1], fmap(e[2])
+      redis.call('XACK', s, g, id)
+      redis.call('XDEL', s, id)
+      m.x = tostring((tonumber(m.x) or 0) + 1)
+      if tonumber(m.x) >= maxx then
+        bury(keys, prefix, pri, m, 'lease-expired',
+             'the lease expired ' .. m.x .. ' times')
+        dead = dead + 1
+      else
+        add(keys, pri, m)
+        requeued = requeued + 1
+      end
+      release(keys, prefix, m.k, s .. '|' .. id)
+    end
+    vanished = vanished + #r[3]
+  end
+  bump(prefix, 'reaped', requeued)
+  return {requeued, dead, vanished}
+end
+
+-- Maintenance (leader): delayed jobs and retries whose time has come go to
+-- their ready stream. ARGV: prefix, count. Returns how many moved.
+local function promote(keys, args)
+  local due = redis.call('ZRANGE', keys[4], '-inf', now_ms(), 'BYSCORE',
+                         'LIMIT', 0, tonumber(args[2]))
+  for _, j in ipairs(due) do
+    local packed = redis.call('HGET', keys[5], j)
+    if packed then
+      local pri, m = unpack_entry(packed)
+      add(keys, pri, m)
+      redis.call('HDEL', keys[5], j)
+    end
+    redis.call('ZREM', keys[4], j)
+  end
+  bump(args[1], 'promoted', #due)
+  return #due
+end
+
+-- A draining broker gives back jobs it claimed but did not dispatch, so
+-- other brokers take them at once (no attempt is counted).
+-- ARGV: prefix, group, then pairs pri, entry_id. Returns how many.
+local function unclaim(keys, args)
+  local prefix, g, n = args[1], args[2], 0
+  for i = 3, #args, 2 do
+    local pri, id = clamp_pri(args[i]), args[i + 1]
+    local s = keys[pri + 1]
+    local m = take(s, g, id)
+    if m then
+      release(keys, prefix, m.k, s .. '|' .. id)
+      add(keys, pri, m)
+      n = n + 1
+    end
+  end
+  return n
+end
+
+-- Operator: dead letters back to their ready streams with fresh attempt
+-- counts. ARGV: prefix, count. Returns how many moved.
+local function requeue_dead(keys, args)
+  local r = redis.call('XRANGE', keys[6], '-', '+', 'COUNT', tonumber(args[2]))
+  for _, e in ipairs(r) do
+    local m = fmap(e[2])
+    local f = {}
+    for i = 1, #e[2], 2 do f[e[2][i]] = e[2][i + 1] end
+    m.a, m.x = '0', '0'
+    add(keys, clamp_pri(f.q), m)
+    redis.call('XDEL', keys[6], e[1])
+  end
+  bump(args[1], 'requeued_dead', #r)
+  return #r
+end
+
+-- Operator: removes up to `count` jobs that wait (ready, not yet claimed, or
+-- delayed). Jobs running under a lease are left alone. ARGV: prefix, group,
+-- count. Returns how many were removed (call until 0).
+local function purge(keys, args)
+  local g, n, removed = args[2], tonumber(args[3]), 0
+  for pri = 0, 2 do
+    local s = keys[pri + 1]
+    local r = redis.call('XREADGROUP', 'GROUP', g, '__purge', 'COUNT', n,
+                         'STREAMS', s, '>')
+    if r then
+      for _, e in ipairs(r[1][2]) do
+        redis.call('XACK', s, g, e[1])
+        redis.call('XDEL', s, e[1])
+        removed = removed + 1
+      end
+    end
+    redis.call('XGROUP', 'DELCONSUMER', s, g, '__purge')
+  end
+  local due = redis.call('ZRANGE', keys[4], 0, n - 1)
+  for _, j in ipairs(due) do
+    redis.call('ZREM', keys[4], j)
+    redis.call('HDEL', keys[5], j)
+  end
+  return removed + #due
+end
+
+-- Leader lock: acquire (SET NX PX + a new fencing number) or extend (when
+-- `token` holds it). ARGV: prefix, token, ttl_ms. Returns the fencing
+-- number while `token` leads, 0 when another holder does.
+local function lead(keys, args)
+  local key, fence = args[1] .. 'leader', args[1] .. 'fence'
+  local cur = redis.call('GET', key)
+  if cur == args[2] then
+    redis.call('PEXPIRE', key, args[3])
+    return tonumber(redis.call('GET', fence) or '0')
+  end
+  if cur then return 0 end
+  redis.call('SET', key, args[2], 'NX', 'PX', args[3])
+  return redis.call('INCR', fence)
+end
+
+-- Leader lock: release, only by its holder. ARGV: prefix, token. 1/0.
+local function resign(keys, args)
+  local key = args[1] .. 'leader'
+  if redis.call('GET', key) == args[2] then
+    redis.call('DEL', key)
+    return 1
+  end
+  return 0
+end
+
+redis.register_function('yard_submit', submit)
+redis.register_function('yard_fail', fail)
+redis.register_function('yard_bury', bury_entries)
+redis.register_function('yard_complete_locked', complete_locked)
+redis.register_function('yard_lock', lock)
+redis.register_function('yard_touch_locks', touch_locks)
+redis.register_function('yard_reap', reap)
+redis.register_function('yard_promote', promote)
+redis.register_function('yard_unclaim', unclaim)
+redis.register_function('yard_requeue_dead', requeue_dead)
+redis.register_function('yard_purge', purge)
+redis.register_function('yard_lead', lead)
+redis.register_function('yard_resign', resign)

@@ -1,0 +1,104 @@
+#include "queue/redis_layout.h"
+
+#include <zmq.h>
+
+#include <optional>
+
+#include "common/clock.h"
+
+namespace yard {
+namespace {
+
+// Generated at build time from queue/redis_functions.lua (CMake).
+constexpr char kLibrary[] =
+#include "queue/redis_functions.inc"
+    ;
+
+}  // namespace
+
+QueueKeys::QueueKeys(std::string_view queue_name)
+    : name(queue_name), prefix("{jq:" + name + "}:") {
+  for (int p = 0; p < kRedisPriorities; ++p) {
+    stream[p] = prefix + "s:" + std::to_string(p);
+  }
+  delayed = prefix + "dly";
+  delayed_jobs = prefix + "dlyh";
+  dead = prefix + "dlq";
+  stats = prefix + "stats";
+  leader = prefix + "leader";
+}
+
+std::string QueueKeys::Result(const JobId& id) const {
+  return prefix + "res:" + id.ToString();
+}
+
+std::string QueueKeys::Inbox(std::string_view broker) const {
+  return prefix + "in:" + std::string(broker);
+}
+
+std::vector<std::string> QueueKeys::Fcall(std::string_view function) const {
+  return {"FCALL", std::string(function), "6",  stream[0], stream[1], stream[2],
+          delayed, delayed_jobs,          dead, prefix};
+}
+
+Status ValidateQueueName(std::string_view name) {
+  if (name.empty() || name.size() > 64) {
+    return Status::InvalidArgument("a queue name has 1 to 64 characters");
+  }
+  for (char c : name) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+              (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-';
+    if (!ok) {
+      return Status::InvalidArgument("queue name '" + std::string(name) +
+                                     "': use letters, digits, '_', '.', '-'");
+    }
+  }
+  return Status::OK();
+}
+
+std::string_view RedisFunctionLibrary() {
+  return {kLibrary, sizeof kLibrary - 1};
+}
+
+Result<RedisReply> RedisCall(RedisClient& client, std::vector<std::string> args,
+                             int64_t timeout_ms) {
+  std::optional<Result<RedisReply>> out;
+  client.Command(std::move(args),
+                 [&](Result<RedisReply> r) { out.emplace(std::move(r)); });
+  const int64_t deadline = MonoMillis() + timeout_ms;
+  while (!out) {
+    int64_t left = deadline - MonoMillis();
+    if (left <= 0 || client.fd() < 0) break;
+    zmq_pollitem_t item{nullptr, client.fd(), client.events(), 0};
+    if (zmq_poll(&item, 1, static_cast<long>(left)) < 0 && errno != EINTR) {
+      break;
+    }
+    client.HandleEvents(item.revents);
+  }
+  if (out) return std::move(*out);
+  return Status::Unavailable("no reply from Redis within " +
+                             std::to_string(timeout_ms) + " ms");
+}
+
+Status EnsureQueue(RedisClient& client, const QueueKeys& keys,
+                   int64_t timeout_ms) {
+  auto loaded = RedisCall(
+      client,
+      {"FUNCTION", "LOAD", "REPLACE", std::string(RedisFunctionLibrary())},
+      timeout_ms);
+  if (!loaded.ok()) {
+    return Status(loaded.status().code(), "loading the Functions library: " +
+                                              loaded.status().message());
+  }
+  for (const std::string& s : keys.stream) {
+    auto r =
+        RedisCall(client, {"XGROUP", "CREATE", s, kRedisGroup, "0", "MKSTREAM"},
+                  timeout_ms);
+    if (!r.ok() && r.status().message().rfind("BUSYGROUP", 0) != 0) {
+      return r.status();
+    }
+  }
+  return Status::OK();
+}
+
+}  // namespace yard

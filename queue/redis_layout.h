@@ -1,0 +1,85 @@
+// The durable queue's data in Redis: key names, record fields, the Functions
+// library, and a blocking helper for tools and tests.
+//
+// One queue NAME = one shard whose keys all share the hash tag {jq:NAME}
+// (so a Redis Cluster keeps them in one slot). With P = "{jq:NAME}:":
+//
+//   P s:0  P s:1  P s:2   ready/in-flight jobs per priority (0 low, 2 high):
+//                         streams with one consumer group "g". The group's
+//                         pending-entries list is the lease table (owner =
+//                         the broker's consumer name, idle = time since the
+//                         last touch); the entry id is the fencing token (a
+//                         reclaimed job is re-added under a new id).
+//   P dly / P dlyh        delayed jobs and retries: ZSET due-ms -> job id,
+//                         HASH job id -> packed record
+//   P dlq                 dead letters: the record + q (priority), why
+//                         (failed | lease-expired | undecodable), err, t (ms)
+//   P dd:<idempotency key>  STRING: the first job's id, EX the dedupe window
+//   P mx:<lock key>       STRING: holder "<stream>|<entry id>", PX lease
+//   P mxw:<lock key>      LIST: jobs parked behind that lock
+//   P res:<job id>        STRING: the JobResult flatbuffer, EX result TTL
+//   P in:<broker>         STREAM: results for jobs a broker accepted, written
+//                         by whichever broker completed them
+//   P leader / P fence    maintenance leader lock (token) / fencing counter
+//   P stats               HASH of counters (submitted, completed, ...)
+//   P reapcur:<p>         XAUTOCLAIM cursors
+//
+// Record fields (stream entries; all strings): j job id (32 hex digits),
+// a failed attempts so far, x expired leases so far, m max attempts, k lock
+// key ('' none), b the accepting broker's consumer name, r the producer's
+// route at that broker (binary), p the Job flatbuffer (binary, verified by
+// every reader before use).
+//
+// Never trim the job streams (MAXLEN/MINID drop unacknowledged entries in
+// Redis 7.0); entries leave with XACK+XDEL in one MULTI or a function.
+#ifndef YARD_QUEUE_REDIS_LAYOUT_H_
+#define YARD_QUEUE_REDIS_LAYOUT_H_
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/job_id.h"
+#include "common/status.h"
+#include "queue/redis_client.h"
+
+namespace yard {
+
+inline constexpr char kRedisGroup[] = "g";
+inline constexpr int kRedisPriorities = 3;
+
+struct QueueKeys {
+  explicit QueueKeys(std::string_view queue_name);
+
+  std::string name;
+  std::string prefix;  // "{jq:NAME}:"
+  std::string stream[kRedisPriorities];
+  std::string delayed, delayed_jobs, dead, stats, leader;
+
+  std::string Result(const JobId& id) const;
+  std::string Inbox(std::string_view broker) const;
+  // {"FCALL", function, "6", <the six fixed keys>, prefix}: append the
+  // function's other arguments.
+  std::vector<std::string> Fcall(std::string_view function) const;
+};
+
+// A queue name is 1..64 characters of [A-Za-z0-9_.-].
+Status ValidateQueueName(std::string_view name);
+
+// The Lua text of queue/redis_functions.lua.
+std::string_view RedisFunctionLibrary();
+
+// Blocking: sends one command and waits (up to timeout_ms) for its reply.
+// For tools and tests, not for the broker's loop.
+Result<RedisReply> RedisCall(RedisClient& client, std::vector<std::string> args,
+                             int64_t timeout_ms = 5000);
+
+// Blocking set-up, idempotent: loads the Functions library (REPLACE) and
+// creates the consumer group on the three ready streams.
+Status EnsureQueue(RedisClient& client, const QueueKeys& keys,
+                   int64_t timeout_ms = 5000);
+
+}  // namespace yard
+
+#endif  // YARD_QUEUE_REDIS_LAYOUT_H_
