@@ -29,7 +29,8 @@ constexpr int kBadInputLogsPerSecond = 20;
 // What the broker remembers about a dispatched job.
 struct InFlight {
   uint64_t worker = 0;  // WorkerInfo::serial
-  std::string route;    // producer identity
+  std::string route;    // producer identity; empty: another broker's
+
   uint16_t attempt = 1;
   uint16_t max_attempts = 1;
 };
@@ -66,9 +67,18 @@ class Broker::Impl {
     auto balancer = NewBalancer(options_.balancer, rng_());
     if (!balancer.ok()) return balancer.status();
     balancer_ = std::move(balancer).value();
-    MemoryQueueOptions qo;
-    qo.capacity = options_.max_queue;
-    queue_ = NewMemoryQueue(qo);
+    if (options_.redis.url.empty()) {
+      MemoryQueueOptions qo;
+      qo.capacity = options_.max_queue;
+      queue_ = NewMemoryQueue(qo);
+    } else {
+      auto q = NewRedisQueue(options_.redis);
+      if (!q.ok()) return q.status();
+      queue_ = std::move(q).value();
+      queue_->SetResultSink([this](std::string_view route, Bytes result) {
+        RouteResult(std::string(route), result);
+      });
+    }
     ConfigureSocket(frontend_, options_.limits, 1000);
     ConfigureSocket(backend_, options_.limits, 1000);
     if (auto s = Bind(frontend_, options_.frontend); !s.ok()) return s;
@@ -100,6 +110,7 @@ class Broker::Impl {
   void ReadBackend();
   void OnReady(std::string_view identity, const wire::Ready* ready);
   void OnResults(WorkerInfo* sender, const wire::Results* results);
+  void RouteResult(const std::string& route, Bytes result);
   void ReleaseWorkerJobs(uint64_t serial);
   // Outbound.
   void Dispatch();
@@ -121,6 +132,7 @@ class Broker::Impl {
   std::string frontend_ep_, backend_ep_;
 
   std::unique_ptr<JobQueue> queue_;
+  const std::string queue_name_ = options_.redis.queue;
   std::unique_ptr<Balancer> balancer_;
   WorkerTable workers_;
   // Nodes from a recycling pool: no malloc per dispatched job.
@@ -201,20 +213,26 @@ void Broker::Impl::OnSubmit(const std::string& route,
                             const wire::Submit* submit) {
   const auto* jobs = submit->jobs();
   c_.submitted += jobs->size();
-  Outbox& out = OutboxFor(route);
-  if (draining_) {
+  if (draining_ || !queue_->available()) {
+    Outbox& out = OutboxFor(route);
     for (const auto* blob : *jobs) {
       out.unavailable.push_back(FromWire(blob->data_nested_root()->id()));
     }
-    c_.refused += jobs->size();
+    (draining_ ? c_.refused : c_.unavailable) += jobs->size();
     return;
   }
   new_jobs_.clear();
   for (const auto* blob : *jobs) {
     const wire::Job* job = blob->data_nested_root();
     std::string why;
-    if (auto code = CheckJob(*job, options_.limits, &why);
-        code != wire::ErrorCode::None) {
+    auto code = CheckJob(*job, options_.limits, &why);
+    if (code == wire::ErrorCode::None && queue_->durable() && job->queue() &&
+        job->queue()->size() && job->queue()->string_view() != queue_name_) {
+      code = wire::ErrorCode::NotFound;
+      why = "this broker serves queue '" + queue_name_ + "', not '" +
+            job->queue()->str() + "'";
+    }
+    if (code != wire::ErrorCode::None) {
       // One bad job is refused alone, by id, so the sender can give up on it.
       JobId bad = FromWire(job->id());
       ++c_.invalid;
@@ -230,10 +248,18 @@ void Broker::Impl::OnSubmit(const std::string& route,
     j.route = route;
     new_jobs_.push_back(std::move(j));
   }
-  queue_->Push(new_jobs_, [&](Status s, std::span<const PushOutcome> outcomes) {
-    for (size_t i = 0; i < new_jobs_.size(); ++i) {
-      const JobId& id = new_jobs_[i].id;
+  if (new_jobs_.empty()) return;
+  // The queue may answer later (Redis): the callback owns what it reads.
+  std::vector<JobId> ids;
+  ids.reserve(new_jobs_.size());
+  for (const NewJob& j : new_jobs_) ids.push_back(j.id);
+  queue_->Push(new_jobs_, [this, route, ids = std::move(ids)](
+                              Status s, std::span<const PushOutcome> outcomes) {
+    Outbox& out = OutboxFor(route);
+    for (size_t i = 0; i < ids.size(); ++i) {
+      const JobId& id = ids[i];
       if (!s.ok()) {
+        ++c_.unavailable;
         out.unavailable.push_back(id);
         continue;
       }
@@ -372,6 +398,7 @@ void Broker::Impl::OnResults(WorkerInfo* sender, const wire::Results* results) {
       ++holder->credit;
       if (holder->outstanding) --holder->outstanding;
     }
+    Bytes result{blob->data()->data(), blob->data()->size()};
     if (r->status() == wire::ResultStatus::Failed &&
         f.attempt < f.max_attempts) {
       if (!now_unix) now_unix = UnixMillis();
@@ -380,27 +407,42 @@ void Broker::Impl::OnResults(WorkerInfo* sender, const wire::Results* results) {
       backoff = std::min(backoff, options_.retry_max_ms);
       backoff +=
           static_cast<int64_t>(rng_() % static_cast<uint64_t>(backoff / 2 + 1));
-      queue_->Fail(id, now_unix + backoff);
+      queue_->Fail(id, now_unix + backoff, result);
       ++c_.retried;
       inflight_.erase(it);
       continue;
     }
-    Outbox& out = OutboxFor(f.route);
-    if (out.results.size() >= options_.limits.max_batch ||
-        out.results.bytes() + blob->data()->size() >
-            options_.limits.max_frame_bytes / 2) {
-      SendTo(frontend_, f.route, out.results.FinishResults());
-      out.results.Clear();
-    }
-    out.results.AddResult({blob->data()->data(), blob->data()->size()});
+    // The producer hears the result now; a job accepted by another broker
+    // has an empty route here and the queue forwards its result there.
+    if (!f.route.empty()) RouteResult(f.route, result);
     if (r->status() == wire::ResultStatus::Ok) {
       ++c_.completed;
+      queue_->Complete(id, result);
     } else {
       ++c_.failed;
+      // Out of attempts (or not runnable): a durable queue keeps it as a
+      // dead letter; an expired or cancelled job simply ends.
+      const bool dead = r->status() == wire::ResultStatus::Failed ||
+                        r->status() == wire::ResultStatus::UnknownTask;
+      if (dead) {
+        queue_->Fail(id, 0, result);
+      } else {
+        queue_->Complete(id, result);
+      }
     }
-    queue_->Complete({&id, 1});
     inflight_.erase(it);
   }
+}
+
+void Broker::Impl::RouteResult(const std::string& route, Bytes result) {
+  Outbox& out = OutboxFor(route);
+  if (out.results.size() >= options_.limits.max_batch ||
+      out.results.bytes() + result.size() >
+          options_.limits.max_frame_bytes / 2) {
+    SendTo(frontend_, route, out.results.FinishResults());
+    out.results.Clear();
+  }
+  out.results.AddResult(result);
 }
 
 void Broker::Impl::ReleaseWorkerJobs(uint64_t serial) {
@@ -425,6 +467,9 @@ void Broker::Impl::ReleaseWorkerJobs(uint64_t serial) {
 void Broker::Impl::Dispatch() {
   int64_t now_unix = UnixMillis();
   size_t share = 0;  // jobs per worker this turn
+  size_t free_credit = 0;
+  for (const WorkerInfo& w : workers_.workers()) free_credit += w.credit;
+  queue_->Want(draining_ && queue_->durable() ? 0 : free_credit);
   while (queue_->HasReady(now_unix)) {
     slots_.clear();
     slot_workers_.clear();
@@ -452,7 +497,11 @@ void Broker::Impl::Dispatch() {
         const auto* job = flatbuffers::GetRoot<wire::Job>(j.blob.data());
         InFlight& f = inflight_[j.id];
         f.worker = w->serial;
-        f.route.assign(j.route);
+        if (j.local) {
+          f.route.assign(j.route);
+        } else {
+          f.route.clear();
+        }
         f.attempt = j.attempt;
         f.max_attempts = std::max<uint16_t>(1, job->max_attempts());
       }
@@ -505,9 +554,10 @@ void Broker::Impl::FlushOutboxes() {
                                  options_.busy_retry_after_ms);
     });
     send_ids(out.unavailable, [&](std::span<const JobId> s) {
-      return writer_.EncodeError(wire::ErrorCode::Unavailable,
-                                 "broker is draining; resubmit elsewhere", s,
-                                 0);
+      return writer_.EncodeError(
+          wire::ErrorCode::Unavailable,
+          "broker is draining or its durable store is unavailable; resubmit", s,
+          0);
     });
     if (!out.results.empty()) {
       SendTo(frontend_, route, out.results.FinishResults());
@@ -584,8 +634,11 @@ void Broker::Impl::Snapshot() {
 }
 
 Status Broker::Impl::Run() {
-  zmq::pollitem_t items[] = {{backend_.handle(), 0, ZMQ_POLLIN, 0},
-                             {frontend_.handle(), 0, ZMQ_POLLIN, 0}};
+  // Two sockets, then the queue's connections (Redis fds) if it has any.
+  constexpr int kQueueItems = 8;
+  zmq::pollitem_t items[2 + kQueueItems] = {
+      {backend_.handle(), 0, ZMQ_POLLIN, 0},
+      {frontend_.handle(), 0, ZMQ_POLLIN, 0}};
   next_heartbeat_ms_ = MonoMillis() + options_.heartbeat_ms;
   spdlog::info("broker serving: frontend {} backend {}", frontend_ep_,
                backend_ep_);
@@ -597,24 +650,28 @@ Status Broker::Impl::Run() {
       auto st = queue_->Stats();
       spdlog::info("draining: {} queued, {} running", st.ready + st.delayed,
                    inflight_.size());
+      queue_->BeginDrain();
     }
     if (draining_) {
-      auto st = queue_->Stats();
-      if (st.ready + st.delayed + st.leased == 0 && inflight_.empty()) break;
+      if (queue_->Drained() && inflight_.empty()) break;
       if (now >= drain_deadline_ms_) {
         HandBackEverything();
         break;
       }
     }
     int64_t timeout = std::clamp<int64_t>(next_heartbeat_ms_ - now, 0, 100);
+    const int queue_items = queue_->PollItems(items + 2, kQueueItems);
     try {
-      zmq::poll(items, 2, std::chrono::milliseconds(timeout));
+      zmq::poll(items, 2 + queue_items, std::chrono::milliseconds(timeout));
     } catch (const zmq::error_t& e) {
       if (e.num() != EINTR) return Status::IoError(e.what());
+      for (auto& item : items) item.revents = 0;
     }
     if (items[0].revents & ZMQ_POLLIN) ReadBackend();
     if (items[1].revents & ZMQ_POLLIN) ReadFrontend();
+    queue_->OnPollEvents(items + 2, queue_items);
     Dispatch();
+    queue_->Tick(MonoMillis());
     FlushOutboxes();
     Timers(MonoMillis());
     Snapshot();
@@ -654,12 +711,14 @@ std::string Broker::Impl::StatsJson() const {
                    {"sends_failed", c_.sends_failed},
                    {"bad_frames", c_.bad_frames},
                    {"unexpected", c_.unexpected},
-                   {"workers_expired", c_.workers_expired}};
+                   {"workers_expired", c_.workers_expired},
+                   {"unavailable", c_.unavailable}};
   j["messages"] = {{"frontend_in", c_.frontend_in},
                    {"backend_in", c_.backend_in},
                    {"dispatch_out", c_.dispatch_out},
                    {"frontend_out", c_.frontend_out}};
   j["draining"] = draining_;
+  queue_->DescribeStats(&j);
   return j.dump();
 }
 

@@ -29,6 +29,7 @@
 #include <string>
 
 #include "common/status.h"
+#include "queue/job_queue.h"
 #include "schemas/codec.h"
 #include "schemas/frames.h"
 
@@ -45,6 +46,9 @@ struct BrokerOptions {
   int64_t retry_base_ms = 100;  // backoff for failed attempts
   int64_t retry_max_ms = 30000;
   std::string balancer = "least-outstanding";
+  // Durable mode: a Redis URL switches the queue to Redis (the memory queue
+  // otherwise). `redis.url` empty: memory mode.
+  RedisQueueOptions redis;
   Limits limits;
   zmq::context_t* context = nullptr;  // share for inproc://; null: own
 };
@@ -52,10 +56,11 @@ struct BrokerOptions {
 struct BrokerCounters {
   uint64_t submitted = 0;  // jobs in Submit messages
   uint64_t accepted = 0;
-  uint64_t duplicates = 0;  // resubmits of held jobs
-  uint64_t busy = 0;        // jobs refused: queue full
-  uint64_t refused = 0;     // jobs refused: draining
-  uint64_t invalid = 0;     // jobs refused: over a limit or malformed
+  uint64_t duplicates = 0;   // resubmits of held jobs
+  uint64_t busy = 0;         // jobs refused: queue full
+  uint64_t refused = 0;      // jobs refused: draining
+  uint64_t unavailable = 0;  // jobs refused: the durable store is down
+  uint64_t invalid = 0;      // jobs refused: over a limit or malformed
   uint64_t dispatched = 0;
   uint64_t completed = 0;           // results routed to producers
   uint64_t failed = 0;              // non-Ok results routed

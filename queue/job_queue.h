@@ -18,9 +18,12 @@
 #ifndef YARD_QUEUE_JOB_QUEUE_H_
 #define YARD_QUEUE_JOB_QUEUE_H_
 
+#include <zmq.h>
+
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <nlohmann/json_fwd.hpp>
 #include <span>
 #include <string>
 #include <string_view>
@@ -48,7 +51,8 @@ struct NewJob {
 
 enum class PushOutcome : uint8_t {
   kAccepted,   // queued now
-  kDuplicate,  // already held (queued or leased): not queued twice
+  kDuplicate,  // already held, or an idempotent duplicate whose result the
+               // queue delivers through the result sink: not queued twice
   kBusy,       // the queue is full: retry later
 };
 
@@ -57,6 +61,9 @@ struct ClaimedJob {
   Bytes blob;
   uint16_t attempt = 1;  // 1 on the first delivery
   std::string_view route;
+  // The route is a producer of this broker. false: another broker accepted
+  // the job; the queue forwards its result there on Complete/Fail.
+  bool local = true;
 };
 
 struct QueueStats {
@@ -71,6 +78,10 @@ class JobQueue {
   using PushCallback =
       std::function<void(Status, std::span<const PushOutcome>)>;
   using ClaimCallback = std::function<void(std::span<const ClaimedJob>)>;
+  // Results that reach this broker through the queue (a job it accepted
+  // finished at another broker, or an idempotent duplicate's answer): the
+  // producer's route and a verified JobResult blob.
+  using ResultSink = std::function<void(std::string_view route, Bytes result)>;
 
   virtual ~JobQueue() = default;
 
@@ -80,10 +91,12 @@ class JobQueue {
   // Leases up to `max` ready jobs, highest priority first (see the
   // implementation for its anti-starvation rule).
   virtual void Claim(size_t max, ClaimCallback done) = 0;
-  // The jobs are finished; forget them.
-  virtual void Complete(std::span<const JobId> ids) = 0;
-  // The attempt failed. retry_at_ms > 0: run again then; 0: give up.
-  virtual void Fail(const JobId& id, int64_t retry_at_ms) = 0;
+  // The job is finished; `result` is its JobResult blob (kept, in durable
+  // mode, for `yard result`). Forget it.
+  virtual void Complete(const JobId& id, Bytes result) = 0;
+  // The attempt failed. retry_at_ms > 0: run again then; 0: give up (a
+  // durable queue keeps it as a dead letter with the result's error).
+  virtual void Fail(const JobId& id, int64_t retry_at_ms, Bytes result) = 0;
   // Put leased jobs back at the front (their worker died or left).
   virtual void Release(std::span<const JobId> ids) = 0;
   // Removes jobs that are still waiting; returns the ids removed.
@@ -95,6 +108,31 @@ class JobQueue {
   virtual void DrainWaiting(
       const std::function<void(const ClaimedJob&)>& fn) = 0;
   virtual QueueStats Stats() const = 0;
+
+  // ---- Hooks for queues that live outside the process (defaults: none).
+
+  virtual bool durable() const { return false; }
+  // False while the store is unreachable (submits get Unavailable).
+  virtual bool available() const { return true; }
+  virtual void SetResultSink(ResultSink) {}
+  // How many jobs the dispatcher could hand out now (free worker credit),
+  // so a remote queue can claim ahead.
+  virtual void Want(size_t) {}
+  // Poll integration: fills up to `max` items (raw fds) to add to the
+  // owner's zmq_poll, then gets them back with revents.
+  virtual int PollItems(zmq_pollitem_t*, int) { return 0; }
+  virtual void OnPollEvents(const zmq_pollitem_t*, int) {}
+  // Once per loop turn: timers, batched writes.
+  virtual void Tick(int64_t /*now_mono_ms*/) {}
+  // Stop taking new work; give back what was claimed but not dispatched.
+  virtual void BeginDrain() {}
+  // Nothing this broker must still wait for before it exits.
+  virtual bool Drained() const {
+    QueueStats s = Stats();
+    return s.ready + s.delayed + s.leased == 0;
+  }
+  // Adds queue-specific fields to the broker's stats.
+  virtual void DescribeStats(nlohmann::json*) const {}
 };
 
 struct MemoryQueueOptions {
@@ -103,6 +141,28 @@ struct MemoryQueueOptions {
 };
 
 std::unique_ptr<JobQueue> NewMemoryQueue(const MemoryQueueOptions& options);
+
+// The durable queue on Redis (queue/redis_queue.cc; layout in
+// queue/redis_layout.h).
+struct RedisQueueOptions {
+  std::string url;                // redis://HOST:PORT[/DB]
+  std::string queue = "default";  // one queue (one hash tag) per broker
+  std::string consumer;           // this broker's name; empty: random
+  int64_t lease_ms = 10000;       // visibility timeout of a claimed job
+  int64_t result_ttl_s = 3600;    // 0: results are not kept
+  int64_t dedupe_ttl_s = 3600;    // idempotency-key window
+  size_t capacity = 1000000;      // jobs in Redis beyond which submits are Busy
+  size_t claim_batch = 256;       // jobs per XREADGROUP (per priority)
+  int max_expiries = 5;           // expired leases before a dead letter
+  bool require_fsync = false;     // refuse a Redis without appendfsync always
+  int64_t connect_timeout_ms = 2000;
+};
+
+// Connects (blocking, bounded by connect_timeout_ms) and sets the queue up.
+// Unavailable when Redis cannot be reached; InvalidArgument for a bad URL,
+// queue name or option; FailedPrecondition when require_fsync is not met.
+Result<std::unique_ptr<JobQueue>> NewRedisQueue(
+    const RedisQueueOptions& options);
 
 }  // namespace yard
 

@@ -75,23 +75,22 @@ class MemoryQueue final : public JobQueue {
       e->leased = true;
       ++e->attempt;
       ++leased_;
-      claimed_.push_back(ClaimedJob{id, e->blob.bytes, e->attempt, e->route});
+      claimed_.push_back(
+          ClaimedJob{id, e->blob.bytes, e->attempt, e->route, true});
     }
     if (!claimed_.empty()) done(claimed_);
   }
 
-  void Complete(std::span<const JobId> ids) override {
-    for (const JobId& id : ids) {
-      auto it = entries_.find(id);
-      if (it != entries_.end()) Erase(it);
-    }
+  void Complete(const JobId& id, Bytes /*result*/) override {
+    auto it = entries_.find(id);
+    if (it != entries_.end()) Erase(it);
   }
 
-  void Fail(const JobId& id, int64_t retry_at_ms) override {
+  void Fail(const JobId& id, int64_t retry_at_ms, Bytes result) override {
     auto it = entries_.find(id);
     if (it == entries_.end()) return;
     if (retry_at_ms <= 0) {
-      Complete({&id, 1});
+      Complete(id, result);
       return;
     }
     Entry& e = it->second;
@@ -134,7 +133,7 @@ class MemoryQueue final : public JobQueue {
 
   void DrainWaiting(const std::function<void(const ClaimedJob&)>& fn) override {
     for (auto& [id, e] : entries_) {
-      if (!e.leased) fn(ClaimedJob{id, e.blob.bytes, e.attempt, e.route});
+      if (!e.leased) fn(ClaimedJob{id, e.blob.bytes, e.attempt, e.route, true});
     }
   }
 

@@ -67,7 +67,7 @@ TEST_F(MemoryQueueTest, RefusesWhenFullAndDedupesKnownIds) {
   Claim(2);
   EXPECT_EQ(Push({Job(3)}), (std::vector<PushOutcome>{PushOutcome::kBusy}));
   JobId done{0, 1};
-  q_->Complete({&done, 1});
+  q_->Complete(done, {});
   EXPECT_EQ(Push({Job(3)}), (std::vector<PushOutcome>{PushOutcome::kAccepted}));
   // A resubmit of a leased job is a duplicate, not a second copy.
   EXPECT_EQ(Push({Job(2)}),
@@ -112,8 +112,8 @@ TEST_F(MemoryQueueTest, FailRetriesLaterOrDrops) {
   Claim(2);
   int64_t now = UnixMillis();
   JobId one{0, 1}, two{0, 2};
-  q_->Fail(one, now - 1);  // due already
-  q_->Fail(two, 0);        // give up
+  q_->Fail(one, now - 1, {});  // due already
+  q_->Fail(two, 0, {});        // give up
   std::vector<uint16_t> attempts;
   EXPECT_EQ(Claim(5, &attempts), (std::vector<uint64_t>{1}));
   EXPECT_EQ(attempts, (std::vector<uint16_t>{2}));

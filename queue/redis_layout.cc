@@ -94,7 +94,8 @@ Status EnsureQueue(RedisClient& client, const QueueKeys& keys,
     auto r =
         RedisCall(client, {"XGROUP", "CREATE", s, kRedisGroup, "0", "MKSTREAM"},
                   timeout_ms);
-    if (!r.ok() && r.status().message().rfind("BUSYGROUP", 0) != 0) {
+    if (!r.ok() &&
+        r.status().message().find("BUSYGROUP") == std::string::npos) {
       return r.status();
     }
   }

@@ -162,6 +162,37 @@ Status RedisServer::Stop() {
   return status;
 }
 
+Status RedisServer::Shutdown() {
+  if (process_ == nullptr) return Status::OK();
+  std::string refused;
+  timeval tv{2, 0};
+  redisContext* c = redisConnectWithTimeout("127.0.0.1", port_, tv);
+  if (c == nullptr || c->err != 0) {
+    refused = std::string("connect: ") + (c != nullptr ? c->errstr : "ENOMEM");
+  } else if (redisSetTimeout(c, tv) == REDIS_OK) {
+    // On success redis closes the connection without a reply.
+    auto* reply = static_cast<redisReply*>(redisCommand(c, "SHUTDOWN"));
+    if (reply != nullptr && reply->type == REDIS_REPLY_ERROR) {
+      refused = std::string(reply->str, reply->len);
+    }
+    if (reply != nullptr) freeReplyObject(reply);
+  }
+  if (c != nullptr) redisFree(c);
+  std::optional<ExitInfo> exit = process_->Wait(kStopTimeout);
+  Status status;
+  if (!exit) {
+    process_->Kill();
+    status = Status::DeadlineExceeded(
+        "redis-server did not exit within 10 s of SHUTDOWN" +
+        (refused.empty() ? std::string() : " (" + refused + ")"));
+  } else if (!exit->ExitedWith(0)) {
+    status = Status::Internal("redis-server ended with " + exit->ToString() +
+                              " after SHUTDOWN; log:\n" + LogTail());
+  }
+  process_.reset();
+  return status;
+}
+
 void RedisServer::Kill() {
   if (process_ == nullptr) return;
   process_->Kill();

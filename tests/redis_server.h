@@ -11,6 +11,7 @@
 //   ASSERT_TRUE(server.ok()) << server.status().ToString();
 //   (*server)->url();   // "redis://127.0.0.1:<port>"
 //   (*server)->Kill();  // SIGKILL: the AOF is what survives
+//   (*server)->Shutdown();  // SHUTDOWN: the AOF is written and fsynced
 //   (*server)->Start(); // same port and dir: replays the AOF
 //
 // Thread-safety: none. Create/Start from the main thread (tests/process.h).
@@ -52,6 +53,10 @@ class RedisServer {
   Status Start();
   // SIGTERM (redis flushes the AOF and exits), SIGKILL after 10 s.
   Status Stop();
+  // The SHUTDOWN command over a connection of its own (redis writes and
+  // fsyncs the AOF, then exits), then waits up to 10 s for the exit (SIGKILL
+  // after that). Not OK when redis refuses, or does not exit 0 in time.
+  Status Shutdown();
   // SIGKILL, no flush; reaps the process.
   void Kill();
   // The tail of redis.log, for failure messages.

@@ -4,8 +4,15 @@
 #define YARD_TOOLS_CLI_H_
 
 #include <CLI/CLI.hpp>
+#include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
+#include <string_view>
 #include <vector>
+
+#include "common/status.h"
+#include "queue/redis_layout.h"
+#include "schemas/codec.h"
 
 namespace yard::cli {
 
@@ -22,12 +29,54 @@ int UsageError(const std::string& command, const std::string& message);
 // "a,b,c" -> {"a","b","c"}; empty items dropped.
 std::vector<std::string> SplitList(const std::string& s);
 
+// The commands that administer a durable (Redis) queue: `yard queue ...`
+// and `yard result` (defined in tools/cmd_queue.cc).
+
+// The flags they all take.
+struct QueueFlags {
+  std::string redis_url;
+  std::string queue = "default";
+  bool json = false;
+};
+
+// Adds --redis (required), --queue and --json to `app`.
+void AddQueueFlags(CLI::App& app, QueueFlags* flags);
+
+struct QueueConnection {
+  std::unique_ptr<RedisClient> client;
+  QueueKeys keys;
+};
+
+// Checks the flags and connects. A bad URL or queue name is
+// kInvalidArgument; a server that does not answer is kUnavailable ("cannot
+// reach Redis at URL: ..."). Both are usage errors (exit 2) for the caller.
+Result<QueueConnection> ConnectQueue(const QueueFlags& flags);
+
+// JSON text for stdout. Strings from Redis (task names, tokens, errors) need
+// not be UTF-8: invalid bytes become U+FFFD instead of throwing.
+std::string DumpJson(const nlohmann::ordered_json& j);
+
+// A runtime failure (after the flags were accepted): one line, exit 1.
+int RuntimeError(const std::string& command, const Status& status);
+
+// The root of a FlatBuffer stored in Redis, or null when `bytes` do not
+// verify: stored bytes are only as trustworthy as whoever wrote them.
+template <typename T>
+const T* VerifiedRoot(std::string_view bytes) {
+  const auto* data = reinterpret_cast<const uint8_t*>(bytes.data());
+  flatbuffers::Verifier verifier(data, bytes.size());
+  if (!verifier.VerifyBuffer<T>(nullptr)) return nullptr;
+  return flatbuffers::GetRoot<T>(data);
+}
+
 }  // namespace yard::cli
 
 namespace yard {
 int RunBroker(int argc, char** argv);
 int RunWorker(int argc, char** argv);
 int RunPush(int argc, char** argv);
+int RunQueue(int argc, char** argv);
+int RunResult(int argc, char** argv);
 }  // namespace yard
 
 #endif  // YARD_TOOLS_CLI_H_

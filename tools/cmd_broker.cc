@@ -4,6 +4,7 @@
 #include "broker/broker.h"
 #include "common/logging.h"
 #include "common/signals.h"
+#include "queue/redis_layout.h"
 #include "tools/cli.h"
 
 namespace yard {
@@ -22,10 +23,12 @@ int RunBroker(int argc, char** argv) {
                  "Heartbeat interval; a worker silent for 3 is dead")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{10}, int64_t{600000}));
-  app.add_option("--max-queue", o.max_queue,
-                 "Jobs held at most (queued + running); beyond: Busy")
-      ->capture_default_str()
-      ->check(CLI::Range(size_t{1}, size_t{100000000}));
+  auto* max_queue = app.add_option("--max-queue", o.max_queue,
+                                   "Jobs held at most (queued + running); "
+                                   "beyond: Busy (durable mode: "
+                                   "jobs in Redis, default 1000000)")
+                        ->capture_default_str()
+                        ->check(CLI::Range(size_t{1}, size_t{100000000}));
   app.add_option("--max-batch", o.limits.max_batch,
                  "Jobs or results in one message at most")
       ->capture_default_str()
@@ -50,6 +53,34 @@ int RunBroker(int argc, char** argv) {
   app.add_option("--balancer", o.balancer, "least-outstanding | round-robin")
       ->capture_default_str()
       ->check(CLI::IsMember({"least-outstanding", "round-robin"}));
+  // Durable mode.
+  app.add_option("--redis", o.redis.url,
+                 "Durable mode: keep jobs in Redis (redis://HOST:PORT[/DB]); "
+                 "without it jobs live in this process's memory");
+  app.add_option("--queue", o.redis.queue,
+                 "Durable mode: the queue this broker serves")
+      ->capture_default_str();
+  app.add_option("--lease-ms", o.redis.lease_ms,
+                 "Durable mode: a claimed job's lease; a dead broker's jobs "
+                 "run again after it")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{100}, int64_t{3600000}));
+  app.add_option("--result-ttl", o.redis.result_ttl_s,
+                 "Durable mode: seconds results are kept for `yard result` "
+                 "(0: not kept)")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{0}, int64_t{30} * 86400));
+  app.add_option("--dedupe-ttl", o.redis.dedupe_ttl_s,
+                 "Durable mode: seconds an idempotency key is remembered")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{30} * 86400));
+  app.add_option("--max-expiries", o.redis.max_expiries,
+                 "Durable mode: expired leases before a job is dead-lettered")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1000));
+  app.add_flag("--require-fsync", o.redis.require_fsync,
+               "Durable mode: refuse to start unless Redis fsyncs every write "
+               "(appendonly yes, appendfsync always)");
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error|off")
       ->capture_default_str()
       ->check(
@@ -57,6 +88,15 @@ int RunBroker(int argc, char** argv) {
   int code = 0;
   if (!cli::Parse(app, argc, argv, &code)) return code;
 
+  if (max_queue->count()) o.redis.capacity = o.max_queue;
+  if (!o.redis.url.empty()) {
+    if (auto s = ParseRedisUrl(o.redis.url); !s.ok()) {
+      return cli::UsageError(argv[0], "--redis: " + s.status().message());
+    }
+    if (auto s = ValidateQueueName(o.redis.queue); !s.ok()) {
+      return cli::UsageError(argv[0], "--queue: " + s.message());
+    }
+  }
   InitLogging("broker", log_level);
   InstallStopHandlers();
   auto broker = Broker::Create(o);

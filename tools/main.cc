@@ -13,7 +13,9 @@ void Usage(std::ostream& out) {
          "commands:\n"
          "  broker   route jobs from producers to workers\n"
          "  worker   run job handlers (echo, sleep, sha256, fail)\n"
-         "  push     submit jobs and report throughput and latency\n";
+         "  push     submit jobs and report throughput and latency\n"
+         "  queue    inspect and administer a durable (Redis) queue\n"
+         "  result   print the stored result of a job (durable queue)\n";
 }
 
 }  // namespace
@@ -30,6 +32,8 @@ int main(int argc, char** argv) {
   if (cmd == "broker") return yard::RunBroker(argc - 1, argv + 1);
   if (cmd == "worker") return yard::RunWorker(argc - 1, argv + 1);
   if (cmd == "push") return yard::RunPush(argc - 1, argv + 1);
+  if (cmd == "queue") return yard::RunQueue(argc - 1, argv + 1);
+  if (cmd == "result") return yard::RunResult(argc - 1, argv + 1);
   if (cmd == "--help" || cmd == "-h" || cmd == "help") {
     Usage(std::cout);
     return 0;

@@ -1,0 +1,1257 @@
+// The durable JobQueue on Redis Streams (layout: queue/redis_layout.h;
+// decision and figures: docs/adr/0005-durable-queue-on-redis-streams.md).
+//
+// Three connections, all driven by the broker's zmq_poll:
+//   main   submits (pipelined XADD; FCALL yard_submit for idempotent or
+//          delayed jobs), finishes (one MULTI per loop turn: XACK+XDEL,
+//          FCALLs for locked and failed jobs, results, forwards), lease
+//          touches, maintenance and stats;
+//   claim  XREADGROUP over the three priority streams, BLOCKing only when
+//          the last read found nothing (a blocked read would stall the
+//          pipeline of the main connection);
+//   inbox  XREAD BLOCK on this broker's inbox: results of jobs it accepted
+//          that another broker completed.
+//
+// Claimed jobs wait in a local buffer (strict priority with the memory
+// queue's anti-starvation rule) until the broker dispatches them; the
+// broker claims only what free worker credit can take. Every claimed job has
+// a lease (its entry in the group's pending list) that this broker touches
+// every lease/3; one broker, elected with a leader lock, reclaims expired
+// leases and promotes delayed jobs.
+//
+// Redis lost: the clients are dropped, submits are answered Unavailable,
+// finishes wait in memory and are sent after the reconnect (XACK of a gone
+// entry is a no-op, so resending is safe), buffered and running jobs keep
+// their leases (the pending list survives a restart from the AOF).
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <charconv>
+#include <deque>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <unordered_map>
+#include <vector>
+
+#include "common/clock.h"
+#include "queue/job_queue.h"
+#include "queue/redis_layout.h"
+#include "schemas/codec.h"
+
+namespace yard {
+namespace {
+
+constexpr int kLevels = kRedisPriorities;
+constexpr int kStarvationLimit = 16;  // as the memory queue
+constexpr int64_t kClaimBlockMs = 200;
+constexpr int64_t kInboxBlockMs = 1000;
+constexpr int64_t kPromoteEveryMs = 100;
+constexpr int64_t kStatsEveryMs = 500;
+constexpr int64_t kDedupeCheckEveryMs = 200;
+constexpr size_t kTouchChunk = 1000;
+constexpr size_t kMaintenanceBatch = 1000;
+constexpr int64_t kReconnectMinMs = 100;
+constexpr int64_t kReconnectMaxMs = 2000;
+constexpr int64_t kInboxTtlMs = 60000;
+constexpr char kInboxMaxLen[] = "1000000";
+
+// A stream entry id "<ms>-<seq>".
+struct EntryId {
+  uint64_t ms = 0;
+  uint64_t seq = 0;
+  bool operator==(const EntryId&) const = default;
+  std::string ToString() const {
+    return std::to_string(ms) + "-" + std::to_string(seq);
+  }
+  static std::optional<EntryId> Parse(std::string_view s) {
+    EntryId e;
+    size_t dash = s.find('-');
+    if (dash == std::string_view::npos) return std::nullopt;
+    auto a = std::from_chars(s.data(), s.data() + dash, e.ms);
+    auto b = std::from_chars(s.data() + dash + 1, s.data() + s.size(), e.seq);
+    if (a.ec != std::errc() || b.ec != std::errc() ||
+        b.ptr != s.data() + s.size()) {
+      return std::nullopt;
+    }
+    return e;
+  }
+};
+
+// A job this broker holds a lease on.
+struct Lease {
+  EntryId entry;
+  uint8_t pri = 1;
+  uint16_t attempt = 1;  // delivery number: failed attempts + 1
+  bool dispatched = false;
+  bool buffered = false;  // in ready_, waiting for dispatch
+  std::string lock_key;   // '' none
+  std::string owner;      // consumer name of the accepting broker
+  std::string route;      // the producer, at the owner
+  std::string blob;       // the Job flatbuffer
+};
+
+// A finished attempt waiting to be written (and rewritten after a lost
+// connection until Redis confirms it).
+struct Finish {
+  JobId id;
+  EntryId entry;
+  uint8_t pri = 1;
+  int64_t retry_at_ms = 0;  // fail: > 0 retry then, 0 dead letter
+  bool failed = false;
+  bool keep_result = true;  // false: a dropped duplicate or a cancel
+  std::string lock_key;
+  std::string owner;
+  std::string route;
+  std::string result;  // JobResult blob
+  std::string error;
+};
+
+struct DedupeWaiter {
+  JobId dup;
+  JobId first;
+  std::string route;
+  int64_t deadline_ms = 0;
+};
+
+const RedisReply* Field(const RedisReply& fields, std::string_view name) {
+  for (size_t i = 0; i + 1 < fields.elements.size(); i += 2) {
+    if (fields.elements[i].str == name) return &fields.elements[i + 1];
+  }
+  return nullptr;
+}
+
+std::string FieldStr(const RedisReply& fields, std::string_view name) {
+  const RedisReply* f = Field(fields, name);
+  return f ? f->str : std::string();
+}
+
+bool VerifyJob(std::string_view blob) {
+  flatbuffers::Verifier v(reinterpret_cast<const uint8_t*>(blob.data()),
+                          blob.size());
+  return v.VerifyBuffer<wire::Job>(nullptr);
+}
+
+bool VerifyResult(std::string_view blob) {
+  flatbuffers::Verifier v(reinterpret_cast<const uint8_t*>(blob.data()),
+                          blob.size());
+  return v.VerifyBuffer<wire::JobResult>(nullptr);
+}
+
+std::string_view AsView(Bytes b) {
+  return {reinterpret_cast<const char*>(b.data()), b.size()};
+}
+
+std::string DefaultConsumer() {
+  char host[64] = {};
+  if (gethostname(host, sizeof host - 1) != 0) host[0] = '\0';
+  std::string name;
+  for (char c : std::string_view(host)) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+              (c >= '0' && c <= '9') || c == '-' || c == '.';
+    name.push_back(ok ? c : '_');
+  }
+  if (name.empty()) name = "broker";
+  return name + "-" + std::to_string(getpid()) + "-" +
+         JobId::Random().ToString().substr(0, 8);
+}
+
+class RedisQueue final : public JobQueue {
+ public:
+  RedisQueue(RedisQueueOptions o, RedisAddress address)
+      : o_(std::move(o)),
+        address_(std::move(address)),
+        keys_(o_.queue),
+        consumer_(o_.consumer.empty() ? DefaultConsumer() : o_.consumer),
+        token_(consumer_ + ":" + JobId::Random().ToString()) {}
+
+  ~RedisQueue() override {
+    if (leader_ && main_ && main_->connected()) {
+      auto args = keys_.Fcall("yard_resign");
+      args.push_back(token_);
+      (void)RedisCall(*main_, std::move(args), 500);
+    }
+    // Destroying a client answers its pending commands, whose callbacks
+    // use the members below: end the clients while those still exist.
+    inbox_.reset();
+    claim_.reset();
+    main_.reset();
+  }
+
+  Status Start() {
+    if (auto s = Connect(o_.connect_timeout_ms); !s.ok()) return s;
+    if (o_.require_fsync) {
+      if (auto s = CheckFsync(); !s.ok()) return s;
+    }
+    spdlog::info("durable queue '{}' on redis {}:{} as {} (lease {} ms)",
+                 o_.queue, address_.host, address_.port, consumer_,
+                 o_.lease_ms);
+    return Status::OK();
+  }
+
+  // ------------------------------------------------------------ JobQueue
+
+  void Push(std::span<const NewJob> jobs, PushCallback done) override {
+    std::vector<PushOutcome> out(jobs.size(), PushOutcome::kAccepted);
+    if (!up_) {
+      done(Status::Unavailable("Redis is unreachable: " + down_reason_), out);
+      return;
+    }
+    if (cached_total_ + pushing_ + jobs.size() > o_.capacity) {
+      std::fill(out.begin(), out.end(), PushOutcome::kBusy);
+      ++c_.busy_batches;
+      done(Status::OK(), out);
+      return;
+    }
+    auto batch = std::make_shared<PushBatch>();
+    batch->out = std::move(out);
+    batch->done = std::move(done);
+    batch->jobs = jobs.size();
+    pushing_ += jobs.size();
+    const int64_t now = UnixMillis();
+    std::vector<std::string> special = keys_.Fcall("yard_submit");
+    special.push_back(std::to_string(o_.dedupe_ttl_s));
+    std::vector<size_t> special_index;
+    std::vector<std::string> routes;  // for dedupe waiters
+    for (size_t i = 0; i < jobs.size(); ++i) {
+      const NewJob& j = jobs[i];
+      const auto* job = flatbuffers::GetRoot<wire::Job>(j.blob.bytes.data());
+      const int pri = std::min<int>(j.priority, kLevels - 1);
+      std::string hex = j.id.ToString();
+      std::string max = std::to_string(std::max<int>(1, job->max_attempts()));
+      std::string lock = job->lock_key() ? job->lock_key()->str() : "";
+      std::string blob(AsView(j.blob.bytes));
+      const bool keyed =
+          job->idempotency_key() && job->idempotency_key()->size() > 0;
+      if (keyed || j.not_before_ms > now) {
+        special_index.push_back(i);
+        routes.emplace_back(j.route);
+        special.push_back(std::to_string(pri));
+        special.push_back(std::to_string(j.not_before_ms));
+        special.push_back(keyed ? job->idempotency_key()->str() : "");
+        special.push_back(std::move(hex));
+        special.push_back(std::move(max));
+        special.push_back(std::move(lock));
+        special.push_back(consumer_);
+        special.push_back(std::string(j.route));
+        special.push_back(std::move(blob));
+        continue;
+      }
+      ++batch->waiting;
+      main_->Command(
+          {"XADD", keys_.stream[pri], "*", "j", std::move(hex), "a", "0", "x",
+           "0", "m", std::move(max), "k", std::move(lock), "b", consumer_, "r",
+           std::string(j.route), "p", std::move(blob)},
+          [this, batch](Result<RedisReply> r) {
+            if (!r.ok()) batch->Fail(r.status());
+            FinishPush(*batch);
+          });
+    }
+    if (!special_index.empty()) {
+      ++batch->waiting;
+      main_->Command(std::move(special),
+                     [this, batch, special_index = std::move(special_index),
+                      routes = std::move(routes),
+                      jobs_ids = IdsOf(jobs)](Result<RedisReply> r) {
+                       if (!r.ok()) {
+                         batch->Fail(r.status());
+                       } else {
+                         OnSpecialSubmit(*r, special_index, routes, jobs_ids,
+                                         *batch);
+                       }
+                       FinishPush(*batch);
+                     });
+    }
+    c_.submitted += jobs.size() - special_index.size();
+    if (batch->waiting == 0) FinishPush(*batch);
+  }
+
+  void Claim(size_t max, ClaimCallback done) override {
+    claimed_.clear();
+    while (claimed_.size() < max) {
+      Lease* l = nullptr;
+      JobId id;
+      if (!PopBuffered(&id, &l)) break;
+      l->dispatched = true;
+      claimed_.push_back(
+          ClaimedJob{id,
+                     Bytes(reinterpret_cast<const uint8_t*>(l->blob.data()),
+                           l->blob.size()),
+                     l->attempt, l->route, l->owner == consumer_});
+    }
+    if (!claimed_.empty()) done(claimed_);
+  }
+
+  void Complete(const JobId& id, Bytes result) override {
+    QueueFinish(id, result, /*failed=*/false, 0);
+  }
+
+  void Fail(const JobId& id, int64_t retry_at_ms, Bytes result) override {
+    QueueFinish(id, result, /*failed=*/true, retry_at_ms);
+  }
+
+  void Release(std::span<const JobId> ids) override {
+    for (const JobId& id : ids) {
+      auto it = leases_.find(id);
+      if (it == leases_.end() || !it->second.dispatched) continue;
+      it->second.dispatched = false;
+      Buffer(id, it->second, /*front=*/true);
+    }
+  }
+
+  size_t Cancel(std::span<const JobId> ids,
+                std::vector<JobId>* removed) override {
+    size_t n = 0;
+    for (const JobId& id : ids) {
+      auto it = leases_.find(id);
+      if (it == leases_.end() || it->second.dispatched) continue;
+      Drop(it, /*keep_result=*/false);
+      if (removed) removed->push_back(id);
+      ++n;
+    }
+    return n;
+  }
+
+  bool HasReady(int64_t) override { return buffered_ > 0; }
+
+  void DrainWaiting(const std::function<void(const ClaimedJob&)>&) override {
+    // Nothing to hand back: every accepted job is in Redis.
+  }
+
+  QueueStats Stats() const override {
+    QueueStats s;
+    s.ready = buffered_;
+    s.leased = leases_.size() - buffered_;
+    s.capacity = o_.capacity;
+    return s;
+  }
+
+  bool durable() const override { return true; }
+  bool available() const override { return up_; }
+  void SetResultSink(ResultSink sink) override { sink_ = std::move(sink); }
+  void Want(size_t n) override { want_ = n; }
+
+  int PollItems(zmq_pollitem_t* items, int max) override {
+    int n = 0;
+    polled_.fill(nullptr);
+    for (RedisClient* c : {main_.get(), claim_.get(), inbox_.get()}) {
+      if (n >= max || !c || c->fd() < 0) continue;
+      items[n] = {nullptr, c->fd(), c->events(), 0};
+      polled_[n++] = c;
+    }
+    return n;
+  }
+
+  void OnPollEvents(const zmq_pollitem_t* items, int n) override {
+    for (int i = 0; i < n && i < static_cast<int>(polled_.size()); ++i) {
+      if (items[i].revents && polled_[i])
+        polled_[i]->HandleEvents(items[i].revents);
+    }
+  }
+
+  void Tick(int64_t now) override {
+    if (up_ && (lost_ || !main_->connected() || !claim_->connected() ||
+                !inbox_->connected())) {
+      Down(lost_reason_.empty() ? "connection lost" : lost_reason_, now);
+    }
+    if (!up_) {
+      if (now < next_connect_ms_) return;
+      if (!Connect(300).ok()) {
+        reconnect_backoff_ms_ =
+            std::min(kReconnectMaxMs, reconnect_backoff_ms_ * 2);
+        next_connect_ms_ = now + reconnect_backoff_ms_;
+        return;
+      }
+      spdlog::info("redis is back: {} buffered, {} leased, {} finishes to send",
+                   buffered_, leases_.size() - buffered_, finishes_.size());
+    }
+    FlushFinishes();
+    MaybeClaim();
+    if (now >= next_touch_ms_) Touch(now);
+    if (now >= next_lead_ms_) Lead(now);
+    if (leader_ && now >= next_promote_ms_) Promote(now);
+    if (leader_ && now >= next_reap_ms_) Reap(now);
+    if (now >= next_stats_ms_) RefreshStats(now);
+    if (!waiters_.empty() && now >= next_dedupe_ms_) CheckDedupe(now);
+  }
+
+  void BeginDrain() override {
+    draining_ = true;
+    // Give back what was claimed but not dispatched, so other brokers can
+    // start it now instead of after a lease.
+    std::vector<std::string> args = keys_.Fcall("yard_unclaim");
+    args.push_back(kRedisGroup);
+    size_t n = 0;
+    for (auto it = leases_.begin(); it != leases_.end();) {
+      if (it->second.buffered && !it->second.dispatched) {
+        args.push_back(std::to_string(it->second.pri));
+        args.push_back(it->second.entry.ToString());
+        it = leases_.erase(it);
+        ++n;
+      } else {
+        ++it;
+      }
+    }
+    for (auto& q : ready_) q.clear();
+    buffered_ = 0;
+    if (n && up_) {
+      ++writes_;
+      main_->Command(std::move(args), [this, n](Result<RedisReply> r) {
+        --writes_;
+        if (r.ok()) {
+          spdlog::info("draining: gave back {} claimed jobs", n);
+        }  // else: their leases expire and the leader requeues them
+      });
+    }
+  }
+
+  bool Drained() const override {
+    return leases_.empty() && finishes_.empty() && (writes_ == 0 || !up_);
+  }
+
+  void DescribeStats(nlohmann::json* j) const override {
+    (*j)["durable"] = {{"queue", o_.queue},
+                       {"consumer", consumer_},
+                       {"redis", up_ ? "up" : "down"},
+                       {"leader", leader_},
+                       {"fence", fence_},
+                       {"lease_ms", o_.lease_ms},
+                       {"ready", cached_ready_},
+                       {"running", cached_running_},
+                       {"delayed", cached_delayed_},
+                       {"dead", cached_dead_},
+                       {"buffered", buffered_},
+                       {"leased", leases_.size()},
+                       {"finishes_pending", finishes_.size()},
+                       {"counters",
+                        {{"submitted", c_.submitted},
+                         {"claimed", c_.claimed},
+                         {"completed", c_.completed},
+                         {"retried", c_.retried},
+                         {"dead_lettered", c_.dead},
+                         {"stale", c_.stale},
+                         {"leases_lost", c_.leases_lost},
+                         {"duplicates_dropped", c_.dup_dropped},
+                         {"idempotent_hits", c_.idempotent},
+                         {"undecodable", c_.undecodable},
+                         {"parked", c_.parked},
+                         {"reclaimed", c_.reclaimed},
+                         {"promoted", c_.promoted},
+                         {"busy_batches", c_.busy_batches},
+                         {"reconnects", c_.reconnects},
+                         {"redis_commands", c_.commands},
+                         {"redis_round_trips", c_.round_trips}}}};
+  }
+
+ private:
+  struct PushBatch {
+    std::vector<PushOutcome> out;
+    PushCallback done;
+    size_t jobs = 0;
+    size_t waiting = 0;
+    Status status;
+    void Fail(const Status& s) {
+      if (status.ok()) status = s;
+    }
+  };
+
+  static std::vector<JobId> IdsOf(std::span<const NewJob> jobs) {
+    std::vector<JobId> ids;
+    ids.reserve(jobs.size());
+    for (const NewJob& j : jobs) ids.push_back(j.id);
+    return ids;
+  }
+
+  void FinishPush(PushBatch& b) {
+    if (b.waiting > 0 && --b.waiting > 0) return;
+    pushing_ -= std::min(pushing_, b.jobs);
+    if (!b.status.ok()) {
+      if (b.status.code() == StatusCode::kUnavailable) Lost(b.status.message());
+      b.done(Status::Unavailable("Redis: " + b.status.message()), b.out);
+    } else {
+      b.done(Status::OK(), b.out);
+    }
+  }
+
+  void OnSpecialSubmit(const RedisReply& reply,
+                       const std::vector<size_t>& index,
+                       const std::vector<std::string>& routes,
+                       const std::vector<JobId>& ids, PushBatch& batch) {
+    if (reply.elements.size() != index.size()) {
+      batch.Fail(Status::Internal("yard_submit: unexpected reply"));
+      return;
+    }
+    const int64_t now = MonoMillis();
+    for (size_t k = 0; k < index.size(); ++k) {
+      const std::string& s = reply.elements[k].str;
+      if (s.rfind("DUP:", 0) != 0) {
+        ++c_.submitted;
+        continue;
+      }
+      ++c_.idempotent;
+      batch.out[index[k]] = PushOutcome::kDuplicate;
+      auto first = JobId::Parse(std::string_view(s).substr(4));
+      if (!first) continue;
+      // The first job's result answers this submit too, once it exists.
+      waiters_.push_back(DedupeWaiter{ids[index[k]], *first, routes[k],
+                                      now + o_.dedupe_ttl_s * 1000});
+    }
+  }
+
+  // ------------------------------------------------------------- buffer
+
+  void Buffer(const JobId& id, Lease& l, bool front) {
+    l.buffered = true;
+    ++buffered_;
+    if (front) {
+      ready_[l.pri].push_front(id);
+    } else {
+      ready_[l.pri].push_back(id);
+    }
+  }
+
+  // Strict priority (2 first), except that after kStarvationLimit pops from
+  // higher levels while a lower one waits, the lowest waiting level gets
+  // one: the memory queue's rule.
+  bool PopBuffered(JobId* id, Lease** lease) {
+    while (buffered_ > 0) {
+      int level = -1;
+      int lowest = -1;
+      for (int p = kLevels - 1; p >= 0; --p) {
+        if (ready_[p].empty()) continue;
+        if (level < 0) level = p;
+        lowest = p;
+      }
+      if (level < 0) {
+        buffered_ = 0;
+        return false;
+      }
+      if (lowest != level && ++starved_ >= kStarvationLimit) {
+        level = lowest;
+        starved_ = 0;
+      } else if (lowest == level) {
+        starved_ = 0;
+      }
+      JobId next = ready_[level].front();
+      ready_[level].pop_front();
+      auto it = leases_.find(next);
+      if (it == leases_.end() || !it->second.buffered ||
+          it->second.dispatched) {
+        continue;  // stale: lost or given back
+      }
+      it->second.buffered = false;
+      --buffered_;
+      *id = next;
+      *lease = &it->second;
+      return true;
+    }
+    return false;
+  }
+
+  // Forgets a lease and schedules its entry's removal without a result.
+  void Drop(std::unordered_map<JobId, Lease, JobIdHash>::iterator it,
+            bool keep_result) {
+    Lease& l = it->second;
+    if (l.buffered) --buffered_;
+    Finish f;
+    f.id = it->first;
+    f.entry = l.entry;
+    f.pri = l.pri;
+    f.keep_result = keep_result;
+    f.lock_key = std::move(l.lock_key);
+    finishes_.push_back(std::move(f));
+    leases_.erase(it);
+  }
+
+  // ------------------------------------------------------------- finish
+
+  void QueueFinish(const JobId& id, Bytes result, bool failed,
+                   int64_t retry_at_ms) {
+    auto it = leases_.find(id);
+    if (it == leases_.end()) {
+      ++c_.stale;  // lease lost: the job was requeued and runs again
+      return;
+    }
+    Lease& l = it->second;
+    if (l.buffered) --buffered_;
+    Finish f;
+    f.id = id;
+    f.entry = l.entry;
+    f.pri = l.pri;
+    f.failed = failed;
+    f.retry_at_ms = retry_at_ms;
+    f.lock_key = std::move(l.lock_key);
+    f.owner = std::move(l.owner);
+    f.route = std::move(l.route);
+    f.result.assign(AsView(result));
+    if (failed && VerifyResult(f.result)) {
+      const auto* r = flatbuffers::GetRoot<wire::JobResult>(f.result.data());
+      if (r->error()) f.error = r->error()->str();
+    }
+    finishes_.push_back(std::move(f));
+    leases_.erase(it);
+  }
+
+  // All finishes of a loop turn in one MULTI: one round trip per batch.
+  void FlushFinishes() {
+    if (!up_ || finishes_.empty()) return;
+    auto batch = std::make_shared<std::vector<Finish>>(std::move(finishes_));
+    finishes_.clear();
+    std::array<std::vector<std::string>, kLevels> acks;
+    std::vector<std::string> locked = keys_.Fcall("yard_complete_locked");
+    locked.push_back(kRedisGroup);
+    std::vector<std::string> fails = keys_.Fcall("yard_fail");
+    fails.push_back(kRedisGroup);
+    const size_t locked_base = locked.size(), fails_base = fails.size();
+    std::vector<std::vector<std::string>> side;  // results and forwards
+    std::unordered_map<std::string, bool> inboxes;
+    uint64_t completed = 0;
+    for (Finish& f : *batch) {
+      if (f.failed) {
+        fails.push_back(std::to_string(f.pri));
+        fails.push_back(f.entry.ToString());
+        fails.push_back(std::to_string(f.retry_at_ms));
+        fails.push_back(f.error);
+        if (f.retry_at_ms > 0) continue;  // no result yet: it runs again
+      } else if (!f.lock_key.empty()) {
+        locked.push_back(std::to_string(f.pri));
+        locked.push_back(f.entry.ToString());
+        locked.push_back(f.lock_key);
+        ++completed;
+      } else {
+        acks[f.pri].push_back(f.entry.ToString());
+        if (f.keep_result) ++completed;
+      }
+      if (!f.keep_result || f.result.empty()) continue;
+      if (o_.result_ttl_s > 0) {
+        side.push_back({"SET", keys_.Result(f.id), f.result, "EX",
+                        std::to_string(o_.result_ttl_s)});
+      }
+      if (!f.owner.empty() && f.owner != consumer_) {
+        std::string inbox = keys_.Inbox(f.owner);
+        side.push_back({"XADD", inbox, "MAXLEN", "~", kInboxMaxLen, "*", "r",
+                        f.route, "p", f.result});
+        inboxes.emplace(std::move(inbox), true);
+      }
+    }
+    Send({"MULTI"}, nullptr);
+    for (int p = 0; p < kLevels; ++p) {
+      if (acks[p].empty()) continue;
+      std::vector<std::string> ack = {"XACK", keys_.stream[p], kRedisGroup};
+      std::vector<std::string> del = {"XDEL", keys_.stream[p]};
+      ack.insert(ack.end(), acks[p].begin(), acks[p].end());
+      del.insert(del.end(), acks[p].begin(), acks[p].end());
+      Send(std::move(ack), nullptr);
+      Send(std::move(del), nullptr);
+    }
+    if (locked.size() > locked_base) Send(std::move(locked), nullptr);
+    if (fails.size() > fails_base) Send(std::move(fails), nullptr);
+    for (auto& cmd : side) Send(std::move(cmd), nullptr);
+    for (auto& [inbox, unused] : inboxes) {
+      Send({"PEXPIRE", inbox, std::to_string(kInboxTtlMs)}, nullptr);
+    }
+    if (completed) {
+      Send({"HINCRBY", keys_.stats, "completed", std::to_string(completed)},
+           nullptr);
+    }
+    ++writes_;
+    ++c_.round_trips;
+    Send({"EXEC"}, [this, batch](Result<RedisReply> r) {
+      --writes_;
+      if (!r.ok()) {
+        if (r.status().code() == StatusCode::kUnavailable) {
+          // Unknown outcome: write it again after the reconnect.
+          for (Finish& f : *batch) finishes_.push_back(std::move(f));
+          Lost(r.status().message());
+        } else {
+          spdlog::error("redis: finishing {} jobs failed: {}", batch->size(),
+                        r.status().ToString());
+        }
+        return;
+      }
+      CountFinished(*batch, *r);
+    });
+  }
+
+  void CountFinished(const std::vector<Finish>& batch, const RedisReply& exec) {
+    for (const Finish& f : batch) {
+      if (f.failed) {
+        (f.retry_at_ms > 0 ? c_.retried : c_.dead)++;
+      } else if (f.keep_result) {
+        ++c_.completed;
+      }
+    }
+    for (const RedisReply& e : exec.elements) {
+      if (e.type == RedisReply::Type::kError) {
+        spdlog::error("redis: a finish command failed: {}", e.str);
+      }
+    }
+  }
+
+  // ------------------------------------------------------------- claim
+
+  void MaybeClaim() {
+    if (!up_ || draining_ || claiming_) return;
+    size_t room = want_ > buffered_ ? want_ - buffered_ : 0;
+    if (room == 0) return;
+    const size_t count = std::min(o_.claim_batch, std::max<size_t>(room, 16));
+    std::vector<std::string> args = {"XREADGROUP", "GROUP",
+                                     kRedisGroup,  consumer_,
+                                     "COUNT",      std::to_string(count)};
+    if (last_claim_empty_) {
+      args.push_back("BLOCK");
+      args.push_back(std::to_string(kClaimBlockMs));
+    }
+    args.push_back("STREAMS");
+    std::vector<int> levels;
+    for (int p = kLevels - 1; p >= 0; --p) {
+      if (ready_[p].size() < count) levels.push_back(p);
+    }
+    if (levels.empty()) return;
+    for (int p : levels) args.push_back(keys_.stream[p]);
+    for (size_t i = 0; i < levels.size(); ++i) args.push_back(">");
+    claiming_ = true;
+    ++c_.commands;
+    ++c_.round_trips;
+    claim_->Command(std::move(args), [this](Result<RedisReply> r) {
+      claiming_ = false;
+      if (!r.ok()) {
+        if (r.status().message().find("NOGROUP") != std::string::npos) {
+          // The streams were deleted: reconnecting sets them up again.
+          Lost("consumer group missing");
+        } else if (r.status().code() == StatusCode::kUnavailable) {
+          Lost(r.status().message());
+        } else {
+          spdlog::error("redis: claim failed: {}", r.status().ToString());
+        }
+        return;
+      }
+      OnClaimed(*r);
+    });
+  }
+
+  int LevelOf(const std::string& key) const {
+    for (int p = 0; p < kLevels; ++p) {
+      if (keys_.stream[p] == key) return p;
+    }
+    return -1;
+  }
+
+  void OnClaimed(RedisReply& reply) {
+    last_claim_empty_ = true;
+    if (reply.type != RedisReply::Type::kArray) return;
+    std::vector<std::string> bury = keys_.Fcall("yard_bury");
+    bury.push_back(kRedisGroup);
+    std::vector<std::string> lock = keys_.Fcall("yard_lock");
+    lock.push_back(kRedisGroup);
+    lock.push_back(std::to_string(o_.lease_ms));
+    const size_t bury_base = bury.size(), lock_base = lock.size();
+    auto locking = std::make_shared<std::vector<JobId>>();
+    for (RedisReply& stream : reply.elements) {
+      if (stream.elements.size() != 2) continue;
+      const int pri = LevelOf(stream.elements[0].str);
+      if (pri < 0) continue;
+      for (RedisReply& entry : stream.elements[1].elements) {
+        if (entry.elements.size() != 2) continue;
+        last_claim_empty_ = false;
+        ++c_.claimed;
+        const std::string& eid_text = entry.elements[0].str;
+        auto eid = EntryId::Parse(eid_text);
+        if (!eid) continue;
+        RedisReply& fields = entry.elements[1];
+        std::string why;
+        auto id = JobId::Parse(FieldStr(fields, "j"));
+        RedisReply* blob = const_cast<RedisReply*>(Field(fields, "p"));
+        if (!id) {
+          why = "field j is not a job id";
+        } else if (!blob || !VerifyJob(blob->str)) {
+          why = "field p is not a verifiable Job";
+        } else if (JobId id_in_blob = FromWire(
+                       flatbuffers::GetRoot<wire::Job>(blob->str.data())->id());
+                   !(id_in_blob == *id)) {
+          why = "field j does not match the job's id";
+        }
+        if (!why.empty()) {
+          ++c_.undecodable;
+          spdlog::warn(
+              "redis: entry {} of {} is undecodable ({}): dead-lettered",
+              eid_text, keys_.stream[pri], why);
+          bury.push_back(std::to_string(pri));
+          bury.push_back(eid_text);
+          bury.push_back(why);
+          continue;
+        }
+        auto [it, inserted] = leases_.try_emplace(*id);
+        if (!inserted) {
+          if (!(it->second.entry == *eid)) {
+            // A second copy of a job this broker holds (a producer resent
+            // it): finish the copy without running it twice here.
+            ++c_.dup_dropped;
+            Finish f;
+            f.id = *id;
+            f.entry = *eid;
+            f.pri = static_cast<uint8_t>(pri);
+            f.keep_result = false;
+            finishes_.push_back(std::move(f));
+          }
+          continue;
+        }
+        Lease& l = it->second;
+        l.entry = *eid;
+        l.pri = static_cast<uint8_t>(pri);
+        int a = 0;
+        std::string a_text = FieldStr(fields, "a");
+        std::from_chars(a_text.data(), a_text.data() + a_text.size(), a);
+        l.attempt = static_cast<uint16_t>(std::clamp(a + 1, 1, 65535));
+        l.lock_key = FieldStr(fields, "k");
+        l.owner = FieldStr(fields, "b");
+        l.route = FieldStr(fields, "r");
+        l.blob = std::move(blob->str);
+        if (l.lock_key.empty()) {
+          Buffer(*id, l, /*front=*/false);
+        } else {
+          lock.push_back(std::to_string(pri));
+          lock.push_back(eid_text);
+          lock.push_back(l.lock_key);
+          locking->push_back(*id);
+        }
+      }
+    }
+    if (bury.size() > bury_base) Send(std::move(bury), nullptr);
+    if (lock.size() > lock_base) {
+      Send(std::move(lock),
+           [this, locking](Result<RedisReply> r) { OnLocked(*locking, r); });
+    }
+  }
+
+  void OnLocked(const std::vector<JobId>& ids, const Result<RedisReply>& r) {
+    for (size_t i = 0; i < ids.size(); ++i) {
+      auto it = leases_.find(ids[i]);
+      if (it == leases_.end()) continue;
+      int64_t got = -1;
+      if (r.ok() && i < r->elements.size()) got = r->elements[i].integer;
+      if (got == 1) {
+        Buffer(ids[i], it->second, /*front=*/false);
+      } else {
+        // Parked behind the lock's holder (0), lease lost (-1), or the
+        // outcome is unknown (Redis lost: the leader reclaims it).
+        if (got == 0) ++c_.parked;
+        leases_.erase(it);
+      }
+    }
+  }
+
+  // ------------------------------------------------------------- leases
+
+  void Touch(int64_t now) {
+    next_touch_ms_ = now + std::max<int64_t>(1, o_.lease_ms / 3);
+    if (leases_.empty()) return;
+    std::array<std::vector<std::pair<JobId, EntryId>>, kLevels> held;
+    std::vector<std::string> locks = {};
+    for (const auto& [id, l] : leases_) {
+      held[l.pri].emplace_back(id, l.entry);
+      if (!l.lock_key.empty() && !l.buffered && l.dispatched) {
+        locks.push_back(l.lock_key);
+        locks.push_back(keys_.stream[l.pri] + "|" + l.entry.ToString());
+      }
+    }
+    for (int p = 0; p < kLevels; ++p) {
+      for (size_t i = 0; i < held[p].size(); i += kTouchChunk) {
+        auto chunk = std::make_shared<std::vector<std::pair<JobId, EntryId>>>(
+            held[p].begin() + i,
+            held[p].begin() + std::min(held[p].size(), i + kTouchChunk));
+        std::vector<std::string> args = {"XCLAIM", keys_.stream[p], kRedisGroup,
+                                         consumer_, "0"};
+        for (const auto& [id, e] : *chunk) args.push_back(e.ToString());
+        args.push_back("JUSTID");
+        Send(std::move(args), [this, chunk](Result<RedisReply> r) {
+          if (r.ok()) OnTouched(*chunk, *r);
+        });
+      }
+    }
+    if (!locks.empty()) {
+      std::vector<std::string> args = keys_.Fcall("yard_touch_locks");
+      args.push_back(std::to_string(o_.lease_ms));
+      args.insert(args.end(), locks.begin(), locks.end());
+      Send(std::move(args), nullptr);
+    }
+  }
+
+  void OnTouched(const std::vector<std::pair<JobId, EntryId>>& sent,
+                 const RedisReply& reply) {
+    std::vector<EntryId> kept;
+    kept.reserve(reply.elements.size());
+    for (const RedisReply& e : reply.elements) {
+      if (auto id = EntryId::Parse(e.str)) kept.push_back(*id);
+    }
+    std::sort(kept.begin(), kept.end(), [](const EntryId& a, const EntryId& b) {
+      return a.ms != b.ms ? a.ms < b.ms : a.seq < b.seq;
+    });
+    for (const auto& [id, entry] : sent) {
+      bool still = std::binary_search(kept.begin(), kept.end(), entry,
+                                      [](const EntryId& a, const EntryId& b) {
+                                        return a.ms != b.ms ? a.ms < b.ms
+                                                            : a.seq < b.seq;
+                                      });
+      if (still) continue;
+      auto it = leases_.find(id);
+      if (it == leases_.end() || !(it->second.entry == entry)) continue;
+      // Reclaimed by the leader (this broker was too slow): the job runs
+      // again under a new entry id; forget this copy.
+      ++c_.leases_lost;
+      if (it->second.buffered) --buffered_;
+      leases_.erase(it);
+    }
+  }
+
+  // ------------------------------------------------------------- leader
+
+  void Lead(int64_t now) {
+    next_lead_ms_ = now + std::max<int64_t>(1, o_.lease_ms / 6);
+    auto args = keys_.Fcall("yard_lead");
+    args.push_back(token_);
+    args.push_back(std::to_string(std::max<int64_t>(2, o_.lease_ms / 2)));
+    Send(std::move(args), [this](Result<RedisReply> r) {
+      if (!r.ok()) return;
+      const bool lead = r->integer > 0;
+      if (lead && !leader_) {
+        spdlog::info("this broker leads maintenance of queue '{}' (fence {})",
+                     o_.queue, r->integer);
+      } else if (!lead && leader_) {
+        spdlog::warn("lost the maintenance lead of queue '{}'", o_.queue);
+      }
+      leader_ = lead;
+      if (lead) fence_ = r->integer;
+    });
+  }
+
+  void Promote(int64_t now) {
+    next_promote_ms_ = now + kPromoteEveryMs;
+    auto args = keys_.Fcall("yard_promote");
+    args.push_back(std::to_string(kMaintenanceBatch));
+    Send(std::move(args), [this](Result<RedisReply> r) {
+      if (r.ok()) c_.promoted += static_cast<uint64_t>(r->integer);
+    });
+  }
+
+  void Reap(int64_t now) {
+    next_reap_ms_ = now + std::max<int64_t>(1, o_.lease_ms / 4);
+    auto args = keys_.Fcall("yard_reap");
+    args.push_back(kRedisGroup);
+    args.push_back(std::to_string(o_.lease_ms));
+    args.push_back(std::to_string(kMaintenanceBatch));
+    args.push_back(std::to_string(o_.max_expiries));
+    Send(std::move(args), [this](Result<RedisReply> r) {
+      if (!r.ok() || r->elements.size() != 3) return;
+      int64_t requeued = r->elements[0].integer, dead = r->elements[1].integer,
+              vanished = r->elements[2].integer;
+      c_.reclaimed += static_cast<uint64_t>(requeued);
+      if (requeued || dead || vanished) {
+        spdlog::warn(
+            "expired leases: {} jobs requeued, {} dead-lettered, {} vanished",
+            requeued, dead, vanished);
+      }
+    });
+  }
+
+  // ------------------------------------------------------------- stats
+
+  void RefreshStats(int64_t now) {
+    next_stats_ms_ = now + kStatsEveryMs;
+    if (stats_pending_) return;
+    stats_pending_ = true;
+    auto acc = std::make_shared<std::array<int64_t, 4>>();  // len,pend,dly,dlq
+    auto done = [this, acc](Result<RedisReply>) {
+      stats_pending_ = false;
+      cached_ready_ = std::max<int64_t>(0, (*acc)[0] - (*acc)[1]);
+      cached_running_ = (*acc)[1];
+      cached_delayed_ = (*acc)[2];
+      cached_dead_ = (*acc)[3];
+      cached_total_ = static_cast<size_t>((*acc)[0] + (*acc)[2]);
+    };
+    for (int p = 0; p < kLevels; ++p) {
+      Send({"XLEN", keys_.stream[p]}, [acc](Result<RedisReply> r) {
+        if (r.ok()) (*acc)[0] += r->integer;
+      });
+      Send({"XPENDING", keys_.stream[p], kRedisGroup},
+           [acc](Result<RedisReply> r) {
+             if (r.ok() && !r->elements.empty()) {
+               (*acc)[1] += r->elements[0].integer;
+             }
+           });
+    }
+    Send({"ZCARD", keys_.delayed}, [acc](Result<RedisReply> r) {
+      if (r.ok()) (*acc)[2] = r->integer;
+    });
+    Send({"XLEN", keys_.dead}, [acc, done](Result<RedisReply> r) {
+      if (r.ok()) (*acc)[3] = r->integer;
+      done(std::move(r));
+    });
+    ++c_.round_trips;
+  }
+
+  // ------------------------------------------------------------- dedupe
+
+  void CheckDedupe(int64_t now) {
+    next_dedupe_ms_ = now + kDedupeCheckEveryMs;
+    if (dedupe_pending_ || !up_) return;
+    const size_t n = std::min<size_t>(waiters_.size(), 256);
+    auto batch = std::make_shared<std::vector<DedupeWaiter>>(
+        waiters_.begin(), waiters_.begin() + n);
+    waiters_.erase(waiters_.begin(), waiters_.begin() + n);
+    dedupe_pending_ = true;
+    auto left = std::make_shared<size_t>(n);
+    for (size_t i = 0; i < n; ++i) {
+      Send({"GET", keys_.Result((*batch)[i].first)},
+           [this, batch, i, left, now](Result<RedisReply> r) {
+             DedupeWaiter& w = (*batch)[i];
+             if (r.ok() && r->type == RedisReply::Type::kString &&
+                 VerifyResult(r->str)) {
+               AnswerDuplicate(w, r->str);
+             } else if (o_.result_ttl_s == 0 || now > w.deadline_ms) {
+               AnswerDuplicate(w, {});
+             } else {
+               waiters_.push_back(std::move(w));
+             }
+             if (--*left == 0) dedupe_pending_ = false;
+           });
+    }
+  }
+
+  void AnswerDuplicate(const DedupeWaiter& w, std::string_view first_result) {
+    if (!sink_) return;
+    Bytes out;
+    if (first_result.empty()) {
+      out = writer_.EncodeResult(
+          w.dup, wire::ResultStatus::Failed, {},
+          "idempotent duplicate of " + w.first.ToString() +
+              ", whose result is not kept (result TTL 0 or expired)",
+          0, 0);
+    } else {
+      const auto* r =
+          flatbuffers::GetRoot<wire::JobResult>(first_result.data());
+      Bytes output;
+      if (r->output()) output = {r->output()->data(), r->output()->size()};
+      out = writer_.EncodeResult(w.dup, r->status(), output,
+                                 r->error() ? r->error()->string_view() : "",
+                                 r->attempt(), r->duration_us());
+    }
+    sink_(w.route, out);
+  }
+
+  // ------------------------------------------------------------- inbox
+
+  void ReadInbox() {
+    if (!up_ || reading_inbox_) return;
+    reading_inbox_ = true;
+    ++c_.commands;
+    inbox_->Command(
+        {"XREAD", "COUNT", "512", "BLOCK", std::to_string(kInboxBlockMs),
+         "STREAMS", keys_.Inbox(consumer_), inbox_last_},
+        [this](Result<RedisReply> r) {
+          reading_inbox_ = false;
+          if (!r.ok()) {
+            if (r.status().code() == StatusCode::kUnavailable) {
+              Lost(r.status().message());
+            }
+            return;
+          }
+          OnInbox(*r);
+          ReadInbox();
+        });
+  }
+
+  void OnInbox(const RedisReply& reply) {
+    if (reply.elements.empty() || reply.elements[0].elements.size() != 2) {
+      return;
+    }
+    std::string last;
+    for (const RedisReply& entry : reply.elements[0].elements[1].elements) {
+      if (entry.elements.size() != 2) continue;
+      last = entry.elements[0].str;
+      const std::string route = FieldStr(entry.elements[1], "r");
+      const RedisReply* p = Field(entry.elements[1], "p");
+      if (!p || !VerifyResult(p->str)) {
+        spdlog::warn("redis: inbox entry {} is not a result; skipped", last);
+        continue;
+      }
+      if (sink_) {
+        sink_(route, Bytes(reinterpret_cast<const uint8_t*>(p->str.data()),
+                           p->str.size()));
+      }
+    }
+    if (last.empty()) return;
+    inbox_last_ = last;
+    if (auto e = EntryId::Parse(last)) {
+      EntryId next{e->ms, e->seq + 1};
+      Send({"XTRIM", keys_.Inbox(consumer_), "MINID", next.ToString()},
+           nullptr);
+    }
+  }
+
+  // ------------------------------------------------------------- plumbing
+
+  void Send(std::vector<std::string> args, RedisClient::Callback done) {
+    ++c_.commands;
+    if (!done) {
+      done = [this](Result<RedisReply> r) {
+        if (!r.ok() && r.status().code() == StatusCode::kUnavailable) {
+          Lost(r.status().message());
+        }
+      };
+    }
+    main_->Command(std::move(args), std::move(done));
+  }
+
+  // Marks the connection lost; Tick tears it down (not from inside a
+  // callback, where the clients are still in use).
+  void Lost(const std::string& why) {
+    if (!lost_) lost_reason_ = why;
+    lost_ = true;
+  }
+
+  void Down(const std::string& why, int64_t now) {
+    spdlog::error(
+        "redis {}:{} lost ({}): submits get Unavailable until it is back",
+        address_.host, address_.port, why);
+    up_ = false;
+    down_reason_ = why;
+    leader_ = false;
+    // Destroying the clients answers their pending commands (Unavailable):
+    // push batches report it, finishes go back to finishes_.
+    main_.reset();
+    claim_.reset();
+    inbox_.reset();
+    claiming_ = reading_inbox_ = stats_pending_ = dedupe_pending_ = false;
+    lost_ = false;
+    lost_reason_.clear();
+    reconnect_backoff_ms_ = kReconnectMinMs;
+    next_connect_ms_ = now + reconnect_backoff_ms_;
+  }
+
+  Status Connect(int64_t timeout_ms) {
+    auto main = RedisClient::Connect(address_, timeout_ms);
+    if (!main.ok()) return main.status();
+    if (auto s =
+            EnsureQueue(**main, keys_, std::max<int64_t>(timeout_ms, 2000));
+        !s.ok()) {
+      return s;
+    }
+    auto claim = RedisClient::Connect(address_, timeout_ms);
+    if (!claim.ok()) return claim.status();
+    auto inbox = RedisClient::Connect(address_, timeout_ms);
+    if (!inbox.ok()) return inbox.status();
+    main_ = std::move(main).value();
+    claim_ = std::move(claim).value();
+    inbox_ = std::move(inbox).value();
+    if (up_ || c_.reconnects > 0 || down_reason_.size()) ++c_.reconnects;
+    up_ = true;
+    last_claim_empty_ = false;
+    ReadInbox();
+    return Status::OK();
+  }
+
+  Status CheckFsync() {
+    auto r = RedisCall(*main_, {"CONFIG", "GET", "append*"}, 2000);
+    if (!r.ok()) {
+      return Status::InvalidArgument(
+          "--require-fsync: cannot read Redis's AOF settings: " +
+          r.status().message());
+    }
+    std::string appendonly, appendfsync;
+    for (size_t i = 0; i + 1 < r->elements.size(); i += 2) {
+      if (r->elements[i].str == "appendonly")
+        appendonly = r->elements[i + 1].str;
+      if (r->elements[i].str == "appendfsync") {
+        appendfsync = r->elements[i + 1].str;
+      }
+    }
+    if (appendonly != "yes" || appendfsync != "always") {
+      return Status::InvalidArgument(
+          "--require-fsync: Redis has appendonly " + appendonly +
+          ", appendfsync " + appendfsync +
+          "; accepted jobs are fsynced only with appendonly yes and "
+          "appendfsync always");
+    }
+    return Status::OK();
+  }
+
+  struct Counters {
+    uint64_t submitted = 0, claimed = 0, completed = 0, retried = 0, dead = 0;
+    uint64_t stale = 0, leases_lost = 0, dup_dropped = 0, idempotent = 0;
+    uint64_t undecodable = 0, parked = 0, reclaimed = 0, promoted = 0;
+    uint64_t busy_batches = 0, reconnects = 0, commands = 0, round_trips = 0;
+  };
+
+  const RedisQueueOptions o_;
+  const RedisAddress address_;
+  const QueueKeys keys_;
+  const std::string consumer_;
+  const std::string token_;  // leader lock token
+
+  std::unique_ptr<RedisClient> main_, claim_, inbox_;
+  std::array<RedisClient*, 3> polled_{};
+  bool up_ = false;
+  bool lost_ = false;
+  std::string lost_reason_, down_reason_;
+  int64_t reconnect_backoff_ms_ = kReconnectMinMs;
+  int64_t next_connect_ms_ = 0;
+
+  std::unordered_map<JobId, Lease, JobIdHash> leases_;
+  std::array<std::deque<JobId>, kLevels> ready_;
+  size_t buffered_ = 0;
+  int starved_ = 0;
+  size_t want_ = 0;
+  size_t pushing_ = 0;
+  bool claiming_ = false;
+  bool last_claim_empty_ = false;
+  bool draining_ = false;
+  std::vector<ClaimedJob> claimed_;
+
+  std::vector<Finish> finishes_;
+  size_t writes_ = 0;  // MULTI batches and give-backs awaiting replies
+
+  std::vector<DedupeWaiter> waiters_;
+  bool dedupe_pending_ = false;
+  int64_t next_dedupe_ms_ = 0;
+
+  bool reading_inbox_ = false;
+  std::string inbox_last_ = "0-0";
+  ResultSink sink_;
+  Writer writer_;
+
+  bool leader_ = false;
+  int64_t fence_ = 0;
+  int64_t next_touch_ms_ = 0, next_lead_ms_ = 0, next_promote_ms_ = 0,
+          next_reap_ms_ = 0, next_stats_ms_ = 0;
+
+  bool stats_pending_ = false;
+  int64_t cached_ready_ = 0, cached_running_ = 0, cached_delayed_ = 0,
+          cached_dead_ = 0;
+  size_t cached_total_ = 0;
+
+  Counters c_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<JobQueue>> NewRedisQueue(
+    const RedisQueueOptions& options) {
+  auto address = ParseRedisUrl(options.url);
+  if (!address.ok()) return address.status();
+  if (auto s = ValidateQueueName(options.queue); !s.ok()) return s;
+  if (options.lease_ms < 100) {
+    return Status::InvalidArgument("the lease must be at least 100 ms");
+  }
+  if (options.claim_batch == 0 || options.capacity == 0 ||
+      options.max_expiries < 1 || options.result_ttl_s < 0 ||
+      options.dedupe_ttl_s < 1) {
+    return Status::InvalidArgument("durable queue bounds must be positive");
+  }
+  auto q = std::make_unique<RedisQueue>(options, *address);
+  if (auto s = q->Start(); !s.ok()) return s;
+  return std::unique_ptr<JobQueue>(std::move(q));
+}
+
+}  // namespace yard

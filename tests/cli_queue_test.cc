@@ -1,0 +1,472 @@
+// `yard queue ...` and `yard result` against a real redis-server: the test
+// writes the durable queue's records directly (queue/redis_layout.h), runs
+// the real yard binary and checks its JSON, its exit code and what it changed
+// in Redis.
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <algorithm>
+#include <chrono>
+#include <csignal>
+#include <filesystem>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "queue/redis_layout.h"
+#include "schemas/codec.h"
+#include "tests/process.h"
+#include "tests/redis_server.h"
+
+namespace yard {
+namespace {
+
+using Json = nlohmann::json;
+using std::chrono::milliseconds;
+
+// hiredis writes with write(2); the broker ignores SIGPIPE (common/signals).
+const bool kSigpipeIgnored = [] {
+  std::signal(SIGPIPE, SIG_IGN);
+  return true;
+}();
+
+struct YardRun {
+  std::optional<ExitInfo> exit;  // nullopt: did not exit in time (killed)
+  std::string out;
+  std::string err;
+  Json json;  // stdout parsed; discarded when it is not JSON
+
+  bool ExitedWith(int code) const { return exit && exit->ExitedWith(code); }
+  std::string Describe() const {
+    return (exit ? exit->ToString() : std::string("killed: still running")) +
+           "; stdout: '" + out + "'; stderr: '" + err + "'";
+  }
+};
+
+class CliQueueTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char dir[] = "/tmp/cli_queue_test.XXXXXX";
+    ASSERT_NE(::mkdtemp(dir), nullptr);
+    dir_ = dir;
+    auto server = RedisServer::Create();
+    ASSERT_TRUE(server.ok()) << server.status().ToString();
+    server_ = std::move(server).value();
+    auto address = ParseRedisUrl(server_->url());
+    ASSERT_TRUE(address.ok()) << address.status().ToString();
+    auto client = RedisClient::Connect(*address, 5000);
+    ASSERT_TRUE(client.ok()) << client.status().ToString();
+    client_ = std::move(client).value();
+    Status s = EnsureQueue(*client_, keys_);
+    ASSERT_TRUE(s.ok()) << s.ToString();
+  }
+
+  void TearDown() override {
+    std::error_code ignored;
+    std::filesystem::remove_all(dir_, ignored);
+  }
+
+  // Runs one command; a failure is a test failure and a nil reply.
+  RedisReply Redis(std::vector<std::string> args) {
+    const std::string what = args.front();
+    Result<RedisReply> r = RedisCall(*client_, std::move(args));
+    EXPECT_TRUE(r.ok()) << what << ": " << r.status().ToString();
+    return r.ok() ? std::move(r).value() : RedisReply{};
+  }
+  int64_t RedisInt(std::vector<std::string> args) {
+    return Redis(std::move(args)).integer;
+  }
+
+  using FieldList = std::vector<std::pair<std::string, std::string>>;
+
+  // A Job blob: what a record holds in field p.
+  std::string JobBlob(const JobId& id, std::string_view task,
+                      std::string_view payload = "", int priority = 1,
+                      std::string_view lock_key = "") {
+    JobSpec spec;
+    spec.id = id;
+    spec.task = task;
+    spec.payload = AsBytes(payload);
+    spec.priority = static_cast<uint8_t>(priority);
+    spec.max_attempts = 3;
+    spec.lock_key = lock_key;
+    return std::string(AsString(writer_.EncodeJob(spec)));
+  }
+
+  // A ready job (entry of stream s:<priority>) with the record fields of
+  // queue/redis_layout.h; returns the entry id.
+  std::string AddJob(int priority, const JobId& id, std::string_view task,
+                     std::string_view payload, std::string_view lock_key = "") {
+    return AddRecord(priority, id.ToString(),
+                     JobBlob(id, task, payload, priority, lock_key),
+                     std::string(lock_key));
+  }
+  std::string AddRecord(int priority, const std::string& j,
+                        const std::string& p, const std::string& k = "") {
+    return XAdd(keys_.stream[priority], Record(j, "1", "0", k, p));
+  }
+
+  // A dead letter as yard_fail buries it: the record, then q, why, err, t.
+  void AddDead(int priority, const JobId& id, std::string_view task,
+               const std::string& err) {
+    FieldList fields = Record(id.ToString(), "3", "1", "", JobBlob(id, task));
+    fields.insert(fields.end(), {{"q", std::to_string(priority)},
+                                 {"why", "failed"},
+                                 {"err", err},
+                                 {"t", "1234"}});
+    XAdd(keys_.dead, fields);
+  }
+
+  // The record fields (queue/redis_layout.h), max attempts 3.
+  static FieldList Record(const std::string& j, const std::string& a,
+                          const std::string& x, const std::string& k,
+                          const std::string& p) {
+    return {{"j", j}, {"a", a},          {"x", x},       {"m", "3"},
+            {"k", k}, {"b", "broker-a"}, {"r", "route"}, {"p", p}};
+  }
+  // Returns the entry id.
+  std::string XAdd(const std::string& stream, const FieldList& fields) {
+    std::vector<std::string> command = {"XADD", stream, "*"};
+    for (const auto& [field, value] : fields) {
+      command.push_back(field);
+      command.push_back(value);
+    }
+    return Redis(std::move(command)).str;
+  }
+
+  // A delayed job (the packed record's content does not matter to yard).
+  void AddDelayed(const JobId& id, int64_t due_ms) {
+    Redis({"ZADD", keys_.delayed, std::to_string(due_ms), id.ToString()});
+    Redis({"HSET", keys_.delayed_jobs, id.ToString(), "packed"});
+  }
+
+  // Leases the oldest ready entries of a stream to `consumer` (a broker's
+  // claim): they are running from then on.
+  void Claim(int priority, int count, const std::string& consumer) {
+    RedisReply r =
+        Redis({"XREADGROUP", "GROUP", kRedisGroup, consumer, "COUNT",
+               std::to_string(count), "STREAMS", keys_.stream[priority], ">"});
+    ASSERT_EQ(r.elements.size(), 1u);
+    ASSERT_EQ(r.elements[0].elements[1].elements.size(), size_t(count));
+  }
+
+  YardRun Yard(std::vector<std::string> args) {
+    args.insert(args.begin(), YARD_BIN);
+    const std::string err_path =
+        dir_ + "/yard-" + std::to_string(++runs_) + ".stderr";
+    YardRun run;
+    auto p = Process::Spawn(std::move(args), err_path);
+    EXPECT_TRUE(p.ok()) << p.status().ToString();
+    if (!p.ok()) return run;
+    auto out = (*p)->ReadAll(milliseconds(15000));
+    run.exit = (*p)->Wait(out ? milliseconds(5000) : milliseconds(100));
+    if (!run.exit) (*p)->Kill();
+    run.out = out.value_or("");
+    run.err = (*p)->Stderr();
+    run.json = Json::parse(run.out, nullptr, /*allow_exceptions=*/false);
+    return run;
+  }
+  // `yard queue <sub> --redis URL --json <extra...>`, expected to succeed.
+  Json Queue(const std::string& sub, std::vector<std::string> extra = {}) {
+    std::vector<std::string> args = {"queue", sub, "--redis", server_->url(),
+                                     "--json"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    YardRun run = Yard(args);
+    EXPECT_TRUE(run.ExitedWith(0)) << run.Describe();
+    EXPECT_TRUE(run.json.is_object()) << run.Describe();
+    return run.json;
+  }
+
+  void StoreResult(const JobId& id, wire::ResultStatus status,
+                   std::string_view output, std::string_view error = "",
+                   uint16_t attempt = 1, uint64_t duration_us = 1) {
+    const std::string blob(AsString(writer_.EncodeResult(
+        id, status, AsBytes(output), error, attempt, duration_us)));
+    Redis({"SET", keys_.Result(id), blob});
+  }
+  // `yard result ID --redis URL <extra...>`.
+  YardRun ResultOf(const JobId& id, std::vector<std::string> extra = {}) {
+    std::vector<std::string> args = {"result", id.ToString(), "--redis",
+                                     server_->url()};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return Yard(std::move(args));
+  }
+
+  // Exit 2 and exactly one line on stderr.
+  YardRun ExpectUsageError(std::vector<std::string> args) {
+    std::string cmd;
+    for (const auto& a : args) cmd += a + " ";
+    SCOPED_TRACE("yard " + cmd);
+    YardRun run = Yard(std::move(args));
+    EXPECT_TRUE(run.ExitedWith(2)) << run.Describe();
+    EXPECT_EQ(std::count(run.err.begin(), run.err.end(), '\n'), 1)
+        << run.Describe();
+    EXPECT_GT(run.err.size(), 1u) << run.Describe();
+    return run;
+  }
+
+  std::string dir_;
+  std::unique_ptr<RedisServer> server_;
+  std::unique_ptr<RedisClient> client_;
+  QueueKeys keys_{"default"};
+  Writer writer_;
+  int runs_ = 0;
+};
+
+TEST_F(CliQueueTest, StatsCountsEveryState) {
+  for (int i = 0; i < 3; ++i) AddJob(1, JobId::Random(), "echo", "x");
+  AddJob(2, JobId::Random(), "echo", "x");
+  Claim(1, 1, "broker-a");
+  AddDelayed(JobId::Random(), 4102444800000);
+  AddDead(1, JobId::Random(), "echo", "boom");
+  AddDead(0, JobId::Random(), "echo", "boom");
+  Redis({"HSET", keys_.stats, "submitted", "7", "completed", "2"});
+  Redis({"SET", keys_.leader, "token-1"});
+
+  Json j = Queue("stats");
+  EXPECT_EQ(j["queue"], "default");
+  EXPECT_EQ(j["ready"], 3);
+  EXPECT_EQ(j["running"], 1);
+  EXPECT_EQ(j["delayed"], 1);
+  EXPECT_EQ(j["dead"], 2);
+  EXPECT_EQ(j["priorities"]["2"], (Json{{"ready", 1}, {"running", 0}}));
+  EXPECT_EQ(j["priorities"]["1"], (Json{{"ready", 2}, {"running", 1}}));
+  EXPECT_EQ(j["priorities"]["0"], (Json{{"ready", 0}, {"running", 0}}));
+  EXPECT_EQ(j["counters"]["submitted"], 7);
+  EXPECT_EQ(j["counters"]["completed"], 2);
+  EXPECT_EQ(j["counters"]["requeued_dead"], 0);  // missing: 0
+  EXPECT_EQ(j["counters"]["undecodable"], 0);
+  EXPECT_EQ(j["leader"], "token-1");
+  ASSERT_EQ(j["consumers"].size(), 1u) << j.dump();
+  EXPECT_EQ(j["consumers"][0]["name"], "broker-a");
+  EXPECT_EQ(j["consumers"][0]["pending"], 1);
+  EXPECT_GE(j["consumers"][0]["idle_ms"].get<int64_t>(), 0);
+
+  YardRun text = Yard({"queue", "stats", "--redis", server_->url()});
+  EXPECT_TRUE(text.ExitedWith(0)) << text.Describe();
+  EXPECT_NE(text.out.find("priority 1"), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find("broker-a"), std::string::npos) << text.out;
+}
+
+// A queue no broker has set up reads as empty, and reading creates nothing.
+TEST_F(CliQueueTest, StatsOfAQueueNeverSetUpIsEmpty) {
+  Json j = Queue("stats", {"--queue", "never-used"});
+  EXPECT_EQ(j["queue"], "never-used");
+  EXPECT_EQ(j["ready"], 0);
+  EXPECT_EQ(j["running"], 0);
+  EXPECT_EQ(j["dead"], 0);
+  EXPECT_TRUE(j["leader"].is_null());
+  EXPECT_EQ(j["consumers"], Json::array());
+  EXPECT_EQ(j["counters"]["submitted"], 0);
+  EXPECT_EQ(RedisInt({"EXISTS", QueueKeys("never-used").stream[0]}), 0);
+
+  Json jobs = Queue("inspect", {"--queue", "never-used"});
+  EXPECT_EQ(jobs["jobs"], Json::array());
+}
+
+TEST_F(CliQueueTest, InspectListsHighestPriorityFirstWithState) {
+  const JobId low = JobId::Random(), high = JobId::Random(),
+              leased = JobId::Random(), waiting = JobId::Random(),
+              delayed = JobId::Random();
+  AddJob(0, low, "low-task", "1");
+  AddJob(2, high, "high-task", "12345", "account-7");
+  AddJob(1, leased, "mid-task", "12");
+  AddJob(1, waiting, "mid-task", "");
+  AddRecord(1, JobId::Random().ToString(), "not a flatbuffer");
+  Claim(1, 1, "broker-a");
+  AddDelayed(delayed, 4102444800000);
+
+  Json j = Queue("inspect");
+  EXPECT_EQ(j["queue"], "default");
+  const Json& jobs = j["jobs"];
+  ASSERT_EQ(jobs.size(), 6u) << j.dump();
+  EXPECT_EQ(jobs[0]["id"], high.ToString());
+  EXPECT_EQ(jobs[0]["priority"], 2);
+  EXPECT_EQ(jobs[0]["state"], "ready");
+  EXPECT_EQ(jobs[0]["task"], "high-task");
+  EXPECT_EQ(jobs[0]["payload_bytes"], 5);
+  EXPECT_EQ(jobs[0]["lock_key"], "account-7");
+  EXPECT_EQ(jobs[0]["attempt"], 1);
+  EXPECT_EQ(jobs[0]["max_attempts"], 3);
+  EXPECT_EQ(jobs[0]["broker"], "broker-a");
+  EXPECT_EQ(jobs[1]["id"], leased.ToString());
+  EXPECT_EQ(jobs[1]["state"], "running");
+  EXPECT_TRUE(jobs[1]["lock_key"].is_null());
+  EXPECT_EQ(jobs[2]["id"], waiting.ToString());
+  EXPECT_EQ(jobs[2]["state"], "ready");
+  EXPECT_EQ(jobs[2]["payload_bytes"], 0);
+  EXPECT_TRUE(jobs[3]["task"].is_null()) << jobs[3].dump();
+  EXPECT_TRUE(jobs[3]["error"].is_string()) << jobs[3].dump();
+  EXPECT_EQ(jobs[4]["id"], low.ToString());
+  EXPECT_EQ(jobs[4]["priority"], 0);
+  EXPECT_EQ(jobs[5]["id"], delayed.ToString());
+  EXPECT_EQ(jobs[5]["state"], "delayed");
+  EXPECT_EQ(jobs[5]["due_ms"], 4102444800000);
+
+  Json limited = Queue("inspect", {"--limit", "2"});
+  ASSERT_EQ(limited["jobs"].size(), 2u) << limited.dump();
+  EXPECT_EQ(limited["jobs"][0]["id"], high.ToString());
+  EXPECT_EQ(limited["jobs"][1]["id"], leased.ToString());
+}
+
+TEST_F(CliQueueTest, DeadListsLettersAndTotal) {
+  const JobId first = JobId::Random();
+  AddDead(2, first, "sha256", "handler threw");
+  AddDead(1, JobId::Random(), "echo", "boom");
+  AddDead(1, JobId::Random(), "echo", "boom");
+
+  Json j = Queue("dead", {"--limit", "2"});
+  EXPECT_EQ(j["queue"], "default");
+  EXPECT_EQ(j["total"], 3);
+  ASSERT_EQ(j["dead"].size(), 2u) << j.dump();
+  const Json& d = j["dead"][0];
+  EXPECT_EQ(d["id"], first.ToString());
+  EXPECT_EQ(d["why"], "failed");
+  EXPECT_EQ(d["error"], "handler threw");
+  EXPECT_EQ(d["attempts"], 3);
+  EXPECT_EQ(d["expired_leases"], 1);
+  EXPECT_EQ(d["priority"], 2);
+  EXPECT_EQ(d["task"], "sha256");
+  EXPECT_EQ(d["dead_at_ms"], 1234);
+}
+
+TEST_F(CliQueueTest, RequeueDeadMovesLettersBackUpToTheLimit) {
+  AddDead(2, JobId::Random(), "echo", "boom");
+  AddDead(1, JobId::Random(), "echo", "boom");
+  AddDead(1, JobId::Random(), "echo", "boom");
+
+  EXPECT_EQ(Queue("requeue-dead", {"--limit", "2"})["requeued"], 2);
+  EXPECT_EQ(RedisInt({"XLEN", keys_.dead}), 1);
+  EXPECT_EQ(RedisInt({"XLEN", keys_.stream[2]}), 1);
+  EXPECT_EQ(RedisInt({"XLEN", keys_.stream[1]}), 1);
+
+  EXPECT_EQ(Queue("requeue-dead")["requeued"], 1);
+  EXPECT_EQ(RedisInt({"XLEN", keys_.dead}), 0);
+  EXPECT_EQ(RedisInt({"XLEN", keys_.stream[1]}), 2);
+  EXPECT_EQ(Queue("requeue-dead")["requeued"], 0);
+
+  // Back with fresh attempt counts, and counted.
+  RedisReply entry = Redis({"XRANGE", keys_.stream[2], "-", "+"});
+  ASSERT_EQ(entry.elements.size(), 1u);
+  EXPECT_EQ(entry.elements[0].elements[1].elements[3].str, "0");  // a
+  EXPECT_EQ(Redis({"HGET", keys_.stats, "requeued_dead"}).str, "3");
+}
+
+TEST_F(CliQueueTest, PurgeRemovesWaitingJobsButNotRunningOnes) {
+  AddJob(1, JobId::Random(), "echo", "x");
+  AddJob(1, JobId::Random(), "echo", "x");
+  AddJob(2, JobId::Random(), "echo", "x");
+  Claim(2, 1, "broker-a");
+  AddDelayed(JobId::Random(), 4102444800000);
+  AddDead(1, JobId::Random(), "echo", "boom");
+
+  Json j = Queue("purge");
+  EXPECT_EQ(j["queue"], "default");
+  EXPECT_EQ(j["purged"], 3);  // two ready, one delayed
+  EXPECT_EQ(RedisInt({"XLEN", keys_.stream[1]}), 0);
+  EXPECT_EQ(RedisInt({"XLEN", keys_.stream[2]}), 1);  // the running one
+  EXPECT_EQ(
+      Redis({"XPENDING", keys_.stream[2], kRedisGroup}).elements[0].integer, 1);
+  EXPECT_EQ(RedisInt({"ZCARD", keys_.delayed}), 0);
+  EXPECT_EQ(RedisInt({"HLEN", keys_.delayed_jobs}), 0);
+  EXPECT_EQ(RedisInt({"XLEN", keys_.dead}), 1);  // dead letters stay
+
+  EXPECT_EQ(Queue("purge", {"--dead"})["purged"], 1);
+  EXPECT_EQ(RedisInt({"EXISTS", keys_.dead}), 0);
+  EXPECT_EQ(RedisInt({"XLEN", keys_.stream[2]}), 1);
+}
+
+TEST_F(CliQueueTest, ResultPrintsTheStoredResult) {
+  const JobId text = JobId::Random(), binary = JobId::Random();
+  StoreResult(text, wire::ResultStatus::Ok, "hello", "", 2, 1500);
+  StoreResult(binary, wire::ResultStatus::Failed,
+              std::string("\xff\x00\x01", 3), "boom", 3, 7);
+
+  YardRun run = ResultOf(text, {"--json"});
+  ASSERT_TRUE(run.ExitedWith(0)) << run.Describe();
+  EXPECT_EQ(run.json["id"], text.ToString());
+  EXPECT_EQ(run.json["status"], "Ok");
+  EXPECT_EQ(run.json["output"], "hello");
+  EXPECT_TRUE(run.json["error"].is_null()) << run.out;
+  EXPECT_EQ(run.json["attempt"], 2);
+  EXPECT_EQ(run.json["duration_us"], 1500);
+
+  run = ResultOf(binary, {"--json"});
+  ASSERT_TRUE(run.ExitedWith(0)) << run.Describe();
+  EXPECT_EQ(run.json["status"], "Failed");
+  EXPECT_EQ(run.json["output_base64"], "/wAB");
+  EXPECT_FALSE(run.json.contains("output")) << run.out;
+  EXPECT_EQ(run.json["error"], "boom");
+
+  run = ResultOf(text);
+  ASSERT_TRUE(run.ExitedWith(0)) << run.Describe();
+  EXPECT_NE(run.out.find("hello"), std::string::npos) << run.Describe();
+}
+
+TEST_F(CliQueueTest, ResultMissingOrUnreadableExitsOne) {
+  const JobId id = JobId::Random();
+  YardRun run = ResultOf(id, {"--json"});
+  EXPECT_TRUE(run.ExitedWith(1)) << run.Describe();
+  EXPECT_NE(run.err.find("no result for " + id.ToString()), std::string::npos)
+      << run.Describe();
+  EXPECT_TRUE(run.out.empty()) << run.Describe();
+
+  // Results are per queue: the one stored under "default" is not in "other".
+  StoreResult(id, wire::ResultStatus::Ok, "x");
+  EXPECT_TRUE(ResultOf(id).ExitedWith(0));
+  run = ResultOf(id, {"--queue", "other"});
+  EXPECT_TRUE(run.ExitedWith(1)) << run.Describe();
+
+  Redis({"SET", keys_.Result(id), "not a flatbuffer"});
+  run = ResultOf(id);
+  EXPECT_TRUE(run.ExitedWith(1)) << run.Describe();
+  EXPECT_NE(run.err.find("not a valid"), std::string::npos) << run.Describe();
+}
+
+TEST_F(CliQueueTest, BadFlagsExitTwo) {
+  const std::string url = server_->url();
+  ExpectUsageError({"result", "not-a-job-id", "--redis", url});
+  ExpectUsageError({"result", std::string(31, 'a'), "--redis", url});
+  ExpectUsageError({"result", JobId::Random().ToString()});  // no --redis
+  ExpectUsageError({"queue", "stats"});                      // no --redis
+  ExpectUsageError({"queue", "--redis", url});               // no subcommand
+  ExpectUsageError({"queue", "nonsense", "--redis", url});
+  ExpectUsageError({"queue", "stats", "--redis", "localhost:6379"});
+  ExpectUsageError({"queue", "stats", "--redis", url, "--queue", "a b"});
+  ExpectUsageError({"queue", "inspect", "--redis", url, "--limit", "0"});
+  ExpectUsageError({"queue", "requeue-dead", "--redis", url, "--limit", "x"});
+  ExpectUsageError({"queue", "stats", "--redis", url, "--dead"});
+}
+
+TEST_F(CliQueueTest, UnreachableRedisExitsTwo) {
+  Result<uint16_t> port = PickFreeLoopbackPort();
+  ASSERT_TRUE(port.ok()) << port.status().ToString();
+  const std::string url = "redis://127.0.0.1:" + std::to_string(*port);
+  for (std::vector<std::string> args :
+       {std::vector<std::string>{"queue", "stats", "--redis", url},
+        std::vector<std::string>{"queue", "purge", "--redis", url},
+        std::vector<std::string>{"result", JobId::Random().ToString(),
+                                 "--redis", url}}) {
+    YardRun run = ExpectUsageError(args);
+    EXPECT_NE(run.err.find("cannot reach Redis at " + url), std::string::npos)
+        << run.Describe();
+  }
+}
+
+TEST_F(CliQueueTest, HelpExitsZero) {
+  for (const auto& [args, flag] :
+       std::vector<std::pair<std::vector<std::string>, std::string>>{
+           {{"queue", "--help"}, "requeue-dead"},
+           {{"queue", "purge", "--help"}, "--dead"},
+           {{"queue", "inspect", "--help"}, "--limit"},
+           {{"result", "--help"}, "JOB_ID"}}) {
+    YardRun run = Yard(args);
+    EXPECT_TRUE(run.ExitedWith(0)) << run.Describe();
+    EXPECT_NE(run.out.find(flag), std::string::npos) << run.Describe();
+  }
+}
+
+}  // namespace
+}  // namespace yard

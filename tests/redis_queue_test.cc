@@ -1,0 +1,494 @@
+// The durable JobQueue (queue/redis_queue.cc) against a real redis-server:
+// every operation and Functions step, through the JobQueue interface the
+// broker uses, with two queue instances standing for two brokers.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <csignal>
+#include <functional>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+#include <zmq.hpp>
+
+#include "common/clock.h"
+#include "queue/job_queue.h"
+#include "queue/redis_layout.h"
+#include "tests/redis_server.h"
+
+namespace yard {
+namespace {
+
+using std::chrono::milliseconds;
+
+const bool kSigpipeIgnored = [] {
+  std::signal(SIGPIPE, SIG_IGN);
+  return true;
+}();
+
+// What one queue instance (one "broker") has seen.
+struct Seen {
+  std::vector<ClaimedJob> claimed;  // views copied into `blobs`
+  std::vector<std::string> blobs;
+  std::vector<std::pair<std::string, std::string>> results;  // route, blob
+};
+
+class RedisQueueTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto server = RedisServer::Create();
+    ASSERT_TRUE(server.ok()) << server.status().ToString();
+    server_ = std::move(server).value();
+    auto address = ParseRedisUrl(server_->url());
+    ASSERT_TRUE(address.ok());
+    auto admin = RedisClient::Connect(*address, 5000);
+    ASSERT_TRUE(admin.ok()) << admin.status().ToString();
+    admin_ = std::move(admin).value();
+  }
+
+  RedisQueueOptions Options(const std::string& name) {
+    RedisQueueOptions o;
+    o.url = server_->url();
+    o.consumer = name;
+    o.lease_ms = 600;
+    return o;
+  }
+
+  JobQueue* Make(const std::string& name) { return Make(Options(name)); }
+  JobQueue* Make(const RedisQueueOptions& o) {
+    auto q = NewRedisQueue(o);
+    EXPECT_TRUE(q.ok()) << q.status().ToString();
+    if (!q.ok()) return nullptr;
+    JobQueue* raw = q->get();
+    want_[raw] = 64;
+    Seen* seen = &seen_[raw];
+    raw->SetResultSink([seen](std::string_view route, Bytes result) {
+      seen->results.emplace_back(
+          std::string(route),
+          std::string(reinterpret_cast<const char*>(result.data()),
+                      result.size()));
+    });
+    queues_.push_back(std::move(q).value());
+    return raw;
+  }
+
+  // Turns every queue's loop until `until()` or the timeout; each turn
+  // claims up to want_[queue] jobs from each queue and records them.
+  bool Pump(const std::function<bool()>& until, int64_t timeout_ms = 10000) {
+    const int64_t deadline = MonoMillis() + timeout_ms;
+    while (!until()) {
+      if (MonoMillis() >= deadline) return false;
+      std::vector<zmq_pollitem_t> items(8 * queues_.size());
+      std::vector<int> counts;
+      int total = 0;
+      for (auto& q : queues_) {
+        int n = q->PollItems(items.data() + total, 8);
+        counts.push_back(n);
+        total += n;
+      }
+      zmq_poll(items.data(), total, 20);
+      int at = 0;
+      for (size_t i = 0; i < queues_.size(); ++i) {
+        JobQueue* q = queues_[i].get();
+        q->OnPollEvents(items.data() + at, counts[i]);
+        at += counts[i];
+        const size_t want = want_[q];
+        q->Want(want);
+        if (want && claim_) {
+          Seen& s = seen_[q];
+          q->Claim(want, [&](std::span<const ClaimedJob> jobs) {
+            for (const ClaimedJob& j : jobs) {
+              s.blobs.emplace_back(reinterpret_cast<const char*>(j.blob.data()),
+                                   j.blob.size());
+              s.claimed.push_back(j);
+              s.claimed.back().route = {};
+            }
+          });
+        }
+        q->Tick(MonoMillis());
+      }
+    }
+    return true;
+  }
+
+  // A Job blob as a producer makes it.
+  std::string JobBlob(const JobId& id, JobSpec spec = {}) {
+    spec.id = id;
+    if (spec.task.empty()) spec.task = "echo";
+    Bytes b = writer_.EncodeJob(spec);
+    return {reinterpret_cast<const char*>(b.data()), b.size()};
+  }
+
+  std::string ResultBlob(const JobId& id, wire::ResultStatus status,
+                         std::string_view output, std::string_view error) {
+    Bytes b = writer_.EncodeResult(
+        id, status,
+        {reinterpret_cast<const uint8_t*>(output.data()), output.size()}, error,
+        1, 10);
+    return {reinterpret_cast<const char*>(b.data()), b.size()};
+  }
+
+  // Pushes jobs (blobs kept alive by `keep`) and waits for the outcomes.
+  std::vector<PushOutcome> Push(JobQueue* q, std::vector<std::string> blobs,
+                                const std::string& route = "producer-1",
+                                Status* status = nullptr) {
+    auto keep = std::make_shared<std::vector<std::string>>(std::move(blobs));
+    std::vector<NewJob> jobs;
+    for (const std::string& b : *keep) {
+      const auto* job = flatbuffers::GetRoot<wire::Job>(b.data());
+      NewJob j;
+      j.id = FromWire(job->id());
+      j.blob.owner = keep;
+      j.blob.bytes = {reinterpret_cast<const uint8_t*>(b.data()), b.size()};
+      j.priority = job->priority();
+      j.not_before_ms = job->not_before_ms();
+      j.route = route;
+      jobs.push_back(j);
+    }
+    std::vector<PushOutcome> out;
+    bool done = false;
+    q->Push(jobs, [&](Status s, std::span<const PushOutcome> o) {
+      if (status) *status = s;
+      out.assign(o.begin(), o.end());
+      done = true;
+    });
+    EXPECT_TRUE(Pump([&] { return done; }));
+    return out;
+  }
+
+  int64_t Integer(std::vector<std::string> args) {
+    auto r = RedisCall(*admin_, std::move(args));
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    return r.ok() ? r->integer : -1;
+  }
+
+  // Ready + running jobs in the three streams.
+  int64_t InStreams(const QueueKeys& k) {
+    int64_t n = 0;
+    for (const auto& s : k.stream) n += Integer({"XLEN", s});
+    return n;
+  }
+
+  std::unique_ptr<RedisServer> server_;
+  std::unique_ptr<RedisClient> admin_;
+  std::vector<std::unique_ptr<JobQueue>> queues_;
+  std::map<JobQueue*, Seen> seen_;
+  std::map<JobQueue*, size_t> want_;
+  bool claim_ = true;
+  Writer writer_;
+  const QueueKeys keys_{"default"};
+};
+
+TEST_F(RedisQueueTest, PushClaimCompleteStoresTheResult) {
+  JobQueue* q = Make("b1");
+  JobId a = JobId::Random(), b = JobId::Random();
+  auto out = Push(q, {JobBlob(a), JobBlob(b)});
+  ASSERT_EQ(out, (std::vector<PushOutcome>{PushOutcome::kAccepted,
+                                           PushOutcome::kAccepted}));
+  EXPECT_EQ(InStreams(keys_), 2);
+  Seen& s = seen_[q];
+  ASSERT_TRUE(Pump([&] { return s.claimed.size() == 2; }));
+  EXPECT_EQ(s.claimed[0].id, a);
+  EXPECT_EQ(s.claimed[0].attempt, 1);
+  EXPECT_TRUE(s.claimed[0].local);
+  EXPECT_EQ(q->Stats().leased, 2u);
+  std::string ra = ResultBlob(a, wire::ResultStatus::Ok, "out-a", "");
+  q->Complete(a, {reinterpret_cast<const uint8_t*>(ra.data()), ra.size()});
+  q->Complete(b, {});
+  ASSERT_TRUE(Pump([&] { return InStreams(keys_) == 0 && q->Drained(); }));
+  EXPECT_EQ(Integer({"EXISTS", keys_.Result(b)}), 0);  // no result given
+  auto stored = RedisCall(*admin_, {"GET", keys_.Result(a)});
+  ASSERT_TRUE(stored.ok());
+  EXPECT_EQ(stored->str, ra);
+  EXPECT_GT(Integer({"TTL", keys_.Result(a)}), 0);
+  auto pending = RedisCall(*admin_, {"XPENDING", keys_.stream[1], kRedisGroup});
+  ASSERT_TRUE(pending.ok());
+  EXPECT_EQ(pending->elements.at(0).integer, 0);
+}
+
+TEST_F(RedisQueueTest, HigherPriorityIsClaimedFirst) {
+  JobQueue* q = Make("b1");
+  std::vector<std::string> blobs;
+  std::vector<JobId> ids;
+  for (uint8_t p : {0, 1, 2, 0, 2}) {
+    JobSpec spec;
+    spec.priority = p;
+    ids.push_back(JobId::Random());
+    blobs.push_back(JobBlob(ids.back(), spec));
+  }
+  // Buffer all five (claimed from Redis), then dispatch in one go.
+  claim_ = false;
+  Push(q, blobs);
+  Seen& s = seen_[q];
+  ASSERT_TRUE(Pump([&] { return q->Stats().ready == 5; }));
+  q->Claim(5, [&](std::span<const ClaimedJob> jobs) {
+    for (const ClaimedJob& j : jobs) s.claimed.push_back(j);
+  });
+  ASSERT_EQ(s.claimed.size(), 5u);
+  EXPECT_EQ(s.claimed[0].id, ids[2]);
+  EXPECT_EQ(s.claimed[1].id, ids[4]);
+  EXPECT_EQ(s.claimed[2].id, ids[1]);
+  EXPECT_EQ(s.claimed[3].id, ids[0]);
+  EXPECT_EQ(s.claimed[4].id, ids[3]);
+}
+
+TEST_F(RedisQueueTest, FailRetriesWithBackoffThenDeadLetters) {
+  JobQueue* q = Make("b1");
+  JobSpec spec;
+  spec.max_attempts = 2;
+  JobId id = JobId::Random();
+  Push(q, {JobBlob(id, spec)});
+  Seen& s = seen_[q];
+  ASSERT_TRUE(Pump([&] { return s.claimed.size() == 1; }));
+  std::string r1 = ResultBlob(id, wire::ResultStatus::Failed, "", "boom 1");
+  q->Fail(id, UnixMillis() + 300,
+          {reinterpret_cast<const uint8_t*>(r1.data()), r1.size()});
+  ASSERT_TRUE(Pump([&] { return Integer({"ZCARD", keys_.delayed}) == 1; }));
+  // The leader promotes it when due; it comes back as attempt 2.
+  ASSERT_TRUE(Pump([&] { return s.claimed.size() == 2; }));
+  EXPECT_EQ(s.claimed[1].id, id);
+  EXPECT_EQ(s.claimed[1].attempt, 2);
+  std::string r2 = ResultBlob(id, wire::ResultStatus::Failed, "", "boom 2");
+  q->Fail(id, 0, {reinterpret_cast<const uint8_t*>(r2.data()), r2.size()});
+  ASSERT_TRUE(Pump([&] { return Integer({"XLEN", keys_.dead}) == 1; }));
+  auto dead = RedisCall(*admin_, {"XRANGE", keys_.dead, "-", "+"});
+  ASSERT_TRUE(dead.ok());
+  const RedisReply& fields = dead->elements[0].elements[1];
+  std::map<std::string, std::string> f;
+  for (size_t i = 0; i + 1 < fields.elements.size(); i += 2) {
+    f[fields.elements[i].str] = fields.elements[i + 1].str;
+  }
+  EXPECT_EQ(f["j"], id.ToString());
+  EXPECT_EQ(f["why"], "failed");
+  EXPECT_EQ(f["err"], "boom 2");
+  EXPECT_EQ(f["a"], "2");
+  // The final failure's result is kept too.
+  EXPECT_EQ(Integer({"EXISTS", keys_.Result(id)}), 1);
+  // Requeue from the dead letters: it runs again with fresh attempts.
+  auto args = keys_.Fcall("yard_requeue_dead");
+  args.push_back("100");
+  EXPECT_EQ(Integer(args), 1);
+  ASSERT_TRUE(Pump([&] { return s.claimed.size() == 3; }));
+  EXPECT_EQ(s.claimed[2].attempt, 1);
+}
+
+TEST_F(RedisQueueTest, DelayedJobWaitsForItsTime) {
+  JobQueue* q = Make("b1");
+  JobSpec spec;
+  const int64_t due = UnixMillis() + 700;
+  spec.not_before_ms = due;
+  JobId id = JobId::Random();
+  Push(q, {JobBlob(id, spec)});
+  EXPECT_EQ(Integer({"ZCARD", keys_.delayed}), 1);
+  Seen& s = seen_[q];
+  ASSERT_TRUE(Pump([&] { return s.claimed.size() == 1; }));
+  EXPECT_GE(UnixMillis(), due);
+}
+
+TEST_F(RedisQueueTest, IdempotencyKeyReturnsTheFirstJobsResult) {
+  JobQueue* q = Make("b1");
+  JobSpec spec;
+  spec.idempotency_key = "order-42";
+  JobId first = JobId::Random(), second = JobId::Random();
+  EXPECT_EQ(Push(q, {JobBlob(first, spec)}),
+            std::vector<PushOutcome>{PushOutcome::kAccepted});
+  EXPECT_EQ(Push(q, {JobBlob(second, spec)}, "producer-2"),
+            std::vector<PushOutcome>{PushOutcome::kDuplicate});
+  EXPECT_EQ(InStreams(keys_), 1);  // queued once
+  Seen& s = seen_[q];
+  ASSERT_TRUE(Pump([&] { return s.claimed.size() == 1; }));
+  std::string r = ResultBlob(first, wire::ResultStatus::Ok, "charged", "");
+  q->Complete(first, {reinterpret_cast<const uint8_t*>(r.data()), r.size()});
+  ASSERT_TRUE(Pump([&] { return s.results.size() == 1; }));
+  EXPECT_EQ(s.results[0].first, "producer-2");
+  const auto* res =
+      flatbuffers::GetRoot<wire::JobResult>(s.results[0].second.data());
+  EXPECT_EQ(FromWire(res->id()), second);
+  EXPECT_EQ(std::string(res->output()->begin(), res->output()->end()),
+            "charged");
+}
+
+TEST_F(RedisQueueTest, LockKeyRunsOneJobAtATime) {
+  JobQueue* q = Make("b1");
+  JobSpec spec;
+  spec.lock_key = "account-7";
+  JobId a = JobId::Random(), b = JobId::Random();
+  Push(q, {JobBlob(a, spec), JobBlob(b, spec)});
+  Seen& s = seen_[q];
+  ASSERT_TRUE(Pump([&] { return s.claimed.size() == 1; }));
+  // The second is parked behind the first: not claimable.
+  EXPECT_FALSE(Pump([&] { return s.claimed.size() > 1; }, 500));
+  EXPECT_EQ(Integer({"LLEN", keys_.prefix + "mxw:account-7"}), 1);
+  q->Complete(s.claimed[0].id, {});
+  ASSERT_TRUE(Pump([&] { return s.claimed.size() == 2; }));
+  EXPECT_NE(s.claimed[0].id, s.claimed[1].id);
+  q->Complete(s.claimed[1].id, {});
+  ASSERT_TRUE(Pump([&] {
+    return Integer({"EXISTS", keys_.prefix + "mx:account-7"}) == 0;
+  }));
+  EXPECT_EQ(InStreams(keys_), 0);
+}
+
+TEST_F(RedisQueueTest, DeadBrokersLeasesAreReclaimedByAnother) {
+  JobQueue* dying = Make("dying");
+  JobId id = JobId::Random();
+  Push(dying, {JobBlob(id)});
+  Seen& s1 = seen_[dying];
+  ASSERT_TRUE(Pump([&] { return s1.claimed.size() == 1; }));
+  // "kill -9": the instance vanishes without releasing anything.
+  queues_.clear();
+  seen_.clear();
+  JobQueue* survivor = Make("survivor");
+  Seen& s2 = seen_[survivor];
+  // The survivor becomes leader within a lease and reclaims the job.
+  ASSERT_TRUE(Pump([&] { return s2.claimed.size() == 1; }));
+  EXPECT_EQ(s2.claimed[0].id, id);
+  EXPECT_EQ(s2.claimed[0].attempt, 1);  // an expired lease is not a failure
+  EXPECT_FALSE(s2.claimed[0].local);    // accepted by "dying"
+  auto entry = RedisCall(*admin_, {"XRANGE", keys_.stream[1], "-", "+"});
+  ASSERT_TRUE(entry.ok());
+  ASSERT_EQ(entry->elements.size(), 1u);
+  // The result is forwarded to the accepting broker's inbox.
+  std::string r = ResultBlob(id, wire::ResultStatus::Ok, "x", "");
+  survivor->Complete(id,
+                     {reinterpret_cast<const uint8_t*>(r.data()), r.size()});
+  ASSERT_TRUE(Pump([&] { return InStreams(keys_) == 0; }));
+  EXPECT_EQ(Integer({"XLEN", keys_.Inbox("dying")}), 1);
+}
+
+TEST_F(RedisQueueTest, ResultReachesTheAcceptingBroker) {
+  JobQueue* accepting = Make("acc");
+  JobQueue* completing = Make("cmp");
+  JobId id = JobId::Random();
+  want_[accepting] = 0;  // only the completing broker has workers
+  Push(accepting, {JobBlob(id)}, "the-producer");
+  Seen& s = seen_[completing];
+  ASSERT_TRUE(Pump([&] { return s.claimed.size() == 1; }));
+  EXPECT_FALSE(s.claimed[0].local);
+  std::string r = ResultBlob(id, wire::ResultStatus::Ok, "done", "");
+  completing->Complete(id,
+                       {reinterpret_cast<const uint8_t*>(r.data()), r.size()});
+  Seen& a = seen_[accepting];
+  ASSERT_TRUE(Pump([&] { return a.results.size() == 1; }));
+  EXPECT_EQ(a.results[0].first, "the-producer");
+  EXPECT_EQ(a.results[0].second, r);
+}
+
+TEST_F(RedisQueueTest, UndecodableRecordIsDeadLetteredAndTheQueueGoesOn) {
+  JobQueue* q = Make("b1");
+  // A record written by something else: garbage in p.
+  ASSERT_TRUE(RedisCall(*admin_, {"XADD", keys_.stream[1], "*", "j",
+                                  JobId::Random().ToString(), "a", "0", "x",
+                                  "0", "m", "1", "k", "", "b", "x", "r", "",
+                                  "p", "not a flatbuffer"})
+                  .ok());
+  JobId good = JobId::Random();
+  Push(q, {JobBlob(good)});
+  Seen& s = seen_[q];
+  ASSERT_TRUE(Pump([&] { return s.claimed.size() == 1; }));
+  EXPECT_EQ(s.claimed[0].id, good);
+  ASSERT_TRUE(Pump([&] { return Integer({"XLEN", keys_.dead}) == 1; }));
+  auto dead = RedisCall(*admin_, {"XRANGE", keys_.dead, "-", "+"});
+  ASSERT_TRUE(dead.ok());
+  std::string all;
+  for (const auto& e : dead->elements[0].elements[1].elements)
+    all += e.str + " ";
+  EXPECT_NE(all.find("undecodable"), std::string::npos) << all;
+}
+
+TEST_F(RedisQueueTest, LeaderLockHasOneHolderAndFailsOver) {
+  JobQueue* a = Make("a");
+  JobQueue* b = Make("b");
+  auto leaders = [&] {
+    int n = 0;
+    for (JobQueue* q : {a, b}) {
+      nlohmann::json j;
+      q->DescribeStats(&j);
+      n += j["durable"]["leader"].get<bool>() ? 1 : 0;
+    }
+    return n;
+  };
+  ASSERT_TRUE(Pump([&] { return leaders() == 1; }));
+  // Stays exactly one for a while.
+  for (int i = 0; i < 10; ++i) {
+    Pump([] { return false; }, 100);
+    EXPECT_EQ(leaders(), 1);
+  }
+  nlohmann::json ja;
+  a->DescribeStats(&ja);
+  const bool a_leads = ja["durable"]["leader"].get<bool>();
+  const int64_t fence = ja["durable"]["fence"].get<int64_t>();
+  // The leader "crashes": its connections die before it can resign (the
+  // destructor's resign then fails), so the lock must expire.
+  JobQueue* other = a_leads ? b : a;
+  ASSERT_TRUE(
+      RedisCall(*admin_, {"CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"})
+          .ok());
+  for (auto& q : queues_) {
+    if (q.get() == (a_leads ? a : b)) q.reset();
+  }
+  std::erase(queues_, nullptr);
+  const int64_t t0 = MonoMillis();
+  ASSERT_TRUE(Pump([&] {
+    nlohmann::json j;
+    other->DescribeStats(&j);
+    return j["durable"]["leader"].get<bool>();
+  }));
+  // By design within one lease (600 ms here: lock TTL 300 + retry 100);
+  // the bound is loose because this machine stalls for seconds at times.
+  const int64_t took = MonoMillis() - t0;
+  RecordProperty("takeover_ms", std::to_string(took));
+  EXPECT_LE(took, 5000);
+  nlohmann::json jo;
+  other->DescribeStats(&jo);
+  EXPECT_GT(jo["durable"]["fence"].get<int64_t>(), fence);
+}
+
+TEST_F(RedisQueueTest, RedisRestartKeepsAcceptedJobsAndServiceResumes) {
+  JobQueue* q = Make("b1");
+  std::vector<std::string> blobs;
+  for (int i = 0; i < 50; ++i) blobs.push_back(JobBlob(JobId::Random()));
+  ASSERT_EQ(Push(q, blobs).size(), 50u);
+  ASSERT_TRUE(server_->Shutdown().ok());
+  // Down: submits are refused with Unavailable, not lost in silence.
+  Pump([&] { return !q->available(); }, 3000);
+  EXPECT_FALSE(q->available());
+  Status st;
+  Push(q, {JobBlob(JobId::Random())}, "p", &st);
+  EXPECT_EQ(st.code(), StatusCode::kUnavailable);
+  ASSERT_TRUE(server_->Start().ok());
+  ASSERT_TRUE(Pump([&] { return q->available(); }, 10000));
+  Seen& s = seen_[q];
+  ASSERT_TRUE(Pump([&] { return s.claimed.size() == 50; }));
+  for (const ClaimedJob& j : s.claimed) q->Complete(j.id, {});
+  auto address = ParseRedisUrl(server_->url());
+  admin_ = std::move(RedisClient::Connect(*address, 5000)).value();
+  ASSERT_TRUE(Pump([&] { return InStreams(keys_) == 0; }));
+}
+
+TEST_F(RedisQueueTest, UnreachableRedisIsUnavailableAtStart) {
+  RedisQueueOptions o = Options("x");
+  o.url = "redis://127.0.0.1:1";
+  o.connect_timeout_ms = 500;
+  auto q = NewRedisQueue(o);
+  ASSERT_FALSE(q.ok());
+  EXPECT_EQ(q.status().code(), StatusCode::kUnavailable);
+}
+
+TEST_F(RedisQueueTest, RequireFsyncRefusesEverysec) {
+  RedisQueueOptions o = Options("x");
+  o.require_fsync = true;
+  auto q = NewRedisQueue(o);
+  ASSERT_FALSE(q.ok());
+  EXPECT_NE(q.status().message().find("appendfsync"), std::string::npos);
+  ASSERT_TRUE(
+      RedisCall(*admin_, {"CONFIG", "SET", "appendfsync", "always"}).ok());
+  EXPECT_TRUE(NewRedisQueue(o).ok());
+}
+
+}  // namespace
+}  // namespace yard

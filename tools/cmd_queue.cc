@@ -1,0 +1,576 @@
+// yard queue stats|inspect|dead|requeue-dead|purge --redis URL [--queue NAME]
+// [--json]: what a durable (Redis) queue holds, and the operator's repairs.
+//
+// Reads go straight to the keys of queue/redis_layout.h and change nothing
+// (a queue no broker has set up yet reads as empty). Changes go through the
+// queue's Functions (yard_requeue_dead, yard_purge), which are atomic with
+// respect to the brokers, in chunks so that no call blocks Redis for long.
+#include <algorithm>
+#include <charconv>
+#include <csignal>
+#include <cstdio>
+#include <functional>
+#include <iostream>
+#include <limits>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "tools/cli.h"
+
+namespace yard {
+
+namespace cli {
+
+// Every blocking call to Redis (connect, each command) waits this long.
+constexpr int64_t kRedisTimeoutMs = 5000;
+
+void AddQueueFlags(CLI::App& app, QueueFlags* flags) {
+  app.add_option("--redis", flags->redis_url,
+                 "Redis holding the queue: redis://HOST:PORT[/DB]")
+      ->required();
+  app.add_option("--queue", flags->queue, "queue name")->capture_default_str();
+  app.add_flag("--json", flags->json, "print one JSON object instead of text");
+}
+
+Result<QueueConnection> ConnectQueue(const QueueFlags& flags) {
+  Result<RedisAddress> address = ParseRedisUrl(flags.redis_url);
+  if (!address.ok()) {
+    return Status::InvalidArgument("--redis: " + address.status().message());
+  }
+  if (Status s = ValidateQueueName(flags.queue); !s.ok()) {
+    return Status::InvalidArgument("--queue: " + s.message());
+  }
+  // hiredis writes with write(2): a server that hangs up must not kill us.
+  std::signal(SIGPIPE, SIG_IGN);
+  auto client = RedisClient::Connect(*address, kRedisTimeoutMs);
+  if (!client.ok()) {
+    return Status::Unavailable("cannot reach Redis at " + flags.redis_url +
+                               ": " + client.status().message());
+  }
+  return QueueConnection{std::move(client).value(), QueueKeys(flags.queue)};
+}
+
+std::string DumpJson(const nlohmann::ordered_json& j) {
+  return j.dump(-1, ' ', false,
+                nlohmann::ordered_json::error_handler_t::replace);
+}
+
+int RuntimeError(const std::string& command, const Status& status) {
+  std::cerr << command << ": error: " << status.message() << "\n";
+  return 1;
+}
+
+}  // namespace cli
+
+namespace {
+
+using Json = nlohmann::ordered_json;
+using ReplyType = RedisReply::Type;
+
+// Jobs one Functions call handles at most (per stream for yard_purge).
+constexpr int64_t kChunk = 1000;
+constexpr size_t kDefaultListLimit = 20;
+
+// ---- Replies ----
+
+// Field -> value; integers (XINFO) as their decimal text.
+using Fields = std::unordered_map<std::string, std::string>;
+
+struct Entry {
+  std::string id;  // the stream entry id
+  Fields fields;
+};
+
+std::string TextOf(const RedisReply& r) {
+  return r.type == ReplyType::kInteger ? std::to_string(r.integer) : r.str;
+}
+
+// A flat [field, value, ...] array (stream entries, HGETALL, XINFO).
+Fields PairsOf(const RedisReply& flat) {
+  Fields out;
+  for (size_t i = 0; i + 1 < flat.elements.size(); i += 2) {
+    out[TextOf(flat.elements[i])] = TextOf(flat.elements[i + 1]);
+  }
+  return out;
+}
+
+// A missing field reads as empty, as the Functions library treats it.
+const std::string& Field(const Fields& f, const std::string& name) {
+  static const std::string kEmpty;
+  auto it = f.find(name);
+  return it == f.end() ? kEmpty : it->second;
+}
+
+// Record fields are decimal text; anything else counts as 0.
+int64_t ToInt(std::string_view s) {
+  int64_t v = 0;
+  std::from_chars(s.data(), s.data() + s.size(), v);
+  return v;
+}
+
+// XRANGE's [[id, [field, value, ...]], ...].
+std::vector<Entry> EntriesOf(const RedisReply& xrange) {
+  std::vector<Entry> out;
+  for (const RedisReply& e : xrange.elements) {
+    if (e.elements.size() == 2) {
+      out.push_back({e.elements[0].str, PairsOf(e.elements[1])});
+    }
+  }
+  return out;
+}
+
+// ---- Commands to Redis ----
+
+// A stream or consumer group that does not exist: a queue that no broker
+// has set up yet, which is empty rather than an error.
+bool IsMissingStream(const Status& s) {
+  const std::string& m = s.message();
+  // (RedisClient puts "redis: " before the server's words.)
+  return m.find("NOGROUP ") != std::string::npos ||
+         m.find("ERR no such key") != std::string::npos;
+}
+
+// RedisCall, with a missing stream or group answered as nil.
+Result<RedisReply> CallOrNil(RedisClient& c, std::vector<std::string> args) {
+  Result<RedisReply> r = RedisCall(c, std::move(args), cli::kRedisTimeoutMs);
+  if (!r.ok() && IsMissingStream(r.status())) return RedisReply{};
+  return r;
+}
+
+Result<RedisReply> Call(RedisClient& c, std::vector<std::string> args) {
+  return RedisCall(c, std::move(args), cli::kRedisTimeoutMs);
+}
+
+Result<int64_t> CallInt(RedisClient& c, std::vector<std::string> args) {
+  const std::string command = args.front();
+  Result<RedisReply> r = Call(c, std::move(args));
+  if (!r.ok()) return r.status();
+  if (r->type != ReplyType::kInteger) {
+    return Status::Internal(command + ": expected an integer reply");
+  }
+  return r->integer;
+}
+
+// Entries of `stream` its group has leased to a broker (the PEL's size).
+Result<int64_t> LeasedCount(RedisClient& c, const std::string& stream) {
+  Result<RedisReply> r = CallOrNil(c, {"XPENDING", stream, kRedisGroup});
+  if (!r.ok()) return r.status();
+  return r->elements.empty() ? 0 : r->elements[0].integer;
+}
+
+// Which of `entries` (consecutive, from one XRANGE) are leased.
+Result<std::set<std::string>> LeasedAmong(RedisClient& c,
+                                          const std::string& stream,
+                                          const std::vector<Entry>& entries) {
+  std::set<std::string> out;
+  if (entries.empty()) return out;
+  // Entries leave a stream with XACK and XDEL together, so the PEL has no
+  // ids in this range that the stream lacks: entries.size() is enough.
+  Result<RedisReply> r =
+      CallOrNil(c, {"XPENDING", stream, kRedisGroup, entries.front().id,
+                    entries.back().id, std::to_string(entries.size())});
+  if (!r.ok()) return r.status();
+  for (const RedisReply& pending : r->elements) {
+    if (!pending.elements.empty()) out.insert(pending.elements[0].str);
+  }
+  return out;
+}
+
+// Calls a Functions-library operation (its arguments after the key prefix
+// are `args`, then a count) in chunks until it reports 0, or until `limit`
+// (0: none) is reached. Returns the sum of what the calls reported.
+Result<int64_t> CallInChunks(RedisClient& c, const QueueKeys& keys,
+                             std::string_view function,
+                             const std::vector<std::string>& args,
+                             int64_t limit) {
+  int64_t total = 0;
+  while (limit == 0 || total < limit) {
+    const int64_t chunk = limit == 0 ? kChunk : std::min(kChunk, limit - total);
+    std::vector<std::string> command = keys.Fcall(function);
+    command.insert(command.end(), args.begin(), args.end());
+    command.push_back(std::to_string(chunk));
+    Result<int64_t> n = CallInt(c, std::move(command));
+    if (!n.ok()) return n.status();
+    if (*n == 0) break;
+    total += *n;
+  }
+  return total;
+}
+
+// ---- Jobs ----
+
+struct JobSummary {
+  std::string task;
+  size_t payload_bytes = 0;
+};
+
+// What a record's Job blob (field p) says; nullopt when it does not verify.
+std::optional<JobSummary> DecodeJob(const std::string& blob) {
+  const wire::Job* job = cli::VerifiedRoot<wire::Job>(blob);
+  if (job == nullptr) return std::nullopt;
+  return JobSummary{std::string(AsString(job->task())),
+                    job->payload() ? job->payload()->size() : 0};
+}
+
+Json TaskOf(const std::optional<JobSummary>& job) {
+  return job ? Json(job->task) : Json(nullptr);
+}
+
+Json ReadyJob(const Entry& e, int priority, bool leased) {
+  const Fields& f = e.fields;
+  const std::optional<JobSummary> job = DecodeJob(Field(f, "p"));
+  const std::string& lock_key = Field(f, "k");
+  Json j = {{"id", Field(f, "j")},
+            {"priority", priority},
+            {"state", leased ? "running" : "ready"},
+            {"attempt", ToInt(Field(f, "a"))},
+            {"max_attempts", ToInt(Field(f, "m"))},
+            {"task", TaskOf(job)},
+            {"payload_bytes", job ? Json(job->payload_bytes) : Json(nullptr)},
+            {"lock_key", lock_key.empty() ? Json(nullptr) : Json(lock_key)},
+            {"broker", Field(f, "b")}};
+  if (!job) {
+    j["error"] = "the record's job (field p) is not a valid yard.wire.Job";
+  }
+  return j;
+}
+
+Json DeadLetter(const Entry& e) {
+  const Fields& f = e.fields;
+  return {{"id", Field(f, "j")},
+          {"why", Field(f, "why")},
+          {"error", Field(f, "err")},
+          {"attempts", ToInt(Field(f, "a"))},
+          {"expired_leases", ToInt(Field(f, "x"))},
+          {"priority", ToInt(Field(f, "q"))},
+          {"task", TaskOf(DecodeJob(Field(f, "p")))},
+          {"dead_at_ms", ToInt(Field(f, "t"))}};
+}
+
+// ---- stats ----
+
+struct Consumer {
+  int64_t pending = 0;
+  int64_t idle_ms = std::numeric_limits<int64_t>::max();
+};
+
+// Adds the group's consumers on `stream` (the brokers) to `out`, by name:
+// pending summed over the streams, idle the least of them.
+Status AddConsumers(RedisClient& c, const std::string& stream,
+                    std::map<std::string, Consumer>* out) {
+  Result<RedisReply> r =
+      CallOrNil(c, {"XINFO", "CONSUMERS", stream, kRedisGroup});
+  if (!r.ok()) return r.status();
+  for (const RedisReply& each : r->elements) {
+    Fields f = PairsOf(each);
+    // The Functions' own consumers (__reaper, __purge) lease nothing between
+    // two calls: they are not brokers.
+    if (f["name"].starts_with("__")) continue;
+    Consumer& consumer = (*out)[f["name"]];
+    consumer.pending += ToInt(f["pending"]);
+    consumer.idle_ms = std::min(consumer.idle_ms, ToInt(f["idle"]));
+  }
+  return Status::OK();
+}
+
+Result<Json> Counters(RedisClient& c, const QueueKeys& keys) {
+  Json out;
+  for (const char* name :
+       {"submitted", "completed", "retried", "dead", "reaped", "promoted",
+        "requeued_dead", "undecodable"}) {
+    out[name] = 0;
+  }
+  Result<RedisReply> r = Call(c, {"HGETALL", keys.stats});
+  if (!r.ok()) return r.status();
+  for (const auto& [name, value] : PairsOf(*r)) out[name] = ToInt(value);
+  return out;
+}
+
+Result<Json> Stats(RedisClient& c, const QueueKeys& keys) {
+  Json priorities = Json::object();
+  int64_t ready = 0, running = 0;
+  std::map<std::string, Consumer> consumers;
+  for (int p = 0; p < kRedisPriorities; ++p) {
+    Result<int64_t> length = CallInt(c, {"XLEN", keys.stream[p]});
+    if (!length.ok()) return length.status();
+    Result<int64_t> leased = LeasedCount(c, keys.stream[p]);
+    if (!leased.ok()) return leased.status();
+    if (Status s = AddConsumers(c, keys.stream[p], &consumers); !s.ok()) {
+      return s;
+    }
+    const int64_t waiting = std::max<int64_t>(0, *length - *leased);
+    priorities[std::to_string(p)] = {{"ready", waiting}, {"running", *leased}};
+    ready += waiting;
+    running += *leased;
+  }
+  Result<int64_t> delayed = CallInt(c, {"ZCARD", keys.delayed});
+  if (!delayed.ok()) return delayed.status();
+  Result<int64_t> dead = CallInt(c, {"XLEN", keys.dead});
+  if (!dead.ok()) return dead.status();
+  Result<Json> counters = Counters(c, keys);
+  if (!counters.ok()) return counters.status();
+  Result<RedisReply> leader = Call(c, {"GET", keys.leader});
+  if (!leader.ok()) return leader.status();
+
+  Json brokers = Json::array();
+  for (const auto& [name, consumer] : consumers) {
+    brokers.push_back({{"name", name},
+                       {"pending", consumer.pending},
+                       {"idle_ms", consumer.idle_ms}});
+  }
+  return Json{{"queue", keys.name},
+              {"ready", ready},
+              {"running", running},
+              {"delayed", *delayed},
+              {"dead", *dead},
+              {"priorities", std::move(priorities)},
+              {"counters", std::move(*counters)},
+              {"leader", leader->is_nil() ? Json(nullptr) : Json(leader->str)},
+              {"consumers", std::move(brokers)}};
+}
+
+void PrintStats(const Json& j) {
+  std::printf("queue %s\n", j["queue"].get<std::string>().c_str());
+  std::printf("  %-12s %10s %10s\n", "", "ready", "running");
+  for (int p = kRedisPriorities - 1; p >= 0; --p) {
+    const Json& row = j["priorities"][std::to_string(p)];
+    std::printf("  priority %-3d %10lld %10lld\n", p,
+                static_cast<long long>(row["ready"].get<int64_t>()),
+                static_cast<long long>(row["running"].get<int64_t>()));
+  }
+  std::printf("  %-12s %10lld %10lld\n", "total",
+              static_cast<long long>(j["ready"].get<int64_t>()),
+              static_cast<long long>(j["running"].get<int64_t>()));
+  std::printf("delayed %lld  dead %lld  leader %s\n",
+              static_cast<long long>(j["delayed"].get<int64_t>()),
+              static_cast<long long>(j["dead"].get<int64_t>()),
+              j["leader"].is_null() ? "(none)"
+                                    : j["leader"].get<std::string>().c_str());
+  std::printf("counters:");
+  for (const auto& [name, value] : j["counters"].items()) {
+    std::printf(" %s=%lld", name.c_str(),
+                static_cast<long long>(value.get<int64_t>()));
+  }
+  std::printf("\nbrokers (consumers): %zu\n", j["consumers"].size());
+  for (const Json& b : j["consumers"]) {
+    std::printf("  %-40s pending %-8lld idle %lld ms\n",
+                b["name"].get<std::string>().c_str(),
+                static_cast<long long>(b["pending"].get<int64_t>()),
+                static_cast<long long>(b["idle_ms"].get<int64_t>()));
+  }
+}
+
+// ---- inspect ----
+
+Result<Json> Inspect(RedisClient& c, const QueueKeys& keys, size_t limit) {
+  Json jobs = Json::array();
+  for (int p = kRedisPriorities - 1; p >= 0 && jobs.size() < limit; --p) {
+    Result<RedisReply> r = Call(c, {"XRANGE", keys.stream[p], "-", "+", "COUNT",
+                                    std::to_string(limit - jobs.size())});
+    if (!r.ok()) return r.status();
+    const std::vector<Entry> entries = EntriesOf(*r);
+    auto leased = LeasedAmong(c, keys.stream[p], entries);
+    if (!leased.ok()) return leased.status();
+    for (const Entry& e : entries) {
+      jobs.push_back(ReadyJob(e, p, leased->count(e.id) > 0));
+    }
+  }
+  if (jobs.size() < limit) {
+    // Delayed records are packed (cmsgpack) in dlyh: only id and due time.
+    Result<RedisReply> r =
+        Call(c, {"ZRANGE", keys.delayed, "0",
+                 std::to_string(limit - jobs.size() - 1), "WITHSCORES"});
+    if (!r.ok()) return r.status();
+    for (size_t i = 0; i + 1 < r->elements.size(); i += 2) {
+      jobs.push_back({{"id", r->elements[i].str},
+                      {"state", "delayed"},
+                      {"due_ms", ToInt(r->elements[i + 1].str)}});
+    }
+  }
+  return Json{{"queue", keys.name}, {"jobs", std::move(jobs)}};
+}
+
+std::string StringOr(const Json& v, const char* fallback) {
+  return v.is_string() ? v.get<std::string>() : fallback;
+}
+
+void PrintJobs(const Json& j) {
+  std::printf("%-32s %-8s %3s %7s %-16s %9s %-12s %s\n", "ID", "STATE", "PRI",
+              "ATTEMPT", "TASK", "BYTES", "LOCK", "BROKER");
+  for (const Json& job : j["jobs"]) {
+    const std::string id = StringOr(job["id"], "?");
+    if (job["state"] == "delayed") {
+      std::printf("%-32s %-8s due at %lld ms\n", id.c_str(), "delayed",
+                  static_cast<long long>(job["due_ms"].get<int64_t>()));
+      continue;
+    }
+    const std::string attempt =
+        std::to_string(job["attempt"].get<int64_t>()) + "/" +
+        std::to_string(job["max_attempts"].get<int64_t>());
+    const std::string bytes =
+        job["payload_bytes"].is_null() ? "-" : job["payload_bytes"].dump();
+    std::printf("%-32s %-8s %3d %7s %-16s %9s %-12s %s\n", id.c_str(),
+                StringOr(job["state"], "?").c_str(), job["priority"].get<int>(),
+                attempt.c_str(), StringOr(job["task"], "(undecodable)").c_str(),
+                bytes.c_str(), StringOr(job["lock_key"], "-").c_str(),
+                StringOr(job["broker"], "-").c_str());
+  }
+  if (j["jobs"].empty()) std::printf("(no jobs)\n");
+}
+
+// ---- dead ----
+
+Result<Json> Dead(RedisClient& c, const QueueKeys& keys, size_t limit) {
+  Result<int64_t> total = CallInt(c, {"XLEN", keys.dead});
+  if (!total.ok()) return total.status();
+  Result<RedisReply> r =
+      Call(c, {"XRANGE", keys.dead, "-", "+", "COUNT", std::to_string(limit)});
+  if (!r.ok()) return r.status();
+  Json dead = Json::array();
+  for (const Entry& e : EntriesOf(*r)) dead.push_back(DeadLetter(e));
+  return Json{
+      {"queue", keys.name}, {"dead", std::move(dead)}, {"total", *total}};
+}
+
+void PrintDead(const Json& j) {
+  std::printf("%-32s %-13s %3s %8s %-16s %s\n", "ID", "WHY", "PRI", "ATTEMPTS",
+              "TASK", "ERROR");
+  for (const Json& d : j["dead"]) {
+    std::printf("%-32s %-13s %3lld %8lld %-16s %s\n",
+                StringOr(d["id"], "?").c_str(), StringOr(d["why"], "?").c_str(),
+                static_cast<long long>(d["priority"].get<int64_t>()),
+                static_cast<long long>(d["attempts"].get<int64_t>()),
+                StringOr(d["task"], "(undecodable)").c_str(),
+                StringOr(d["error"], "").c_str());
+  }
+  std::printf("%zu of %lld dead letters shown\n", j["dead"].size(),
+              static_cast<long long>(j["total"].get<int64_t>()));
+}
+
+// ---- requeue-dead, purge ----
+
+Result<Json> RequeueDead(RedisClient& c, const QueueKeys& keys, int64_t limit) {
+  if (Status s = EnsureQueue(c, keys, cli::kRedisTimeoutMs); !s.ok()) return s;
+  Result<int64_t> n = CallInChunks(c, keys, "yard_requeue_dead", {}, limit);
+  if (!n.ok()) return n.status();
+  return Json{{"queue", keys.name}, {"requeued", *n}};
+}
+
+// Counted and deleted in one MULTI: the count is exactly what went.
+Result<int64_t> DeleteDeadLetters(RedisClient& c, const QueueKeys& keys) {
+  const std::vector<std::vector<std::string>> transaction = {
+      {"MULTI"}, {"XLEN", keys.dead}, {"DEL", keys.dead}};
+  for (const std::vector<std::string>& command : transaction) {
+    if (Result<RedisReply> r = Call(c, command); !r.ok()) {
+      return r.status();
+    }
+  }
+  Result<RedisReply> r = Call(c, {"EXEC"});
+  if (!r.ok()) return r.status();
+  if (r->elements.empty()) return Status::Internal("EXEC: empty reply");
+  return r->elements[0].integer;
+}
+
+Result<Json> Purge(RedisClient& c, const QueueKeys& keys, bool dead_letters) {
+  Result<int64_t> n = 0;
+  if (dead_letters) {
+    n = DeleteDeadLetters(c, keys);
+  } else {
+    if (Status s = EnsureQueue(c, keys, cli::kRedisTimeoutMs); !s.ok()) {
+      return s;
+    }
+    n = CallInChunks(c, keys, "yard_purge", {kRedisGroup}, 0);
+  }
+  if (!n.ok()) return n.status();
+  return Json{{"queue", keys.name}, {"purged", *n}};
+}
+
+// Prints "<key> <n> <what> in queue <name>": "purged 3 waiting jobs ...".
+void PrintCount(const Json& j, const char* key, const char* what) {
+  std::printf("%s %lld %s in queue %s\n", key,
+              static_cast<long long>(j[key].get<int64_t>()), what,
+              j["queue"].get<std::string>().c_str());
+}
+
+}  // namespace
+
+int RunQueue(int argc, char** argv) {
+  CLI::App app{"Inspect and administer a durable (Redis) queue.", argv[0]};
+  app.require_subcommand(1);
+  cli::QueueFlags flags;
+  size_t inspect_limit = kDefaultListLimit, dead_limit = kDefaultListLimit;
+  int64_t requeue_limit = 0;  // all
+  bool purge_dead = false;
+
+  CLI::App* stats = app.add_subcommand(
+      "stats", "Ready, running, delayed and dead jobs; counters; brokers");
+  CLI::App* inspect = app.add_subcommand(
+      "inspect",
+      "List jobs: ready and running (highest priority first), "
+      "then delayed");
+  inspect->add_option("--limit", inspect_limit, "jobs listed at most")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  CLI::App* dead = app.add_subcommand("dead", "List dead letters");
+  dead->add_option("--limit", dead_limit, "dead letters listed at most")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  CLI::App* requeue = app.add_subcommand(
+      "requeue-dead",
+      "Move dead letters back to their ready streams (attempts start over)");
+  requeue
+      ->add_option("--limit", requeue_limit,
+                   "dead letters moved at most (default: all)")
+      ->check(CLI::PositiveNumber);
+  CLI::App* purge = app.add_subcommand(
+      "purge", "Delete waiting jobs (ready and delayed), never running ones");
+  purge->add_flag("--dead", purge_dead, "delete the dead letters instead");
+  for (CLI::App* sub : {stats, inspect, dead, requeue, purge}) {
+    cli::AddQueueFlags(*sub, &flags);
+  }
+  int code = 0;
+  if (!cli::Parse(app, argc, argv, &code)) return code;
+  const std::string name = app.get_name();
+
+  Result<cli::QueueConnection> connection = cli::ConnectQueue(flags);
+  if (!connection.ok()) {
+    return cli::UsageError(name, connection.status().message());
+  }
+  RedisClient& c = *connection->client;
+  const QueueKeys& keys = connection->keys;
+
+  Result<Json> out = Status::Internal("no subcommand");
+  std::function<void(const Json&)> print;
+  if (stats->parsed()) {
+    out = Stats(c, keys);
+    print = PrintStats;
+  } else if (inspect->parsed()) {
+    out = Inspect(c, keys, inspect_limit);
+    print = PrintJobs;
+  } else if (dead->parsed()) {
+    out = Dead(c, keys, dead_limit);
+    print = PrintDead;
+  } else if (requeue->parsed()) {
+    out = RequeueDead(c, keys, requeue_limit);
+    print = [](const Json& j) { PrintCount(j, "requeued", "dead letters"); };
+  } else if (purge->parsed()) {
+    out = Purge(c, keys, purge_dead);
+    print = [purge_dead](const Json& j) {
+      PrintCount(j, "purged", purge_dead ? "dead letters" : "waiting jobs");
+    };
+  }
+  if (!out.ok()) return cli::RuntimeError(name, out.status());
+  if (flags.json) {
+    std::cout << cli::DumpJson(*out) << std::endl;
+  } else {
+    print(*out);
+    std::fflush(stdout);
+  }
+  return 0;
+}
+
+}  // namespace yard
