@@ -19,7 +19,7 @@ local function now_ms()
 end
 
 -- Stream entry fields (a flat array) to a map; missing fields become ''.
-local FIELDS = {'j', 'a', 'x', 'm', 'k', 'b', 'r', 'p'}
+local FIELDS = {'j', 'a', 'x', 'm', 'k', 'b', 'r', 'p', 'n'}
 local function fmap(f)
   local m = {}
   if f then
@@ -28,27 +28,31 @@ local function fmap(f)
   for _, k in ipairs(FIELDS) do
     if m[k] == nil then m[k] = '' end
   end
+  if m.n == '' then m.n = '1' end
   return m
 end
 
 local function add(keys, pri, m)
   return redis.call('XADD', keys[pri + 1], '*', 'j', m.j, 'a', m.a, 'x', m.x,
-                    'm', m.m, 'k', m.k, 'b', m.b, 'r', m.r, 'p', m.p)
+                    'm', m.m, 'k', m.k, 'b', m.b, 'r', m.r, 'n', m.n, 'p',
+                    m.p)
 end
 
 local function pack(pri, m)
-  return cmsgpack.pack({pri, m.j, m.a, m.x, m.m, m.k, m.b, m.r, m.p})
+  return cmsgpack.pack({pri, m.j, m.a, m.x, m.m, m.k, m.b, m.r, m.p, m.n})
 end
 
 local function unpack_entry(s)
   local t = cmsgpack.unpack(s)
   return t[1], {j = t[2], a = t[3], x = t[4], m = t[5], k = t[6], b = t[7],
-                r = t[8], p = t[9]}
+                r = t[8], p = t[9], n = t[10] or '1'}
 end
 
 local function bump(prefix, field, n)
   if n ~= 0 then redis.call('HINCRBY', prefix .. 'stats', field, n) end
 end
+
+local function jobs_in(m) return tonumber(m.n) or 1 end
 
 local function clamp_pri(p)
   p = tonumber(p) or 1
@@ -59,9 +63,11 @@ end
 -- A dead letter keeps the whole record, why it died and the last error.
 local function bury(keys, prefix, pri, m, why, err)
   redis.call('XADD', keys[6], '*', 'j', m.j, 'a', m.a, 'x', m.x, 'm', m.m,
-             'k', m.k, 'b', m.b, 'r', m.r, 'p', m.p, 'q', tostring(pri),
-             'why', why, 'err', err or '', 't', tostring(now_ms()))
-  bump(prefix, 'dead', 1)
+             'k', m.k, 'b', m.b, 'r', m.r, 'n', m.n, 'p', m.p, 'q',
+             tostring(pri), 'why', why, 'err', err or '', 't',
+             tostring(now_ms()))
+  bump(prefix, 'dead', jobs_in(m))
+  bump(prefix, 'queued', -jobs_in(m))
 end
 
 -- Releases the per-key lock `k` held by `holder` and hands it to the next
@@ -91,6 +97,7 @@ end
 -- Submit with an idempotency key and/or a not-before time.
 -- ARGV: prefix, dedupe_ttl_s, then 9-tuples
 --   pri, not_before_unix_ms, dedupe_key|'', j, m, k, b, r, p
+-- (p: a record of one job, packed as queue/redis_layout.h says)
 -- Returns per job: the entry id, 'DELAYED', or 'DUP:' .. first job's id.
 local function submit(keys, args)
   local prefix, ttl, now, out, n = args[1], tonumber(args[2]), now_ms(), {}, 0
@@ -98,7 +105,7 @@ local function submit(keys, args)
     local pri, nb, dk = clamp_pri(args[i]), tonumber(args[i + 1]), args[i + 2]
     local m = {j = args[i + 3], a = '0', x = '0', m = args[i + 4],
                k = args[i + 5], b = args[i + 6], r = args[i + 7],
-               p = args[i + 8]}
+               p = args[i + 8], n = '1'}
     local prev = false
     if dk ~= '' then
       prev = redis.call('SET', prefix .. 'dd:' .. dk, m.j, 'NX', 'EX', ttl, 'GET')
@@ -117,33 +124,32 @@ local function submit(keys, args)
     end
   end
   bump(prefix, 'submitted', n)
+  bump(prefix, 'queued', n)
   return out
 end
 
--- A failed attempt. ARGV: prefix, group, then 4-tuples
---   pri, entry_id, retry_at_unix_ms (0: dead-letter it), error
--- Returns per job 'RETRY', 'DLQ' or 'STALE' (the lease was lost).
+-- A failed attempt of one job: its retry (a one-job record in the delayed
+-- set) or its dead letter. The stream entry that carried it is acked
+-- separately, with the rest of its batch, in the same MULTI.
+-- ARGV: prefix, then 10-tuples
+--   pri, retry_at_unix_ms (0: dead-letter it), error, j, a (attempts made,
+--   this one included), m, k, b, r, p (one packed job)
+-- Returns per job 'RETRY' or 'DLQ'.
 local function fail(keys, args)
-  local prefix, g, out = args[1], args[2], {}
-  for i = 3, #args, 4 do
-    local pri, id, at, err = clamp_pri(args[i]), args[i + 1],
-                             tonumber(args[i + 2]), args[i + 3]
-    local s = keys[pri + 1]
-    local m = take(s, g, id)
-    if m then
-      m.a = tostring((tonumber(m.a) or 0) + 1)
-      if at > 0 then
-        redis.call('HSET', keys[5], m.j, pack(pri, m))
-        redis.call('ZADD', keys[4], at, m.j)
-        bump(prefix, 'retried', 1)
-        out[#out + 1] = 'RETRY'
-      else
-        bury(keys, prefix, pri, m, 'failed', err)
-        out[#out + 1] = 'DLQ'
-      end
-      release(keys, prefix, m.k, s .. '|' .. id)
+  local prefix, out = args[1], {}
+  for i = 2, #args, 10 do
+    local pri, at, err = clamp_pri(args[i]), tonumber(args[i + 1]), args[i + 2]
+    local m = {j = args[i + 3], a = args[i + 4], x = '0', m = args[i + 5],
+               k = args[i + 6], b = args[i + 7], r = args[i + 8],
+               p = args[i + 9], n = '1'}
+    if at > 0 then
+      redis.call('HSET', keys[5], m.j, pack(pri, m))
+      redis.call('ZADD', keys[4], at, m.j)
+      bump(prefix, 'retried', 1)
+      out[#out + 1] = 'RETRY'
     else
-      out[#out + 1] = 'STALE'
+      bury(keys, prefix, pri, m, 'failed', err)
+      out[#out + 1] = 'DLQ'
     end
   end
   return out
@@ -158,7 +164,7 @@ local function bury_entries(keys, args)
     local m = take(keys[pri + 1], g, id)
     if m then
       bury(keys, prefix, pri, m, 'undecodable', why)
-      bump(prefix, 'undecodable', 1)
+      bump(prefix, 'undecodable', jobs_in(m))
       out[#out + 1] = 1
     else
       out[#out + 1] = 0
@@ -170,7 +176,7 @@ end
 -- Completion of jobs that hold a per-key lock. ARGV: prefix, group, then
 -- 3-tuples pri, entry_id, lock_key. Returns 1 (done) / 0 (stale) each.
 local function complete_locked(keys, args)
-  local prefix, g, out, n = args[1], args[2], {}, 0
+  local prefix, g, out = args[1], args[2], {}
   for i = 3, #args, 3 do
     local pri, id, k = clamp_pri(args[i]), args[i + 1], args[i + 2]
     local s = keys[pri + 1]
@@ -178,11 +184,9 @@ local function complete_locked(keys, args)
     if ok == 1 then
       redis.call('XDEL', s, id)
       release(keys, prefix, k, s .. '|' .. id)
-      n = n + 1
     end
     out[#out + 1] = ok
   end
-  bump(prefix, 'completed', n)
   return out
 end
 
@@ -311,8 +315,9 @@ local function requeue_dead(keys, args)
     m.a, m.x = '0', '0'
     add(keys, clamp_pri(f.q), m)
     redis.call('XDEL', keys[6], e[1])
+    bump(args[1], 'requeued_dead', jobs_in(m))
+    bump(args[1], 'queued', jobs_in(m))
   end
-  bump(args[1], 'requeued_dead', #r)
   return #r
 end
 
@@ -329,7 +334,7 @@ local function purge(keys, args)
       for _, e in ipairs(r[1][2]) do
         redis.call('XACK', s, g, e[1])
         redis.call('XDEL', s, e[1])
-        removed = removed + 1
+        removed = removed + jobs_in(fmap(e[2]))
       end
     end
     redis.call('XGROUP', 'DELCONSUMER', s, g, '__purge')
@@ -339,6 +344,7 @@ local function purge(keys, args)
     redis.call('ZREM', keys[4], j)
     redis.call('HDEL', keys[5], j)
   end
+  bump(args[1], 'queued', -(removed + #due))
   return removed + #due
 end
 

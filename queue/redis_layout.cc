@@ -2,6 +2,7 @@
 
 #include <zmq.h>
 
+#include <charconv>
 #include <optional>
 
 #include "common/clock.h"
@@ -26,10 +27,52 @@ QueueKeys::QueueKeys(std::string_view queue_name)
   dead = prefix + "dlq";
   stats = prefix + "stats";
   leader = prefix + "leader";
+  result_buckets = prefix + "resb";
 }
 
-std::string QueueKeys::Result(const JobId& id) const {
-  return prefix + "res:" + id.ToString();
+std::string QueueKeys::ResultKey(int64_t bucket, const JobId& id) const {
+  return prefix + "res:" + std::to_string(bucket) + ":" + id.ToString()[0];
+}
+
+void PackJob(std::string_view blob, std::string* out) {
+  const uint32_t n = static_cast<uint32_t>(blob.size());
+  const char len[4] = {
+      static_cast<char>(n & 0xff), static_cast<char>((n >> 8) & 0xff),
+      static_cast<char>((n >> 16) & 0xff), static_cast<char>((n >> 24) & 0xff)};
+  out->append(len, 4);
+  out->append(blob);
+}
+
+bool UnpackJobs(std::string_view packed, std::vector<std::string_view>* blobs) {
+  blobs->clear();
+  while (!packed.empty()) {
+    if (packed.size() < 4) return false;
+    const auto* b = reinterpret_cast<const unsigned char*>(packed.data());
+    const size_t n =
+        b[0] | (b[1] << 8) | (b[2] << 16) | (static_cast<size_t>(b[3]) << 24);
+    if (n > packed.size() - 4) return false;
+    blobs->push_back(packed.substr(4, n));
+    packed.remove_prefix(4 + n);
+  }
+  return true;
+}
+
+Result<std::string> FindResult(RedisClient& client, const QueueKeys& keys,
+                               const JobId& id, int64_t timeout_ms) {
+  auto buckets = RedisCall(
+      client, {"ZRANGE", keys.result_buckets, "0", "-1", "REV"}, timeout_ms);
+  if (!buckets.ok()) return buckets.status();
+  for (const RedisReply& bucket : buckets->elements) {
+    int64_t b = 0;
+    std::from_chars(bucket.str.data(), bucket.str.data() + bucket.str.size(),
+                    b);
+    auto r = RedisCall(client, {"HGET", keys.ResultKey(b, id), id.ToString()},
+                       timeout_ms);
+    if (!r.ok()) return r.status();
+    if (r->type == RedisReply::Type::kString) return r->str;
+  }
+  return Status::NotFound("no result for " + id.ToString() +
+                          " (unknown, not finished, or expired)");
 }
 
 std::string QueueKeys::Inbox(std::string_view broker) const {

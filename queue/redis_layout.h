@@ -5,11 +5,14 @@
 // (so a Redis Cluster keeps them in one slot). With P = "{jq:NAME}:":
 //
 //   P s:0  P s:1  P s:2   ready/in-flight jobs per priority (0 low, 2 high):
-//                         streams with one consumer group "g". The group's
-//                         pending-entries list is the lease table (owner =
-//                         the broker's consumer name, idle = time since the
-//                         last touch); the entry id is the fencing token (a
-//                         reclaimed job is re-added under a new id).
+//                         streams with one consumer group "g". One entry is
+//                         a record of one or more jobs (a producer's submit
+//                         batch): the unit of claim, lease and ack. The
+//                         group's pending-entries list is the lease table
+//                         (owner = the broker's consumer name, idle = time
+//                         since the last touch); the entry id is the
+//                         fencing token (a reclaimed record is re-added
+//                         under a new id).
 //   P dly / P dlyh        delayed jobs and retries: ZSET due-ms -> job id,
 //                         HASH job id -> packed record
 //   P dlq                 dead letters: the record + q (priority), why
@@ -17,17 +20,25 @@
 //   P dd:<idempotency key>  STRING: the first job's id, EX the dedupe window
 //   P mx:<lock key>       STRING: holder "<stream>|<entry id>", PX lease
 //   P mxw:<lock key>      LIST: jobs parked behind that lock
-//   P res:<job id>        STRING: the JobResult flatbuffer, EX result TTL
+//   P res:<bucket>:<h>    HASH job id -> JobResult flatbuffer, for the
+//                         results finished in one 10-second bucket whose
+//                         job id starts with hex digit h (16 hashes per
+//                         bucket keep each small, which makes HSET 3x
+//                         cheaper than one big hash; a batch costs at most
+//                         16 HSETs, not one key per job); EXPIREs after the
+//                         result TTL. P resb: ZSET of live bucket numbers.
 //   P in:<broker>         STREAM: results for jobs a broker accepted, written
 //                         by whichever broker completed them
 //   P leader / P fence    maintenance leader lock (token) / fencing counter
 //   P stats               HASH of counters (submitted, completed, ...)
 //   P reapcur:<p>         XAUTOCLAIM cursors
 //
-// Record fields (stream entries; all strings): j job id (32 hex digits),
-// a failed attempts so far, x expired leases so far, m max attempts, k lock
-// key ('' none), b the accepting broker's consumer name, r the producer's
-// route at that broker (binary), p the Job flatbuffer (binary, verified by
+// Record fields (stream entries; all strings): n number of jobs, j the
+// (first) job's id (32 hex digits), a failed attempts so far, x expired
+// leases so far, m max attempts ('' in batches: each Job says), k lock key
+// ('' none; only one-job records have one), b the accepting broker's
+// consumer name, r the producer's route at that broker (binary), p the jobs:
+// n times [4-byte little-endian length][Job flatbuffer] (binary, verified by
 // every reader before use).
 //
 // Never trim the job streams (MAXLEN/MINID drop unacknowledged entries in
@@ -57,12 +68,27 @@ struct QueueKeys {
   std::string stream[kRedisPriorities];
   std::string delayed, delayed_jobs, dead, stats, leader;
 
-  std::string Result(const JobId& id) const;
+  std::string ResultKey(int64_t bucket, const JobId& id) const;
+  std::string result_buckets;  // P resb
   std::string Inbox(std::string_view broker) const;
   // {"FCALL", function, "6", <the six fixed keys>, prefix}: append the
   // function's other arguments.
   std::vector<std::string> Fcall(std::string_view function) const;
 };
+
+// Packs job blobs into a record's p field / unpacks one (false when the
+// framing is broken; each blob still needs its Verifier).
+void PackJob(std::string_view blob, std::string* out);
+bool UnpackJobs(std::string_view packed, std::vector<std::string_view>* blobs);
+
+// Result buckets: a result finished at Unix time t (seconds) goes to bucket
+// t / kResultBucketSeconds.
+inline constexpr int64_t kResultBucketSeconds = 10;
+
+// Blocking: the stored JobResult blob of `id` (newest bucket first), or
+// NotFound.
+Result<std::string> FindResult(RedisClient& client, const QueueKeys& keys,
+                               const JobId& id, int64_t timeout_ms = 5000);
 
 // A queue name is 1..64 characters of [A-Za-z0-9_.-].
 Status ValidateQueueName(std::string_view name);

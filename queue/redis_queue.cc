@@ -30,6 +30,7 @@
 #include <array>
 #include <charconv>
 #include <deque>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <unordered_map>
@@ -62,6 +63,9 @@ struct EntryId {
   uint64_t ms = 0;
   uint64_t seq = 0;
   bool operator==(const EntryId&) const = default;
+  bool operator<(const EntryId& o) const {
+    return ms != o.ms ? ms < o.ms : seq < o.seq;
+  }
   std::string ToString() const {
     return std::to_string(ms) + "-" + std::to_string(seq);
   }
@@ -79,34 +83,34 @@ struct EntryId {
   }
 };
 
-// A job this broker holds a lease on.
-struct Lease {
-  EntryId entry;
-  uint8_t pri = 1;
-  uint16_t attempt = 1;  // delivery number: failed attempts + 1
-  bool dispatched = false;
-  bool buffered = false;  // in ready_, waiting for dispatch
-  std::string lock_key;   // '' none
-  std::string owner;      // consumer name of the accepting broker
-  std::string route;      // the producer, at the owner
-  std::string blob;       // the Job flatbuffer
+struct EntryIdHash {
+  size_t operator()(const EntryId& e) const {
+    return static_cast<size_t>((e.ms * 0x9E3779B97F4A7C15ULL) ^ e.seq);
+  }
 };
 
-// A finished attempt waiting to be written (and rewritten after a lost
-// connection until Redis confirms it).
-struct Finish {
-  JobId id;
-  EntryId entry;
+// A claimed stream entry (a record of one or more jobs): the unit of lease
+// and ack. It is acked when its last job is finished.
+struct Entry {
   uint8_t pri = 1;
-  int64_t retry_at_ms = 0;  // fail: > 0 retry then, 0 dead letter
-  bool failed = false;
-  bool keep_result = true;  // false: a dropped duplicate or a cancel
-  std::string lock_key;
-  std::string owner;
-  std::string route;
-  std::string result;  // JobResult blob
-  std::string error;
+  uint16_t attempt = 1;  // delivery number of its jobs: failed attempts + 1
+  uint32_t open = 0;     // jobs not finished yet
+  bool locking = false;  // waiting for its per-key lock
+  std::string lock_key;  // '' none (only one-job records have one)
+  std::string owner;     // consumer name of the accepting broker
+  std::string route;     // the producer, at the owner
+  std::shared_ptr<const std::string> packed;  // field p; leases point in
 };
+
+// A job of a claimed entry.
+struct Lease {
+  EntryId entry;
+  std::string_view blob;  // the Job flatbuffer, inside the entry's `packed`
+  bool dispatched = false;
+  bool buffered = false;  // in ready_, waiting for dispatch
+};
+
+enum class Outcome : uint8_t { kCompleted, kRetry, kDead, kDropped };
 
 struct DedupeWaiter {
   JobId dup;
@@ -127,20 +131,20 @@ std::string FieldStr(const RedisReply& fields, std::string_view name) {
   return f ? f->str : std::string();
 }
 
-bool VerifyJob(std::string_view blob) {
+template <typename T>
+const T* Verified(std::string_view blob) {
   flatbuffers::Verifier v(reinterpret_cast<const uint8_t*>(blob.data()),
                           blob.size());
-  return v.VerifyBuffer<wire::Job>(nullptr);
-}
-
-bool VerifyResult(std::string_view blob) {
-  flatbuffers::Verifier v(reinterpret_cast<const uint8_t*>(blob.data()),
-                          blob.size());
-  return v.VerifyBuffer<wire::JobResult>(nullptr);
+  if (!v.VerifyBuffer<T>(nullptr)) return nullptr;
+  return flatbuffers::GetRoot<T>(blob.data());
 }
 
 std::string_view AsView(Bytes b) {
   return {reinterpret_cast<const char*>(b.data()), b.size()};
+}
+
+Bytes AsBytes(std::string_view s) {
+  return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
 }
 
 std::string DefaultConsumer() {
@@ -156,6 +160,27 @@ std::string DefaultConsumer() {
   return name + "-" + std::to_string(getpid()) + "-" +
          JobId::Random().ToString().substr(0, 8);
 }
+
+// Writes of one loop turn, sent as one MULTI ... EXEC.
+struct WriteBatch {
+  std::array<std::vector<std::string>, kLevels> acks;  // entry ids
+  std::vector<std::string> locked;                   // pri, entry id, lock key
+  std::vector<std::string> fails;                    // yard_fail tuples
+  std::array<std::vector<std::string>, 16> results;  // by id's first hex
+                                                     // digit: id, blob
+  std::map<std::string, std::vector<std::string>> forwards;  // inbox -> r,p..
+  int64_t completed = 0;
+  int64_t finished = 0;  // jobs that leave the queue (queued -= finished)
+  bool empty() const {
+    for (const auto& a : acks) {
+      if (!a.empty()) return false;
+    }
+    for (const auto& r : results) {
+      if (!r.empty()) return false;
+    }
+    return locked.empty() && fails.empty() && forwards.empty() && finished == 0;
+  }
+};
 
 class RedisQueue final : public JobQueue {
  public:
@@ -198,7 +223,7 @@ class RedisQueue final : public JobQueue {
       done(Status::Unavailable("Redis is unreachable: " + down_reason_), out);
       return;
     }
-    if (cached_total_ + pushing_ + jobs.size() > o_.capacity) {
+    if (cached_queued_ + pushing_ + jobs.size() > o_.capacity) {
       std::fill(out.begin(), out.end(), PushOutcome::kBusy);
       ++c_.busy_batches;
       done(Status::OK(), out);
@@ -214,56 +239,104 @@ class RedisQueue final : public JobQueue {
     special.push_back(std::to_string(o_.dedupe_ttl_s));
     std::vector<size_t> special_index;
     std::vector<std::string> routes;  // for dedupe waiters
+    auto xadd = [&](int pri, const JobId& id, size_t n, std::string max,
+                    std::string lock, std::string_view route, std::string p) {
+      ++batch->waiting;
+      ++c_.commands;
+      main_->Command({"XADD",
+                      keys_.stream[pri],
+                      "*",
+                      "j",
+                      id.ToString(),
+                      "a",
+                      "0",
+                      "x",
+                      "0",
+                      "m",
+                      std::move(max),
+                      "k",
+                      std::move(lock),
+                      "b",
+                      consumer_,
+                      "r",
+                      std::string(route),
+                      "n",
+                      std::to_string(n),
+                      "p",
+                      std::move(p)},
+                     [this, batch](Result<RedisReply> r) {
+                       if (!r.ok()) batch->Fail(r.status());
+                       FinishPush(*batch);
+                     });
+    };
+    // Plain jobs become one record per priority: one XADD per batch.
+    std::array<std::string, kLevels> packed;
+    std::array<size_t, kLevels> count{};
+    std::array<JobId, kLevels> first{};
+    std::string_view route;
+    size_t plain = 0;
     for (size_t i = 0; i < jobs.size(); ++i) {
       const NewJob& j = jobs[i];
+      route = j.route;
       const auto* job = flatbuffers::GetRoot<wire::Job>(j.blob.bytes.data());
       const int pri = std::min<int>(j.priority, kLevels - 1);
-      std::string hex = j.id.ToString();
-      std::string max = std::to_string(std::max<int>(1, job->max_attempts()));
-      std::string lock = job->lock_key() ? job->lock_key()->str() : "";
-      std::string blob(AsView(j.blob.bytes));
       const bool keyed =
           job->idempotency_key() && job->idempotency_key()->size() > 0;
+      const bool locked = job->lock_key() && job->lock_key()->size() > 0;
+      std::string max = std::to_string(std::max<int>(1, job->max_attempts()));
       if (keyed || j.not_before_ms > now) {
         special_index.push_back(i);
         routes.emplace_back(j.route);
         special.push_back(std::to_string(pri));
         special.push_back(std::to_string(j.not_before_ms));
         special.push_back(keyed ? job->idempotency_key()->str() : "");
-        special.push_back(std::move(hex));
+        special.push_back(j.id.ToString());
         special.push_back(std::move(max));
-        special.push_back(std::move(lock));
+        special.push_back(locked ? job->lock_key()->str() : "");
         special.push_back(consumer_);
         special.push_back(std::string(j.route));
-        special.push_back(std::move(blob));
+        std::string p;
+        PackJob(AsView(j.blob.bytes), &p);
+        special.push_back(std::move(p));
         continue;
       }
-      ++batch->waiting;
-      main_->Command(
-          {"XADD", keys_.stream[pri], "*", "j", std::move(hex), "a", "0", "x",
-           "0", "m", std::move(max), "k", std::move(lock), "b", consumer_, "r",
-           std::string(j.route), "p", std::move(blob)},
-          [this, batch](Result<RedisReply> r) {
-            if (!r.ok()) batch->Fail(r.status());
-            FinishPush(*batch);
-          });
+      ++plain;
+      if (locked) {  // a lock is per job: a record of its own
+        std::string p;
+        PackJob(AsView(j.blob.bytes), &p);
+        xadd(pri, j.id, 1, std::move(max), job->lock_key()->str(), j.route,
+             std::move(p));
+        continue;
+      }
+      if (count[pri]++ == 0) first[pri] = j.id;
+      PackJob(AsView(j.blob.bytes), &packed[pri]);
+    }
+    for (int p = 0; p < kLevels; ++p) {
+      if (count[p]) {
+        xadd(p, first[p], count[p], "", "", route, std::move(packed[p]));
+      }
+    }
+    if (plain) {
+      Send({"HINCRBY", keys_.stats, "queued", std::to_string(plain)}, nullptr);
     }
     if (!special_index.empty()) {
       ++batch->waiting;
+      ++c_.commands;
       main_->Command(std::move(special),
                      [this, batch, special_index = std::move(special_index),
                       routes = std::move(routes),
-                      jobs_ids = IdsOf(jobs)](Result<RedisReply> r) {
+                      ids = IdsOf(jobs)](Result<RedisReply> r) {
                        if (!r.ok()) {
                          batch->Fail(r.status());
                        } else {
-                         OnSpecialSubmit(*r, special_index, routes, jobs_ids,
+                         OnSpecialSubmit(*r, special_index, routes, ids,
                                          *batch);
                        }
                        FinishPush(*batch);
                      });
     }
-    c_.submitted += jobs.size() - special_index.size();
+    ++c_.round_trips;
+    c_.submitted += plain;
     if (batch->waiting == 0) FinishPush(*batch);
   }
 
@@ -274,21 +347,30 @@ class RedisQueue final : public JobQueue {
       JobId id;
       if (!PopBuffered(&id, &l)) break;
       l->dispatched = true;
-      claimed_.push_back(
-          ClaimedJob{id,
-                     Bytes(reinterpret_cast<const uint8_t*>(l->blob.data()),
-                           l->blob.size()),
-                     l->attempt, l->route, l->owner == consumer_});
+      const Entry& e = entries_.at(l->entry);
+      claimed_.push_back(ClaimedJob{id, AsBytes(l->blob), e.attempt, e.route,
+                                    e.owner == consumer_});
     }
     if (!claimed_.empty()) done(claimed_);
   }
 
   void Complete(const JobId& id, Bytes result) override {
-    QueueFinish(id, result, /*failed=*/false, 0);
+    auto it = leases_.find(id);
+    if (it == leases_.end()) {
+      ++c_.stale;  // lease lost: the job was requeued and runs again
+      return;
+    }
+    FinishJob(it, result, Outcome::kCompleted, 0);
   }
 
   void Fail(const JobId& id, int64_t retry_at_ms, Bytes result) override {
-    QueueFinish(id, result, /*failed=*/true, retry_at_ms);
+    auto it = leases_.find(id);
+    if (it == leases_.end()) {
+      ++c_.stale;
+      return;
+    }
+    FinishJob(it, result, retry_at_ms > 0 ? Outcome::kRetry : Outcome::kDead,
+              retry_at_ms);
   }
 
   void Release(std::span<const JobId> ids) override {
@@ -306,7 +388,7 @@ class RedisQueue final : public JobQueue {
     for (const JobId& id : ids) {
       auto it = leases_.find(id);
       if (it == leases_.end() || it->second.dispatched) continue;
-      Drop(it, /*keep_result=*/false);
+      FinishJob(it, {}, Outcome::kDropped, 0);
       if (removed) removed->push_back(id);
       ++n;
     }
@@ -345,8 +427,9 @@ class RedisQueue final : public JobQueue {
 
   void OnPollEvents(const zmq_pollitem_t* items, int n) override {
     for (int i = 0; i < n && i < static_cast<int>(polled_.size()); ++i) {
-      if (items[i].revents && polled_[i])
+      if (items[i].revents && polled_[i]) {
         polled_[i]->HandleEvents(items[i].revents);
+      }
     }
   }
 
@@ -363,10 +446,11 @@ class RedisQueue final : public JobQueue {
         next_connect_ms_ = now + reconnect_backoff_ms_;
         return;
       }
-      spdlog::info("redis is back: {} buffered, {} leased, {} finishes to send",
-                   buffered_, leases_.size() - buffered_, finishes_.size());
+      spdlog::info(
+          "redis is back: {} buffered, {} leased, {} write batches to resend",
+          buffered_, leases_.size() - buffered_, replay_.size());
     }
-    FlushFinishes();
+    Flush();
     MaybeClaim();
     if (now >= next_touch_ms_) Touch(now);
     if (now >= next_lead_ms_) Lead(now);
@@ -378,36 +462,39 @@ class RedisQueue final : public JobQueue {
 
   void BeginDrain() override {
     draining_ = true;
-    // Give back what was claimed but not dispatched, so other brokers can
-    // start it now instead of after a lease.
+    // Give back records claimed but not started, so other brokers take them
+    // now instead of after a lease.
+    std::unordered_map<EntryId, bool, EntryIdHash> started;
+    for (const auto& [id, l] : leases_) started[l.entry] |= l.dispatched;
     std::vector<std::string> args = keys_.Fcall("yard_unclaim");
     args.push_back(kRedisGroup);
     size_t n = 0;
-    for (auto it = leases_.begin(); it != leases_.end();) {
-      if (it->second.buffered && !it->second.dispatched) {
-        args.push_back(std::to_string(it->second.pri));
-        args.push_back(it->second.entry.ToString());
-        it = leases_.erase(it);
-        ++n;
-      } else {
-        ++it;
-      }
+    for (const auto& [entry, any] : started) {
+      if (any) continue;
+      args.push_back(std::to_string(entries_.at(entry).pri));
+      args.push_back(entry.ToString());
+      entries_.erase(entry);
+      ++n;
     }
-    for (auto& q : ready_) q.clear();
+    std::erase_if(leases_, [&](const auto& kv) {
+      return !entries_.contains(kv.second.entry);
+    });
     buffered_ = 0;
+    for (const auto& [id, l] : leases_) buffered_ += l.buffered ? 1 : 0;
     if (n && up_) {
       ++writes_;
+      ++c_.commands;
       main_->Command(std::move(args), [this, n](Result<RedisReply> r) {
         --writes_;
-        if (r.ok()) {
-          spdlog::info("draining: gave back {} claimed jobs", n);
-        }  // else: their leases expire and the leader requeues them
+        // On failure their leases expire and the leader requeues them.
+        if (r.ok()) spdlog::info("draining: gave back {} claimed records", n);
       });
     }
   }
 
   bool Drained() const override {
-    return leases_.empty() && finishes_.empty() && (writes_ == 0 || !up_);
+    return leases_.empty() && entries_.empty() && batch_.empty() &&
+           replay_.empty() && (writes_ == 0 || !up_);
   }
 
   void DescribeStats(nlohmann::json* j) const override {
@@ -417,13 +504,15 @@ class RedisQueue final : public JobQueue {
                        {"leader", leader_},
                        {"fence", fence_},
                        {"lease_ms", o_.lease_ms},
-                       {"ready", cached_ready_},
-                       {"running", cached_running_},
+                       {"queued", cached_queued_},
+                       {"ready_records", cached_ready_},
+                       {"running_records", cached_running_},
                        {"delayed", cached_delayed_},
-                       {"dead", cached_dead_},
+                       {"dead_records", cached_dead_},
                        {"buffered", buffered_},
                        {"leased", leases_.size()},
-                       {"finishes_pending", finishes_.size()},
+                       {"records", entries_.size()},
+                       {"write_batches_to_resend", replay_.size()},
                        {"counters",
                         {{"submitted", c_.submitted},
                          {"claimed", c_.claimed},
@@ -504,10 +593,11 @@ class RedisQueue final : public JobQueue {
   void Buffer(const JobId& id, Lease& l, bool front) {
     l.buffered = true;
     ++buffered_;
+    auto& q = ready_[entries_.at(l.entry).pri];
     if (front) {
-      ready_[l.pri].push_front(id);
+      q.push_front(id);
     } else {
-      ready_[l.pri].push_back(id);
+      q.push_back(id);
     }
   }
 
@@ -538,7 +628,7 @@ class RedisQueue final : public JobQueue {
       auto it = leases_.find(next);
       if (it == leases_.end() || !it->second.buffered ||
           it->second.dispatched) {
-        continue;  // stale: lost or given back
+        continue;  // stale: finished, lost or given back
       }
       it->second.buffered = false;
       --buffered_;
@@ -549,144 +639,190 @@ class RedisQueue final : public JobQueue {
     return false;
   }
 
-  // Forgets a lease and schedules its entry's removal without a result.
-  void Drop(std::unordered_map<JobId, Lease, JobIdHash>::iterator it,
-            bool keep_result) {
-    Lease& l = it->second;
-    if (l.buffered) --buffered_;
-    Finish f;
-    f.id = it->first;
-    f.entry = l.entry;
-    f.pri = l.pri;
-    f.keep_result = keep_result;
-    f.lock_key = std::move(l.lock_key);
-    finishes_.push_back(std::move(f));
-    leases_.erase(it);
-  }
-
   // ------------------------------------------------------------- finish
 
-  void QueueFinish(const JobId& id, Bytes result, bool failed,
-                   int64_t retry_at_ms) {
-    auto it = leases_.find(id);
-    if (it == leases_.end()) {
-      ++c_.stale;  // lease lost: the job was requeued and runs again
-      return;
-    }
-    Lease& l = it->second;
-    if (l.buffered) --buffered_;
-    Finish f;
-    f.id = id;
-    f.entry = l.entry;
-    f.pri = l.pri;
-    f.failed = failed;
-    f.retry_at_ms = retry_at_ms;
-    f.lock_key = std::move(l.lock_key);
-    f.owner = std::move(l.owner);
-    f.route = std::move(l.route);
-    f.result.assign(AsView(result));
-    if (failed && VerifyResult(f.result)) {
-      const auto* r = flatbuffers::GetRoot<wire::JobResult>(f.result.data());
-      if (r->error()) f.error = r->error()->str();
-    }
-    finishes_.push_back(std::move(f));
+  // Records a job's end in this turn's write batch; its entry is acked
+  // with the batch once all of the entry's jobs are finished.
+  void FinishJob(std::unordered_map<JobId, Lease, JobIdHash>::iterator it,
+                 Bytes result, Outcome outcome, int64_t retry_at_ms) {
+    const JobId id = it->first;
+    Lease lease = it->second;
     leases_.erase(it);
+    if (lease.buffered) --buffered_;
+    auto e = entries_.find(lease.entry);
+    if (e == entries_.end()) return;
+    Entry& entry = e->second;
+    const std::string hex = id.ToString();
+    if (outcome == Outcome::kRetry || outcome == Outcome::kDead) {
+      const auto* job = Verified<wire::Job>(lease.blob);
+      const auto* r = Verified<wire::JobResult>(AsView(result));
+      std::string p;
+      PackJob(lease.blob, &p);
+      auto& f = batch_.fails;
+      f.push_back(std::to_string(entry.pri));
+      f.push_back(std::to_string(outcome == Outcome::kRetry ? retry_at_ms : 0));
+      f.push_back(r && r->error() ? r->error()->str() : "");
+      f.push_back(hex);
+      f.push_back(std::to_string(entry.attempt));
+      f.push_back(
+          std::to_string(job ? std::max<int>(1, job->max_attempts()) : 1));
+      f.push_back(entry.lock_key);
+      f.push_back(entry.owner);
+      f.push_back(entry.route);
+      f.push_back(std::move(p));
+    }
+    if (outcome == Outcome::kCompleted) {
+      ++batch_.completed;
+      ++batch_.finished;
+    } else if (outcome == Outcome::kDropped) {
+      ++batch_.finished;
+    }  // a dead letter leaves `queued` inside yard_fail (bury)
+    if (outcome != Outcome::kRetry && outcome != Outcome::kDropped &&
+        !result.empty()) {
+      if (o_.result_ttl_s > 0) {
+        auto& shard = batch_.results[static_cast<size_t>(id.hi >> 60)];
+        shard.push_back(hex);
+        shard.emplace_back(AsView(result));
+      }
+      if (!entry.owner.empty() && entry.owner != consumer_) {
+        auto& fw = batch_.forwards[keys_.Inbox(entry.owner)];
+        fw.push_back("r");
+        fw.push_back(entry.route);
+        fw.push_back("p");
+        fw.emplace_back(AsView(result));
+      }
+    }
+    switch (outcome) {
+      case Outcome::kCompleted:
+        ++c_.completed;
+        break;
+      case Outcome::kRetry:
+        ++c_.retried;
+        break;
+      case Outcome::kDead:
+        ++c_.dead;
+        break;
+      case Outcome::kDropped:
+        break;
+    }
+    if (--entry.open == 0) AckEntry(e);
   }
 
-  // All finishes of a loop turn in one MULTI: one round trip per batch.
-  void FlushFinishes() {
-    if (!up_ || finishes_.empty()) return;
-    auto batch = std::make_shared<std::vector<Finish>>(std::move(finishes_));
-    finishes_.clear();
-    std::array<std::vector<std::string>, kLevels> acks;
-    std::vector<std::string> locked = keys_.Fcall("yard_complete_locked");
-    locked.push_back(kRedisGroup);
-    std::vector<std::string> fails = keys_.Fcall("yard_fail");
-    fails.push_back(kRedisGroup);
-    const size_t locked_base = locked.size(), fails_base = fails.size();
-    std::vector<std::vector<std::string>> side;  // results and forwards
-    std::unordered_map<std::string, bool> inboxes;
-    uint64_t completed = 0;
-    for (Finish& f : *batch) {
-      if (f.failed) {
-        fails.push_back(std::to_string(f.pri));
-        fails.push_back(f.entry.ToString());
-        fails.push_back(std::to_string(f.retry_at_ms));
-        fails.push_back(f.error);
-        if (f.retry_at_ms > 0) continue;  // no result yet: it runs again
-      } else if (!f.lock_key.empty()) {
-        locked.push_back(std::to_string(f.pri));
-        locked.push_back(f.entry.ToString());
-        locked.push_back(f.lock_key);
-        ++completed;
-      } else {
-        acks[f.pri].push_back(f.entry.ToString());
-        if (f.keep_result) ++completed;
-      }
-      if (!f.keep_result || f.result.empty()) continue;
-      if (o_.result_ttl_s > 0) {
-        side.push_back({"SET", keys_.Result(f.id), f.result, "EX",
-                        std::to_string(o_.result_ttl_s)});
-      }
-      if (!f.owner.empty() && f.owner != consumer_) {
-        std::string inbox = keys_.Inbox(f.owner);
-        side.push_back({"XADD", inbox, "MAXLEN", "~", kInboxMaxLen, "*", "r",
-                        f.route, "p", f.result});
-        inboxes.emplace(std::move(inbox), true);
-      }
+  void AckEntry(std::unordered_map<EntryId, Entry, EntryIdHash>::iterator e) {
+    const Entry& entry = e->second;
+    if (entry.lock_key.empty()) {
+      batch_.acks[entry.pri].push_back(e->first.ToString());
+    } else {
+      batch_.locked.push_back(std::to_string(entry.pri));
+      batch_.locked.push_back(e->first.ToString());
+      batch_.locked.push_back(entry.lock_key);
     }
-    Send({"MULTI"}, nullptr);
+    entries_.erase(e);
+  }
+
+  // This turn's writes as one MULTI: one round trip per batch.
+  void Flush() {
+    if (!up_) return;
+    for (auto& cmds : replay_) SendMulti(std::move(cmds));
+    replay_.clear();
+    if (batch_.empty()) return;
+    WriteBatch b = std::move(batch_);
+    batch_ = WriteBatch();
+    std::vector<std::vector<std::string>> cmds;
     for (int p = 0; p < kLevels; ++p) {
-      if (acks[p].empty()) continue;
+      if (b.acks[p].empty()) continue;
       std::vector<std::string> ack = {"XACK", keys_.stream[p], kRedisGroup};
       std::vector<std::string> del = {"XDEL", keys_.stream[p]};
-      ack.insert(ack.end(), acks[p].begin(), acks[p].end());
-      del.insert(del.end(), acks[p].begin(), acks[p].end());
-      Send(std::move(ack), nullptr);
-      Send(std::move(del), nullptr);
+      ack.insert(ack.end(), b.acks[p].begin(), b.acks[p].end());
+      del.insert(del.end(), b.acks[p].begin(), b.acks[p].end());
+      cmds.push_back(std::move(ack));
+      cmds.push_back(std::move(del));
     }
-    if (locked.size() > locked_base) Send(std::move(locked), nullptr);
-    if (fails.size() > fails_base) Send(std::move(fails), nullptr);
-    for (auto& cmd : side) Send(std::move(cmd), nullptr);
-    for (auto& [inbox, unused] : inboxes) {
-      Send({"PEXPIRE", inbox, std::to_string(kInboxTtlMs)}, nullptr);
+    if (!b.locked.empty()) {
+      auto args = keys_.Fcall("yard_complete_locked");
+      args.push_back(kRedisGroup);
+      args.insert(args.end(), std::make_move_iterator(b.locked.begin()),
+                  std::make_move_iterator(b.locked.end()));
+      cmds.push_back(std::move(args));
     }
-    if (completed) {
-      Send({"HINCRBY", keys_.stats, "completed", std::to_string(completed)},
-           nullptr);
+    if (!b.fails.empty()) {
+      auto args = keys_.Fcall("yard_fail");
+      args.insert(args.end(), std::make_move_iterator(b.fails.begin()),
+                  std::make_move_iterator(b.fails.end()));
+      cmds.push_back(std::move(args));
     }
+    const int64_t bucket = UnixMillis() / 1000 / kResultBucketSeconds;
+    if (bucket != last_bucket_) {
+      last_bucket_ = bucket;
+      expiring_ = 0;
+    }
+    for (size_t h = 0; h < b.results.size(); ++h) {
+      if (b.results[h].empty()) continue;
+      JobId any;
+      any.hi = static_cast<uint64_t>(h) << 60;
+      std::string key = keys_.ResultKey(bucket, any);
+      std::vector<std::string> hset = {"HSET", key};
+      hset.insert(hset.end(), std::make_move_iterator(b.results[h].begin()),
+                  std::make_move_iterator(b.results[h].end()));
+      cmds.push_back(std::move(hset));
+      if (!(expiring_ & (1u << h))) {
+        // Once per key: its expiry, and the bucket in the list of buckets
+        // (which the leader trims).
+        expiring_ |= 1u << h;
+        cmds.push_back(
+            {"EXPIRE", key,
+             std::to_string(o_.result_ttl_s + kResultBucketSeconds)});
+        cmds.push_back({"ZADD", keys_.result_buckets, std::to_string(bucket),
+                        std::to_string(bucket)});
+      }
+    }
+    for (auto& [inbox, fields] : b.forwards) {
+      std::vector<std::string> xadd = {"XADD", inbox,        "MAXLEN",
+                                       "~",    kInboxMaxLen, "*"};
+      xadd.insert(xadd.end(), std::make_move_iterator(fields.begin()),
+                  std::make_move_iterator(fields.end()));
+      cmds.push_back(std::move(xadd));
+      cmds.push_back({"PEXPIRE", inbox, std::to_string(kInboxTtlMs)});
+    }
+    if (b.completed) {
+      cmds.push_back(
+          {"HINCRBY", keys_.stats, "completed", std::to_string(b.completed)});
+    }
+    if (b.finished) {
+      cmds.push_back(
+          {"HINCRBY", keys_.stats, "queued", std::to_string(-b.finished)});
+    }
+    SendMulti(std::move(cmds));
+  }
+
+  // Sends commands wrapped in MULTI/EXEC; if the connection drops before
+  // EXEC answers, the outcome is unknown and the batch is sent again after
+  // the reconnect (acks, results and retries are idempotent).
+  void SendMulti(std::vector<std::vector<std::string>> cmds) {
+    if (cmds.empty()) return;
+    auto keep = std::make_shared<std::vector<std::vector<std::string>>>(cmds);
+    Send({"MULTI"}, nullptr);
+    for (auto& c : cmds) Send(std::move(c), nullptr);
     ++writes_;
     ++c_.round_trips;
-    Send({"EXEC"}, [this, batch](Result<RedisReply> r) {
+    Send({"EXEC"}, [this, keep](Result<RedisReply> r) {
       --writes_;
       if (!r.ok()) {
         if (r.status().code() == StatusCode::kUnavailable) {
-          // Unknown outcome: write it again after the reconnect.
-          for (Finish& f : *batch) finishes_.push_back(std::move(f));
+          replay_.push_back(std::move(*keep));
           Lost(r.status().message());
         } else {
-          spdlog::error("redis: finishing {} jobs failed: {}", batch->size(),
+          spdlog::error("redis: a write batch failed: {}",
                         r.status().ToString());
         }
         return;
       }
-      CountFinished(*batch, *r);
+      for (const RedisReply& e : r->elements) {
+        if (e.type == RedisReply::Type::kError) {
+          spdlog::error("redis: a write failed: {}", e.str);
+        }
+      }
     });
-  }
-
-  void CountFinished(const std::vector<Finish>& batch, const RedisReply& exec) {
-    for (const Finish& f : batch) {
-      if (f.failed) {
-        (f.retry_at_ms > 0 ? c_.retried : c_.dead)++;
-      } else if (f.keep_result) {
-        ++c_.completed;
-      }
-    }
-    for (const RedisReply& e : exec.elements) {
-      if (e.type == RedisReply::Type::kError) {
-        spdlog::error("redis: a finish command failed: {}", e.str);
-      }
-    }
   }
 
   // ------------------------------------------------------------- claim
@@ -695,7 +831,9 @@ class RedisQueue final : public JobQueue {
     if (!up_ || draining_ || claiming_) return;
     size_t room = want_ > buffered_ ? want_ - buffered_ : 0;
     if (room == 0) return;
-    const size_t count = std::min(o_.claim_batch, std::max<size_t>(room, 16));
+    // Records, not jobs: a record holds a producer's batch. Claim a few
+    // records at a time; the buffer refills as soon as workers take jobs.
+    const size_t count = std::clamp<size_t>(room / 64, 4, o_.claim_batch);
     std::vector<std::string> args = {"XREADGROUP", "GROUP",
                                      kRedisGroup,  consumer_,
                                      "COUNT",      std::to_string(count)};
@@ -706,7 +844,7 @@ class RedisQueue final : public JobQueue {
     args.push_back("STREAMS");
     std::vector<int> levels;
     for (int p = kLevels - 1; p >= 0; --p) {
-      if (ready_[p].size() < count) levels.push_back(p);
+      if (ready_[p].size() < want_) levels.push_back(p);
     }
     if (levels.empty()) return;
     for (int p : levels) args.push_back(keys_.stream[p]);
@@ -738,6 +876,23 @@ class RedisQueue final : public JobQueue {
     return -1;
   }
 
+  // Why a record cannot be used ("" when it can), with its jobs' blobs.
+  static std::string CheckRecord(const std::string& packed, size_t n,
+                                 std::vector<std::string_view>* blobs,
+                                 std::vector<JobId>* ids) {
+    if (!UnpackJobs(packed, blobs)) return "field p is not a list of jobs";
+    if (blobs->empty() || blobs->size() != n) {
+      return "field n does not match the jobs in field p";
+    }
+    ids->clear();
+    for (std::string_view b : *blobs) {
+      const auto* job = Verified<wire::Job>(b);
+      if (!job) return "field p holds a job that is not a verifiable Job";
+      ids->push_back(FromWire(job->id()));
+    }
+    return "";
+  }
+
   void OnClaimed(RedisReply& reply) {
     last_claim_empty_ = true;
     if (reply.type != RedisReply::Type::kArray) return;
@@ -747,74 +902,73 @@ class RedisQueue final : public JobQueue {
     lock.push_back(kRedisGroup);
     lock.push_back(std::to_string(o_.lease_ms));
     const size_t bury_base = bury.size(), lock_base = lock.size();
-    auto locking = std::make_shared<std::vector<JobId>>();
+    auto locking = std::make_shared<std::vector<EntryId>>();
+    std::vector<std::string_view> blobs;
+    std::vector<JobId> ids;
     for (RedisReply& stream : reply.elements) {
       if (stream.elements.size() != 2) continue;
       const int pri = LevelOf(stream.elements[0].str);
       if (pri < 0) continue;
-      for (RedisReply& entry : stream.elements[1].elements) {
-        if (entry.elements.size() != 2) continue;
+      for (RedisReply& item : stream.elements[1].elements) {
+        if (item.elements.size() != 2) continue;
         last_claim_empty_ = false;
-        ++c_.claimed;
-        const std::string& eid_text = entry.elements[0].str;
+        const std::string& eid_text = item.elements[0].str;
         auto eid = EntryId::Parse(eid_text);
         if (!eid) continue;
-        RedisReply& fields = entry.elements[1];
-        std::string why;
-        auto id = JobId::Parse(FieldStr(fields, "j"));
-        RedisReply* blob = const_cast<RedisReply*>(Field(fields, "p"));
-        if (!id) {
-          why = "field j is not a job id";
-        } else if (!blob || !VerifyJob(blob->str)) {
-          why = "field p is not a verifiable Job";
-        } else if (JobId id_in_blob = FromWire(
-                       flatbuffers::GetRoot<wire::Job>(blob->str.data())->id());
-                   !(id_in_blob == *id)) {
-          why = "field j does not match the job's id";
-        }
+        RedisReply& fields = item.elements[1];
+        size_t n = 0;
+        std::string n_text = FieldStr(fields, "n");
+        std::from_chars(n_text.data(), n_text.data() + n_text.size(), n);
+        const RedisReply* p = Field(fields, "p");
+        auto packed = std::make_shared<const std::string>(p ? p->str : "");
+        std::string why = CheckRecord(*packed, n, &blobs, &ids);
         if (!why.empty()) {
           ++c_.undecodable;
           spdlog::warn(
-              "redis: entry {} of {} is undecodable ({}): dead-lettered",
+              "redis: record {} of {} is undecodable ({}): dead-lettered",
               eid_text, keys_.stream[pri], why);
           bury.push_back(std::to_string(pri));
           bury.push_back(eid_text);
           bury.push_back(why);
           continue;
         }
-        auto [it, inserted] = leases_.try_emplace(*id);
-        if (!inserted) {
-          if (!(it->second.entry == *eid)) {
-            // A second copy of a job this broker holds (a producer resent
-            // it): finish the copy without running it twice here.
-            ++c_.dup_dropped;
-            Finish f;
-            f.id = *id;
-            f.entry = *eid;
-            f.pri = static_cast<uint8_t>(pri);
-            f.keep_result = false;
-            finishes_.push_back(std::move(f));
-          }
-          continue;
-        }
-        Lease& l = it->second;
-        l.entry = *eid;
-        l.pri = static_cast<uint8_t>(pri);
+        auto [e, fresh] = entries_.try_emplace(*eid);
+        if (!fresh) continue;  // already held (re-read after a reconnect)
+        Entry& entry = e->second;
+        entry.pri = static_cast<uint8_t>(pri);
         int a = 0;
         std::string a_text = FieldStr(fields, "a");
         std::from_chars(a_text.data(), a_text.data() + a_text.size(), a);
-        l.attempt = static_cast<uint16_t>(std::clamp(a + 1, 1, 65535));
-        l.lock_key = FieldStr(fields, "k");
-        l.owner = FieldStr(fields, "b");
-        l.route = FieldStr(fields, "r");
-        l.blob = std::move(blob->str);
-        if (l.lock_key.empty()) {
-          Buffer(*id, l, /*front=*/false);
-        } else {
+        entry.attempt = static_cast<uint16_t>(std::clamp(a + 1, 1, 65535));
+        entry.lock_key = FieldStr(fields, "k");
+        entry.owner = FieldStr(fields, "b");
+        entry.route = FieldStr(fields, "r");
+        entry.packed = packed;
+        entry.locking = !entry.lock_key.empty();
+        for (size_t i = 0; i < ids.size(); ++i) {
+          c_.claimed++;
+          auto [it, inserted] = leases_.try_emplace(ids[i]);
+          if (!inserted) {
+            // A second copy of a job this broker holds (its producer resent
+            // it): count it finished rather than run it twice here.
+            ++c_.dup_dropped;
+            ++batch_.finished;
+            continue;
+          }
+          ++entry.open;
+          it->second.entry = *eid;
+          it->second.blob = blobs[i];
+          if (!entry.locking) Buffer(ids[i], it->second, /*front=*/false);
+        }
+        if (entry.open == 0) {
+          AckEntry(e);
+          continue;
+        }
+        if (entry.locking) {
           lock.push_back(std::to_string(pri));
           lock.push_back(eid_text);
-          lock.push_back(l.lock_key);
-          locking->push_back(*id);
+          lock.push_back(entry.lock_key);
+          locking->push_back(*eid);
         }
       }
     }
@@ -825,45 +979,61 @@ class RedisQueue final : public JobQueue {
     }
   }
 
-  void OnLocked(const std::vector<JobId>& ids, const Result<RedisReply>& r) {
-    for (size_t i = 0; i < ids.size(); ++i) {
-      auto it = leases_.find(ids[i]);
-      if (it == leases_.end()) continue;
+  void OnLocked(const std::vector<EntryId>& entries,
+                const Result<RedisReply>& r) {
+    for (size_t i = 0; i < entries.size(); ++i) {
+      auto e = entries_.find(entries[i]);
+      if (e == entries_.end()) continue;
       int64_t got = -1;
       if (r.ok() && i < r->elements.size()) got = r->elements[i].integer;
       if (got == 1) {
-        Buffer(ids[i], it->second, /*front=*/false);
-      } else {
-        // Parked behind the lock's holder (0), lease lost (-1), or the
-        // outcome is unknown (Redis lost: the leader reclaims it).
-        if (got == 0) ++c_.parked;
-        leases_.erase(it);
+        e->second.locking = false;
+        for (auto& [id, l] : leases_) {
+          if (l.entry == entries[i]) Buffer(id, l, /*front=*/false);
+        }
+        continue;
       }
+      // Parked behind the lock's holder (0: it left the stream), lease lost
+      // (-1), or unknown (Redis lost: the leader reclaims it).
+      if (got == 0) ++c_.parked;
+      Forget(e);
     }
+  }
+
+  // Drops an entry and its jobs without acking it (someone else owns it
+  // now, or it left the stream).
+  void Forget(std::unordered_map<EntryId, Entry, EntryIdHash>::iterator e) {
+    const EntryId gone = e->first;
+    entries_.erase(e);
+    std::erase_if(leases_, [&](const auto& kv) {
+      if (!(kv.second.entry == gone)) return false;
+      if (kv.second.buffered) --buffered_;
+      return true;
+    });
   }
 
   // ------------------------------------------------------------- leases
 
   void Touch(int64_t now) {
     next_touch_ms_ = now + std::max<int64_t>(1, o_.lease_ms / 3);
-    if (leases_.empty()) return;
-    std::array<std::vector<std::pair<JobId, EntryId>>, kLevels> held;
-    std::vector<std::string> locks = {};
-    for (const auto& [id, l] : leases_) {
-      held[l.pri].emplace_back(id, l.entry);
-      if (!l.lock_key.empty() && !l.buffered && l.dispatched) {
-        locks.push_back(l.lock_key);
-        locks.push_back(keys_.stream[l.pri] + "|" + l.entry.ToString());
+    if (entries_.empty()) return;
+    std::array<std::vector<EntryId>, kLevels> held;
+    std::vector<std::string> locks;
+    for (const auto& [eid, e] : entries_) {
+      held[e.pri].push_back(eid);
+      if (!e.lock_key.empty() && !e.locking) {
+        locks.push_back(e.lock_key);
+        locks.push_back(keys_.stream[e.pri] + "|" + eid.ToString());
       }
     }
     for (int p = 0; p < kLevels; ++p) {
       for (size_t i = 0; i < held[p].size(); i += kTouchChunk) {
-        auto chunk = std::make_shared<std::vector<std::pair<JobId, EntryId>>>(
+        auto chunk = std::make_shared<std::vector<EntryId>>(
             held[p].begin() + i,
             held[p].begin() + std::min(held[p].size(), i + kTouchChunk));
         std::vector<std::string> args = {"XCLAIM", keys_.stream[p], kRedisGroup,
                                          consumer_, "0"};
-        for (const auto& [id, e] : *chunk) args.push_back(e.ToString());
+        for (const EntryId& e : *chunk) args.push_back(e.ToString());
         args.push_back("JUSTID");
         Send(std::move(args), [this, chunk](Result<RedisReply> r) {
           if (r.ok()) OnTouched(*chunk, *r);
@@ -878,30 +1048,21 @@ class RedisQueue final : public JobQueue {
     }
   }
 
-  void OnTouched(const std::vector<std::pair<JobId, EntryId>>& sent,
-                 const RedisReply& reply) {
+  void OnTouched(const std::vector<EntryId>& sent, const RedisReply& reply) {
     std::vector<EntryId> kept;
     kept.reserve(reply.elements.size());
     for (const RedisReply& e : reply.elements) {
       if (auto id = EntryId::Parse(e.str)) kept.push_back(*id);
     }
-    std::sort(kept.begin(), kept.end(), [](const EntryId& a, const EntryId& b) {
-      return a.ms != b.ms ? a.ms < b.ms : a.seq < b.seq;
-    });
-    for (const auto& [id, entry] : sent) {
-      bool still = std::binary_search(kept.begin(), kept.end(), entry,
-                                      [](const EntryId& a, const EntryId& b) {
-                                        return a.ms != b.ms ? a.ms < b.ms
-                                                            : a.seq < b.seq;
-                                      });
-      if (still) continue;
-      auto it = leases_.find(id);
-      if (it == leases_.end() || !(it->second.entry == entry)) continue;
-      // Reclaimed by the leader (this broker was too slow): the job runs
+    std::sort(kept.begin(), kept.end());
+    for (const EntryId& entry : sent) {
+      if (std::binary_search(kept.begin(), kept.end(), entry)) continue;
+      auto e = entries_.find(entry);
+      if (e == entries_.end()) continue;  // acked meanwhile
+      // Reclaimed by the leader (this broker was too slow): its jobs run
       // again under a new entry id; forget this copy.
       ++c_.leases_lost;
-      if (it->second.buffered) --buffered_;
-      leases_.erase(it);
+      Forget(e);
     }
   }
 
@@ -949,10 +1110,17 @@ class RedisQueue final : public JobQueue {
       c_.reclaimed += static_cast<uint64_t>(requeued);
       if (requeued || dead || vanished) {
         spdlog::warn(
-            "expired leases: {} jobs requeued, {} dead-lettered, {} vanished",
+            "expired leases: {} records requeued, {} dead-lettered, {} "
+            "vanished",
             requeued, dead, vanished);
       }
     });
+    // Result buckets past the TTL are gone (EXPIRE); drop them from the list.
+    const int64_t oldest =
+        (UnixMillis() / 1000 - o_.result_ttl_s) / kResultBucketSeconds - 1;
+    Send({"ZREMRANGEBYSCORE", keys_.result_buckets, "-inf",
+          std::to_string(oldest)},
+         nullptr);
   }
 
   // ------------------------------------------------------------- stats
@@ -961,15 +1129,8 @@ class RedisQueue final : public JobQueue {
     next_stats_ms_ = now + kStatsEveryMs;
     if (stats_pending_) return;
     stats_pending_ = true;
-    auto acc = std::make_shared<std::array<int64_t, 4>>();  // len,pend,dly,dlq
-    auto done = [this, acc](Result<RedisReply>) {
-      stats_pending_ = false;
-      cached_ready_ = std::max<int64_t>(0, (*acc)[0] - (*acc)[1]);
-      cached_running_ = (*acc)[1];
-      cached_delayed_ = (*acc)[2];
-      cached_dead_ = (*acc)[3];
-      cached_total_ = static_cast<size_t>((*acc)[0] + (*acc)[2]);
-    };
+    // len, pending, delayed, dead, queued
+    auto acc = std::make_shared<std::array<int64_t, 5>>();
     for (int p = 0; p < kLevels; ++p) {
       Send({"XLEN", keys_.stream[p]}, [acc](Result<RedisReply> r) {
         if (r.ok()) (*acc)[0] += r->integer;
@@ -984,9 +1145,21 @@ class RedisQueue final : public JobQueue {
     Send({"ZCARD", keys_.delayed}, [acc](Result<RedisReply> r) {
       if (r.ok()) (*acc)[2] = r->integer;
     });
-    Send({"XLEN", keys_.dead}, [acc, done](Result<RedisReply> r) {
+    Send({"XLEN", keys_.dead}, [acc](Result<RedisReply> r) {
       if (r.ok()) (*acc)[3] = r->integer;
-      done(std::move(r));
+    });
+    Send({"HGET", keys_.stats, "queued"}, [this, acc](Result<RedisReply> r) {
+      stats_pending_ = false;
+      if (r.ok() && r->type == RedisReply::Type::kString) {
+        int64_t q = 0;
+        std::from_chars(r->str.data(), r->str.data() + r->str.size(), q);
+        (*acc)[4] = q;
+      }
+      cached_ready_ = std::max<int64_t>(0, (*acc)[0] - (*acc)[1]);
+      cached_running_ = (*acc)[1];
+      cached_delayed_ = (*acc)[2];
+      cached_dead_ = (*acc)[3];
+      cached_queued_ = static_cast<size_t>(std::max<int64_t>(0, (*acc)[4]));
     });
     ++c_.round_trips;
   }
@@ -1001,21 +1174,38 @@ class RedisQueue final : public JobQueue {
         waiters_.begin(), waiters_.begin() + n);
     waiters_.erase(waiters_.begin(), waiters_.begin() + n);
     dedupe_pending_ = true;
-    auto left = std::make_shared<size_t>(n);
+    // The first job's result is in one of the live buckets, newest first.
+    const int64_t newest = UnixMillis() / 1000 / kResultBucketSeconds;
+    const int64_t count = o_.result_ttl_s / kResultBucketSeconds + 2;
+    auto found = std::make_shared<std::vector<std::string>>(n);
+    auto left = std::make_shared<size_t>(n * static_cast<size_t>(count));
     for (size_t i = 0; i < n; ++i) {
-      Send({"GET", keys_.Result((*batch)[i].first)},
-           [this, batch, i, left, now](Result<RedisReply> r) {
-             DedupeWaiter& w = (*batch)[i];
-             if (r.ok() && r->type == RedisReply::Type::kString &&
-                 VerifyResult(r->str)) {
-               AnswerDuplicate(w, r->str);
-             } else if (o_.result_ttl_s == 0 || now > w.deadline_ms) {
-               AnswerDuplicate(w, {});
-             } else {
-               waiters_.push_back(std::move(w));
-             }
-             if (--*left == 0) dedupe_pending_ = false;
-           });
+      for (int64_t b = newest; b > newest - count; --b) {
+        Send({"HGET", keys_.ResultKey(b, (*batch)[i].first),
+              (*batch)[i].first.ToString()},
+             [this, batch, found, left, i, now](Result<RedisReply> r) {
+               if (r.ok() && r->type == RedisReply::Type::kString &&
+                   (*found)[i].empty()) {
+                 (*found)[i] = std::move(r->str);
+               }
+               if (--*left == 0) DedupeChecked(*batch, *found, now);
+             });
+      }
+    }
+  }
+
+  void DedupeChecked(std::vector<DedupeWaiter>& batch,
+                     const std::vector<std::string>& found, int64_t now) {
+    dedupe_pending_ = false;
+    for (size_t i = 0; i < batch.size(); ++i) {
+      DedupeWaiter& w = batch[i];
+      if (!found[i].empty() && Verified<wire::JobResult>(found[i])) {
+        AnswerDuplicate(w, found[i]);
+      } else if (o_.result_ttl_s == 0 || now > w.deadline_ms) {
+        AnswerDuplicate(w, {});
+      } else {
+        waiters_.push_back(std::move(w));
+      }
     }
   }
 
@@ -1062,6 +1252,8 @@ class RedisQueue final : public JobQueue {
         });
   }
 
+  // Each inbox entry holds results for this broker's producers as pairs of
+  // fields r (route) and p (JobResult blob).
   void OnInbox(const RedisReply& reply) {
     if (reply.elements.empty() || reply.elements[0].elements.size() != 2) {
       return;
@@ -1070,15 +1262,15 @@ class RedisQueue final : public JobQueue {
     for (const RedisReply& entry : reply.elements[0].elements[1].elements) {
       if (entry.elements.size() != 2) continue;
       last = entry.elements[0].str;
-      const std::string route = FieldStr(entry.elements[1], "r");
-      const RedisReply* p = Field(entry.elements[1], "p");
-      if (!p || !VerifyResult(p->str)) {
-        spdlog::warn("redis: inbox entry {} is not a result; skipped", last);
-        continue;
-      }
-      if (sink_) {
-        sink_(route, Bytes(reinterpret_cast<const uint8_t*>(p->str.data()),
-                           p->str.size()));
+      const auto& f = entry.elements[1].elements;
+      for (size_t i = 0; i + 3 < f.size(); i += 4) {
+        if (f[i].str != "r" || f[i + 2].str != "p" ||
+            !Verified<wire::JobResult>(f[i + 3].str)) {
+          spdlog::warn("redis: inbox entry {} holds a bad result; skipped",
+                       last);
+          continue;
+        }
+        if (sink_) sink_(f[i + 1].str, AsBytes(f[i + 3].str));
       }
     }
     if (last.empty()) return;
@@ -1119,7 +1311,7 @@ class RedisQueue final : public JobQueue {
     down_reason_ = why;
     leader_ = false;
     // Destroying the clients answers their pending commands (Unavailable):
-    // push batches report it, finishes go back to finishes_.
+    // push batches report it, write batches go to replay_.
     main_.reset();
     claim_.reset();
     inbox_.reset();
@@ -1145,9 +1337,10 @@ class RedisQueue final : public JobQueue {
     main_ = std::move(main).value();
     claim_ = std::move(claim).value();
     inbox_ = std::move(inbox).value();
-    if (up_ || c_.reconnects > 0 || down_reason_.size()) ++c_.reconnects;
+    if (!down_reason_.empty()) ++c_.reconnects;
     up_ = true;
     last_claim_empty_ = false;
+    last_bucket_ = -1;
     ReadInbox();
     return Status::OK();
   }
@@ -1161,8 +1354,9 @@ class RedisQueue final : public JobQueue {
     }
     std::string appendonly, appendfsync;
     for (size_t i = 0; i + 1 < r->elements.size(); i += 2) {
-      if (r->elements[i].str == "appendonly")
+      if (r->elements[i].str == "appendonly") {
         appendonly = r->elements[i + 1].str;
+      }
       if (r->elements[i].str == "appendfsync") {
         appendfsync = r->elements[i + 1].str;
       }
@@ -1198,6 +1392,7 @@ class RedisQueue final : public JobQueue {
   int64_t reconnect_backoff_ms_ = kReconnectMinMs;
   int64_t next_connect_ms_ = 0;
 
+  std::unordered_map<EntryId, Entry, EntryIdHash> entries_;
   std::unordered_map<JobId, Lease, JobIdHash> leases_;
   std::array<std::deque<JobId>, kLevels> ready_;
   size_t buffered_ = 0;
@@ -1209,8 +1404,11 @@ class RedisQueue final : public JobQueue {
   bool draining_ = false;
   std::vector<ClaimedJob> claimed_;
 
-  std::vector<Finish> finishes_;
+  WriteBatch batch_;
+  std::vector<std::vector<std::vector<std::string>>> replay_;
   size_t writes_ = 0;  // MULTI batches and give-backs awaiting replies
+  int64_t last_bucket_ = -1;
+  uint32_t expiring_ = 0;  // result keys of last_bucket_ given an EXPIRE
 
   std::vector<DedupeWaiter> waiters_;
   bool dedupe_pending_ = false;
@@ -1229,7 +1427,7 @@ class RedisQueue final : public JobQueue {
   bool stats_pending_ = false;
   int64_t cached_ready_ = 0, cached_running_ = 0, cached_delayed_ = 0,
           cached_dead_ = 0;
-  size_t cached_total_ = 0;
+  size_t cached_queued_ = 0;
 
   Counters c_;
 };

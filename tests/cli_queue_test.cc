@@ -81,18 +81,36 @@ class CliQueueTest : public ::testing::Test {
 
   using FieldList = std::vector<std::pair<std::string, std::string>>;
 
-  // A Job blob: what a record holds in field p.
+  // A Job blob: what a record holds, packed, in field p.
   std::string JobBlob(const JobId& id, std::string_view task,
                       std::string_view payload = "", int priority = 1,
-                      std::string_view lock_key = "") {
+                      std::string_view lock_key = "",
+                      uint16_t max_attempts = 3) {
     JobSpec spec;
     spec.id = id;
     spec.task = task;
     spec.payload = AsBytes(payload);
     spec.priority = static_cast<uint8_t>(priority);
-    spec.max_attempts = 3;
+    spec.max_attempts = max_attempts;
     spec.lock_key = lock_key;
     return std::string(AsString(writer_.EncodeJob(spec)));
+  }
+  // Field p of a record holding `blobs`.
+  static std::string Packed(const std::vector<std::string>& blobs) {
+    std::string p;
+    for (const std::string& blob : blobs) PackJob(blob, &p);
+    return p;
+  }
+  // Blobs of jobs `ids` (task `task`, max attempts 5, payloads "1", "12",
+  // ...): a producer's batch, as one record carries it.
+  std::vector<std::string> BatchBlobs(const std::vector<JobId>& ids,
+                                      std::string_view task, int priority) {
+    std::vector<std::string> blobs;
+    for (size_t i = 0; i < ids.size(); ++i) {
+      const std::string payload = std::string("123456789").substr(0, i + 1);
+      blobs.push_back(JobBlob(ids[i], task, payload, priority, "", 5));
+    }
+    return blobs;
   }
 
   // A ready job (entry of stream s:<priority>) with the record fields of
@@ -100,31 +118,60 @@ class CliQueueTest : public ::testing::Test {
   std::string AddJob(int priority, const JobId& id, std::string_view task,
                      std::string_view payload, std::string_view lock_key = "") {
     return AddRecord(priority, id.ToString(),
-                     JobBlob(id, task, payload, priority, lock_key),
+                     Packed({JobBlob(id, task, payload, priority, lock_key)}),
                      std::string(lock_key));
   }
   std::string AddRecord(int priority, const std::string& j,
                         const std::string& p, const std::string& k = "") {
     return XAdd(keys_.stream[priority], Record(j, "1", "0", k, p));
   }
+  // A ready record of several jobs (m is '' in batches); returns its id.
+  std::string AddBatch(int priority, const std::vector<JobId>& ids,
+                       std::string_view task) {
+    return XAdd(keys_.stream[priority],
+                Record(ids.front().ToString(), "0", "0", "",
+                       Packed(BatchBlobs(ids, task, priority)), ids.size()));
+  }
 
   // A dead letter as yard_fail buries it: the record, then q, why, err, t.
   void AddDead(int priority, const JobId& id, std::string_view task,
                const std::string& err) {
-    FieldList fields = Record(id.ToString(), "3", "1", "", JobBlob(id, task));
+    AddDeadRecord(
+        priority,
+        Record(id.ToString(), "3", "1", "", Packed({JobBlob(id, task)})),
+        "failed", err);
+  }
+  // A whole batch dead-lettered (as a reaped record with no attempts left).
+  void AddDeadBatch(int priority, const std::vector<JobId>& ids,
+                    std::string_view task, const std::string& err) {
+    AddDeadRecord(priority,
+                  Record(ids.front().ToString(), "0", "2", "",
+                         Packed(BatchBlobs(ids, task, priority)), ids.size()),
+                  "lease-expired", err);
+  }
+  void AddDeadRecord(int priority, FieldList fields, const std::string& why,
+                     const std::string& err) {
     fields.insert(fields.end(), {{"q", std::to_string(priority)},
-                                 {"why", "failed"},
+                                 {"why", why},
                                  {"err", err},
                                  {"t", "1234"}});
     XAdd(keys_.dead, fields);
   }
 
-  // The record fields (queue/redis_layout.h), max attempts 3.
+  // The record fields (queue/redis_layout.h): one job (max attempts 3), or
+  // n > 1 jobs (m '': each Job says).
   static FieldList Record(const std::string& j, const std::string& a,
                           const std::string& x, const std::string& k,
-                          const std::string& p) {
-    return {{"j", j}, {"a", a},          {"x", x},       {"m", "3"},
-            {"k", k}, {"b", "broker-a"}, {"r", "route"}, {"p", p}};
+                          const std::string& p, size_t n = 1) {
+    return {{"n", std::to_string(n)},
+            {"j", j},
+            {"a", a},
+            {"x", x},
+            {"m", n == 1 ? "3" : ""},
+            {"k", k},
+            {"b", "broker-a"},
+            {"r", "route"},
+            {"p", p}};
   }
   // Returns the entry id.
   std::string XAdd(const std::string& stream, const FieldList& fields) {
@@ -179,12 +226,27 @@ class CliQueueTest : public ::testing::Test {
     return run.json;
   }
 
+  // The result bucket of now, minus `age` buckets.
+  static int64_t Bucket(int64_t age = 0) {
+    const int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
+                            std::chrono::system_clock::now().time_since_epoch())
+                            .count();
+    return now / kResultBucketSeconds - age;
+  }
+  // Stores `blob` as the result of `id`, as a broker does: a field of the
+  // bucket's HASH for the id, the bucket's number listed in resb.
+  void StoreBlob(const JobId& id, const std::string& blob, int64_t bucket) {
+    Redis({"HSET", keys_.ResultKey(bucket, id), id.ToString(), blob});
+    const std::string number = std::to_string(bucket);
+    Redis({"ZADD", keys_.result_buckets, number, number});
+  }
   void StoreResult(const JobId& id, wire::ResultStatus status,
                    std::string_view output, std::string_view error = "",
-                   uint16_t attempt = 1, uint64_t duration_us = 1) {
+                   uint16_t attempt = 1, uint64_t duration_us = 1,
+                   int64_t bucket = Bucket()) {
     const std::string blob(AsString(writer_.EncodeResult(
         id, status, AsBytes(output), error, attempt, duration_us)));
-    Redis({"SET", keys_.Result(id), blob});
+    StoreBlob(id, blob, bucket);
   }
   // `yard result ID --redis URL <extra...>`.
   YardRun ResultOf(const JobId& id, std::vector<std::string> extra = {}) {
@@ -215,39 +277,67 @@ class CliQueueTest : public ::testing::Test {
   int runs_ = 0;
 };
 
+// Counts are in jobs: a record of several jobs counts as all of them.
 TEST_F(CliQueueTest, StatsCountsEveryState) {
   for (int i = 0; i < 3; ++i) AddJob(1, JobId::Random(), "echo", "x");
   AddJob(2, JobId::Random(), "echo", "x");
   Claim(1, 1, "broker-a");
+  // Priority 0: a batch of 2 (claimed, so running), then a batch of 3.
+  AddBatch(0, {JobId::Random(), JobId::Random()}, "sum");
+  AddBatch(0, {JobId::Random(), JobId::Random(), JobId::Random()}, "sum");
+  Claim(0, 1, "broker-a");
   AddDelayed(JobId::Random(), 4102444800000);
   AddDead(1, JobId::Random(), "echo", "boom");
   AddDead(0, JobId::Random(), "echo", "boom");
-  Redis({"HSET", keys_.stats, "submitted", "7", "completed", "2"});
+  AddDeadBatch(0, {JobId::Random(), JobId::Random(), JobId::Random()}, "sum",
+               "");
+  Redis({"HSET", keys_.stats, "submitted", "12", "completed", "2", "queued",
+         "10"});
   Redis({"SET", keys_.leader, "token-1"});
 
   Json j = Queue("stats");
   EXPECT_EQ(j["queue"], "default");
-  EXPECT_EQ(j["ready"], 3);
-  EXPECT_EQ(j["running"], 1);
+  EXPECT_EQ(j["ready"], 6);    // 2 + 1 singles, a batch of 3
+  EXPECT_EQ(j["running"], 3);  // 1 single, a batch of 2
   EXPECT_EQ(j["delayed"], 1);
-  EXPECT_EQ(j["dead"], 2);
+  EXPECT_EQ(j["dead"], 5);  // 2 singles, a batch of 3
+  EXPECT_EQ(j["queued"], 10);
+  EXPECT_EQ(j["records"], (Json{{"ready", 4}, {"running", 2}}));
   EXPECT_EQ(j["priorities"]["2"], (Json{{"ready", 1}, {"running", 0}}));
   EXPECT_EQ(j["priorities"]["1"], (Json{{"ready", 2}, {"running", 1}}));
-  EXPECT_EQ(j["priorities"]["0"], (Json{{"ready", 0}, {"running", 0}}));
-  EXPECT_EQ(j["counters"]["submitted"], 7);
+  EXPECT_EQ(j["priorities"]["0"], (Json{{"ready", 3}, {"running", 2}}));
+  EXPECT_EQ(j["counters"]["submitted"], 12);
   EXPECT_EQ(j["counters"]["completed"], 2);
+  EXPECT_EQ(j["counters"]["queued"], 10);
   EXPECT_EQ(j["counters"]["requeued_dead"], 0);  // missing: 0
   EXPECT_EQ(j["counters"]["undecodable"], 0);
   EXPECT_EQ(j["leader"], "token-1");
   ASSERT_EQ(j["consumers"].size(), 1u) << j.dump();
   EXPECT_EQ(j["consumers"][0]["name"], "broker-a");
-  EXPECT_EQ(j["consumers"][0]["pending"], 1);
+  EXPECT_EQ(j["consumers"][0]["pending"], 2);  // leased records
   EXPECT_GE(j["consumers"][0]["idle_ms"].get<int64_t>(), 0);
 
   YardRun text = Yard({"queue", "stats", "--redis", server_->url()});
   EXPECT_TRUE(text.ExitedWith(0)) << text.Describe();
   EXPECT_NE(text.out.find("priority 1"), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find("queued 10"), std::string::npos) << text.out;
   EXPECT_NE(text.out.find("broker-a"), std::string::npos) << text.out;
+}
+
+// More entries than one page of the full scan (1000): every job is counted,
+// none twice.
+TEST_F(CliQueueTest, StatsCountsStreamsLongerThanOnePage) {
+  const std::string packed = Packed({JobBlob(JobId::Random(), "echo")});
+  for (int i = 0; i < 1100; ++i) {
+    AddRecord(1, JobId::Random().ToString(), packed);
+  }
+  Claim(1, 1050, "broker-a");
+  AddBatch(1, {JobId::Random(), JobId::Random()}, "sum");
+
+  Json j = Queue("stats");
+  EXPECT_EQ(j["ready"], 52);
+  EXPECT_EQ(j["running"], 1050);
+  EXPECT_EQ(j["records"], (Json{{"ready", 51}, {"running", 1050}}));
 }
 
 // A queue no broker has set up reads as empty, and reading creates nothing.
@@ -257,6 +347,8 @@ TEST_F(CliQueueTest, StatsOfAQueueNeverSetUpIsEmpty) {
   EXPECT_EQ(j["ready"], 0);
   EXPECT_EQ(j["running"], 0);
   EXPECT_EQ(j["dead"], 0);
+  EXPECT_EQ(j["queued"], 0);
+  EXPECT_EQ(j["records"], (Json{{"ready", 0}, {"running", 0}}));
   EXPECT_TRUE(j["leader"].is_null());
   EXPECT_EQ(j["consumers"], Json::array());
   EXPECT_EQ(j["counters"]["submitted"], 0);
@@ -272,16 +364,21 @@ TEST_F(CliQueueTest, InspectListsHighestPriorityFirstWithState) {
               delayed = JobId::Random();
   AddJob(0, low, "low-task", "1");
   AddJob(2, high, "high-task", "12345", "account-7");
-  AddJob(1, leased, "mid-task", "12");
+  const std::string leased_record = AddJob(1, leased, "mid-task", "12");
   AddJob(1, waiting, "mid-task", "");
-  AddRecord(1, JobId::Random().ToString(), "not a flatbuffer");
+  const std::vector<JobId> batch = {JobId::Random(), JobId::Random(),
+                                    JobId::Random()};
+  const std::string batch_record = AddBatch(1, batch, "batch-task");
+  const JobId broken = JobId::Random(), bad_job = JobId::Random();
+  AddRecord(1, broken.ToString(), "not a flatbuffer");  // broken framing
+  AddRecord(1, bad_job.ToString(), Packed({"not a flatbuffer either"}));
   Claim(1, 1, "broker-a");
   AddDelayed(delayed, 4102444800000);
 
   Json j = Queue("inspect");
   EXPECT_EQ(j["queue"], "default");
   const Json& jobs = j["jobs"];
-  ASSERT_EQ(jobs.size(), 6u) << j.dump();
+  ASSERT_EQ(jobs.size(), 10u) << j.dump();
   EXPECT_EQ(jobs[0]["id"], high.ToString());
   EXPECT_EQ(jobs[0]["priority"], 2);
   EXPECT_EQ(jobs[0]["state"], "ready");
@@ -293,33 +390,64 @@ TEST_F(CliQueueTest, InspectListsHighestPriorityFirstWithState) {
   EXPECT_EQ(jobs[0]["broker"], "broker-a");
   EXPECT_EQ(jobs[1]["id"], leased.ToString());
   EXPECT_EQ(jobs[1]["state"], "running");
+  EXPECT_EQ(jobs[1]["record"], leased_record);
   EXPECT_TRUE(jobs[1]["lock_key"].is_null());
   EXPECT_EQ(jobs[2]["id"], waiting.ToString());
   EXPECT_EQ(jobs[2]["state"], "ready");
   EXPECT_EQ(jobs[2]["payload_bytes"], 0);
-  EXPECT_TRUE(jobs[3]["task"].is_null()) << jobs[3].dump();
-  EXPECT_TRUE(jobs[3]["error"].is_string()) << jobs[3].dump();
-  EXPECT_EQ(jobs[4]["id"], low.ToString());
-  EXPECT_EQ(jobs[4]["priority"], 0);
-  EXPECT_EQ(jobs[5]["id"], delayed.ToString());
-  EXPECT_EQ(jobs[5]["state"], "delayed");
-  EXPECT_EQ(jobs[5]["due_ms"], 4102444800000);
+  // One record, three jobs: each with its own id, task, size and attempts.
+  for (size_t i = 0; i < batch.size(); ++i) {
+    const Json& job = jobs[3 + i];
+    EXPECT_EQ(job["id"], batch[i].ToString()) << i;
+    EXPECT_EQ(job["record"], batch_record) << i;
+    EXPECT_EQ(job["state"], "ready") << i;
+    EXPECT_EQ(job["priority"], 1) << i;
+    EXPECT_EQ(job["task"], "batch-task") << i;
+    EXPECT_EQ(job["payload_bytes"], i + 1) << i;
+    EXPECT_EQ(job["attempt"], 0) << i;
+    EXPECT_EQ(job["max_attempts"], 5) << i;  // the Job's, not field m
+    EXPECT_FALSE(job.contains("error")) << job.dump();
+  }
+  // Undecodable records: listed once each, under their field j.
+  EXPECT_EQ(jobs[6]["id"], broken.ToString());
+  EXPECT_EQ(jobs[7]["id"], bad_job.ToString());
+  for (const Json& job : {jobs[6], jobs[7]}) {
+    EXPECT_TRUE(job["task"].is_null()) << job.dump();
+    EXPECT_TRUE(job["payload_bytes"].is_null()) << job.dump();
+    EXPECT_TRUE(job["error"].is_string()) << job.dump();
+    EXPECT_TRUE(job["record"].is_string()) << job.dump();
+  }
+  EXPECT_EQ(jobs[8]["id"], low.ToString());
+  EXPECT_EQ(jobs[8]["priority"], 0);
+  EXPECT_EQ(jobs[9]["id"], delayed.ToString());
+  EXPECT_EQ(jobs[9]["state"], "delayed");
+  EXPECT_EQ(jobs[9]["due_ms"], 4102444800000);
 
   Json limited = Queue("inspect", {"--limit", "2"});
   ASSERT_EQ(limited["jobs"].size(), 2u) << limited.dump();
   EXPECT_EQ(limited["jobs"][0]["id"], high.ToString());
   EXPECT_EQ(limited["jobs"][1]["id"], leased.ToString());
+
+  // --limit counts jobs: it can stop inside a record.
+  limited = Queue("inspect", {"--limit", "5"});
+  ASSERT_EQ(limited["jobs"].size(), 5u) << limited.dump();
+  EXPECT_EQ(limited["jobs"][3]["id"], batch[0].ToString());
+  EXPECT_EQ(limited["jobs"][4]["id"], batch[1].ToString());
 }
 
 TEST_F(CliQueueTest, DeadListsLettersAndTotal) {
-  const JobId first = JobId::Random();
+  const JobId first = JobId::Random(), broken = JobId::Random();
+  const std::vector<JobId> batch = {JobId::Random(), JobId::Random(),
+                                    JobId::Random()};
   AddDead(2, first, "sha256", "handler threw");
   AddDead(1, JobId::Random(), "echo", "boom");
-  AddDead(1, JobId::Random(), "echo", "boom");
+  AddDeadBatch(0, batch, "sum", "lease expired 2 times");
+  AddDeadRecord(1, Record(broken.ToString(), "0", "0", "", "garbage"),
+                "undecodable", "field p is not a list of jobs");
 
   Json j = Queue("dead", {"--limit", "2"});
   EXPECT_EQ(j["queue"], "default");
-  EXPECT_EQ(j["total"], 3);
+  EXPECT_EQ(j["total"], 6);  // jobs: 2 singles, a batch of 3, 1 undecodable
   ASSERT_EQ(j["dead"].size(), 2u) << j.dump();
   const Json& d = j["dead"][0];
   EXPECT_EQ(d["id"], first.ToString());
@@ -330,12 +458,45 @@ TEST_F(CliQueueTest, DeadListsLettersAndTotal) {
   EXPECT_EQ(d["priority"], 2);
   EXPECT_EQ(d["task"], "sha256");
   EXPECT_EQ(d["dead_at_ms"], 1234);
+
+  // --limit counts jobs: 3 stops inside the batch.
+  j = Queue("dead", {"--limit", "3"});
+  ASSERT_EQ(j["dead"].size(), 3u) << j.dump();
+  EXPECT_EQ(j["dead"][2]["id"], batch[0].ToString());
+
+  j = Queue("dead");
+  ASSERT_EQ(j["dead"].size(), 6u) << j.dump();
+  EXPECT_EQ(j["total"], 6);
+  for (size_t i = 0; i < batch.size(); ++i) {
+    const Json& job = j["dead"][2 + i];
+    EXPECT_EQ(job["id"], batch[i].ToString()) << i;
+    EXPECT_EQ(job["record"], j["dead"][2]["record"]) << i;
+    EXPECT_EQ(job["task"], "sum") << i;
+    EXPECT_EQ(job["why"], "lease-expired") << i;
+    EXPECT_EQ(job["error"], "lease expired 2 times") << i;
+    EXPECT_EQ(job["priority"], 0) << i;
+    EXPECT_EQ(job["expired_leases"], 2) << i;
+  }
+  EXPECT_NE(j["dead"][1]["record"], j["dead"][2]["record"]);
+  // An undecodable dead letter: once, its own error kept.
+  const Json& bad = j["dead"][5];
+  EXPECT_EQ(bad["id"], broken.ToString());
+  EXPECT_TRUE(bad["task"].is_null()) << bad.dump();
+  EXPECT_EQ(bad["error"], "field p is not a list of jobs");
+  EXPECT_TRUE(bad["decode_error"].is_string()) << bad.dump();
+
+  YardRun text = Yard({"queue", "dead", "--redis", server_->url()});
+  EXPECT_TRUE(text.ExitedWith(0)) << text.Describe();
+  EXPECT_NE(text.out.find(batch[2].ToString()), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find("6 of 6"), std::string::npos) << text.out;
 }
 
+// requeue-dead counts dead letters (records); the counter counts jobs.
 TEST_F(CliQueueTest, RequeueDeadMovesLettersBackUpToTheLimit) {
   AddDead(2, JobId::Random(), "echo", "boom");
   AddDead(1, JobId::Random(), "echo", "boom");
-  AddDead(1, JobId::Random(), "echo", "boom");
+  AddDeadBatch(1, {JobId::Random(), JobId::Random(), JobId::Random()}, "sum",
+               "boom");
 
   EXPECT_EQ(Queue("requeue-dead", {"--limit", "2"})["requeued"], 2);
   EXPECT_EQ(RedisInt({"XLEN", keys_.dead}), 1);
@@ -351,12 +512,17 @@ TEST_F(CliQueueTest, RequeueDeadMovesLettersBackUpToTheLimit) {
   RedisReply entry = Redis({"XRANGE", keys_.stream[2], "-", "+"});
   ASSERT_EQ(entry.elements.size(), 1u);
   EXPECT_EQ(entry.elements[0].elements[1].elements[3].str, "0");  // a
-  EXPECT_EQ(Redis({"HGET", keys_.stats, "requeued_dead"}).str, "3");
+  EXPECT_EQ(Redis({"HGET", keys_.stats, "requeued_dead"}).str, "5");
+  Json stats = Queue("stats");
+  EXPECT_EQ(stats["ready"], 5);
+  EXPECT_EQ(stats["dead"], 0);
+  EXPECT_EQ(Queue("inspect")["jobs"].size(), 5u);
 }
 
 TEST_F(CliQueueTest, PurgeRemovesWaitingJobsButNotRunningOnes) {
   AddJob(1, JobId::Random(), "echo", "x");
   AddJob(1, JobId::Random(), "echo", "x");
+  AddBatch(1, {JobId::Random(), JobId::Random(), JobId::Random()}, "sum");
   AddJob(2, JobId::Random(), "echo", "x");
   Claim(2, 1, "broker-a");
   AddDelayed(JobId::Random(), 4102444800000);
@@ -364,7 +530,7 @@ TEST_F(CliQueueTest, PurgeRemovesWaitingJobsButNotRunningOnes) {
 
   Json j = Queue("purge");
   EXPECT_EQ(j["queue"], "default");
-  EXPECT_EQ(j["purged"], 3);  // two ready, one delayed
+  EXPECT_EQ(j["purged"], 6);  // jobs: two ready, a ready batch of 3, delayed
   EXPECT_EQ(RedisInt({"XLEN", keys_.stream[1]}), 0);
   EXPECT_EQ(RedisInt({"XLEN", keys_.stream[2]}), 1);  // the running one
   EXPECT_EQ(
@@ -381,8 +547,9 @@ TEST_F(CliQueueTest, PurgeRemovesWaitingJobsButNotRunningOnes) {
 TEST_F(CliQueueTest, ResultPrintsTheStoredResult) {
   const JobId text = JobId::Random(), binary = JobId::Random();
   StoreResult(text, wire::ResultStatus::Ok, "hello", "", 2, 1500);
+  // An older bucket (finished minutes ago) is searched too.
   StoreResult(binary, wire::ResultStatus::Failed,
-              std::string("\xff\x00\x01", 3), "boom", 3, 7);
+              std::string("\xff\x00\x01", 3), "boom", 3, 7, Bucket(3));
 
   YardRun run = ResultOf(text, {"--json"});
   ASSERT_TRUE(run.ExitedWith(0)) << run.Describe();
@@ -419,7 +586,7 @@ TEST_F(CliQueueTest, ResultMissingOrUnreadableExitsOne) {
   run = ResultOf(id, {"--queue", "other"});
   EXPECT_TRUE(run.ExitedWith(1)) << run.Describe();
 
-  Redis({"SET", keys_.Result(id), "not a flatbuffer"});
+  StoreBlob(id, "not a flatbuffer", Bucket());
   run = ResultOf(id);
   EXPECT_TRUE(run.ExitedWith(1)) << run.Describe();
   EXPECT_NE(run.err.find("not a valid"), std::string::npos) << run.Describe();

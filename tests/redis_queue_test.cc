@@ -189,7 +189,7 @@ TEST_F(RedisQueueTest, PushClaimCompleteStoresTheResult) {
   auto out = Push(q, {JobBlob(a), JobBlob(b)});
   ASSERT_EQ(out, (std::vector<PushOutcome>{PushOutcome::kAccepted,
                                            PushOutcome::kAccepted}));
-  EXPECT_EQ(InStreams(keys_), 2);
+  EXPECT_EQ(InStreams(keys_), 1);  // one record holds the batch
   Seen& s = seen_[q];
   ASSERT_TRUE(Pump([&] { return s.claimed.size() == 2; }));
   EXPECT_EQ(s.claimed[0].id, a);
@@ -200,11 +200,17 @@ TEST_F(RedisQueueTest, PushClaimCompleteStoresTheResult) {
   q->Complete(a, {reinterpret_cast<const uint8_t*>(ra.data()), ra.size()});
   q->Complete(b, {});
   ASSERT_TRUE(Pump([&] { return InStreams(keys_) == 0 && q->Drained(); }));
-  EXPECT_EQ(Integer({"EXISTS", keys_.Result(b)}), 0);  // no result given
-  auto stored = RedisCall(*admin_, {"GET", keys_.Result(a)});
-  ASSERT_TRUE(stored.ok());
-  EXPECT_EQ(stored->str, ra);
-  EXPECT_GT(Integer({"TTL", keys_.Result(a)}), 0);
+  EXPECT_FALSE(FindResult(*admin_, keys_, b).ok());  // no result given
+  auto stored = FindResult(*admin_, keys_, a);
+  ASSERT_TRUE(stored.ok()) << stored.status().ToString();
+  EXPECT_EQ(*stored, ra);
+  auto buckets =
+      RedisCall(*admin_, {"ZRANGE", keys_.result_buckets, "0", "-1"});
+  ASSERT_TRUE(buckets.ok());
+  ASSERT_EQ(buckets->elements.size(), 1u);
+  EXPECT_GT(Integer({"TTL",
+                     keys_.ResultKey(std::stoll(buckets->elements[0].str), a)}),
+            0);  // expires
   auto pending = RedisCall(*admin_, {"XPENDING", keys_.stream[1], kRedisGroup});
   ASSERT_TRUE(pending.ok());
   EXPECT_EQ(pending->elements.at(0).integer, 0);
@@ -267,7 +273,7 @@ TEST_F(RedisQueueTest, FailRetriesWithBackoffThenDeadLetters) {
   EXPECT_EQ(f["err"], "boom 2");
   EXPECT_EQ(f["a"], "2");
   // The final failure's result is kept too.
-  EXPECT_EQ(Integer({"EXISTS", keys_.Result(id)}), 1);
+  EXPECT_TRUE(FindResult(*admin_, keys_, id).ok());
   // Requeue from the dead letters: it runs again with fresh attempts.
   auto args = keys_.Fcall("yard_requeue_dead");
   args.push_back("100");

@@ -5,6 +5,10 @@
 // (a queue no broker has set up yet reads as empty). Changes go through the
 // queue's Functions (yard_requeue_dead, yard_purge), which are atomic with
 // respect to the brokers, in chunks so that no call blocks Redis for long.
+//
+// A record (stream entry) holds one or more jobs. stats, inspect and dead
+// count and list jobs; requeue-dead and purge --dead count dead letters
+// (records), purge counts jobs (what yard_purge reports).
 #include <algorithm>
 #include <charconv>
 #include <csignal>
@@ -16,6 +20,8 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <string_view>
+#include <system_error>
 #include <unordered_map>
 #include <vector>
 
@@ -155,13 +161,6 @@ Result<int64_t> CallInt(RedisClient& c, std::vector<std::string> args) {
   return r->integer;
 }
 
-// Entries of `stream` its group has leased to a broker (the PEL's size).
-Result<int64_t> LeasedCount(RedisClient& c, const std::string& stream) {
-  Result<RedisReply> r = CallOrNil(c, {"XPENDING", stream, kRedisGroup});
-  if (!r.ok()) return r.status();
-  return r->elements.empty() ? 0 : r->elements[0].integer;
-}
-
 // Which of `entries` (consecutive, from one XRANGE) are leased.
 Result<std::set<std::string>> LeasedAmong(RedisClient& c,
                                           const std::string& stream,
@@ -201,54 +200,136 @@ Result<int64_t> CallInChunks(RedisClient& c, const QueueKeys& keys,
   return total;
 }
 
-// ---- Jobs ----
+// ---- Records and their jobs ----
+
+// How many jobs a record holds, as the Functions library counts them
+// (jobs_in): field n, 1 when it is missing or not a number.
+int64_t JobsIn(const Fields& f) {
+  const std::string& n = Field(f, "n");
+  int64_t v = 0;
+  const auto [end, error] = std::from_chars(n.data(), n.data() + n.size(), v);
+  return error == std::errc() && end == n.data() + n.size() ? v : 1;
+}
 
 struct JobSummary {
+  std::string id;
   std::string task;
   size_t payload_bytes = 0;
+  int64_t max_attempts = 0;
 };
 
-// What a record's Job blob (field p) says; nullopt when it does not verify.
-std::optional<JobSummary> DecodeJob(const std::string& blob) {
-  const wire::Job* job = cli::VerifiedRoot<wire::Job>(blob);
-  if (job == nullptr) return std::nullopt;
-  return JobSummary{std::string(AsString(job->task())),
-                    job->payload() ? job->payload()->size() : 0};
+// What a record's jobs (fields n and p) say: one line per job, or a single
+// nullopt line and `error` when the record does not decode. Like a broker,
+// one bad job makes the whole record undecodable.
+struct RecordJobs {
+  std::vector<std::optional<JobSummary>> lines;
+  std::string error;
+};
+
+RecordJobs DecodeRecord(const Fields& f) {
+  RecordJobs out;
+  std::vector<std::string_view> blobs;
+  if (!UnpackJobs(Field(f, "p"), &blobs)) {
+    out.error = "the record's field p is not a list of jobs";
+  } else if (blobs.empty() || static_cast<int64_t>(blobs.size()) != JobsIn(f)) {
+    out.error = "the record's field n does not match the jobs in field p";
+  }
+  for (std::string_view blob : blobs) {
+    if (!out.error.empty()) break;
+    const wire::Job* job = cli::VerifiedRoot<wire::Job>(blob);
+    if (job == nullptr) {
+      out.error =
+          "the record's field p holds a job that is not a valid "
+          "yard.wire.Job";
+      break;
+    }
+    out.lines.push_back(JobSummary{
+        FromWire(job->id()).ToString(), std::string(AsString(job->task())),
+        job->payload() ? job->payload()->size() : 0, job->max_attempts()});
+  }
+  if (!out.error.empty()) out.lines.assign(1, std::nullopt);
+  return out;
+}
+
+// Appends a line per job of `e` to `out` while it holds fewer than `limit`:
+// line(e, job), then for an undecodable record `error_key` = why.
+template <typename Line>
+void AppendJobs(const Entry& e, size_t limit, const char* error_key,
+                const Line& line, Json* out) {
+  const RecordJobs record = DecodeRecord(e.fields);
+  for (const std::optional<JobSummary>& job : record.lines) {
+    if (out->size() >= limit) return;
+    Json j = line(e, job);
+    if (!job) j[error_key] = record.error;
+    j["record"] = e.id;
+    out->push_back(std::move(j));
+  }
 }
 
 Json TaskOf(const std::optional<JobSummary>& job) {
   return job ? Json(job->task) : Json(nullptr);
 }
 
-Json ReadyJob(const Entry& e, int priority, bool leased) {
-  const Fields& f = e.fields;
-  const std::optional<JobSummary> job = DecodeJob(Field(f, "p"));
-  const std::string& lock_key = Field(f, "k");
-  Json j = {{"id", Field(f, "j")},
-            {"priority", priority},
-            {"state", leased ? "running" : "ready"},
-            {"attempt", ToInt(Field(f, "a"))},
-            {"max_attempts", ToInt(Field(f, "m"))},
-            {"task", TaskOf(job)},
-            {"payload_bytes", job ? Json(job->payload_bytes) : Json(nullptr)},
-            {"lock_key", lock_key.empty() ? Json(nullptr) : Json(lock_key)},
-            {"broker", Field(f, "b")}};
-  if (!job) {
-    j["error"] = "the record's job (field p) is not a valid yard.wire.Job";
-  }
-  return j;
+// The record's own job id (its first job's) when its jobs do not decode.
+std::string IdOf(const Entry& e, const std::optional<JobSummary>& job) {
+  return job ? job->id : Field(e.fields, "j");
 }
 
-Json DeadLetter(const Entry& e) {
+Json ReadyJob(const Entry& e, const std::optional<JobSummary>& job,
+              int priority, bool leased) {
   const Fields& f = e.fields;
-  return {{"id", Field(f, "j")},
+  const std::string& lock_key = Field(f, "k");
+  return {{"id", IdOf(e, job)},
+          {"priority", priority},
+          {"state", leased ? "running" : "ready"},
+          {"attempt", ToInt(Field(f, "a"))},
+          {"max_attempts", job ? job->max_attempts : ToInt(Field(f, "m"))},
+          {"task", TaskOf(job)},
+          {"payload_bytes", job ? Json(job->payload_bytes) : Json(nullptr)},
+          {"lock_key", lock_key.empty() ? Json(nullptr) : Json(lock_key)},
+          {"broker", Field(f, "b")}};
+}
+
+Json DeadLetter(const Entry& e, const std::optional<JobSummary>& job) {
+  const Fields& f = e.fields;
+  return {{"id", IdOf(e, job)},
           {"why", Field(f, "why")},
           {"error", Field(f, "err")},
           {"attempts", ToInt(Field(f, "a"))},
           {"expired_leases", ToInt(Field(f, "x"))},
           {"priority", ToInt(Field(f, "q"))},
-          {"task", TaskOf(DecodeJob(Field(f, "p")))},
+          {"task", TaskOf(job)},
           {"dead_at_ms", ToInt(Field(f, "t"))}};
+}
+
+// Reads all of `stream` in pages of kChunk entries, oldest first, and hands
+// each page to `page`. A full scan: acceptable for an operator's command,
+// never done by the brokers.
+Status ForEachPage(
+    RedisClient& c, const std::string& stream,
+    const std::function<Status(const std::vector<Entry>&)>& page) {
+  std::string start = "-";
+  for (;;) {
+    Result<RedisReply> r = Call(
+        c, {"XRANGE", stream, start, "+", "COUNT", std::to_string(kChunk)});
+    if (!r.ok()) return r.status();
+    const std::vector<Entry> entries = EntriesOf(*r);
+    if (entries.empty()) return Status::OK();
+    if (Status s = page(entries); !s.ok()) return s;
+    if (r->elements.size() < static_cast<size_t>(kChunk)) return Status::OK();
+    start = "(" + entries.back().id;
+  }
+}
+
+// The jobs in all of `stream`'s records (the sum of their n).
+Result<int64_t> JobsInStream(RedisClient& c, const std::string& stream) {
+  int64_t jobs = 0;
+  Status s = ForEachPage(c, stream, [&](const std::vector<Entry>& entries) {
+    for (const Entry& e : entries) jobs += JobsIn(e.fields);
+    return Status::OK();
+  });
+  if (!s.ok()) return s;
+  return jobs;
 }
 
 // ---- stats ----
@@ -281,7 +362,7 @@ Result<Json> Counters(RedisClient& c, const QueueKeys& keys) {
   Json out;
   for (const char* name :
        {"submitted", "completed", "retried", "dead", "reaped", "promoted",
-        "requeued_dead", "undecodable"}) {
+        "requeued_dead", "undecodable", "queued"}) {
     out[name] = 0;
   }
   Result<RedisReply> r = Call(c, {"HGETALL", keys.stats});
@@ -290,26 +371,58 @@ Result<Json> Counters(RedisClient& c, const QueueKeys& keys) {
   return out;
 }
 
+// Jobs and records (stream entries) of one ready stream, by whether the
+// group has leased them to a broker.
+struct StreamCounts {
+  int64_t ready_jobs = 0, running_jobs = 0;
+  int64_t ready_records = 0, running_records = 0;
+};
+
+// Jobs are counted by summing n over every entry, and "running" means "in
+// the group's PEL" (XPENDING over each page's id range): a full scan of the
+// stream, which an admin command can afford and a broker never does.
+Result<StreamCounts> CountStream(RedisClient& c, const std::string& stream) {
+  StreamCounts out;
+  Status s =
+      ForEachPage(c, stream, [&](const std::vector<Entry>& entries) -> Status {
+        Result<std::set<std::string>> leased = LeasedAmong(c, stream, entries);
+        if (!leased.ok()) return leased.status();
+        for (const Entry& e : entries) {
+          if (leased->count(e.id) > 0) {
+            out.running_jobs += JobsIn(e.fields);
+            ++out.running_records;
+          } else {
+            out.ready_jobs += JobsIn(e.fields);
+            ++out.ready_records;
+          }
+        }
+        return Status::OK();
+      });
+  if (!s.ok()) return s;
+  return out;
+}
+
 Result<Json> Stats(RedisClient& c, const QueueKeys& keys) {
   Json priorities = Json::object();
-  int64_t ready = 0, running = 0;
+  StreamCounts total;
   std::map<std::string, Consumer> consumers;
   for (int p = 0; p < kRedisPriorities; ++p) {
-    Result<int64_t> length = CallInt(c, {"XLEN", keys.stream[p]});
-    if (!length.ok()) return length.status();
-    Result<int64_t> leased = LeasedCount(c, keys.stream[p]);
-    if (!leased.ok()) return leased.status();
+    Result<StreamCounts> level = CountStream(c, keys.stream[p]);
+    if (!level.ok()) return level.status();
     if (Status s = AddConsumers(c, keys.stream[p], &consumers); !s.ok()) {
       return s;
     }
-    const int64_t waiting = std::max<int64_t>(0, *length - *leased);
-    priorities[std::to_string(p)] = {{"ready", waiting}, {"running", *leased}};
-    ready += waiting;
-    running += *leased;
+    priorities[std::to_string(p)] = {{"ready", level->ready_jobs},
+                                     {"running", level->running_jobs}};
+    total.ready_jobs += level->ready_jobs;
+    total.running_jobs += level->running_jobs;
+    total.ready_records += level->ready_records;
+    total.running_records += level->running_records;
   }
+  // Delayed records always hold one job each.
   Result<int64_t> delayed = CallInt(c, {"ZCARD", keys.delayed});
   if (!delayed.ok()) return delayed.status();
-  Result<int64_t> dead = CallInt(c, {"XLEN", keys.dead});
+  Result<int64_t> dead = JobsInStream(c, keys.dead);
   if (!dead.ok()) return dead.status();
   Result<Json> counters = Counters(c, keys);
   if (!counters.ok()) return counters.status();
@@ -322,15 +435,20 @@ Result<Json> Stats(RedisClient& c, const QueueKeys& keys) {
                        {"pending", consumer.pending},
                        {"idle_ms", consumer.idle_ms}});
   }
-  return Json{{"queue", keys.name},
-              {"ready", ready},
-              {"running", running},
-              {"delayed", *delayed},
-              {"dead", *dead},
-              {"priorities", std::move(priorities)},
-              {"counters", std::move(*counters)},
-              {"leader", leader->is_nil() ? Json(nullptr) : Json(leader->str)},
-              {"consumers", std::move(brokers)}};
+  const int64_t queued = (*counters)["queued"].get<int64_t>();
+  return Json{
+      {"queue", keys.name},
+      {"ready", total.ready_jobs},
+      {"running", total.running_jobs},
+      {"delayed", *delayed},
+      {"dead", *dead},
+      {"queued", queued},
+      {"records",
+       {{"ready", total.ready_records}, {"running", total.running_records}}},
+      {"priorities", std::move(priorities)},
+      {"counters", std::move(*counters)},
+      {"leader", leader->is_nil() ? Json(nullptr) : Json(leader->str)},
+      {"consumers", std::move(brokers)}};
 }
 
 void PrintStats(const Json& j) {
@@ -345,9 +463,13 @@ void PrintStats(const Json& j) {
   std::printf("  %-12s %10lld %10lld\n", "total",
               static_cast<long long>(j["ready"].get<int64_t>()),
               static_cast<long long>(j["running"].get<int64_t>()));
-  std::printf("delayed %lld  dead %lld  leader %s\n",
+  std::printf("  %-12s %10lld %10lld\n", "(records)",
+              static_cast<long long>(j["records"]["ready"].get<int64_t>()),
+              static_cast<long long>(j["records"]["running"].get<int64_t>()));
+  std::printf("delayed %lld  dead %lld  queued %lld  leader %s\n",
               static_cast<long long>(j["delayed"].get<int64_t>()),
               static_cast<long long>(j["dead"].get<int64_t>()),
+              static_cast<long long>(j["queued"].get<int64_t>()),
               j["leader"].is_null() ? "(none)"
                                     : j["leader"].get<std::string>().c_str());
   std::printf("counters:");
@@ -372,12 +494,15 @@ Result<Json> Inspect(RedisClient& c, const QueueKeys& keys, size_t limit) {
     Result<RedisReply> r = Call(c, {"XRANGE", keys.stream[p], "-", "+", "COUNT",
                                     std::to_string(limit - jobs.size())});
     if (!r.ok()) return r.status();
+    // Each record gives at least one line, so `limit` records are enough.
     const std::vector<Entry> entries = EntriesOf(*r);
     auto leased = LeasedAmong(c, keys.stream[p], entries);
     if (!leased.ok()) return leased.status();
-    for (const Entry& e : entries) {
-      jobs.push_back(ReadyJob(e, p, leased->count(e.id) > 0));
-    }
+    const auto line = [&](const Entry& e,
+                          const std::optional<JobSummary>& job) {
+      return ReadyJob(e, job, p, leased->count(e.id) > 0);
+    };
+    for (const Entry& e : entries) AppendJobs(e, limit, "error", line, &jobs);
   }
   if (jobs.size() < limit) {
     // Delayed records are packed (cmsgpack) in dlyh: only id and due time.
@@ -424,14 +549,18 @@ void PrintJobs(const Json& j) {
 
 // ---- dead ----
 
+// One line per dead job; `limit` and `total` count jobs, not records.
 Result<Json> Dead(RedisClient& c, const QueueKeys& keys, size_t limit) {
-  Result<int64_t> total = CallInt(c, {"XLEN", keys.dead});
+  Result<int64_t> total = JobsInStream(c, keys.dead);
   if (!total.ok()) return total.status();
   Result<RedisReply> r =
       Call(c, {"XRANGE", keys.dead, "-", "+", "COUNT", std::to_string(limit)});
   if (!r.ok()) return r.status();
   Json dead = Json::array();
-  for (const Entry& e : EntriesOf(*r)) dead.push_back(DeadLetter(e));
+  for (const Entry& e : EntriesOf(*r)) {
+    // The record's own "error" (err) stays: a decoding failure has its own.
+    AppendJobs(e, limit, "decode_error", DeadLetter, &dead);
+  }
   return Json{
       {"queue", keys.name}, {"dead", std::move(dead)}, {"total", *total}};
 }
@@ -447,7 +576,7 @@ void PrintDead(const Json& j) {
                 StringOr(d["task"], "(undecodable)").c_str(),
                 StringOr(d["error"], "").c_str());
   }
-  std::printf("%zu of %lld dead letters shown\n", j["dead"].size(),
+  std::printf("%zu of %lld dead jobs shown\n", j["dead"].size(),
               static_cast<long long>(j["total"].get<int64_t>()));
 }
 
@@ -516,7 +645,7 @@ int RunQueue(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
   CLI::App* dead = app.add_subcommand("dead", "List dead letters");
-  dead->add_option("--limit", dead_limit, "dead letters listed at most")
+  dead->add_option("--limit", dead_limit, "dead jobs listed at most")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
   CLI::App* requeue = app.add_subcommand(

@@ -1,6 +1,7 @@
 // yard result JOB_ID --redis URL [--queue NAME] [--json]: the stored result
-// of a finished job (a durable queue keeps it under res:<id> for the result
-// TTL). Exit 0: found; 1: none stored (or unreadable); 2: usage.
+// of a finished job (a durable queue keeps it in a result bucket, a HASH
+// field, for the result TTL: queue/redis_layout.h; FindResult looks through
+// the live buckets). Exit 0: found; 1: none stored (or unreadable); 2: usage.
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
@@ -116,16 +117,17 @@ int RunResult(int argc, char** argv) {
   if (!connection.ok()) {
     return cli::UsageError(name, connection.status().message());
   }
-  Result<RedisReply> stored =
-      RedisCall(*connection->client, {"GET", connection->keys.Result(*id)});
-  if (!stored.ok()) return cli::RuntimeError(name, stored.status());
-  if (stored->is_nil()) {
-    std::cerr << "no result for " << id->ToString()
-              << " (unknown, not finished, or expired)\n";
-    return 1;
+  Result<std::string> stored =
+      FindResult(*connection->client, connection->keys, *id);
+  if (!stored.ok()) {
+    if (stored.status().code() == StatusCode::kNotFound) {
+      std::cerr << "no result for " << id->ToString()
+                << " (unknown, not finished, or expired)\n";
+      return 1;
+    }
+    return cli::RuntimeError(name, stored.status());
   }
-  const wire::JobResult* result =
-      cli::VerifiedRoot<wire::JobResult>(stored->str);
+  const wire::JobResult* result = cli::VerifiedRoot<wire::JobResult>(*stored);
   if (result == nullptr) {
     return cli::RuntimeError(
         name, Status::Corruption("the stored result of " + id->ToString() +
