@@ -318,6 +318,8 @@ class RedisQueue final : public JobQueue {
     }
     if (plain) {
       Send({"HINCRBY", keys_.stats, "queued", std::to_string(plain)}, nullptr);
+      Send({"HINCRBY", keys_.stats, "submitted", std::to_string(plain)},
+           nullptr);
     }
     if (!special_index.empty()) {
       ++batch->waiting;
