@@ -89,6 +89,10 @@ class Broker::Impl {
     return Status::OK();
   }
 
+  // The queue first: destroying a Redis queue answers its pending
+  // commands, and those callbacks use the broker's other members.
+  ~Impl() { queue_.reset(); }
+
   Status Run();
   void Stop() { stop_.store(true); }
   BrokerCounters counters() const {
