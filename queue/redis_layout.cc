@@ -34,25 +34,35 @@ std::string QueueKeys::ResultKey(int64_t bucket, const JobId& id) const {
   return prefix + "res:" + std::to_string(bucket) + ":" + id.ToString()[0];
 }
 
+// [u32 length][u32 zero][blob][zeros to a multiple of 8]: every blob
+// starts 8-aligned when the packed string does (FlatBuffers structs such as
+// Id need 8-byte alignment; malloc'd strings have it).
 void PackJob(std::string_view blob, std::string* out) {
   const uint32_t n = static_cast<uint32_t>(blob.size());
-  const char len[4] = {
-      static_cast<char>(n & 0xff), static_cast<char>((n >> 8) & 0xff),
-      static_cast<char>((n >> 16) & 0xff), static_cast<char>((n >> 24) & 0xff)};
-  out->append(len, 4);
+  const char head[8] = {static_cast<char>(n & 0xff),
+                        static_cast<char>((n >> 8) & 0xff),
+                        static_cast<char>((n >> 16) & 0xff),
+                        static_cast<char>((n >> 24) & 0xff),
+                        0,
+                        0,
+                        0,
+                        0};
+  out->append(head, 8);
   out->append(blob);
+  out->append((8 - blob.size() % 8) % 8, '\0');
 }
 
 bool UnpackJobs(std::string_view packed, std::vector<std::string_view>* blobs) {
   blobs->clear();
   while (!packed.empty()) {
-    if (packed.size() < 4) return false;
+    if (packed.size() < 8) return false;
     const auto* b = reinterpret_cast<const unsigned char*>(packed.data());
     const size_t n =
         b[0] | (b[1] << 8) | (b[2] << 16) | (static_cast<size_t>(b[3]) << 24);
-    if (n > packed.size() - 4) return false;
-    blobs->push_back(packed.substr(4, n));
-    packed.remove_prefix(4 + n);
+    const size_t padded = n + (8 - n % 8) % 8;
+    if (padded > packed.size() - 8) return false;
+    blobs->push_back(packed.substr(8, n));
+    packed.remove_prefix(8 + padded);
   }
   return true;
 }

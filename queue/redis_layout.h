@@ -38,8 +38,9 @@
 // leases so far, m max attempts ('' in batches: each Job says), k lock key
 // ('' none; only one-job records have one), b the accepting broker's
 // consumer name, r the producer's route at that broker (binary), p the jobs:
-// n times [4-byte little-endian length][Job flatbuffer] (binary, verified by
-// every reader before use).
+// n times [4-byte little-endian length][4 zero bytes][Job flatbuffer][zero
+// padding to a multiple of 8] (binary, verified by every reader before
+// use; the padding keeps each Job 8-aligned, as FlatBuffers structs need).
 //
 // Never trim the job streams (MAXLEN/MINID drop unacknowledged entries in
 // Redis 7.0); entries leave with XACK+XDEL in one MULTI or a function.
