@@ -1154,6 +1154,8 @@ void Producer::Impl::Finish(PendingJob* job, JobOutcome::Kind kind,
       out.output = AsString(result->output());
       out.error = AsString(result->error());
       out.attempt = result->attempt();
+      if (result->duplicate_of())
+        out.duplicate_of = FromWire(result->duplicate_of());
       if (kind == JobOutcome::Kind::kFailed && out.error.empty()) {
         out.error = wire::EnumNameResultStatus(out.status);
       }

@@ -76,6 +76,9 @@ struct JobOutcome {
   std::string error;
   uint16_t attempt = 0;
   int64_t latency_us = 0;  // from Submit() to the result
+  // Durable mode: the submit's idempotency key was already used within the
+  // window; this is the result of that first job, whose id this is.
+  JobId duplicate_of;
 };
 
 using OutcomeCallback = std::function<void(const JobOutcome&)>;

@@ -126,12 +126,13 @@ class FakeBroker {
   // Results for `ids`, all with the same status and output.
   void Results(const std::vector<JobId>& ids,
                wire::ResultStatus status = wire::ResultStatus::Ok,
-               std::string_view output = "out", std::string_view error = "") {
+               std::string_view output = "out", std::string_view error = "",
+               const JobId& duplicate_of = {}) {
     BlobBatch batch;
     Writer w;
     for (const JobId& id : ids) {
-      batch.AddResult(
-          w.EncodeResult(id, status, AsBytes(output), error, 1, 10));
+      batch.AddResult(w.EncodeResult(id, status, AsBytes(output), error, 1, 10,
+                                     duplicate_of));
     }
     Send(batch.FinishResults());
   }
@@ -280,6 +281,24 @@ TEST_F(ProducerTest, FailedResultCarriesStatusAndError) {
   EXPECT_EQ(got[0].status, wire::ResultStatus::Failed);
   EXPECT_EQ(got[0].error, "handler threw");
   EXPECT_EQ(p->counters().failed, 1u);
+}
+
+// Durable mode answers an idempotent duplicate with the first job's result
+// and says which job that was.
+TEST_F(ProducerTest, DuplicateResultNamesTheFirstJob) {
+  FakeBroker broker(ctx_);
+  auto p = Make({broker.endpoint()});
+  broker.Pump(100);
+  Outcomes outcomes;
+  JobId id = p->Submit(Spec(), outcomes.Callback());
+  ASSERT_TRUE(broker.Next());
+  broker.Accept({id});
+  const JobId first = JobId::Random();
+  broker.Results({id}, wire::ResultStatus::Ok, "charged", "", first);
+  auto got = outcomes.WaitFor(1);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].output, "charged");
+  EXPECT_EQ(got[0].duplicate_of, first);
 }
 
 // Jobs submitted while no broker is live yet wait, then leave in batches of

@@ -1219,7 +1219,7 @@ class RedisQueue final : public JobQueue {
           w.dup, wire::ResultStatus::Failed, {},
           "idempotent duplicate of " + w.first.ToString() +
               ", whose result is not kept (result TTL 0 or expired)",
-          0, 0);
+          0, 0, w.first);
     } else {
       const auto* r =
           flatbuffers::GetRoot<wire::JobResult>(first_result.data());
@@ -1227,7 +1227,7 @@ class RedisQueue final : public JobQueue {
       if (r->output()) output = {r->output()->data(), r->output()->size()};
       out = writer_.EncodeResult(w.dup, r->status(), output,
                                  r->error() ? r->error()->string_view() : "",
-                                 r->attempt(), r->duration_us());
+                                 r->attempt(), r->duration_us(), w.first);
     }
     sink_(w.route, out);
   }

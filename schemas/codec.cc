@@ -180,7 +180,8 @@ Bytes Writer::EncodeJob(const JobSpec& j) {
 
 Bytes Writer::EncodeResult(const JobId& id, wire::ResultStatus status,
                            Bytes output, std::string_view error,
-                           uint16_t attempt, uint64_t duration_us) {
+                           uint16_t attempt, uint64_t duration_us,
+                           const JobId& duplicate_of) {
   fbb_.Clear();
   auto out = fbb_.CreateVector(output.data(), output.size());
   auto err = error.empty() ? 0 : fbb_.CreateString(error.data(), error.size());
@@ -192,6 +193,8 @@ Bytes Writer::EncodeResult(const JobId& id, wire::ResultStatus status,
   if (!err.IsNull()) b.add_error(err);
   b.add_attempt(attempt);
   b.add_duration_us(duration_us);
+  wire::Id dup = ToWire(duplicate_of);
+  if (!duplicate_of.IsZero()) b.add_duplicate_of(&dup);
   fbb_.Finish(b.Finish());
   return View();
 }

@@ -118,9 +118,10 @@ class Writer {
   // A Job blob (not an envelope): the bytes to put in a JobBlob.
   Bytes EncodeJob(const JobSpec& job);
   // A JobResult blob.
+  // `duplicate_of`: non-zero for an idempotent duplicate's answer.
   Bytes EncodeResult(const JobId& id, wire::ResultStatus status, Bytes output,
                      std::string_view error, uint16_t attempt,
-                     uint64_t duration_us);
+                     uint64_t duration_us, const JobId& duplicate_of = {});
 
   Bytes EncodeAccepted(std::span<const JobId> ids);
   Bytes EncodeError(wire::ErrorCode code, std::string_view message,

@@ -314,6 +314,8 @@ TEST_F(RedisQueueTest, IdempotencyKeyReturnsTheFirstJobsResult) {
   const auto* res =
       flatbuffers::GetRoot<wire::JobResult>(s.results[0].second.data());
   EXPECT_EQ(FromWire(res->id()), second);
+  ASSERT_NE(res->duplicate_of(), nullptr);
+  EXPECT_EQ(FromWire(res->duplicate_of()), first);
   EXPECT_EQ(std::string(res->output()->begin(), res->output()->end()),
             "charged");
 }
