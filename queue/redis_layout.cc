@@ -3,6 +3,7 @@
 #include <zmq.h>
 
 #include <charconv>
+#include <memory>
 #include <optional>
 
 #include "common/clock.h"
@@ -115,11 +116,13 @@ std::string_view RedisFunctionLibrary() {
 
 Result<RedisReply> RedisCall(RedisClient& client, std::vector<std::string> args,
                              int64_t timeout_ms) {
-  std::optional<Result<RedisReply>> out;
+  // Shared with the callback: on a timeout the command stays pending and
+  // its callback runs later (at the latest when the client is destroyed).
+  auto out = std::make_shared<std::optional<Result<RedisReply>>>();
   client.Command(std::move(args),
-                 [&](Result<RedisReply> r) { out.emplace(std::move(r)); });
+                 [out](Result<RedisReply> r) { out->emplace(std::move(r)); });
   const int64_t deadline = MonoMillis() + timeout_ms;
-  while (!out) {
+  while (!*out) {
     int64_t left = deadline - MonoMillis();
     if (left <= 0 || client.fd() < 0) break;
     zmq_pollitem_t item{nullptr, client.fd(), client.events(), 0};
@@ -128,7 +131,7 @@ Result<RedisReply> RedisCall(RedisClient& client, std::vector<std::string> args,
     }
     client.HandleEvents(item.revents);
   }
-  if (out) return std::move(*out);
+  if (*out) return std::move(**out);
   return Status::Unavailable("no reply from Redis within " +
                              std::to_string(timeout_ms) + " ms");
 }

@@ -250,6 +250,19 @@ class DurableClusterTest : public ::testing::Test {
     EXPECT_EQ(last->dead, 0) << "dead letters: " << last->ToString();
   }
 
+  // Pushes kJobs, runs `fault` once a part of them is done, and checks that
+  // all completed and Redis holds none; `gone` is what Exited() must then
+  // answer (the process the fault ended, "" for none).
+  void RunWithFault(const std::function<void()>& fault,
+                    const std::string& gone) {
+    Process* push = StartPush();
+    ASSERT_TRUE(push);
+    ASSERT_NO_FATAL_FAILURE(AwaitProgress(push));
+    ASSERT_NO_FATAL_FAILURE(fault());
+    ExpectAllDone(push);
+    EXPECT_EQ(Exited(), gone);
+  }
+
   // Declared before the cluster: the brokers go before their Redis.
   std::unique_ptr<RedisServer> redis_;
   std::unique_ptr<QueueProbe> probe_;
@@ -262,38 +275,27 @@ class DurableClusterTest : public ::testing::Test {
 // A broker SIGKILLed mid-run: its leases expire and the other broker re-runs
 // those jobs; the producer resends what the dead broker had accepted.
 TEST_F(DurableClusterTest, BrokerKilledMidRunLosesNothing) {
-  Process* push = StartPush();
-  ASSERT_TRUE(push);
-  ASSERT_NO_FATAL_FAILURE(AwaitProgress(push));
-  ASSERT_TRUE(b1_->process->Signal(SIGKILL));
-  ExpectAllDone(push);
-  EXPECT_EQ(Exited(), "broker 1");
+  RunWithFault([&] { ASSERT_TRUE(b1_->process->Signal(SIGKILL)); }, "broker 1");
 }
 
 // A worker SIGKILLed mid-run: the brokers hand its jobs to the other worker.
 TEST_F(DurableClusterTest, WorkerKilledMidRunLosesNothing) {
-  Process* push = StartPush();
-  ASSERT_TRUE(push);
-  ASSERT_NO_FATAL_FAILURE(AwaitProgress(push));
-  ASSERT_TRUE(w1_->Signal(SIGKILL));
-  ExpectAllDone(push);
-  EXPECT_EQ(Exited(), "worker 1");
+  RunWithFault([&] { ASSERT_TRUE(w1_->Signal(SIGKILL)); }, "worker 1");
 }
 
 // Redis stopped with SHUTDOWN (it writes its AOF) and started again on the
 // same port and dir a second later: the brokers answer Unavailable
 // meanwhile, push retries, the brokers reconnect by themselves.
 TEST_F(DurableClusterTest, RedisRestartedMidRunLosesNothing) {
-  Process* push = StartPush();
-  ASSERT_TRUE(push);
-  ASSERT_NO_FATAL_FAILURE(AwaitProgress(push));
-  Status stopped = redis_->Shutdown();
-  ASSERT_TRUE(stopped.ok()) << stopped.ToString();
-  std::this_thread::sleep_for(Millis(1000));
-  Status started = redis_->Start();
-  ASSERT_TRUE(started.ok()) << started.ToString();
-  ExpectAllDone(push);
-  EXPECT_EQ(Exited(), "");
+  RunWithFault(
+      [&] {
+        Status stopped = redis_->Shutdown();
+        ASSERT_TRUE(stopped.ok()) << stopped.ToString();
+        std::this_thread::sleep_for(Millis(1000));
+        Status started = redis_->Start();
+        ASSERT_TRUE(started.ok()) << started.ToString();
+      },
+      "");
 }
 
 // Redis unreachable at start: one line on stderr, exit 2, no ready line.
