@@ -179,6 +179,28 @@ TEST(ClusterTest, FailTaskCountsAsFailedNotLost) {
   EXPECT_EQ(run.Count("lost"), 0) << run.Describe();
 }
 
+// Open loop (--rate) counts latency from each job's intended send time: 20
+// jobs of 50 ms each, one in flight at a time, cannot keep up with 100/s, so
+// the last one is sent ~800 ms after it was due and its latency shows that,
+// where submit-to-result would say ~50 ms (coordinated omission).
+TEST(ClusterTest, RateLatencyCountsFromIntendedSendTime) {
+  Cluster c;
+  auto broker = c.StartBroker();
+  ASSERT_TRUE(broker);
+  ASSERT_TRUE(c.StartWorker(broker->backend, 1));
+  PushRun run = c.RunPush(
+      {"--connect", broker->frontend, "--task", "sleep", "--payload", "50",
+       "--count", "20", "--rate", "100", "--window", "1", "--timeout", "30"},
+      Millis(40000));
+  ASSERT_TRUE(run.exit) << run.Describe();
+  EXPECT_TRUE(run.exit->ExitedWith(0)) << run.Describe();
+  EXPECT_EQ(run.Count("completed"), 20) << run.Describe();
+  // Job i runs no earlier than 50 ms * i, and was due at 10 ms * i: the
+  // last is at least 19 * 40 ms + 50 ms late by construction.
+  const auto max_us = run.report["latency_us"]["max"].get<int64_t>();
+  EXPECT_GE(max_us, 19 * 40'000 + 50'000) << run.Describe();
+}
+
 // With no worker at all, nothing can complete: push reports the jobs lost
 // and exits 1 once its --timeout is up.
 TEST(ClusterTest, NoWorkerMeansLostAndExitOne) {

@@ -1,8 +1,9 @@
 // yard push: submits --count jobs through a Producer, at most --window in
 // flight (and at --rate jobs/s if given), and reports what became of them:
 // submitted, completed, failed, lost, throughput and latency (submit to
-// result). The flag names and the --json keys are a contract (load tests and
-// scripts parse them).
+// result; with --rate, from each job's intended send time, so that a stall
+// which holds sends back is not hidden). The flag names and the --json keys are
+// a contract (load tests and scripts parse them).
 //
 //   failed = results with a non-Ok status + jobs refused for good (rejected)
 //   lost   = jobs with no answer by the end of the run (--timeout), or still
@@ -48,17 +49,20 @@ constexpr int64_t kDeadlineGraceUs = 2'000'000;
 // and everything after Producer::Close() has joined that thread.
 class Tally {
  public:
-  void OnOutcome(const JobOutcome& o) {
+  // `late_us`: how long after its intended send time the job went out
+  // (open loop, --rate); latency counts from the intended time, so a stall
+  // that delays sending shows in the figures (no coordinated omission).
+  void OnOutcome(const JobOutcome& o, int64_t late_us = 0) {
+    const auto latency =
+        static_cast<uint64_t>(std::max<int64_t>(o.latency_us + late_us, 0));
     switch (o.kind) {
       case JobOutcome::Kind::kCompleted:
-        latency_.Record(
-            static_cast<uint64_t>(std::max<int64_t>(o.latency_us, 0)));
+        latency_.Record(latency);
         completed_.fetch_add(1, std::memory_order_relaxed);
         last_answer_us_.store(MonoMicros(), std::memory_order_relaxed);
         break;
       case JobOutcome::Kind::kFailed:
-        latency_.Record(
-            static_cast<uint64_t>(std::max<int64_t>(o.latency_us, 0)));
+        latency_.Record(latency);
         failed_.fetch_add(1, std::memory_order_relaxed);
         last_answer_us_.store(MonoMicros(), std::memory_order_relaxed);
         break;
@@ -189,7 +193,9 @@ int RunPush(int argc, char** argv) {
   size_opt->excludes(payload_opt);
   payload_opt->excludes(size_opt);
   auto* rate_opt = app.add_option(
-      "--rate", rate, "jobs per second, open loop (default: unlimited)");
+      "--rate", rate,
+      "jobs per second, open loop; latency counts from each job's intended "
+      "send time (default: unlimited)");
   app.add_option("--window", window, "max jobs in flight")
       ->capture_default_str();
   app.add_flag("--json", json, "print one JSON object instead of a table");
@@ -310,6 +316,7 @@ int RunPush(int argc, char** argv) {
       tally.WaitDone(submitted - win + refill, tick);
       continue;
     }
+    int64_t late_us = 0;
     if (rate > 0 && submitted > 0) {
       const int64_t due_us =
           first_submit_us +
@@ -319,13 +326,23 @@ int RunPush(int argc, char** argv) {
             std::chrono::microseconds(std::min(due_us, tick) - now));
         continue;
       }
+      late_us = now - due_us;
     }
     spec.id = JobId::Random();
     spec.created_ms =
         start_unix_ms + (now - start_us) / 1000;  // no 2nd clock read
     const int64_t job_timeout_ms =
         std::max<int64_t>(1, (run_deadline_us - now) / 1000);
-    producer->Submit(spec, on_outcome, job_timeout_ms);
+    if (late_us > 0) {
+      producer->Submit(
+          spec,
+          [&tally, late_us](const JobOutcome& o) {
+            tally.OnOutcome(o, late_us);
+          },
+          job_timeout_ms);
+    } else {
+      producer->Submit(spec, on_outcome, job_timeout_ms);
+    }
     if (submitted == 0) first_submit_us = now;
     ++submitted;
   }
