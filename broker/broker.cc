@@ -115,7 +115,10 @@ class Broker::Impl {
   void OnReady(std::string_view identity, const wire::Ready* ready);
   void OnResults(WorkerInfo* sender, const wire::Results* results);
   void RouteResult(const std::string& route, Bytes result);
-  void ReleaseWorkerJobs(uint64_t serial);
+  // `died`: the worker expired (not a graceful Disconnect); its jobs count
+  // a death each, and a job at max_worker_deaths fails instead of running
+  // again (a poison job that crashes every worker it meets).
+  void ReleaseWorkerJobs(uint64_t serial, bool died);
   // Outbound.
   void Dispatch();
   void FlushOutboxes();
@@ -144,6 +147,8 @@ class Broker::Impl {
   std::pmr::unordered_map<JobId, InFlight, JobIdHash> inflight_{
       &inflight_pool_};
   std::unordered_map<std::string, Outbox> outboxes_;
+  // Worker deaths per job while it ran (ReleaseWorkerJobs).
+  std::unordered_map<JobId, uint32_t, JobIdHash> deaths_;
   std::vector<std::string> dirty_;
 
   Writer writer_;
@@ -351,7 +356,7 @@ void Broker::Impl::ReadBackend() {
                        AsString(d.envelope->body_as_Disconnect()->reason()));
           uint64_t serial = w->serial;
           workers_.Remove(identity);
-          ReleaseWorkerJobs(serial);
+          ReleaseWorkerJobs(serial, /*died=*/false);
         }
         break;
       default:
@@ -395,6 +400,7 @@ void Broker::Impl::OnResults(WorkerInfo* sender, const wire::Results* results) {
       continue;
     }
     InFlight& f = it->second;
+    if (!deaths_.empty()) deaths_.erase(id);
     WorkerInfo* holder = (sender && sender->serial == f.worker)
                              ? sender
                              : workers_.FindSerial(f.worker);
@@ -449,21 +455,43 @@ void Broker::Impl::RouteResult(const std::string& route, Bytes result) {
   out.results.AddResult(result);
 }
 
-void Broker::Impl::ReleaseWorkerJobs(uint64_t serial) {
+void Broker::Impl::ReleaseWorkerJobs(uint64_t serial, bool died) {
   ids_.clear();
+  std::vector<std::pair<JobId, InFlight>> poisoned;
   for (auto it = inflight_.begin(); it != inflight_.end();) {
-    if (it->second.worker == serial) {
-      ids_.push_back(it->first);
-      it = inflight_.erase(it);
-    } else {
+    if (it->second.worker != serial) {
       ++it;
+      continue;
     }
+    if (died && options_.max_worker_deaths > 0 &&
+        ++deaths_[it->first] >= options_.max_worker_deaths) {
+      poisoned.emplace_back(it->first, std::move(it->second));
+    } else {
+      ids_.push_back(it->first);
+    }
+    it = inflight_.erase(it);
   }
-  if (ids_.empty()) return;
-  queue_->Release(ids_);
-  c_.redispatched += ids_.size();
-  spdlog::warn("{} in-flight jobs of a departed worker go back to the queue",
-               ids_.size());
+  if (!ids_.empty()) {
+    queue_->Release(ids_);
+    c_.redispatched += ids_.size();
+    spdlog::warn("{} in-flight jobs of a departed worker go back to the queue",
+                 ids_.size());
+  }
+  for (auto& [id, f] : poisoned) {
+    const std::string why = "its worker died " +
+                            std::to_string(options_.max_worker_deaths) +
+                            " times while running it; not run again";
+    spdlog::warn("job {}: {}", id.ToString(), why);
+    Bytes result = writer_.EncodeResult(id, wire::ResultStatus::Failed, {}, why,
+                                        f.attempt, 0);
+    if (!f.route.empty()) RouteResult(f.route, result);
+    queue_->Fail(id, 0, result);  // durable: a dead letter with the reason
+    deaths_.erase(id);
+    ++c_.failed;
+    ++c_.poisoned;
+  }
+  // Bounded: entries of jobs finished at another broker are never erased.
+  if (deaths_.size() > 100000) deaths_.clear();
 }
 
 // ---------------------------------------------------------------- outbound
@@ -610,7 +638,7 @@ void Broker::Impl::Timers(int64_t now) {
     dead.push_back(w.serial);
   });
   c_.workers_expired += dead.size();
-  for (uint64_t serial : dead) ReleaseWorkerJobs(serial);
+  for (uint64_t serial : dead) ReleaseWorkerJobs(serial, /*died=*/true);
   Bytes hb = writer_.EncodeHeartbeat();
   for (const WorkerInfo& w : workers_.workers()) {
     (void)SendRouter(backend_, w.identity, hb);
@@ -716,7 +744,8 @@ std::string Broker::Impl::StatsJson() const {
                    {"bad_frames", c_.bad_frames},
                    {"unexpected", c_.unexpected},
                    {"workers_expired", c_.workers_expired},
-                   {"unavailable", c_.unavailable}};
+                   {"unavailable", c_.unavailable},
+                   {"poisoned", c_.poisoned}};
   j["messages"] = {{"frontend_in", c_.frontend_in},
                    {"backend_in", c_.backend_in},
                    {"dispatch_out", c_.dispatch_out},

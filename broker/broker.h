@@ -46,6 +46,9 @@ struct BrokerOptions {
   int64_t retry_base_ms = 100;  // backoff for failed attempts
   int64_t retry_max_ms = 30000;
   std::string balancer = "least-outstanding";
+  // A job whose worker dies (goes silent) this many times while running it
+  // fails for good instead of being dispatched again; 0: no limit.
+  uint32_t max_worker_deaths = 3;
   // Durable mode: a Redis URL switches the queue to Redis (the memory queue
   // otherwise). `redis.url` empty: memory mode.
   RedisQueueOptions redis;
@@ -71,6 +74,7 @@ struct BrokerCounters {
   uint64_t bad_frames = 0;          // refused by framing or Decode
   uint64_t unexpected = 0;          // valid kinds in the wrong place
   uint64_t workers_expired = 0;
+  uint64_t poisoned = 0;  // jobs failed after max_worker_deaths
   // Messages, to see how well batching works (jobs per message).
   uint64_t frontend_in = 0;
   uint64_t backend_in = 0;

@@ -239,6 +239,43 @@ TEST_F(BrokerTest, DeadWorkersJobsGoToAnotherWorker) {
   })) << broker_->counters().redispatched;
 }
 
+// A job whose workers keep dying while running it (a poison job) fails for
+// good after max_worker_deaths, with the reason, instead of killing every
+// worker in turn.
+TEST_F(BrokerTest, PoisonJobFailsAfterMaxWorkerDeaths) {
+  BrokerOptions o;
+  o.heartbeat_ms = 100;
+  o.max_worker_deaths = 2;
+  Start(o);
+  Peer producer(ctx_, "inproc://front");
+  const JobId id = JobId::Random();
+  Submit(producer, {id});
+  for (uint64_t death = 1; death <= 2; ++death) {
+    Peer doomed(ctx_, "inproc://back");
+    Ready(doomed, 10);
+    auto disp = doomed.Recv();  // takes the job, then never answers
+    ASSERT_TRUE(disp) << "death " << death;
+    ASSERT_EQ(Env(*disp)->body_type(), wire::Body::Dispatch);
+    ASSERT_TRUE(Eventually([&] {
+      return broker_->counters().workers_expired == death;
+    })) << broker_->counters().workers_expired;
+  }
+  std::optional<std::string> res;
+  for (int i = 0; i < 10 && !res; ++i) {
+    auto m = producer.Recv();
+    if (m && Env(*m)->body_type() == wire::Body::Results) res = m;
+  }
+  ASSERT_TRUE(res);
+  const auto* r =
+      Env(*res)->body_as_Results()->results()->Get(0)->data_nested_root();
+  EXPECT_EQ(FromWire(r->id()), id);
+  EXPECT_EQ(r->status(), wire::ResultStatus::Failed);
+  EXPECT_NE(r->error()->str().find("worker died 2 times"), std::string::npos)
+      << r->error()->str();
+  EXPECT_EQ(broker_->counters().poisoned, 1u);
+  EXPECT_EQ(broker_->counters().redispatched, 1u);  // after the first death
+}
+
 TEST_F(BrokerTest, FailedAttemptsAreRetriedUpToMaxAttempts) {
   BrokerOptions o;
   o.retry_base_ms = 10;

@@ -50,6 +50,11 @@ int RunBroker(int argc, char** argv) {
          "On SIGTERM, how long to finish held jobs before handing them back")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{0}, int64_t{3600000}));
+  app.add_option("--max-worker-deaths", o.max_worker_deaths,
+                 "A job whose worker dies this many times while running it "
+                 "fails for good (a dead letter in durable mode); 0: no limit")
+      ->capture_default_str()
+      ->check(CLI::Range(0u, 1000u));
   app.add_option("--balancer", o.balancer, "least-outstanding | round-robin")
       ->capture_default_str()
       ->check(CLI::IsMember({"least-outstanding", "round-robin"}));
