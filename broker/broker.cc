@@ -30,7 +30,6 @@ constexpr int kBadInputLogsPerSecond = 20;
 struct InFlight {
   uint64_t worker = 0;  // WorkerInfo::serial
   std::string route;    // producer identity; empty: another broker's
-
   uint16_t attempt = 1;
   uint16_t max_attempts = 1;
 };
@@ -139,7 +138,6 @@ class Broker::Impl {
   std::string frontend_ep_, backend_ep_;
 
   std::unique_ptr<JobQueue> queue_;
-  const std::string queue_name_ = options_.redis.queue;
   std::unique_ptr<Balancer> balancer_;
   WorkerTable workers_;
   // Nodes from a recycling pool: no malloc per dispatched job.
@@ -236,9 +234,10 @@ void Broker::Impl::OnSubmit(const std::string& route,
     std::string why;
     auto code = CheckJob(*job, options_.limits, &why);
     if (code == wire::ErrorCode::None && queue_->durable() && job->queue() &&
-        job->queue()->size() && job->queue()->string_view() != queue_name_) {
+        job->queue()->size() &&
+        job->queue()->string_view() != options_.redis.queue) {
       code = wire::ErrorCode::NotFound;
-      why = "this broker serves queue '" + queue_name_ + "', not '" +
+      why = "this broker serves queue '" + options_.redis.queue + "', not '" +
             job->queue()->str() + "'";
     }
     if (code != wire::ErrorCode::None) {

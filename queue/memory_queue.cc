@@ -5,11 +5,7 @@
 // not-before time or a retry. FIFOs are cleaned lazily: an id whose entry is
 // gone or leased is skipped when popped, so Cancel and Complete are O(1).
 //
-// Anti-starvation: levels are served strictly by priority, except that after
-// `starvation_limit` consecutive claims from higher levels while a lower
-// level waits, one job is taken from the lowest waiting level. A flood of
-// high-priority jobs therefore slows low-priority ones by that factor but
-// never stops them.
+// Anti-starvation: queue/priority_levels.h.
 #include <algorithm>
 #include <array>
 #include <deque>
@@ -20,6 +16,7 @@
 
 #include "common/clock.h"
 #include "queue/job_queue.h"
+#include "queue/priority_levels.h"
 
 namespace yard {
 namespace {
@@ -189,7 +186,7 @@ class MemoryQueue final : public JobQueue {
   // Pops the next ready id by priority with the anti-starvation rule.
   bool PopReady(JobId* id, Entry** entry) {
     for (;;) {
-      int level = PickLevel();
+      int level = PickLevel(ready_, options_.starvation_limit, &streak_);
       if (level < 0) return false;
       JobId candidate = ready_[level].front();
       ready_[level].pop_front();
@@ -200,22 +197,6 @@ class MemoryQueue final : public JobQueue {
       *entry = &it->second;
       return true;
     }
-  }
-
-  int PickLevel() {
-    int highest = -1, lowest = -1;
-    for (int l = kLevels - 1; l >= 0; --l) {
-      if (ready_[l].empty()) continue;
-      if (highest < 0) highest = l;
-      lowest = l;
-    }
-    if (highest < 0) return -1;
-    if (lowest != highest && ++streak_ > options_.starvation_limit) {
-      streak_ = 0;
-      return lowest;
-    }
-    if (lowest == highest) streak_ = 0;
-    return highest;
   }
 
   MemoryQueueOptions options_;

@@ -355,12 +355,14 @@ short RedisClient::events() const {
   return static_cast<short>(ZMQ_POLLIN | (want_write_ ? ZMQ_POLLOUT : 0));
 }
 
-void RedisClient::OnReadable() {
+void RedisClient::Handle(void (*handle)(redisAsyncContext*)) {
   if (ac_ == nullptr) return;
+  // A callback may destroy the client inside hiredis: the destructor sets
+  // this flag, and then `this` must not be touched again.
   bool destroyed = false;
   bool* outer = destroyed_flag_;
   destroyed_flag_ = &destroyed;
-  redisAsyncHandleRead(ac_);
+  handle(ac_);
   if (destroyed) {
     if (outer != nullptr) *outer = true;
     return;
@@ -368,18 +370,9 @@ void RedisClient::OnReadable() {
   destroyed_flag_ = outer;
 }
 
-void RedisClient::OnWritable() {
-  if (ac_ == nullptr) return;
-  bool destroyed = false;
-  bool* outer = destroyed_flag_;
-  destroyed_flag_ = &destroyed;
-  redisAsyncHandleWrite(ac_);
-  if (destroyed) {
-    if (outer != nullptr) *outer = true;
-    return;
-  }
-  destroyed_flag_ = outer;
-}
+void RedisClient::OnReadable() { Handle(redisAsyncHandleRead); }
+
+void RedisClient::OnWritable() { Handle(redisAsyncHandleWrite); }
 
 void RedisClient::HandleEvents(short revents) {
   bool destroyed = false;

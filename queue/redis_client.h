@@ -133,6 +133,9 @@ class RedisClient {
 
   explicit RedisClient(redisAsyncContext* ac);
 
+  // Runs hiredis's read or write handler, surviving a callback that
+  // destroys the client.
+  void Handle(void (*handle)(redisAsyncContext*));
   void Link(Pending* p);
   void Unlink(Pending* p);
   // The connection is gone (or going): no more commands are accepted.

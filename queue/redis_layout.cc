@@ -68,6 +68,35 @@ bool UnpackJobs(std::string_view packed, std::vector<std::string_view>* blobs) {
   return true;
 }
 
+int64_t RecordJobCount(std::string_view n) {
+  int64_t v = 0;
+  const auto [end, error] = std::from_chars(n.data(), n.data() + n.size(), v);
+  return error == std::errc() && end == n.data() + n.size() ? v : 1;
+}
+
+std::string DecodeRecord(std::string_view n, std::string_view packed,
+                         std::vector<RecordJob>* jobs) {
+  jobs->clear();
+  std::vector<std::string_view> blobs;
+  std::string why;
+  if (!UnpackJobs(packed, &blobs)) {
+    why = "field p is not a list of jobs";
+  } else if (blobs.empty() ||
+             static_cast<int64_t>(blobs.size()) != RecordJobCount(n)) {
+    why = "field n does not match the jobs in field p";
+  }
+  for (size_t i = 0; why.empty() && i < blobs.size(); ++i) {
+    const auto* job = VerifiedRoot<wire::Job>(blobs[i]);
+    if (!job) {
+      why = "field p holds a job that is not a verifiable Job";
+    } else {
+      jobs->push_back(RecordJob{blobs[i], job});
+    }
+  }
+  if (!why.empty()) jobs->clear();
+  return why;
+}
+
 Result<std::string> FindResult(RedisClient& client, const QueueKeys& keys,
                                const JobId& id, int64_t timeout_ms) {
   auto buckets = RedisCall(

@@ -55,6 +55,7 @@
 #include "common/job_id.h"
 #include "common/status.h"
 #include "queue/redis_client.h"
+#include "schemas/codec.h"
 
 namespace yard {
 
@@ -81,6 +82,24 @@ struct QueueKeys {
 // framing is broken; each blob still needs its Verifier).
 void PackJob(std::string_view blob, std::string* out);
 bool UnpackJobs(std::string_view packed, std::vector<std::string_view>* blobs);
+
+// One job of a record: its blob (a view into the record's field p) and its
+// verified root.
+struct RecordJob {
+  std::string_view blob;
+  const wire::Job* job = nullptr;
+};
+
+// How many jobs a record says it holds (field n), counted as the Functions
+// library counts them: 1 when n is missing or not a number.
+int64_t RecordJobCount(std::string_view n);
+
+// Decodes a record's jobs from its fields n and p, verifying every Job.
+// Returns "" or why the record cannot be used; a record is all or nothing
+// (one bad job makes it undecodable), and `jobs` is then empty. The views
+// point into `packed`.
+std::string DecodeRecord(std::string_view n, std::string_view packed,
+                         std::vector<RecordJob>* jobs);
 
 // Result buckets: a result finished at Unix time t (seconds) goes to bucket
 // t / kResultBucketSeconds.

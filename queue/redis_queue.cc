@@ -29,6 +29,7 @@
 #include <algorithm>
 #include <array>
 #include <charconv>
+#include <cstdint>
 #include <deque>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -38,6 +39,7 @@
 
 #include "common/clock.h"
 #include "queue/job_queue.h"
+#include "queue/priority_levels.h"
 #include "queue/redis_layout.h"
 #include "schemas/codec.h"
 
@@ -93,12 +95,14 @@ struct EntryIdHash {
 // and ack. It is acked when its last job is finished.
 struct Entry {
   uint8_t pri = 1;
-  uint16_t attempt = 1;  // delivery number of its jobs: failed attempts + 1
-  uint32_t open = 0;     // jobs not finished yet
-  bool locking = false;  // waiting for its per-key lock
-  std::string lock_key;  // '' none (only one-job records have one)
-  std::string owner;     // consumer name of the accepting broker
-  std::string route;     // the producer, at the owner
+  uint16_t attempt = 1;     // delivery number of its jobs: failed attempts + 1
+  uint32_t open = 0;        // jobs not finished yet
+  bool locking = false;     // waiting for its per-key lock
+  std::string lock_key;     // '' none (only one-job records have one)
+  std::string owner;        // consumer name of the accepting broker
+  std::string inbox;        // the owner's inbox key; '' when it is this broker
+  std::string route;        // the producer, at the owner
+  std::vector<JobId> jobs;  // this broker's leases on the record's jobs
   std::shared_ptr<const std::string> packed;  // field p; leases point in
 };
 
@@ -117,26 +121,24 @@ struct DedupeWaiter {
   JobId first;
   std::string route;
   int64_t deadline_ms = 0;
+  // Result buckets older than this were searched already (a result lands in
+  // the bucket current when it is written, so later checks only look at
+  // the newest buckets).
+  int64_t from_bucket = INT64_MIN;
 };
 
-const RedisReply* Field(const RedisReply& fields, std::string_view name) {
+// A field's value in a stream entry's flat [name, value, ...] array ("" when
+// missing). Non-const: callers may move the value out.
+std::string* Field(RedisReply& fields, std::string_view name) {
   for (size_t i = 0; i + 1 < fields.elements.size(); i += 2) {
-    if (fields.elements[i].str == name) return &fields.elements[i + 1];
+    if (fields.elements[i].str == name) return &fields.elements[i + 1].str;
   }
   return nullptr;
 }
 
-std::string FieldStr(const RedisReply& fields, std::string_view name) {
-  const RedisReply* f = Field(fields, name);
-  return f ? f->str : std::string();
-}
-
-template <typename T>
-const T* Verified(std::string_view blob) {
-  flatbuffers::Verifier v(reinterpret_cast<const uint8_t*>(blob.data()),
-                          blob.size());
-  if (!v.VerifyBuffer<T>(nullptr)) return nullptr;
-  return flatbuffers::GetRoot<T>(blob.data());
+std::string FieldStr(RedisReply& fields, std::string_view name) {
+  const std::string* f = Field(fields, name);
+  return f ? *f : std::string();
 }
 
 std::string_view AsView(Bytes b) {
@@ -464,25 +466,29 @@ class RedisQueue final : public JobQueue {
 
   void BeginDrain() override {
     draining_ = true;
-    // Give back records claimed but not started, so other brokers take them
-    // now instead of after a lease.
-    std::unordered_map<EntryId, bool, EntryIdHash> started;
-    for (const auto& [id, l] : leases_) started[l.entry] |= l.dispatched;
+    // Give back records none of whose jobs has started or finished here, so
+    // other brokers take them now instead of after a lease.
     std::vector<std::string> args = keys_.Fcall("yard_unclaim");
     args.push_back(kRedisGroup);
     size_t n = 0;
-    for (const auto& [entry, any] : started) {
-      if (any) continue;
-      args.push_back(std::to_string(entries_.at(entry).pri));
-      args.push_back(entry.ToString());
-      entries_.erase(entry);
+    for (auto e = entries_.begin(); e != entries_.end();) {
+      const Entry& entry = e->second;
+      bool started = entry.open < entry.jobs.size();
+      for (const JobId& id : entry.jobs) {
+        auto l = leases_.find(id);
+        started |= l != leases_.end() && l->second.dispatched;
+      }
+      if (started) {
+        ++e;
+        continue;
+      }
+      args.push_back(std::to_string(entry.pri));
+      args.push_back(e->first.ToString());
       ++n;
+      auto next = std::next(e);
+      Forget(e);
+      e = next;
     }
-    std::erase_if(leases_, [&](const auto& kv) {
-      return !entries_.contains(kv.second.entry);
-    });
-    buffered_ = 0;
-    for (const auto& [id, l] : leases_) buffered_ += l.buffered ? 1 : 0;
     if (n && up_) {
       ++writes_;
       ++c_.commands;
@@ -603,27 +609,14 @@ class RedisQueue final : public JobQueue {
     }
   }
 
-  // Strict priority (2 first), except that after kStarvationLimit pops from
-  // higher levels while a lower one waits, the lowest waiting level gets
-  // one: the memory queue's rule.
+  // Strict priority (2 first) with the memory queue's anti-starvation rule
+  // (queue/priority_levels.h).
   bool PopBuffered(JobId* id, Lease** lease) {
     while (buffered_ > 0) {
-      int level = -1;
-      int lowest = -1;
-      for (int p = kLevels - 1; p >= 0; --p) {
-        if (ready_[p].empty()) continue;
-        if (level < 0) level = p;
-        lowest = p;
-      }
+      const int level = PickLevel(ready_, kStarvationLimit, &starved_);
       if (level < 0) {
         buffered_ = 0;
         return false;
-      }
-      if (lowest != level && ++starved_ >= kStarvationLimit) {
-        level = lowest;
-        starved_ = 0;
-      } else if (lowest == level) {
-        starved_ = 0;
       }
       JobId next = ready_[level].front();
       ready_[level].pop_front();
@@ -654,17 +647,16 @@ class RedisQueue final : public JobQueue {
     auto e = entries_.find(lease.entry);
     if (e == entries_.end()) return;
     Entry& entry = e->second;
-    const std::string hex = id.ToString();
     if (outcome == Outcome::kRetry || outcome == Outcome::kDead) {
-      const auto* job = Verified<wire::Job>(lease.blob);
-      const auto* r = Verified<wire::JobResult>(AsView(result));
+      const auto* job = VerifiedRoot<wire::Job>(lease.blob);
+      const auto* r = VerifiedRoot<wire::JobResult>(AsView(result));
       std::string p;
       PackJob(lease.blob, &p);
       auto& f = batch_.fails;
       f.push_back(std::to_string(entry.pri));
       f.push_back(std::to_string(outcome == Outcome::kRetry ? retry_at_ms : 0));
       f.push_back(r && r->error() ? r->error()->str() : "");
-      f.push_back(hex);
+      f.push_back(id.ToString());
       f.push_back(std::to_string(entry.attempt));
       f.push_back(
           std::to_string(job ? std::max<int>(1, job->max_attempts()) : 1));
@@ -683,11 +675,11 @@ class RedisQueue final : public JobQueue {
         !result.empty()) {
       if (o_.result_ttl_s > 0) {
         auto& shard = batch_.results[static_cast<size_t>(id.hi >> 60)];
-        shard.push_back(hex);
+        shard.push_back(id.ToString());
         shard.emplace_back(AsView(result));
       }
-      if (!entry.owner.empty() && entry.owner != consumer_) {
-        auto& fw = batch_.forwards[keys_.Inbox(entry.owner)];
+      if (!entry.inbox.empty()) {
+        auto& fw = batch_.forwards[entry.inbox];
         fw.push_back("r");
         fw.push_back(entry.route);
         fw.push_back("p");
@@ -878,23 +870,6 @@ class RedisQueue final : public JobQueue {
     return -1;
   }
 
-  // Why a record cannot be used ("" when it can), with its jobs' blobs.
-  static std::string CheckRecord(const std::string& packed, size_t n,
-                                 std::vector<std::string_view>* blobs,
-                                 std::vector<JobId>* ids) {
-    if (!UnpackJobs(packed, blobs)) return "field p is not a list of jobs";
-    if (blobs->empty() || blobs->size() != n) {
-      return "field n does not match the jobs in field p";
-    }
-    ids->clear();
-    for (std::string_view b : *blobs) {
-      const auto* job = Verified<wire::Job>(b);
-      if (!job) return "field p holds a job that is not a verifiable Job";
-      ids->push_back(FromWire(job->id()));
-    }
-    return "";
-  }
-
   void OnClaimed(RedisReply& reply) {
     last_claim_empty_ = true;
     if (reply.type != RedisReply::Type::kArray) return;
@@ -905,8 +880,7 @@ class RedisQueue final : public JobQueue {
     lock.push_back(std::to_string(o_.lease_ms));
     const size_t bury_base = bury.size(), lock_base = lock.size();
     auto locking = std::make_shared<std::vector<EntryId>>();
-    std::vector<std::string_view> blobs;
-    std::vector<JobId> ids;
+    std::vector<RecordJob> jobs;
     for (RedisReply& stream : reply.elements) {
       if (stream.elements.size() != 2) continue;
       const int pri = LevelOf(stream.elements[0].str);
@@ -918,12 +892,11 @@ class RedisQueue final : public JobQueue {
         auto eid = EntryId::Parse(eid_text);
         if (!eid) continue;
         RedisReply& fields = item.elements[1];
-        size_t n = 0;
-        std::string n_text = FieldStr(fields, "n");
-        std::from_chars(n_text.data(), n_text.data() + n_text.size(), n);
-        const RedisReply* p = Field(fields, "p");
-        auto packed = std::make_shared<const std::string>(p ? p->str : "");
-        std::string why = CheckRecord(*packed, n, &blobs, &ids);
+        // The payloads move out of the reply: no copy of the batch.
+        std::string* p = Field(fields, "p");
+        auto packed =
+            std::make_shared<const std::string>(p ? std::move(*p) : "");
+        std::string why = DecodeRecord(FieldStr(fields, "n"), *packed, &jobs);
         if (!why.empty()) {
           ++c_.undecodable;
           spdlog::warn(
@@ -944,12 +917,17 @@ class RedisQueue final : public JobQueue {
         entry.attempt = static_cast<uint16_t>(std::clamp(a + 1, 1, 65535));
         entry.lock_key = FieldStr(fields, "k");
         entry.owner = FieldStr(fields, "b");
+        if (!entry.owner.empty() && entry.owner != consumer_) {
+          entry.inbox = keys_.Inbox(entry.owner);
+        }
         entry.route = FieldStr(fields, "r");
         entry.packed = packed;
         entry.locking = !entry.lock_key.empty();
-        for (size_t i = 0; i < ids.size(); ++i) {
+        entry.jobs.reserve(jobs.size());
+        for (const RecordJob& job : jobs) {
           c_.claimed++;
-          auto [it, inserted] = leases_.try_emplace(ids[i]);
+          const JobId id = FromWire(job.job->id());
+          auto [it, inserted] = leases_.try_emplace(id);
           if (!inserted) {
             // A second copy of a job this broker holds (its producer resent
             // it): count it finished rather than run it twice here.
@@ -958,9 +936,10 @@ class RedisQueue final : public JobQueue {
             continue;
           }
           ++entry.open;
+          entry.jobs.push_back(id);
           it->second.entry = *eid;
-          it->second.blob = blobs[i];
-          if (!entry.locking) Buffer(ids[i], it->second, /*front=*/false);
+          it->second.blob = job.blob;
+          if (!entry.locking) Buffer(id, it->second, /*front=*/false);
         }
         if (entry.open == 0) {
           AckEntry(e);
@@ -990,8 +969,9 @@ class RedisQueue final : public JobQueue {
       if (r.ok() && i < r->elements.size()) got = r->elements[i].integer;
       if (got == 1) {
         e->second.locking = false;
-        for (auto& [id, l] : leases_) {
-          if (l.entry == entries[i]) Buffer(id, l, /*front=*/false);
+        for (const JobId& id : e->second.jobs) {
+          auto l = leases_.find(id);
+          if (l != leases_.end()) Buffer(id, l->second, /*front=*/false);
         }
         continue;
       }
@@ -1005,13 +985,13 @@ class RedisQueue final : public JobQueue {
   // Drops an entry and its jobs without acking it (someone else owns it
   // now, or it left the stream).
   void Forget(std::unordered_map<EntryId, Entry, EntryIdHash>::iterator e) {
-    const EntryId gone = e->first;
+    for (const JobId& id : e->second.jobs) {
+      auto l = leases_.find(id);
+      if (l == leases_.end() || !(l->second.entry == e->first)) continue;
+      if (l->second.buffered) --buffered_;
+      leases_.erase(l);
+    }
     entries_.erase(e);
-    std::erase_if(leases_, [&](const auto& kv) {
-      if (!(kv.second.entry == gone)) return false;
-      if (kv.second.buffered) --buffered_;
-      return true;
-    });
   }
 
   // ------------------------------------------------------------- leases
@@ -1176,36 +1156,43 @@ class RedisQueue final : public JobQueue {
         waiters_.begin(), waiters_.begin() + n);
     waiters_.erase(waiters_.begin(), waiters_.begin() + n);
     dedupe_pending_ = true;
-    // The first job's result is in one of the live buckets, newest first.
+    // The first job's result is in a live bucket this waiter has not
+    // searched yet, or in the newest one (which may still grow).
     const int64_t newest = UnixMillis() / 1000 / kResultBucketSeconds;
-    const int64_t count = o_.result_ttl_s / kResultBucketSeconds + 2;
+    const int64_t oldest = newest - o_.result_ttl_s / kResultBucketSeconds - 1;
     auto found = std::make_shared<std::vector<std::string>>(n);
-    auto left = std::make_shared<size_t>(n * static_cast<size_t>(count));
+    size_t gets = 0;
+    for (const DedupeWaiter& w : *batch) {
+      gets += static_cast<size_t>(newest - std::max(w.from_bucket, oldest) + 1);
+    }
+    auto left = std::make_shared<size_t>(gets);
     for (size_t i = 0; i < n; ++i) {
-      for (int64_t b = newest; b > newest - count; --b) {
-        Send({"HGET", keys_.ResultKey(b, (*batch)[i].first),
-              (*batch)[i].first.ToString()},
-             [this, batch, found, left, i, now](Result<RedisReply> r) {
+      const DedupeWaiter& w = (*batch)[i];
+      for (int64_t b = newest; b >= std::max(w.from_bucket, oldest); --b) {
+        Send({"HGET", keys_.ResultKey(b, w.first), w.first.ToString()},
+             [this, batch, found, left, i, now, newest](Result<RedisReply> r) {
                if (r.ok() && r->type == RedisReply::Type::kString &&
                    (*found)[i].empty()) {
                  (*found)[i] = std::move(r->str);
                }
-               if (--*left == 0) DedupeChecked(*batch, *found, now);
+               if (--*left == 0) DedupeChecked(*batch, *found, now, newest);
              });
       }
     }
   }
 
   void DedupeChecked(std::vector<DedupeWaiter>& batch,
-                     const std::vector<std::string>& found, int64_t now) {
+                     const std::vector<std::string>& found, int64_t now,
+                     int64_t searched_to) {
     dedupe_pending_ = false;
     for (size_t i = 0; i < batch.size(); ++i) {
       DedupeWaiter& w = batch[i];
-      if (!found[i].empty() && Verified<wire::JobResult>(found[i])) {
+      if (!found[i].empty() && VerifiedRoot<wire::JobResult>(found[i])) {
         AnswerDuplicate(w, found[i]);
       } else if (o_.result_ttl_s == 0 || now > w.deadline_ms) {
         AnswerDuplicate(w, {});
       } else {
+        w.from_bucket = searched_to;
         waiters_.push_back(std::move(w));
       }
     }
@@ -1267,7 +1254,7 @@ class RedisQueue final : public JobQueue {
       const auto& f = entry.elements[1].elements;
       for (size_t i = 0; i + 3 < f.size(); i += 4) {
         if (f[i].str != "r" || f[i + 2].str != "p" ||
-            !Verified<wire::JobResult>(f[i + 3].str)) {
+            !VerifiedRoot<wire::JobResult>(f[i + 3].str)) {
           spdlog::warn("redis: inbox entry {} holds a bad result; skipped",
                        last);
           continue;

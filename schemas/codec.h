@@ -73,6 +73,17 @@ struct Decoded {
 
 Decoded Decode(Bytes frame, const Limits& limits);
 
+// The root of a standalone FlatBuffer (a Job or JobResult blob read back
+// from storage), or null when `bytes` do not verify: stored bytes are only as
+// trustworthy as whoever wrote them.
+template <typename T>
+const T* VerifiedRoot(std::string_view bytes) {
+  const auto* data = reinterpret_cast<const uint8_t*>(bytes.data());
+  flatbuffers::Verifier verifier(data, bytes.size());
+  if (!verifier.VerifyBuffer<T>(nullptr)) return nullptr;
+  return flatbuffers::GetRoot<T>(data);
+}
+
 // Task names, queue names and keys (idempotency, affinity, lock) are at most
 // this long.
 inline constexpr size_t kMaxKeyBytes = 256;

@@ -242,6 +242,30 @@ TEST_F(RedisQueueTest, HigherPriorityIsClaimedFirst) {
   EXPECT_EQ(s.claimed[4].id, ids[3]);
 }
 
+// Draining gives back only records none of whose jobs started here: a
+// half-finished batch stays, so its finished half does not run again.
+TEST_F(RedisQueueTest, DrainKeepsAHalfFinishedRecord) {
+  JobQueue* q = Make("b1");
+  claim_ = false;
+  JobId a = JobId::Random(), b = JobId::Random();
+  Push(q, {JobBlob(a), JobBlob(b)});  // one record of two jobs
+  ASSERT_TRUE(Pump([&] { return q->Stats().ready == 2; }));
+  std::vector<JobId> got;
+  auto take = [&](std::span<const ClaimedJob> jobs) {
+    for (const ClaimedJob& j : jobs) got.push_back(j.id);
+  };
+  q->Claim(1, take);
+  ASSERT_EQ(got.size(), 1u);
+  q->Complete(got[0], {});
+  q->BeginDrain();
+  EXPECT_EQ(q->Stats().ready, 1u);  // the other half is still here
+  q->Claim(1, take);
+  ASSERT_EQ(got.size(), 2u);
+  q->Complete(got[1], {});
+  ASSERT_TRUE(Pump([&] { return q->Drained(); }));
+  EXPECT_EQ(InStreams(keys_), 0);  // acked, not given back
+}
+
 TEST_F(RedisQueueTest, FailRetriesWithBackoffThenDeadLetters) {
   JobQueue* q = Make("b1");
   JobSpec spec;

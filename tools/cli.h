@@ -59,16 +59,6 @@ std::string DumpJson(const nlohmann::ordered_json& j);
 // A runtime failure (after the flags were accepted): one line, exit 1.
 int RuntimeError(const std::string& command, const Status& status);
 
-// The root of a FlatBuffer stored in Redis, or null when `bytes` do not
-// verify: stored bytes are only as trustworthy as whoever wrote them.
-template <typename T>
-const T* VerifiedRoot(std::string_view bytes) {
-  const auto* data = reinterpret_cast<const uint8_t*>(bytes.data());
-  flatbuffers::Verifier verifier(data, bytes.size());
-  if (!verifier.VerifyBuffer<T>(nullptr)) return nullptr;
-  return flatbuffers::GetRoot<T>(data);
-}
-
 }  // namespace yard::cli
 
 namespace yard {

@@ -52,7 +52,7 @@ class Tally {
   // `late_us`: how long after its intended send time the job went out
   // (open loop, --rate); latency counts from the intended time, so a stall
   // that delays sending shows in the figures (no coordinated omission).
-  void OnOutcome(const JobOutcome& o, int64_t late_us = 0) {
+  void OnOutcome(const JobOutcome& o, int64_t late_us) {
     const auto latency =
         static_cast<uint64_t>(std::max<int64_t>(o.latency_us + late_us, 0));
     switch (o.kind) {
@@ -277,9 +277,6 @@ int RunPush(int argc, char** argv) {
   std::unique_ptr<Producer> producer = std::move(created).value();
 
   Tally tally;
-  OutcomeCallback on_outcome = [&tally](const JobOutcome& o) {
-    tally.OnOutcome(o);
-  };
   Progress progress(static_cast<uint64_t>(count), ::isatty(STDERR_FILENO) == 1);
 
   JobSpec spec;
@@ -333,16 +330,10 @@ int RunPush(int argc, char** argv) {
         start_unix_ms + (now - start_us) / 1000;  // no 2nd clock read
     const int64_t job_timeout_ms =
         std::max<int64_t>(1, (run_deadline_us - now) / 1000);
-    if (late_us > 0) {
-      producer->Submit(
-          spec,
-          [&tally, late_us](const JobOutcome& o) {
-            tally.OnOutcome(o, late_us);
-          },
-          job_timeout_ms);
-    } else {
-      producer->Submit(spec, on_outcome, job_timeout_ms);
-    }
+    producer->Submit(
+        spec,
+        [&tally, late_us](const JobOutcome& o) { tally.OnOutcome(o, late_us); },
+        job_timeout_ms);
     if (submitted == 0) first_submit_us = now;
     ++submitted;
   }

@@ -204,12 +204,7 @@ Result<int64_t> CallInChunks(RedisClient& c, const QueueKeys& keys,
 
 // How many jobs a record holds, as the Functions library counts them
 // (jobs_in): field n, 1 when it is missing or not a number.
-int64_t JobsIn(const Fields& f) {
-  const std::string& n = Field(f, "n");
-  int64_t v = 0;
-  const auto [end, error] = std::from_chars(n.data(), n.data() + n.size(), v);
-  return error == std::errc() && end == n.data() + n.size() ? v : 1;
-}
+int64_t JobsIn(const Fields& f) { return RecordJobCount(Field(f, "n")); }
 
 struct JobSummary {
   std::string id;
@@ -226,28 +221,21 @@ struct RecordJobs {
   std::string error;
 };
 
-RecordJobs DecodeRecord(const Fields& f) {
+RecordJobs DecodeRecordJobs(const Fields& f) {
   RecordJobs out;
-  std::vector<std::string_view> blobs;
-  if (!UnpackJobs(Field(f, "p"), &blobs)) {
-    out.error = "the record's field p is not a list of jobs";
-  } else if (blobs.empty() || static_cast<int64_t>(blobs.size()) != JobsIn(f)) {
-    out.error = "the record's field n does not match the jobs in field p";
+  std::vector<RecordJob> jobs;
+  out.error = DecodeRecord(Field(f, "n"), Field(f, "p"), &jobs);
+  if (!out.error.empty()) {
+    out.error = "the record's " + out.error;
+    out.lines.assign(1, std::nullopt);
+    return out;
   }
-  for (std::string_view blob : blobs) {
-    if (!out.error.empty()) break;
-    const wire::Job* job = cli::VerifiedRoot<wire::Job>(blob);
-    if (job == nullptr) {
-      out.error =
-          "the record's field p holds a job that is not a valid "
-          "yard.wire.Job";
-      break;
-    }
+  for (const RecordJob& r : jobs) {
+    const wire::Job* job = r.job;
     out.lines.push_back(JobSummary{
         FromWire(job->id()).ToString(), std::string(AsString(job->task())),
         job->payload() ? job->payload()->size() : 0, job->max_attempts()});
   }
-  if (!out.error.empty()) out.lines.assign(1, std::nullopt);
   return out;
 }
 
@@ -256,7 +244,7 @@ RecordJobs DecodeRecord(const Fields& f) {
 template <typename Line>
 void AppendJobs(const Entry& e, size_t limit, const char* error_key,
                 const Line& line, Json* out) {
-  const RecordJobs record = DecodeRecord(e.fields);
+  const RecordJobs record = DecodeRecordJobs(e.fields);
   for (const std::optional<JobSummary>& job : record.lines) {
     if (out->size() >= limit) return;
     Json j = line(e, job);

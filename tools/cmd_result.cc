@@ -127,7 +127,7 @@ int RunResult(int argc, char** argv) {
     }
     return cli::RuntimeError(name, stored.status());
   }
-  const wire::JobResult* result = cli::VerifiedRoot<wire::JobResult>(*stored);
+  const wire::JobResult* result = VerifiedRoot<wire::JobResult>(*stored);
   if (result == nullptr) {
     return cli::RuntimeError(
         name, Status::Corruption("the stored result of " + id->ToString() +
