@@ -48,7 +48,7 @@
 #include "queue/redis_client.h"
 #include "queue/redis_layout.h"
 #include "schemas/codec.h"
-#include "tests/redis_server.h"
+#include "loadtest/redis_server.h"
 
 namespace yard {
 namespace {

@@ -293,6 +293,7 @@ class Producer::Impl {
   // Requeues every job sent to or accepted by broker b (same ids).
   void ResendHeld(size_t b);
   Status OpenSocket(Broker& b, int64_t now);
+  void SetAlive(Broker& b, bool alive);
   void Attach(PendingJob* job, size_t b);
   void Detach(PendingJob* job);
   void Requeue(PendingJob* job);
@@ -338,7 +339,7 @@ class Producer::Impl {
   alignas(64) Counter submitted_{0};
   alignas(64) Counter finished_{0};
   Counter accepted_{0}, completed_{0}, failed_{0}, timed_out_{0}, rejected_{0},
-      resent_{0}, busy_{0}, duplicates_{0}, errors_{0};
+      resent_{0}, busy_{0}, duplicates_{0}, errors_{0}, live_brokers_{0};
 
   // I/O thread state.
   internal::JobMap<PendingJob> jobs_;
@@ -559,6 +560,7 @@ ProducerCounters Producer::Impl::counters() const {
   c.busy = get(busy_);
   c.duplicates = get(duplicates_);
   c.errors = get(errors_);
+  c.live_brokers = get(live_brokers_);
   return c;
 }
 
@@ -764,7 +766,7 @@ void Producer::Impl::BrokerDied(size_t bi, int64_t now) {
   spdlog::warn("producer: broker {} silent for {} ms; resending its {} jobs",
                b.endpoint, (now - b.last_heard_us) / 1000, b.outstanding);
   ResendHeld(bi);
-  b.alive = false;
+  SetAlive(b, false);
   if (Status st = OpenSocket(b, now); !st.ok()) {
     spdlog::warn("producer: {}", st.ToString());
   }
@@ -788,9 +790,19 @@ void Producer::Impl::ResendHeld(size_t bi) {
   }
 }
 
+void Producer::Impl::SetAlive(Broker& b, bool alive) {
+  if (b.alive == alive) return;
+  b.alive = alive;
+  if (alive) {
+    Bump(live_brokers_);
+  } else {
+    live_brokers_.fetch_sub(1, std::memory_order_relaxed);
+  }
+}
+
 Status Producer::Impl::OpenSocket(Broker& b, int64_t now) {
   b.socket.reset();
-  b.alive = false;
+  SetAlive(b, false);
   b.blocked = false;
   b.socket_since_us = now;
   b.last_heard_us = now;
@@ -919,7 +931,7 @@ bool Producer::Impl::ReceiveFrom(size_t bi) {
     const int64_t now = MonoMicros();
     b.last_heard_us = now;
     if (!b.alive) {
-      b.alive = true;
+      SetAlive(b, true);
       if (b.was_alive) {
         spdlog::info("producer: broker {} is back", b.endpoint);
       } else {

@@ -97,6 +97,9 @@ struct ProducerCounters {
   // Error replies that name no job (frame-level refusals) and inbound frames
   // that do not decode or are not expected from a broker.
   uint64_t errors = 0;
+  // Brokers that answer now (see Liveness above); a caller can wait for all
+  // of them before it starts a run.
+  uint64_t live_brokers = 0;
 };
 
 class Producer {

@@ -17,8 +17,8 @@
 
 #include "queue/redis_layout.h"
 #include "schemas/codec.h"
-#include "tests/process.h"
-#include "tests/redis_server.h"
+#include "loadtest/process.h"
+#include "loadtest/redis_server.h"
 
 namespace yard {
 namespace {

@@ -14,18 +14,6 @@ namespace {
 
 constexpr Millis kReadyTimeout{10000};
 
-// "tcp://127.0.0.1:<port>" with a numeric, non-zero port.
-bool IsResolvedLoopback(const std::string& ep) {
-  static const std::string kPrefix = "tcp://127.0.0.1:";
-  if (ep.rfind(kPrefix, 0) != 0 || ep.size() == kPrefix.size()) return false;
-  std::string port = ep.substr(kPrefix.size());
-  if (port.size() > 5) return false;
-  for (char c : port) {
-    if (c < '0' || c > '9') return false;
-  }
-  return std::stoi(port) > 0;
-}
-
 }  // namespace
 
 const char* YardBinary() { return YARD_BIN; }
@@ -66,26 +54,6 @@ void ExpectPushSucceeded(const PushRun& run, int64_t n) {
         << run.Describe();
     EXPECT_GT(lat["max"].get<double>(), 0) << run.Describe();
   }
-}
-
-bool ParseReadyLine(const std::string& line, std::string* frontend,
-                    std::string* backend) {
-  std::istringstream in(line);
-  std::vector<std::string> words;
-  std::string w;
-  while (in >> w && words.size() < 6) words.push_back(w);
-  if (words.size() != 5 || words[0] != "yard" || words[1] != "broker" ||
-      words[2] != "ready") {
-    return false;
-  }
-  if (words[3].rfind("frontend=", 0) != 0 ||
-      words[4].rfind("backend=", 0) != 0) {
-    return false;
-  }
-  *frontend = words[3].substr(9);
-  *backend = words[4].substr(8);
-  return IsResolvedLoopback(*frontend) && IsResolvedLoopback(*backend) &&
-         *frontend != *backend;
 }
 
 Cluster::Cluster() {

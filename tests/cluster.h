@@ -28,7 +28,8 @@
 #include <string>
 #include <vector>
 
-#include "tests/process.h"
+#include "loadtest/local_cluster.h"  // ParseReadyLine
+#include "loadtest/process.h"
 
 namespace yard {
 
@@ -55,10 +56,6 @@ struct PushRun {
 
 // Checks exit 0 and submitted == completed == n, failed == lost == 0.
 void ExpectPushSucceeded(const PushRun& run, int64_t n);
-
-// Parses "yard broker ready frontend=<ep> backend=<ep>"; false otherwise.
-bool ParseReadyLine(const std::string& line, std::string* frontend,
-                    std::string* backend);
 
 class Cluster {
  public:

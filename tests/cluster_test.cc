@@ -19,22 +19,6 @@ using std::chrono::steady_clock;
 constexpr Millis kPushBound{60000};  // the test's bound on one push run
 constexpr Millis kExitBound{15000};  // on a process exiting after a signal
 
-TEST(ClusterTest, ReadyLineParser) {
-  std::string fe, be;
-  EXPECT_TRUE(
-      ParseReadyLine("yard broker ready frontend=tcp://127.0.0.1:4001 "
-                     "backend=tcp://127.0.0.1:4002",
-                     &fe, &be));
-  EXPECT_EQ(fe, "tcp://127.0.0.1:4001");
-  EXPECT_EQ(be, "tcp://127.0.0.1:4002");
-  EXPECT_FALSE(ParseReadyLine(
-      "yard broker ready frontend=tcp://127.0.0.1:* backend=tcp://127.0.0.1:2",
-      &fe, &be));
-  EXPECT_FALSE(
-      ParseReadyLine("yard broker ready frontend=tcp://127.0.0.1:1", &fe, &be));
-  EXPECT_FALSE(ParseReadyLine("", &fe, &be));
-}
-
 // 20,000 echo jobs through one broker and two workers: every job completes.
 TEST(ClusterTest, EchoTwentyThousandJobs) {
   Cluster c;

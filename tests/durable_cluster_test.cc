@@ -24,7 +24,7 @@
 
 #include "queue/redis_layout.h"
 #include "tests/cluster.h"
-#include "tests/redis_server.h"
+#include "loadtest/redis_server.h"
 
 namespace yard {
 namespace {

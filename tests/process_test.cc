@@ -1,5 +1,5 @@
 // The process helper itself, on /bin/sh.
-#include "tests/process.h"
+#include "loadtest/process.h"
 
 #include <gtest/gtest.h>
 #include <stdlib.h>

@@ -16,7 +16,7 @@
 #include <vector>
 #include <zmq.hpp>
 
-#include "tests/redis_server.h"
+#include "loadtest/redis_server.h"
 
 namespace yard {
 namespace {

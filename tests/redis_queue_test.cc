@@ -18,7 +18,7 @@
 #include "common/clock.h"
 #include "queue/job_queue.h"
 #include "queue/redis_layout.h"
-#include "tests/redis_server.h"
+#include "loadtest/redis_server.h"
 
 namespace yard {
 namespace {

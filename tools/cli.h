@@ -65,6 +65,7 @@ namespace yard {
 int RunBroker(int argc, char** argv);
 int RunWorker(int argc, char** argv);
 int RunPush(int argc, char** argv);
+int RunLoadtest(int argc, char** argv);
 int RunQueue(int argc, char** argv);
 int RunResult(int argc, char** argv);
 }  // namespace yard

@@ -17,23 +17,23 @@
 #include <atomic>
 #include <chrono>
 #include <cinttypes>
-#include <condition_variable>
 #include <cstdio>
 #include <iostream>
 #include <limits>
 #include <memory>
-#include <mutex>
 #include <nlohmann/json.hpp>
-#include <random>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "client/producer.h"
 #include "common/clock.h"
+#include "common/done_counter.h"
 #include "common/histogram.h"
 #include "common/logging.h"
 #include "common/signals.h"
+#include "loadtest/loadtest.h"
+#include "loadtest/report.h"
 #include "tools/cli.h"
 
 namespace yard {
@@ -73,32 +73,15 @@ class Tally {
         lost_.fetch_add(1, std::memory_order_relaxed);
         break;
     }
-    const uint64_t done = done_.fetch_add(1, std::memory_order_seq_cst) + 1;
-    // Wake the submitting thread only when it sleeps and what it waits for
-    // has happened (no syscall per job).
-    if (waiting_.load(std::memory_order_seq_cst) &&
-        done >= wait_target_.load(std::memory_order_relaxed) &&
-        waiting_.exchange(false, std::memory_order_seq_cst)) {
-      std::lock_guard<std::mutex> lock(mu_);
-      cv_.notify_one();
-    }
+    done_.Add();
   }
 
   // Blocks until done() >= target or MonoMicros() >= deadline_us.
   void WaitDone(uint64_t target, int64_t deadline_us) {
-    std::unique_lock<std::mutex> lock(mu_);
-    wait_target_.store(target, std::memory_order_relaxed);
-    while (done() < target) {
-      int64_t left = deadline_us - MonoMicros();
-      if (left <= 0) break;
-      waiting_.store(true, std::memory_order_seq_cst);
-      if (done() >= target) break;
-      cv_.wait_for(lock, std::chrono::microseconds(left));
-    }
-    waiting_.store(false, std::memory_order_seq_cst);
+    done_.WaitFor(target, deadline_us);
   }
 
-  uint64_t done() const { return done_.load(std::memory_order_seq_cst); }
+  uint64_t done() const { return done_.value(); }
   uint64_t completed() const {
     return completed_.load(std::memory_order_relaxed);
   }
@@ -113,13 +96,9 @@ class Tally {
   const Histogram& latency() const { return latency_; }
 
  private:
-  std::atomic<uint64_t> done_{0};
+  DoneCounter done_;
   std::atomic<uint64_t> completed_{0}, failed_{0}, rejected_{0}, lost_{0};
   std::atomic<int64_t> last_answer_us_{0};
-  std::atomic<bool> waiting_{false};
-  std::atomic<uint64_t> wait_target_{0};
-  std::mutex mu_;
-  std::condition_variable cv_;
   Histogram latency_;
 };
 
@@ -157,16 +136,6 @@ class Progress {
   int64_t last_us_ = 0;
   uint64_t last_done_ = 0;
 };
-
-std::string MakePayload(int64_t size) {
-  static constexpr char kChars[] =
-      "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
-  std::mt19937 rng(42);
-  std::uniform_int_distribution<size_t> pick(0, sizeof(kChars) - 2);
-  std::string s(static_cast<size_t>(size), 'x');
-  for (char& c : s) c = kChars[pick(rng)];
-  return s;
-}
 
 }  // namespace
 
@@ -256,7 +225,7 @@ int RunPush(int argc, char** argv) {
   InstallStopHandlers();
 
   const std::string payload =
-      payload_opt->count() > 0 ? payload_text : MakePayload(size);
+      payload_opt->count() > 0 ? payload_text : TextPayload(size);
   const int64_t timeout_us = static_cast<int64_t>(timeout_s * 1e6);
 
   ProducerOptions opts;
@@ -373,13 +342,7 @@ int RunPush(int argc, char** argv) {
         {"failed", failed},
         {"lost", lost},
         {"jobs_per_s", jobs_per_s},
-        {"latency_us",
-         {{"p50", h.Percentile(0.50)},
-          {"p90", h.Percentile(0.90)},
-          {"p99", h.Percentile(0.99)},
-          {"p999", h.Percentile(0.999)},
-          {"max", h.max()},
-          {"mean", h.mean()}}},
+        {"latency_us", LatencyJson(h)},
         {"rejected", tally.rejected()},
         {"unsent", unsent},
         {"duplicates", pc.duplicates},

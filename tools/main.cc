@@ -14,6 +14,7 @@ void Usage(std::ostream& out) {
          "  broker   route jobs from producers to workers\n"
          "  worker   run job handlers (echo, sleep, sha256, fail)\n"
          "  push     submit jobs and report throughput and latency\n"
+         "  loadtest run a load (and chaos) through a cluster; audit every job\n"
          "  queue    inspect and administer a durable (Redis) queue\n"
          "  result   print the stored result of a job (durable queue)\n";
 }
@@ -32,6 +33,7 @@ int main(int argc, char** argv) {
   if (cmd == "broker") return yard::RunBroker(argc - 1, argv + 1);
   if (cmd == "worker") return yard::RunWorker(argc - 1, argv + 1);
   if (cmd == "push") return yard::RunPush(argc - 1, argv + 1);
+  if (cmd == "loadtest") return yard::RunLoadtest(argc - 1, argv + 1);
   if (cmd == "queue") return yard::RunQueue(argc - 1, argv + 1);
   if (cmd == "result") return yard::RunResult(argc - 1, argv + 1);
   if (cmd == "--help" || cmd == "-h" || cmd == "help") {

@@ -1,4 +1,5 @@
-// RedisServer: a real redis-server for tests, on a free 127.0.0.1 port.
+// RedisServer: a real redis-server on a free 127.0.0.1 port, for
+// `yard loadtest --redis local`, the tests and the Redis benchmark.
 //
 // Runs Debian's /usr/bin/redis-server (override: $YARD_REDIS_SERVER) with its
 // data in a fresh temp dir: AOF on (appendfsync everysec unless
@@ -15,15 +16,15 @@
 //   (*server)->Start(); // same port and dir: replays the AOF
 //
 // Thread-safety: none. Create/Start from the main thread (tests/process.h).
-#ifndef YARD_TESTS_REDIS_SERVER_H_
-#define YARD_TESTS_REDIS_SERVER_H_
+#ifndef YARD_LOADTEST_REDIS_SERVER_H_
+#define YARD_LOADTEST_REDIS_SERVER_H_
 
 #include <cstdint>
 #include <memory>
 #include <string>
 
 #include "common/status.h"
-#include "tests/process.h"
+#include "loadtest/process.h"
 
 namespace yard {
 
@@ -78,4 +79,4 @@ Result<uint16_t> PickFreeLoopbackPort();
 
 }  // namespace yard
 
-#endif  // YARD_TESTS_REDIS_SERVER_H_
+#endif  // YARD_LOADTEST_REDIS_SERVER_H_

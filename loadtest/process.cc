@@ -1,4 +1,4 @@
-#include "tests/process.h"
+#include "loadtest/process.h"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -37,6 +37,9 @@ void CloseFd(int& fd) {
                             int stdout_w, int stderr_fd, int error_w) {
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (::getppid() != parent) ::_exit(127);  // the parent died already
+  // A group of its own: a terminal's Ctrl-C reaches the parent only, which
+  // then stops its children in order.
+  ::setpgid(0, 0);
   sigset_t all;
   sigemptyset(&all);
   ::sigprocmask(SIG_SETMASK, &all, nullptr);

@@ -1,4 +1,4 @@
-#include "tests/redis_server.h"
+#include "loadtest/redis_server.h"
 
 #include <arpa/inet.h>
 #include <hiredis/hiredis.h>

@@ -1,10 +1,12 @@
-// Process: a child process for the integration tests (fork + exec).
+// Process: a child process (fork + exec), for `yard loadtest`'s local
+// cluster and the integration tests.
 //
-// The child's stdout is a pipe the test reads line by line with a timeout;
-// its stderr goes to a file (so a failing test can show the child's logs) or
-// is inherited; its stdin is /dev/null. The child gets PR_SET_PDEATHSIG
-// SIGKILL, and the destructor SIGKILLs and reaps a child that is still
-// running, so no child outlives its test, even when the test binary crashes.
+// The child runs in a process group of its own. Its stdout is a pipe the test
+// reads line by line with a timeout; its stderr goes to a file (so a failing
+// test can show the child's logs) or is inherited; its stdin is /dev/null. The
+// child gets PR_SET_PDEATHSIG SIGKILL, and the destructor SIGKILLs and reaps a
+// child that is still running, so no child outlives its parent, even when the
+// parent crashes.
 //
 //   auto p = Process::Spawn({YARD_BIN, "broker", ...}, dir + "/broker.err");
 //   std::optional<std::string> line = (*p)->ReadLine(std::chrono::seconds(10));
@@ -13,8 +15,8 @@
 //
 // Thread-safety: none; one Process per thread. Spawn from the main thread
 // (the death signal is tied to the thread that forks).
-#ifndef YARD_TESTS_PROCESS_H_
-#define YARD_TESTS_PROCESS_H_
+#ifndef YARD_LOADTEST_PROCESS_H_
+#define YARD_LOADTEST_PROCESS_H_
 
 #include <sys/types.h>
 
@@ -104,4 +106,4 @@ std::string ReadFileOrEmpty(const std::string& path);
 
 }  // namespace yard
 
-#endif  // YARD_TESTS_PROCESS_H_
+#endif  // YARD_LOADTEST_PROCESS_H_

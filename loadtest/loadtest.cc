@@ -1,0 +1,629 @@
+#include "loadtest/loadtest.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cinttypes>
+#include <cmath>
+#include <memory>
+#include <random>
+#include <thread>
+#include <utility>
+
+#include "client/producer.h"
+#include "common/clock.h"
+#include "common/done_counter.h"
+#include "common/signals.h"
+#include "loadtest/local_cluster.h"
+#include "schemas/frames.h"
+
+namespace yard {
+namespace {
+
+constexpr int64_t kTickUs = 50'000;
+constexpr int64_t kSecondUs = 1'000'000;
+constexpr int64_t kLiveProgressUs = 200'000;
+// Past the hard bound, how long the producers get to deliver the timeouts
+// they fire at it.
+constexpr int64_t kCloseGraceUs = 2'000'000;
+// Let freshly started workers register before the load begins.
+constexpr int64_t kWorkerSettleUs = 500'000;
+constexpr double kMaxSeconds = 24 * 3600;
+
+// One producer: its Producer, ledger, submitting thread and counters.
+struct Lane {
+  std::unique_ptr<Producer> producer;
+  std::unique_ptr<Ledger> ledger;
+  DoneCounter done;
+  std::atomic<uint64_t> submitted{0};
+  std::atomic<int64_t> last_answer_us{0};
+  std::atomic<bool> finished{false};  // the submitting loop ended
+  uint64_t quota = 0;                 // UINT64_MAX: until the duration ends
+  double rate = 0;                    // jobs/s for this lane
+  std::thread thread;
+};
+
+class Run {
+ public:
+  Run(const LoadtestOptions& o, std::FILE* log) : o_(o), log_(log) {
+    report_.options = o;
+    report_.mode = o.redis.empty() ? "memory" : "durable";
+  }
+  ~Run() {
+    stop_.store(true);
+    for (auto& lane : lanes_) {
+      if (lane->producer) lane->producer->Close();
+      if (lane->thread.joinable()) lane->thread.join();
+    }
+  }
+
+  Result<LoadtestReport> Go();
+
+ private:
+  Status StartCluster();
+  Status MakeProducers();
+  Status WaitForBrokers();
+  void SubmitLoop(Lane& lane);
+  void Sample(int64_t now, bool final);
+  void Chaos(int64_t now, bool loading);
+  void Event(int64_t now, const char* what, Result<std::string> r);
+  void Progress(int64_t now, bool force);
+  uint64_t Submitted() const;
+  uint64_t Answered() const;
+  double Since(int64_t now) const { return (now - start_us_) / 1e6; }
+
+  const LoadtestOptions& o_;
+  std::FILE* log_;
+  LoadtestReport report_;
+  std::unique_ptr<LocalCluster> cluster_;
+  std::vector<std::unique_ptr<Lane>> lanes_;
+  std::atomic<bool> stop_{false};
+  std::string payload_;
+  int64_t start_us_ = 0;
+  int64_t submit_end_us_ = 0;  // duration mode: submitting stops here
+  int64_t deadline_us_ = 0;    // the hard bound
+  // Chaos state.
+  int64_t next_worker_kill_us_ = 0;
+  int64_t broker_kill_us_ = 0, broker_restart_us_ = 0, redis_restart_us_ = 0;
+  // Sampling.
+  int64_t last_sample_us_ = 0;
+  uint64_t last_sample_submitted_ = 0;
+  int64_t next_progress_us_ = 0;
+  int64_t last_progress_us_ = 0;
+  uint64_t last_progress_answered_ = 0;
+  bool progress_drawn_ = false;
+};
+
+uint64_t Run::Submitted() const {
+  uint64_t n = 0;
+  for (const auto& lane : lanes_) n += lane->submitted.load();
+  return n;
+}
+
+uint64_t Run::Answered() const {
+  uint64_t n = 0;
+  for (const auto& lane : lanes_) n += lane->done.value();
+  return n;
+}
+
+Status Run::StartCluster() {
+  if (!o_.connect.empty()) {
+    report_.endpoints = o_.connect;
+    return Status::OK();
+  }
+  LocalClusterOptions c;
+  c.yard_binary = o_.yard_binary;
+  if (c.yard_binary.empty()) {
+    Result<std::string> self = SelfExecutable();
+    if (!self.ok()) return self.status();
+    c.yard_binary = *self;
+  }
+  c.brokers = o_.brokers;
+  c.workers = o_.workers;
+  c.concurrency = o_.concurrency;
+  c.redis = o_.redis;
+  c.heartbeat_ms = o_.heartbeat_ms;
+  c.broker_args = o_.broker_args;
+  c.worker_args = o_.worker_args;
+  c.dir = o_.logs_dir;
+  auto cluster = LocalCluster::Start(std::move(c));
+  if (!cluster.ok()) return cluster.status();
+  cluster_ = std::move(cluster).value();
+  report_.endpoints = cluster_->frontends();
+  std::fprintf(log_,
+               "loadtest: %d broker(s), %d worker(s) x %d, %s mode%s; logs in "
+               "%s\n",
+               o_.brokers, o_.workers, o_.concurrency, report_.mode.c_str(),
+               cluster_->owns_redis()
+                   ? (", redis-server " + cluster_->redis_url()).c_str()
+                   : "",
+               cluster_->dir().c_str());
+  if (o_.workers == 0) {
+    std::fprintf(log_, "loadtest: no workers: jobs will wait for none\n");
+  }
+  return Status::OK();
+}
+
+Status Run::MakeProducers() {
+  const int p = o_.producers;
+  std::random_device rd;
+  std::mt19937_64 rng((static_cast<uint64_t>(rd()) << 32) ^ rd());
+  for (int i = 0; i < p; ++i) {
+    auto lane = std::make_unique<Lane>();
+    ProducerOptions po;
+    po.brokers = report_.endpoints;
+    po.heartbeat_ms = o_.heartbeat_ms;
+    po.max_batch = static_cast<size_t>(o_.batch);
+    po.default_timeout_ms =
+        std::max<int64_t>(1, static_cast<int64_t>(EffectiveTimeoutS(o_) * 1e3));
+    auto made = Producer::Create(std::move(po));
+    if (!made.ok()) return made.status();
+    lane->producer = std::move(made).value();
+    lane->ledger = std::make_unique<Ledger>(rng(), payload_, o_.task == "echo");
+    if (o_.jobs > 0) {
+      lane->quota = o_.jobs / static_cast<uint64_t>(p) +
+                    (static_cast<uint64_t>(i) < o_.jobs % p ? 1 : 0);
+    } else {
+      lane->quota = Ledger::kMaxJobs;
+    }
+    lane->rate = o_.rate / p;
+    lanes_.push_back(std::move(lane));
+  }
+  return Status::OK();
+}
+
+Status Run::WaitForBrokers() {
+  const int64_t until =
+      MonoMicros() + static_cast<int64_t>(o_.connect_timeout_s * 1e6);
+  const uint64_t want = report_.endpoints.size();
+  while (true) {
+    bool all = true;
+    for (const auto& lane : lanes_) {
+      if (lane->producer->counters().live_brokers < want) all = false;
+    }
+    if (all) return Status::OK();
+    if (StopRequested()) return Status::Unavailable("interrupted");
+    if (MonoMicros() >= until) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  std::string which;
+  for (const auto& ep : report_.endpoints)
+    which += (which.empty() ? "" : ",") + ep;
+  return Status::Unavailable(
+      "no answer from the broker(s) at " + which + " within " +
+      std::to_string(o_.connect_timeout_s).substr(0, 5) +
+      " s (is a broker running there? --connect-timeout sets the wait)");
+}
+
+void Run::SubmitLoop(Lane& lane) {
+  const uint64_t window = static_cast<uint64_t>(o_.window);
+  const size_t batch = static_cast<size_t>(o_.batch);
+  const uint64_t refill = std::clamp<uint64_t>(window / 8, 1, batch);
+  std::vector<std::string> bufs(batch);
+  std::vector<JobSpec> specs(batch);
+  for (JobSpec& s : specs) {
+    s.task = o_.task;
+    s.queue = o_.queue;
+  }
+  const int64_t start_unix_ms =
+      UnixMillis() - (MonoMicros() - start_us_) / 1000;
+  Ledger* ledger = lane.ledger.get();
+  DoneCounter* done = &lane.done;
+  std::atomic<int64_t>* last_answer = &lane.last_answer_us;
+  const bool open_loop = lane.rate > 0;
+  const double us_per_job = open_loop ? 1e6 / lane.rate : 0;
+  const int64_t t0 = start_us_;
+  // Closed loop: submit to result. Open loop: intended send time to result.
+  OutcomeCallback on_outcome = [=](const JobOutcome& out) {
+    const int64_t now = MonoMicros();
+    int64_t latency = out.latency_us;
+    if (open_loop) {
+      latency = now - (t0 + static_cast<int64_t>(
+                                static_cast<double>(out.id.lo) * us_per_job));
+    }
+    ledger->Record(out, latency);
+    if (out.kind == JobOutcome::Kind::kCompleted ||
+        out.kind == JobOutcome::Kind::kFailed) {
+      last_answer->store(now, std::memory_order_relaxed);
+    }
+    done->Add();
+  };
+
+  uint64_t seq = 0;
+  while (seq < lane.quota && !stop_.load(std::memory_order_relaxed) &&
+         !StopRequested()) {
+    const int64_t now = MonoMicros();
+    if (now >= deadline_us_ || (submit_end_us_ && now >= submit_end_us_)) {
+      break;
+    }
+    const int64_t tick = std::min(deadline_us_, now + kTickUs);
+    const uint64_t in_flight = seq - std::min(seq, done->value());
+    if (in_flight >= window) {
+      done->WaitFor(seq - window + refill, tick);
+      continue;
+    }
+    uint64_t n =
+        std::min<uint64_t>({window - in_flight, batch, lane.quota - seq});
+    if (open_loop) {
+      // Jobs whose intended time has come.
+      const auto due = static_cast<uint64_t>(std::floor(
+                           static_cast<double>(now - t0) / us_per_job)) +
+                       1;
+      if (due <= seq) {
+        const auto next_us =
+            t0 + static_cast<int64_t>(static_cast<double>(seq) * us_per_job);
+        std::this_thread::sleep_for(
+            std::chrono::microseconds(std::min(next_us, tick) - now));
+        continue;
+      }
+      n = std::min(n, due - seq);
+    }
+    const int64_t timeout_ms = std::max<int64_t>(
+        1, o_.job_timeout_s > 0 ? static_cast<int64_t>(o_.job_timeout_s * 1e3)
+                                : (deadline_us_ - now) / 1000);
+    const int64_t created_ms = start_unix_ms + (now - start_us_) / 1000;
+    for (uint64_t k = 0; k < n; ++k) {
+      ledger->Reserve(seq + k);
+      JobSpec& s = specs[k];
+      s.id = ledger->IdFor(seq + k);
+      s.payload = ledger->Payload(seq + k, &bufs[k]);
+      s.created_ms = created_ms;
+      s.deadline_ms = o_.job_timeout_s > 0 ? created_ms + timeout_ms : 0;
+    }
+    lane.producer->SubmitBatch(std::span<const JobSpec>(specs.data(), n),
+                               on_outcome, timeout_ms);
+    seq += n;
+    lane.submitted.store(seq, std::memory_order_relaxed);
+  }
+  lane.finished.store(true);
+}
+
+void Run::Event(int64_t now, const char* what, Result<std::string> r) {
+  LoadEvent e;
+  e.t = Since(now);
+  e.what = what;
+  e.ok = r.ok();
+  e.detail = r.ok() ? *r : r.status().ToString();
+  if (!e.ok) report_.problems.push_back(std::string(what) + ": " + e.detail);
+  if (progress_drawn_) std::fprintf(log_, "\r\x1b[K");
+  std::fprintf(log_, "[%7.2fs] %s: %s\n", e.t, what, e.detail.c_str());
+  std::fflush(log_);
+  report_.events.push_back(std::move(e));
+}
+
+void Run::Chaos(int64_t now, bool loading) {
+  if (!cluster_) return;
+  // Kills happen while the load runs; a killed broker is always restarted.
+  if (loading && next_worker_kill_us_ && now >= next_worker_kill_us_) {
+    Event(now, "kill-worker", cluster_->KillWorker());
+    next_worker_kill_us_ += static_cast<int64_t>(o_.kill_worker_every_s * 1e6);
+  }
+  if (loading && broker_kill_us_ && now >= broker_kill_us_) {
+    broker_kill_us_ = 0;
+    Event(now, "kill-broker", cluster_->KillBroker(0));
+    broker_restart_us_ = now + static_cast<int64_t>(o_.broker_down_s * 1e6);
+  }
+  if (broker_restart_us_ && now >= broker_restart_us_) {
+    broker_restart_us_ = 0;
+    Event(now, "restart-broker", cluster_->RestartBroker(0));
+  }
+  if (loading && redis_restart_us_ && now >= redis_restart_us_) {
+    redis_restart_us_ = 0;
+    Event(now, "restart-redis", cluster_->RestartRedis());
+  }
+}
+
+void Run::Sample(int64_t now, bool final) {
+  if (!final && now - last_sample_us_ < kSecondUs) return;
+  SeriesPoint p;
+  p.t = Since(now);
+  p.span_s = (now - last_sample_us_) / 1e6;
+  Ledger::Second sec;
+  Histogram merged;
+  for (auto& lane : lanes_) {
+    lane->ledger->TakeSecond(&sec);
+    p.completed += sec.completed;
+    p.failed += sec.failed;
+    p.lost += sec.lost;
+    merged.Merge(sec.latency);
+  }
+  const uint64_t submitted = Submitted();
+  p.submitted = submitted - last_sample_submitted_;
+  p.in_flight = submitted - std::min(submitted, Answered());
+  p.jobs_per_s = p.span_s > 0 ? (p.completed + p.failed) / p.span_s : 0;
+  p.p50_us = merged.Percentile(0.50);
+  p.p99_us = merged.Percentile(0.99);
+  p.max_us = merged.max();
+  report_.latency.Merge(merged);
+  last_sample_us_ = now;
+  last_sample_submitted_ = submitted;
+  if (final && p.span_s < 0.001 && p.completed + p.failed + p.lost == 0) {
+    return;  // nothing happened since the last whole second
+  }
+  report_.series.push_back(p);
+}
+
+void Run::Progress(int64_t now, bool force) {
+  const bool live = o_.progress;
+  const int64_t every =
+      live ? kLiveProgressUs : static_cast<int64_t>(o_.progress_every_s * 1e6);
+  if (every <= 0 || (!force && now < next_progress_us_)) return;
+  next_progress_us_ = now + every;
+  const uint64_t answered = Answered();
+  const uint64_t submitted = Submitted();
+  const double rate = last_progress_us_ && now > last_progress_us_
+                          ? (answered - last_progress_answered_) * 1e6 /
+                                static_cast<double>(now - last_progress_us_)
+                          : 0;
+  last_progress_us_ = now;
+  last_progress_answered_ = answered;
+  uint64_t failed = 0, lost = 0, resent = 0, errors = 0;
+  for (const auto& lane : lanes_) {
+    const ProducerCounters c = lane->producer->counters();
+    failed += c.failed + c.rejected;
+    lost += c.timed_out;
+    resent += c.resent;
+    errors += c.errors;
+  }
+  std::fprintf(log_,
+               "%s[%7.2fs] %" PRIu64 " done  %.0f jobs/s  %" PRIu64
+               " in flight  %" PRIu64 " failed  %" PRIu64 " lost  %" PRIu64
+               " resent  %" PRIu64 " errors%s",
+               live ? "\r\x1b[K" : "", Since(now), answered, rate,
+               submitted - std::min(submitted, answered), failed, lost, resent,
+               errors, live ? "" : "\n");
+  std::fflush(log_);
+  progress_drawn_ = live;
+}
+
+Result<LoadtestReport> Run::Go() {
+  payload_ = o_.payload_given ? o_.payload : TextPayload(o_.size);
+  if (Status st = StartCluster(); !st.ok()) return st;
+  if (Status st = MakeProducers(); !st.ok()) return st;
+  if (Status st = WaitForBrokers(); !st.ok()) {
+    if (cluster_) {
+      return Status(st.code(),
+                    st.message() + "; cluster:\n" + cluster_->Describe(600));
+    }
+    return st;
+  }
+  if (cluster_ && o_.workers > 0) {
+    std::this_thread::sleep_for(std::chrono::microseconds(kWorkerSettleUs));
+  }
+
+  start_us_ = MonoMicros();
+  deadline_us_ = start_us_ + static_cast<int64_t>(EffectiveTimeoutS(o_) * 1e6);
+  if (o_.duration_s > 0) {
+    submit_end_us_ = start_us_ + static_cast<int64_t>(o_.duration_s * 1e6);
+  }
+  if (o_.kill_worker_every_s > 0) {
+    next_worker_kill_us_ =
+        start_us_ + static_cast<int64_t>(o_.kill_worker_every_s * 1e6);
+  }
+  if (o_.kill_broker_at_s >= 0) {
+    broker_kill_us_ =
+        start_us_ +
+        std::max<int64_t>(1, static_cast<int64_t>(o_.kill_broker_at_s * 1e6));
+  }
+  if (o_.restart_redis_at_s >= 0) {
+    redis_restart_us_ =
+        start_us_ +
+        std::max<int64_t>(1, static_cast<int64_t>(o_.restart_redis_at_s * 1e6));
+  }
+  last_sample_us_ = start_us_;
+  next_progress_us_ = start_us_ + kLiveProgressUs;
+  for (auto& lane : lanes_) {
+    Lane* l = lane.get();
+    l->thread = std::thread([this, l] { SubmitLoop(*l); });
+  }
+
+  // The main loop: chaos, samples, progress, until every job is answered.
+  int64_t now = start_us_;
+  while (true) {
+    std::this_thread::sleep_for(std::chrono::microseconds(kTickUs));
+    now = MonoMicros();
+    if (StopRequested()) {
+      report_.interrupted = true;
+      break;
+    }
+    const bool all_sent =
+        std::all_of(lanes_.begin(), lanes_.end(),
+                    [](const auto& l) { return l->finished.load(); });
+    Chaos(now, !all_sent);
+    Sample(now, false);
+    Progress(now, false);
+    if (all_sent && Answered() >= Submitted()) break;
+    if (now >= deadline_us_ + kCloseGraceUs) {
+      report_.hit_timeout = true;
+      break;
+    }
+  }
+  stop_.store(true);
+  for (auto& lane : lanes_) lane->thread.join();
+  for (auto& lane : lanes_) lane->producer->Close();  // the rest time out
+  now = MonoMicros();
+  Sample(now, true);
+  if (progress_drawn_) std::fprintf(log_, "\r\x1b[K");
+  std::fflush(log_);
+  report_.wall_s = Since(now);
+
+  int64_t last_answer = 0;
+  for (auto& lane : lanes_) {
+    const Ledger::Totals t = lane->ledger->Audit(lane->submitted.load());
+    Ledger::Totals& sum = report_.totals;
+    sum.submitted += t.submitted;
+    sum.completed += t.completed;
+    sum.failed += t.failed;
+    sum.rejected += t.rejected;
+    sum.timed_out += t.timed_out;
+    sum.unanswered += t.unanswered;
+    sum.corrupt += t.corrupt;
+    sum.foreign += t.foreign;
+    sum.repeated += t.repeated;
+    const ProducerCounters c = lane->producer->counters();
+    report_.duplicated += c.duplicates;
+    report_.resent += c.resent;
+    report_.busy += c.busy;
+    last_answer = std::max(last_answer, lane->last_answer_us.load());
+  }
+  const Ledger::Totals& t = report_.totals;
+  report_.lost = t.timed_out + t.unanswered;
+  report_.elapsed_s =
+      last_answer > start_us_ ? (last_answer - start_us_) / 1e6 : 0;
+  report_.jobs_per_s =
+      report_.elapsed_s > 0
+          ? (t.completed + t.corrupt + t.failed) / report_.elapsed_s
+          : 0;
+  if (t.corrupt) {
+    report_.problems.push_back(std::to_string(t.corrupt) +
+                               " echo results did not match their payload");
+  }
+  if (t.foreign || t.repeated) {
+    report_.problems.push_back(
+        std::to_string(t.foreign) + " outcomes for unknown ids, " +
+        std::to_string(t.repeated) + " second outcomes for one id");
+  }
+  if (report_.hit_timeout) {
+    report_.problems.push_back("the run hit its time bound (--timeout)");
+  }
+  if (cluster_) {
+    const std::string dead = cluster_->Casualties();
+    if (!dead.empty()) report_.problems.push_back(dead);
+    cluster_->Stop();
+    const bool failed = report_.ExitCode() != 0;
+    if (failed || o_.keep_logs || !o_.logs_dir.empty()) {
+      cluster_->KeepLogs();
+      report_.logs_dir = cluster_->dir();
+    }
+  }
+  return std::move(report_);
+}
+
+}  // namespace
+
+std::string TextPayload(int64_t size) {
+  static constexpr char kChars[] =
+      "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+  std::mt19937 rng(42);
+  std::uniform_int_distribution<size_t> pick(0, sizeof(kChars) - 2);
+  std::string s(static_cast<size_t>(size), 'x');
+  for (char& c : s) c = kChars[pick(rng)];
+  return s;
+}
+
+int LoadtestReport::ExitCode() const {
+  if (interrupted) return 130;
+  return lost == 0 && problems.empty() ? 0 : 1;
+}
+
+double EffectiveTimeoutS(const LoadtestOptions& o) {
+  if (o.timeout_s > 0) return o.timeout_s;
+  return o.duration_s > 0 ? o.duration_s + 60 : 300;
+}
+
+Status ValidateLoadtest(const LoadtestOptions& o) {
+  auto bad = [](const std::string& m) { return Status::InvalidArgument(m); };
+  auto seconds_ok = [](double s) {
+    return std::isfinite(s) && s <= kMaxSeconds;
+  };
+  if (o.producers < 1) return bad("--producers: must be at least 1");
+  if (o.producers > 64) return bad("--producers: at most 64");
+  if (o.jobs == 0 && !(o.duration_s > 0)) {
+    return bad("give --jobs N or --duration SECONDS");
+  }
+  if (o.jobs > Ledger::kMaxJobs * static_cast<uint64_t>(o.producers)) {
+    return bad("--jobs: at most 2^30 per producer");
+  }
+  if (o.duration_s < 0 || !seconds_ok(o.duration_s)) {
+    return bad("--duration: must be between 0 and 86400 seconds");
+  }
+  if (o.size < 0 || o.size > (64 << 20)) {
+    return bad("--size: must be between 0 and 64 MiB");
+  }
+  if (o.task.empty()) return bad("--task: must not be empty");
+  if (o.window < 1) return bad("--window: must be at least 1");
+  if (o.rate < 0 || !std::isfinite(o.rate)) {
+    return bad("--rate: must be greater than 0");
+  }
+  if (o.batch < 1 || o.batch > 65536) {
+    return bad("--batch: must be between 1 and 65536");
+  }
+  if (o.job_timeout_s < 0 || !seconds_ok(o.job_timeout_s)) {
+    return bad("--job-timeout: must be greater than 0");
+  }
+  if (o.timeout_s < 0 || !seconds_ok(o.timeout_s)) {
+    return bad("--timeout: must be greater than 0");
+  }
+  if (!(o.connect_timeout_s > 0) || !seconds_ok(o.connect_timeout_s)) {
+    return bad("--connect-timeout: must be greater than 0");
+  }
+  if (o.duration_s > 0 && o.timeout_s > 0 && o.timeout_s < o.duration_s) {
+    return bad("--timeout: shorter than --duration");
+  }
+  const bool chaos = o.kill_worker_every_s > 0 || o.kill_broker_at_s >= 0 ||
+                     o.restart_redis_at_s >= 0;
+  if (!o.connect.empty()) {
+    for (const std::string& ep : o.connect) {
+      if (Status st = ValidateEndpoint(ep); !st.ok()) {
+        return bad("--connect: " + st.message());
+      }
+      if (!IsLoopbackEndpoint(ep)) {
+        return bad("--connect: " + ep +
+                   " is not a loopback endpoint (the load tester drives "
+                   "clusters on this machine only)");
+      }
+    }
+    if (chaos) {
+      return bad(
+          "--kill-worker-every, --kill-broker-at and --restart-redis-at need "
+          "the cluster the load tester starts (drop --connect)");
+    }
+  } else {
+    if (o.brokers < 1 || o.brokers > 16) {
+      return bad("--brokers: must be between 1 and 16");
+    }
+    if (o.workers < 0 || o.workers > 64) {
+      return bad("--workers: must be between 0 and 64");
+    }
+    if (o.concurrency < 1 || o.concurrency > 1024) {
+      return bad("--concurrency: must be between 1 and 1024");
+    }
+  }
+  if (!o.redis.empty() && o.redis != "local" && !IsLoopbackRedisUrl(o.redis)) {
+    return bad(
+        "--redis: give 'local' or a redis://127.0.0.1:PORT URL (the "
+        "load tester uses this machine only)");
+  }
+  if (o.kill_worker_every_s == 0 || !seconds_ok(o.kill_worker_every_s)) {
+    return bad("--kill-worker-every: must be greater than 0");
+  }
+  if (o.kill_worker_every_s > 0 && o.workers < 1) {
+    return bad("--kill-worker-every: there are no workers to kill");
+  }
+  if (!seconds_ok(o.kill_broker_at_s) || !seconds_ok(o.restart_redis_at_s)) {
+    return bad("chaos times must be in seconds");
+  }
+  if (o.broker_down_s < 0 || !seconds_ok(o.broker_down_s)) {
+    return bad("--broker-down: must be at least 0");
+  }
+  if (o.restart_redis_at_s >= 0 && o.redis != "local") {
+    return bad(
+        "--restart-redis-at: needs --redis local (a redis-server the "
+        "load tester starts and may kill)");
+  }
+  if (o.heartbeat_ms < 10 || o.heartbeat_ms > 60000) {
+    return bad("--heartbeat-ms: must be between 10 and 60000");
+  }
+  return Status::OK();
+}
+
+Result<LoadtestReport> ExecuteLoadtest(const LoadtestOptions& options,
+                                       std::FILE* log) {
+  if (Status st = ValidateLoadtest(options); !st.ok()) return st;
+  Run run(options, log);
+  return run.Go();
+}
+
+}  // namespace yard

@@ -1,0 +1,141 @@
+// Loadtest: drives a Switchyard cluster with a bounded, shaped load, breaks
+// parts of it on a schedule, and audits every job (`yard loadtest`).
+//
+// A run: start a local cluster (LocalCluster) or use --connect endpoints;
+// wait until every producer hears every broker; then P producers, each on a
+// thread of its own with its own Producer, submit jobs in batches, closed
+// loop (at most `window` in flight per producer) or open loop (`rate` jobs/s
+// in total, latency counted from each job's intended send time so that a
+// stall is not hidden by the producer waiting: no coordinated omission).
+// The main thread fires the chaos schedule, samples one series point per
+// second and draws the progress line. The run ends when every job has an
+// outcome, or at the hard bound (`timeout_s`), or on SIGINT/SIGTERM; then
+// each producer's Ledger audits its jobs.
+//
+//   lost      = submitted jobs with no result: timed out, or unanswered at
+//               the end (a job the system accepted and then dropped)
+//   failed    = a non-Ok result (handler error, expired, unknown task) or a
+//               refusal for good: failed by design, reported, not lost
+//   duplicated = extra results for a job that already had one
+//               (at-least-once redelivery after a broker or worker death)
+//   corrupt   = an echo result whose bytes are not the job's payload
+//
+// Thread-safety: ExecuteLoadtest is called from the main thread (it forks).
+#ifndef YARD_LOADTEST_LOADTEST_H_
+#define YARD_LOADTEST_LOADTEST_H_
+
+#include <cstdint>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "common/histogram.h"
+#include "common/status.h"
+#include "loadtest/ledger.h"
+
+namespace yard {
+
+struct LoadtestOptions {
+  // Cluster: `connect` non-empty drives an existing one; otherwise a local
+  // cluster of `brokers` x `workers` (each `concurrency` threads) starts.
+  std::vector<std::string> connect;
+  int brokers = 1;
+  int workers = 2;
+  int concurrency = 2;
+  std::string redis;  // "": memory mode; "local": own redis-server; a URL
+  int64_t heartbeat_ms = 500;
+  std::vector<std::string> broker_args;  // extra flags for local brokers
+  std::vector<std::string> worker_args;  // ... and workers
+  std::string yard_binary;               // "": this executable
+
+  // Load shape.
+  int producers = 1;
+  uint64_t jobs = 0;      // total over producers; 0: until duration_s
+  double duration_s = 0;  // submit for this long; 0: until `jobs` are sent
+  int64_t size = 64;      // payload bytes
+  std::string payload;    // instead of `size` random bytes (e.g. sleep ms)
+  bool payload_given = false;
+  std::string task = "echo";
+  std::string queue;
+  int64_t window = 1000;     // per producer, closed loop
+  double rate = 0;           // jobs/s in total, open loop; 0: closed loop
+  int64_t batch = 256;       // jobs per Submit message (and per SubmitBatch)
+  double job_timeout_s = 0;  // per-job deadline; 0: the run's bound
+  double timeout_s = 0;      // hard bound on the run; 0: derived
+  double connect_timeout_s = 5;
+
+  // Chaos (local cluster only); negative: off.
+  double kill_worker_every_s = -1;
+  double kill_broker_at_s = -1;
+  double broker_down_s = 1;
+  double restart_redis_at_s = -1;
+
+  // Output.
+  std::string logs_dir;  // "": temporary, removed unless the run fails
+  bool keep_logs = false;
+  bool progress = false;        // live line (a terminal)
+  double progress_every_s = 0;  // plain lines every N s (not a terminal)
+};
+
+// `size` bytes of printable text (the same for a given size), the payload of
+// `yard push` and `yard loadtest` jobs.
+std::string TextPayload(int64_t size);
+
+// Checks flags and shapes; InvalidArgument with a one-line message.
+Status ValidateLoadtest(const LoadtestOptions& o);
+// The bound RunLoadtest applies when timeout_s is 0.
+double EffectiveTimeoutS(const LoadtestOptions& o);
+
+struct SeriesPoint {
+  double t = 0;  // seconds since the load started, at the end of the point
+  double span_s = 0;
+  uint64_t submitted = 0;  // in this point's span
+  uint64_t completed = 0;
+  uint64_t failed = 0;
+  uint64_t lost = 0;
+  uint64_t in_flight = 0;  // at its end
+  double jobs_per_s = 0;   // (completed + failed) / span
+  uint64_t p50_us = 0, p99_us = 0, max_us = 0;
+};
+
+struct LoadEvent {
+  double t = 0;
+  std::string what;  // "kill-worker", "kill-broker", "restart-broker", ...
+  std::string detail;
+  bool ok = true;
+};
+
+struct LoadtestReport {
+  LoadtestOptions options;
+  std::string mode;  // "memory" | "durable"
+  std::vector<std::string> endpoints;
+  Ledger::Totals totals;  // summed over producers
+  uint64_t duplicated = 0;
+  uint64_t resent = 0;
+  uint64_t busy = 0;
+  uint64_t lost = 0;      // timed_out + unanswered
+  double jobs_per_s = 0;  // (completed + failed) / time to the last result
+  double elapsed_s = 0;   // from the first submit to the last result
+  double wall_s = 0;      // the whole load phase
+  Histogram latency;      // completed and failed jobs
+  std::vector<SeriesPoint> series;
+  std::vector<LoadEvent> events;
+  std::vector<std::string> problems;  // why the run failed, besides lost
+  bool interrupted = false;
+  bool hit_timeout = false;
+  std::string logs_dir;  // kept logs (empty when removed)
+
+  // 0: nothing lost, nothing corrupt, no problem; 1 otherwise;
+  // 130 when interrupted.
+  int ExitCode() const;
+};
+
+// Runs the whole thing. `log` gets event lines and the progress display
+// (stderr). A non-OK status means the run could not start (bad cluster,
+// unreachable broker): the caller exits 2.
+Result<LoadtestReport> ExecuteLoadtest(const LoadtestOptions& options,
+                                       std::FILE* log);
+
+}  // namespace yard
+
+#endif  // YARD_LOADTEST_LOADTEST_H_

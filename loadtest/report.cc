@@ -1,0 +1,377 @@
+#include "loadtest/report.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cinttypes>
+#include <cmath>
+#include <cstdio>
+#include <ctime>
+#include <sstream>
+#include <thread>
+
+namespace yard {
+namespace {
+
+using nlohmann::json;
+
+std::string Fmt(const char* fmt, double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), fmt, v);
+  return buf;
+}
+
+std::string Escape(const std::string& s) {
+  std::string out;
+  out.reserve(s.size());
+  for (char c : s) {
+    switch (c) {
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      default:
+        out += c;
+    }
+  }
+  return out;
+}
+
+std::string ShapeLine(const LoadtestReport& r) {
+  const LoadtestOptions& o = r.options;
+  std::ostringstream s;
+  s << r.mode << " mode, ";
+  if (o.connect.empty()) {
+    s << o.brokers << " broker(s), " << o.workers << " worker(s) x "
+      << o.concurrency;
+  } else {
+    s << "connected to " << o.connect.size() << " broker(s)";
+  }
+  s << ", " << o.producers << " producer(s), task " << o.task << ", "
+    << (o.payload_given ? o.payload.size() : static_cast<size_t>(o.size))
+    << " B payload, ";
+  if (o.rate > 0) {
+    s << "open loop at " << Fmt("%.0f", o.rate) << " jobs/s";
+  } else {
+    s << "closed loop, window " << o.window << " per producer";
+  }
+  s << ", batch " << o.batch;
+  return s.str();
+}
+
+json ConfigJson(const LoadtestReport& r) {
+  const LoadtestOptions& o = r.options;
+  json chaos = json::object();
+  if (o.kill_worker_every_s > 0)
+    chaos["kill_worker_every_s"] = o.kill_worker_every_s;
+  if (o.kill_broker_at_s >= 0) {
+    chaos["kill_broker_at_s"] = o.kill_broker_at_s;
+    chaos["broker_down_s"] = o.broker_down_s;
+  }
+  if (o.restart_redis_at_s >= 0)
+    chaos["restart_redis_at_s"] = o.restart_redis_at_s;
+  char host[256] = {};
+  (void)::gethostname(host, sizeof(host) - 1);
+  return {
+      {"mode", r.mode},
+      {"cluster", o.connect.empty() ? "local" : "connect"},
+      {"endpoints", r.endpoints},
+      {"brokers",
+       o.connect.empty() ? o.brokers : static_cast<int>(o.connect.size())},
+      {"workers", o.connect.empty() ? json(o.workers) : json(nullptr)},
+      {"concurrency", o.connect.empty() ? json(o.concurrency) : json(nullptr)},
+      {"redis", o.redis},
+      {"producers", o.producers},
+      {"jobs", o.jobs},
+      {"duration_s", o.duration_s},
+      {"size",
+       o.payload_given ? static_cast<int64_t>(o.payload.size()) : o.size},
+      {"task", o.task},
+      {"queue", o.queue},
+      {"window", o.window},
+      {"rate", o.rate},
+      {"loop", o.rate > 0 ? "open" : "closed"},
+      {"batch", o.batch},
+      {"job_timeout_s", o.job_timeout_s},
+      {"timeout_s", EffectiveTimeoutS(o)},
+      {"heartbeat_ms", o.heartbeat_ms},
+      {"chaos", chaos},
+      {"host",
+       {{"name", host}, {"cores", std::thread::hardware_concurrency()}}},
+  };
+}
+
+}  // namespace
+
+std::string Verdict(const LoadtestReport& r) {
+  if (r.interrupted) return "interrupted";
+  if (r.lost > 0) return "lost";
+  if (!r.problems.empty()) return "failed";
+  return "ok";
+}
+
+json LatencyJson(const Histogram& h) {
+  return {{"p50", h.Percentile(0.50)},
+          {"p90", h.Percentile(0.90)},
+          {"p99", h.Percentile(0.99)},
+          {"p999", h.Percentile(0.999)},
+          {"max", h.max()},
+          {"mean", h.mean()},
+          {"count", h.count()}};
+}
+
+json ReportJson(const LoadtestReport& r) {
+  const Ledger::Totals& t = r.totals;
+  json series = json::array();
+  for (const SeriesPoint& p : r.series) {
+    series.push_back({
+        {"t", p.t},
+        {"span_s", p.span_s},
+        {"submitted", p.submitted},
+        {"completed", p.completed},
+        {"failed", p.failed},
+        {"lost", p.lost},
+        {"in_flight", p.in_flight},
+        {"jobs_per_s", p.jobs_per_s},
+        {"latency_us",
+         {{"p50", p.p50_us}, {"p99", p.p99_us}, {"max", p.max_us}}},
+    });
+  }
+  json events = json::array();
+  for (const LoadEvent& e : r.events) {
+    events.push_back(
+        {{"t", e.t}, {"event", e.what}, {"detail", e.detail}, {"ok", e.ok}});
+  }
+  return {
+      {"config", ConfigJson(r)},
+      {"totals",
+       {{"submitted", t.submitted},
+        {"completed", t.completed},
+        {"failed", t.failed + t.rejected},
+        {"duplicated", r.duplicated},
+        {"lost", r.lost},
+        {"rejected", t.rejected},
+        {"timed_out", t.timed_out},
+        {"unanswered", t.unanswered},
+        {"corrupt", t.corrupt},
+        {"resent", r.resent},
+        {"busy", r.busy}}},
+      {"jobs_per_s", r.jobs_per_s},
+      {"latency_us", LatencyJson(r.latency)},
+      {"series", series},
+      {"events", events},
+      {"elapsed_s", r.elapsed_s},
+      {"wall_s", r.wall_s},
+      {"interrupted", r.interrupted},
+      {"problems", r.problems},
+      {"verdict", Verdict(r)},
+      {"exit_code", r.ExitCode()},
+      {"logs_dir", r.logs_dir},
+  };
+}
+
+std::string ReportTable(const LoadtestReport& r) {
+  const Ledger::Totals& t = r.totals;
+  const Histogram& h = r.latency;
+  std::ostringstream s;
+  char line[256];
+  s << "yard loadtest: " << ShapeLine(r) << "\n";
+  auto row = [&](const char* k, uint64_t v, const std::string& note) {
+    std::snprintf(line, sizeof(line), "%-12s %12" PRIu64 "%s\n", k, v,
+                  note.empty() ? "" : ("  " + note).c_str());
+    s << line;
+  };
+  row("submitted", t.submitted, "");
+  row("completed", t.completed, "");
+  row("failed", t.failed + t.rejected,
+      t.rejected ? std::to_string(t.rejected) + " refused" : "");
+  row("duplicated", r.duplicated,
+      r.resent ? std::to_string(r.resent) + " resends" : "");
+  row("lost", r.lost,
+      r.lost ? std::to_string(t.timed_out) + " timed out, " +
+                   std::to_string(t.unanswered) + " unanswered"
+             : "");
+  if (t.corrupt) row("corrupt", t.corrupt, "echo output != payload");
+  std::snprintf(line, sizeof(line), "%-12s %12.0f jobs/s over %.3f s\n",
+                "throughput", r.jobs_per_s, r.elapsed_s);
+  s << line;
+  std::snprintf(line, sizeof(line), "%-12s %9s %9s %9s %9s %9s\n", "latency_us",
+                "p50", "p90", "p99", "p99.9", "max");
+  s << line;
+  std::snprintf(line, sizeof(line),
+                "%-12s %9" PRIu64 " %9" PRIu64 " %9" PRIu64 " %9" PRIu64
+                " %9" PRIu64 "\n",
+                "", h.Percentile(0.5), h.Percentile(0.9), h.Percentile(0.99),
+                h.Percentile(0.999), h.max());
+  s << line;
+  for (const LoadEvent& e : r.events) {
+    std::snprintf(line, sizeof(line), "event %7.2fs %s%s: ", e.t,
+                  e.what.c_str(), e.ok ? "" : " FAILED");
+    s << line << e.detail << "\n";
+  }
+  for (const std::string& p : r.problems) s << "problem: " << p << "\n";
+  const std::string v = Verdict(r);
+  if (v == "ok") {
+    s << "verdict: ok - every submitted job is accounted for, none lost\n";
+  } else if (v == "lost") {
+    s << "verdict: LOST - " << r.lost << " job(s) without a result\n";
+  } else if (v == "interrupted") {
+    s << "verdict: interrupted - unanswered jobs are not counted as lost\n";
+  } else {
+    s << "verdict: FAILED - see the problems above\n";
+  }
+  if (!r.logs_dir.empty()) s << "logs: " << r.logs_dir << "\n";
+  return s.str();
+}
+
+namespace {
+
+struct Line {
+  std::string name;
+  std::string color;
+  std::vector<double> y;
+};
+
+// An SVG line chart of `lines` over x = series times, with the events as
+// dashed vertical markers. log_y: a log10 axis (latency).
+std::string Chart(const std::string& title, const std::string& unit,
+                  const std::vector<double>& x, const std::vector<Line>& lines,
+                  const std::vector<LoadEvent>& events, bool log_y) {
+  const double w = 900, h = 300, left = 70, right = 20, top = 30, bottom = 40;
+  const double pw = w - left - right, ph = h - top - bottom;
+  double xmax = 1;
+  for (double v : x) xmax = std::max(xmax, v);
+  for (const LoadEvent& e : events) xmax = std::max(xmax, e.t);
+  double ymin = log_y ? 1e300 : 0, ymax = 0;
+  for (const Line& l : lines) {
+    for (double v : l.y) {
+      if (log_y && v <= 0) continue;
+      ymax = std::max(ymax, v);
+      if (log_y) ymin = std::min(ymin, v);
+    }
+  }
+  if (log_y) {
+    if (ymax <= 0) ymin = 1, ymax = 10;
+    ymin = std::pow(10, std::floor(std::log10(std::max(ymin, 1.0))));
+    ymax = std::pow(10, std::ceil(std::log10(std::max(ymax, ymin * 10))));
+  } else {
+    ymax = ymax > 0 ? ymax * 1.1 : 1;
+  }
+  auto fy = [&](double v) {
+    double f = log_y ? (std::log10(std::max(v, ymin)) - std::log10(ymin)) /
+                           (std::log10(ymax) - std::log10(ymin))
+                     : v / ymax;
+    return top + ph * (1 - std::clamp(f, 0.0, 1.0));
+  };
+  auto fx = [&](double v) { return left + pw * v / xmax; };
+  std::ostringstream s;
+  s << "<svg xmlns='http://www.w3.org/2000/svg' width='" << w << "' height='"
+    << h << "' viewBox='0 0 " << w << " " << h << "'>\n";
+  s << "<text x='" << left << "' y='18' font-weight='bold'>" << Escape(title)
+    << "</text>\n";
+  s << "<rect x='" << left << "' y='" << top << "' width='" << pw
+    << "' height='" << ph << "' fill='none' stroke='#999'/>\n";
+  // Y grid and labels.
+  std::vector<double> ticks;
+  if (log_y) {
+    for (double v = ymin; v <= ymax * 1.0001; v *= 10) ticks.push_back(v);
+  } else {
+    for (int i = 0; i <= 4; ++i) ticks.push_back(ymax * i / 4);
+  }
+  for (double v : ticks) {
+    s << "<line x1='" << left << "' x2='" << left + pw << "' y1='" << fy(v)
+      << "' y2='" << fy(v) << "' stroke='#eee'/>";
+    s << "<text x='" << left - 6 << "' y='" << fy(v) + 4
+      << "' font-size='11' text-anchor='end'>" << Fmt("%.0f", v) << "</text>\n";
+  }
+  s << "<text x='12' y='" << top + ph / 2
+    << "' font-size='11' transform='rotate(-90 12 " << top + ph / 2
+    << ")' text-anchor='middle'>" << Escape(unit) << "</text>\n";
+  // X labels: about 10.
+  const double step = std::max(1.0, std::ceil(xmax / 10));
+  for (double v = 0; v <= xmax + 1e-9; v += step) {
+    s << "<text x='" << fx(v) << "' y='" << top + ph + 16
+      << "' font-size='11' text-anchor='middle'>" << Fmt("%.0f", v)
+      << "</text>";
+  }
+  s << "<text x='" << left + pw / 2 << "' y='" << h - 6
+    << "' font-size='11' text-anchor='middle'>seconds since the load "
+       "started</text>\n";
+  for (const LoadEvent& e : events) {
+    s << "<line x1='" << fx(e.t) << "' x2='" << fx(e.t) << "' y1='" << top
+      << "' y2='" << top + ph << "' stroke='" << (e.ok ? "#c00" : "#f0f")
+      << "' stroke-dasharray='4 3'><title>" << Escape(e.what + ": " + e.detail)
+      << "</title></line>";
+    s << "<text x='" << fx(e.t) + 3 << "' y='" << top + 12
+      << "' font-size='10' fill='#c00'>" << Escape(e.what) << "</text>\n";
+  }
+  double legend_x = left + 10;
+  for (const Line& l : lines) {
+    s << "<polyline fill='none' stroke='" << l.color
+      << "' stroke-width='1.5' points='";
+    for (size_t i = 0; i < x.size() && i < l.y.size(); ++i) {
+      if (log_y && l.y[i] <= 0) continue;
+      s << Fmt("%.1f", fx(x[i])) << "," << Fmt("%.1f", fy(l.y[i])) << " ";
+    }
+    s << "'/>\n";
+    s << "<rect x='" << legend_x << "' y='" << top + ph - 16
+      << "' width='10' height='10' fill='" << l.color << "'/>";
+    s << "<text x='" << legend_x + 14 << "' y='" << top + ph - 7
+      << "' font-size='11'>" << Escape(l.name) << "</text>\n";
+    legend_x += 20 + 7 * static_cast<double>(l.name.size());
+  }
+  s << "</svg>\n";
+  return s.str();
+}
+
+}  // namespace
+
+std::string ReportHtml(const LoadtestReport& r) {
+  std::vector<double> x, rate, p50, p99, pmax, inflight;
+  for (const SeriesPoint& p : r.series) {
+    x.push_back(p.t);
+    rate.push_back(p.jobs_per_s);
+    p50.push_back(static_cast<double>(p.p50_us));
+    p99.push_back(static_cast<double>(p.p99_us));
+    pmax.push_back(static_cast<double>(p.max_us));
+    inflight.push_back(static_cast<double>(p.in_flight));
+  }
+  char when[64];
+  std::time_t now = std::time(nullptr);
+  std::strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S %Z",
+                std::localtime(&now));
+  const std::string verdict = Verdict(r);
+  std::ostringstream s;
+  s << "<!DOCTYPE html>\n<html><head><meta charset='utf-8'>"
+       "<title>yard loadtest report</title>\n<style>"
+       "body{font-family:sans-serif;margin:24px;max-width:960px}"
+       "pre{background:#f6f6f6;padding:12px;overflow-x:auto}"
+       ".ok{color:#070}.bad{color:#c00}</style></head><body>\n";
+  s << "<h1>yard loadtest</h1>\n<p>" << Escape(ShapeLine(r)) << "<br>" << when
+    << "</p>\n";
+  s << "<h2 class='" << (verdict == "ok" ? "ok" : "bad")
+    << "'>verdict: " << verdict << "</h2>\n";
+  s << "<pre>" << Escape(ReportTable(r)) << "</pre>\n";
+  s << Chart("Throughput (results per second)", "jobs/s", x,
+             {{"completed + failed", "#1f77b4", rate}}, r.events, false);
+  s << Chart("Latency per second (log scale)", "microseconds", x,
+             {{"p50", "#2ca02c", p50},
+              {"p99", "#ff7f0e", p99},
+              {"max", "#d62728", pmax}},
+             r.events, true);
+  s << Chart("Jobs in flight", "jobs", x, {{"in flight", "#9467bd", inflight}},
+             r.events, false);
+  s << "<h2>Configuration</h2>\n<pre>" << Escape(ConfigJson(r).dump(2))
+    << "</pre>\n</body></html>\n";
+  return s.str();
+}
+
+}  // namespace yard

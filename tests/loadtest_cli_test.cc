@@ -1,0 +1,165 @@
+// `yard loadtest` end to end: the real binary starts its own cluster of real
+// `yard` processes on 127.0.0.1, and its audit is checked against what must
+// hold: a worker SIGKILLed mid-run loses nothing; a cluster with no workers
+// is reported as lost jobs (exit 1), not as a success; a task that fails is
+// counted as failed, not lost; bad flags and impossible shapes exit 2 with
+// one line; SIGINT stops every child. Small counts, a few seconds each.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <chrono>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "loadtest/redis_server.h"
+#include "tests/loadtest_fixture.h"
+
+namespace yard {
+namespace {
+
+using LoadtestCliTest = LoadtestFixture;
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+TEST_F(LoadtestCliTest, WorkerKilledMidRunLosesNothing) {
+  // Memory mode: a dead worker's jobs go back to the queue, so none may be
+  // lost; the kills are real SIGKILLs of real workers.
+  LoadtestRun run = Run(
+      {"--duration", "3", "--rate", "3000", "--workers", "2", "--concurrency",
+       "2", "--kill-worker-every", "1", "--heartbeat-ms", "200"},
+      seconds(60));
+  ASSERT_TRUE(run.exit && run.report.is_object()) << run.Describe();
+  EXPECT_TRUE(run.exit->ExitedWith(0)) << run.Describe();
+  EXPECT_EQ(run.report["verdict"], "ok") << run.Describe();
+  EXPECT_GT(run.Total("submitted"), 5000) << run.Describe();
+  EXPECT_EQ(run.Total("completed"), run.Total("submitted")) << run.Describe();
+  EXPECT_EQ(run.Total("lost"), 0) << run.Describe();
+  EXPECT_EQ(run.Total("failed"), 0) << run.Describe();
+  EXPECT_EQ(run.Total("corrupt"), 0) << run.Describe();
+  int kills = 0;
+  for (const auto& e : run.report["events"]) {
+    if (e["event"] == "kill-worker") {
+      ++kills;
+      EXPECT_TRUE(e["ok"].get<bool>()) << e.dump();
+    }
+  }
+  EXPECT_GE(kills, 2) << run.Describe();
+  EXPECT_GE(run.report["series"].size(), 3u) << run.Describe();
+  EXPECT_GT(run.report["latency_us"]["p50"].get<int64_t>(), 0);
+  EXPECT_EQ(run.report["config"]["loop"], "open");
+}
+
+TEST_F(LoadtestCliTest, NoWorkersIsReportedAsLostNotSuccess) {
+  LoadtestRun run = Run({"--workers", "0", "--jobs", "300", "--job-timeout",
+                         "1", "--timeout", "3"},
+                        seconds(60));
+  ASSERT_TRUE(run.exit && run.report.is_object()) << run.Describe();
+  EXPECT_TRUE(run.exit->ExitedWith(1)) << run.Describe();
+  EXPECT_EQ(run.report["verdict"], "lost") << run.Describe();
+  EXPECT_EQ(run.Total("submitted"), 300) << run.Describe();
+  EXPECT_EQ(run.Total("completed"), 0) << run.Describe();
+  EXPECT_EQ(run.Total("lost"), 300) << run.Describe();
+}
+
+TEST_F(LoadtestCliTest, AFailingTaskIsFailedNotLost) {
+  LoadtestRun run = Run({"--task", "fail", "--jobs", "500"}, seconds(60));
+  ASSERT_TRUE(run.exit && run.report.is_object()) << run.Describe();
+  EXPECT_TRUE(run.exit->ExitedWith(0)) << run.Describe();
+  EXPECT_EQ(run.Total("failed"), 500) << run.Describe();
+  EXPECT_EQ(run.Total("lost"), 0) << run.Describe();
+  EXPECT_EQ(run.Total("completed"), 0) << run.Describe();
+}
+
+TEST_F(LoadtestCliTest, WritesTheTableAndAnHtmlPage) {
+  const std::string html = dir_ + "/report.html";
+  const std::string json = dir_ + "/report.json";
+  auto p = Start({"--jobs", "2000", "--producers", "2", "--batch", "16",
+                  "--html", html, "--json", json});
+  LoadtestRun run = Finish(p.get(), seconds(60));
+  ASSERT_TRUE(run.exit) << run.Describe();
+  EXPECT_TRUE(run.exit->ExitedWith(0)) << run.Describe();
+  EXPECT_NE(run.out.find("verdict: ok"), std::string::npos) << run.out;
+  std::string page = ReadFileOrEmpty(html);
+  EXPECT_NE(page.find("<svg"), std::string::npos);
+  auto doc = nlohmann::json::parse(ReadFileOrEmpty(json), nullptr, false);
+  ASSERT_TRUE(doc.is_object()) << ReadFileOrEmpty(json);
+  EXPECT_EQ(doc["totals"]["completed"], 2000);
+  EXPECT_EQ(doc["config"]["producers"], 2);
+}
+
+TEST_F(LoadtestCliTest, BadFlagsExitTwoWithOneLine) {
+  Result<uint16_t> port = PickFreeLoopbackPort();
+  ASSERT_TRUE(port.ok());
+  const std::string nobody = "tcp://127.0.0.1:" + std::to_string(*port);
+  const std::vector<std::vector<std::string>> cases = {
+      {"--producers", "0"},
+      {"--rate", "-5"},
+      {"--rate", "0"},
+      {"--jobs", "0"},
+      {"--window", "0"},
+      {"--connect", nobody, "--connect-timeout", "1"},
+      {"--connect", "tcp://10.0.0.1:5555"},
+      {"--restart-redis-at", "1"},
+      {"--kill-worker-every", "-1"},
+      {"--no-such-flag"},
+  };
+  for (const auto& args : cases) {
+    auto p = Start(args);
+    LoadtestRun run = Finish(p.get(), seconds(30));
+    std::string what = ::testing::PrintToString(args);
+    ASSERT_TRUE(run.exit) << what;
+    EXPECT_TRUE(run.exit->ExitedWith(2)) << what << "\n" << run.Describe();
+    EXPECT_EQ(run.err.rfind("yard loadtest: error: ", 0), 0u) << what << "\n"
+                                                              << run.err;
+    EXPECT_EQ(std::count(run.err.begin(), run.err.end(), '\n'), 1)
+        << what << "\n"
+        << run.err;
+  }
+}
+
+// Every process with a file open under `dir` (the cluster's stderr files).
+std::vector<std::string> ProcessesUsing(const std::string& dir) {
+  std::vector<std::string> found;
+  std::error_code ec;
+  for (const auto& proc : std::filesystem::directory_iterator("/proc", ec)) {
+    std::error_code e2;
+    for (const auto& fd :
+         std::filesystem::directory_iterator(proc.path() / "fd", e2)) {
+      std::error_code e3;
+      auto target = std::filesystem::read_symlink(fd.path(), e3);
+      if (!e3 && target.string().rfind(dir, 0) == 0) {
+        found.push_back(proc.path().filename().string() + " " +
+                        target.string());
+        break;
+      }
+    }
+  }
+  return found;
+}
+
+TEST_F(LoadtestCliTest, InterruptStopsEveryChild) {
+  const std::string logs = dir_ + "/cluster";
+  auto p = Start({"--duration", "60", "--rate", "2000", "--workers", "2",
+                  "--logs", logs, "--json", "-"});
+  ASSERT_NE(p, nullptr);
+  // Wait until the cluster runs (its children hold files under logs).
+  for (int i = 0; i < 100 && ProcessesUsing(logs).size() < 3; ++i) {
+    std::this_thread::sleep_for(milliseconds(100));
+  }
+  ASSERT_GE(ProcessesUsing(logs).size(), 3u);
+  std::this_thread::sleep_for(milliseconds(1000));
+  ASSERT_TRUE(p->Signal(SIGINT));
+  LoadtestRun run = Finish(p.get(), seconds(30));
+  ASSERT_TRUE(run.exit) << run.Describe();
+  EXPECT_TRUE(run.exit->ExitedWith(130)) << run.Describe();
+  ASSERT_TRUE(run.report.is_object()) << run.Describe();
+  EXPECT_EQ(run.report["verdict"], "interrupted");
+  EXPECT_GT(run.Total("completed"), 0) << run.Describe();
+  EXPECT_TRUE(ProcessesUsing(logs).empty())
+      << ::testing::PrintToString(ProcessesUsing(logs));
+}
+
+}  // namespace
+}  // namespace yard
