@@ -255,7 +255,7 @@ TEST(ReportTest, VerdictAndExitCode) {
 TEST(ReportTest, HtmlIsSelfContainedWithCharts) {
   std::string html = ReportHtml(SampleReport());
   EXPECT_NE(html.find("<svg"), std::string::npos);
-  EXPECT_NE(html.find("<polyline"), std::string::npos);
+  EXPECT_NE(html.find("<path"), std::string::npos);
   EXPECT_EQ(html.find("<script"), std::string::npos);
   EXPECT_EQ(html.find("src="), std::string::npos);
   EXPECT_EQ(html.find("href="), std::string::npos);

@@ -237,33 +237,59 @@ namespace {
 struct Line {
   std::string name;
   std::string color;
-  std::vector<double> y;
+  std::vector<double> y;  // < 0: no value (a gap in the line)
 };
 
+// Axis labels: 40k, 1.5M; or, for microseconds, 250us, 12ms, 3s.
+std::string Short(double v, bool micros) {
+  if (micros) {
+    if (v >= 1e6) return Fmt("%gs", v / 1e6);
+    if (v >= 1e3) return Fmt("%gms", v / 1e3);
+    return Fmt("%gus", v);
+  }
+  if (v >= 1e6) return Fmt("%gM", v / 1e6);
+  if (v >= 1e3) return Fmt("%gk", v / 1e3);
+  return Fmt("%g", v);
+}
+
+// A step of 1, 2 or 5 times a power of ten giving about `n` ticks to `max`.
+double NiceStep(double max, int n) {
+  const double raw = max / n;
+  const double mag = std::pow(10, std::floor(std::log10(raw)));
+  for (double m : {1.0, 2.0, 5.0}) {
+    if (raw <= m * mag) return m * mag;
+  }
+  return 10 * mag;
+}
+
 // An SVG line chart of `lines` over x = series times, with the events as
-// dashed vertical markers. log_y: a log10 axis (latency).
+// dashed vertical markers. log_y: a log10 axis of microseconds (latency).
 std::string Chart(const std::string& title, const std::string& unit,
                   const std::vector<double>& x, const std::vector<Line>& lines,
                   const std::vector<LoadEvent>& events, bool log_y) {
-  const double w = 900, h = 300, left = 70, right = 20, top = 30, bottom = 40;
+  const double w = 900, h = 300, left = 70, right = 20, top = 40, bottom = 40;
   const double pw = w - left - right, ph = h - top - bottom;
   double xmax = 1;
   for (double v : x) xmax = std::max(xmax, v);
   for (const LoadEvent& e : events) xmax = std::max(xmax, e.t);
-  double ymin = log_y ? 1e300 : 0, ymax = 0;
+  double ymin = 1e300, ymax = 0;
   for (const Line& l : lines) {
     for (double v : l.y) {
-      if (log_y && v <= 0) continue;
+      if (v < 0 || (log_y && v <= 0)) continue;
       ymax = std::max(ymax, v);
-      if (log_y) ymin = std::min(ymin, v);
+      ymin = std::min(ymin, v);
     }
   }
+  std::vector<double> ticks;
   if (log_y) {
     if (ymax <= 0) ymin = 1, ymax = 10;
     ymin = std::pow(10, std::floor(std::log10(std::max(ymin, 1.0))));
     ymax = std::pow(10, std::ceil(std::log10(std::max(ymax, ymin * 10))));
+    for (double v = ymin; v <= ymax * 1.0001; v *= 10) ticks.push_back(v);
   } else {
-    ymax = ymax > 0 ? ymax * 1.1 : 1;
+    const double step = NiceStep(ymax > 0 ? ymax : 1, 4);
+    ymax = step * std::ceil((ymax > 0 ? ymax : 1) / step);
+    for (double v = 0; v <= ymax * 1.0001; v += step) ticks.push_back(v);
   }
   auto fy = [&](double v) {
     double f = log_y ? (std::log10(std::max(v, ymin)) - std::log10(ymin)) /
@@ -274,59 +300,64 @@ std::string Chart(const std::string& title, const std::string& unit,
   auto fx = [&](double v) { return left + pw * v / xmax; };
   std::ostringstream s;
   s << "<svg xmlns='http://www.w3.org/2000/svg' width='" << w << "' height='"
-    << h << "' viewBox='0 0 " << w << " " << h << "'>\n";
-  s << "<text x='" << left << "' y='18' font-weight='bold'>" << Escape(title)
+    << h << "' viewBox='0 0 " << w << " " << h
+    << "' font-family='sans-serif'>\n";
+  s << "<text x='" << left << "' y='16' font-weight='bold'>" << Escape(title)
     << "</text>\n";
+  // The legend, right-aligned on the title row.
+  double legend_x = left + pw;
+  for (auto it = lines.rbegin(); it != lines.rend(); ++it) {
+    legend_x -= 24 + 7 * static_cast<double>(it->name.size());
+    s << "<rect x='" << legend_x << "' y='7' width='10' height='10' fill='"
+      << it->color << "'/><text x='" << legend_x + 14
+      << "' y='16' font-size='12'>" << Escape(it->name) << "</text>\n";
+  }
   s << "<rect x='" << left << "' y='" << top << "' width='" << pw
     << "' height='" << ph << "' fill='none' stroke='#999'/>\n";
-  // Y grid and labels.
-  std::vector<double> ticks;
-  if (log_y) {
-    for (double v = ymin; v <= ymax * 1.0001; v *= 10) ticks.push_back(v);
-  } else {
-    for (int i = 0; i <= 4; ++i) ticks.push_back(ymax * i / 4);
-  }
   for (double v : ticks) {
     s << "<line x1='" << left << "' x2='" << left + pw << "' y1='" << fy(v)
       << "' y2='" << fy(v) << "' stroke='#eee'/>";
     s << "<text x='" << left - 6 << "' y='" << fy(v) + 4
-      << "' font-size='11' text-anchor='end'>" << Fmt("%.0f", v) << "</text>\n";
+      << "' font-size='11' text-anchor='end'>" << Short(v, log_y)
+      << "</text>\n";
   }
   s << "<text x='12' y='" << top + ph / 2
     << "' font-size='11' transform='rotate(-90 12 " << top + ph / 2
     << ")' text-anchor='middle'>" << Escape(unit) << "</text>\n";
-  // X labels: about 10.
-  const double step = std::max(1.0, std::ceil(xmax / 10));
-  for (double v = 0; v <= xmax + 1e-9; v += step) {
+  const double xstep = NiceStep(xmax, 10);
+  for (double v = 0; v <= xmax + 1e-9; v += xstep) {
     s << "<text x='" << fx(v) << "' y='" << top + ph + 16
-      << "' font-size='11' text-anchor='middle'>" << Fmt("%.0f", v)
-      << "</text>";
+      << "' font-size='11' text-anchor='middle'>" << Fmt("%g", v) << "</text>";
   }
   s << "<text x='" << left + pw / 2 << "' y='" << h - 6
     << "' font-size='11' text-anchor='middle'>seconds since the load "
        "started</text>\n";
-  for (const LoadEvent& e : events) {
-    s << "<line x1='" << fx(e.t) << "' x2='" << fx(e.t) << "' y1='" << top
-      << "' y2='" << top + ph << "' stroke='" << (e.ok ? "#c00" : "#f0f")
-      << "' stroke-dasharray='4 3'><title>" << Escape(e.what + ": " + e.detail)
+  // Event markers; labels on three staggered rows so that close ones stay
+  // readable (the full text is in each marker's tooltip).
+  for (size_t i = 0; i < events.size(); ++i) {
+    const LoadEvent& e = events[i];
+    const double ex = fx(e.t);
+    s << "<line x1='" << ex << "' x2='" << ex << "' y1='" << top << "' y2='"
+      << top + ph << "' stroke='" << (e.ok ? "#c00" : "#f0f")
+      << "' stroke-dasharray='4 3'><title>"
+      << Escape(Fmt("%.2fs ", e.t) + e.what + ": " + e.detail)
       << "</title></line>";
-    s << "<text x='" << fx(e.t) + 3 << "' y='" << top + 12
+    s << "<text x='" << ex + 3 << "' y='" << top + 12 + 12 * (i % 3)
       << "' font-size='10' fill='#c00'>" << Escape(e.what) << "</text>\n";
   }
-  double legend_x = left + 10;
   for (const Line& l : lines) {
-    s << "<polyline fill='none' stroke='" << l.color
-      << "' stroke-width='1.5' points='";
+    s << "<path fill='none' stroke='" << l.color << "' stroke-width='1.5' d='";
+    bool pen_down = false;
     for (size_t i = 0; i < x.size() && i < l.y.size(); ++i) {
-      if (log_y && l.y[i] <= 0) continue;
-      s << Fmt("%.1f", fx(x[i])) << "," << Fmt("%.1f", fy(l.y[i])) << " ";
+      if (l.y[i] < 0 || (log_y && l.y[i] <= 0)) {
+        pen_down = false;
+        continue;
+      }
+      s << (pen_down ? "L" : "M") << Fmt("%.1f", fx(x[i])) << ","
+        << Fmt("%.1f", fy(l.y[i])) << " ";
+      pen_down = true;
     }
     s << "'/>\n";
-    s << "<rect x='" << legend_x << "' y='" << top + ph - 16
-      << "' width='10' height='10' fill='" << l.color << "'/>";
-    s << "<text x='" << legend_x + 14 << "' y='" << top + ph - 7
-      << "' font-size='11'>" << Escape(l.name) << "</text>\n";
-    legend_x += 20 + 7 * static_cast<double>(l.name.size());
   }
   s << "</svg>\n";
   return s.str();
@@ -339,9 +370,10 @@ std::string ReportHtml(const LoadtestReport& r) {
   for (const SeriesPoint& p : r.series) {
     x.push_back(p.t);
     rate.push_back(p.jobs_per_s);
-    p50.push_back(static_cast<double>(p.p50_us));
-    p99.push_back(static_cast<double>(p.p99_us));
-    pmax.push_back(static_cast<double>(p.max_us));
+    const bool any = p.completed + p.failed > 0;
+    p50.push_back(any ? static_cast<double>(p.p50_us) : -1);
+    p99.push_back(any ? static_cast<double>(p.p99_us) : -1);
+    pmax.push_back(any ? static_cast<double>(p.max_us) : -1);
     inflight.push_back(static_cast<double>(p.in_flight));
   }
   char when[64];
@@ -362,7 +394,7 @@ std::string ReportHtml(const LoadtestReport& r) {
   s << "<pre>" << Escape(ReportTable(r)) << "</pre>\n";
   s << Chart("Throughput (results per second)", "jobs/s", x,
              {{"completed + failed", "#1f77b4", rate}}, r.events, false);
-  s << Chart("Latency per second (log scale)", "microseconds", x,
+  s << Chart("Latency of the results of each second (log scale)", "latency", x,
              {{"p50", "#2ca02c", p50},
               {"p99", "#ff7f0e", p99},
               {"max", "#d62728", pmax}},
