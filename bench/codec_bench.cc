@@ -3,7 +3,8 @@
 // records into.
 //
 //   producer: EncodeJob -> BlobBatch::AddJob x batch -> FinishSubmit
-//   broker:   Decode(Submit) (Verifier incl. nested Jobs), read headers;
+//   broker:   Decode(Submit) (Verifier incl. nested Jobs), read headers
+//             (VerifySubmit: the Verifier alone);
 //             BlobBatch::AddJob(attempt) x batch -> FinishDispatch
 //   worker:   Decode(Dispatch); EncodeResult -> AddResult x batch ->
 //             FinishResults
@@ -22,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/bench_util.h"
 #include "common/histogram.h"
 #include "common/job_id.h"
 #include "schemas/codec.h"
@@ -30,37 +32,6 @@ namespace yard {
 namespace {
 
 constexpr int64_t kPayloadSizes[] = {64, 4096};
-constexpr int64_t kBatchSizes[] = {1, 16, 256};
-
-std::vector<uint8_t> MakePayload(size_t size) {
-  std::vector<uint8_t> p(size);
-  std::mt19937 rng(42);
-  for (auto& b : p) b = static_cast<uint8_t>(rng());
-  return p;
-}
-
-// A typical job: what `yard push --task echo` sends (id, task, payload,
-// created time); no tags, deadline or keys.
-JobSpec MakeSpec(const std::vector<uint8_t>& payload) {
-  JobSpec spec;
-  spec.id = JobId::Random();
-  spec.task = "echo";
-  spec.payload = Bytes(payload.data(), payload.size());
-  spec.created_ms = 1700000000000;
-  return spec;
-}
-
-// `batch` distinct job blobs (distinct ids) of the given payload size.
-std::vector<std::vector<uint8_t>> MakeJobBlobs(size_t batch, size_t payload) {
-  auto bytes = MakePayload(payload);
-  Writer w;
-  std::vector<std::vector<uint8_t>> blobs;
-  for (size_t i = 0; i < batch; ++i) {
-    Bytes b = w.EncodeJob(MakeSpec(bytes));
-    blobs.emplace_back(b.begin(), b.end());
-  }
-  return blobs;
-}
 
 std::vector<std::vector<uint8_t>> MakeResultBlobs(size_t batch, size_t output) {
   auto bytes = MakePayload(output);
@@ -76,9 +47,19 @@ std::vector<std::vector<uint8_t>> MakeResultBlobs(size_t batch, size_t output) {
 
 std::vector<uint8_t> Copy(Bytes b) { return {b.begin(), b.end()}; }
 
+// A Submit (attempt 0) or Dispatch (attempt 1) frame of `batch` jobs.
+std::vector<uint8_t> JobBatchFrame(bool dispatch, size_t batch,
+                                   size_t payload) {
+  auto blobs = MakeJobBlobs(batch, payload);
+  BlobBatch bb;
+  for (const auto& b : blobs)
+    bb.AddJob(Bytes(b.data(), b.size()), dispatch ? 1 : 0);
+  return Copy(dispatch ? bb.FinishDispatch() : bb.FinishSubmit());
+}
+
 void BatchArgs(benchmark::internal::Benchmark* b) {
   b->ArgNames({"batch", "payload"});
-  for (int64_t batch : kBatchSizes) {
+  for (int64_t batch : kBenchBatchSizes) {
     for (int64_t payload : kPayloadSizes) b->Args({batch, payload});
   }
 }
@@ -194,11 +175,8 @@ BENCHMARK(BM_BuildResults)->Apply(BatchArgs);
 template <bool kDispatch>
 void BM_DecodeJobBatch(benchmark::State& state) {
   auto batch = static_cast<size_t>(state.range(0));
-  auto blobs = MakeJobBlobs(batch, static_cast<size_t>(state.range(1)));
-  BlobBatch bb;
-  for (const auto& b : blobs)
-    bb.AddJob(Bytes(b.data(), b.size()), kDispatch ? 1 : 0);
-  auto frame = Copy(kDispatch ? bb.FinishDispatch() : bb.FinishSubmit());
+  auto frame =
+      JobBatchFrame(kDispatch, batch, static_cast<size_t>(state.range(1)));
   Limits limits;
   for (auto _ : state) {
     Decoded d = Decode(Bytes(frame.data(), frame.size()), limits);
@@ -221,6 +199,24 @@ void BM_DecodeJobBatch(benchmark::State& state) {
 }
 BENCHMARK(BM_DecodeJobBatch<false>)->Name("BM_DecodeSubmit")->Apply(BatchArgs);
 BENCHMARK(BM_DecodeJobBatch<true>)->Name("BM_DecodeDispatch")->Apply(BatchArgs);
+
+// The FlatBuffers Verifier alone on a Submit frame (what Decode runs first,
+// including every nested Job), without Decode's other checks or reading any
+// field: the cost of trusting a frame.
+void BM_VerifySubmit(benchmark::State& state) {
+  auto batch = static_cast<size_t>(state.range(0));
+  auto frame = JobBatchFrame(false, batch, static_cast<size_t>(state.range(1)));
+  for (auto _ : state) {
+    flatbuffers::Verifier verifier(frame.data(), frame.size());
+    if (!verifier.VerifyBuffer<wire::Envelope>(nullptr)) {
+      state.SkipWithError("the Submit frame does not verify");
+      break;
+    }
+  }
+  SetCounters(state, static_cast<int64_t>(batch),
+              static_cast<int64_t>(frame.size()));
+}
+BENCHMARK(BM_VerifySubmit)->Apply(BatchArgs);
 
 // Decode (Verifier including every nested JobResult) plus reading each
 // result's id and status, as a broker routing results does.

@@ -37,10 +37,8 @@ out=""
 run_timeout=120
 baseline_only=0
 
-usage() {
-  sed -n '/^# usage:/,/^# Exit codes/p' "$0" | sed 's/^# \{0,1\}//' >&2
-  exit 2
-}
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"  # usage
 
 while [[ $# -gt 0 ]]; do
   case "$1" in

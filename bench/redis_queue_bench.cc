@@ -44,11 +44,11 @@
 
 #include "common/clock.h"
 #include "common/job_id.h"
+#include "loadtest/redis_server.h"
 #include "queue/job_queue.h"
 #include "queue/redis_client.h"
 #include "queue/redis_layout.h"
 #include "schemas/codec.h"
-#include "loadtest/redis_server.h"
 
 namespace yard {
 namespace {

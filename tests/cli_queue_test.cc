@@ -15,10 +15,10 @@
 #include <string>
 #include <vector>
 
-#include "queue/redis_layout.h"
-#include "schemas/codec.h"
 #include "loadtest/process.h"
 #include "loadtest/redis_server.h"
+#include "queue/redis_layout.h"
+#include "schemas/codec.h"
 
 namespace yard {
 namespace {

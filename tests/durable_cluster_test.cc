@@ -22,9 +22,9 @@
 #include <utility>
 #include <vector>
 
+#include "loadtest/redis_server.h"
 #include "queue/redis_layout.h"
 #include "tests/cluster.h"
-#include "loadtest/redis_server.h"
 
 namespace yard {
 namespace {

@@ -14,7 +14,7 @@ void Usage(std::ostream& out) {
          "  broker   route jobs from producers to workers\n"
          "  worker   run job handlers (echo, sleep, sha256, fail)\n"
          "  push     submit jobs and report throughput and latency\n"
-         "  loadtest run a load (and chaos) through a cluster; audit every job\n"
+         "  loadtest load (and chaos) through a cluster; audit every job\n"
          "  queue    inspect and administer a durable (Redis) queue\n"
          "  result   print the stored result of a job (durable queue)\n";
 }
