@@ -823,6 +823,10 @@ class RedisQueue final : public JobQueue {
 
   void MaybeClaim() {
     if (!up_ || draining_ || claiming_) return;
+    if (reread_pending_) {
+      RereadPending();
+      return;
+    }
     size_t room = want_ > buffered_ ? want_ - buffered_ : 0;
     if (room == 0) return;
     // Records, not jobs: a record holds a producer's batch. Claim a few
@@ -863,6 +867,39 @@ class RedisQueue final : public JobQueue {
     });
   }
 
+  // XREADGROUP from id 0 returns this consumer's own pending entries (its
+  // history), fields included; OnClaimed skips the ones it holds already.
+  void RereadPending() {
+    reread_pending_ = false;
+    std::vector<std::string> args = {"XREADGROUP", "GROUP", kRedisGroup,
+                                     consumer_,    "COUNT", "100000",
+                                     "STREAMS"};
+    for (int p = kLevels - 1; p >= 0; --p) args.push_back(keys_.stream[p]);
+    for (int p = 0; p < kLevels; ++p) args.push_back("0");
+    claiming_ = true;
+    ++c_.commands;
+    ++c_.round_trips;
+    // On the main connection, after the write batches Flush() resent: an
+    // entry acked there is not read back as pending.
+    main_->Command(std::move(args), [this](Result<RedisReply> r) {
+      claiming_ = false;
+      if (!r.ok()) {
+        // Lost again: the next reconnect asks again.
+        if (r.status().code() == StatusCode::kUnavailable) {
+          Lost(r.status().message());
+        }
+        return;
+      }
+      const size_t before = entries_.size();
+      OnClaimed(*r);
+      if (entries_.size() > before) {
+        spdlog::warn(
+            "redis: {} claimed records whose reply was lost are back in hand",
+            entries_.size() - before);
+      }
+    });
+  }
+
   int LevelOf(const std::string& key) const {
     for (int p = 0; p < kLevels; ++p) {
       if (keys_.stream[p] == key) return p;
@@ -892,6 +929,8 @@ class RedisQueue final : public JobQueue {
         auto eid = EntryId::Parse(eid_text);
         if (!eid) continue;
         RedisReply& fields = item.elements[1];
+        // A pending entry deleted from the stream reads back without fields.
+        if (fields.type != RedisReply::Type::kArray) continue;
         // The payloads move out of the reply: no copy of the batch.
         std::string* p = Field(fields, "p");
         auto packed =
@@ -1326,7 +1365,13 @@ class RedisQueue final : public JobQueue {
     main_ = std::move(main).value();
     claim_ = std::move(claim).value();
     inbox_ = std::move(inbox).value();
-    if (!down_reason_.empty()) ++c_.reconnects;
+    if (!down_reason_.empty()) {
+      ++c_.reconnects;
+      // A claim whose reply died with the connection left its records in
+      // this consumer's pending list; read them back now rather than wait a
+      // lease for the leader to reap them.
+      reread_pending_ = true;
+    }
     up_ = true;
     last_claim_empty_ = false;
     last_bucket_ = -1;
@@ -1390,6 +1435,7 @@ class RedisQueue final : public JobQueue {
   size_t pushing_ = 0;
   bool claiming_ = false;
   bool last_claim_empty_ = false;
+  bool reread_pending_ = false;  // after a reconnect: see RereadPending
   bool draining_ = false;
   std::vector<ClaimedJob> claimed_;
 

@@ -502,6 +502,39 @@ TEST_F(RedisQueueTest, RedisRestartKeepsAcceptedJobsAndServiceResumes) {
   ASSERT_TRUE(Pump([&] { return InStreams(keys_) == 0; }));
 }
 
+// A claim whose reply is lost with the connection (Redis died after moving
+// the records into this consumer's pending list) is read back after the
+// reconnect, not left for the leader to reap a lease later.
+TEST_F(RedisQueueTest, ClaimWhoseReplyWasLostIsReadBackAfterReconnect) {
+  RedisQueueOptions o = Options("b1");
+  o.lease_ms = 60000;  // the leader would reap these only after a minute
+  JobQueue* q = Make(o);
+  want_[q] = 0;  // claims nothing by itself yet
+  std::vector<std::string> blobs;
+  for (int i = 0; i < 10; ++i) blobs.push_back(JobBlob(JobId::Random()));
+  ASSERT_EQ(Push(q, blobs).size(), 10u);
+  // The lost claim: the records go to b1's pending list, the reply elsewhere.
+  std::vector<std::string> read = {"XREADGROUP", "GROUP", kRedisGroup, "b1",
+                                   "COUNT",      "100",   "STREAMS"};
+  for (const std::string& stream : keys_.stream) read.push_back(stream);
+  for (size_t i = 0; i < std::size(keys_.stream); ++i) read.push_back(">");
+  auto r = RedisCall(*admin_, read);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ASSERT_EQ(r->type, RedisReply::Type::kArray);
+  // Every other client's connection drops; b1 reconnects.
+  ASSERT_TRUE(
+      RedisCall(*admin_, {"CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"})
+          .ok());
+  Pump([&] { return !q->available(); }, 2000);
+  ASSERT_TRUE(Pump([&] { return q->available(); }, 10000));
+  want_[q] = 64;
+  Seen& s = seen_[q];
+  ASSERT_TRUE(Pump([&] { return s.claimed.size() == 10; }, 5000))
+      << s.claimed.size() << " of 10 claimed";
+  for (const ClaimedJob& j : s.claimed) q->Complete(j.id, {});
+  ASSERT_TRUE(Pump([&] { return InStreams(keys_) == 0; }));
+}
+
 TEST_F(RedisQueueTest, UnreachableRedisIsUnavailableAtStart) {
   RedisQueueOptions o = Options("x");
   o.url = "redis://127.0.0.1:1";
