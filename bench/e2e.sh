@@ -15,12 +15,12 @@
 # baseline's median at the same size) and writes every run and the medians to
 # --out as JSON. Bounded: each run under `timeout`; loopback only.
 #
-# usage: bench/e2e.sh [--build DIR] [--runs R] [--sizes "64:200000 4096:50000"]
+# usage: bench/e2e.sh [--build DIR] [--runs R] [--sizes "64:1000000 4096:200000"]
 #                     [--modes "memory durable"] [--window W] [--out FILE]
 #   --build   build directory                       (default build)
 #   --runs    runs of each side                     (default 3)
 #   --sizes   SIZE:JOBS pairs, payload bytes and jobs per run
-#             (default "64:200000 4096:50000")
+#             (default "64:1000000 4096:200000")
 #   --modes   which Switchyard modes                (default "memory durable")
 #   --window  jobs in flight                        (default 1000)
 #   --out     JSON (default <build>/bench/results/e2e-latest.json)
@@ -29,7 +29,7 @@ set -euo pipefail
 
 build=build
 runs=3
-sizes="64:200000 4096:50000"
+sizes="64:1000000 4096:200000"
 modes="memory durable"
 window=1000
 out=""

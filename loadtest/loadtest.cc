@@ -141,7 +141,7 @@ Status Run::StartCluster() {
                    : "",
                cluster_->dir().c_str());
   if (o_.workers == 0) {
-    std::fprintf(log_, "loadtest: no workers: jobs will wait for none\n");
+    std::fprintf(log_, "loadtest: --workers 0: nothing will run the jobs\n");
   }
   return Status::OK();
 }

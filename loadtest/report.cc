@@ -224,7 +224,7 @@ std::string ReportTable(const LoadtestReport& r) {
   } else if (v == "lost") {
     s << "verdict: LOST - " << r.lost << " job(s) without a result\n";
   } else if (v == "interrupted") {
-    s << "verdict: interrupted - unanswered jobs are not counted as lost\n";
+    s << "verdict: interrupted - jobs without a result by then count as lost\n";
   } else {
     s << "verdict: FAILED - see the problems above\n";
   }
