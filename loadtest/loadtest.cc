@@ -49,7 +49,10 @@ class Run {
  public:
   Run(const LoadtestOptions& o, std::FILE* log) : o_(o), log_(log) {
     report_.options = o;
-    report_.mode = o.redis.empty() ? "memory" : "durable";
+    // A cluster it did not start: its mode is not known here.
+    report_.mode = !o.connect.empty() ? "external"
+                   : o.redis.empty()  ? "memory"
+                                      : "durable";
   }
   ~Run() {
     stop_.store(true);
@@ -414,6 +417,7 @@ Result<LoadtestReport> Run::Go() {
   }
   last_sample_us_ = start_us_;
   next_progress_us_ = start_us_ + kLiveProgressUs;
+  last_progress_us_ = start_us_;
   for (auto& lane : lanes_) {
     Lane* l = lane.get();
     l->thread = std::thread([this, l] { SubmitLoop(*l); });
@@ -579,6 +583,11 @@ Status ValidateLoadtest(const LoadtestOptions& o) {
       return bad(
           "--kill-worker-every, --kill-broker-at and --restart-redis-at need "
           "the cluster the load tester starts (drop --connect)");
+    }
+    if (!o.redis.empty()) {
+      return bad(
+          "--redis: sets up the cluster the load tester starts (drop "
+          "--connect, or --redis)");
     }
   } else {
     if (o.brokers < 1 || o.brokers > 16) {

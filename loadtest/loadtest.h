@@ -107,7 +107,7 @@ struct LoadEvent {
 
 struct LoadtestReport {
   LoadtestOptions options;
-  std::string mode;  // "memory" | "durable"
+  std::string mode;  // "memory" | "durable" | "external" (--connect)
   std::vector<std::string> endpoints;
   Ledger::Totals totals;  // summed over producers
   uint64_t duplicated = 0;

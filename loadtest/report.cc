@@ -48,7 +48,7 @@ std::string Escape(const std::string& s) {
 std::string ShapeLine(const LoadtestReport& r) {
   const LoadtestOptions& o = r.options;
   std::ostringstream s;
-  s << r.mode << " mode, ";
+  if (r.mode != "external") s << r.mode << " mode, ";
   if (o.connect.empty()) {
     s << o.brokers << " broker(s), " << o.workers << " worker(s) x "
       << o.concurrency;
