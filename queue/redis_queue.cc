@@ -35,6 +35,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "common/clock.h"
@@ -49,6 +50,8 @@ namespace {
 constexpr int kLevels = kRedisPriorities;
 constexpr int kStarvationLimit = 16;  // as the memory queue
 constexpr int64_t kClaimBlockMs = 200;
+// Pending entries read back per stream per command after a reconnect.
+constexpr size_t kRereadPage = 1000;
 constexpr int64_t kInboxBlockMs = 1000;
 constexpr int64_t kPromoteEveryMs = 100;
 constexpr int64_t kStatsEveryMs = 500;
@@ -711,6 +714,7 @@ class RedisQueue final : public JobQueue {
       batch_.locked.push_back(e->first.ToString());
       batch_.locked.push_back(entry.lock_key);
     }
+    if (rereading_) reread_skip_.insert(e->first);
     entries_.erase(e);
   }
 
@@ -867,15 +871,23 @@ class RedisQueue final : public JobQueue {
     });
   }
 
-  // XREADGROUP from id 0 returns this consumer's own pending entries (its
-  // history), fields included; OnClaimed skips the ones it holds already.
+  // XREADGROUP from an id returns this consumer's own pending entries after
+  // it (its history), fields included, a page at a time. OnClaimed skips the
+  // ones this broker holds, and the ones it finished (acked or forgot) while
+  // a page was in flight: Redis read those before it saw the ack.
   void RereadPending() {
     reread_pending_ = false;
-    std::vector<std::string> args = {"XREADGROUP", "GROUP", kRedisGroup,
-                                     consumer_,    "COUNT", "100000",
+    rereading_ = true;
+    std::vector<std::string> args = {"XREADGROUP", "GROUP",
+                                     kRedisGroup,  consumer_,
+                                     "COUNT",      std::to_string(kRereadPage),
                                      "STREAMS"};
-    for (int p = kLevels - 1; p >= 0; --p) args.push_back(keys_.stream[p]);
-    for (int p = 0; p < kLevels; ++p) args.push_back("0");
+    std::vector<int> levels;
+    for (int p = kLevels - 1; p >= 0; --p) {
+      if (!reread_from_[p].empty()) levels.push_back(p);
+    }
+    for (int p : levels) args.push_back(keys_.stream[p]);
+    for (int p : levels) args.push_back(reread_from_[p]);
     claiming_ = true;
     ++c_.commands;
     ++c_.round_trips;
@@ -884,20 +896,44 @@ class RedisQueue final : public JobQueue {
     main_->Command(std::move(args), [this](Result<RedisReply> r) {
       claiming_ = false;
       if (!r.ok()) {
-        // Lost again: the next reconnect asks again.
         if (r.status().code() == StatusCode::kUnavailable) {
-          Lost(r.status().message());
+          Lost(r.status().message());  // the next reconnect starts again
+        } else {
+          spdlog::error("redis: reading pending entries back failed: {}",
+                        r.status().ToString());
         }
+        EndReread();
         return;
       }
+      // The next page of each stream that filled this one.
+      for (std::string& from : reread_from_) from.clear();
+      if (r->type == RedisReply::Type::kArray) {
+        for (const RedisReply& stream : r->elements) {
+          if (stream.elements.size() != 2) continue;
+          const int pri = LevelOf(stream.elements[0].str);
+          const auto& items = stream.elements[1].elements;
+          if (pri >= 0 && items.size() >= kRereadPage &&
+              !items.back().elements.empty()) {
+            reread_from_[pri] = items.back().elements[0].str;
+          }
+        }
+      }
       const size_t before = entries_.size();
-      OnClaimed(*r);
+      OnClaimed(*r, &reread_skip_);
       if (entries_.size() > before) {
         spdlog::warn(
             "redis: {} claimed records whose reply was lost are back in hand",
             entries_.size() - before);
       }
+      reread_pending_ = std::any_of(reread_from_.begin(), reread_from_.end(),
+                                    [](const auto& f) { return !f.empty(); });
+      if (!reread_pending_) EndReread();
     });
+  }
+
+  void EndReread() {
+    rereading_ = reread_pending_ = false;
+    reread_skip_.clear();
   }
 
   int LevelOf(const std::string& key) const {
@@ -907,7 +943,10 @@ class RedisQueue final : public JobQueue {
     return -1;
   }
 
-  void OnClaimed(RedisReply& reply) {
+  // `skip`: entries not to take (see RereadPending); null for new claims.
+  void OnClaimed(
+      RedisReply& reply,
+      const std::unordered_set<EntryId, EntryIdHash>* skip = nullptr) {
     last_claim_empty_ = true;
     if (reply.type != RedisReply::Type::kArray) return;
     std::vector<std::string> bury = keys_.Fcall("yard_bury");
@@ -927,10 +966,14 @@ class RedisQueue final : public JobQueue {
         last_claim_empty_ = false;
         const std::string& eid_text = item.elements[0].str;
         auto eid = EntryId::Parse(eid_text);
-        if (!eid) continue;
+        if (!eid || (skip && skip->count(*eid))) continue;
         RedisReply& fields = item.elements[1];
-        // A pending entry deleted from the stream reads back without fields.
-        if (fields.type != RedisReply::Type::kArray) continue;
+        if (fields.type != RedisReply::Type::kArray) {
+          // A pending entry deleted from the stream reads back without
+          // fields: nothing to run; take it off the pending list.
+          batch_.acks[pri].push_back(eid_text);
+          continue;
+        }
         // The payloads move out of the reply: no copy of the batch.
         std::string* p = Field(fields, "p");
         auto packed =
@@ -1030,6 +1073,7 @@ class RedisQueue final : public JobQueue {
       if (l->second.buffered) --buffered_;
       leases_.erase(l);
     }
+    if (rereading_) reread_skip_.insert(e->first);
     entries_.erase(e);
   }
 
@@ -1371,6 +1415,7 @@ class RedisQueue final : public JobQueue {
       // this consumer's pending list; read them back now rather than wait a
       // lease for the leader to reap them.
       reread_pending_ = true;
+      for (std::string& from : reread_from_) from = "0";
     }
     up_ = true;
     last_claim_empty_ = false;
@@ -1436,6 +1481,9 @@ class RedisQueue final : public JobQueue {
   bool claiming_ = false;
   bool last_claim_empty_ = false;
   bool reread_pending_ = false;  // after a reconnect: see RereadPending
+  bool rereading_ = false;       // ... until its last page is in
+  std::array<std::string, kLevels> reread_from_;  // per stream; "": done
+  std::unordered_set<EntryId, EntryIdHash> reread_skip_;
   bool draining_ = false;
   std::vector<ClaimedJob> claimed_;
 

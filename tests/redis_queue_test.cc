@@ -535,6 +535,27 @@ TEST_F(RedisQueueTest, ClaimWhoseReplyWasLostIsReadBackAfterReconnect) {
   ASSERT_TRUE(Pump([&] { return InStreams(keys_) == 0; }));
 }
 
+// The read-back after a reconnect must not hand out again a job finished
+// while the read was in flight (Redis read the entry before it saw the ack).
+TEST_F(RedisQueueTest, ReadBackDoesNotRerunAJobFinishedMeanwhile) {
+  RedisQueueOptions o = Options("b1");
+  o.lease_ms = 60000;
+  JobQueue* q = Make(o);
+  ASSERT_EQ(Push(q, {JobBlob(JobId::Random())}).size(), 1u);
+  Seen& s = seen_[q];
+  ASSERT_TRUE(Pump([&] { return s.claimed.size() == 1; }));
+  ASSERT_TRUE(
+      RedisCall(*admin_, {"CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"})
+          .ok());
+  Pump([&] { return !q->available(); }, 2000);
+  // Back: the read-back is on its way; the job finishes before its reply.
+  ASSERT_TRUE(Pump([&] { return q->available(); }, 10000));
+  q->Complete(s.claimed[0].id, {});
+  Pump([] { return false; }, 1000);
+  EXPECT_EQ(s.claimed.size(), 1u) << "the finished job was handed out again";
+  EXPECT_EQ(InStreams(keys_), 0);
+}
+
 TEST_F(RedisQueueTest, UnreachableRedisIsUnavailableAtStart) {
   RedisQueueOptions o = Options("x");
   o.url = "redis://127.0.0.1:1";
