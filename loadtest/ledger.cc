@@ -8,12 +8,17 @@ namespace {
 constexpr size_t kSeqBytes = sizeof(uint64_t);
 }  // namespace
 
-Ledger::Ledger(uint64_t tag, std::string payload, bool check_echo)
-    : tag_(tag), payload_(std::move(payload)), check_echo_(check_echo) {}
+Ledger::Ledger(uint64_t tag, std::string payload, bool stamp, bool check_echo)
+    : tag_(tag),
+      payload_(std::move(payload)),
+      stamp_(stamp),
+      check_echo_(check_echo) {}
 
 Bytes Ledger::Payload(uint64_t seq, std::string* buf) const {
   if (buf->size() != payload_.size()) *buf = payload_;
-  if (buf->size() >= kSeqBytes) std::memcpy(buf->data(), &seq, kSeqBytes);
+  if (stamp_ && buf->size() >= kSeqBytes) {
+    std::memcpy(buf->data(), &seq, kSeqBytes);
+  }
   return AsBytes(*buf);
 }
 
@@ -37,7 +42,7 @@ std::atomic<uint8_t>* Ledger::Slot(uint64_t seq) const {
 
 bool Ledger::EchoMatches(const JobOutcome& o) const {
   if (o.output.size() != payload_.size()) return false;
-  if (payload_.size() < kSeqBytes) return o.output == payload_;
+  if (!stamp_ || payload_.size() < kSeqBytes) return o.output == payload_;
   return std::memcmp(o.output.data(), &o.id.lo, kSeqBytes) == 0 &&
          std::memcmp(o.output.data() + kSeqBytes, payload_.data() + kSeqBytes,
                      payload_.size() - kSeqBytes) == 0;
@@ -64,8 +69,14 @@ void Ledger::Record(const JobOutcome& o, int64_t latency_us) {
       state = kTimedOut;
       break;
   }
-  if (slot->exchange(state, std::memory_order_relaxed) != kPending) {
+  uint8_t expected = kPending;
+  if (!slot->compare_exchange_strong(expected, state,
+                                     std::memory_order_relaxed)) {
     repeated_.fetch_add(1, std::memory_order_relaxed);
+    return;  // the first outcome stands; not counted in the second either
+  }
+  if (state == kFailed && o.status == wire::ResultStatus::UnknownTask) {
+    unknown_task_.fetch_add(1, std::memory_order_relaxed);
   }
   const auto latency = static_cast<uint64_t>(latency_us > 0 ? latency_us : 0);
   std::lock_guard<std::mutex> lock(mu_);
@@ -124,6 +135,7 @@ Ledger::Totals Ledger::Audit(uint64_t submitted) const {
     }
   }
   t.foreign = foreign_.load(std::memory_order_relaxed);
+  t.unknown_task = unknown_task_.load(std::memory_order_relaxed);
   t.repeated = repeated_.load(std::memory_order_relaxed);
   return t;
 }

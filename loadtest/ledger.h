@@ -13,7 +13,7 @@
 // takes it once a second (TakeSecond) and merges it across producers, so the
 // run's histogram is the merge of its seconds.
 //
-//   Ledger ledger(tag, payload_template, /*check_echo=*/true);
+//   Ledger ledger(tag, payload_template, /*stamp=*/true, /*check_echo=*/true);
 //   ledger.Reserve(seq);                       // submitting thread
 //   spec.id = ledger.IdFor(seq); spec.payload = ledger.Payload(seq, &buf);
 //   ledger.Record(outcome, latency_us);        // producer's I/O thread
@@ -44,9 +44,11 @@ class Ledger {
   static constexpr int kChunkBits = 16;
   static constexpr uint64_t kMaxJobs = uint64_t{1} << 30;  // per producer
 
-  // `payload`: the bytes every job carries; its first 8 bytes (when it has
-  // that many) are replaced by the job's sequence number.
-  Ledger(uint64_t tag, std::string payload, bool check_echo);
+  // `payload`: the bytes every job carries. stamp: its first 8 bytes (when
+  // it has that many) are replaced by the job's sequence number (a payload
+  // the user gave is sent as it is). check_echo: a completed job's output
+  // must equal its payload.
+  Ledger(uint64_t tag, std::string payload, bool stamp, bool check_echo);
   Ledger(const Ledger&) = delete;
   Ledger& operator=(const Ledger&) = delete;
 
@@ -57,7 +59,8 @@ class Ledger {
 
   // Makes room for job seq. REQUIRES: seq < kMaxJobs, called in order.
   void Reserve(uint64_t seq);
-  // One outcome, `latency_us` measured by the caller.
+  // One outcome, `latency_us` measured by the caller. The first outcome for
+  // a job is its final state; a later one only counts as repeated.
   void Record(const JobOutcome& o, int64_t latency_us);
 
   struct Second {
@@ -72,13 +75,14 @@ class Ledger {
   struct Totals {
     uint64_t submitted = 0;
     uint64_t completed = 0;
-    uint64_t failed = 0;      // a non-Ok result (handler error, expired, ...)
-    uint64_t rejected = 0;    // refused for good by the producer or broker
-    uint64_t timed_out = 0;   // no result within the job's timeout
-    uint64_t unanswered = 0;  // no outcome at all (must be 0 after Close)
-    uint64_t corrupt = 0;     // completed, but the output is not the payload
-    uint64_t foreign = 0;     // outcomes for ids this ledger never issued
-    uint64_t repeated = 0;    // second outcomes for one id
+    uint64_t failed = 0;        // a non-Ok result (handler error, expired, ...)
+    uint64_t unknown_task = 0;  // ... of which: no worker knows the task
+    uint64_t rejected = 0;      // refused for good by the producer or broker
+    uint64_t timed_out = 0;     // no result within the job's timeout
+    uint64_t unanswered = 0;    // no outcome at all (must be 0 after Close)
+    uint64_t corrupt = 0;       // completed, but the output is not the payload
+    uint64_t foreign = 0;       // outcomes for ids this ledger never issued
+    uint64_t repeated = 0;      // second outcomes for one id
   };
   // Counts every job 0..submitted-1 by its final state.
   Totals Audit(uint64_t submitted) const;
@@ -100,11 +104,12 @@ class Ledger {
 
   const uint64_t tag_;
   const std::string payload_;
+  const bool stamp_;
   const bool check_echo_;
   std::array<std::atomic<std::atomic<uint8_t>*>, kChunks> chunks_{};
   std::array<std::unique_ptr<std::atomic<uint8_t>[]>, kChunks> owned_;
 
-  std::atomic<uint64_t> foreign_{0}, repeated_{0};
+  std::atomic<uint64_t> foreign_{0}, repeated_{0}, unknown_task_{0};
 
   std::mutex mu_;  // Record vs TakeSecond
   Second second_;  // guarded by mu_

@@ -34,14 +34,16 @@ constexpr double kMaxSeconds = 24 * 3600;
 
 // One producer: its Producer, ledger, submitting thread and counters.
 struct Lane {
-  std::unique_ptr<Producer> producer;
+  // Declared before the producer, whose destructor may still call back.
   std::unique_ptr<Ledger> ledger;
   DoneCounter done;
   std::atomic<uint64_t> submitted{0};
   std::atomic<int64_t> last_answer_us{0};
-  std::atomic<bool> finished{false};  // the submitting loop ended
-  uint64_t quota = 0;                 // UINT64_MAX: until the duration ends
-  double rate = 0;                    // jobs/s for this lane
+  std::atomic<bool> finished{false};   // the submitting loop ended
+  uint64_t quota = 0;                  // UINT64_MAX: until the duration ends
+  double rate = 0;                     // jobs/s for this lane
+  std::atomic<bool> cut_short{false};  // stopped below quota at the bound
+  std::unique_ptr<Producer> producer;
   std::thread thread;
 };
 
@@ -127,6 +129,7 @@ Status Run::StartCluster() {
   c.workers = o_.workers;
   c.concurrency = o_.concurrency;
   c.redis = o_.redis;
+  c.redis_fsync_always = o_.redis_fsync_always;
   c.heartbeat_ms = o_.heartbeat_ms;
   c.broker_args = o_.broker_args;
   c.worker_args = o_.worker_args;
@@ -164,7 +167,8 @@ Status Run::MakeProducers() {
     auto made = Producer::Create(std::move(po));
     if (!made.ok()) return made.status();
     lane->producer = std::move(made).value();
-    lane->ledger = std::make_unique<Ledger>(rng(), payload_, o_.task == "echo");
+    lane->ledger = std::make_unique<Ledger>(rng(), payload_, !o_.payload_given,
+                                            o_.task == "echo");
     if (o_.jobs > 0) {
       lane->quota = o_.jobs / static_cast<uint64_t>(p) +
                     (static_cast<uint64_t>(i) < o_.jobs % p ? 1 : 0);
@@ -238,7 +242,9 @@ void Run::SubmitLoop(Lane& lane) {
   while (seq < lane.quota && !stop_.load(std::memory_order_relaxed) &&
          !StopRequested()) {
     const int64_t now = MonoMicros();
-    if (now >= deadline_us_ || (submit_end_us_ && now >= submit_end_us_)) {
+    if (submit_end_us_ && now >= submit_end_us_) break;
+    if (now >= deadline_us_) {
+      lane.cut_short.store(true);
       break;
     }
     const int64_t tick = std::min(deadline_us_, now + kTickUs);
@@ -387,6 +393,7 @@ Result<LoadtestReport> Run::Go() {
   if (Status st = MakeProducers(); !st.ok()) return st;
   if (Status st = WaitForBrokers(); !st.ok()) {
     if (cluster_) {
+      cluster_->KeepLogs();
       return Status(st.code(),
                     st.message() + "; cluster:\n" + cluster_->Describe(600));
     }
@@ -460,6 +467,7 @@ Result<LoadtestReport> Run::Go() {
     sum.submitted += t.submitted;
     sum.completed += t.completed;
     sum.failed += t.failed;
+    sum.unknown_task += t.unknown_task;
     sum.rejected += t.rejected;
     sum.timed_out += t.timed_out;
     sum.unanswered += t.unanswered;
@@ -489,8 +497,32 @@ Result<LoadtestReport> Run::Go() {
         std::to_string(t.foreign) + " outcomes for unknown ids, " +
         std::to_string(t.repeated) + " second outcomes for one id");
   }
-  if (report_.hit_timeout) {
-    report_.problems.push_back("the run hit its time bound (--timeout)");
+  const uint64_t cut = static_cast<uint64_t>(
+      std::count_if(lanes_.begin(), lanes_.end(),
+                    [](const auto& l) { return l->cut_short.load(); }));
+  if (report_.hit_timeout || cut > 0) {
+    report_.problems.push_back(
+        "the run hit its time bound (--timeout " +
+        std::to_string(static_cast<int64_t>(EffectiveTimeoutS(o_))) +
+        " s) before it submitted every job");
+  }
+  if (t.rejected) {
+    report_.problems.push_back(std::to_string(t.rejected) +
+                               " jobs refused (too large, or invalid)");
+  }
+  if (t.unknown_task) {
+    report_.problems.push_back(std::to_string(t.unknown_task) +
+                               " jobs failed: no worker knows task '" +
+                               o_.task + "'");
+  }
+  if (!report_.interrupted) {
+    if (broker_kill_us_) {
+      report_.problems.push_back("--kill-broker-at: the load ended before it");
+    }
+    if (redis_restart_us_) {
+      report_.problems.push_back(
+          "--restart-redis-at: the load ended before it");
+    }
   }
   if (cluster_) {
     const std::string dead = cluster_->Casualties();
@@ -543,14 +575,20 @@ Status ValidateLoadtest(const LoadtestOptions& o) {
   if (o.duration_s < 0 || !seconds_ok(o.duration_s)) {
     return bad("--duration: must be between 0 and 86400 seconds");
   }
-  if (o.size < 0 || o.size > (64 << 20)) {
-    return bad("--size: must be between 0 and 64 MiB");
+  const auto max_payload = static_cast<int64_t>(Limits().max_payload_bytes);
+  if (o.size < 0 || o.size > max_payload) {
+    return bad("--size: must be between 0 and " + std::to_string(max_payload) +
+               " bytes (a job's payload limit)");
+  }
+  if (o.payload_given && static_cast<int64_t>(o.payload.size()) > max_payload) {
+    return bad("--payload: longer than a job's payload limit");
   }
   if (o.task.empty()) return bad("--task: must not be empty");
   if (o.window < 1) return bad("--window: must be at least 1");
   if (o.rate < 0 || !std::isfinite(o.rate)) {
     return bad("--rate: must be greater than 0");
   }
+  if (o.rate > 1e8) return bad("--rate: at most 100000000 jobs/s");
   if (o.batch < 1 || o.batch > 65536) {
     return bad("--batch: must be between 1 and 65536");
   }
@@ -605,8 +643,9 @@ Status ValidateLoadtest(const LoadtestOptions& o) {
         "--redis: give 'local' or a redis://127.0.0.1:PORT URL (the "
         "load tester uses this machine only)");
   }
-  if (o.kill_worker_every_s == 0 || !seconds_ok(o.kill_worker_every_s)) {
-    return bad("--kill-worker-every: must be greater than 0");
+  if ((o.kill_worker_every_s >= 0 && o.kill_worker_every_s < 0.1) ||
+      !seconds_ok(o.kill_worker_every_s)) {
+    return bad("--kill-worker-every: must be at least 0.1 seconds");
   }
   if (o.kill_worker_every_s > 0 && o.workers < 1) {
     return bad("--kill-worker-every: there are no workers to kill");
@@ -616,6 +655,9 @@ Status ValidateLoadtest(const LoadtestOptions& o) {
   }
   if (o.broker_down_s < 0 || !seconds_ok(o.broker_down_s)) {
     return bad("--broker-down: must be at least 0");
+  }
+  if (o.redis_fsync_always && o.redis != "local") {
+    return bad("--redis-fsync: for the redis-server of --redis local");
   }
   if (o.restart_redis_at_s >= 0 && o.redis != "local") {
     return bad(

@@ -43,6 +43,7 @@ struct LoadtestOptions {
   int workers = 2;
   int concurrency = 2;
   std::string redis;  // "": memory mode; "local": own redis-server; a URL
+  bool redis_fsync_always = false;  // local: appendfsync always
   int64_t heartbeat_ms = 500;
   std::vector<std::string> broker_args;  // extra flags for local brokers
   std::vector<std::string> worker_args;  // ... and workers

@@ -24,7 +24,7 @@ JobOutcome Outcome(JobId id, JobOutcome::Kind kind, std::string output = "") {
 }
 
 TEST(LedgerTest, PayloadCarriesTheSequenceNumber) {
-  Ledger ledger(7, std::string(64, 'x'), true);
+  Ledger ledger(7, std::string(64, 'x'), true, true);
   std::string buf;
   Bytes b = ledger.Payload(0x0102030405060708, &buf);
   ASSERT_EQ(b.size(), 64u);
@@ -37,7 +37,7 @@ TEST(LedgerTest, PayloadCarriesTheSequenceNumber) {
 }
 
 TEST(LedgerTest, AuditCountsEveryJobByItsFinalState) {
-  Ledger ledger(42, std::string(16, 'p'), true);
+  Ledger ledger(42, std::string(16, 'p'), true, true);
   std::string buf;
   auto echo = [&](uint64_t seq) {
     Bytes b = ledger.Payload(seq, &buf);
@@ -48,20 +48,23 @@ TEST(LedgerTest, AuditCountsEveryJobByItsFinalState) {
   ledger.Record(Outcome({42, 1}, JobOutcome::Kind::kCompleted, echo(1)), 20);
   // Job 2's result carries job 3's payload: corrupt.
   ledger.Record(Outcome({42, 2}, JobOutcome::Kind::kCompleted, echo(3)), 5);
-  ledger.Record(Outcome({42, 3}, JobOutcome::Kind::kFailed), 30);
+  JobOutcome unknown = Outcome({42, 3}, JobOutcome::Kind::kFailed);
+  unknown.status = wire::ResultStatus::UnknownTask;
+  ledger.Record(unknown, 30);
   ledger.Record(Outcome({42, 4}, JobOutcome::Kind::kRejected), 0);
   ledger.Record(Outcome({42, 5}, JobOutcome::Kind::kTimedOut), 0);
-  // A second outcome for job 0, one for an id never issued, one for a
-  // sequence number out of range.
-  ledger.Record(Outcome({42, 0}, JobOutcome::Kind::kCompleted, echo(0)), 1);
+  // A second outcome for job 0 (the first stands), one for an id never
+  // issued, one for a sequence number out of range.
+  ledger.Record(Outcome({42, 0}, JobOutcome::Kind::kTimedOut), 1);
   ledger.Record(Outcome({41, 6}, JobOutcome::Kind::kCompleted), 1);
   ledger.Record(Outcome({42, Ledger::kMaxJobs}, JobOutcome::Kind::kFailed), 1);
 
   Ledger::Totals t = ledger.Audit(8);  // jobs 6 and 7: no outcome
   EXPECT_EQ(t.submitted, 8u);
-  EXPECT_EQ(t.completed, 2u);  // 0 (twice, counted once) and 1
+  EXPECT_EQ(t.completed, 2u);  // 0 (its later time-out ignored) and 1
   EXPECT_EQ(t.corrupt, 1u);
   EXPECT_EQ(t.failed, 1u);
+  EXPECT_EQ(t.unknown_task, 1u);
   EXPECT_EQ(t.rejected, 1u);
   EXPECT_EQ(t.timed_out, 1u);
   EXPECT_EQ(t.unanswered, 2u);
@@ -70,25 +73,36 @@ TEST(LedgerTest, AuditCountsEveryJobByItsFinalState) {
 
   Ledger::Second sec;
   ledger.TakeSecond(&sec);
-  EXPECT_EQ(sec.completed, 4u);  // 0, 1, the corrupt 2, 0 again
+  EXPECT_EQ(sec.completed, 3u);  // 0, 1, the corrupt 2
   EXPECT_EQ(sec.failed, 2u);
   EXPECT_EQ(sec.lost, 1u);
-  EXPECT_EQ(sec.latency.count(), 5u);  // completed and failed have latency
+  EXPECT_EQ(sec.latency.count(), 4u);  // completed and failed have latency
   EXPECT_EQ(sec.latency.max(), 30u);
   ledger.TakeSecond(&sec);  // nothing since
   EXPECT_EQ(sec.completed + sec.failed + sec.lost, 0u);
   EXPECT_EQ(sec.latency.count(), 0u);
 }
 
+TEST(LedgerTest, AGivenPayloadIsSentAsItIs) {
+  Ledger ledger(9, "00000005", /*stamp=*/false, /*check_echo=*/true);
+  std::string buf;
+  Bytes b = ledger.Payload(77, &buf);
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(b.data()), b.size()),
+            "00000005");
+  ledger.Reserve(77);
+  ledger.Record(Outcome({9, 77}, JobOutcome::Kind::kCompleted, "00000005"), 1);
+  EXPECT_EQ(ledger.Audit(78).completed, 1u);
+}
+
 TEST(LedgerTest, NonEchoTasksAreNotCheckedForContent) {
-  Ledger ledger(1, "abc", false);
+  Ledger ledger(1, "abc", true, false);
   ledger.Reserve(0);
   ledger.Record(Outcome({1, 0}, JobOutcome::Kind::kCompleted, "whatever"), 1);
   EXPECT_EQ(ledger.Audit(1).completed, 1u);
 }
 
 TEST(LedgerTest, ChunksGrowAcrossTheBoundary) {
-  Ledger ledger(3, "", true);
+  Ledger ledger(3, "", true, true);
   const uint64_t n = (uint64_t{1} << Ledger::kChunkBits) + 10;
   for (uint64_t s = 0; s < n; ++s) ledger.Reserve(s);
   for (uint64_t s = 0; s < n; s += 2) {
@@ -123,6 +137,10 @@ TEST(ValidateLoadtestTest, RejectsImpossibleShapes) {
       {"--window", [](LoadtestOptions& o) { o.window = 0; }},
       {"--batch", [](LoadtestOptions& o) { o.batch = 0; }},
       {"--size", [](LoadtestOptions& o) { o.size = -1; }},
+      {"payload limit", [](LoadtestOptions& o) { o.size = 5'000'000; }},
+      {"--rate: at most", [](LoadtestOptions& o) { o.rate = 1e300; }},
+      {"at least 0.1",
+       [](LoadtestOptions& o) { o.kill_worker_every_s = 1e-7; }},
       {"--brokers", [](LoadtestOptions& o) { o.brokers = 0; }},
       {"loopback",
        [](LoadtestOptions& o) { o.connect = {"tcp://10.1.2.3:5555"}; }},

@@ -126,7 +126,9 @@ Result<std::unique_ptr<LocalCluster>> LocalCluster::Start(
   }
 
   if (o.redis == "local") {
-    auto server = RedisServer::Create();
+    RedisServer::Options ro;
+    ro.appendfsync_always = o.redis_fsync_always;
+    auto server = RedisServer::Create(ro);
     if (!server.ok()) {
       return Status::Unavailable("cannot start a local redis-server: " +
                                  server.status().message());

@@ -40,6 +40,7 @@ struct LocalClusterOptions {
   int workers = 2;
   int concurrency = 2;                   // per worker
   std::string redis;                     // "": memory mode; "local"; or a URL
+  bool redis_fsync_always = false;       // local: appendfsync always
   int64_t heartbeat_ms = 500;            // brokers' and workers' heartbeats
   std::vector<std::string> broker_args;  // extra flags
   std::vector<std::string> worker_args;

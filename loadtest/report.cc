@@ -89,6 +89,9 @@ json ConfigJson(const LoadtestReport& r) {
       {"workers", o.connect.empty() ? json(o.workers) : json(nullptr)},
       {"concurrency", o.connect.empty() ? json(o.concurrency) : json(nullptr)},
       {"redis", o.redis},
+      {"redis_fsync", o.redis == "local"
+                          ? (o.redis_fsync_always ? "always" : "everysec")
+                          : ""},
       {"producers", o.producers},
       {"jobs", o.jobs},
       {"duration_s", o.duration_s},

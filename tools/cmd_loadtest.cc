@@ -69,6 +69,13 @@ int RunLoadtest(int argc, char** argv) {
   app.add_option("--redis", o.redis,
                  "durable mode: 'local' starts a redis-server, or a "
                  "redis://127.0.0.1:PORT URL (default: memory mode)");
+  std::string redis_fsync = "everysec";
+  app.add_option("--redis-fsync", redis_fsync,
+                 "appendfsync of the --redis local server: everysec (a kill "
+                 "of Redis loses nothing written; a power loss the last "
+                 "second) or always")
+      ->check(CLI::IsMember({"everysec", "always"}))
+      ->capture_default_str();
   app.add_option("--heartbeat-ms", o.heartbeat_ms,
                  "heartbeat of the local cluster and the producers")
       ->capture_default_str();
@@ -152,6 +159,7 @@ int RunLoadtest(int argc, char** argv) {
     return cli::UsageError(name, "--connect: no endpoint given");
   }
   o.payload_given = payload_opt->count() > 0;
+  o.redis_fsync_always = redis_fsync == "always";
   if (jobs_opt->count() > 0 && o.jobs == 0) {
     return cli::UsageError(name, "--jobs: must be at least 1");
   }
