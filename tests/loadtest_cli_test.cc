@@ -54,6 +54,23 @@ TEST_F(LoadtestCliTest, WorkerKilledMidRunLosesNothing) {
   EXPECT_EQ(run.report["config"]["loop"], "open");
 }
 
+// Open loop: latency counts from each job's intended send time. While the
+// only broker is down for a second, the window fills and the producer stops
+// sending; the jobs due meanwhile go out late. Measured from their actual
+// send, they would look fast (coordinated omission); from their intended
+// time, about a third of the run's jobs waited up to a second.
+TEST_F(LoadtestCliTest, OpenLoopLatencyIncludesTheStall) {
+  LoadtestRun run = Run(
+      {"--duration", "3", "--rate", "2000", "--window", "100",
+       "--kill-broker-at", "1", "--broker-down", "1", "--heartbeat-ms", "200"},
+      seconds(60));
+  ASSERT_TRUE(run.exit && run.report.is_object()) << run.Describe();
+  EXPECT_TRUE(run.exit->ExitedWith(0)) << run.Describe();
+  EXPECT_EQ(run.Total("lost"), 0) << run.Describe();
+  EXPECT_GT(run.report["latency_us"]["p90"].get<int64_t>(), 250'000)
+      << run.Describe();
+}
+
 TEST_F(LoadtestCliTest, NoWorkersIsReportedAsLostNotSuccess) {
   LoadtestRun run = Run({"--workers", "0", "--jobs", "300", "--job-timeout",
                          "1", "--timeout", "3"},
