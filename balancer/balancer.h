@@ -11,6 +11,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "common/status.h"
 
@@ -34,7 +35,12 @@ class Balancer {
 // (the default: near-best balance at O(1) cost).
 std::unique_ptr<Balancer> NewLeastOutstanding(uint64_t seed);
 std::unique_ptr<Balancer> NewRoundRobin();
-// "least-outstanding" | "round-robin"; InvalidArgument otherwise.
+// Random, in proportion to each worker's capacity (its concurrency).
+std::unique_ptr<Balancer> NewWeighted(uint64_t seed);
+
+// The names NewBalancer accepts.
+const std::vector<std::string>& BalancerNames();
+// One of BalancerNames(); InvalidArgument (listing them) otherwise.
 Result<std::unique_ptr<Balancer>> NewBalancer(const std::string& name,
                                               uint64_t seed);
 

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <string>
 #include <vector>
 
 namespace yard {
@@ -37,9 +38,31 @@ TEST(BalancerTest, RoundRobinCycles) {
   EXPECT_EQ(picks, (std::vector<size_t>{0, 1, 2, 0, 1, 2}));
 }
 
-TEST(BalancerTest, FactoryRejectsUnknownNames) {
-  EXPECT_TRUE(NewBalancer("round-robin", 1).ok());
-  EXPECT_FALSE(NewBalancer("random-ish", 1).ok());
+TEST(BalancerTest, WeightedFollowsCapacity) {
+  auto b = NewWeighted(3);
+  // Capacities 1, 2 and 7: a tenth, a fifth and seven tenths of the picks,
+  // whatever the load.
+  std::vector<WorkerSlot> w = {{10, 0, 1}, {10, 50, 2}, {10, 0, 7}};
+  std::vector<int> picks(3);
+  const int n = 100000;
+  for (int i = 0; i < n; ++i) picks[b->Pick(w)]++;
+  EXPECT_NEAR(picks[0], n * 0.1, n * 0.01);
+  EXPECT_NEAR(picks[1], n * 0.2, n * 0.01);
+  EXPECT_NEAR(picks[2], n * 0.7, n * 0.01);
+  // Capacity 0 counts as 1; a single candidate is always picked.
+  std::vector<WorkerSlot> one = {{1, 0, 0}};
+  EXPECT_EQ(b->Pick(one), 0u);
+}
+
+TEST(BalancerTest, FactoryKnowsEveryNameAndRejectsOthers) {
+  for (const std::string& name : BalancerNames()) {
+    auto b = NewBalancer(name, 1);
+    ASSERT_TRUE(b.ok()) << name;
+    EXPECT_EQ((*b)->name(), name);
+  }
+  auto bad = NewBalancer("random-ish", 1);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("weighted"), std::string::npos);
 }
 
 }  // namespace

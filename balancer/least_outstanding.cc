@@ -37,12 +37,4 @@ std::unique_ptr<Balancer> NewLeastOutstanding(uint64_t seed) {
   return std::make_unique<LeastOutstanding>(seed);
 }
 
-Result<std::unique_ptr<Balancer>> NewBalancer(const std::string& name,
-                                              uint64_t seed) {
-  if (name == "least-outstanding") return NewLeastOutstanding(seed);
-  if (name == "round-robin") return NewRoundRobin();
-  return Status::InvalidArgument("unknown balancer '" + name +
-                                 "' (least-outstanding, round-robin)");
-}
-
 }  // namespace yard

@@ -17,8 +17,7 @@
 // end, the most minus the least loaded slot's outstanding / capacity (how
 // evenly the strategy spread the work).
 //
-// Strategies: the names NewBalancer accepts (kStrategies below; balancer.h
-// has no list of them, so add a new strategy's name here).
+// Strategies: every name BalancerNames() lists.
 //
 //   balancer_bench
 //   balancer_bench --benchmark_filter=round-robin
@@ -35,7 +34,6 @@
 namespace yard {
 namespace {
 
-constexpr const char* kStrategies[] = {"least-outstanding", "round-robin"};
 constexpr int64_t kFleetSizes[] = {10, 100, 1000};
 constexpr uint32_t kCapacities[] = {1, 2, 4, 8, 16};
 
@@ -111,10 +109,10 @@ void BM_BalancerPick(benchmark::State& state, const std::string& strategy) {
 }  // namespace yard
 
 int main(int argc, char** argv) {
-  for (const char* strategy : yard::kStrategies) {
-    auto* b = benchmark::RegisterBenchmark(
-        (std::string("BM_BalancerPick/") + strategy).c_str(),
-        yard::BM_BalancerPick, std::string(strategy));
+  for (const std::string& strategy : yard::BalancerNames()) {
+    auto* b =
+        benchmark::RegisterBenchmark(("BM_BalancerPick/" + strategy).c_str(),
+                                     yard::BM_BalancerPick, strategy);
     b->ArgName("workers");
     for (int64_t n : yard::kFleetSizes) b->Arg(n);
   }

@@ -1,6 +1,7 @@
 // yard broker --frontend ENDPOINT --backend ENDPOINT [...]
 #include <iostream>
 
+#include "balancer/balancer.h"
 #include "broker/broker.h"
 #include "common/logging.h"
 #include "common/signals.h"
@@ -55,9 +56,10 @@ int RunBroker(int argc, char** argv) {
                  "fails for good (a dead letter in durable mode); 0: no limit")
       ->capture_default_str()
       ->check(CLI::Range(0u, 1000u));
-  app.add_option("--balancer", o.balancer, "least-outstanding | round-robin")
+  app.add_option("--balancer", o.balancer,
+                 "least-outstanding | round-robin | weighted (by capacity)")
       ->capture_default_str()
-      ->check(CLI::IsMember({"least-outstanding", "round-robin"}));
+      ->check(CLI::IsMember(BalancerNames()));
   // Durable mode.
   app.add_option("--redis", o.redis.url,
                  "Durable mode: keep jobs in Redis (redis://HOST:PORT[/DB]); "
