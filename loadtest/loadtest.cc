@@ -307,7 +307,9 @@ void Run::Chaos(int64_t now, bool loading) {
   // Kills happen while the load runs; a killed broker is always restarted.
   if (loading && next_worker_kill_us_ && now >= next_worker_kill_us_) {
     Event(now, "kill-worker", cluster_->KillWorker());
-    next_worker_kill_us_ += static_cast<int64_t>(o_.kill_worker_every_s * 1e6);
+    // After a slow step, the next kill is a whole period away, not at once.
+    const auto every = static_cast<int64_t>(o_.kill_worker_every_s * 1e6);
+    while (next_worker_kill_us_ <= MonoMicros()) next_worker_kill_us_ += every;
   }
   if (loading && broker_kill_us_ && now >= broker_kill_us_) {
     broker_kill_us_ = 0;
