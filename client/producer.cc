@@ -766,8 +766,7 @@ void Producer::Impl::BrokerDied(size_t bi, int64_t now) {
   spdlog::warn("producer: broker {} silent for {} ms; resending its {} jobs",
                b.endpoint, (now - b.last_heard_us) / 1000, b.outstanding);
   ResendHeld(bi);
-  SetAlive(b, false);
-  if (Status st = OpenSocket(b, now); !st.ok()) {
+  if (Status st = OpenSocket(b, now); !st.ok()) {  // no longer alive
     spdlog::warn("producer: {}", st.ToString());
   }
 }

@@ -71,10 +71,16 @@ class Run {
   Status MakeProducers();
   Status WaitForBrokers();
   void SubmitLoop(Lane& lane);
+  void OnOutcome(Lane& lane, const JobOutcome& out);
+  // Open loop: when job `seq` of the lane is due (start + seq / rate).
+  int64_t IntendedUs(const Lane& lane, uint64_t seq) const {
+    return start_us_ +
+           static_cast<int64_t>(static_cast<double>(seq) * 1e6 / lane.rate);
+  }
   void Sample(int64_t now, bool final);
   void Chaos(int64_t now, bool loading);
   void Event(int64_t now, const char* what, Result<std::string> r);
-  void Progress(int64_t now, bool force);
+  void Progress(int64_t now);
   uint64_t Submitted() const;
   uint64_t Answered() const;
   double Since(int64_t now) const { return (now - start_us_) / 1e6; }
@@ -216,27 +222,14 @@ void Run::SubmitLoop(Lane& lane) {
   }
   const int64_t start_unix_ms =
       UnixMillis() - (MonoMicros() - start_us_) / 1000;
+  // Two pointers: std::function keeps it inline, so the copy SubmitBatch
+  // makes for each job allocates nothing.
+  const OutcomeCallback on_outcome = [this, &lane](const JobOutcome& out) {
+    OnOutcome(lane, out);
+  };
+  const bool open_loop = lane.rate > 0;
   Ledger* ledger = lane.ledger.get();
   DoneCounter* done = &lane.done;
-  std::atomic<int64_t>* last_answer = &lane.last_answer_us;
-  const bool open_loop = lane.rate > 0;
-  const double us_per_job = open_loop ? 1e6 / lane.rate : 0;
-  const int64_t t0 = start_us_;
-  // Closed loop: submit to result. Open loop: intended send time to result.
-  OutcomeCallback on_outcome = [=](const JobOutcome& out) {
-    const int64_t now = MonoMicros();
-    int64_t latency = out.latency_us;
-    if (open_loop) {
-      latency = now - (t0 + static_cast<int64_t>(
-                                static_cast<double>(out.id.lo) * us_per_job));
-    }
-    ledger->Record(out, latency);
-    if (out.kind == JobOutcome::Kind::kCompleted ||
-        out.kind == JobOutcome::Kind::kFailed) {
-      last_answer->store(now, std::memory_order_relaxed);
-    }
-    done->Add();
-  };
 
   uint64_t seq = 0;
   while (seq < lane.quota && !stop_.load(std::memory_order_relaxed) &&
@@ -257,14 +250,13 @@ void Run::SubmitLoop(Lane& lane) {
         std::min<uint64_t>({window - in_flight, batch, lane.quota - seq});
     if (open_loop) {
       // Jobs whose intended time has come.
-      const auto due = static_cast<uint64_t>(std::floor(
-                           static_cast<double>(now - t0) / us_per_job)) +
-                       1;
+      const auto due =
+          static_cast<uint64_t>(std::floor(
+              static_cast<double>(now - start_us_) * lane.rate / 1e6)) +
+          1;
       if (due <= seq) {
-        const auto next_us =
-            t0 + static_cast<int64_t>(static_cast<double>(seq) * us_per_job);
-        std::this_thread::sleep_for(
-            std::chrono::microseconds(std::min(next_us, tick) - now));
+        std::this_thread::sleep_for(std::chrono::microseconds(
+            std::min(IntendedUs(lane, seq), tick) - now));
         continue;
       }
       n = std::min(n, due - seq);
@@ -287,6 +279,20 @@ void Run::SubmitLoop(Lane& lane) {
     lane.submitted.store(seq, std::memory_order_relaxed);
   }
   lane.finished.store(true);
+}
+
+// On the lane's producer I/O thread. Closed loop: latency from submit to
+// result. Open loop: from the job's intended send time (start + n / rate).
+void Run::OnOutcome(Lane& lane, const JobOutcome& out) {
+  const int64_t now = MonoMicros();
+  int64_t latency = out.latency_us;
+  if (lane.rate > 0) latency = now - IntendedUs(lane, out.id.lo);
+  lane.ledger->Record(out, latency);
+  if (out.kind == JobOutcome::Kind::kCompleted ||
+      out.kind == JobOutcome::Kind::kFailed) {
+    lane.last_answer_us.store(now, std::memory_order_relaxed);
+  }
+  lane.done.Add();
 }
 
 void Run::Event(int64_t now, const char* what, Result<std::string> r) {
@@ -356,11 +362,11 @@ void Run::Sample(int64_t now, bool final) {
   report_.series.push_back(p);
 }
 
-void Run::Progress(int64_t now, bool force) {
+void Run::Progress(int64_t now) {
   const bool live = o_.progress;
   const int64_t every =
       live ? kLiveProgressUs : static_cast<int64_t>(o_.progress_every_s * 1e6);
-  if (every <= 0 || (!force && now < next_progress_us_)) return;
+  if (every <= 0 || now < next_progress_us_) return;
   next_progress_us_ = now + every;
   const uint64_t answered = Answered();
   const uint64_t submitted = Submitted();
@@ -446,7 +452,7 @@ Result<LoadtestReport> Run::Go() {
                     [](const auto& l) { return l->finished.load(); });
     Chaos(now, !all_sent);
     Sample(now, false);
-    Progress(now, false);
+    Progress(now);
     if (all_sent && Answered() >= Submitted()) break;
     if (now >= deadline_us_ + kCloseGraceUs) {
       report_.hit_timeout = true;

@@ -827,7 +827,7 @@ class RedisQueue final : public JobQueue {
 
   void MaybeClaim() {
     if (!up_ || draining_ || claiming_) return;
-    if (reread_pending_) {
+    if (RereadDue()) {
       RereadPending();
       return;
     }
@@ -856,19 +856,21 @@ class RedisQueue final : public JobQueue {
     ++c_.round_trips;
     claim_->Command(std::move(args), [this](Result<RedisReply> r) {
       claiming_ = false;
-      if (!r.ok()) {
-        if (r.status().message().find("NOGROUP") != std::string::npos) {
-          // The streams were deleted: reconnecting sets them up again.
-          Lost("consumer group missing");
-        } else if (r.status().code() == StatusCode::kUnavailable) {
-          Lost(r.status().message());
-        } else {
-          spdlog::error("redis: claim failed: {}", r.status().ToString());
-        }
-        return;
-      }
+      if (!r.ok()) return ClaimFailed(r.status(), "claim");
       OnClaimed(*r);
     });
+  }
+
+  // A claim or read-back that Redis refused or lost.
+  void ClaimFailed(const Status& st, const char* what) {
+    if (st.message().find("NOGROUP") != std::string::npos) {
+      // The streams were deleted: reconnecting sets them up again.
+      Lost("consumer group missing");
+    } else if (st.code() == StatusCode::kUnavailable) {
+      Lost(st.message());
+    } else {
+      spdlog::error("redis: {} failed: {}", what, st.ToString());
+    }
   }
 
   // XREADGROUP from an id returns this consumer's own pending entries after
@@ -876,7 +878,6 @@ class RedisQueue final : public JobQueue {
   // ones this broker holds, and the ones it finished (acked or forgot) while
   // a page was in flight: Redis read those before it saw the ack.
   void RereadPending() {
-    reread_pending_ = false;
     rereading_ = true;
     std::vector<std::string> args = {"XREADGROUP", "GROUP",
                                      kRedisGroup,  consumer_,
@@ -896,14 +897,8 @@ class RedisQueue final : public JobQueue {
     main_->Command(std::move(args), [this](Result<RedisReply> r) {
       claiming_ = false;
       if (!r.ok()) {
-        if (r.status().code() == StatusCode::kUnavailable) {
-          Lost(r.status().message());  // the next reconnect starts again
-        } else {
-          spdlog::error("redis: reading pending entries back failed: {}",
-                        r.status().ToString());
-        }
-        EndReread();
-        return;
+        ClaimFailed(r.status(), "reading pending entries back");
+        return EndReread();  // a reconnect starts it again
       }
       // The next page of each stream that filled this one.
       for (std::string& from : reread_from_) from.clear();
@@ -925,14 +920,19 @@ class RedisQueue final : public JobQueue {
             "redis: {} claimed records whose reply was lost are back in hand",
             entries_.size() - before);
       }
-      reread_pending_ = std::any_of(reread_from_.begin(), reread_from_.end(),
-                                    [](const auto& f) { return !f.empty(); });
-      if (!reread_pending_) EndReread();
+      if (!RereadDue()) EndReread();
     });
   }
 
+  // A page of the read-back is to be read (MaybeClaim sends it).
+  bool RereadDue() const {
+    return std::any_of(reread_from_.begin(), reread_from_.end(),
+                       [](const std::string& f) { return !f.empty(); });
+  }
+
   void EndReread() {
-    rereading_ = reread_pending_ = false;
+    rereading_ = false;
+    for (std::string& from : reread_from_) from.clear();
     reread_skip_.clear();
   }
 
@@ -966,7 +966,10 @@ class RedisQueue final : public JobQueue {
         last_claim_empty_ = false;
         const std::string& eid_text = item.elements[0].str;
         auto eid = EntryId::Parse(eid_text);
-        if (!eid || (skip && skip->count(*eid))) continue;
+        // Held already (a read-back), or finished while it was read.
+        if (!eid || entries_.contains(*eid) || (skip && skip->count(*eid))) {
+          continue;
+        }
         RedisReply& fields = item.elements[1];
         if (fields.type != RedisReply::Type::kArray) {
           // A pending entry deleted from the stream reads back without
@@ -989,8 +992,7 @@ class RedisQueue final : public JobQueue {
           bury.push_back(why);
           continue;
         }
-        auto [e, fresh] = entries_.try_emplace(*eid);
-        if (!fresh) continue;  // already held (re-read after a reconnect)
+        auto e = entries_.try_emplace(*eid).first;  // new: checked above
         Entry& entry = e->second;
         entry.pri = static_cast<uint8_t>(pri);
         int a = 0;
@@ -1414,7 +1416,6 @@ class RedisQueue final : public JobQueue {
       // A claim whose reply died with the connection left its records in
       // this consumer's pending list; read them back now rather than wait a
       // lease for the leader to reap them.
-      reread_pending_ = true;
       for (std::string& from : reread_from_) from = "0";
     }
     up_ = true;
@@ -1480,9 +1481,10 @@ class RedisQueue final : public JobQueue {
   size_t pushing_ = 0;
   bool claiming_ = false;
   bool last_claim_empty_ = false;
-  bool reread_pending_ = false;  // after a reconnect: see RereadPending
-  bool rereading_ = false;       // ... until its last page is in
-  std::array<std::string, kLevels> reread_from_;  // per stream; "": done
+  // After a reconnect (RereadPending): the id each stream's next page
+  // starts after ("": none), and whether a read-back is under way.
+  std::array<std::string, kLevels> reread_from_;
+  bool rereading_ = false;
   std::unordered_set<EntryId, EntryIdHash> reread_skip_;
   bool draining_ = false;
   std::vector<ClaimedJob> claimed_;
