@@ -1,9 +1,12 @@
 #include "broker/broker.h"
 
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <deque>
+#include <map>
 #include <memory_resource>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -12,11 +15,13 @@
 #include <vector>
 
 #include "balancer/balancer.h"
+#include "balancer/placement.h"
 #include "broker/worker_table.h"
 #include "common/clock.h"
 #include "common/heartbeat.h"
 #include "common/signals.h"
 #include "queue/job_queue.h"
+#include "queue/registry.h"
 
 namespace yard {
 namespace {
@@ -71,6 +76,9 @@ class Broker::Impl {
       qo.capacity = options_.max_queue;
       queue_ = NewMemoryQueue(qo);
     } else {
+      // A broker silent for as long as a worker may be before it counts as
+      // dead drops out of the registry.
+      options_.redis.registry_ttl_ms = ExpiryMs(options_.heartbeat_ms);
       auto q = NewRedisQueue(options_.redis);
       if (!q.ok()) return q.status();
       queue_ = std::move(q).value();
@@ -84,6 +92,10 @@ class Broker::Impl {
     if (auto s = Bind(backend_, options_.backend); !s.ok()) return s;
     frontend_ep_ = LastEndpoint(frontend_);
     backend_ep_ = LastEndpoint(backend_);
+    advertised_frontend_ = AdvertisedEndpoint(frontend_ep_, options_.advertise);
+    advertised_backend_ = AdvertisedEndpoint(backend_ep_, options_.advertise);
+    started_ms_ = UnixMillis();
+    queue_->Advertise(RegistryRecord());  // discoverable at once
     inflight_.reserve(4096);
     return Status::OK();
   }
@@ -119,7 +131,37 @@ class Broker::Impl {
   // again (a poison job that crashes every worker it meets).
   void ReleaseWorkerJobs(uint64_t serial, bool died);
   // Outbound.
+  // A claimed job the broker holds because it must wait for a worker.
+  struct Held {
+    JobId id;
+    std::string blob;  // the Job flatbuffer
+    uint16_t attempt = 1;
+    std::string route;  // empty: another broker's producer
+  };
+  // The live workers one selector admits, and their slots as of a turn.
+  struct Candidates {
+    Selector selector;
+    uint64_t roster = 0;
+    uint64_t turn = 0;
+    std::vector<WorkerInfo*> workers;
+    std::vector<WorkerSlot> slots;
+  };
+  struct Outgoing {
+    WorkerInfo* worker = nullptr;
+    std::unique_ptr<BlobBatch> batch;
+  };
+  static constexpr size_t kMaxHeld = 10000;  // then claiming stops
+  static constexpr size_t kMaxSelectors = 1024;
   void Dispatch();
+  // Sends the job to a worker (true), or keeps it waiting: a newly claimed
+  // job (held == null) is copied into waiting_ or unplaceable_.
+  bool Place(const JobId& id, Bytes blob, uint16_t attempt,
+             std::string_view route, Held* held);
+  Candidates* CandidatesFor(const wire::Job& job);
+  void RefreshSlots(Candidates* c);
+  BlobBatch& OutgoingFor(WorkerInfo* w);
+  void SendOutgoing();
+  void RetryWaiting(size_t* free_credit);
   void FlushOutboxes();
   Outbox& OutboxFor(const std::string& route);
   void SendTo(zmq::socket_t& socket, std::string_view identity, Bytes body);
@@ -127,6 +169,8 @@ class Broker::Impl {
                    wire::ErrorCode code, const std::string& why,
                    const char* side);
   void Timers(int64_t now);
+  // This broker's record for the registry (queue/registry.h).
+  nlohmann::json RegistryRecord() const;
   void HandBackEverything();
   void Snapshot();
 
@@ -150,10 +194,16 @@ class Broker::Impl {
   std::vector<std::string> dirty_;
 
   Writer writer_;
-  BlobBatch dispatch_batch_;
   std::vector<NewJob> new_jobs_;
-  std::vector<WorkerSlot> slots_;
-  std::vector<WorkerInfo*> slot_workers_;
+  // Dispatch state (see Dispatch).
+  uint64_t roster_ = 1;  // bumped when a worker joins, leaves or re-registers
+  uint64_t tried_ = 0;   // roster_ when unplaceable_ was last looked at
+  uint64_t turn_ = 0;    // Dispatch calls (slot snapshots are per turn)
+  std::map<std::string, Candidates, std::less<>> candidates_;  // by selector
+  std::deque<Held> waiting_;      // a worker may take them; none can now
+  std::deque<Held> unplaceable_;  // no live worker may take them
+  std::vector<Outgoing> outgoing_;
+  size_t outgoing_used_ = 0;
   std::vector<JobId> ids_;
   std::mt19937_64 rng_;
 
@@ -166,6 +216,8 @@ class Broker::Impl {
   bool draining_ = false;
   int64_t drain_deadline_ms_ = 0;
   int64_t next_heartbeat_ms_ = 0;
+  std::string advertised_frontend_, advertised_backend_;
+  int64_t started_ms_ = 0;
   int64_t log_window_ms_ = 0;
   int logs_in_window_ = 0;
 };
@@ -233,6 +285,23 @@ void Broker::Impl::OnSubmit(const std::string& route,
     const wire::Job* job = blob->data_nested_root();
     std::string why;
     auto code = CheckJob(*job, options_.limits, &why);
+    if (code == wire::ErrorCode::None &&
+        ((job->tags() && job->tags()->size()) ||
+         (job->tolerations() && job->tolerations()->size()))) {
+      std::vector<std::string_view> tags, tolerations;
+      if (job->tags()) {
+        for (const auto* t : *job->tags()) tags.push_back(t->string_view());
+      }
+      if (job->tolerations()) {
+        for (const auto* t : *job->tolerations()) {
+          tolerations.push_back(t->string_view());
+        }
+      }
+      if (Status st = ValidateSelector(tags, tolerations); !st.ok()) {
+        code = wire::ErrorCode::BadBatch;
+        why = "invalid selector: " + st.message();
+      }
+    }
     if (code == wire::ErrorCode::None && queue_->durable() && job->queue() &&
         job->queue()->size() &&
         job->queue()->string_view() != options_.redis.queue) {
@@ -338,7 +407,9 @@ void Broker::Impl::ReadBackend() {
         break;
       case wire::Body::Credit:
         if (w) {
-          w->credit += d.envelope->body_as_Credit()->credit();
+          const auto* credit = d.envelope->body_as_Credit();
+          w->credit += credit->credit();
+          w->credit -= std::min(w->credit, credit->withdraw());
         } else {
           SendTo(backend_, identity,
                  writer_.EncodeDisconnect("unknown worker"));
@@ -355,6 +426,7 @@ void Broker::Impl::ReadBackend() {
                        AsString(d.envelope->body_as_Disconnect()->reason()));
           uint64_t serial = w->serial;
           workers_.Remove(identity);
+          ++roster_;
           ReleaseWorkerJobs(serial, /*died=*/false);
         }
         break;
@@ -377,9 +449,29 @@ void Broker::Impl::OnReady(std::string_view identity,
   w->capacity = std::max<uint32_t>(1, ready->capacity());
   w->name = ready->name() && ready->name()->size() ? ready->name()->str()
                                                    : std::string("worker");
-  w->tasks.clear();
-  if (ready->tasks()) {
-    for (const auto* t : *ready->tasks()) w->tasks.push_back(t->str());
+  auto copy = [](const auto* from, std::vector<std::string>* to) {
+    to->clear();
+    if (from) {
+      for (const auto* t : *from) to->push_back(t->str());
+    }
+  };
+  copy(ready->tasks(), &w->tasks);
+  copy(ready->tags(), &w->tags);
+  copy(ready->taints(), &w->taints);
+  w->key = WorkerKey(w->name);
+  ++roster_;
+  std::vector<std::string_view> tags(w->tags.begin(), w->tags.end()),
+      taints(w->taints.begin(), w->taints.end());
+  auto labels = MakeLabels(tags, taints);
+  if (labels.ok()) {
+    w->labels = std::move(labels).value();
+  } else {
+    // Taints it cannot state must not be ignored: give it nothing.
+    spdlog::warn("worker {}: {}; it gets no jobs", w->name,
+                 labels.status().message());
+    w->labels = Labels();
+    w->labels.taints.push_back(LabelEntry{"invalid-labels", "", false,
+                                          StableHash("invalid-labels"), 0});
   }
   if (fresh) {
     spdlog::info("worker {} ready: capacity {}, credit {}", w->name,
@@ -441,6 +533,10 @@ void Broker::Impl::OnResults(WorkerInfo* sender, const wire::Results* results) {
     }
     inflight_.erase(it);
   }
+  // Slots the worker moves to another broker: not credit here any more.
+  if (sender && results->withheld()) {
+    sender->credit -= std::min(sender->credit, results->withheld());
+  }
 }
 
 void Broker::Impl::RouteResult(const std::string& route, Bytes result) {
@@ -495,57 +591,191 @@ void Broker::Impl::ReleaseWorkerJobs(uint64_t serial, bool died) {
 
 // ---------------------------------------------------------------- outbound
 
+// Dispatch: claims up to the free credit, then routes each job on its own.
+// The candidates for a job are the live workers its selector admits
+// (placement; cached per distinct selector and rebuilt when the roster
+// changes); the balancer picks among them, or says the job must wait (no
+// candidate has credit, or its affinity key's worker has none). Jobs go out
+// in one Dispatch message per worker per claim. Jobs that must wait are held
+// here (still leased in the queue) and tried again: those no live worker
+// may take when the roster changes, the others whenever credit comes back.
 void Broker::Impl::Dispatch() {
   int64_t now_unix = UnixMillis();
-  size_t share = 0;  // jobs per worker this turn
   size_t free_credit = 0;
   for (const WorkerInfo& w : workers_.workers()) free_credit += w.credit;
   queue_->Want(draining_ && queue_->durable() ? 0 : free_credit);
-  while (queue_->HasReady(now_unix)) {
-    slots_.clear();
-    slot_workers_.clear();
-    for (WorkerInfo& w : workers_.workers()) {
-      if (w.credit == 0) continue;
-      slots_.push_back(WorkerSlot{w.credit, w.outstanding, w.capacity});
-      slot_workers_.push_back(&w);
-    }
-    if (slots_.empty()) return;
-    WorkerInfo* w = slot_workers_[balancer_->Pick(slots_)];
-    // Share what is waiting among the workers that have room, so that a
-    // burst of slow jobs is not swallowed by whichever worker is picked
-    // first (its prefetch would hold jobs others could start now).
-    if (share == 0) {
-      size_t ready = queue_->Stats().ready;
-      share = std::max<size_t>(1, (ready + slots_.size() - 1) / slots_.size());
-    }
-    size_t n =
-        std::min<size_t>({w->credit, options_.max_dispatch_batch, share});
-    dispatch_batch_.Clear();
-    size_t sent = 0;
-    queue_->Claim(n, [&](std::span<const ClaimedJob> jobs) {
-      for (const ClaimedJob& j : jobs) {
-        dispatch_batch_.AddJob(j.blob, j.attempt);
-        const auto* job = flatbuffers::GetRoot<wire::Job>(j.blob.data());
-        InFlight& f = inflight_[j.id];
-        f.worker = w->serial;
-        if (j.local) {
-          f.route.assign(j.route);
-        } else {
-          f.route.clear();
-        }
-        f.attempt = j.attempt;
-        f.max_attempts = std::max<uint16_t>(1, job->max_attempts());
-      }
-      sent = jobs.size();
-    });
-    if (sent == 0) return;
-    w->credit -= static_cast<uint32_t>(sent);
-    w->outstanding += static_cast<uint32_t>(sent);
-    c_.dispatched += sent;
-    ++c_.dispatch_out;
-    SendTo(backend_, w->identity, dispatch_batch_.FinishDispatch());
-    // A failed send means the worker is gone; expiry will release its jobs.
+  if (free_credit == 0) return;
+  ++turn_;
+  if (!waiting_.empty() || (!unplaceable_.empty() && roster_ != tried_)) {
+    RetryWaiting(&free_credit);
   }
+  while (free_credit > 0 && waiting_.size() + unplaceable_.size() < kMaxHeld &&
+         queue_->HasReady(now_unix)) {
+    const size_t n = std::min(free_credit, options_.max_dispatch_batch);
+    size_t got = 0, sent = 0;
+    queue_->Claim(n, [&](std::span<const ClaimedJob> jobs) {
+      got = jobs.size();
+      for (const ClaimedJob& j : jobs) {
+        if (Place(j.id, j.blob, j.attempt, j.local ? j.route : "", nullptr)) {
+          ++sent;
+        }
+      }
+    });
+    SendOutgoing();
+    free_credit -= std::min(free_credit, sent);
+    if (got == 0 || sent == 0) break;
+  }
+}
+
+bool Broker::Impl::Place(const JobId& id, Bytes blob, uint16_t attempt,
+                         std::string_view route, Held* held) {
+  const auto* job = flatbuffers::GetRoot<wire::Job>(blob.data());
+  Candidates* c = CandidatesFor(*job);
+  const uint64_t affinity =
+      job->affinity_key() ? AffinityHash(job->affinity_key()->string_view())
+                          : 0;
+  size_t pick = Balancer::kWait;
+  if (c != nullptr && !c->workers.empty()) {
+    for (int attempt_pick = 0; attempt_pick < 2; ++attempt_pick) {
+      pick = balancer_->Pick(c->slots, affinity);
+      if (pick == Balancer::kWait || c->workers[pick]->credit > 0) break;
+      // Another selector's dispatch used this worker's credit this turn.
+      RefreshSlots(c);
+      pick = Balancer::kWait;
+    }
+  }
+  if (pick == Balancer::kWait) {
+    if (held == nullptr) {  // newly claimed: keep it here
+      Held h;
+      h.id = id;
+      h.blob.assign(reinterpret_cast<const char*>(blob.data()), blob.size());
+      h.attempt = attempt;
+      h.route.assign(route);
+      (c == nullptr || c->workers.empty() ? unplaceable_ : waiting_)
+          .push_back(std::move(h));
+    }
+    return false;
+  }
+  WorkerInfo* w = c->workers[pick];
+  WorkerSlot& slot = c->slots[pick];
+  --slot.credit;
+  ++slot.outstanding;
+  --w->credit;
+  ++w->outstanding;
+  BlobBatch& batch = OutgoingFor(w);
+  batch.AddJob(blob, attempt);
+  InFlight& f = inflight_[id];
+  f.worker = w->serial;
+  f.route.assign(route);
+  f.attempt = attempt;
+  f.max_attempts = std::max<uint16_t>(1, job->max_attempts());
+  ++c_.dispatched;
+  if (batch.size() >= options_.max_dispatch_batch) SendOutgoing();
+  return true;
+}
+
+Broker::Impl::Candidates* Broker::Impl::CandidatesFor(const wire::Job& job) {
+  std::string_view key;
+  std::string key_storage;
+  std::vector<std::string_view> tags, tolerations;
+  if ((job.tags() && job.tags()->size()) ||
+      (job.tolerations() && job.tolerations()->size())) {
+    if (job.tags()) {
+      for (const auto* t : *job.tags()) tags.push_back(t->string_view());
+    }
+    if (job.tolerations()) {
+      for (const auto* t : *job.tolerations()) {
+        tolerations.push_back(t->string_view());
+      }
+    }
+    key_storage = SelectorKey(tags, tolerations);
+    key = key_storage;
+  }
+  auto it = candidates_.find(key);
+  if (it == candidates_.end()) {
+    auto selector = MakeSelector(tags, tolerations);
+    if (!selector.ok()) return nullptr;  // checked at submit; never here
+    if (candidates_.size() >= kMaxSelectors) candidates_.clear();
+    it = candidates_.emplace(std::string(key), Candidates()).first;
+    it->second.selector = std::move(selector).value();
+  }
+  Candidates& c = it->second;
+  if (c.roster != roster_) {
+    c.roster = roster_;
+    c.workers.clear();
+    for (WorkerInfo& w : workers_.workers()) {
+      if (Admits(w.labels, c.selector)) c.workers.push_back(&w);
+    }
+    c.turn = 0;
+  }
+  if (c.turn != turn_) RefreshSlots(&c);
+  return &c;
+}
+
+void Broker::Impl::RefreshSlots(Candidates* c) {
+  c->turn = turn_;
+  c->slots.resize(c->workers.size());
+  for (size_t i = 0; i < c->workers.size(); ++i) {
+    const WorkerInfo& w = *c->workers[i];
+    c->slots[i] = WorkerSlot{w.credit, w.outstanding, w.capacity, w.key};
+  }
+}
+
+BlobBatch& Broker::Impl::OutgoingFor(WorkerInfo* w) {
+  for (size_t i = 0; i < outgoing_used_; ++i) {
+    if (outgoing_[i].worker == w) return *outgoing_[i].batch;
+  }
+  if (outgoing_used_ == outgoing_.size()) {
+    outgoing_.push_back({nullptr, std::make_unique<BlobBatch>()});
+  }
+  Outgoing& o = outgoing_[outgoing_used_++];
+  o.worker = w;
+  o.batch->Clear();
+  return *o.batch;
+}
+
+void Broker::Impl::SendOutgoing() {
+  for (size_t i = 0; i < outgoing_used_; ++i) {
+    Outgoing& o = outgoing_[i];
+    if (o.batch->empty()) continue;
+    ++c_.dispatch_out;
+    // A failed send means the worker is gone; expiry releases its jobs.
+    SendTo(backend_, o.worker->identity, o.batch->FinishDispatch());
+    o.batch->Clear();
+  }
+  outgoing_used_ = 0;
+}
+
+void Broker::Impl::RetryWaiting(size_t* free_credit) {
+  auto retry = [&](std::deque<Held>& held) {
+    for (size_t n = held.size(); n > 0 && *free_credit > 0; --n) {
+      Held h = std::move(held.front());
+      held.pop_front();
+      if (Place(h.id, AsBytes(h.blob), h.attempt, h.route, &h)) {
+        --*free_credit;
+      } else {
+        held.push_back(std::move(h));  // not moved from: Place kept it
+      }
+    }
+  };
+  if (roster_ != tried_) {
+    tried_ = roster_;
+    // Some may have a worker now; the rest stay where they belong.
+    size_t n = unplaceable_.size();
+    while (n-- > 0 && *free_credit > 0) {
+      Held h = std::move(unplaceable_.front());
+      unplaceable_.pop_front();
+      const auto* job = flatbuffers::GetRoot<wire::Job>(h.blob.data());
+      Candidates* c = CandidatesFor(*job);
+      if (c == nullptr || c->workers.empty()) {
+        unplaceable_.push_back(std::move(h));
+      } else {
+        waiting_.push_back(std::move(h));
+      }
+    }
+  }
+  retry(waiting_);
+  SendOutgoing();
 }
 
 Outbox& Broker::Impl::OutboxFor(const std::string& route) {
@@ -637,11 +867,44 @@ void Broker::Impl::Timers(int64_t now) {
     dead.push_back(w.serial);
   });
   c_.workers_expired += dead.size();
+  if (!dead.empty()) ++roster_;
   for (uint64_t serial : dead) ReleaseWorkerJobs(serial, /*died=*/true);
   Bytes hb = writer_.EncodeHeartbeat();
   for (const WorkerInfo& w : workers_.workers()) {
     (void)SendRouter(backend_, w.identity, hb);
   }
+  queue_->Advertise(RegistryRecord());
+}
+
+nlohmann::json Broker::Impl::RegistryRecord() const {
+  nlohmann::json ws = nlohmann::json::array();
+  for (const WorkerInfo& w : workers_.workers()) {
+    ws.push_back({{"name", w.name},
+                  {"capacity", w.capacity},
+                  {"credit", w.credit},
+                  {"outstanding", w.outstanding},
+                  {"tags", w.tags},
+                  {"taints", w.taints}});
+  }
+  auto st = queue_->Stats();
+  return {{"frontend", advertised_frontend_},
+          {"backend", advertised_backend_},
+          {"draining", draining_},
+          {"started_ms", started_ms_},
+          {"heartbeat_ms", options_.heartbeat_ms},
+          {"pid", static_cast<int64_t>(getpid())},
+          {"balancer", options_.balancer},
+          {"workers", std::move(ws)},
+          {"held",
+           {{"ready", st.ready},
+            {"running", inflight_.size()},
+            {"waiting_no_worker", unplaceable_.size()},
+            {"waiting_worker_busy", waiting_.size()}}},
+          {"counters",
+           {{"accepted", c_.accepted},
+            {"dispatched", c_.dispatched},
+            {"completed", c_.completed},
+            {"failed", c_.failed}}}};
 }
 
 void Broker::Impl::HandBackEverything() {
@@ -653,6 +916,13 @@ void Broker::Impl::HandBackEverything() {
   for (const auto& [id, f] : inflight_) {
     OutboxFor(f.route).unavailable.push_back(id);
     ++n;
+  }
+  for (const std::deque<Held>* held : {&waiting_, &unplaceable_}) {
+    for (const Held& h : *held) {
+      if (h.route.empty()) continue;  // another broker's: its lease expires
+      OutboxFor(h.route).unavailable.push_back(h.id);
+      ++n;
+    }
   }
   if (n)
     spdlog::warn("drain time is up: {} jobs handed back to their producers", n);
@@ -682,6 +952,7 @@ Status Broker::Impl::Run() {
       spdlog::info("draining: {} queued, {} running", st.ready + st.delayed,
                    inflight_.size());
       queue_->BeginDrain();
+      queue_->Advertise(RegistryRecord());  // producers and workers move on
     }
     if (draining_) {
       if (queue_->Drained() && inflight_.empty()) break;
@@ -749,6 +1020,8 @@ std::string Broker::Impl::StatsJson() const {
                    {"backend_in", c_.backend_in},
                    {"dispatch_out", c_.dispatch_out},
                    {"frontend_out", c_.frontend_out}};
+  j["waiting"] = {{"no_worker", unplaceable_.size()},
+                  {"worker_busy", waiting_.size()}};
   j["draining"] = draining_;
   queue_->DescribeStats(&j);
   return j.dump();

@@ -46,6 +46,10 @@ struct BrokerOptions {
   int64_t retry_base_ms = 100;  // backoff for failed attempts
   int64_t retry_max_ms = 30000;
   std::string balancer = "least-outstanding";
+  // The host others reach this broker at, for the registry (durable mode):
+  // the bound endpoints with their host replaced. Empty: the bound address
+  // (a wildcard bind advertises this machine's host name).
+  std::string advertise;
   // A job whose worker dies (goes silent) this many times while running it
   // fails for good instead of being dispatched again; 0: no limit.
   uint32_t max_worker_deaths = 3;

@@ -4,10 +4,13 @@
 
 #include <gtest/gtest.h>
 
+#include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 namespace yard {
@@ -460,6 +463,166 @@ TEST_F(BrokerTest, ABurstIsSharedAmongWorkersWithRoom) {
   ASSERT_TRUE(da && db);
   EXPECT_EQ(Env(*da)->body_as_Dispatch()->jobs()->size(), 5u);
   EXPECT_EQ(Env(*db)->body_as_Dispatch()->jobs()->size(), 5u);
+}
+
+// Issue 5, placement: tags and taints on workers, required tags and
+// tolerations on jobs. A job no live worker may take waits (and is shown as
+// waiting) until one registers; an invalid selector is refused at submit.
+class PlacementTest : public BrokerTest {
+ protected:
+  void ReadyLabeled(Peer& worker, const std::string& name,
+                    std::vector<std::string> tags,
+                    std::vector<std::string> taints) {
+    ReadyInfo info;
+    info.credit = 10;
+    info.capacity = 10;
+    info.name = name;
+    info.tags = std::move(tags);
+    info.taints = std::move(taints);
+    worker.Send(w_.EncodeReady(info));
+  }
+  JobId SubmitOne(Peer& p, JobSpec j) {
+    j.id = JobId::Random();
+    j.task = "echo";
+    BlobBatch batch;
+    std::string blob(AsString(w_.EncodeJob(j)));
+    batch.AddJob(AsBytes(blob));
+    p.Send(batch.FinishSubmit());
+    return j.id;
+  }
+  // The ids in the next Dispatch `worker` gets (empty: none within 1 s).
+  std::vector<JobId> NextDispatch(Peer& worker) {
+    std::vector<JobId> ids;
+    auto m = worker.Recv(1000ms);
+    if (!m || Env(*m)->body_type() != wire::Body::Dispatch) return ids;
+    for (const auto* b : *Env(*m)->body_as_Dispatch()->jobs()) {
+      ids.push_back(FromWire(b->data_nested_root()->id()));
+    }
+    return ids;
+  }
+  nlohmann::json Stats(Peer& producer) {
+    producer.Send(w_.EncodeStatsRequest());
+    for (int i = 0; i < 10; ++i) {
+      auto m = producer.Recv();
+      if (m && Env(*m)->body_type() == wire::Body::Stats) {
+        return nlohmann::json::parse(
+            AsString(Env(*m)->body_as_Stats()->json()));
+      }
+    }
+    return nullptr;
+  }
+};
+
+TEST_F(PlacementTest, JobsGoWhereTheirSelectorAllowsAndWaitOtherwise) {
+  BrokerOptions o;
+  o.heartbeat_ms = 5000;  // the fake workers do not beat
+  Start(o);
+  Peer producer(ctx_, "inproc://front");
+  Peer cpu(ctx_, "inproc://back"), gpu(ctx_, "inproc://back");
+  ReadyLabeled(cpu, "cpu", {}, {});
+  ReadyLabeled(gpu, "gpu", {"gpu", "zone=us"}, {"dedicated=gpu"});
+  ASSERT_TRUE(Eventually([&] {
+    auto s = Stats(producer);
+    return s.is_object() && s["workers"].size() == 2;
+  }));
+  // No selector: not to the tainted worker.
+  JobSpec plain;
+  JobId a = SubmitOne(producer, plain);
+  EXPECT_EQ(NextDispatch(cpu), std::vector<JobId>{a});
+  // Needs the gpu tag and tolerates the taint (key only: any value).
+  JobSpec on_gpu;
+  on_gpu.tags = {"gpu"};
+  on_gpu.tolerations = {"dedicated"};
+  JobId b = SubmitOne(producer, on_gpu);
+  EXPECT_EQ(NextDispatch(gpu), std::vector<JobId>{b});
+  // The gpu tag without the toleration, and a zone nobody is in: no worker
+  // may take them. They wait.
+  JobSpec intolerant;
+  intolerant.tags = {"gpu"};
+  SubmitOne(producer, intolerant);
+  JobSpec in_eu;
+  in_eu.tags = {"zone=eu"};
+  JobId d = SubmitOne(producer, in_eu);
+  EXPECT_TRUE(NextDispatch(cpu).empty());
+  EXPECT_TRUE(NextDispatch(gpu).empty());
+  ASSERT_TRUE(Eventually([&] {
+    auto s = Stats(producer);
+    return s.is_object() && s["waiting"]["no_worker"] == 2;
+  }));
+  // A worker in zone eu joins: the eu job goes there; the other still waits.
+  Peer eu(ctx_, "inproc://back");
+  ReadyLabeled(eu, "eu", {"zone=eu"}, {});
+  EXPECT_EQ(NextDispatch(eu), std::vector<JobId>{d});
+  ASSERT_TRUE(Eventually([&] {
+    auto s = Stats(producer);
+    return s.is_object() && s["waiting"]["no_worker"] == 1;
+  }));
+  // An invalid selector is refused at submit, by id, with the reason.
+  JobSpec bad;
+  bad.tags = {"gpu!"};
+  JobId e = SubmitOne(producer, bad);
+  std::optional<std::string> err;
+  for (int i = 0; i < 10 && !err; ++i) {
+    auto m = producer.Recv();
+    if (m && Env(*m)->body_type() == wire::Body::Error) err = m;
+  }
+  ASSERT_TRUE(err);
+  const auto* error = Env(*err)->body_as_Error();
+  EXPECT_EQ(error->code(), wire::ErrorCode::BadBatch);
+  EXPECT_NE(AsString(error->message()).find("gpu!"), std::string_view::npos)
+      << AsString(error->message());
+  ASSERT_EQ(error->ids()->size(), 1u);
+  EXPECT_EQ(FromWire(error->ids()->Get(0)), e);
+}
+
+TEST_F(PlacementTest, AffinityKeepsAKeyOnOneWorker) {
+  BrokerOptions o;
+  o.balancer = "affinity";
+  o.heartbeat_ms = 5000;
+  Start(o);
+  Peer producer(ctx_, "inproc://front");
+  Peer a(ctx_, "inproc://back"), b(ctx_, "inproc://back");
+  ReadyLabeled(a, "worker-a", {}, {});
+  ReadyLabeled(b, "worker-b", {}, {});
+  ASSERT_TRUE(Eventually([&] {
+    auto s = Stats(producer);
+    return s.is_object() && s["workers"].size() == 2;
+  }));
+  // Eight keys, three rounds: each key's jobs all land on one worker.
+  std::map<std::string, std::set<std::string>> where;
+  for (int round = 0; round < 3; ++round) {
+    std::unordered_map<JobId, std::string, JobIdHash> key_of;
+    std::vector<std::string> keys;
+    for (int k = 0; k < 8; ++k) keys.push_back("customer-" + std::to_string(k));
+    for (const std::string& key : keys) {
+      JobSpec j;
+      j.affinity_key = key;
+      key_of[SubmitOne(producer, j)] = key;
+    }
+    size_t seen = 0;
+    for (auto [peer, name] : {std::pair{&a, "a"}, std::pair{&b, "b"}}) {
+      for (int i = 0; i < 8 && seen < 8; ++i) {
+        std::vector<JobId> ids = NextDispatch(*peer);
+        if (ids.empty()) break;
+        BlobBatch results;  // answered, so the credit comes back
+        for (const JobId& id : ids) {
+          where[key_of[id]].insert(name);
+          std::string r(AsString(w_.EncodeResult(id, wire::ResultStatus::Ok,
+                                                 AsBytes("x"), "", 1, 1)));
+          results.AddResult(AsBytes(r));
+        }
+        peer->Send(results.FinishResults());
+        seen += ids.size();
+      }
+    }
+    ASSERT_EQ(seen, 8u) << "round " << round;
+  }
+  std::set<std::string> used;
+  for (const auto& [key, workers] : where) {
+    EXPECT_EQ(workers.size(), 1u) << key;
+    used.insert(workers.begin(), workers.end());
+  }
+  EXPECT_EQ(used.size(), 2u) << "eight keys, all on one of two workers";
 }
 
 }  // namespace

@@ -23,6 +23,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "balancer/placement.h"
+
 namespace yard {
 
 struct WorkerInfo {
@@ -34,6 +36,10 @@ struct WorkerInfo {
   uint32_t capacity = 1;
   int64_t expiry_ms = 0;
   std::vector<std::string> tasks;
+  std::vector<std::string> tags;
+  std::vector<std::string> taints;
+  Labels labels;     // tags and taints, compiled for placement
+  uint64_t key = 0;  // WorkerKey(name): the same at every broker (affinity)
 };
 
 class WorkerTable {

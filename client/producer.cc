@@ -41,6 +41,7 @@
 #include <utility>
 
 #include "client/job_map.h"
+#include "common/broker_set.h"
 #include "common/clock.h"
 #include "common/heartbeat.h"
 
@@ -246,10 +247,14 @@ class Producer::Impl {
   bool Flush(int64_t timeout_ms);
   void Close();
   ProducerCounters counters() const;
+  void SetBrokers(std::vector<std::string> endpoints);
 
  private:
   struct Broker {
     std::string endpoint;
+    // Left the broker set (SetBrokers): gets no new jobs; its socket stays
+    // while it answers and holds jobs, and closes for good after that.
+    bool retired = false;
     std::unique_ptr<zmq::socket_t> socket;
     bool alive = false;      // heard from on this socket, not silent since
     JobId instance;          // the broker process last heard from (heartbeats)
@@ -281,6 +286,9 @@ class Producer::Impl {
   void ExpireAcks(int64_t now);
   void ReleaseRetries(int64_t now);
   void CheckBrokers(int64_t now);
+  // Applies a SetBrokers update, if one came.
+  void ApplyBrokerSet(int64_t now);
+  void CloseRetired(Broker& b);
   void SendReady(int64_t now);
   int PickBroker(int64_t now);
   int64_t NextWakeUs(int64_t now) const;
@@ -324,6 +332,8 @@ class Producer::Impl {
   bool sleeping_ = false;            // guarded: the I/O thread waits in poll
   size_t wake_threshold_ = 1;        // guarded: wake it when this many wait
   bool io_done_ = false;             // guarded: the I/O thread has exited
+  bool new_set_ = false;             // guarded: SetBrokers came
+  std::vector<std::string> broker_set_;    // guarded: its endpoints
   std::vector<PendingJob*> intake_local_;  // I/O thread
   std::atomic<bool> stop_{false};
   std::atomic<bool> closed_{false};  // Close() began: no new work
@@ -591,6 +601,7 @@ void Producer::Impl::Turn() {
   more_work_ = false;
   ++turns_;
   bool pouring = false;
+  ApplyBrokerSet(now);
   DrainIntake(now, &pouring);
   ExpireDeadlines(now);
   ExpireAcks(now);
@@ -731,9 +742,69 @@ void Producer::Impl::ExpireAcks(int64_t now) {
         job->id.ToString(),
         job->broker >= 0 ? brokers_[job->broker].endpoint : "?",
         options_.ack_timeout_ms);
+    // Prefer other brokers for a while: the resend goes elsewhere (the same
+    // id, so a durable queue's copy of it is harmless).
+    if (job->broker >= 0) {
+      Broker& b = brokers_[job->broker];
+      b.unavailable_until_us =
+          std::max(b.unavailable_until_us, now + ack_timeout_us_);
+    }
     Detach(job);  // also leaves ack_
     Requeue(job);
   }
+}
+
+void Producer::Impl::SetBrokers(std::vector<std::string> endpoints) {
+  {
+    std::lock_guard<std::mutex> lock(intake_mu_);
+    broker_set_ = std::move(endpoints);
+    new_set_ = true;
+  }
+  Wake();
+}
+
+void Producer::Impl::ApplyBrokerSet(int64_t now) {
+  std::vector<std::string> set;
+  {
+    std::lock_guard<std::mutex> lock(intake_mu_);
+    if (!new_set_) return;
+    new_set_ = false;
+    set.swap(broker_set_);
+  }
+  MergeBrokerSet(
+      brokers_, std::move(set),
+      [](const std::string& ep) {
+        Status st = ValidateEndpoint(ep);
+        if (!st.ok()) {
+          spdlog::warn("producer: ignoring broker {}: {}", ep, st.ToString());
+        }
+        return st.ok();
+      },
+      [](Broker& b) {
+        spdlog::info("producer: broker {} left the set ({} jobs with it)",
+                     b.endpoint, b.outstanding);
+      },
+      [&](Broker& b) {
+        spdlog::info("producer: broker {} is back in the set", b.endpoint);
+        if (!b.socket) (void)OpenSocket(b, now);
+      },
+      [&](Broker& b) {
+        spdlog::info("producer: broker {} joined", b.endpoint);
+        if (Status st = OpenSocket(b, now); !st.ok()) {
+          spdlog::warn("producer: {}", st.ToString());
+        }
+      });
+}
+
+void Producer::Impl::CloseRetired(Broker& b) {
+  SetAlive(b, false);
+  if (b.socket) {
+    try {
+      b.socket->close();
+    } catch (const zmq::error_t&) {
+    }
+  }
+  b.socket.reset();
 }
 
 void Producer::Impl::ReleaseRetries(int64_t now) {
@@ -745,6 +816,21 @@ void Producer::Impl::ReleaseRetries(int64_t now) {
 void Producer::Impl::CheckBrokers(int64_t now) {
   for (size_t i = 0; i < brokers_.size(); ++i) {
     Broker& b = brokers_[i];
+    if (b.retired) {
+      if (!b.socket) continue;
+      // Gone for good once it is silent (its jobs go elsewhere) or has
+      // nothing of ours left.
+      if ((b.alive && now - b.last_heard_us > expiry_us_) ||
+          (!b.alive && now - b.socket_since_us > expiry_us_)) {
+        ResendHeld(i);
+        CloseRetired(b);
+        continue;
+      }
+      if (b.outstanding == 0) {
+        CloseRetired(b);
+        continue;
+      }
+    }
     if (b.alive && now - b.last_heard_us > expiry_us_) {
       BrokerDied(i, now);
     } else if (!b.alive && now - b.socket_since_us > expiry_us_) {
@@ -826,7 +912,7 @@ int Producer::Impl::PickBroker(int64_t now) {
   for (size_t k = 0; k < n; ++k) {
     size_t i = (rr_ + k) % n;
     const Broker& b = brokers_[i];
-    if (!b.alive || b.blocked || !b.socket) continue;
+    if (!b.alive || b.blocked || !b.socket || b.retired) continue;
     bool preferred = b.unavailable_until_us <= now;
     if (best < 0 || (preferred && !best_preferred) ||
         (preferred == best_preferred &&
@@ -900,6 +986,7 @@ void Producer::Impl::SendReady(int64_t now) {
 int64_t Producer::Impl::NextWakeUs(int64_t now) const {
   int64_t wake = now + heartbeat_us_;
   for (const Broker& b : brokers_) {
+    if (!b.socket) continue;
     wake = std::min(wake, b.next_heartbeat_us);
     wake = std::min(
         wake, (b.alive ? b.last_heard_us : b.socket_since_us) + expiry_us_ + 1);
@@ -1285,6 +1372,10 @@ JobId Producer::Push(const JobSpec& job) {
 bool Producer::Flush(int64_t timeout_ms) { return impl_->Flush(timeout_ms); }
 
 void Producer::Close() { impl_->Close(); }
+
+void Producer::SetBrokers(std::vector<std::string> endpoints) {
+  impl_->SetBrokers(std::move(endpoints));
+}
 
 ProducerCounters Producer::counters() const { return impl_->counters(); }
 

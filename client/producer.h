@@ -129,6 +129,13 @@ class Producer {
   // Stops the I/O thread; jobs without an outcome get kTimedOut.
   void Close();
 
+  // Replaces the broker set (discovery, queue/registry.h): new endpoints
+  // are connected; brokers that left get no new jobs, keep their socket
+  // while they answer and hold jobs of ours, and are dropped after that
+  // (a silent one's jobs are resent elsewhere, the same ids). Applied by
+  // the I/O thread shortly after the call.
+  void SetBrokers(std::vector<std::string> endpoints);
+
   // An outcome is counted before its callback runs or its future is ready;
   // in_flight drops after the callback returns (Flush waits for that).
   ProducerCounters counters() const;

@@ -17,6 +17,7 @@
 #include "common/done_counter.h"
 #include "common/signals.h"
 #include "loadtest/local_cluster.h"
+#include "queue/registry.h"
 #include "schemas/frames.h"
 
 namespace yard {
@@ -44,6 +45,8 @@ struct Lane {
   double rate = 0;                     // jobs/s for this lane
   std::atomic<bool> cut_short{false};  // stopped below quota at the bound
   std::unique_ptr<Producer> producer;
+  // After the producer: it calls the producer, so it goes first.
+  std::unique_ptr<Discovery> discovery;
   std::thread thread;
 };
 
@@ -78,6 +81,8 @@ class Run {
            static_cast<int64_t>(static_cast<double>(seq) * 1e6 / lane.rate);
   }
   void Sample(int64_t now, bool final);
+  // The registry's brokers and their counters, for the report.
+  void RecordBrokers();
   void Chaos(int64_t now, bool loading);
   void Event(int64_t now, const char* what, Result<std::string> r);
   void Progress(int64_t now);
@@ -98,6 +103,7 @@ class Run {
   // Chaos state.
   int64_t next_worker_kill_us_ = 0;
   int64_t broker_kill_us_ = 0, broker_restart_us_ = 0, redis_restart_us_ = 0;
+  int64_t broker_add_us_ = 0;
   // Sampling.
   int64_t last_sample_us_ = 0;
   uint64_t last_sample_submitted_ = 0;
@@ -139,6 +145,7 @@ Status Run::StartCluster() {
   c.heartbeat_ms = o_.heartbeat_ms;
   c.broker_args = o_.broker_args;
   c.worker_args = o_.worker_args;
+  c.discover = o_.discover;
   c.dir = o_.logs_dir;
   auto cluster = LocalCluster::Start(std::move(c));
   if (!cluster.ok()) return cluster.status();
@@ -166,6 +173,26 @@ Status Run::MakeProducers() {
     auto lane = std::make_unique<Lane>();
     ProducerOptions po;
     po.brokers = report_.endpoints;
+    if (o_.discover) {
+      Discovery::Options d;
+      d.url = cluster_->redis_url();
+      d.side = Discovery::Side::kFrontend;
+      d.queue = o_.queue.empty() ? "default" : o_.queue;
+      d.wait_ms = static_cast<int64_t>(o_.connect_timeout_s * 1e3);
+      // Brokers register as they start: wait until all of them show up.
+      const int64_t until = MonoMillis() + d.wait_ms;
+      for (;;) {
+        auto found = Discovery::Create(d);
+        if (!found.ok()) return found.status();
+        lane->discovery = std::move(found).value();
+        if (lane->discovery->endpoints().size() >= report_.endpoints.size() ||
+            MonoMillis() >= until) {
+          break;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      }
+      po.brokers = lane->discovery->endpoints();
+    }
     po.heartbeat_ms = o_.heartbeat_ms;
     po.max_batch = static_cast<size_t>(o_.batch);
     po.default_timeout_ms =
@@ -173,6 +200,12 @@ Status Run::MakeProducers() {
     auto made = Producer::Create(std::move(po));
     if (!made.ok()) return made.status();
     lane->producer = std::move(made).value();
+    if (lane->discovery) {
+      Producer* producer = lane->producer.get();
+      lane->discovery->Start([producer](const std::vector<std::string>& set) {
+        producer->SetBrokers(set);
+      });
+    }
     lane->ledger = std::make_unique<Ledger>(rng(), payload_, !o_.payload_given,
                                             o_.task == "echo");
     if (o_.jobs > 0) {
@@ -295,6 +328,27 @@ void Run::OnOutcome(Lane& lane, const JobOutcome& out) {
   lane.done.Add();
 }
 
+void Run::RecordBrokers() {
+  auto target = ParseRedisTarget(cluster_->redis_url());
+  if (!target.ok()) return;
+  auto client = ConnectRedisTarget(*target, 2000);
+  if (!client.ok()) return;
+  // Let every broker refresh its record (counters) once more.
+  std::this_thread::sleep_for(std::chrono::milliseconds(o_.heartbeat_ms + 100));
+  auto records = ReadRegistry(**client);
+  if (!records.ok()) return;
+  for (const BrokerRecord& b : *records) {
+    std::map<std::string, std::string> row = {{"id", b.id},
+                                              {"frontend", b.frontend}};
+    if (b.json.contains("counters") && b.json["counters"].is_object()) {
+      for (const auto& [k, v] : b.json["counters"].items()) {
+        if (v.is_number()) row[k] = v.dump();
+      }
+    }
+    report_.brokers.push_back(std::move(row));
+  }
+}
+
 void Run::Event(int64_t now, const char* what, Result<std::string> r) {
   LoadEvent e;
   e.t = Since(now);
@@ -320,7 +374,13 @@ void Run::Chaos(int64_t now, bool loading) {
   if (loading && broker_kill_us_ && now >= broker_kill_us_) {
     broker_kill_us_ = 0;
     Event(now, "kill-broker", cluster_->KillBroker(0));
-    broker_restart_us_ = now + static_cast<int64_t>(o_.broker_down_s * 1e6);
+    if (!o_.broker_stays_down) {
+      broker_restart_us_ = now + static_cast<int64_t>(o_.broker_down_s * 1e6);
+    }
+  }
+  if (loading && broker_add_us_ && now >= broker_add_us_) {
+    broker_add_us_ = 0;
+    Event(now, "add-broker", cluster_->AddBroker());
   }
   if (broker_restart_us_ && now >= broker_restart_us_) {
     broker_restart_us_ = 0;
@@ -425,6 +485,11 @@ Result<LoadtestReport> Run::Go() {
         start_us_ +
         std::max<int64_t>(1, static_cast<int64_t>(o_.kill_broker_at_s * 1e6));
   }
+  if (o_.add_broker_at_s >= 0) {
+    broker_add_us_ =
+        start_us_ +
+        std::max<int64_t>(1, static_cast<int64_t>(o_.add_broker_at_s * 1e6));
+  }
   if (o_.restart_redis_at_s >= 0) {
     redis_restart_us_ =
         start_us_ +
@@ -467,6 +532,7 @@ Result<LoadtestReport> Run::Go() {
   if (progress_drawn_) std::fprintf(log_, "\r\x1b[K");
   std::fflush(log_);
   report_.wall_s = Since(now);
+  if (o_.discover && cluster_) RecordBrokers();
 
   int64_t last_answer = 0;
   for (auto& lane : lanes_) {
@@ -613,7 +679,19 @@ Status ValidateLoadtest(const LoadtestOptions& o) {
     return bad("--timeout: shorter than --duration");
   }
   const bool chaos = o.kill_worker_every_s > 0 || o.kill_broker_at_s >= 0 ||
-                     o.restart_redis_at_s >= 0;
+                     o.restart_redis_at_s >= 0 || o.add_broker_at_s >= 0;
+  if (o.discover && (!o.connect.empty() || o.redis.empty())) {
+    return bad(
+        "--discover: needs --redis (brokers register there) and the cluster "
+        "the load tester starts");
+  }
+  if (o.add_broker_at_s >= 0 && !o.discover) {
+    return bad(
+        "--add-broker-at: needs --discover (a fixed broker list cannot grow)");
+  }
+  if (o.broker_stays_down && o.kill_broker_at_s < 0) {
+    return bad("--broker-stays-down: needs --kill-broker-at");
+  }
   if (!o.connect.empty()) {
     for (const std::string& ep : o.connect) {
       if (Status st = ValidateEndpoint(ep); !st.ok()) {
@@ -658,7 +736,8 @@ Status ValidateLoadtest(const LoadtestOptions& o) {
   if (o.kill_worker_every_s > 0 && o.workers < 1) {
     return bad("--kill-worker-every: there are no workers to kill");
   }
-  if (!seconds_ok(o.kill_broker_at_s) || !seconds_ok(o.restart_redis_at_s)) {
+  if (!seconds_ok(o.kill_broker_at_s) || !seconds_ok(o.restart_redis_at_s) ||
+      !seconds_ok(o.add_broker_at_s)) {
     return bad("chaos times must be in seconds");
   }
   if (o.broker_down_s < 0 || !seconds_ok(o.broker_down_s)) {

@@ -26,6 +26,7 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -69,6 +70,11 @@ struct LoadtestOptions {
   double kill_worker_every_s = -1;
   double kill_broker_at_s = -1;
   double broker_down_s = 1;
+  bool broker_stays_down = false;  // --kill-broker-at without a restart
+  double add_broker_at_s = -1;     // start one more broker (needs discover)
+  // Workers and producers find brokers in the Redis registry (--discover)
+  // instead of a fixed list, and follow brokers that join and leave.
+  bool discover = false;
   double restart_redis_at_s = -1;
 
   // Output.
@@ -125,6 +131,9 @@ struct LoadtestReport {
   bool interrupted = false;
   bool hit_timeout = false;
   std::string logs_dir;  // kept logs (empty when removed)
+  // With --discover: the brokers registered at the end, each
+  // {id, frontend, accepted, dispatched, completed}.
+  std::vector<std::map<std::string, std::string>> brokers;
 
   // 0: nothing lost, nothing corrupt, no problem; 1 otherwise;
   // 130 when interrupted.

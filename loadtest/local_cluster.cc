@@ -251,8 +251,8 @@ Status LocalCluster::StartBroker(size_t i) {
 Status LocalCluster::StartWorker(size_t i) {
   std::vector<std::string> args = {
       "worker",
-      "--connect",
-      BackendList(),
+      options_.discover ? "--discover" : "--connect",
+      options_.discover ? redis_url_ : BackendList(),
       "--concurrency",
       std::to_string(options_.concurrency),
       "--heartbeat-ms",
@@ -298,6 +298,18 @@ Result<std::string> LocalCluster::RestartBroker(size_t i) {
   if (Status st = StartBroker(i); !st.ok()) return st;
   return "broker " + std::to_string(i) + " restarted (pid " +
          std::to_string(brokers_[i].process->pid()) + ", same ports)";
+}
+
+Result<std::string> LocalCluster::AddBroker() {
+  brokers_.emplace_back();
+  const size_t i = brokers_.size() - 1;
+  if (Status st = StartBroker(i); !st.ok()) {
+    brokers_.pop_back();
+    return st;
+  }
+  return "broker " + std::to_string(i) + " added (pid " +
+         std::to_string(brokers_[i].process->pid()) + ", " +
+         brokers_[i].frontend + ")";
 }
 
 Result<std::string> LocalCluster::RestartRedis() {

@@ -44,6 +44,9 @@ struct LocalClusterOptions {
   int64_t heartbeat_ms = 500;            // brokers' and workers' heartbeats
   std::vector<std::string> broker_args;  // extra flags
   std::vector<std::string> worker_args;
+  // Workers find brokers with --discover (needs redis) instead of a fixed
+  // --connect list, so they also follow brokers added later (AddBroker).
+  bool discover = false;
   std::string dir;  // logs; "": a new directory under $TMPDIR or /tmp
 };
 
@@ -71,6 +74,9 @@ class LocalCluster {
   Result<std::string> KillBroker(size_t i);
   // Starts broker i again on its ports (after KillBroker).
   Result<std::string> RestartBroker(size_t i);
+  // Starts one more broker on fresh ports (workers and producers find it
+  // only through discovery).
+  Result<std::string> AddBroker();
   // SIGKILLs the local redis-server and starts it on the same port and
   // directory (it replays its AOF). InvalidArgument without a local one.
   Result<std::string> RestartRedis();

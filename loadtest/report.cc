@@ -178,6 +178,7 @@ json ReportJson(const LoadtestReport& r) {
       {"verdict", Verdict(r)},
       {"exit_code", r.ExitCode()},
       {"logs_dir", r.logs_dir},
+      {"brokers", r.brokers},
   };
 }
 

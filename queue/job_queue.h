@@ -133,6 +133,11 @@ class JobQueue {
   }
   // Adds queue-specific fields to the broker's stats.
   virtual void DescribeStats(nlohmann::json*) const {}
+  // Cluster membership (durable queues; queue/registry.h): the broker's
+  // registry record, refreshed every heartbeat. The queue adds its id and
+  // queue name and keeps it in Redis with a TTL, so a dead broker drops out
+  // and the queue's leader requeues what it held at once.
+  virtual void Advertise(const nlohmann::json& /*record*/) {}
 };
 
 struct MemoryQueueOptions {
@@ -145,7 +150,10 @@ std::unique_ptr<JobQueue> NewMemoryQueue(const MemoryQueueOptions& options);
 // The durable queue on Redis (queue/redis_queue.cc; layout in
 // queue/redis_layout.h).
 struct RedisQueueOptions {
-  std::string url;                // redis://HOST:PORT[/DB]
+  // redis://HOST:PORT[/DB], or sentinel://HOST:PORT[,HOST:PORT...]/MASTER[/DB]
+  // (the primary is resolved through Sentinel on every (re)connect;
+  // queue/redis_target.h).
+  std::string url;
   std::string queue = "default";  // one queue (one hash tag) per broker
   std::string consumer;           // this broker's name; empty: random
   int64_t lease_ms = 10000;       // visibility timeout of a claimed job
@@ -156,6 +164,21 @@ struct RedisQueueOptions {
   int max_expiries = 5;           // expired leases before a dead letter
   bool require_fsync = false;     // refuse a Redis without appendfsync always
   int64_t connect_timeout_ms = 2000;
+  // The broker's registry record lives this long unless refreshed
+  // (Advertise); the broker sets three heartbeats.
+  int64_t registry_ttl_ms = 3000;
+  // Replication safety of accepted jobs. > 0: after the writes of a submit
+  // batch the queue sends WAIT wait_replicas wait_timeout_ms and answers
+  // "accepted" only when that many replicas acknowledged them; otherwise the
+  // batch is answered Unavailable (the producer resends: duplicates, never
+  // losses) and, until a WAIT succeeds again, further batches are refused at
+  // once while one probe batch waits. One WAIT covers every batch sent
+  // before it (group commit). A WAIT holds up the queue's main connection
+  // for up to wait_timeout_ms, so it must be 1..lease_ms/3. WAIT confirms
+  // receipt by the replicas, not fsync. 0: no WAIT (a failover can lose the
+  // jobs the old primary had not yet sent to its replica; README).
+  int wait_replicas = 0;
+  int64_t wait_timeout_ms = 1000;
 };
 
 // Connects (blocking, bounded by connect_timeout_ms) and sets the queue up.

@@ -238,6 +238,25 @@ end
 -- holder's late ack is a no-op) or, after max_expiries, dead-lettered.
 -- ARGV: prefix, group, min_idle_ms, count, max_expiries.
 -- Returns {requeued, dead, vanished}.
+-- A record whose lease is gone (claimed by __reaper from entry `id` of
+-- stream `s`): out of the stream, and back in with one more expiry, or a
+-- dead letter at `maxx` expiries. Returns true when it was requeued.
+local function requeue_expired(keys, prefix, pri, s, g, id, fields, maxx)
+  local m = fmap(fields)
+  redis.call('XACK', s, g, id)
+  redis.call('XDEL', s, id)
+  m.x = tostring((tonumber(m.x) or 0) + 1)
+  local requeued = tonumber(m.x) < maxx
+  if requeued then
+    add(keys, pri, m)
+  else
+    bury(keys, prefix, pri, m, 'lease-expired',
+         'the lease expired ' .. m.x .. ' times')
+  end
+  release(keys, prefix, m.k, s .. '|' .. id)
+  return requeued
+end
+
 local function reap(keys, args)
   local prefix, g, idle, n, maxx = args[1], args[2], args[3], args[4],
                                    tonumber(args[5])
@@ -248,24 +267,54 @@ local function reap(keys, args)
                          redis.call('GET', ck) or '0-0', 'COUNT', n)
     redis.call('SET', ck, r[1])
     for _, e in ipairs(r[2]) do
-      local id, m = e[1], fmap(e[2])
-      redis.call('XACK', s, g, id)
-      redis.call('XDEL', s, id)
-      m.x = tostring((tonumber(m.x) or 0) + 1)
-      if tonumber(m.x) >= maxx then
-        bury(keys, prefix, pri, m, 'lease-expired',
-             'the lease expired ' .. m.x .. ' times')
-        dead = dead + 1
-      else
-        add(keys, pri, m)
+      if requeue_expired(keys, prefix, pri, s, g, e[1], e[2], maxx) then
         requeued = requeued + 1
+      else
+        dead = dead + 1
       end
-      release(keys, prefix, m.k, s .. '|' .. id)
     end
     vanished = vanished + #r[3]
   end
   bump(prefix, 'reaped', requeued)
   return {requeued, dead, vanished}
+end
+
+-- Maintenance (leader): the records a dead broker (consumer `who`, gone
+-- from the broker registry) still holds are requeued at once, as if their
+-- leases had expired, instead of a lease later. Once it holds nothing, the
+-- consumer leaves the group (DELCONSUMER drops only pending entries, and
+-- it has none). ARGV: prefix, group, who, count, max_expiries. Returns
+-- {requeued, dead, vanished, left} (left: records it still holds; call
+-- again while > 0).
+local function reap_consumer(keys, args)
+  local prefix, g, who, n, maxx = args[1], args[2], args[3],
+                                  tonumber(args[4]), tonumber(args[5])
+  local requeued, dead, vanished, left = 0, 0, 0, 0
+  for pri = 0, 2 do
+    local s = keys[pri + 1]
+    local p = redis.call('XPENDING', s, g, '-', '+', n, who)
+    if #p > 0 then
+      local ids = {}
+      for i, e in ipairs(p) do ids[i] = e[1] end
+      local got = redis.call('XCLAIM', s, g, '__reaper', 0, unpack(ids))
+      for _, e in ipairs(got) do
+        if requeue_expired(keys, prefix, pri, s, g, e[1], e[2], maxx) then
+          requeued = requeued + 1
+        else
+          dead = dead + 1
+        end
+      end
+      vanished = vanished + #ids - #got
+    end
+    local more = redis.call('XPENDING', s, g, '-', '+', 1, who)
+    if #more == 0 then
+      redis.call('XGROUP', 'DELCONSUMER', s, g, who)
+    else
+      left = left + 1
+    end
+  end
+  bump(prefix, 'reaped', requeued)
+  return {requeued, dead, vanished, left}
 end
 
 -- Maintenance (leader): delayed jobs and retries whose time has come go to
@@ -375,6 +424,7 @@ end
 
 redis.register_function('yard_submit', submit)
 redis.register_function('yard_fail', fail)
+redis.register_function('yard_reap_consumer', reap_consumer)
 redis.register_function('yard_bury', bury_entries)
 redis.register_function('yard_complete_locked', complete_locked)
 redis.register_function('yard_lock', lock)

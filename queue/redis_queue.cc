@@ -42,6 +42,8 @@
 #include "queue/job_queue.h"
 #include "queue/priority_levels.h"
 #include "queue/redis_layout.h"
+#include "queue/redis_target.h"
+#include "queue/registry.h"
 #include "schemas/codec.h"
 
 namespace yard {
@@ -189,14 +191,19 @@ struct WriteBatch {
 
 class RedisQueue final : public JobQueue {
  public:
-  RedisQueue(RedisQueueOptions o, RedisAddress address)
+  RedisQueue(RedisQueueOptions o, RedisTarget target)
       : o_(std::move(o)),
-        address_(std::move(address)),
+        target_(std::move(target)),
         keys_(o_.queue),
         consumer_(o_.consumer.empty() ? DefaultConsumer() : o_.consumer),
         token_(consumer_ + ":" + JobId::Random().ToString()) {}
 
   ~RedisQueue() override {
+    if (main_ && main_->connected()) {
+      // A clean exit: leave the registry now rather than after the TTL.
+      (void)RedisCall(*main_, {"DEL", RegistryKey(consumer_)}, 500);
+      (void)RedisCall(*main_, {"SREM", kRegistrySet, consumer_}, 500);
+    }
     if (leader_ && main_ && main_->connected()) {
       auto args = keys_.Fcall("yard_resign");
       args.push_back(token_);
@@ -226,6 +233,23 @@ class RedisQueue final : public JobQueue {
     std::vector<PushOutcome> out(jobs.size(), PushOutcome::kAccepted);
     if (!up_) {
       done(Status::Unavailable("Redis is unreachable: " + down_reason_), out);
+      return;
+    }
+    if (lost_ || !main_->connected()) {
+      // Lost since the last Tick: a command now would be answered at once,
+      // once per command, and the batch with it more than once.
+      done(Status::Unavailable("Redis connection lost: " +
+                               (lost_ ? lost_reason_ : main_->error())),
+           out);
+      return;
+    }
+    if (replicas_short_ && waiting_replicas_) {
+      // The last WAIT found too few replicas and a probe batch is waiting
+      // for the next: refuse without writing (no duplicates to come).
+      done(Status::Unavailable("Redis: fewer than " +
+                               std::to_string(o_.wait_replicas) +
+                               " replicas acknowledged the last submits"),
+           out);
       return;
     }
     if (cached_queued_ + pushing_ + jobs.size() > o_.capacity) {
@@ -344,6 +368,12 @@ class RedisQueue final : public JobQueue {
     }
     ++c_.round_trips;
     c_.submitted += plain;
+    if (o_.wait_replicas > 0) {
+      // Accepted once a WAIT sent after these writes reports the replicas.
+      ++batch->waiting;
+      wait_next_.push_back(batch);
+      if (!waiting_replicas_) SendWait();
+    }
     if (batch->waiting == 0) FinishPush(*batch);
   }
 
@@ -463,6 +493,8 @@ class RedisQueue final : public JobQueue {
     if (now >= next_lead_ms_) Lead(now);
     if (leader_ && now >= next_promote_ms_) Promote(now);
     if (leader_ && now >= next_reap_ms_) Reap(now);
+    if (leader_ && now >= next_dead_ms_) FindDeadConsumers(now);
+    if (now >= next_record_ms_) WriteRecord(now);
     if (now >= next_stats_ms_) RefreshStats(now);
     if (!waiters_.empty() && now >= next_dedupe_ms_) CheckDedupe(now);
   }
@@ -508,6 +540,14 @@ class RedisQueue final : public JobQueue {
            replay_.empty() && (writes_ == 0 || !up_);
   }
 
+  void Advertise(const nlohmann::json& record) override {
+    nlohmann::json r = record;
+    r["id"] = consumer_;
+    r["queue"] = o_.queue;
+    record_ = r.dump();
+    WriteRecord(MonoMillis());
+  }
+
   void DescribeStats(nlohmann::json* j) const override {
     (*j)["durable"] = {{"queue", o_.queue},
                        {"consumer", consumer_},
@@ -537,6 +577,7 @@ class RedisQueue final : public JobQueue {
                          {"undecodable", c_.undecodable},
                          {"parked", c_.parked},
                          {"reclaimed", c_.reclaimed},
+                         {"dead_brokers", c_.dead_brokers},
                          {"promoted", c_.promoted},
                          {"busy_batches", c_.busy_batches},
                          {"reconnects", c_.reconnects},
@@ -572,6 +613,59 @@ class RedisQueue final : public JobQueue {
     } else {
       b.done(Status::OK(), b.out);
     }
+  }
+
+  // WAIT for the batches in wait_next_ (every write of theirs went out
+  // before it). One WAIT at a time: a WAIT holds up the main connection
+  // until it returns, and stacked WAITs would each wait out their timeout
+  // in turn while a replica is missing. Batches pushed meanwhile join the
+  // next WAIT (group commit).
+  void SendWait() {
+    std::vector<std::shared_ptr<PushBatch>> group = std::move(wait_next_);
+    wait_next_.clear();
+    if (group.empty()) return;
+    if (!up_ || !main_ || !main_->connected()) {
+      for (auto& b : group) {
+        b->Fail(Status::Unavailable("redis: connection lost before WAIT"));
+        FinishPush(*b);
+      }
+      return;
+    }
+    waiting_replicas_ = true;
+    ++c_.commands;
+    main_->Command(
+        {"WAIT", std::to_string(o_.wait_replicas),
+         std::to_string(o_.wait_timeout_ms)},
+        [this, group = std::move(group)](Result<RedisReply> r) {
+          waiting_replicas_ = false;
+          Status st = r.status();
+          if (r.ok() && r->integer < o_.wait_replicas) {
+            // Not a lost connection (FinishPush answers it Unavailable
+            // without reconnecting): the primary is fine, its replicas
+            // are not.
+            st = Status::DeadlineExceeded(std::to_string(r->integer) + " of " +
+                                          std::to_string(o_.wait_replicas) +
+                                          " replicas acknowledged within " +
+                                          std::to_string(o_.wait_timeout_ms) +
+                                          " ms (WAIT)");
+            if (!replicas_short_) {
+              spdlog::warn(
+                  "redis {}:{}: {}; submits get Unavailable until "
+                  "enough replicas are back",
+                  address_.host, address_.port, st.message());
+            }
+            replicas_short_ = true;
+          } else if (r.ok() && replicas_short_) {
+            spdlog::info("redis {}:{}: {} replica(s) acknowledge submits again",
+                         address_.host, address_.port, r->integer);
+            replicas_short_ = false;
+          }
+          for (auto& b : group) {
+            if (!st.ok()) b->Fail(st);
+            FinishPush(*b);
+          }
+          SendWait();
+        });
   }
 
   void OnSpecialSubmit(const RedisReply& reply,
@@ -1190,6 +1284,120 @@ class RedisQueue final : public JobQueue {
          nullptr);
   }
 
+  // ------------------------------------------------------------- registry
+
+  // This broker's record in the registry (queue/registry.h): written on
+  // connect (before the first claim, so the leader never takes a live
+  // broker for a dead one), on every Advertise and at least every third of
+  // its TTL.
+  void WriteRecord(int64_t now) {
+    if (!up_) return;
+    next_record_ms_ = now + std::max<int64_t>(1, o_.registry_ttl_ms / 3);
+    if (record_.empty()) {
+      record_ = nlohmann::json{{"id", consumer_}, {"queue", o_.queue}}.dump();
+    }
+    Send({"SET", RegistryKey(consumer_), record_, "PX",
+          std::to_string(o_.registry_ttl_ms)},
+         nullptr);
+    Send({"SADD", kRegistrySet, consumer_}, nullptr);
+  }
+
+  // Leader: consumers of the group that hold records but have no registry
+  // record (their broker died or was cut off for a whole TTL) and have not
+  // touched Redis for a TTL either: requeue what they hold now.
+  void FindDeadConsumers(int64_t now) {
+    next_dead_ms_ = now + std::max<int64_t>(1, o_.registry_ttl_ms / 3);
+    if (dead_check_pending_) return;
+    dead_check_pending_ = true;
+    struct Acc {
+      int left = kLevels;
+      bool failed = false;
+      std::map<std::string, int64_t> idle;  // holders -> least idle ms
+    };
+    auto acc = std::make_shared<Acc>();
+    for (int p = 0; p < kLevels; ++p) {
+      Send({"XINFO", "CONSUMERS", keys_.stream[p], kRedisGroup},
+           [this, acc](Result<RedisReply> r) {
+             if (!r.ok()) {
+               acc->failed = true;
+             } else {
+               for (const RedisReply& c : r->elements) {
+                 std::string name;
+                 int64_t pending = 0, idle = 0;
+                 for (size_t i = 0; i + 1 < c.elements.size(); i += 2) {
+                   const std::string& k = c.elements[i].str;
+                   const RedisReply& v = c.elements[i + 1];
+                   if (k == "name") name = v.str;
+                   if (k == "pending") pending = v.integer;
+                   if (k == "idle") idle = v.integer;
+                 }
+                 if (pending == 0 || name.empty() || name == consumer_ ||
+                     name.starts_with("__")) {
+                   continue;
+                 }
+                 auto [it, fresh] = acc->idle.emplace(name, idle);
+                 if (!fresh) it->second = std::min(it->second, idle);
+               }
+             }
+             if (--acc->left > 0) return;
+             if (acc->failed || acc->idle.empty()) {
+               dead_check_pending_ = false;
+               return;
+             }
+             CheckRegistered(std::move(acc->idle));
+           });
+    }
+  }
+
+  void CheckRegistered(std::map<std::string, int64_t> holders) {
+    std::vector<std::string> args = {"MGET"};
+    std::vector<std::string> names;
+    for (const auto& [name, idle] : holders) {
+      if (idle < o_.registry_ttl_ms) continue;  // active: alive
+      args.push_back(RegistryKey(name));
+      names.push_back(name);
+    }
+    if (names.empty()) {
+      dead_check_pending_ = false;
+      return;
+    }
+    Send(std::move(args), [this, names](Result<RedisReply> r) {
+      dead_check_pending_ = false;
+      if (!r.ok() || r->elements.size() != names.size()) return;
+      for (size_t i = 0; i < names.size(); ++i) {
+        if (r->elements[i].is_nil()) ReapConsumer(names[i]);
+      }
+    });
+  }
+
+  void ReapConsumer(const std::string& who) {
+    auto args = keys_.Fcall("yard_reap_consumer");
+    args.push_back(kRedisGroup);
+    args.push_back(who);
+    args.push_back(std::to_string(kMaintenanceBatch));
+    args.push_back(std::to_string(o_.max_expiries));
+    Send(std::move(args), [this, who](Result<RedisReply> r) {
+      if (!r.ok() || r->elements.size() != 4) {
+        if (!r.ok()) {
+          spdlog::warn("requeueing the records of dead broker {}: {}", who,
+                       r.status().ToString());
+        }
+        return;
+      }
+      const int64_t requeued = r->elements[0].integer,
+                    dead = r->elements[1].integer,
+                    vanished = r->elements[2].integer,
+                    left = r->elements[3].integer;
+      c_.reclaimed += static_cast<uint64_t>(requeued);
+      ++c_.dead_brokers;
+      spdlog::warn(
+          "broker {} is gone from the registry: {} of its records requeued "
+          "now, {} dead-lettered, {} vanished{}",
+          who, requeued, dead, vanished, left ? " (more to come)" : "");
+      if (left) next_dead_ms_ = 0;  // the next page at the next turn
+    });
+  }
+
   // ------------------------------------------------------------- stats
 
   void RefreshStats(int64_t now) {
@@ -1397,6 +1605,19 @@ class RedisQueue final : public JobQueue {
   }
 
   Status Connect(int64_t timeout_ms) {
+    auto primary = ResolveRedisTarget(target_, timeout_ms);
+    if (!primary.ok()) return primary.status();
+    if (primary->host != address_.host || primary->port != address_.port) {
+      if (target_.kind == RedisTarget::Kind::kSentinel) {
+        spdlog::warn("redis primary of {} is {}:{}{}", target_.ToString(),
+                     primary->host, primary->port,
+                     address_.host.empty()
+                         ? std::string()
+                         : " (was " + address_.host + ":" +
+                               std::to_string(address_.port) + ")");
+      }
+      address_ = std::move(primary).value();
+    }
     auto main = RedisClient::Connect(address_, timeout_ms);
     if (!main.ok()) return main.status();
     if (auto s =
@@ -1421,6 +1642,7 @@ class RedisQueue final : public JobQueue {
     up_ = true;
     last_claim_empty_ = false;
     last_bucket_ = -1;
+    WriteRecord(MonoMillis());
     ReadInbox();
     return Status::OK();
   }
@@ -1456,10 +1678,14 @@ class RedisQueue final : public JobQueue {
     uint64_t stale = 0, leases_lost = 0, dup_dropped = 0, idempotent = 0;
     uint64_t undecodable = 0, parked = 0, reclaimed = 0, promoted = 0;
     uint64_t busy_batches = 0, reconnects = 0, commands = 0, round_trips = 0;
+    uint64_t dead_brokers = 0;  // consumers reaped for lack of a record
   };
 
   const RedisQueueOptions o_;
-  const RedisAddress address_;
+  // Where Redis is, and the primary the last Connect() resolved it to
+  // (sentinel:// is resolved again on every reconnect).
+  RedisTarget target_;
+  RedisAddress address_;
   const QueueKeys keys_;
   const std::string consumer_;
   const std::string token_;  // leader lock token
@@ -1479,6 +1705,12 @@ class RedisQueue final : public JobQueue {
   int starved_ = 0;
   size_t want_ = 0;
   size_t pushing_ = 0;
+  // WAIT (o_.wait_replicas > 0): batches whose writes went out after the
+  // WAIT in flight (if any) and wait for the next one; whether one is in
+  // flight; whether the last one found too few replicas.
+  std::vector<std::shared_ptr<PushBatch>> wait_next_;
+  bool waiting_replicas_ = false;
+  bool replicas_short_ = false;
   bool claiming_ = false;
   bool last_claim_empty_ = false;
   // After a reconnect (RereadPending): the id each stream's next page
@@ -1506,6 +1738,9 @@ class RedisQueue final : public JobQueue {
 
   bool leader_ = false;
   int64_t fence_ = 0;
+  std::string record_;  // this broker's registry record (JSON)
+  int64_t next_record_ms_ = 0, next_dead_ms_ = 0;
+  bool dead_check_pending_ = false;
   int64_t next_touch_ms_ = 0, next_lead_ms_ = 0, next_promote_ms_ = 0,
           next_reap_ms_ = 0, next_stats_ms_ = 0;
 
@@ -1521,8 +1756,8 @@ class RedisQueue final : public JobQueue {
 
 Result<std::unique_ptr<JobQueue>> NewRedisQueue(
     const RedisQueueOptions& options) {
-  auto address = ParseRedisUrl(options.url);
-  if (!address.ok()) return address.status();
+  auto target = ParseRedisTarget(options.url);
+  if (!target.ok()) return target.status();
   if (auto s = ValidateQueueName(options.queue); !s.ok()) return s;
   if (options.lease_ms < 100) {
     return Status::InvalidArgument("the lease must be at least 100 ms");
@@ -1532,7 +1767,17 @@ Result<std::unique_ptr<JobQueue>> NewRedisQueue(
       options.dedupe_ttl_s < 1) {
     return Status::InvalidArgument("durable queue bounds must be positive");
   }
-  auto q = std::make_unique<RedisQueue>(options, *address);
+  if (options.wait_replicas < 0 || options.wait_replicas > 100) {
+    return Status::InvalidArgument("WAIT replicas must be 0..100");
+  }
+  if (options.wait_replicas > 0 &&
+      (options.wait_timeout_ms < 1 ||
+       options.wait_timeout_ms > options.lease_ms / 3)) {
+    return Status::InvalidArgument(
+        "the WAIT timeout must be 1.." + std::to_string(options.lease_ms / 3) +
+        " ms (a WAIT holds up lease touches: at most a third of the lease)");
+  }
+  auto q = std::make_unique<RedisQueue>(options, std::move(target).value());
   if (auto s = q->Start(); !s.ok()) return s;
   return std::unique_ptr<JobQueue>(std::move(q));
 }

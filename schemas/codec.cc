@@ -225,9 +225,10 @@ Bytes Writer::EncodeReady(const ReadyInfo& info) {
                         wire::Body::Ready);
 }
 
-Bytes Writer::EncodeCredit(uint32_t credit) {
+Bytes Writer::EncodeCredit(uint32_t credit, uint32_t withdraw) {
   fbb_.Clear();
-  return FinishEnvelope(wire::CreateCredit(fbb_, credit), wire::Body::Credit);
+  return FinishEnvelope(wire::CreateCredit(fbb_, credit, withdraw),
+                        wire::Body::Credit);
 }
 
 Bytes Writer::EncodeHeartbeat(const JobId& instance) {
@@ -300,7 +301,8 @@ Bytes BlobBatch::FinishDispatch() {
   return Finish(wire::CreateDispatch(fbb_, v), wire::Body::Dispatch);
 }
 
-Bytes BlobBatch::FinishResults(std::span<const JobId> accepted) {
+Bytes BlobBatch::FinishResults(std::span<const JobId> accepted,
+                               uint32_t withheld) {
   flatbuffers::Offset<flatbuffers::Vector<const wire::Id*>> acc = 0;
   if (!accepted.empty()) {
     wire::Id* out = nullptr;
@@ -311,7 +313,8 @@ Bytes BlobBatch::FinishResults(std::span<const JobId> accepted) {
       reinterpret_cast<const flatbuffers::Offset<wire::ResultBlob>*>(
           offsets_.data()),
       offsets_.size());
-  return Finish(wire::CreateResults(fbb_, v, acc), wire::Body::Results);
+  return Finish(wire::CreateResults(fbb_, v, acc, withheld),
+                wire::Body::Results);
 }
 
 void BlobBatch::Clear() {

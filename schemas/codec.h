@@ -139,7 +139,7 @@ class Writer {
                     std::span<const JobId> ids = {},
                     uint32_t retry_after_ms = 0);
   Bytes EncodeReady(const ReadyInfo& info);
-  Bytes EncodeCredit(uint32_t credit);
+  Bytes EncodeCredit(uint32_t credit, uint32_t withdraw = 0);
   Bytes EncodeHeartbeat(const JobId& instance = {});
   Bytes EncodeDisconnect(std::string_view reason);
   Bytes EncodeCancel(std::span<const JobId> ids);
@@ -171,7 +171,8 @@ class BlobBatch {
   Bytes FinishSubmit();
   Bytes FinishDispatch();
   // `accepted`: ids acknowledged in the same message (broker -> producer).
-  Bytes FinishResults(std::span<const JobId> accepted = {});
+  Bytes FinishResults(std::span<const JobId> accepted = {},
+                      uint32_t withheld = 0);
   void Clear();
 
  private:

@@ -294,8 +294,28 @@ TEST_F(CliQueueTest, StatsCountsEveryState) {
   Redis({"HSET", keys_.stats, "submitted", "12", "completed", "2", "queued",
          "10"});
   Redis({"SET", keys_.leader, "token-1"});
+  // A broker's registry record (queue/registry.h) with two workers, one of
+  // which another broker (whose record expired) also listed.
+  Redis({"SET", "{yard}:broker:broker-a",
+         R"({"id":"broker-a","queue":"default","frontend":"tcp://h:1",)"
+         R"("backend":"tcp://h:2","draining":false,"held":{"ready":1},)"
+         R"("workers":[{"name":"w1","capacity":4,"outstanding":3,)"
+         R"("tags":["gpu"],"taints":[]},{"name":"w2","capacity":2,)"
+         R"("outstanding":0,"tags":[],"taints":[]}]})",
+         "PX", "60000"});
+  Redis({"SADD", "{yard}:brokers", "broker-a", "broker-gone"});
 
   Json j = Queue("stats");
+  ASSERT_EQ(j["brokers"].size(), 1u) << j.dump();
+  EXPECT_EQ(j["brokers"][0]["id"], "broker-a");
+  EXPECT_EQ(j["brokers"][0]["frontend"], "tcp://h:1");
+  ASSERT_EQ(j["workers"].size(), 2u) << j.dump();
+  EXPECT_EQ(j["workers"][0]["name"], "w1");
+  EXPECT_EQ(j["workers"][0]["outstanding"], 3);
+  EXPECT_EQ(j["workers"][0]["tags"], Json::array({"gpu"}));
+  EXPECT_EQ(j["workers"][0]["brokers"], Json::array({"broker-a"}));
+  // The expired broker's id left the index.
+  EXPECT_EQ(Redis({"SISMEMBER", "{yard}:brokers", "broker-gone"}).integer, 0);
   EXPECT_EQ(j["queue"], "default");
   EXPECT_EQ(j["ready"], 6);    // 2 + 1 singles, a batch of 3
   EXPECT_EQ(j["running"], 3);  // 1 single, a batch of 2

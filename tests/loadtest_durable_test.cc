@@ -61,5 +61,64 @@ TEST_F(LoadtestDurableTest, DurableChaosLosesNothing) {
   }
 }
 
+// Issue 5: 3 brokers x 4 workers that find each other through the Redis
+// registry; one broker SIGKILLed for good and one added mid-run; 100,000
+// jobs, none lost. The lease is a minute, so the jobs the dead broker held
+// come back through the registry (its record expires, the leader requeues
+// what it held), not through lease expiry, or the run would take longer
+// than its 60 s bound. The added broker takes a share of the work.
+TEST_F(LoadtestDurableTest, DiscoveryFollowsBrokersDyingAndJoining) {
+  LoadtestRun run = Run({"--redis",
+                         "local",
+                         "--discover",
+                         "--brokers",
+                         "3",
+                         "--workers",
+                         "4",
+                         "--concurrency",
+                         "2",
+                         "--jobs",
+                         "100000",
+                         "--rate",
+                         "12000",
+                         "--kill-broker-at",
+                         "2",
+                         "--broker-stays-down",
+                         "--add-broker-at",
+                         "4",
+                         "--timeout",
+                         "60",
+                         "--broker-arg=--lease-ms=60000"},
+                        seconds(150));
+  ASSERT_TRUE(run.exit && run.report.is_object()) << run.Describe();
+  EXPECT_TRUE(run.exit->ExitedWith(0)) << run.Describe();
+  EXPECT_EQ(run.Total("submitted"), 100000) << run.Describe();
+  EXPECT_EQ(run.Total("completed"), 100000) << run.Describe();
+  EXPECT_EQ(run.Total("lost"), 0) << run.Describe();
+  std::vector<std::string> seen;
+  for (const auto& e : run.report["events"]) {
+    EXPECT_TRUE(e["ok"].get<bool>()) << e.dump();
+    seen.push_back(e["event"]);
+  }
+  EXPECT_EQ(seen, (std::vector<std::string>{"kill-broker", "add-broker"}))
+      << run.Describe();
+  // Three brokers are registered at the end (two first ones and the added
+  // one; the killed one's record expired), and each of them did work.
+  const auto& brokers = run.report["brokers"];
+  ASSERT_EQ(brokers.size(), 3u) << run.Describe();
+  const std::string added = run.report["events"][1]["detail"];
+  int with_work = 0;
+  bool added_worked = false;
+  for (const auto& b : brokers) {
+    const bool worked = std::stoll(b["dispatched"].get<std::string>()) > 0;
+    with_work += worked ? 1 : 0;
+    if (added.find(b["frontend"].get<std::string>()) != std::string::npos) {
+      added_worked = worked;
+    }
+  }
+  EXPECT_EQ(with_work, 3) << brokers.dump();
+  EXPECT_TRUE(added_worked) << added << "\n" << brokers.dump();
+}
+
 }  // namespace
 }  // namespace yard

@@ -19,6 +19,7 @@
 #include "loadtest/redis_server.h"
 #include "queue/job_queue.h"
 #include "queue/redis_layout.h"
+#include "queue/registry.h"
 
 namespace yard {
 namespace {
@@ -390,6 +391,63 @@ TEST_F(RedisQueueTest, DeadBrokersLeasesAreReclaimedByAnother) {
                      {reinterpret_cast<const uint8_t*>(r.data()), r.size()});
   ASSERT_TRUE(Pump([&] { return InStreams(keys_) == 0; }));
   EXPECT_EQ(Integer({"XLEN", keys_.Inbox("dying")}), 1);
+}
+
+// Issue 5: a broker that drops out of the registry (its record expired or
+// was removed) has its records requeued by the leader at once, not a lease
+// later; the dead consumer then leaves the group.
+TEST_F(RedisQueueTest, UnregisteredBrokersRecordsAreRequeuedBeforeTheLease) {
+  RedisQueueOptions o = Options("dying");
+  o.lease_ms = 60000;  // the reaper alone would take a minute
+  o.registry_ttl_ms = 300;
+  JobQueue* dying = Make(o);
+  JobId id = JobId::Random();
+  Push(dying, {JobBlob(id)});
+  Seen& s1 = seen_[dying];
+  ASSERT_TRUE(Pump([&] { return s1.claimed.size() == 1; }));
+  EXPECT_EQ(Integer({"EXISTS", RegistryKey("dying")}), 1);
+  // "kill -9", then its record runs out (DEL stands in for the TTL).
+  queues_.clear();
+  seen_.clear();
+  ASSERT_EQ(Integer({"DEL", RegistryKey("dying")}), 0);  // the destructor's
+  ASSERT_EQ(Integer({"XLEN", keys_.stream[1]}), 1);
+  o.consumer = "survivor";
+  JobQueue* survivor = Make(o);
+  Seen& s2 = seen_[survivor];
+  const int64_t start = MonoMillis();
+  ASSERT_TRUE(Pump([&] { return s2.claimed.size() == 1; }, 20000));
+  EXPECT_LT(MonoMillis() - start, 20000);  // well inside the 60 s lease
+  EXPECT_EQ(s2.claimed[0].id, id);
+  EXPECT_FALSE(s2.claimed[0].local);
+  // The dead consumer left the group; the survivor is in it.
+  auto consumers =
+      RedisCall(*admin_, {"XINFO", "CONSUMERS", keys_.stream[1], kRedisGroup});
+  ASSERT_TRUE(consumers.ok());
+  for (const RedisReply& c : consumers->elements) {
+    ASSERT_GE(c.elements.size(), 2u);
+    EXPECT_NE(c.elements[1].str, "dying");
+  }
+}
+
+TEST_F(RedisQueueTest, RegisteredBrokersRecordsAreLeftAlone) {
+  RedisQueueOptions o = Options("holder");
+  o.lease_ms = 60000;
+  o.registry_ttl_ms = 300;
+  JobQueue* holder = Make(o);
+  JobId id = JobId::Random();
+  Push(holder, {JobBlob(id)});
+  Seen& s1 = seen_[holder];
+  ASSERT_TRUE(Pump([&] { return s1.claimed.size() == 1; }));
+  o.consumer = "other";
+  JobQueue* other = Make(o);
+  Seen& s2 = seen_[other];
+  // The holder keeps its record fresh while it runs; nothing moves, even
+  // though the holder is idle in the group for many TTLs.
+  EXPECT_FALSE(Pump([] { return false; }, 2500));  // runs 2.5 s
+  EXPECT_TRUE(s2.claimed.empty());
+  EXPECT_EQ(s1.claimed.size(), 1u);
+  EXPECT_EQ(Integer({"EXISTS", RegistryKey("holder")}), 1);
+  EXPECT_EQ(Integer({"SISMEMBER", kRegistrySet, "other"}), 1);
 }
 
 TEST_F(RedisQueueTest, ResultReachesTheAcceptingBroker) {

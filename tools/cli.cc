@@ -3,6 +3,8 @@
 #include <iostream>
 #include <sstream>
 
+#include "schemas/frames.h"
+
 namespace yard::cli {
 
 bool Parse(CLI::App& app, int argc, char** argv, int* exit_code) {
@@ -38,6 +40,48 @@ std::vector<std::string> SplitList(const std::string& s) {
     if (!item.empty()) out.push_back(item);
   }
   return out;
+}
+
+void AddBrokerSourceFlags(CLI::App& app, const std::string& what,
+                          std::string* connect, std::string* discover) {
+  auto* c = app.add_option(
+      "--connect", *connect,
+      "broker " + what + " endpoints, comma-separated (tcp://HOST:PORT)");
+  auto* d = app.add_option(
+      "--discover", *discover,
+      "find the brokers in the registry of this Redis (redis://HOST:PORT) "
+      "and follow brokers joining and leaving");
+  c->excludes(d);
+  d->excludes(c);
+}
+
+int ResolveBrokerSource(const std::string& command, const std::string& connect,
+                        const std::string& discover, Discovery::Side side,
+                        const std::string& queue, int64_t wait_ms,
+                        BrokerSource* out) {
+  if (discover.empty()) {
+    out->endpoints = SplitList(connect);
+    if (out->endpoints.empty()) {
+      return UsageError(command, "give --connect or --discover");
+    }
+    for (const std::string& ep : out->endpoints) {
+      if (Status st = ValidateEndpoint(ep); !st.ok()) {
+        return UsageError(command, "--connect: " + st.message());
+      }
+    }
+    return 0;
+  }
+  Discovery::Options o;
+  o.url = discover;
+  o.side = side;
+  o.queue = queue;
+  o.wait_ms = wait_ms;
+  auto d = Discovery::Create(o);
+  if (!d.ok())
+    return UsageError(command, "--discover: " + d.status().message());
+  out->discovery = std::move(d).value();
+  out->endpoints = out->discovery->endpoints();
+  return 0;
 }
 
 }  // namespace yard::cli

@@ -12,6 +12,7 @@
 
 #include "common/status.h"
 #include "queue/redis_layout.h"
+#include "queue/registry.h"
 #include "schemas/codec.h"
 
 namespace yard::cli {
@@ -58,6 +59,27 @@ std::string DumpJson(const nlohmann::ordered_json& j);
 
 // A runtime failure (after the flags were accepted): one line, exit 1.
 int RuntimeError(const std::string& command, const Status& status);
+
+// Where a worker or producer finds its brokers: a static --connect list or
+// the registry behind --discover (queue/registry.h). Exactly one is given.
+struct BrokerSource {
+  std::vector<std::string> endpoints;    // to start with
+  std::unique_ptr<Discovery> discovery;  // keeps them current; null: static
+};
+
+// Adds --connect and --discover (the one excludes the other); `what` names
+// the endpoints ("backend" or "frontend").
+void AddBrokerSourceFlags(CLI::App& app, const std::string& what,
+                          std::string* connect, std::string* discover);
+
+// Checks the flags; with --discover, reads the registry (waiting up to
+// wait_ms for a live broker of `queue`, all queues when empty). Returns 0
+// with *out filled, or the exit code of a one-line error: 2 for a bad flag
+// or an unreachable registry or no broker in time.
+int ResolveBrokerSource(const std::string& command, const std::string& connect,
+                        const std::string& discover, Discovery::Side side,
+                        const std::string& queue, int64_t wait_ms,
+                        BrokerSource* out);
 
 }  // namespace yard::cli
 

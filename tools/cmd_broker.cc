@@ -6,6 +6,7 @@
 #include "common/logging.h"
 #include "common/signals.h"
 #include "queue/redis_layout.h"
+#include "queue/redis_target.h"
 #include "tools/cli.h"
 
 namespace yard {
@@ -60,10 +61,16 @@ int RunBroker(int argc, char** argv) {
                  "least-outstanding | round-robin | weighted (by capacity)")
       ->capture_default_str()
       ->check(CLI::IsMember(BalancerNames()));
+  app.add_option("--advertise", o.advertise,
+                 "Durable mode: the host producers and workers reach this "
+                 "broker at, for discovery (default: the bound address; a "
+                 "wildcard bind advertises the host name)");
   // Durable mode.
   app.add_option("--redis", o.redis.url,
-                 "Durable mode: keep jobs in Redis (redis://HOST:PORT[/DB]); "
-                 "without it jobs live in this process's memory");
+                 "Durable mode: keep jobs in Redis: redis://HOST:PORT[/DB], "
+                 "or sentinel://HOST:PORT[,HOST:PORT...]/MASTER[/DB] for a "
+                 "Sentinel-managed primary (resolved again on every "
+                 "reconnect); without it jobs live in this process's memory");
   app.add_option("--queue", o.redis.queue,
                  "Durable mode: the queue this broker serves")
       ->capture_default_str();
@@ -85,6 +92,20 @@ int RunBroker(int argc, char** argv) {
                  "Durable mode: expired leases before a job is dead-lettered")
       ->capture_default_str()
       ->check(CLI::Range(1, 1000));
+  app.add_option("--redis-wait-replicas", o.redis.wait_replicas,
+                 "Durable mode: answer a submit 'accepted' only once this many "
+                 "replicas hold it (Redis WAIT); fewer within "
+                 "--redis-wait-timeout-ms: Unavailable, the producer resends. "
+                 "1 keeps a Sentinel failover from losing accepted jobs; with "
+                 "a single replica, submits are refused after a failover until "
+                 "a replica is back (0: no WAIT)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 100));
+  app.add_option("--redis-wait-timeout-ms", o.redis.wait_timeout_ms,
+                 "Durable mode: how long a WAIT waits for the replicas (at "
+                 "most a third of --lease-ms)")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{1200000}));
   app.add_flag("--require-fsync", o.redis.require_fsync,
                "Durable mode: refuse to start unless Redis fsyncs every write "
                "(appendonly yes, appendfsync always)");
@@ -97,8 +118,14 @@ int RunBroker(int argc, char** argv) {
 
   if (max_queue->count()) o.redis.capacity = o.max_queue;
   if (!o.redis.url.empty()) {
-    if (auto s = ParseRedisUrl(o.redis.url); !s.ok()) {
+    if (auto s = ParseRedisTarget(o.redis.url); !s.ok()) {
       return cli::UsageError(argv[0], "--redis: " + s.status().message());
+    }
+    if (o.redis.wait_replicas > 0 &&
+        o.redis.wait_timeout_ms > o.redis.lease_ms / 3) {
+      return cli::UsageError(
+          argv[0], "--redis-wait-timeout-ms: at most a third of --lease-ms (" +
+                       std::to_string(o.redis.lease_ms / 3) + ")");
     }
     if (auto s = ValidateQueueName(o.redis.queue); !s.ok()) {
       return cli::UsageError(argv[0], "--queue: " + s.message());

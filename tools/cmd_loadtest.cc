@@ -128,6 +128,13 @@ int RunLoadtest(int argc, char** argv) {
   app.add_option("--broker-down", o.broker_down_s,
                  "seconds a killed broker stays down")
       ->capture_default_str();
+  app.add_flag("--broker-stays-down", o.broker_stays_down,
+               "a broker killed by --kill-broker-at is not restarted");
+  app.add_option("--add-broker-at", o.add_broker_at_s,
+                 "start one more broker at S seconds (needs --discover)");
+  app.add_flag("--discover", o.discover,
+               "workers and producers find brokers in the Redis registry "
+               "(needs --redis) and follow brokers joining and leaving");
   auto* redis_opt = app.add_option(
       "--restart-redis-at", o.restart_redis_at_s,
       "SIGKILL the local redis-server at S seconds and start it again");

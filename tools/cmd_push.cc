@@ -141,7 +141,7 @@ class Progress {
 
 int RunPush(int argc, char** argv) {
   CLI::App app{"Submit jobs to brokers and report throughput and latency."};
-  std::string connect, task, payload_text, queue, log_level = "warn";
+  std::string connect, discover, task, payload_text, queue, log_level = "warn";
   int64_t count = 0, size = 64, window = 1000;
   double rate = 0, timeout_s = 60;
   int priority = 1, max_attempts = 1;
@@ -149,9 +149,7 @@ int RunPush(int argc, char** argv) {
           linger_us = 200;
   bool json = false;
 
-  app.add_option("--connect", connect,
-                 "broker frontend endpoint(s), comma-separated")
-      ->required();
+  cli::AddBrokerSourceFlags(app, "frontend", &connect, &discover);
   app.add_option("--task", task, "task name (echo, sleep, sha256, fail, ...)")
       ->required();
   app.add_option("--count", count, "number of jobs")->required();
@@ -203,14 +201,6 @@ int RunPush(int argc, char** argv) {
   if (!cli::Parse(app, argc, argv, &exit_code)) return exit_code;
   const std::string name = app.get_name();
 
-  std::vector<std::string> endpoints = cli::SplitList(connect);
-  if (endpoints.empty())
-    return cli::UsageError(name, "--connect: no endpoint given");
-  for (const std::string& ep : endpoints) {
-    if (Status st = ValidateEndpoint(ep); !st.ok()) {
-      return cli::UsageError(name, "--connect: " + st.message());
-    }
-  }
   if (task.empty()) return cli::UsageError(name, "--task: must not be empty");
   if (count < 1) return cli::UsageError(name, "--count: must be at least 1");
   if (window < 1) return cli::UsageError(name, "--window: must be at least 1");
@@ -222,6 +212,13 @@ int RunPush(int argc, char** argv) {
     return cli::UsageError(name, "--timeout: must be greater than 0");
 
   InitLogging("push", log_level);
+  cli::BrokerSource source;
+  if (int rc = cli::ResolveBrokerSource(
+          name, connect, discover, Discovery::Side::kFrontend,
+          queue.empty() ? "default" : queue, 10000, &source)) {
+    return rc;
+  }
+  const std::vector<std::string>& endpoints = source.endpoints;
   InstallStopHandlers();
 
   const std::string payload =
@@ -244,6 +241,11 @@ int RunPush(int argc, char** argv) {
     return 1;
   }
   std::unique_ptr<Producer> producer = std::move(created).value();
+  if (source.discovery) {
+    Producer* p = producer.get();
+    source.discovery->Start(
+        [p](const std::vector<std::string>& set) { p->SetBrokers(set); });
+  }
 
   Tally tally;
   Progress progress(static_cast<uint64_t>(count), ::isatty(STDERR_FILENO) == 1);
@@ -318,7 +320,8 @@ int RunPush(int argc, char** argv) {
     progress.Maybe(now, submitted, tally);
     (void)producer->Flush(kProgressEveryUs / 1000);
   }
-  producer->Close();  // unanswered jobs time out now: lost
+  source.discovery.reset();  // it calls the producer
+  producer->Close();         // unanswered jobs time out now: lost
   progress.Clear();
 
   const ProducerCounters pc = producer->counters();

@@ -25,6 +25,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "queue/redis_target.h"
 #include "tools/cli.h"
 
 namespace yard {
@@ -36,23 +37,24 @@ constexpr int64_t kRedisTimeoutMs = 5000;
 
 void AddQueueFlags(CLI::App& app, QueueFlags* flags) {
   app.add_option("--redis", flags->redis_url,
-                 "Redis holding the queue: redis://HOST:PORT[/DB]")
+                 "Redis holding the queue: redis://HOST:PORT[/DB] or "
+                 "sentinel://HOST:PORT[,HOST:PORT...]/MASTER[/DB]")
       ->required();
   app.add_option("--queue", flags->queue, "queue name")->capture_default_str();
   app.add_flag("--json", flags->json, "print one JSON object instead of text");
 }
 
 Result<QueueConnection> ConnectQueue(const QueueFlags& flags) {
-  Result<RedisAddress> address = ParseRedisUrl(flags.redis_url);
-  if (!address.ok()) {
-    return Status::InvalidArgument("--redis: " + address.status().message());
+  Result<RedisTarget> target = ParseRedisTarget(flags.redis_url);
+  if (!target.ok()) {
+    return Status::InvalidArgument("--redis: " + target.status().message());
   }
   if (Status s = ValidateQueueName(flags.queue); !s.ok()) {
     return Status::InvalidArgument("--queue: " + s.message());
   }
   // hiredis writes with write(2): a server that hangs up must not kill us.
   std::signal(SIGPIPE, SIG_IGN);
-  auto client = RedisClient::Connect(*address, kRedisTimeoutMs);
+  auto client = ConnectRedisTarget(*target, kRedisTimeoutMs);
   if (!client.ok()) {
     return Status::Unavailable("cannot reach Redis at " + flags.redis_url +
                                ": " + client.status().message());
@@ -423,6 +425,42 @@ Result<Json> Stats(RedisClient& c, const QueueKeys& keys) {
                        {"pending", consumer.pending},
                        {"idle_ms", consumer.idle_ms}});
   }
+  // The cluster as the registry knows it (queue/registry.h): live brokers
+  // (of every queue) and the workers connected to them, each worker once.
+  Result<std::vector<BrokerRecord>> registry = ReadRegistry(c);
+  if (!registry.ok()) return registry.status();
+  Json live = Json::array();
+  std::map<std::string, Json> workers;
+  for (const BrokerRecord& b : *registry) {
+    const Json rec = Json::parse(b.json.dump());  // ordered, for printing
+    const Json held = rec.contains("held") ? rec["held"] : Json();
+    live.push_back({{"id", b.id},
+                    {"queue", b.queue},
+                    {"frontend", b.frontend},
+                    {"backend", b.backend},
+                    {"draining", b.draining},
+                    {"held", held},
+                    {"counters", rec.value("counters", Json::object())}});
+    if (!rec.contains("workers") || !rec["workers"].is_array()) continue;
+    for (const auto& w : rec["workers"]) {
+      if (!w.is_object() || !w.contains("name")) continue;
+      const std::string name = w.value("name", "");
+      Json& row = workers[name];
+      if (row.is_null()) {
+        row = {{"name", name},
+               {"capacity", w.value("capacity", 0)},
+               {"tags", w.value("tags", Json::array())},
+               {"taints", w.value("taints", Json::array())},
+               {"brokers", Json::array()},
+               {"outstanding", 0}};
+      }
+      row["brokers"].push_back(b.id);
+      row["outstanding"] = row["outstanding"].get<int64_t>() +
+                           w.value("outstanding", int64_t{0});
+    }
+  }
+  Json worker_list = Json::array();
+  for (auto& [name, row] : workers) worker_list.push_back(std::move(row));
   const int64_t queued = (*counters)["queued"].get<int64_t>();
   return Json{
       {"queue", keys.name},
@@ -436,7 +474,9 @@ Result<Json> Stats(RedisClient& c, const QueueKeys& keys) {
       {"priorities", std::move(priorities)},
       {"counters", std::move(*counters)},
       {"leader", leader->is_nil() ? Json(nullptr) : Json(leader->str)},
-      {"consumers", std::move(brokers)}};
+      {"consumers", std::move(brokers)},
+      {"brokers", std::move(live)},
+      {"workers", std::move(worker_list)}};
 }
 
 void PrintStats(const Json& j) {
@@ -471,6 +511,22 @@ void PrintStats(const Json& j) {
                 b["name"].get<std::string>().c_str(),
                 static_cast<long long>(b["pending"].get<int64_t>()),
                 static_cast<long long>(b["idle_ms"].get<int64_t>()));
+  }
+  std::printf("brokers (registry, every queue): %zu\n", j["brokers"].size());
+  for (const Json& b : j["brokers"]) {
+    std::printf("  %-28s queue %-12s %s%s\n",
+                b["id"].get<std::string>().c_str(),
+                b["queue"].get<std::string>().c_str(),
+                b["frontend"].get<std::string>().c_str(),
+                b["draining"].get<bool>() ? " (draining)" : "");
+  }
+  std::printf("workers: %zu\n", j["workers"].size());
+  for (const Json& w : j["workers"]) {
+    std::printf("  %-28s capacity %-4lld brokers %zu  running %lld\n",
+                w["name"].get<std::string>().c_str(),
+                static_cast<long long>(w["capacity"].get<int64_t>()),
+                w["brokers"].size(),
+                static_cast<long long>(w["outstanding"].get<int64_t>()));
   }
 }
 

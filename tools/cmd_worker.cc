@@ -3,6 +3,8 @@
 //
 //   yard worker --connect tcp://127.0.0.1:5556,tcp://10.0.0.2:5556
 //   --concurrency 8
+//   yard worker --discover redis://127.0.0.1:6379   (every live broker,
+//   following brokers that join and leave; queue/registry.h)
 //
 // Exit codes: 0 after a graceful drain (or --help), 1 when the worker could
 // not run, 2 for a bad flag or value (one line on stderr).
@@ -12,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "balancer/placement.h"
 #include "common/heartbeat.h"
 #include "common/logging.h"
 #include "common/signals.h"
@@ -25,7 +28,8 @@ int RunWorker(int argc, char** argv) {
       "Run job handlers (echo, sleep, sha256, fail) for one or more brokers.",
       argv[0]};
   WorkerOptions defaults;
-  std::string connect;
+  std::string connect, discover, queue;
+  int64_t discover_wait_ms = 10000;
   int concurrency =
       static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   int prefetch = defaults.prefetch;
@@ -37,10 +41,14 @@ int RunWorker(int argc, char** argv) {
   std::string log_level = "info";
   size_t max_frame_bytes = defaults.limits.max_frame_bytes;
 
-  app.add_option("--connect", connect,
-                 "broker backend endpoints, comma-separated "
-                 "(tcp://HOST:PORT, ipc://PATH)")
-      ->required();
+  cli::AddBrokerSourceFlags(app, "backend", &connect, &discover);
+  app.add_option("--queue", queue,
+                 "with --discover: serve only brokers of this queue "
+                 "(default: every broker)");
+  app.add_option("--discover-wait-ms", discover_wait_ms,
+                 "with --discover: how long to wait for a first broker")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{0}, int64_t{3600000}));
   app.add_option("--concurrency", concurrency, "jobs run at once (threads)")
       ->capture_default_str();
   app.add_option("--prefetch", prefetch,
@@ -71,15 +79,6 @@ int RunWorker(int argc, char** argv) {
   const std::string command = app.get_name();
 
   WorkerOptions options;
-  options.brokers = cli::SplitList(connect);
-  if (options.brokers.empty()) {
-    return cli::UsageError(command, "--connect: no endpoint given");
-  }
-  for (const auto& endpoint : options.brokers) {
-    if (Status st = ValidateEndpoint(endpoint); !st.ok()) {
-      return cli::UsageError(command, "--connect: " + st.message());
-    }
-  }
   if (concurrency < 1) {
     return cli::UsageError(command, "--concurrency must be at least 1, got " +
                                         std::to_string(concurrency));
@@ -111,14 +110,34 @@ int RunWorker(int argc, char** argv) {
   options.name = name;
   options.tags = cli::SplitList(tags);
   options.taints = cli::SplitList(taints);
+  {
+    std::vector<std::string_view> t(options.tags.begin(), options.tags.end()),
+        n(options.taints.begin(), options.taints.end());
+    if (Status st = ValidateLabels(t, n); !st.ok()) {
+      return cli::UsageError(command, st.message());
+    }
+  }
   options.limits.max_frame_bytes = max_frame_bytes;
 
   InitLogging("worker", log_level);
+  cli::BrokerSource source;
+  if (int rc = cli::ResolveBrokerSource(command, connect, discover,
+                                        Discovery::Side::kBackend, queue,
+                                        discover_wait_ms, &source)) {
+    return rc;
+  }
+  options.brokers = source.endpoints;
   InstallStopHandlers();
 
   Worker worker(std::move(options));
   RegisterBuiltinHandlers(worker);
+  if (source.discovery) {
+    source.discovery->Start([&worker](const std::vector<std::string>& set) {
+      worker.SetBrokers(set);
+    });
+  }
   Status st = worker.Run();
+  source.discovery.reset();  // before the worker it calls
   if (!st.ok()) {
     spdlog::error("worker failed: {}", st.ToString());
     return 1;

@@ -12,12 +12,14 @@
 #include <chrono>
 #include <cstring>
 #include <exception>
+#include <mutex>
 #include <semaphore>
 #include <thread>
 #include <unordered_map>
 #include <unordered_set>
 #include <utility>
 
+#include "common/broker_set.h"
 #include "common/clock.h"
 #include "common/heartbeat.h"
 #include "common/signals.h"
@@ -41,6 +43,9 @@ constexpr size_t kPerBlobSlackBytes = 32;
 // larger messages both ways, since the broker's next Dispatch follows the
 // credit a Results message returns).
 constexpr int64_t kMaxResultDelayUs = 1000;
+// A broker that used up its credit this recently counts as having work
+// (Rebalance), and a worker withdraws a broker's credit at most this often.
+constexpr int64_t kHungryWindowMs = 200;
 
 // What the I/O thread wants from runners while it sleeps in poll.
 enum IoState : int {
@@ -98,6 +103,7 @@ class Worker::Impl {
   Status Run();
   void Stop();
   WorkerCounters counters() const;
+  void SetBrokers(std::vector<std::string> endpoints);
 
  private:
   struct Batch;
@@ -123,11 +129,20 @@ class Worker::Impl {
   struct Broker {
     uint32_t index = 0;
     std::string endpoint;
+    // Left the broker set (SetBrokers): no new credit, no reconnect; its
+    // socket stays while it answers and holds jobs of ours.
+    bool retired = false;
     std::unique_ptr<zmq::socket_t> socket;
     uint64_t generation = 0;  // bumped by every Ready
     int64_t share = 0;        // slots this broker may hold (credit + held)
-    int64_t credit = 0;       // granted to this registration, not yet used
-    int64_t held = 0;         // its jobs accepted here, not yet answered
+    // Demand (Rebalance): when a Dispatch last used up its credit.
+    int64_t last_starved_ms = INT64_MIN / 2;
+    int64_t last_withdraw_ms = INT64_MIN / 2;
+    // Credit withdrawn that the broker may have used before the withdraw
+    // reached it: jobs beyond the credit up to this are not violations.
+    int64_t withdraw_grace = 0;
+    int64_t credit = 0;  // granted to this registration, not yet used
+    int64_t held = 0;    // its jobs accepted here, not yet answered
     int64_t last_recv_ms = 0;
     int64_t last_send_ms = 0;
     int64_t last_ready_ms = 0;
@@ -160,6 +175,14 @@ class Worker::Impl {
   void Regrant();
   void Housekeeping();
   void Reconnect(Broker& b);
+  // Splits the slots among the brokers in the set by demand (see the
+  // definition).
+  void Rebalance();
+  bool Hungry(const Broker& b) const {
+    return now_ms_ - b.last_starved_ms < kHungryWindowMs;
+  }
+  void ApplyBrokerSet();
+  void Drop(Broker& b);
   void BeginDrain();
   void Shutdown();
   int64_t PollTimeoutMs() const;
@@ -179,9 +202,12 @@ class Worker::Impl {
   std::atomic<int64_t> uncollected_{0};  // results in done_queue_
   int64_t wake_batch_ = 1;               // results that make a batch
   std::atomic<bool> runners_stop_{false};
-  std::atomic<int> parked_{0};      // runners waiting for jobs
-  std::atomic<int64_t> queued_{0};  // jobs in run_queue_
-  std::atomic<int> live_tasks_{0};  // arena tasks not yet returned
+  std::mutex set_mu_;
+  bool new_set_ = false;                 // guarded by set_mu_
+  std::vector<std::string> broker_set_;  // guarded by set_mu_
+  std::atomic<int> parked_{0};           // runners waiting for jobs
+  std::atomic<int64_t> queued_{0};       // jobs in run_queue_
+  std::atomic<int> live_tasks_{0};       // arena tasks not yet returned
   std::counting_semaphore<> unpark_{0};
   int wake_fd_ = -1;
   tbb::concurrent_queue<Job*> run_queue_;
@@ -594,7 +620,11 @@ void Worker::Impl::OnDispatch(Broker& b, zmq::message_t frame) {
     return;
   }
   const auto count = static_cast<int64_t>(n);
-  if (count > b.credit) {
+  if (count > b.credit && count - b.credit <= b.withdraw_grace) {
+    // It used credit we withdrew before the withdraw reached it.
+    b.withdraw_grace -= count - b.credit;
+    b.credit = 0;
+  } else if (count > b.credit) {
     credit_violations_.fetch_add(static_cast<uint64_t>(count - b.credit),
                                  std::memory_order_relaxed);
     uint64_t suppressed = 0;
@@ -608,6 +638,7 @@ void Worker::Impl::OnDispatch(Broker& b, zmq::message_t frame) {
   } else {
     b.credit -= count;
   }
+  if (b.credit == 0) b.last_starved_ms = now_ms_;
   b.held += count;
   outstanding_ += count;
 
@@ -639,6 +670,101 @@ void Worker::Impl::CollectResults() {
   if (collected != 0) uncollected_.fetch_sub(collected);
 }
 
+void Worker::Impl::SetBrokers(std::vector<std::string> endpoints) {
+  {
+    std::lock_guard<std::mutex> lock(set_mu_);
+    broker_set_ = std::move(endpoints);
+    new_set_ = true;
+  }
+  WakeIo();
+}
+
+// Credit split among brokers (issue 5): every broker in the set keeps one
+// slot, so none starves; the other slots go, in equal parts, to the brokers
+// with work: those holding jobs of ours or that used up their credit within
+// the last kHungryWindowMs. With none busy, all slots are split equally, so
+// a burst can start anywhere at once. A broker above its share gives slots
+// back: credit it has not used is withdrawn (Credit.withdraw, at most once
+// per window), and results of its jobs return less credit (Results.
+// withheld). Regrant grants only slots that are free, so the worker holds
+// at most its slots (or one per broker, when it has fewer slots than
+// brokers) once the give-backs arrive.
+void Worker::Impl::Rebalance() {
+  int64_t n = 0, busy = 0;
+  for (const Broker& b : brokers_) {
+    if (b.retired) continue;
+    ++n;
+    if (b.held > 0 || Hungry(b)) ++busy;
+  }
+  if (n == 0) return;
+  const int64_t total = std::max(slots_, n);
+  const int64_t floating = total - n;
+  const int64_t takers = busy > 0 ? busy : n;
+  int64_t i = 0;
+  for (Broker& b : brokers_) {
+    if (b.retired) {
+      b.share = 0;
+      continue;
+    }
+    const bool taker = busy == 0 || b.held > 0 || Hungry(b);
+    b.share = 1;
+    if (taker) {
+      b.share += floating / takers + (i++ < floating % takers ? 1 : 0);
+    }
+  }
+}
+
+void Worker::Impl::ApplyBrokerSet() {
+  std::vector<std::string> set;
+  {
+    std::lock_guard<std::mutex> lock(set_mu_);
+    if (!new_set_) return;
+    new_set_ = false;
+    set.swap(broker_set_);
+  }
+  MergeBrokerSet(
+      brokers_, std::move(set),
+      [](const std::string& ep) {
+        Status st = ValidateEndpoint(ep);
+        if (!st.ok()) spdlog::warn("ignoring broker {}: {}", ep, st.ToString());
+        return st.ok();
+      },
+      [](Broker& b) {
+        spdlog::info("broker {} left the set ({} of its jobs in hand)",
+                     b.endpoint, b.held);
+      },
+      [](Broker&) {},  // registered below
+      [this](Broker& b) {
+        b.index = static_cast<uint32_t>(brokers_.size() - 1);
+      });
+  Rebalance();
+  for (Broker& b : brokers_) {
+    if (b.retired || (b.socket && b.generation != 0)) continue;
+    spdlog::info("broker {} joined: {} slots", b.endpoint, b.share);
+    if (Status st = OpenSocket(b); !st.ok()) {
+      spdlog::warn("broker {}: {}", b.endpoint, st.ToString());
+      continue;
+    }
+    SendReady(b);
+  }
+  poll_items_dirty_ = true;
+}
+
+void Worker::Impl::Drop(Broker& b) {
+  spdlog::info("broker {} dropped ({} results undeliverable)", b.endpoint,
+               b.held);
+  if (b.socket) {
+    Send(b, writer_.EncodeDisconnect("left the set"), "Disconnect");
+    try {
+      b.socket->close();
+    } catch (const zmq::error_t&) {
+    }
+  }
+  b.socket.reset();
+  b.generation = 0;  // a rejoin registers afresh
+  poll_items_dirty_ = true;
+}
+
 bool Worker::Impl::ShouldFlush(const Broker& b, int64_t now_us) const {
   if (b.pending.empty()) return false;
   const int64_t batch = std::clamp<int64_t>(
@@ -651,6 +777,12 @@ bool Worker::Impl::ShouldFlush(const Broker& b, int64_t now_us) const {
 
 void Worker::Impl::FlushResults(Broker& b) {
   if (b.pending.empty()) return;
+  if (!b.socket && b.retired) {
+    // Its broker is gone; another broker runs these jobs again.
+    for (Job* job : b.pending) Answered(b, job);
+    b.pending.clear();
+    return;
+  }
   const size_t max_frame = options_.limits.max_frame_bytes;
   size_t sent = 0;
   while (sent < b.pending.size()) {
@@ -665,9 +797,20 @@ void Worker::Impl::FlushResults(Broker& b) {
       results_.AddResult(AsBytes(r));
       ++end;
     }
-    if (!Send(b, results_.FinishResults(), "Results")) break;  // retried soon
+    // Above its share: these results return less credit (Rebalance).
+    int64_t current = 0;
+    for (size_t i = sent; i < end; ++i) {
+      current += b.pending[i]->generation == b.generation ? 1 : 0;
+    }
+    const int64_t withheld =
+        std::clamp<int64_t>(b.credit + b.held - b.share, 0, current);
+    if (!Send(b, results_.FinishResults({}, static_cast<uint32_t>(withheld)),
+              "Results")) {
+      break;  // retried soon
+    }
     ++results_messages_;
     for (size_t i = sent; i < end; ++i) Answered(b, b.pending[i]);
+    b.credit -= withheld;
     sent = end;
   }
   results_.Clear();
@@ -692,12 +835,37 @@ void Worker::Impl::Answered(Broker& b, Job* job) {
 }
 
 void Worker::Impl::Regrant() {
+  Rebalance();
+  int64_t used = 0;
+  for (const auto& b : brokers_) used += b.held + b.credit;
+  int64_t total = 0;
+  for (const auto& b : brokers_) total += b.share;
   for (auto& b : brokers_) {
+    if (b.retired || !b.socket) continue;
+    const int64_t excess = b.credit + b.held - b.share;
+    if (excess > 0 && b.credit > 0 && !Hungry(b) &&
+        now_ms_ - b.last_withdraw_ms >= kHungryWindowMs) {
+      // Idle above its share: take back what it has not used.
+      const int64_t w = std::min(excess, b.credit);
+      if (Send(b, writer_.EncodeCredit(0, static_cast<uint32_t>(w)),
+               "Credit")) {
+        b.credit -= w;
+        b.withdraw_grace += w;
+        b.last_withdraw_ms = now_ms_;
+        used -= w;
+      }
+      continue;
+    }
+    // Grant only free slots (the floor of one per broker always).
     int64_t deficit = b.share - b.held - b.credit;
+    if (b.held + b.credit > 0) {
+      deficit = std::min(deficit, total - used);
+    }
     if (deficit <= 0) continue;
     if (Send(b, writer_.EncodeCredit(static_cast<uint32_t>(deficit)),
              "Credit")) {
       b.credit += deficit;
+      used += deficit;
     }
   }
 }
@@ -705,10 +873,20 @@ void Worker::Impl::Regrant() {
 void Worker::Impl::Housekeeping() {
   const int64_t expiry = ExpiryMs(options_.heartbeat_ms);
   for (auto& b : brokers_) {
+    if (b.retired) {
+      if (b.socket && (b.held == 0 || now_ms_ - b.last_recv_ms > expiry)) {
+        Drop(b);
+      }
+      continue;
+    }
     if (!draining_ && now_ms_ - b.last_recv_ms > expiry) {
       Reconnect(b);
     } else if (now_ms_ - b.last_send_ms >= options_.heartbeat_ms) {
       Send(b, writer_.EncodeHeartbeat(), "Heartbeat");
+    }
+    // A withdraw the broker has long since seen excuses nothing any more.
+    if (now_ms_ - b.last_withdraw_ms > options_.heartbeat_ms) {
+      b.withdraw_grace = 0;
     }
   }
 }
@@ -806,14 +984,15 @@ Status Worker::Impl::Run() {
   }
 
   // Fixed shares of the slots; every broker gets at least one.
-  const auto n = static_cast<int64_t>(options_.brokers.size());
-  const int64_t total = std::max(slots_, n);
   brokers_.resize(options_.brokers.size());
   for (size_t i = 0; i < brokers_.size(); ++i) {
-    Broker& b = brokers_[i];
-    b.index = static_cast<uint32_t>(i);
-    b.endpoint = options_.brokers[i];
-    b.share = total / n + (static_cast<int64_t>(i) < total % n ? 1 : 0);
+    brokers_[i].index = static_cast<uint32_t>(i);
+    brokers_[i].endpoint = options_.brokers[i];
+  }
+  Rebalance();
+  int64_t total = 0;
+  for (const Broker& b : brokers_) total += b.share;
+  for (Broker& b : brokers_) {
     if (Status st = OpenSocket(b); !st.ok()) {
       for (auto& other : brokers_) {
         if (other.socket) other.socket->close();
@@ -838,6 +1017,7 @@ Status Worker::Impl::Run() {
     if (!draining_ && (stop_.load() || StopRequested())) BeginDrain();
     if (draining_ && (outstanding_ == 0 || now_ms_ >= drain_deadline_ms_))
       break;
+    ApplyBrokerSet();
     if (poll_items_dirty_) RebuildPollItems();
 
     // Tell runners when to wake us, then look once more (pairs with
@@ -914,6 +1094,9 @@ void Worker::Register(std::string task, Handler handler) {
 }
 Status Worker::Run() { return impl_->Run(); }
 void Worker::Stop() { impl_->Stop(); }
+void Worker::SetBrokers(std::vector<std::string> endpoints) {
+  impl_->SetBrokers(std::move(endpoints));
+}
 WorkerCounters Worker::counters() const { return impl_->counters(); }
 
 }  // namespace yard

@@ -23,14 +23,18 @@
 // task has no handler gets an UnknownTask result; a job past its deadline
 // gets Expired without running.
 //
-// Credit is split into fixed per-broker shares (each broker gets at least one
-// slot, so with fewer slots than brokers the worker holds a little more than
-// concurrency + prefetch). The broker's implicit credit return (one per
-// result) keeps each share topped up; the worker sends Credit only for slots
-// freed by jobs of an older registration (after a reconnect or a broker's
-// Disconnect), which that broker no longer counts. A Dispatch beyond the
-// granted credit still runs (no job is dropped) and is counted as a
-// credit violation.
+// Credit follows the work (issue 5): every broker keeps one slot, so none
+// starves, and the other slots are split equally among the brokers that
+// have work (hold jobs of ours, or used up their credit in the last 200 ms);
+// with none busy, equally among all. A broker above its share gives slots
+// back: unused credit is withdrawn (Credit.withdraw) and its results return
+// less credit (Results.withheld); only free slots are granted. The broker's
+// implicit credit return (one per result) keeps each share topped up; the
+// worker sends Credit for slots freed by jobs of an older registration
+// (after a reconnect or a broker's Disconnect), which that broker no longer
+// counts. A Dispatch beyond the granted credit still runs (no job is
+// dropped) and is counted as a credit violation (except credit withdrawn
+// while the broker was already using it).
 //
 // Draining (Stop() or a stop signal): no more Credit; jobs already received
 // (running or prefetched) finish, up to drain_timeout_ms, and their results
@@ -119,6 +123,12 @@ class Worker {
   // when the drain timed out).
   Status Run();
   void Stop();
+  // Replaces the broker set (discovery, queue/registry.h); any thread, any
+  // time after construction. New brokers are connected and registered;
+  // the slots are split again; brokers that left get no new credit and are
+  // dropped once they hold nothing of ours or go silent (results of their
+  // jobs are then dropped: the queue runs those jobs again elsewhere).
+  void SetBrokers(std::vector<std::string> endpoints);
 
   // Safe to call from any thread; values are approximate while running.
   WorkerCounters counters() const;

@@ -384,6 +384,44 @@ TEST_F(WorkerTest, SlotsAreSharedBetweenBrokers) {
   EXPECT_TRUE(StopAndJoin().ok());
 }
 
+// Issue 5: slots follow the work. With no prefetch, 4 slots and two
+// brokers, each starts with 2; when only the first has work, the worker
+// takes back the idle broker's unused credit (down to the one slot every
+// broker keeps) and grants it to the busy one, so no slot sits idle while a
+// broker has work.
+TEST_F(WorkerTest, IdleBrokersCreditMovesToTheBusyOne) {
+  auto ep1 = NewEndpoint();
+  auto ep2 = NewEndpoint();
+  FakeBroker b1(context_, ep1);
+  FakeBroker b2(context_, ep2);
+  Start(Options({ep1, ep2}, 4, 0));
+  uint32_t c1 = 0, c2 = 0;
+  std::string id1 = b1.ExpectReady(&c1);
+  std::string id2 = b2.ExpectReady(&c2);
+  EXPECT_EQ(c1, 2u);
+  EXPECT_EQ(c2, 2u);
+  auto slow = b1.Dispatch(id1, {{"sleep", "600"}, {"sleep", "600"}});
+  // The idle broker is asked for one slot back...
+  Inbound w = b2.Expect(wire::Body::Credit, 1500);
+  ASSERT_NE(w.envelope, nullptr);
+  EXPECT_EQ(w.envelope->body_as_Credit()->withdraw(), 1u);
+  EXPECT_EQ(w.envelope->body_as_Credit()->credit(), 0u);
+  // ... and the busy one gets it.
+  Inbound g = b1.Expect(wire::Body::Credit, 1500);
+  ASSERT_NE(g.envelope, nullptr);
+  EXPECT_EQ(g.envelope->body_as_Credit()->credit(), 1u);
+  auto more = b1.Dispatch(id1, {{"sleep", "10"}});
+  // The idle broker still has its one slot.
+  auto mine = b2.Dispatch(id2, {{"echo", "b2"}});
+  auto r2 = b2.CollectResults(1);
+  EXPECT_EQ(r2[mine[0]].output, "b2");
+  auto r1 = b1.CollectResults(3, 3000);
+  EXPECT_EQ(r1[more[0]].status, wire::ResultStatus::Ok);
+  EXPECT_EQ(r1[slow[1]].status, wire::ResultStatus::Ok);
+  EXPECT_EQ(worker_->counters().credit_violations, 0u);
+  EXPECT_TRUE(StopAndJoin().ok());
+}
+
 TEST_F(WorkerTest, GarbageFromTheBrokerIsCountedAndIgnored) {
   auto ep = NewEndpoint();
   FakeBroker broker(context_, ep);

@@ -1,0 +1,290 @@
+#include "queue/redis_target.h"
+
+#include <hiredis/hiredis.h>
+#include <sys/time.h>
+
+#include <algorithm>
+#include <charconv>
+#include <chrono>
+#include <climits>
+#include <utility>
+
+namespace yard {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+constexpr std::string_view kRedisScheme = "redis://";
+constexpr std::string_view kSentinelScheme = "sentinel://";
+// The connect after a resolution that used up (nearly) all the time.
+constexpr int64_t kMinConnectMs = 100;
+
+int64_t MillisLeft(Clock::time_point deadline) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(deadline -
+                                                               Clock::now())
+      .count();
+}
+
+timeval ToTimeval(int64_t ms) {
+  ms = std::max<int64_t>(ms, 1);
+  timeval tv;
+  tv.tv_sec = static_cast<time_t>(ms / 1000);
+  tv.tv_usec = static_cast<suseconds_t>((ms % 1000) * 1000);
+  return tv;
+}
+
+std::string HostPort(const RedisAddress& a) {
+  const bool v6 = a.host.find(':') != std::string::npos;
+  return (v6 ? "[" + a.host + "]" : a.host) + ":" + std::to_string(a.port);
+}
+
+bool ValidMasterName(std::string_view name) {
+  if (name.empty() || name.size() > 64) return false;
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+           (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-';
+  });
+}
+
+bool ParseUint(std::string_view s, int* out) {
+  if (s.empty() || s.size() > 10) return false;
+  int64_t v = 0;
+  auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || ptr != s.data() + s.size() || v < 0 || v > INT_MAX)
+    return false;
+  *out = static_cast<int>(v);
+  return true;
+}
+
+// Owned hiredis reply of a sync call.
+RedisReply Copy(const redisReply& r) {
+  RedisReply out;
+  switch (r.type) {
+    case REDIS_REPLY_STRING:
+    case REDIS_REPLY_STATUS:
+    case REDIS_REPLY_ERROR:
+      out.type = r.type == REDIS_REPLY_STRING   ? RedisReply::Type::kString
+                 : r.type == REDIS_REPLY_STATUS ? RedisReply::Type::kStatus
+                                                : RedisReply::Type::kError;
+      out.str.assign(r.str, r.len);
+      break;
+    case REDIS_REPLY_INTEGER:
+      out.type = RedisReply::Type::kInteger;
+      out.integer = r.integer;
+      break;
+    case REDIS_REPLY_ARRAY:
+      out.type = RedisReply::Type::kArray;
+      for (size_t i = 0; i < r.elements; ++i) {
+        out.elements.push_back(Copy(*r.element[i]));
+      }
+      break;
+    default:
+      break;
+  }
+  return out;
+}
+
+// One command on a connection of its own (a blocking hiredis context), all
+// before `deadline`. An error reply is kInternal with the server's text.
+Result<RedisReply> CallOnce(const RedisAddress& a,
+                            const std::vector<std::string>& args,
+                            Clock::time_point deadline) {
+  int64_t left = MillisLeft(deadline);
+  if (left <= 0) return Status::DeadlineExceeded("no time left");
+  redisContext* c = redisConnectWithTimeout(
+      a.host.c_str(), static_cast<int>(a.port), ToTimeval(left));
+  if (c == nullptr) return Status::Unavailable("out of memory");
+  auto close = [c] { redisFree(c); };
+  if (c->err != 0) {
+    Status s = Status::Unavailable(c->errstr);
+    close();
+    return s;
+  }
+  left = MillisLeft(deadline);
+  if (left <= 0 || redisSetTimeout(c, ToTimeval(left)) != REDIS_OK) {
+    close();
+    return Status::DeadlineExceeded("no time left");
+  }
+  std::vector<const char*> argv;
+  std::vector<size_t> lens;
+  for (const std::string& s : args) {
+    argv.push_back(s.data());
+    lens.push_back(s.size());
+  }
+  auto* reply = static_cast<redisReply*>(redisCommandArgv(
+      c, static_cast<int>(argv.size()), argv.data(), lens.data()));
+  if (reply == nullptr) {
+    Status s = Status::Unavailable(c->err != 0 ? c->errstr : "no reply");
+    close();
+    return s;
+  }
+  RedisReply out = Copy(*reply);
+  freeReplyObject(reply);
+  close();
+  if (out.type == RedisReply::Type::kError) return Status::Internal(out.str);
+  return out;
+}
+
+// Asks one Sentinel for the primary and checks its ROLE; "" or why not.
+std::string TrySentinel(const RedisAddress& sentinel,
+                        const std::string& master_name,
+                        Clock::time_point deadline, RedisAddress* primary) {
+  auto answer = CallOnce(
+      sentinel, {"SENTINEL", "get-master-addr-by-name", master_name}, deadline);
+  if (!answer.ok()) return answer.status().message();
+  if (answer->is_nil()) return "does not monitor '" + master_name + "'";
+  if (answer->type != RedisReply::Type::kArray ||
+      answer->elements.size() != 2) {
+    return "unexpected reply to get-master-addr-by-name";
+  }
+  RedisAddress found;
+  found.host = answer->elements[0].str;
+  int port = 0;
+  if (!ParseUint(answer->elements[1].str, &port) || port == 0 || port > 65535) {
+    return "bad port in its answer '" + answer->elements[1].str + "'";
+  }
+  found.port = static_cast<uint16_t>(port);
+  auto role = CallOnce(found, {"ROLE"}, deadline);
+  const std::string says = "says " + HostPort(found) + ", which ";
+  if (!role.ok())
+    return says + "does not answer (" + role.status().message() + ")";
+  if (role->type != RedisReply::Type::kArray || role->elements.empty()) {
+    return says + "gave an unexpected ROLE reply";
+  }
+  if (role->elements[0].str != "master") {
+    return says + "is a " + role->elements[0].str + ", not a master";
+  }
+  *primary = std::move(found);
+  return "";
+}
+
+}  // namespace
+
+std::string RedisTarget::ToString() const {
+  std::string out(kind == Kind::kDirect ? kRedisScheme : kSentinelScheme);
+  if (kind == Kind::kDirect) {
+    out.append(addresses.empty() ? std::string("?") : HostPort(addresses[0]));
+  } else {
+    for (size_t i = 0; i < addresses.size(); ++i) {
+      if (i) out.push_back(',');
+      out.append(HostPort(addresses[i]));
+    }
+    out.push_back('/');
+    out.append(master_name);
+  }
+  if (db != 0) {
+    out.push_back('/');
+    out.append(std::to_string(db));
+  }
+  return out;
+}
+
+Result<RedisTarget> ParseRedisTarget(std::string_view url) {
+  RedisTarget target;
+  if (url.starts_with(kRedisScheme)) {
+    auto address = ParseRedisUrl(url);
+    if (!address.ok()) return address.status();
+    target.db = address->db;
+    target.addresses.push_back(std::move(address).value());
+    return target;
+  }
+  auto bad = [url](const std::string& why) {
+    return Status::InvalidArgument(
+        "redis url '" + std::string(url) + "': " + why +
+        " (want redis://HOST:PORT[/DB] or "
+        "sentinel://HOST:PORT[,HOST:PORT...]/MASTER_NAME[/DB])");
+  };
+  if (!url.starts_with(kSentinelScheme)) return bad("unknown scheme");
+  target.kind = RedisTarget::Kind::kSentinel;
+  std::string_view rest = url.substr(kSentinelScheme.size());
+  const size_t slash = rest.find('/');
+  if (slash == std::string_view::npos) return bad("no master name");
+  std::string_view hosts = rest.substr(0, slash);
+  std::string_view tail = rest.substr(slash + 1);
+  if (hosts.empty()) return bad("no sentinel address");
+  while (!hosts.empty()) {
+    const size_t comma = hosts.find(',');
+    std::string_view one = hosts.substr(0, comma);
+    hosts = comma == std::string_view::npos ? std::string_view()
+                                            : hosts.substr(comma + 1);
+    if (one.empty()) return bad("empty sentinel address");
+    auto address = ParseRedisUrl(std::string(kRedisScheme) + std::string(one));
+    if (!address.ok() || address->db != 0) {
+      return bad("bad sentinel address '" + std::string(one) +
+                 "' (want HOST:PORT)");
+    }
+    target.addresses.push_back(std::move(address).value());
+    if (comma != std::string_view::npos && hosts.empty()) {
+      return bad("empty sentinel address");
+    }
+  }
+  const size_t db_slash = tail.find('/');
+  std::string_view name = tail.substr(0, db_slash);
+  if (name.empty()) return bad("no master name");
+  if (!ValidMasterName(name)) {
+    return bad("bad master name '" + std::string(name) +
+               "' (1..64 of A-Z a-z 0-9 _ . -)");
+  }
+  target.master_name = std::string(name);
+  if (db_slash != std::string_view::npos &&
+      !ParseUint(tail.substr(db_slash + 1), &target.db)) {
+    return bad("bad db");
+  }
+  return target;
+}
+
+Result<RedisAddress> ResolveRedisTarget(RedisTarget& target,
+                                        int64_t timeout_ms) {
+  if (target.addresses.empty()) {
+    return Status::InvalidArgument("redis target has no address");
+  }
+  if (target.kind == RedisTarget::Kind::kDirect) {
+    RedisAddress a = target.addresses[0];
+    a.db = target.db;
+    return a;
+  }
+  const Clock::time_point deadline =
+      Clock::now() +
+      std::chrono::milliseconds(std::max<int64_t>(timeout_ms, 1));
+  std::string why;
+  const size_t n = target.addresses.size();
+  for (size_t i = 0; i < n; ++i) {
+    const RedisAddress& sentinel = target.addresses[i];
+    const int64_t left = MillisLeft(deadline);
+    if (left <= 0) {
+      why += "; " + HostPort(sentinel) + ": not tried (out of time)";
+      continue;
+    }
+    // An equal share of what is left for each Sentinel still to ask.
+    const Clock::time_point mine =
+        Clock::now() + std::chrono::milliseconds(std::max<int64_t>(
+                           1, left / static_cast<int64_t>(n - i)));
+    RedisAddress primary;
+    std::string error =
+        TrySentinel(sentinel, target.master_name, mine, &primary);
+    if (error.empty()) {
+      std::rotate(target.addresses.begin(), target.addresses.begin() + i,
+                  target.addresses.begin() + i + 1);
+      primary.db = target.db;
+      return primary;
+    }
+    why += "; " + HostPort(sentinel) + ": " + error;
+  }
+  return Status::Unavailable("no primary for '" + target.master_name +
+                             "' from " + target.ToString() + " within " +
+                             std::to_string(timeout_ms) + " ms" + why);
+}
+
+Result<std::unique_ptr<RedisClient>> ConnectRedisTarget(RedisTarget& target,
+                                                        int64_t timeout_ms) {
+  const Clock::time_point start = Clock::now();
+  auto primary = ResolveRedisTarget(target, timeout_ms);
+  if (!primary.ok()) return primary.status();
+  const int64_t left =
+      timeout_ms - std::chrono::duration_cast<std::chrono::milliseconds>(
+                       Clock::now() - start)
+                       .count();
+  return RedisClient::Connect(*primary, std::max(left, kMinConnectMs));
+}
+
+}  // namespace yard

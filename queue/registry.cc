@@ -1,0 +1,207 @@
+#include "queue/registry.h"
+
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+
+#include "common/clock.h"
+#include "queue/redis_layout.h"
+
+namespace yard {
+
+std::string RegistryKey(std::string_view broker_id) {
+  return "{yard}:broker:" + std::string(broker_id);
+}
+
+Result<std::vector<BrokerRecord>> ReadRegistry(RedisClient& client,
+                                               int64_t timeout_ms) {
+  auto ids = RedisCall(client, {"SMEMBERS", kRegistrySet}, timeout_ms);
+  if (!ids.ok()) return ids.status();
+  std::vector<BrokerRecord> out;
+  if (ids->elements.empty()) return out;
+  std::vector<std::string> mget = {"MGET"};
+  for (const RedisReply& id : ids->elements)
+    mget.push_back(RegistryKey(id.str));
+  auto records = RedisCall(client, std::move(mget), timeout_ms);
+  if (!records.ok()) return records.status();
+  if (records->elements.size() != ids->elements.size()) {
+    return Status::Internal(
+        "registry: MGET answered " + std::to_string(records->elements.size()) +
+        " values for " + std::to_string(ids->elements.size()) + " keys");
+  }
+  std::vector<std::string> gone = {"SREM", kRegistrySet};
+  for (size_t i = 0; i < ids->elements.size(); ++i) {
+    const std::string& id = ids->elements[i].str;
+    const RedisReply& r = records->elements[i];
+    if (r.type != RedisReply::Type::kString) {
+      gone.push_back(id);
+      continue;
+    }
+    BrokerRecord b;
+    b.json = nlohmann::json::parse(r.str, nullptr, /*allow_exceptions=*/false);
+    if (!b.json.is_object()) {
+      spdlog::warn("registry: the record of broker '{}' is not a JSON object",
+                   id);
+      continue;
+    }
+    b.id = id;
+    b.queue = b.json.value("queue", "");
+    b.frontend = b.json.value("frontend", "");
+    b.backend = b.json.value("backend", "");
+    b.draining = b.json.value("draining", false);
+    out.push_back(std::move(b));
+  }
+  // Only members whose record expired; a broker that registers again in
+  // between adds itself back on its next refresh.
+  if (gone.size() > 2) (void)RedisCall(client, std::move(gone), timeout_ms);
+  std::sort(
+      out.begin(), out.end(),
+      [](const BrokerRecord& a, const BrokerRecord& b) { return a.id < b.id; });
+  return out;
+}
+
+std::string AdvertisedEndpoint(std::string_view bound, std::string_view host) {
+  // tcp://HOST:PORT: replace HOST.
+  const size_t scheme = bound.find("://");
+  const size_t colon = bound.rfind(':');
+  if (scheme == std::string_view::npos || colon == std::string_view::npos ||
+      colon <= scheme + 3) {
+    return std::string(bound);
+  }
+  std::string_view bound_host = bound.substr(scheme + 3, colon - scheme - 3);
+  const bool wildcard = bound_host == "*" || bound_host == "0.0.0.0" ||
+                        bound_host == "[::]" || bound_host == "::";
+  std::string use(host);
+  if (use.empty()) {
+    if (!wildcard) return std::string(bound);
+    char name[256] = {};
+    if (gethostname(name, sizeof name - 1) != 0 || name[0] == '\0') {
+      return std::string(bound);
+    }
+    use = name;
+  }
+  return std::string(bound.substr(0, scheme + 3)) + use +
+         std::string(bound.substr(colon));
+}
+
+// ---------------------------------------------------------------- Discovery
+
+Result<std::unique_ptr<Discovery>> Discovery::Create(Options options) {
+  auto target = ParseRedisTarget(options.url);
+  if (!target.ok()) return target.status();
+  if (options.interval_ms <= 0) {
+    return Status::InvalidArgument("the discovery interval must be positive");
+  }
+  std::unique_ptr<Discovery> d(new Discovery(std::move(options)));
+  d->target_ = *target;
+  const int64_t deadline =
+      MonoMillis() + std::max<int64_t>(0, d->options_.wait_ms);
+  std::string last_error = "no broker is registered";
+  for (;;) {
+    std::vector<std::string> found;
+    if (d->ReadOnce(&found)) {
+      if (!found.empty()) {
+        std::lock_guard<std::mutex> lock(d->mu_);
+        d->endpoints_ = std::move(found);
+        return d;
+      }
+      last_error = "no live broker is registered" +
+                   (d->options_.queue.empty()
+                        ? std::string()
+                        : " for queue '" + d->options_.queue + "'");
+    } else {
+      last_error = "cannot read the broker registry at " + d->options_.url;
+    }
+    if (MonoMillis() >= deadline) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(
+        std::min<int64_t>(200, d->options_.interval_ms)));
+  }
+  return Status::Unavailable(last_error + " (waited " +
+                             std::to_string(d->options_.wait_ms) + " ms)");
+}
+
+Discovery::~Discovery() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+std::vector<std::string> Discovery::endpoints() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return endpoints_;
+}
+
+void Discovery::Start(Callback on_change) {
+  on_change_ = std::move(on_change);
+  thread_ = std::thread([this] { Loop(); });
+}
+
+bool Discovery::ReadOnce(std::vector<std::string>* out) {
+  if (!client_ || !client_->connected()) {
+    client_.reset();
+    auto c = ConnectRedisTarget(target_, 1000);
+    if (!c.ok()) return false;
+    client_ = std::move(c).value();
+  }
+  auto records = ReadRegistry(*client_, 2000);
+  if (!records.ok()) {
+    client_.reset();  // a timed-out command may still be pending on it
+    return false;
+  }
+  out->clear();
+  for (const BrokerRecord& b : *records) {
+    if (b.draining) continue;
+    if (!options_.queue.empty() && b.queue != options_.queue) continue;
+    const std::string& ep =
+        options_.side == Side::kFrontend ? b.frontend : b.backend;
+    if (!ep.empty()) out->push_back(ep);
+  }
+  std::sort(out->begin(), out->end());
+  out->erase(std::unique(out->begin(), out->end()), out->end());
+  return true;
+}
+
+void Discovery::Loop() {
+  bool redis_down = false;
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      if (cv_.wait_for(lock, std::chrono::milliseconds(options_.interval_ms),
+                       [this] { return stop_; })) {
+        return;
+      }
+    }
+    std::vector<std::string> found;
+    if (!ReadOnce(&found)) {
+      if (!redis_down) {
+        spdlog::warn(
+            "discovery: cannot read the broker registry at {}; "
+            "keeping the {} brokers known",
+            options_.url, endpoints().size());
+      }
+      redis_down = true;
+      continue;
+    }
+    if (redis_down) spdlog::info("discovery: the registry answers again");
+    redis_down = false;
+    bool changed = false;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (found != endpoints_) {
+        endpoints_ = found;
+        changed = true;
+      }
+    }
+    if (changed) {
+      spdlog::info("discovery: {} live broker(s)", found.size());
+      if (on_change_) on_change_(found);
+    }
+  }
+}
+
+}  // namespace yard

@@ -1,0 +1,115 @@
+// The broker registry: how brokers, workers and producers find each other
+// through Redis (issue 5, "Discovery").
+//
+// Every durable broker keeps one record in Redis, refreshed every heartbeat
+// with a TTL of three heartbeats (RedisQueue::Advertise):
+//
+//   {yard}:broker:<id>   STRING, PX ttl: a JSON object
+//                          {"id", "queue", "frontend", "backend",
+//                           "draining", "started_ms", "heartbeat_ms",
+//                           "host", "pid", "workers": [...], "counters"}
+//   {yard}:brokers       SET of ids (an index; members whose record has
+//                        expired are removed by whoever reads them)
+//
+// The id is the broker's consumer name in the queue's group, so the queue's
+// leader can tell a consumer that died (its record expired) from one that
+// is alive, and requeue the dead one's jobs at once instead of a lease
+// later. A broker that stops cleanly removes its record; one that dies
+// drops out when the TTL runs out. All keys share the hash tag {yard}, so a
+// Redis Cluster keeps them in one slot.
+//
+// Discovery reads the registry every interval from a thread of its own and
+// reports the endpoints (frontends for producers, backends for workers) of
+// the live brokers that are not draining, optionally of one queue only.
+// Redis being unreachable is not taken as every broker being gone: the last
+// known set stands until Redis answers again.
+#ifndef YARD_QUEUE_REGISTRY_H_
+#define YARD_QUEUE_REGISTRY_H_
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "common/status.h"
+#include "queue/redis_client.h"
+#include "queue/redis_target.h"
+
+namespace yard {
+
+inline constexpr char kRegistrySet[] = "{yard}:brokers";
+std::string RegistryKey(std::string_view broker_id);
+
+struct BrokerRecord {
+  std::string id;
+  std::string queue;
+  std::string frontend;
+  std::string backend;
+  bool draining = false;
+  nlohmann::json json;  // the whole record
+};
+
+// Blocking: the brokers registered now, sorted by id. Records that do not
+// parse are skipped; set members whose record expired are removed.
+Result<std::vector<BrokerRecord>> ReadRegistry(RedisClient& client,
+                                               int64_t timeout_ms = 2000);
+
+// "tcp://*:5555" or "tcp://0.0.0.0:5555" with host "h" -> "tcp://h:5555";
+// an empty host keeps a concrete bound address as it is and replaces a
+// wildcard with this machine's host name.
+std::string AdvertisedEndpoint(std::string_view bound, std::string_view host);
+
+class Discovery {
+ public:
+  enum class Side : uint8_t { kFrontend, kBackend };
+  struct Options {
+    std::string url;  // redis://HOST:PORT[/DB] or sentinel://...
+    Side side = Side::kFrontend;
+    std::string queue;  // only brokers of this queue; empty: all
+    int64_t interval_ms = 1000;
+    // Create waits this long for at least one live broker.
+    int64_t wait_ms = 10000;
+  };
+  using Callback = std::function<void(const std::vector<std::string>&)>;
+
+  // Connects and reads the registry until it lists at least one live broker
+  // (up to options.wait_ms). InvalidArgument for a bad URL; Unavailable when
+  // Redis cannot be reached or no broker shows up in time.
+  static Result<std::unique_ptr<Discovery>> Create(Options options);
+  ~Discovery();  // stops the thread
+  Discovery(const Discovery&) = delete;
+  Discovery& operator=(const Discovery&) = delete;
+
+  // The endpoints found by the latest read, sorted.
+  std::vector<std::string> endpoints() const;
+  // Starts the polling thread; `on_change` runs on it with the new set
+  // whenever the set changes (never with an empty set after Redis errors).
+  void Start(Callback on_change);
+
+ private:
+  explicit Discovery(Options options) : options_(std::move(options)) {}
+  // One read: true when it succeeded (*out filled).
+  bool ReadOnce(std::vector<std::string>* out);
+  void Loop();
+
+  const Options options_;
+  RedisTarget target_;
+  std::unique_ptr<RedisClient> client_;  // the polling thread's
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;                   // guarded by mu_
+  std::vector<std::string> endpoints_;  // guarded by mu_
+  Callback on_change_;
+  std::thread thread_;
+};
+
+}  // namespace yard
+
+#endif  // YARD_QUEUE_REGISTRY_H_
