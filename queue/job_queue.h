@@ -47,6 +47,9 @@ struct NewJob {
   uint8_t priority = 1;
   int64_t not_before_ms = 0;
   std::string_view route;
+  // The producer sent this job before (a resend after no ack): a durable
+  // queue with dedupe_ids_ttl_s checks whether a broker already queued it.
+  bool resend = false;
 };
 
 enum class PushOutcome : uint8_t {
@@ -179,6 +182,13 @@ struct RedisQueueOptions {
   // jobs the old primary had not yet sent to its replica; README).
   int wait_replicas = 0;
   int64_t wait_timeout_ms = 1000;
+  // > 0: a producer's resend of a job (same id) that any broker already
+  // queued within this many seconds is not queued again; it gets the first
+  // copy's result (as with idempotency keys). Costs one SET per job at
+  // submit (~100 B of Redis memory per job for the window); resends go
+  // through the checked path. 0: off (a resend after a lost ack may run
+  // the job twice).
+  int64_t dedupe_ids_ttl_s = 0;
 };
 
 // Connects (blocking, bounded by connect_timeout_ms) and sets the queue up.

@@ -304,6 +304,7 @@ class RedisQueue final : public JobQueue {
     std::array<JobId, kLevels> first{};
     std::string_view route;
     size_t plain = 0;
+    std::vector<JobId> traced;  // dedupe_ids: first sends
     for (size_t i = 0; i < jobs.size(); ++i) {
       const NewJob& j = jobs[i];
       route = j.route;
@@ -313,12 +314,17 @@ class RedisQueue final : public JobQueue {
           job->idempotency_key() && job->idempotency_key()->size() > 0;
       const bool locked = job->lock_key() && job->lock_key()->size() > 0;
       std::string max = std::to_string(std::max<int>(1, job->max_attempts()));
-      if (keyed || j.not_before_ms > now) {
+      // Job-id dedupe: first sends leave a trace next to their XADD; a
+      // resend goes through yard_submit, which finds the trace (DUP).
+      const bool by_id = o_.dedupe_ids_ttl_s > 0 && !keyed;
+      if (keyed || (by_id && j.resend) || j.not_before_ms > now) {
         special_index.push_back(i);
         routes.emplace_back(j.route);
         special.push_back(std::to_string(pri));
         special.push_back(std::to_string(j.not_before_ms));
-        special.push_back(keyed ? job->idempotency_key()->str() : "");
+        special.push_back(keyed   ? job->idempotency_key()->str()
+                          : by_id ? std::string("id:") + j.id.ToString()
+                                  : std::string());
         special.push_back(j.id.ToString());
         special.push_back(std::move(max));
         special.push_back(locked ? job->lock_key()->str() : "");
@@ -330,6 +336,7 @@ class RedisQueue final : public JobQueue {
         continue;
       }
       ++plain;
+      if (by_id) traced.push_back(j.id);
       if (locked) {  // a lock is per job: a record of its own
         std::string p;
         PackJob(AsView(j.blob.bytes), &p);
@@ -344,6 +351,14 @@ class RedisQueue final : public JobQueue {
       if (count[p]) {
         xadd(p, first[p], count[p], "", "", route, std::move(packed[p]));
       }
+    }
+    // After the XADDs: a trace is never left for a job that was not queued
+    // (a connection lost in between leaves a job without a trace, which a
+    // resend queues again: a duplicate run, not a loss).
+    for (const JobId& id : traced) {
+      Send({"SET", keys_.prefix + "dd:id:" + id.ToString(), id.ToString(), "NX",
+            "EX", std::to_string(o_.dedupe_ids_ttl_s)},
+           nullptr);
     }
     if (plain) {
       Send({"HINCRBY", keys_.stats, "queued", std::to_string(plain)}, nullptr);
@@ -1761,6 +1776,12 @@ Result<std::unique_ptr<JobQueue>> NewRedisQueue(
   if (auto s = ValidateQueueName(options.queue); !s.ok()) return s;
   if (options.lease_ms < 100) {
     return Status::InvalidArgument("the lease must be at least 100 ms");
+  }
+  if (options.dedupe_ids_ttl_s < 0 ||
+      (options.dedupe_ids_ttl_s > 0 && options.result_ttl_s == 0)) {
+    return Status::InvalidArgument(
+        "--dedupe-ids needs kept results (--result-ttl > 0): a deduplicated "
+        "resend is answered with the first copy's stored result");
   }
   if (options.claim_batch == 0 || options.capacity == 0 ||
       options.max_expiries < 1 || options.result_ttl_s < 0 ||

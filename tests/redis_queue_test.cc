@@ -136,7 +136,7 @@ class RedisQueueTest : public ::testing::Test {
   // Pushes jobs (blobs kept alive by `keep`) and waits for the outcomes.
   std::vector<PushOutcome> Push(JobQueue* q, std::vector<std::string> blobs,
                                 const std::string& route = "producer-1",
-                                Status* status = nullptr) {
+                                Status* status = nullptr, bool resend = false) {
     auto keep = std::make_shared<std::vector<std::string>>(std::move(blobs));
     std::vector<NewJob> jobs;
     for (const std::string& b : *keep) {
@@ -148,6 +148,7 @@ class RedisQueueTest : public ::testing::Test {
       j.priority = job->priority();
       j.not_before_ms = job->not_before_ms();
       j.route = route;
+      j.resend = resend;
       jobs.push_back(j);
     }
     std::vector<PushOutcome> out;
@@ -343,6 +344,50 @@ TEST_F(RedisQueueTest, IdempotencyKeyReturnsTheFirstJobsResult) {
   EXPECT_EQ(FromWire(res->duplicate_of()), first);
   EXPECT_EQ(std::string(res->output()->begin(), res->output()->end()),
             "charged");
+}
+
+// Issue 5: a producer resends a job whose ack it did not get to another
+// broker, with the same id. With --dedupe-ids the resend is not queued
+// again; it is answered with the first copy's result.
+TEST_F(RedisQueueTest, ResendOfAQueuedIdIsNotQueuedAgain) {
+  RedisQueueOptions o = Options("a");
+  o.dedupe_ids_ttl_s = 60;
+  JobQueue* a = Make(o);
+  o.consumer = "b";
+  JobQueue* b = Make(o);
+  want_[b] = 0;  // only a runs jobs
+  JobId id = JobId::Random();
+  EXPECT_EQ(Push(a, {JobBlob(id)}),
+            std::vector<PushOutcome>{PushOutcome::kAccepted});
+  EXPECT_EQ(Push(b, {JobBlob(id)}, "producer-1@b", nullptr, /*resend=*/true),
+            std::vector<PushOutcome>{PushOutcome::kDuplicate});
+  EXPECT_EQ(InStreams(keys_), 1);  // queued once
+  // A resend of an id nobody queued (the first copy never arrived) is.
+  JobId other = JobId::Random();
+  EXPECT_EQ(Push(b, {JobBlob(other)}, "producer-1@b", nullptr, true),
+            std::vector<PushOutcome>{PushOutcome::kAccepted});
+  EXPECT_EQ(InStreams(keys_), 2);
+  Seen& s = seen_[a];
+  ASSERT_TRUE(Pump([&] { return s.claimed.size() == 2; }));
+  std::string r = ResultBlob(id, wire::ResultStatus::Ok, "done-once", "");
+  a->Complete(id, {reinterpret_cast<const uint8_t*>(r.data()), r.size()});
+  // The resend's producer, at b, gets the first copy's result.
+  Seen& sb = seen_[b];
+  ASSERT_TRUE(Pump([&] { return sb.results.size() == 1; }));
+  EXPECT_EQ(sb.results[0].first, "producer-1@b");
+  const auto* res =
+      flatbuffers::GetRoot<wire::JobResult>(sb.results[0].second.data());
+  EXPECT_EQ(FromWire(res->id()), id);
+  EXPECT_EQ(std::string(res->output()->begin(), res->output()->end()),
+            "done-once");
+  // Without the option a resend is queued again (at-least-once).
+  RedisQueueOptions plain = Options("c");
+  JobQueue* c = Make(plain);
+  want_[c] = 0;
+  JobId twice = JobId::Random();
+  Push(c, {JobBlob(twice)});
+  EXPECT_EQ(Push(c, {JobBlob(twice)}, "producer-1", nullptr, true),
+            std::vector<PushOutcome>{PushOutcome::kAccepted});
 }
 
 TEST_F(RedisQueueTest, LockKeyRunsOneJobAtATime) {

@@ -106,6 +106,12 @@ int RunBroker(int argc, char** argv) {
                  "most a third of --lease-ms)")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{1200000}));
+  app.add_option("--dedupe-ids", o.redis.dedupe_ids_ttl_s,
+                 "Durable mode: for this many seconds, a producer's resend of "
+                 "a job any broker already queued is not queued again (one "
+                 "SET per job; 0: off)")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{0}, int64_t{86400}));
   app.add_flag("--require-fsync", o.redis.require_fsync,
                "Durable mode: refuse to start unless Redis fsyncs every write "
                "(appendonly yes, appendfsync always)");
