@@ -200,6 +200,7 @@ class Broker::Impl {
   uint64_t tried_ = 0;   // roster_ when unplaceable_ was last looked at
   uint64_t turn_ = 0;    // Dispatch calls (slot snapshots are per turn)
   std::map<std::string, Candidates, std::less<>> candidates_;  // by selector
+  Candidates unlabeled_;          // jobs with no tags or tolerations
   std::deque<Held> waiting_;      // a worker may take them; none can now
   std::deque<Held> unplaceable_;  // no live worker may take them
   std::vector<Outgoing> outgoing_;
@@ -692,15 +693,19 @@ Broker::Impl::Candidates* Broker::Impl::CandidatesFor(const wire::Job& job) {
     key_storage = SelectorKey(tags, tolerations);
     key = key_storage;
   }
-  auto it = candidates_.find(key);
-  if (it == candidates_.end()) {
-    auto selector = MakeSelector(tags, tolerations);
-    if (!selector.ok()) return nullptr;  // checked at submit; never here
-    if (candidates_.size() >= kMaxSelectors) candidates_.clear();
-    it = candidates_.emplace(std::string(key), Candidates()).first;
-    it->second.selector = std::move(selector).value();
+  Candidates* found = &unlabeled_;  // the common case: no lookup
+  if (!key.empty()) {
+    auto it = candidates_.find(key);
+    if (it == candidates_.end()) {
+      auto selector = MakeSelector(tags, tolerations);
+      if (!selector.ok()) return nullptr;  // checked at submit; never here
+      if (candidates_.size() >= kMaxSelectors) candidates_.clear();
+      it = candidates_.emplace(std::string(key), Candidates()).first;
+      it->second.selector = std::move(selector).value();
+    }
+    found = &it->second;
   }
-  Candidates& c = it->second;
+  Candidates& c = *found;
   if (c.roster != roster_) {
     c.roster = roster_;
     c.workers.clear();
