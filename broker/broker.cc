@@ -205,6 +205,10 @@ class Broker::Impl {
   std::deque<Held> unplaceable_;  // no live worker may take them
   std::vector<Outgoing> outgoing_;
   size_t outgoing_used_ = 0;
+  uint64_t out_epoch_ = 1;  // bumped by SendOutgoing
+  // Bumped whenever a worker's credit grows; jobs waiting for a busy worker
+  // are tried again only then (RetryWaiting).
+  uint64_t credit_epoch_ = 0, waiting_tried_ = 0;
   std::vector<JobId> ids_;
   std::mt19937_64 rng_;
 
@@ -411,6 +415,7 @@ void Broker::Impl::ReadBackend() {
         if (w) {
           const auto* credit = d.envelope->body_as_Credit();
           w->credit += credit->credit();
+          if (credit->credit()) ++credit_epoch_;
           w->credit -= std::min(w->credit, credit->withdraw());
         } else {
           SendTo(backend_, identity,
@@ -448,6 +453,7 @@ void Broker::Impl::OnReady(std::string_view identity,
   WorkerInfo* w = workers_.Upsert(identity, MonoMillis());
   bool fresh = w->name.empty();
   w->credit = ready->credit();
+  ++credit_epoch_;
   w->capacity = std::max<uint32_t>(1, ready->capacity());
   w->name = ready->name() && ready->name()->size() ? ready->name()->str()
                                                    : std::string("worker");
@@ -499,6 +505,7 @@ void Broker::Impl::OnResults(WorkerInfo* sender, const wire::Results* results) {
                              : workers_.FindSerial(f.worker);
     if (holder) {
       ++holder->credit;
+      ++credit_epoch_;
       if (holder->outstanding) --holder->outstanding;
     }
     Bytes result{blob->data()->data(), blob->data()->size()};
@@ -608,7 +615,9 @@ void Broker::Impl::Dispatch() {
   queue_->Want(draining_ && queue_->durable() ? 0 : free_credit);
   if (free_credit == 0) return;
   ++turn_;
-  if (!waiting_.empty() || (!unplaceable_.empty() && roster_ != tried_)) {
+  if ((!waiting_.empty() && credit_epoch_ != waiting_tried_) ||
+      (!unplaceable_.empty() && roster_ != tried_)) {
+    waiting_tried_ = credit_epoch_;
     RetryWaiting(&free_credit);
   }
   while (free_credit > 0 && waiting_.size() + unplaceable_.size() < kMaxHeld &&
@@ -728,12 +737,12 @@ void Broker::Impl::RefreshSlots(Candidates* c) {
 }
 
 BlobBatch& Broker::Impl::OutgoingFor(WorkerInfo* w) {
-  for (size_t i = 0; i < outgoing_used_; ++i) {
-    if (outgoing_[i].worker == w) return *outgoing_[i].batch;
-  }
+  if (w->out_epoch == out_epoch_) return *outgoing_[w->out_index].batch;
   if (outgoing_used_ == outgoing_.size()) {
     outgoing_.push_back({nullptr, std::make_unique<BlobBatch>()});
   }
+  w->out_epoch = out_epoch_;
+  w->out_index = outgoing_used_;
   Outgoing& o = outgoing_[outgoing_used_++];
   o.worker = w;
   o.batch->Clear();
@@ -750,6 +759,7 @@ void Broker::Impl::SendOutgoing() {
     o.batch->Clear();
   }
   outgoing_used_ = 0;
+  ++out_epoch_;
 }
 
 void Broker::Impl::RetryWaiting(size_t* free_credit) {
@@ -957,6 +967,15 @@ Status Broker::Impl::Run() {
       auto st = queue_->Stats();
       spdlog::info("draining: {} queued, {} running", st.ready + st.delayed,
                    inflight_.size());
+      // Jobs held here for a worker go back to the queue first, so a
+      // durable queue can give their records to other brokers.
+      ids_.clear();
+      for (std::deque<Held>* held : {&waiting_, &unplaceable_}) {
+        for (const Held& h : *held) ids_.push_back(h.id);
+        held->clear();
+      }
+      if (!ids_.empty()) queue_->Release(ids_);
+      ids_.clear();
       queue_->BeginDrain();
       queue_->Advertise(RegistryRecord());  // producers and workers move on
     }

@@ -40,6 +40,10 @@ struct WorkerInfo {
   std::vector<std::string> taints;
   Labels labels;     // tags and taints, compiled for placement
   uint64_t key = 0;  // WorkerKey(name): the same at every broker (affinity)
+  // Its Dispatch being built (broker Dispatch): valid while out_epoch is
+  // the broker's current one.
+  uint64_t out_epoch = 0;
+  size_t out_index = 0;
 };
 
 class WorkerTable {

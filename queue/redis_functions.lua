@@ -283,20 +283,23 @@ end
 -- from the broker registry) still holds are requeued at once, as if their
 -- leases had expired, instead of a lease later. Once it holds nothing, the
 -- consumer leaves the group (DELCONSUMER drops only pending entries, and
--- it has none). ARGV: prefix, group, who, count, max_expiries. Returns
--- {requeued, dead, vanished, left} (left: records it still holds; call
--- again while > 0).
+-- it has none). Only entries idle for at least min_idle_ms are taken (the
+-- consumer's broker touches live ones more often). ARGV: prefix, group,
+-- who, count, max_expiries, min_idle_ms. Returns {requeued, dead,
+-- vanished, left} (left: streams where it still holds records; call again
+-- while > 0).
 local function reap_consumer(keys, args)
   local prefix, g, who, n, maxx = args[1], args[2], args[3],
                                   tonumber(args[4]), tonumber(args[5])
+  local idle = tonumber(args[6]) or 0
   local requeued, dead, vanished, left = 0, 0, 0, 0
   for pri = 0, 2 do
     local s = keys[pri + 1]
-    local p = redis.call('XPENDING', s, g, '-', '+', n, who)
+    local p = redis.call('XPENDING', s, g, 'IDLE', idle, '-', '+', n, who)
     if #p > 0 then
       local ids = {}
       for i, e in ipairs(p) do ids[i] = e[1] end
-      local got = redis.call('XCLAIM', s, g, '__reaper', 0, unpack(ids))
+      local got = redis.call('XCLAIM', s, g, '__reaper', idle, unpack(ids))
       for _, e in ipairs(got) do
         if requeue_expired(keys, prefix, pri, s, g, e[1], e[2], maxx) then
           requeued = requeued + 1
@@ -306,10 +309,9 @@ local function reap_consumer(keys, args)
       end
       vanished = vanished + #ids - #got
     end
-    local more = redis.call('XPENDING', s, g, '-', '+', 1, who)
-    if #more == 0 then
+    if #redis.call('XPENDING', s, g, '-', '+', 1, who) == 0 then
       redis.call('XGROUP', 'DELCONSUMER', s, g, who)
-    else
+    elseif #redis.call('XPENDING', s, g, 'IDLE', idle, '-', '+', 1, who) > 0 then
       left = left + 1
     end
   end

@@ -1191,7 +1191,11 @@ class RedisQueue final : public JobQueue {
   // ------------------------------------------------------------- leases
 
   void Touch(int64_t now) {
-    next_touch_ms_ = now + std::max<int64_t>(1, o_.lease_ms / 3);
+    // Often enough that a live broker's records never look idle for a
+    // registry TTL (FindDeadConsumers), and at least thrice per lease.
+    next_touch_ms_ =
+        now +
+        std::max<int64_t>(1, std::min(o_.lease_ms / 3, o_.registry_ttl_ms / 2));
     if (entries_.empty()) return;
     std::array<std::vector<EntryId>, kLevels> held;
     std::vector<std::string> locks;
@@ -1322,6 +1326,9 @@ class RedisQueue final : public JobQueue {
   // touched Redis for a TTL either: requeue what they hold now.
   void FindDeadConsumers(int64_t now) {
     next_dead_ms_ = now + std::max<int64_t>(1, o_.registry_ttl_ms / 3);
+    // After an outage every record may have expired: give the other brokers
+    // time to reconnect (their backoff) and write theirs first.
+    if (now - connected_at_ms_ < o_.registry_ttl_ms + kReconnectMaxMs) return;
     if (dead_check_pending_) return;
     dead_check_pending_ = true;
     struct Acc {
@@ -1391,6 +1398,9 @@ class RedisQueue final : public JobQueue {
     args.push_back(who);
     args.push_back(std::to_string(kMaintenanceBatch));
     args.push_back(std::to_string(o_.max_expiries));
+    // Only records nobody touched for a TTL (a live broker touches its own
+    // every TTL/2): a broker that is back takes its records with it.
+    args.push_back(std::to_string(o_.registry_ttl_ms));
     Send(std::move(args), [this, who](Result<RedisReply> r) {
       if (!r.ok() || r->elements.size() != 4) {
         if (!r.ok()) {
@@ -1655,6 +1665,7 @@ class RedisQueue final : public JobQueue {
       for (std::string& from : reread_from_) from = "0";
     }
     up_ = true;
+    connected_at_ms_ = MonoMillis();
     last_claim_empty_ = false;
     last_bucket_ = -1;
     WriteRecord(MonoMillis());
@@ -1755,6 +1766,7 @@ class RedisQueue final : public JobQueue {
   int64_t fence_ = 0;
   std::string record_;  // this broker's registry record (JSON)
   int64_t next_record_ms_ = 0, next_dead_ms_ = 0;
+  int64_t connected_at_ms_ = 0;
   bool dead_check_pending_ = false;
   int64_t next_touch_ms_ = 0, next_lead_ms_ = 0, next_promote_ms_ = 0,
           next_reap_ms_ = 0, next_stats_ms_ = 0;
@@ -1790,6 +1802,14 @@ Result<std::unique_ptr<JobQueue>> NewRedisQueue(
   }
   if (options.wait_replicas < 0 || options.wait_replicas > 100) {
     return Status::InvalidArgument("WAIT replicas must be 0..100");
+  }
+  if (options.wait_replicas > 0 &&
+      options.wait_timeout_ms * 2 >= options.registry_ttl_ms) {
+    return Status::InvalidArgument(
+        "the WAIT timeout must be under half the registry TTL (" +
+        std::to_string(options.registry_ttl_ms) +
+        " ms, three heartbeats): a WAIT holds up the broker's registry "
+        "refresh and lease touches");
   }
   if (options.wait_replicas > 0 &&
       (options.wait_timeout_ms < 1 ||

@@ -168,6 +168,7 @@ bool Discovery::ReadOnce(std::vector<std::string>* out) {
 
 void Discovery::Loop() {
   bool redis_down = false;
+  bool empty_warned = false;
   for (;;) {
     {
       std::unique_lock<std::mutex> lock(mu_);
@@ -189,6 +190,20 @@ void Discovery::Loop() {
     }
     if (redis_down) spdlog::info("discovery: the registry answers again");
     redis_down = false;
+    if (found.empty()) {
+      // Every record gone at once is more likely Redis restarting (or every
+      // broker draining) than every broker dead: keep the set known, whose
+      // members are dropped anyway if they stop answering.
+      if (!empty_warned) {
+        empty_warned = true;
+        spdlog::warn(
+            "discovery: the registry lists no live broker; keeping "
+            "the {} known",
+            endpoints().size());
+      }
+      continue;
+    }
+    empty_warned = false;
     bool changed = false;
     {
       std::lock_guard<std::mutex> lock(mu_);

@@ -90,7 +90,9 @@ class Discovery {
   // The endpoints found by the latest read, sorted.
   std::vector<std::string> endpoints() const;
   // Starts the polling thread; `on_change` runs on it with the new set
-  // whenever the set changes (never with an empty set after Redis errors).
+  // whenever the set changes. Never with an empty set: when the registry
+  // lists no live broker (Redis restarted, or every broker draining), the
+  // set known stands; brokers in it that stop answering are dropped anyway.
   void Start(Callback on_change);
 
  private:

@@ -246,7 +246,9 @@ class SentinelTest : public ::testing::Test {
     AwaitReady();
     if (HasFatalFailure()) return none;
     std::vector<std::string> flags = {
-        "--redis", url_, "--lease-ms", "6000", "--heartbeat-ms", "200"};
+        // 400 ms: the registry TTL (3 heartbeats) must be over twice the
+        // WAIT timeout (500 ms).
+        "--redis", url_, "--lease-ms", "6000", "--heartbeat-ms", "400"};
     flags.insert(flags.end(), broker_flags.begin(), broker_flags.end());
     broker_ = cluster_.StartBroker(flags);
     if (!broker_) return none;

@@ -739,7 +739,7 @@ void Worker::Impl::ApplyBrokerSet() {
       });
   Rebalance();
   for (Broker& b : brokers_) {
-    if (b.retired || (b.socket && b.generation != 0)) continue;
+    if (b.retired || b.socket) continue;
     spdlog::info("broker {} joined: {} slots", b.endpoint, b.share);
     if (Status st = OpenSocket(b); !st.ok()) {
       spdlog::warn("broker {}: {}", b.endpoint, st.ToString());
@@ -756,12 +756,16 @@ void Worker::Impl::Drop(Broker& b) {
   if (b.socket) {
     Send(b, writer_.EncodeDisconnect("left the set"), "Disconnect");
     try {
+      b.socket->set(zmq::sockopt::linger, kCloseLingerMs);
       b.socket->close();
     } catch (const zmq::error_t&) {
     }
   }
   b.socket.reset();
-  b.generation = 0;  // a rejoin registers afresh
+  // Its credit is gone with it (a rejoin registers afresh, and Ready bumps
+  // the generation, so its old jobs' results return no credit).
+  b.credit = 0;
+  b.withdraw_grace = 0;
   poll_items_dirty_ = true;
 }
 
@@ -781,6 +785,7 @@ void Worker::Impl::FlushResults(Broker& b) {
     // Its broker is gone; another broker runs these jobs again.
     for (Job* job : b.pending) Answered(b, job);
     b.pending.clear();
+    b.credit = 0;  // Answered returned credit to a broker that is gone
     return;
   }
   const size_t max_frame = options_.limits.max_frame_bytes;
@@ -837,7 +842,19 @@ void Worker::Impl::Answered(Broker& b, Job* job) {
 void Worker::Impl::Regrant() {
   Rebalance();
   int64_t used = 0;
-  for (const auto& b : brokers_) used += b.held + b.credit;
+  for (auto& b : brokers_) {
+    if (b.retired && b.socket && b.credit > 0) {
+      // Left the set: it gets no new jobs; take back all it has not used.
+      const int64_t w = b.credit;
+      if (Send(b, writer_.EncodeCredit(0, static_cast<uint32_t>(w)),
+               "Credit")) {
+        b.credit = 0;
+        b.withdraw_grace += w;
+        b.last_withdraw_ms = now_ms_;
+      }
+    }
+    used += b.held + b.credit;
+  }
   int64_t total = 0;
   for (const auto& b : brokers_) total += b.share;
   for (auto& b : brokers_) {
@@ -874,8 +891,13 @@ void Worker::Impl::Housekeeping() {
   const int64_t expiry = ExpiryMs(options_.heartbeat_ms);
   for (auto& b : brokers_) {
     if (b.retired) {
-      if (b.socket && (b.held == 0 || now_ms_ - b.last_recv_ms > expiry)) {
+      if (!b.socket) continue;
+      if (b.held == 0 || now_ms_ - b.last_recv_ms > expiry) {
         Drop(b);
+      } else if (now_ms_ - b.last_send_ms >= options_.heartbeat_ms) {
+        // It still holds our jobs (a draining broker waits for them): keep
+        // it from taking us for dead.
+        Send(b, writer_.EncodeHeartbeat(), "Heartbeat");
       }
       continue;
     }

@@ -422,6 +422,63 @@ TEST_F(WorkerTest, IdleBrokersCreditMovesToTheBusyOne) {
   EXPECT_TRUE(StopAndJoin().ok());
 }
 
+// A broker that leaves the set (discovery) while it still holds a running
+// job of ours keeps getting heartbeats (a draining broker must not take us
+// for dead) and gets the result; then it is dropped, and its slots go to the
+// broker that stays.
+TEST_F(WorkerTest, ALeavingBrokerGetsItsResultThenItsSlotsMove) {
+  auto ep1 = NewEndpoint();
+  auto ep2 = NewEndpoint();
+  FakeBroker b1(context_, ep1);
+  FakeBroker b2(context_, ep2);
+  WorkerOptions o = Options({ep1, ep2}, 4, 0);
+  o.heartbeat_ms = 200;
+  Start(o);
+  uint32_t c1 = 0, c2 = 0;
+  std::string id1 = b1.ExpectReady(&c1);
+  std::string id2 = b2.ExpectReady(&c2);
+  ASSERT_EQ(c1 + c2, 4u);
+  b1.KeepAlive(id1, 100);
+  b2.KeepAlive(id2, 100);
+  auto slow = b2.Dispatch(id2, {{"sleep", "900"}});
+  std::this_thread::sleep_for(milliseconds(50));
+  worker_->SetBrokers({ep1});
+  // b2: its unused credit is taken back, heartbeats go on, the result comes.
+  bool withdrawn = false, heartbeat = false;
+  std::optional<ResultRecord> result;
+  const int64_t until = MonoMillis() + 3000;
+  while (MonoMillis() < until && !result) {
+    auto in = b2.Recv(100, /*skip_heartbeats=*/false);
+    if (!in) continue;
+    if (in->kind() == wire::Body::Heartbeat) heartbeat = true;
+    if (in->kind() == wire::Body::Credit) {
+      withdrawn |= in->envelope->body_as_Credit()->withdraw() > 0;
+    }
+    if (in->kind() == wire::Body::Results) {
+      const auto* r = in->envelope->body_as_Results()
+                          ->results()
+                          ->Get(0)
+                          ->data_nested_root();
+      result = ResultRecord{FromWire(r->id()), r->status(), "", "", 0, 0};
+    }
+  }
+  EXPECT_TRUE(withdrawn);
+  EXPECT_TRUE(heartbeat) << "a broker holding our job must hear from us";
+  ASSERT_TRUE(result.has_value());
+  EXPECT_EQ(result->id, slow[0]);
+  // All four slots end up with b1.
+  uint32_t granted = c1;
+  const int64_t until2 = MonoMillis() + 2000;
+  while (MonoMillis() < until2 && granted < 4) {
+    auto in = b1.Recv(100);
+    if (in && in->kind() == wire::Body::Credit) {
+      granted += in->envelope->body_as_Credit()->credit();
+    }
+  }
+  EXPECT_EQ(granted, 4u);
+  EXPECT_TRUE(StopAndJoin().ok());
+}
+
 TEST_F(WorkerTest, GarbageFromTheBrokerIsCountedAndIgnored) {
   auto ep = NewEndpoint();
   FakeBroker broker(context_, ep);
