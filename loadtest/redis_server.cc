@@ -6,8 +6,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <climits>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -139,10 +141,11 @@ Result<uint16_t> PickFreeLoopbackPort() {
 }
 
 RedisServer::RedisServer(std::string binary, std::string dir, uint16_t port,
-                         Options options)
+                         uint16_t cluster_port, Options options)
     : binary_(std::move(binary)),
       dir_(std::move(dir)),
       port_(port),
+      cluster_port_(cluster_port),
       options_(options) {}
 
 Result<std::unique_ptr<RedisServer>> RedisServer::Create(Options options) {
@@ -157,12 +160,21 @@ Result<std::unique_ptr<RedisServer>> RedisServer::Create(Options options) {
       return Status::IoError(std::string("mkdtemp: ") + strerror(errno));
     }
     Result<uint16_t> port = PickFreeLoopbackPort();
-    if (!port.ok()) {
+    // The cluster bus needs a port of its own (the default, port + 10000,
+    // may be taken or above 65535).
+    Result<uint16_t> bus = options.cluster ? PickFreeLoopbackPort()
+                                           : Result<uint16_t>(uint16_t{0});
+    if (!port.ok() || !bus.ok()) {
       std::filesystem::remove_all(tmpl);
-      return port.status();
+      return port.ok() ? bus.status() : port.status();
+    }
+    if (options.cluster && *bus == *port) {  // picked twice: try again
+      std::filesystem::remove_all(tmpl);
+      last = Status::Unavailable("no two free ports for a cluster node");
+      continue;
     }
     std::unique_ptr<RedisServer> server(
-        new RedisServer(binary, tmpl, *port, options));
+        new RedisServer(binary, tmpl, *port, *bus, options));
     last = server->Start();
     if (last.ok()) return server;
   }
@@ -207,6 +219,12 @@ Status RedisServer::Start() {
   if (options_.replica_of != 0) {
     args.insert(args.end(), {"--replicaof", "127.0.0.1",
                              std::to_string(options_.replica_of)});
+  }
+  if (options_.cluster) {
+    args.insert(args.end(),
+                {"--cluster-enabled", "yes", "--cluster-config-file",
+                 dir_ + "/nodes.conf", "--cluster-node-timeout", "2000",
+                 "--cluster-port", std::to_string(cluster_port_)});
   }
   Result<std::unique_ptr<Process>> p =
       Process::Spawn(std::move(args), dir_ + "/redis.stderr");
@@ -477,6 +495,245 @@ std::string RedisSentinel::LogTail() const {
                     ReadFileOrEmpty(dir_ + "/sentinel.stderr");
   constexpr size_t kMax = 2000;
   return log.size() > kMax ? log.substr(log.size() - kMax) : log;
+}
+
+}  // namespace yard
+
+// ---------------------------------------------------------------- Cluster
+
+namespace yard {
+namespace {
+
+constexpr int kSlots = 16384;
+constexpr std::chrono::seconds kClusterReadyTimeout(20);
+constexpr std::chrono::seconds kSlotSettleTimeout(10);
+constexpr int kMigratePage = 100;
+constexpr int64_t kCommandTimeoutMs = 10000;  // MIGRATE waits up to 5 s
+
+std::string JoinArgs(const std::vector<std::string>& args) {
+  std::string out;
+  for (const std::string& a : args) {
+    if (!out.empty()) out.push_back(' ');
+    out.append(a.size() > 40 ? a.substr(0, 40) + "..." : a);
+  }
+  return out;
+}
+
+// One command to node `port`; an error reply or none is a Status naming
+// the node and the command.
+Result<ReplyPtr> Run(uint16_t port, const std::vector<std::string>& args) {
+  ReplyPtr r = Query(port, args, kCommandTimeoutMs);
+  const std::string where =
+      "127.0.0.1:" + std::to_string(port) + " " + JoinArgs(args) + ": ";
+  if (!r) return Status::Unavailable(where + "no reply");
+  if (r->type == REDIS_REPLY_ERROR) {
+    return Status::Internal(where + std::string(r->str, r->len));
+  }
+  return r;
+}
+
+// A node's CLUSTER SLOTS as "first-last=<primary id>" per range, in slot
+// order ("" when it does not answer).
+std::string SlotSignature(uint16_t port) {
+  ReplyPtr r = Query(port, {"CLUSTER", "SLOTS"}, 1000);
+  if (!r || r->type != REDIS_REPLY_ARRAY) return "";
+  std::vector<std::pair<long long, std::string>> ranges;
+  for (size_t i = 0; i < r->elements; ++i) {
+    const redisReply* range = r->element[i];
+    if (range->type != REDIS_REPLY_ARRAY || range->elements < 3) return "";
+    const redisReply* node = range->element[2];
+    if (node->type != REDIS_REPLY_ARRAY || node->elements < 3) return "";
+    ranges.emplace_back(
+        range->element[0]->integer,
+        std::to_string(range->element[0]->integer) + "-" +
+            std::to_string(range->element[1]->integer) + "=" +
+            std::string(node->element[2]->str, node->element[2]->len));
+  }
+  std::sort(ranges.begin(), ranges.end());
+  std::string out;
+  for (const auto& [first, text] : ranges) out.append(text + " ");
+  return out;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<RedisCluster>> RedisCluster::Create(int primaries) {
+  if (primaries < 1) return Status::InvalidArgument("a cluster needs a node");
+  std::unique_ptr<RedisCluster> c(new RedisCluster());
+  RedisServer::Options options;
+  options.cluster = true;
+  for (int i = 0; i < primaries; ++i) {
+    auto node = RedisServer::Create(options);
+    if (!node.ok()) return node.status();
+    auto id = Run((*node)->port(), {"CLUSTER", "MYID"});
+    if (!id.ok()) return id.status();
+    c->ids_.emplace_back((*id)->str, (*id)->len);
+    c->nodes_.push_back(std::move(node).value());
+  }
+  if (Status s = c->Join(); !s.ok()) {
+    return Status(s.code(), s.message() + "\n" + c->LogTails());
+  }
+  return c;
+}
+
+RedisCluster::~RedisCluster() = default;
+
+Status RedisCluster::Join() {
+  const size_t n = nodes_.size();
+  for (size_t i = 0; i < n; ++i) {
+    const int first = static_cast<int>(i * kSlots / n);
+    const int last = static_cast<int>((i + 1) * kSlots / n) - 1;
+    auto r =
+        Run(nodes_[i]->port(), {"CLUSTER", "ADDSLOTSRANGE",
+                                std::to_string(first), std::to_string(last)});
+    if (!r.ok()) return r.status();
+  }
+  for (size_t i = 1; i < n; ++i) {
+    auto r =
+        Run(nodes_[0]->port(),
+            {"CLUSTER", "MEET", "127.0.0.1", std::to_string(nodes_[i]->port()),
+             std::to_string(nodes_[i]->cluster_port())});
+    if (!r.ok()) return r.status();
+  }
+  return AwaitConsistent(kClusterReadyTimeout);
+}
+
+std::string RedisCluster::url() const {
+  std::string out = "cluster://";
+  for (size_t i = 0; i < nodes_.size(); ++i) {
+    if (i) out.push_back(',');
+    out.append("127.0.0.1:" + std::to_string(nodes_[i]->port()));
+  }
+  return out;
+}
+
+Result<size_t> RedisCluster::Owner(uint16_t slot) const {
+  auto r = Run(nodes_[0]->port(), {"CLUSTER", "SLOTS"});
+  if (!r.ok()) return r.status();
+  const redisReply& slots = **r;
+  for (size_t i = 0; i < slots.elements; ++i) {
+    const redisReply* range = slots.element[i];
+    if (range->type != REDIS_REPLY_ARRAY || range->elements < 3 ||
+        range->element[2]->elements < 3) {
+      continue;
+    }
+    if (slot < range->element[0]->integer || slot > range->element[1]->integer)
+      continue;
+    const redisReply* id = range->element[2]->element[2];
+    for (size_t n = 0; n < ids_.size(); ++n) {
+      if (ids_[n] == std::string(id->str, id->len)) return n;
+    }
+  }
+  return Status::NotFound("no node serves slot " + std::to_string(slot));
+}
+
+Status RedisCluster::AwaitConsistent(std::chrono::milliseconds timeout) const {
+  return PollFor(
+      [this](std::string* last) {
+        std::string first;
+        for (size_t i = 0; i < nodes_.size(); ++i) {
+          const std::string who = "node " + std::to_string(i) + ": ";
+          ReplyPtr info = Query(nodes_[i]->port(), {"CLUSTER", "INFO"}, 500);
+          std::string state = info && info->type == REDIS_REPLY_STRING
+                                  ? InfoField(std::string(info->str, info->len),
+                                              "cluster_state")
+                                  : "no answer";
+          if (state != "ok") {
+            *last = who + "cluster_state:" + state;
+            return false;
+          }
+          std::string mine = SlotSignature(nodes_[i]->port());
+          if (i == 0) first = mine;
+          if (mine.empty() || mine != first) {
+            *last = who + "slots " + mine + "; node 0: " + first;
+            return false;
+          }
+        }
+        return true;
+      },
+      timeout, "a consistent cluster");
+}
+
+Status RedisCluster::BeginMigration(uint16_t slot, size_t to) {
+  if (migration_) {
+    return Status::InvalidArgument("slot " + std::to_string(migration_->slot) +
+                                   " is still being migrated");
+  }
+  if (to >= nodes_.size()) return Status::InvalidArgument("no such node");
+  auto from = Owner(slot);
+  if (!from.ok()) return from.status();
+  if (*from == to) {
+    return Status::InvalidArgument("slot " + std::to_string(slot) +
+                                   " is already on node " + std::to_string(to));
+  }
+  const std::string s = std::to_string(slot);
+  auto r = Run(nodes_[to]->port(),
+               {"CLUSTER", "SETSLOT", s, "IMPORTING", ids_[*from]});
+  if (!r.ok()) return r.status();
+  r = Run(nodes_[*from]->port(),
+          {"CLUSTER", "SETSLOT", s, "MIGRATING", ids_[to]});
+  if (!r.ok()) return r.status();
+  migration_ = Migration{slot, *from, to};
+  return Status::OK();
+}
+
+Result<int> RedisCluster::MoveKeys(int max) {
+  if (!migration_) return Status::InvalidArgument("no migration begun");
+  const Migration m = *migration_;
+  const uint16_t source = nodes_[m.from]->port();
+  int moved = 0;
+  while (moved < max) {
+    const int page = std::min(kMigratePage, max - moved);
+    auto keys = Run(source, {"CLUSTER", "GETKEYSINSLOT", std::to_string(m.slot),
+                             std::to_string(page)});
+    if (!keys.ok()) return keys.status();
+    if ((*keys)->elements == 0) break;
+    std::vector<std::string> args = {
+        "MIGRATE", "127.0.0.1", std::to_string(nodes_[m.to]->port()), "", "0",
+        "5000",    "KEYS"};
+    for (size_t i = 0; i < (*keys)->elements; ++i) {
+      args.emplace_back((*keys)->element[i]->str, (*keys)->element[i]->len);
+    }
+    auto r = Run(source, args);
+    if (!r.ok()) return r.status();
+    moved += static_cast<int>((*keys)->elements);
+  }
+  return moved;
+}
+
+Status RedisCluster::FinishMigration() {
+  auto rest = MoveKeys(INT_MAX);
+  if (!rest.ok()) return rest.status();
+  const Migration m = *migration_;
+  const std::vector<std::string> args = {
+      "CLUSTER", "SETSLOT", std::to_string(m.slot), "NODE", ids_[m.to]};
+  // The target first (it bumps its config epoch), then the source (which
+  // stops answering ASK), then everyone else.
+  std::vector<size_t> order = {m.to, m.from};
+  for (size_t i = 0; i < nodes_.size(); ++i) {
+    if (i != m.to && i != m.from) order.push_back(i);
+  }
+  for (size_t i : order) {
+    auto r = Run(nodes_[i]->port(), args);
+    if (!r.ok()) return r.status();
+  }
+  migration_.reset();
+  return AwaitConsistent(kSlotSettleTimeout);
+}
+
+Status RedisCluster::MigrateSlot(uint16_t slot, size_t to) {
+  if (Status s = BeginMigration(slot, to); !s.ok()) return s;
+  return FinishMigration();
+}
+
+std::string RedisCluster::LogTails() const {
+  std::string out;
+  for (size_t i = 0; i < nodes_.size(); ++i) {
+    out += "--- node " + std::to_string(i) +
+           " (127.0.0.1:" + std::to_string(nodes_[i]->port()) + "):\n" +
+           nodes_[i]->LogTail();
+  }
+  return out;
 }
 
 }  // namespace yard

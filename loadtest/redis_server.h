@@ -5,7 +5,8 @@
 // data in a fresh temp dir: AOF on (appendfsync everysec unless
 // Options::appendfsync_always), no RDB snapshots, log in <dir>/redis.log,
 // a replica's full sync at once (repl-diskless-sync-delay 0); a replica of
-// another server with Options::replica_of.
+// another server with Options::replica_of; a Redis Cluster node with
+// Options::cluster (RedisCluster below sets up a whole cluster).
 // Create() fails (it does not skip) when redis-server is missing, so a
 // machine without Redis fails the `redis` tests with a clear message. Every
 // wait is bounded. The destructor stops the server and removes the dir.
@@ -24,7 +25,9 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "common/status.h"
 #include "loadtest/process.h"
@@ -37,6 +40,9 @@ class RedisServer {
     bool appendfsync_always = false;
     // Not 0: start as a replica of 127.0.0.1:replica_of (--replicaof).
     uint16_t replica_of = 0;
+    // A cluster node: --cluster-enabled yes, <dir>/nodes.conf, node timeout
+    // 2000 ms, the cluster bus on a second free port (cluster_port()).
+    bool cluster = false;
   };
 
   // Picks a port, makes the dir and starts the server (waits for PING).
@@ -50,6 +56,7 @@ class RedisServer {
   RedisServer& operator=(const RedisServer&) = delete;
 
   uint16_t port() const { return port_; }
+  uint16_t cluster_port() const { return cluster_port_; }  // 0: not a node
   std::string url() const;  // "redis://127.0.0.1:<port>"
   const std::string& dir() const { return dir_; }
   bool running() const { return process_ != nullptr; }
@@ -81,11 +88,12 @@ class RedisServer {
 
  private:
   RedisServer(std::string binary, std::string dir, uint16_t port,
-              Options options);
+              uint16_t cluster_port, Options options);
 
   std::string binary_;
   std::string dir_;
   uint16_t port_;
+  uint16_t cluster_port_;
   Options options_;
   std::unique_ptr<Process> process_;
 };
@@ -140,6 +148,78 @@ class RedisSentinel {
   uint16_t port_;
   std::string master_name_;
   std::unique_ptr<Process> process_;
+};
+
+// RedisCluster: a real Redis Cluster of N primaries (no replicas), each a
+// RedisServer with Options::cluster on 127.0.0.1. Create() gives each node
+// an equal contiguous share of the 16384 slots (CLUSTER ADDSLOTSRANGE),
+// joins them (CLUSTER MEET) and waits until every node says
+// cluster_state:ok with the same slot map. Every wait is bounded; the
+// destructor stops the nodes and removes their dirs.
+//
+//   auto c = RedisCluster::Create(3);
+//   (*c)->url();                   // "cluster://127.0.0.1:P1,...:P2,...:P3"
+//   (*c)->Owner(KeySlot(key));     // index of the node serving the slot
+//   (*c)->MigrateSlot(slot, 2);    // live resharding of one slot
+//
+// Live resharding of one slot, the steps of `redis-cli --cluster reshard`,
+// callable one at a time so a test can run commands in between:
+//   BeginMigration(slot, to)  target: CLUSTER SETSLOT slot IMPORTING <src>,
+//                             source: CLUSTER SETSLOT slot MIGRATING <dst>;
+//                             from here the source answers ASK for keys it
+//                             no longer (or never) had, and multi-key
+//                             commands over keys on both sides TRYAGAIN;
+//   MoveKeys(max)             up to `max` keys: CLUSTER GETKEYSINSLOT, then
+//                             MIGRATE 127.0.0.1 <dst> "" 0 5000 KEYS ...
+//                             (pages of at most 100 keys);
+//   FinishMigration()         moves what is left, then CLUSTER SETSLOT slot
+//                             NODE <dst> on the target, the source, then
+//                             the others, and waits until all agree.
+// One migration at a time.
+class RedisCluster {
+ public:
+  // `primaries` >= 1 nodes (3 for tests). Fails with the nodes' log tails.
+  static Result<std::unique_ptr<RedisCluster>> Create(int primaries = 3);
+
+  ~RedisCluster();  // stops every node, removes the dirs
+  RedisCluster(const RedisCluster&) = delete;
+  RedisCluster& operator=(const RedisCluster&) = delete;
+
+  // "cluster://127.0.0.1:<p1>,127.0.0.1:<p2>,..." (all nodes as seeds).
+  std::string url() const;
+  size_t size() const { return nodes_.size(); }
+  RedisServer& node(size_t i) { return *nodes_[i]; }
+  const std::string& node_id(size_t i) const { return ids_[i]; }
+
+  // The node serving `slot` as node 0 sees it (CLUSTER SLOTS).
+  Result<size_t> Owner(uint16_t slot) const;
+  // Waits up to `timeout` until every node says cluster_state:ok and all
+  // give the same slot -> node assignment.
+  Status AwaitConsistent(std::chrono::milliseconds timeout) const;
+
+  Status BeginMigration(uint16_t slot, size_t to);
+  // How many keys it moved (0: none were left).
+  Result<int> MoveKeys(int max);
+  Status FinishMigration();
+  // BeginMigration + FinishMigration.
+  Status MigrateSlot(uint16_t slot, size_t to);
+
+  // Every node's log tail, for failure messages.
+  std::string LogTails() const;
+
+ private:
+  RedisCluster() = default;
+  Status Join();
+  // The current migration's slot, source and target.
+  struct Migration {
+    uint16_t slot = 0;
+    size_t from = 0;
+    size_t to = 0;
+  };
+
+  std::vector<std::unique_ptr<RedisServer>> nodes_;
+  std::vector<std::string> ids_;  // CLUSTER MYID of each node
+  std::optional<Migration> migration_;
 };
 
 // A port on 127.0.0.1 that was free a moment ago (bind to port 0, close).

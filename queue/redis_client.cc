@@ -72,7 +72,20 @@ Status ErrorReplyStatus(std::string_view error) {
   std::string message = "redis: " + std::string(error);
   for (std::string_view transient :
        {"LOADING", "BUSY", "MASTERDOWN", "READONLY", "TRYAGAIN", "CLUSTERDOWN",
-        "NOREPLICAS"}) {
+        "NOREPLICAS",
+        // Redis Cluster: the key's slot has moved or is moving.
+        "MOVED", "ASK",
+        // A blocked XREAD(GROUP) whose stream went away (MIGRATE moves
+        // it to another node, or it was deleted).
+        "UNBLOCKED",
+        // A script or function touched an undeclared key of a slot that
+        // is migrating (or the cluster is down). Its writes before that
+        // call are NOT undone: only idempotent scripts may be replayed.
+        "ERR Script attempted to access a non local key in a cluster node",
+        "ERR Script attempted to execute a command while the cluster is "
+        "down",
+        "ERR Script attempted to execute a write command while the "
+        "cluster is down and readonly"}) {
     if (HasPrefix(error, transient)) {
       return Status::Unavailable(std::move(message));
     }

@@ -25,7 +25,16 @@
 //   top-level error reply is a non-OK Status whose message is the server's
 //   error ("WRONGTYPE ..."): kUnavailable for LOADING, BUSY, MASTERDOWN,
 //   READONLY, TRYAGAIN, CLUSTERDOWN and NOREPLICAS, kResourceExhausted for
-//   OOM, kInternal otherwise.
+//   OOM, kInternal otherwise. Redis Cluster's transient errors are
+//   kUnavailable too, the server's text kept ("redis: MOVED 3999
+//   127.0.0.1:6381", parsed by ParseRedisRedirect in redis_cluster.h):
+//   MOVED and ASK (the key's slot has moved / is being migrated: resolve
+//   the owner again and resend), UNBLOCKED (a blocked XREAD's stream was
+//   migrated away or deleted), and a script's "Script attempted to access
+//   a non local key in a cluster node" (an undeclared key of a migrating
+//   slot) or "... while the cluster is down". A script so stopped is not
+//   rolled back: its writes before that call stay. The client never
+//   follows a redirect itself (no ASKING).
 // - Disconnection (the server closes, a read or write fails): every pending
 //   `done` gets kUnavailable once, connected() is false by the time the
 //   first of them runs, fd() becomes -1 and events() 0. The client does not

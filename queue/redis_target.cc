@@ -9,6 +9,8 @@
 #include <climits>
 #include <utility>
 
+#include "queue/redis_cluster.h"
+
 namespace yard {
 namespace {
 
@@ -16,6 +18,7 @@ using Clock = std::chrono::steady_clock;
 
 constexpr std::string_view kRedisScheme = "redis://";
 constexpr std::string_view kSentinelScheme = "sentinel://";
+constexpr std::string_view kClusterScheme = "cluster://";
 // The connect after a resolution that used up (nearly) all the time.
 constexpr int64_t kMinConnectMs = 100;
 
@@ -31,11 +34,6 @@ timeval ToTimeval(int64_t ms) {
   tv.tv_sec = static_cast<time_t>(ms / 1000);
   tv.tv_usec = static_cast<suseconds_t>((ms % 1000) * 1000);
   return tv;
-}
-
-std::string HostPort(const RedisAddress& a) {
-  const bool v6 = a.host.find(':') != std::string::npos;
-  return (v6 ? "[" + a.host + "]" : a.host) + ":" + std::to_string(a.port);
 }
 
 bool ValidMasterName(std::string_view name) {
@@ -145,7 +143,7 @@ std::string TrySentinel(const RedisAddress& sentinel,
   }
   found.port = static_cast<uint16_t>(port);
   auto role = CallOnce(found, {"ROLE"}, deadline);
-  const std::string says = "says " + HostPort(found) + ", which ";
+  const std::string says = "says " + RedisHostPort(found) + ", which ";
   if (!role.ok())
     return says + "does not answer (" + role.status().message() + ")";
   if (role->type != RedisReply::Type::kArray || role->elements.empty()) {
@@ -158,19 +156,88 @@ std::string TrySentinel(const RedisAddress& sentinel,
   return "";
 }
 
+// "HOST:PORT[,HOST:PORT...]" into `out`; "" or why not (`what` names an
+// address in the message: "sentinel", "seed").
+std::string ParseHostList(std::string_view hosts, const char* what,
+                          std::vector<RedisAddress>* out) {
+  const std::string empty = std::string("empty ") + what + " address";
+  if (hosts.empty()) return std::string("no ") + what + " address";
+  while (!hosts.empty()) {
+    const size_t comma = hosts.find(',');
+    std::string_view one = hosts.substr(0, comma);
+    hosts = comma == std::string_view::npos ? std::string_view()
+                                            : hosts.substr(comma + 1);
+    if (one.empty()) return empty;
+    std::string url(kRedisScheme);
+    url.append(one);
+    auto address = ParseRedisUrl(url);
+    if (!address.ok() || address->db != 0) {
+      return std::string("bad ") + what + " address '" + std::string(one) +
+             "' (want HOST:PORT)";
+    }
+    out->push_back(std::move(address).value());
+    if (comma != std::string_view::npos && hosts.empty()) return empty;
+  }
+  return "";
+}
+
+// The primary serving target.key's slot, from a fresh slot map; it must
+// answer PING within the time left (at least kMinConnectMs).
+Result<RedisAddress> ResolveCluster(RedisTarget& target, int64_t timeout_ms) {
+  const Clock::time_point start = Clock::now();
+  size_t answered = 0;
+  auto map = FetchSlotMap(target.addresses, timeout_ms, &answered);
+  if (!map.ok()) {
+    return Status::Unavailable(target.ToString() + ": " +
+                               map.status().message());
+  }
+  std::rotate(target.addresses.begin(), target.addresses.begin() + answered,
+              target.addresses.begin() + answered + 1);
+  const uint16_t slot = KeySlot(target.key);
+  const std::string which = target.ToString() + ": slot " +
+                            std::to_string(slot) + " (key '" + target.key +
+                            "')";
+  const RedisAddress* owner = map->Lookup(slot);
+  if (owner == nullptr) {
+    return Status::Unavailable(which + " is served by no primary (" +
+                               std::to_string(map->covered()) +
+                               " of 16384 slots are)");
+  }
+  const int64_t left =
+      timeout_ms - std::chrono::duration_cast<std::chrono::milliseconds>(
+                       Clock::now() - start)
+                       .count();
+  auto pong = CallOnce(
+      *owner, {"PING"},
+      Clock::now() + std::chrono::milliseconds(std::max(left, kMinConnectMs)));
+  if (!pong.ok()) {
+    return Status::Unavailable(which + ": its primary " +
+                               RedisHostPort(*owner) + " does not answer (" +
+                               pong.status().message() + ")");
+  }
+  RedisAddress out = *owner;
+  out.db = 0;
+  return out;
+}
+
 }  // namespace
 
 std::string RedisTarget::ToString() const {
-  std::string out(kind == Kind::kDirect ? kRedisScheme : kSentinelScheme);
+  std::string out(kind == Kind::kDirect     ? kRedisScheme
+                  : kind == Kind::kSentinel ? kSentinelScheme
+                                            : kClusterScheme);
   if (kind == Kind::kDirect) {
-    out.append(addresses.empty() ? std::string("?") : HostPort(addresses[0]));
+    out.append(addresses.empty() ? std::string("?")
+                                 : RedisHostPort(addresses[0]));
   } else {
     for (size_t i = 0; i < addresses.size(); ++i) {
       if (i) out.push_back(',');
-      out.append(HostPort(addresses[i]));
+      out.append(RedisHostPort(addresses[i]));
     }
-    out.push_back('/');
-    out.append(master_name);
+    if (kind == Kind::kSentinel) {
+      out.push_back('/');
+      out.append(master_name);
+    }
   }
   if (db != 0) {
     out.push_back('/');
@@ -191,33 +258,29 @@ Result<RedisTarget> ParseRedisTarget(std::string_view url) {
   auto bad = [url](const std::string& why) {
     return Status::InvalidArgument(
         "redis url '" + std::string(url) + "': " + why +
-        " (want redis://HOST:PORT[/DB] or "
-        "sentinel://HOST:PORT[,HOST:PORT...]/MASTER_NAME[/DB])");
+        " (want redis://HOST:PORT[/DB], "
+        "sentinel://HOST:PORT[,HOST:PORT...]/MASTER_NAME[/DB] or "
+        "cluster://HOST:PORT[,HOST:PORT...])");
   };
+  if (url.starts_with(kClusterScheme)) {
+    target.kind = RedisTarget::Kind::kCluster;
+    std::string_view hosts = url.substr(kClusterScheme.size());
+    if (hosts.find('/') != std::string_view::npos) {
+      return bad("no /DB: a Redis Cluster has only db 0");
+    }
+    std::string why = ParseHostList(hosts, "seed", &target.addresses);
+    if (!why.empty()) return bad(why);
+    return target;
+  }
   if (!url.starts_with(kSentinelScheme)) return bad("unknown scheme");
   target.kind = RedisTarget::Kind::kSentinel;
   std::string_view rest = url.substr(kSentinelScheme.size());
   const size_t slash = rest.find('/');
   if (slash == std::string_view::npos) return bad("no master name");
-  std::string_view hosts = rest.substr(0, slash);
   std::string_view tail = rest.substr(slash + 1);
-  if (hosts.empty()) return bad("no sentinel address");
-  while (!hosts.empty()) {
-    const size_t comma = hosts.find(',');
-    std::string_view one = hosts.substr(0, comma);
-    hosts = comma == std::string_view::npos ? std::string_view()
-                                            : hosts.substr(comma + 1);
-    if (one.empty()) return bad("empty sentinel address");
-    auto address = ParseRedisUrl(std::string(kRedisScheme) + std::string(one));
-    if (!address.ok() || address->db != 0) {
-      return bad("bad sentinel address '" + std::string(one) +
-                 "' (want HOST:PORT)");
-    }
-    target.addresses.push_back(std::move(address).value());
-    if (comma != std::string_view::npos && hosts.empty()) {
-      return bad("empty sentinel address");
-    }
-  }
+  std::string why =
+      ParseHostList(rest.substr(0, slash), "sentinel", &target.addresses);
+  if (!why.empty()) return bad(why);
   const size_t db_slash = tail.find('/');
   std::string_view name = tail.substr(0, db_slash);
   if (name.empty()) return bad("no master name");
@@ -243,6 +306,9 @@ Result<RedisAddress> ResolveRedisTarget(RedisTarget& target,
     a.db = target.db;
     return a;
   }
+  if (target.kind == RedisTarget::Kind::kCluster) {
+    return ResolveCluster(target, timeout_ms);
+  }
   const Clock::time_point deadline =
       Clock::now() +
       std::chrono::milliseconds(std::max<int64_t>(timeout_ms, 1));
@@ -252,7 +318,7 @@ Result<RedisAddress> ResolveRedisTarget(RedisTarget& target,
     const RedisAddress& sentinel = target.addresses[i];
     const int64_t left = MillisLeft(deadline);
     if (left <= 0) {
-      why += "; " + HostPort(sentinel) + ": not tried (out of time)";
+      why += "; " + RedisHostPort(sentinel) + ": not tried (out of time)";
       continue;
     }
     // An equal share of what is left for each Sentinel still to ask.
@@ -268,7 +334,7 @@ Result<RedisAddress> ResolveRedisTarget(RedisTarget& target,
       primary.db = target.db;
       return primary;
     }
-    why += "; " + HostPort(sentinel) + ": " + error;
+    why += "; " + RedisHostPort(sentinel) + ": " + error;
   }
   return Status::Unavailable("no primary for '" + target.master_name +
                              "' from " + target.ToString() + " within " +

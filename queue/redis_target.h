@@ -1,7 +1,9 @@
 // RedisTarget: where the durable queue's Redis is, either one server
-// ("redis://HOST:PORT[/DB]") or a primary that Redis Sentinel manages
-// ("sentinel://HOST:PORT[,HOST:PORT...]/MASTER_NAME[/DB]"), and how to find
-// the current primary of the latter.
+// ("redis://HOST:PORT[/DB]"), a primary that Redis Sentinel manages
+// ("sentinel://HOST:PORT[,HOST:PORT...]/MASTER_NAME[/DB]"), or the primary
+// of a Redis Cluster that serves one key's slot
+// ("cluster://HOST:PORT[,HOST:PORT...]" plus RedisTarget::key), and how to
+// find the current primary of the latter two.
 //
 //   auto target =
 //   ParseRedisTarget("sentinel://10.0.0.1:26379,10.0.0.2:26379/jobs"); auto
@@ -22,6 +24,15 @@
 // also kills the clients of the servers it reconfigures, which forces
 // that reconnect).
 //
+// Cluster resolution (redis_cluster.h), every call: fetch the slot map
+// from the seed nodes in `addresses` (FetchSlotMap: in order, each an equal
+// share of the time; the seed that answered goes to the front), take the
+// primary serving KeySlot(key), and check that it answers PING. Fetching
+// the map on every resolution is the refresh: a caller whose commands come
+// back MOVED or ASK (kUnavailable, redis_client.h) reconnects, which
+// resolves again. During a slot migration the map still names the source
+// until the migration ends, so ASK keeps coming back until then.
+//
 // Thread-safety: none; a RedisTarget belongs to one caller. Resolution and
 // connection block the caller (bounded by timeout_ms).
 #ifndef YARD_QUEUE_REDIS_TARGET_H_
@@ -39,29 +50,37 @@
 namespace yard {
 
 struct RedisTarget {
-  enum class Kind : uint8_t { kDirect, kSentinel };
+  enum class Kind : uint8_t { kDirect, kSentinel, kCluster };
   Kind kind = Kind::kDirect;
   // kDirect: the one server; kSentinel: the Sentinels, the one that answered
-  // last first.
+  // last first; kCluster: the seed nodes, the one that answered last first.
   std::vector<RedisAddress> addresses;
   std::string master_name;  // kSentinel only
-  int db = 0;               // SELECTed on the primary when not 0
+  int db = 0;               // SELECTed on the primary when not 0; kCluster: 0
+  // kCluster only: resolution finds the primary serving this key's slot.
+  // Usually a shard's hash tag ("{jq:default:0}"): every key with that tag
+  // is in the same slot. Not part of the URL; the empty key is in slot 0.
+  std::string key;
 
-  // The URL form, for logs ("sentinel://127.0.0.1:26379,.../mymaster"); the
-  // Sentinels in their current order.
+  // The URL form, for logs ("sentinel://127.0.0.1:26379,.../mymaster",
+  // "cluster://127.0.0.1:7000,..."); the Sentinels or seeds in their current
+  // order.
   std::string ToString() const;
 };
 
-// "redis://HOST:PORT[/DB]" (exactly as ParseRedisUrl) or
+// "redis://HOST:PORT[/DB]" (exactly as ParseRedisUrl),
 // "sentinel://HOST:PORT[,HOST:PORT...]/MASTER_NAME[/DB]" (IPv6 hosts in
-// brackets; a master name is 1..64 characters of [A-Za-z0-9_.-]). Anything
-// else is InvalidArgument, with the reason.
+// brackets; a master name is 1..64 characters of [A-Za-z0-9_.-]) or
+// "cluster://HOST:PORT[,HOST:PORT...]" (no /DB: a cluster has only db 0).
+// Anything else is InvalidArgument, with the reason.
 Result<RedisTarget> ParseRedisTarget(std::string_view url);
 
 // The primary's address (with the target's db). kDirect: the address, no
-// I/O. kSentinel: the resolution above, bounded by timeout_ms in total;
-// kUnavailable naming each Sentinel and why it did not help when none did.
-// May reorder target.addresses.
+// I/O. kSentinel, kCluster: the resolutions above, bounded by timeout_ms in
+// total (the owner's PING gets at least 100 ms); kUnavailable naming each
+// Sentinel or seed and why it did not help when none did, or the slot when
+// no primary serves it or the one that does not answer. May reorder
+// target.addresses.
 Result<RedisAddress> ResolveRedisTarget(RedisTarget& target,
                                         int64_t timeout_ms);
 

@@ -1,0 +1,639 @@
+// Redis Cluster groundwork (issue 5): key slots, cluster:// targets, the slot
+// map, redirects as kUnavailable, and a live slot migration on a real
+// three-primary cluster (loadtest/redis_server.h, RedisCluster).
+//
+// What the migration tests pin down about Redis 7.0 (the queue's sharding
+// relies on it):
+// - during a migration the source answers ASK for keys it no longer holds
+//   (and for new keys), TRYAGAIN for multi-key commands and functions whose
+//   declared keys are on both sides; a function that touches an undeclared
+//   key the source no longer holds fails in the middle, its earlier writes
+//   kept;
+// - a blocked XREADGROUP on a stream that MIGRATE moves away is answered
+//   UNBLOCKED;
+// - MIGRATE carries a stream with its consumer groups, last-delivered id,
+//   entries-read and the pending-entries list (owners, delivery counts,
+//   delivery times);
+// - after the migration the slot map names the new owner, and the old one
+//   answers MOVED.
+#include "queue/redis_cluster.h"
+
+#include <gtest/gtest.h>
+#include <zmq.h>
+
+#include <chrono>
+#include <csignal>
+#include <cstdint>
+#include <iostream>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "loadtest/redis_server.h"
+#include "queue/redis_client.h"
+#include "queue/redis_layout.h"
+#include "queue/redis_target.h"
+
+namespace yard {
+namespace {
+
+using Type = RedisReply::Type;
+
+const bool kSigpipeIgnored = [] {  // hiredis writes with write(2)
+  std::signal(SIGPIPE, SIG_IGN);
+  return true;
+}();
+
+// ------------------------------------------------------------ no server
+
+TEST(KeySlotTest, Crc16AndTheClusterSpecVectors) {
+  EXPECT_EQ(Crc16Xmodem("123456789"), 0x31C3);  // cluster spec, Appendix A
+  EXPECT_EQ(Crc16Xmodem(""), 0);
+  EXPECT_EQ(KeySlot("123456789"), 0x31C3 & 16383);
+  EXPECT_EQ(KeySlot("foo"), 12182);
+  EXPECT_EQ(KeySlot("bar"), 5061);
+  EXPECT_EQ(KeySlot(""), 0);
+}
+
+TEST(KeySlotTest, HashTags) {
+  // The spec's examples.
+  EXPECT_EQ(KeySlot("{user1000}.following"), KeySlot("user1000"));
+  EXPECT_EQ(KeySlot("{user1000}.followers"), KeySlot("user1000"));
+  EXPECT_EQ(KeySlot("foo{}{bar}"), Crc16Xmodem("foo{}{bar}") & 16383);
+  EXPECT_EQ(KeySlot("foo{{bar}}zap"), KeySlot("{bar"));
+  EXPECT_EQ(KeySlot("foo{bar}{zap}"), KeySlot("bar"));
+  // A shard's keys all share its tag.
+  EXPECT_EQ(KeySlot("{jq:default:0}:s:0"), KeySlot("{jq:default:0}:dly"));
+  EXPECT_EQ(KeySlot("{jq:default:0}:s:0"), KeySlot("jq:default:0"));
+  EXPECT_EQ(KeySlot("no{close"), Crc16Xmodem("no{close") & 16383);
+  EXPECT_EQ(KeySlot("}{x}"), KeySlot("x"));
+}
+
+TEST(RedirectTest, ParsesMovedAndAsk) {
+  auto m = ParseRedisRedirect("MOVED 3999 127.0.0.1:6381");
+  ASSERT_TRUE(m.has_value());
+  EXPECT_EQ(m->kind, RedisRedirect::Kind::kMoved);
+  EXPECT_EQ(m->slot, 3999);
+  EXPECT_EQ(m->host, "127.0.0.1");
+  EXPECT_EQ(m->port, 6381);
+
+  auto a = ParseRedisRedirect("-ASK 0 10.1.2.3:7000");
+  ASSERT_TRUE(a.has_value());
+  EXPECT_EQ(a->kind, RedisRedirect::Kind::kAsk);
+  EXPECT_EQ(a->slot, 0);
+  EXPECT_EQ(a->host, "10.1.2.3");
+  EXPECT_EQ(a->port, 7000);
+
+  // As RedisClient's Status message; IPv6 without brackets; no host.
+  auto s = ParseRedisRedirect("redis: MOVED 16383 ::1:7001");
+  ASSERT_TRUE(s.has_value());
+  EXPECT_EQ(s->slot, 16383);
+  EXPECT_EQ(s->host, "::1");
+  EXPECT_EQ(s->port, 7001);
+  auto e = ParseRedisRedirect("ASK 12 :7002");
+  ASSERT_TRUE(e.has_value());
+  EXPECT_EQ(e->host, "");
+  EXPECT_EQ(e->port, 7002);
+
+  for (const char* bad :
+       {"", "MOVED", "MOVED 1", "MOVED 1 h", "MOVED 16384 h:1", "MOVED x h:1",
+        "MOVED 1 h:0", "MOVED 1 h:65536", "MOVED 1 h:1 extra", "MOVEDX 1 h:1",
+        "TRYAGAIN Multiple keys request during rehashing of slot",
+        "ERR unknown command"}) {
+    EXPECT_FALSE(ParseRedisRedirect(bad).has_value()) << bad;
+  }
+}
+
+RedisReply Int(int64_t v) {
+  RedisReply r;
+  r.type = Type::kInteger;
+  r.integer = v;
+  return r;
+}
+RedisReply Str(std::string s) {
+  RedisReply r;
+  r.type = Type::kString;
+  r.str = std::move(s);
+  return r;
+}
+RedisReply Arr(std::vector<RedisReply> e) {
+  RedisReply r;
+  r.type = Type::kArray;
+  r.elements = std::move(e);
+  return r;
+}
+RedisReply Range(int first, int last, std::string host, int port,
+                 std::string id) {
+  return Arr(
+      {Int(first), Int(last),
+       Arr({Str(std::move(host)), Int(port), Str(std::move(id)), Arr({})}),
+       Arr({Str("10.0.0.9"), Int(9999), Str("replica")})});
+}
+
+TEST(SlotMapTest, ParsesAndLooksUp) {
+  RedisAddress asked{"10.0.0.1", 7000, 0};
+  auto map =
+      RedisSlotMap::Parse(Arr({Range(10923, 16383, "10.0.0.3", 7002, "c"),
+                               Range(0, 5460, "", 7000, "a"),
+                               Range(5461, 10921, "10.0.0.2", 7001, "b")}),
+                          asked);
+  ASSERT_TRUE(map.ok()) << map.status().ToString();
+  EXPECT_EQ(map->ranges().size(), 3u);
+  EXPECT_EQ(map->covered(), 16383);  // 10922 is unassigned
+  ASSERT_NE(map->Lookup(0), nullptr);
+  EXPECT_EQ(map->Lookup(0)->host, "10.0.0.1");  // "" -> the node asked
+  EXPECT_EQ(map->Lookup(5460)->port, 7000);
+  EXPECT_EQ(map->Lookup(5461)->port, 7001);
+  EXPECT_EQ(map->Lookup(10921)->host, "10.0.0.2");
+  EXPECT_EQ(map->Lookup(10922), nullptr);
+  EXPECT_EQ(map->Lookup(16383)->port, 7002);
+  EXPECT_EQ(map->LookupRange(12000)->node_id, "c");
+  auto primaries = map->Primaries();
+  ASSERT_EQ(primaries.size(), 3u);
+  EXPECT_EQ(primaries[0].port, 7000);
+  EXPECT_EQ(primaries[2].port, 7002);
+
+  EXPECT_FALSE(RedisSlotMap::Parse(Arr({Range(0, 100, "h", 1, "a"),
+                                        Range(100, 200, "h", 2, "b")}),
+                                   asked)
+                   .ok());  // overlap
+  EXPECT_FALSE(RedisSlotMap::Parse(Str("x"), asked).ok());
+  EXPECT_FALSE(RedisSlotMap::Parse(Arr({Arr({Int(5), Int(1)})}), asked).ok());
+  EXPECT_FALSE(
+      RedisSlotMap::Parse(Arr({Range(0, 16384, "h", 1, "a")}), asked).ok());
+  EXPECT_FALSE(
+      RedisSlotMap::Parse(Arr({Range(0, 1, "h", 0, "a")}), asked).ok());
+  auto empty = RedisSlotMap::Parse(Arr({}), asked);
+  ASSERT_TRUE(empty.ok());
+  EXPECT_EQ(empty->Lookup(0), nullptr);
+}
+
+TEST(ClusterTargetTest, ParsesClusterUrls) {
+  auto t = ParseRedisTarget(
+      "cluster://127.0.0.1:7000,node-2.example:7001,[::1]:7002");
+  ASSERT_TRUE(t.ok()) << t.status().ToString();
+  EXPECT_EQ(t->kind, RedisTarget::Kind::kCluster);
+  ASSERT_EQ(t->addresses.size(), 3u);
+  EXPECT_EQ(t->addresses[1].host, "node-2.example");
+  EXPECT_EQ(t->addresses[2].host, "::1");
+  EXPECT_EQ(t->addresses[2].port, 7002);
+  EXPECT_EQ(t->db, 0);
+  EXPECT_EQ(t->key, "");
+  EXPECT_EQ(t->ToString(),
+            "cluster://127.0.0.1:7000,node-2.example:7001,[::1]:7002");
+  auto one = ParseRedisTarget("cluster://h:1");
+  ASSERT_TRUE(one.ok()) << one.status().ToString();
+  EXPECT_EQ(one->ToString(), "cluster://h:1");
+
+  const std::pair<const char*, const char*> cases[] = {
+      {"cluster://", "no seed address"},
+      {"cluster:/h:1", "unknown scheme"},
+      {"cluster://h:1/0", "a Redis Cluster has only db 0"},
+      {"cluster://h:1/", "a Redis Cluster has only db 0"},
+      {"cluster://h:1,k:2/3", "a Redis Cluster has only db 0"},
+      {"cluster://h", "bad seed address 'h'"},
+      {"cluster://h:0", "bad seed address 'h:0'"},
+      {"cluster://h:1,,k:2", "empty seed address"},
+      {"cluster://h:1,", "empty seed address"},
+      {"cluster://,h:1", "empty seed address"},
+      {"cluster://user:pw@h:1", "bad seed address"},
+  };
+  for (const auto& [url, why] : cases) {
+    auto bad = ParseRedisTarget(url);
+    ASSERT_FALSE(bad.ok()) << url;
+    EXPECT_EQ(bad.status().code(), StatusCode::kInvalidArgument) << url;
+    EXPECT_NE(bad.status().message().find(why), std::string::npos)
+        << url << " -> " << bad.status().message();
+  }
+}
+
+TEST(ClusterTargetTest, NoSeedAnswersIsUnavailable) {
+  auto port = PickFreeLoopbackPort();  // nothing listens there
+  ASSERT_TRUE(port.ok());
+  auto t = ParseRedisTarget("cluster://127.0.0.1:" + std::to_string(*port));
+  ASSERT_TRUE(t.ok());
+  auto a = ResolveRedisTarget(*t, 300);
+  ASSERT_FALSE(a.ok());
+  EXPECT_EQ(a.status().code(), StatusCode::kUnavailable);
+  EXPECT_NE(a.status().message().find("no cluster slot map"), std::string::npos)
+      << a.status().message();
+}
+
+// ------------------------------------------------------- a real cluster
+
+class RedisClusterTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    auto c = RedisCluster::Create(3);
+    ASSERT_TRUE(c.ok()) << c.status().ToString();
+    cluster_ = std::move(c).value().release();
+  }
+  static void TearDownTestSuite() {
+    delete cluster_;
+    cluster_ = nullptr;
+  }
+  void SetUp() override { ASSERT_NE(cluster_, nullptr); }
+  void TearDown() override {
+    if (HasFailure()) std::cerr << cluster_->LogTails() << "\n";
+  }
+
+  static RedisCluster& cluster() { return *cluster_; }
+
+  std::unique_ptr<RedisClient> ConnectNode(size_t i) {
+    RedisAddress a{"127.0.0.1", cluster().node(i).port(), 0};
+    auto c = RedisClient::Connect(a, 2000);
+    EXPECT_TRUE(c.ok()) << c.status().ToString();
+    return c.ok() ? std::move(c).value() : nullptr;
+  }
+
+  // The index of the node serving `slot` in a freshly fetched slot map.
+  size_t MapOwner(uint16_t slot) {
+    RedisTarget t = ParseRedisTarget(cluster().url()).value();
+    auto map = FetchSlotMap(t.addresses, 2000);
+    EXPECT_TRUE(map.ok()) << map.status().ToString();
+    if (!map.ok() || map->Lookup(slot) == nullptr) return SIZE_MAX;
+    for (size_t i = 0; i < cluster().size(); ++i) {
+      if (cluster().node(i).port() == map->Lookup(slot)->port) return i;
+    }
+    return SIZE_MAX;
+  }
+
+  // A hash tag "{<prefix>:N}" whose slot node `i` serves.
+  std::string TagOnNode(size_t i, const std::string& prefix) {
+    for (int n = 0; n < 1000; ++n) {
+      std::string tag = "{" + prefix + ":" + std::to_string(n) + "}";
+      auto owner = cluster().Owner(KeySlot(tag));
+      if (owner.ok() && *owner == i) return tag;
+    }
+    ADD_FAILURE() << "no tag on node " << i;
+    return "";
+  }
+
+  static RedisCluster* cluster_;
+};
+
+RedisCluster* RedisClusterTest::cluster_ = nullptr;
+
+TEST_F(RedisClusterTest, KeySlotAgreesWithTheServer) {
+  auto c = ConnectNode(0);
+  ASSERT_NE(c, nullptr);
+  const std::vector<std::string> keys = {
+      "",
+      "a",
+      "foo",
+      "bar",
+      "123456789",
+      "{user1000}.following",
+      "{user1000}.followers",
+      "foo{}{bar}",
+      "foo{{bar}}zap",
+      "foo{bar}{zap}",
+      "{jq:default:0}",
+      "{jq:default:0}:s:2",
+      "{jq:default:7}:dly",
+      "{jq:a-very_long.queue-name:15}:dd:some idempotency key",
+      "no{close",
+      "}{x}",
+      "{}",
+      "{{}}",
+      std::string("bin\0ary\xff", 8),
+      "unicode-\xc3\xa9t\xc3\xa9"};
+  for (const std::string& key : keys) {
+    auto r = RedisCall(*c, {"CLUSTER", "KEYSLOT", key});
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    ASSERT_EQ(r->type, Type::kInteger);
+    EXPECT_EQ(r->integer, KeySlot(key)) << "key '" << key << "'";
+  }
+}
+
+TEST_F(RedisClusterTest, FetchSlotMapAndResolveTheOwnerOfEachNode) {
+  RedisTarget t = ParseRedisTarget(cluster().url()).value();
+  auto map = FetchSlotMap(t.addresses, 2000);
+  ASSERT_TRUE(map.ok()) << map.status().ToString();
+  EXPECT_EQ(map->covered(), kRedisClusterSlots);
+  EXPECT_EQ(map->Primaries().size(), 3u);
+  for (const auto& r : map->ranges()) {
+    EXPECT_EQ(r.primary.host, "127.0.0.1");
+    EXPECT_EQ(r.node_id.size(), 40u);
+  }
+  for (size_t i = 0; i < cluster().size(); ++i) {
+    RedisTarget target = t;
+    target.key = TagOnNode(i, "resolve") + ":s:0";
+    auto a = ResolveRedisTarget(target, 2000);
+    ASSERT_TRUE(a.ok()) << a.status().ToString();
+    EXPECT_EQ(a->port, cluster().node(i).port()) << target.key;
+    EXPECT_EQ(a->db, 0);
+    auto client = ConnectRedisTarget(target, 2000);
+    ASSERT_TRUE(client.ok()) << client.status().ToString();
+    auto set = RedisCall(**client, {"SET", target.key, "v"});
+    EXPECT_TRUE(set.ok()) << set.status().ToString();
+  }
+}
+
+TEST_F(RedisClusterTest, DeadSeedsAreSkippedAndTheOneThatAnsweredGoesFirst) {
+  auto dead = PickFreeLoopbackPort();
+  ASSERT_TRUE(dead.ok());
+  const std::string live =
+      "127.0.0.1:" + std::to_string(cluster().node(1).port());
+  auto t = ParseRedisTarget("cluster://127.0.0.1:" + std::to_string(*dead) +
+                            "," + live);
+  ASSERT_TRUE(t.ok()) << t.status().ToString();
+  t->key = "{jq:default:0}";
+  auto a = ResolveRedisTarget(*t, 2000);
+  ASSERT_TRUE(a.ok()) << a.status().ToString();
+  EXPECT_EQ(a->port,
+            cluster().node(cluster().Owner(KeySlot(t->key)).value()).port());
+  EXPECT_EQ(t->ToString(),
+            "cluster://" + live + ",127.0.0.1:" + std::to_string(*dead));
+}
+
+TEST_F(RedisClusterTest, AWrongNodeAnswersMovedAsUnavailable) {
+  const std::string key = TagOnNode(2, "moved") + ":x";
+  auto c = ConnectNode(0);
+  ASSERT_NE(c, nullptr);
+  auto r = RedisCall(*c, {"SET", key, "v"});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kUnavailable);
+  EXPECT_NE(r.status().message().find("MOVED"), std::string::npos)
+      << r.status().message();
+  auto redirect = ParseRedisRedirect(r.status().message());
+  ASSERT_TRUE(redirect.has_value()) << r.status().message();
+  EXPECT_EQ(redirect->kind, RedisRedirect::Kind::kMoved);
+  EXPECT_EQ(redirect->slot, KeySlot(key));
+  EXPECT_EQ(redirect->port, cluster().node(2).port());
+  EXPECT_TRUE(c->connected());  // a redirect does not drop the connection
+}
+
+// Loads `lib` on every primary (Functions are not propagated in a cluster).
+void LoadEverywhere(RedisCluster& c, const std::string& lib) {
+  for (size_t i = 0; i < c.size(); ++i) {
+    auto client =
+        RedisClient::Connect({"127.0.0.1", c.node(i).port(), 0}, 2000);
+    ASSERT_TRUE(client.ok()) << client.status().ToString();
+    auto r = RedisCall(**client, {"FUNCTION", "LOAD", "REPLACE", lib});
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+  }
+}
+
+constexpr char kTestLibrary[] = R"(#!lua name=yardclustertest
+redis.register_function('sum2', function(keys, args)
+  return redis.call('SCARD', keys[1]) + redis.call('SCARD', keys[2])
+end)
+redis.register_function('add_then_count', function(keys, args)
+  redis.call('SADD', keys[1], 'added')
+  return redis.call('SCARD', args[1])
+end)
+)";
+
+void ExpectUnavailableWith(const Result<RedisReply>& r, const std::string& what,
+                           const std::string& context) {
+  ASSERT_FALSE(r.ok()) << context;
+  EXPECT_EQ(r.status().code(), StatusCode::kUnavailable)
+      << context << ": " << r.status().ToString();
+  EXPECT_NE(r.status().message().find(what), std::string::npos)
+      << context << ": " << r.status().message();
+}
+
+TEST_F(RedisClusterTest, DuringAMigrationAskAndTryagainThenTheNewOwner) {
+  const std::string tag = TagOnNode(0, "mig");
+  const uint16_t slot = KeySlot(tag);
+  auto src = ConnectNode(0);
+  ASSERT_NE(src, nullptr);
+  // A function not loaded on a node is not found there.
+  (void)RedisCall(*src, {"FUNCTION", "DELETE", "yardclustertest"});
+  auto missing = RedisCall(*src, {"FCALL", "sum2", "2", tag + "a", tag + "b"});
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.status().message().find("Function not found"),
+            std::string::npos)
+      << missing.status().message();
+  LoadEverywhere(cluster(), kTestLibrary);
+  std::vector<std::string> keys;
+  for (int i = 0; i < 6; ++i) {
+    keys.push_back(tag + ":k" + std::to_string(i));
+    ASSERT_TRUE(RedisCall(*src, {"SADD", keys.back(), "m"}).ok());
+  }
+
+  ASSERT_TRUE(cluster().BeginMigration(slot, 1).ok());
+  auto moved = cluster().MoveKeys(3);
+  ASSERT_TRUE(moved.ok()) << moved.status().ToString();
+  EXPECT_EQ(*moved, 3);
+  std::vector<std::string> gone, here;
+  for (const std::string& k : keys) {
+    auto e = RedisCall(*src, {"EXISTS", k});
+    // EXISTS of a key the source no longer has is redirected too.
+    (e.ok() ? here : gone).push_back(k);
+  }
+  ASSERT_EQ(gone.size() + here.size(), keys.size());
+  ASSERT_FALSE(gone.empty());
+  ASSERT_FALSE(here.empty());
+
+  // A moved key: ASK, a kUnavailable naming the target.
+  auto r = RedisCall(*src, {"SCARD", gone[0]});
+  ExpectUnavailableWith(r, "ASK", "SCARD of a moved key");
+  auto ask = ParseRedisRedirect(r.status().message());
+  ASSERT_TRUE(ask.has_value());
+  EXPECT_EQ(ask->kind, RedisRedirect::Kind::kAsk);
+  EXPECT_EQ(ask->slot, slot);
+  EXPECT_EQ(ask->port, cluster().node(1).port());
+  // A key still on the source is served there; a new key is not.
+  auto still = RedisCall(*src, {"SCARD", here[0]});
+  ASSERT_TRUE(still.ok()) << still.status().ToString();
+  EXPECT_EQ(still->integer, 1);
+  ExpectUnavailableWith(RedisCall(*src, {"SET", tag + ":new", "v"}), "ASK",
+                        "a new key");
+  // Keys on both sides: TRYAGAIN, for a command and for a function.
+  ExpectUnavailableWith(RedisCall(*src, {"SUNION", gone[0], here[0]}),
+                        "TRYAGAIN", "SUNION across the migration");
+  ExpectUnavailableWith(
+      RedisCall(*src, {"FCALL", "sum2", "2", gone[0], here[0]}), "TRYAGAIN",
+      "FCALL across the migration");
+  // The hazard: a function whose declared key is still here but that
+  // touches an undeclared key the source no longer has stops at that call,
+  // after its earlier writes (the SADD) were made.
+  auto f = RedisCall(*src, {"FCALL", "add_then_count", "1", here[0], gone[0]});
+  ExpectUnavailableWith(f, "non local key", "FCALL, undeclared moved key");
+  auto added = RedisCall(*src, {"SCARD", here[0]});
+  ASSERT_TRUE(added.ok()) << added.status().ToString();
+  EXPECT_EQ(added->integer, 2) << "the SADD before the failing call stays";
+  // Until the migration ends, the slot map still names the source.
+  EXPECT_EQ(MapOwner(slot), 0u);
+
+  ASSERT_TRUE(cluster().FinishMigration().ok());
+  EXPECT_EQ(MapOwner(slot), 1u);
+  RedisTarget t = ParseRedisTarget(cluster().url()).value();
+  t.key = tag;
+  auto a = ResolveRedisTarget(t, 2000);
+  ASSERT_TRUE(a.ok()) << a.status().ToString();
+  EXPECT_EQ(a->port, cluster().node(1).port());
+  ExpectUnavailableWith(RedisCall(*src, {"SCARD", here[0]}), "MOVED",
+                        "the old owner");
+  auto dst = ConnectRedisTarget(t, 2000);
+  ASSERT_TRUE(dst.ok()) << dst.status().ToString();
+  for (const std::string& k : keys) {
+    auto n = RedisCall(**dst, {"SCARD", k});
+    ASSERT_TRUE(n.ok()) << k << ": " << n.status().ToString();
+    EXPECT_EQ(n->integer, k == here[0] ? 2 : 1) << k;
+  }
+}
+
+// Sends `args` on `c` and returns once they are written (the reply comes
+// later, to `out`).
+void SendNow(RedisClient& c, std::vector<std::string> args,
+             std::shared_ptr<std::optional<Result<RedisReply>>> out) {
+  c.Command(std::move(args),
+            [out](Result<RedisReply> r) { out->emplace(std::move(r)); });
+  while (c.connected() && (c.events() & ZMQ_POLLOUT)) {
+    zmq_pollitem_t item{nullptr, c.fd(), c.events(), 0};
+    zmq_poll(&item, 1, 100);
+    c.HandleEvents(item.revents);
+  }
+}
+
+// Turns `c`'s loop until `out` holds a reply or `ms` pass.
+void AwaitReply(RedisClient& c,
+                const std::shared_ptr<std::optional<Result<RedisReply>>>& out,
+                int ms) {
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+  while (!*out && c.connected() &&
+         std::chrono::steady_clock::now() < deadline) {
+    zmq_pollitem_t item{nullptr, c.fd(), c.events(), 0};
+    zmq_poll(&item, 1, 50);
+    c.HandleEvents(item.revents);
+  }
+}
+
+// A stream's consumer group state, as XPENDING and XINFO GROUPS tell it.
+struct GroupState {
+  std::vector<std::string> pending;  // "id consumer deliveries" each
+  std::vector<int64_t> idle_ms;
+  std::string last_delivered;
+  int64_t entries_read = -1;
+};
+
+GroupState ReadGroup(RedisClient& c, const std::string& stream) {
+  GroupState g;
+  auto p = RedisCall(c, {"XPENDING", stream, "g", "-", "+", "100"});
+  EXPECT_TRUE(p.ok()) << p.status().ToString();
+  if (p.ok()) {
+    for (const RedisReply& e : p->elements) {
+      g.pending.push_back(e.elements[0].str + " " + e.elements[1].str + " " +
+                          std::to_string(e.elements[3].integer));
+      g.idle_ms.push_back(e.elements[2].integer);
+    }
+  }
+  auto info = RedisCall(c, {"XINFO", "GROUPS", stream});
+  EXPECT_TRUE(info.ok()) << info.status().ToString();
+  if (info.ok() && info->elements.size() == 1) {
+    const auto& f = info->elements[0].elements;
+    for (size_t i = 0; i + 1 < f.size(); i += 2) {
+      if (f[i].str == "last-delivered-id") g.last_delivered = f[i + 1].str;
+      if (f[i].str == "entries-read") g.entries_read = f[i + 1].integer;
+    }
+  }
+  return g;
+}
+
+TEST_F(RedisClusterTest, AStreamKeepsItsGroupAndPendingListAcrossAMigration) {
+  RedisTarget t = ParseRedisTarget(cluster().url()).value();
+  t.key = TagOnNode(2, "jq:e2e");
+  const std::string stream = t.key + ":s:0";
+  const std::string other_stream = t.key + ":s:1";
+  const uint16_t slot = KeySlot(t.key);
+  auto c = ConnectRedisTarget(t, 2000);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  RedisClient& before = **c;
+  for (const std::string& s : {stream, other_stream}) {
+    ASSERT_TRUE(
+        RedisCall(before, {"XGROUP", "CREATE", s, "g", "0", "MKSTREAM"}).ok());
+  }
+  std::vector<std::string> ids;
+  for (int i = 0; i < 5; ++i) {
+    auto id = RedisCall(before, {"XADD", stream, "*", "j", std::to_string(i)});
+    ASSERT_TRUE(id.ok()) << id.status().ToString();
+    ids.push_back(id->str);
+  }
+  // Broker b1 claims 3; reading its own pending list again bumps their
+  // delivery counts to 2; b2 claims 1.
+  auto claim = RedisCall(before, {"XREADGROUP", "GROUP", "g", "b1", "COUNT",
+                                  "3", "STREAMS", stream, ">"});
+  ASSERT_TRUE(claim.ok()) << claim.status().ToString();
+  ASSERT_TRUE(RedisCall(before, {"XREADGROUP", "GROUP", "g", "b1", "STREAMS",
+                                 stream, "0"})
+                  .ok());
+  ASSERT_TRUE(RedisCall(before, {"XREADGROUP", "GROUP", "g", "b2", "COUNT", "1",
+                                 "STREAMS", stream, ">"})
+                  .ok());
+  const GroupState was = ReadGroup(before, stream);
+  ASSERT_EQ(was.pending.size(), 4u);
+  EXPECT_EQ(was.pending[0], ids[0] + " b1 2");
+  EXPECT_EQ(was.pending[3], ids[3] + " b2 1");
+  EXPECT_EQ(was.last_delivered, ids[3]);
+  EXPECT_EQ(was.entries_read, 4);
+
+  // A broker's doorbell: blocked on the other (empty) stream of the shard.
+  auto waiter = ConnectNode(2);
+  ASSERT_NE(waiter, nullptr);
+  auto blocked = std::make_shared<std::optional<Result<RedisReply>>>();
+  SendNow(*waiter,
+          {"XREADGROUP", "GROUP", "g", "b3", "COUNT", "1", "BLOCK", "20000",
+           "STREAMS", other_stream, ">"},
+          blocked);
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_FALSE(blocked->has_value());
+
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));  // idle > 0
+  const auto started = std::chrono::steady_clock::now();
+  Status migrated = cluster().MigrateSlot(slot, 0);
+  ASSERT_TRUE(migrated.ok()) << migrated.ToString();
+  const auto took = std::chrono::steady_clock::now() - started;
+
+  // The blocked reader learns at once that its stream left.
+  AwaitReply(*waiter, blocked, 5000);
+  ASSERT_TRUE(blocked->has_value());
+  ExpectUnavailableWith(**blocked, "UNBLOCKED", "the blocked XREADGROUP");
+  // The old connection gets MOVED; resolving again finds the new owner.
+  ExpectUnavailableWith(RedisCall(before, {"XLEN", stream}), "MOVED",
+                        "the old owner");
+  auto a = ResolveRedisTarget(t, 2000);
+  ASSERT_TRUE(a.ok()) << a.status().ToString();
+  EXPECT_EQ(a->port, cluster().node(0).port());
+  auto after = ConnectRedisTarget(t, 2000);
+  ASSERT_TRUE(after.ok()) << after.status().ToString();
+  RedisClient& now = **after;
+
+  const GroupState is = ReadGroup(now, stream);
+  EXPECT_EQ(is.pending, was.pending);  // ids, owners, delivery counts
+  EXPECT_EQ(is.last_delivered, was.last_delivered);
+  EXPECT_EQ(is.entries_read, was.entries_read);
+  ASSERT_EQ(is.idle_ms.size(), was.idle_ms.size());
+  const int64_t took_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(took).count();
+  for (size_t i = 0; i < is.idle_ms.size(); ++i) {
+    // Delivery times travel with the entries: idle keeps growing.
+    EXPECT_GE(is.idle_ms[i], was.idle_ms[i] + 50) << i;
+    EXPECT_LE(is.idle_ms[i], was.idle_ms[i] + took_ms + 5000) << i;
+  }
+  // The group goes on: the one unread entry, acks, a later id.
+  auto rest = RedisCall(now, {"XREADGROUP", "GROUP", "g", "b1", "COUNT", "10",
+                              "STREAMS", stream, ">"});
+  ASSERT_TRUE(rest.ok()) << rest.status().ToString();
+  ASSERT_EQ(rest->elements.size(), 1u);
+  ASSERT_EQ(rest->elements[0].elements[1].elements.size(), 1u);
+  EXPECT_EQ(rest->elements[0].elements[1].elements[0].elements[0].str, ids[4]);
+  auto acked = RedisCall(
+      now, {"XACK", stream, "g", ids[0], ids[1], ids[2], ids[3], ids[4]});
+  ASSERT_TRUE(acked.ok()) << acked.status().ToString();
+  EXPECT_EQ(acked->integer, 5);
+  auto next = RedisCall(now, {"XADD", stream, "*", "j", "5"});
+  ASSERT_TRUE(next.ok()) << next.status().ToString();
+  EXPECT_GT(next->str, ids[4]);  // same length, ms first: a later id
+  auto groups = RedisCall(now, {"XINFO", "GROUPS", other_stream});
+  ASSERT_TRUE(groups.ok()) << groups.status().ToString();
+  EXPECT_EQ(groups->elements.size(), 1u);  // the empty stream's group too
+}
+
+}  // namespace
+}  // namespace yard
