@@ -331,6 +331,7 @@ void Run::OnOutcome(Lane& lane, const JobOutcome& out) {
 void Run::RecordBrokers() {
   auto target = ParseRedisTarget(cluster_->redis_url());
   if (!target.ok()) return;
+  target->key = "{yard}";  // the registry's slot, on a Redis Cluster
   auto client = ConnectRedisTarget(*target, 2000);
   if (!client.ok()) return;
   // Let every broker refresh its record (counters) once more.

@@ -915,7 +915,10 @@ class RedisQueue final : public JobQueue {
     Send({"EXEC"}, [this, keep](Result<RedisReply> r) {
       --writes_;
       if (!r.ok()) {
-        if (r.status().code() == StatusCode::kUnavailable) {
+        // EXECABORT: a queued command was refused (in a Redis Cluster, a
+        // MOVED or ASK while its slot moves); nothing ran: send it again.
+        if (r.status().code() == StatusCode::kUnavailable ||
+            r.status().message().find("EXECABORT") != std::string::npos) {
           replay_.push_back(std::move(*keep));
           Lost(r.status().message());
         } else {

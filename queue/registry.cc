@@ -96,6 +96,7 @@ Result<std::unique_ptr<Discovery>> Discovery::Create(Options options) {
   }
   std::unique_ptr<Discovery> d(new Discovery(std::move(options)));
   d->target_ = *target;
+  d->target_.key = "{yard}";  // a Redis Cluster: the registry's slot
   const int64_t deadline =
       MonoMillis() + std::max<int64_t>(0, d->options_.wait_ms);
   std::string last_error = "no broker is registered";
