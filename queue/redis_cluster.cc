@@ -60,6 +60,20 @@ uint16_t Crc16Xmodem(std::string_view data) {
   return crc;
 }
 
+std::string ShardHashTag(std::string_view queue, int shard, int shards) {
+  std::string base = "jq:";
+  base.append(queue).append(":").append(std::to_string(shard));
+  const int64_t lo = int64_t{shard} * kClusterSlots / shards;
+  const int64_t hi = int64_t{shard + 1} * kClusterSlots / shards;
+  for (int64_t salt = 0;; ++salt) {
+    std::string tag = base;
+    if (salt > 0) tag.append("~").append(std::to_string(salt));
+    const int64_t slot =
+        Crc16Xmodem(tag) % kClusterSlots;  // KeySlot of "{tag}"
+    if (slot >= lo && slot < hi) return tag;
+  }
+}
+
 uint16_t KeySlot(std::string_view key) {
   const size_t open = key.find('{');
   if (open != std::string_view::npos) {

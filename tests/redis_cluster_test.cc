@@ -71,6 +71,25 @@ TEST(KeySlotTest, HashTags) {
   EXPECT_EQ(KeySlot("}{x}"), KeySlot("x"));
 }
 
+// Shard tags spread evenly over primaries holding equal slot ranges, and
+// are the same on every call (every broker must agree).
+TEST(KeySlotTest, ShardTagsSpreadOverEqualSlotRanges) {
+  for (int shards : {3, 6, 12, 48}) {
+    std::vector<int> per_node(3);
+    for (int k = 0; k < shards; ++k) {
+      const std::string tag = ShardHashTag("default", k, shards);
+      EXPECT_EQ(tag, ShardHashTag("default", k, shards));
+      EXPECT_EQ(tag.rfind("jq:default:" + std::to_string(k), 0), 0u) << tag;
+      const int slot = KeySlot("{" + tag + "}:s:1");
+      EXPECT_EQ(slot, KeySlot("{" + tag + "}"));
+      EXPECT_GE(slot, k * kClusterSlots / shards) << tag;
+      EXPECT_LT(slot, (k + 1) * kClusterSlots / shards) << tag;
+      ++per_node[slot * 3 / kClusterSlots];
+    }
+    for (int n : per_node) EXPECT_EQ(n, shards / 3) << shards << " shards";
+  }
+}
+
 TEST(RedirectTest, ParsesMovedAndAsk) {
   auto m = ParseRedisRedirect("MOVED 3999 127.0.0.1:6381");
   ASSERT_TRUE(m.has_value());
