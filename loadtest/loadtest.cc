@@ -341,11 +341,7 @@ void Run::RecordBrokers() {
   for (const BrokerRecord& b : *records) {
     std::map<std::string, std::string> row = {{"id", b.id},
                                               {"frontend", b.frontend}};
-    if (b.json.contains("counters") && b.json["counters"].is_object()) {
-      for (const auto& [k, v] : b.json["counters"].items()) {
-        if (v.is_number()) row[k] = v.dump();
-      }
-    }
+    for (const auto& [k, v] : b.counters) row[k] = std::to_string(v);
     report_.brokers.push_back(std::move(row));
   }
 }

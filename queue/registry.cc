@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <nlohmann/json.hpp>
 
 #include "common/clock.h"
 #include "queue/redis_layout.h"
@@ -13,6 +14,91 @@ namespace yard {
 
 std::string RegistryKey(std::string_view broker_id) {
   return "{yard}:broker:" + std::string(broker_id);
+}
+
+namespace {
+
+// Reads j[key] into *out when present; false when it has another type.
+bool Field(const nlohmann::json& j, const char* key, std::string* out) {
+  auto it = j.find(key);
+  if (it == j.end()) return true;
+  if (!it->is_string()) return false;
+  *out = it->get<std::string>();
+  return true;
+}
+bool Field(const nlohmann::json& j, const char* key, bool* out) {
+  auto it = j.find(key);
+  if (it == j.end()) return true;
+  if (!it->is_boolean()) return false;
+  *out = it->get<bool>();
+  return true;
+}
+bool Field(const nlohmann::json& j, const char* key, int64_t* out) {
+  auto it = j.find(key);
+  if (it == j.end()) return true;
+  if (!it->is_number_integer()) return false;
+  *out = it->get<int64_t>();
+  return true;
+}
+bool Field(const nlohmann::json& j, const char* key,
+           std::vector<std::string>* out) {
+  auto it = j.find(key);
+  if (it == j.end()) return true;
+  if (!it->is_array()) return false;
+  for (const auto& e : *it) {
+    if (!e.is_string()) return false;
+    out->push_back(e.get<std::string>());
+  }
+  return true;
+}
+bool Field(const nlohmann::json& j, const char* key,
+           std::map<std::string, int64_t>* out) {
+  auto it = j.find(key);
+  if (it == j.end()) return true;
+  if (!it->is_object()) return false;
+  for (const auto& [k, v] : it->items()) {
+    if (!v.is_number_integer()) return false;
+    (*out)[k] = v.get<int64_t>();
+  }
+  return true;
+}
+
+}  // namespace
+
+Result<BrokerRecord> ParseBrokerRecord(std::string_view id,
+                                       std::string_view text) {
+  const std::string who = "the record of broker '" + std::string(id) + "'";
+  const nlohmann::json j =
+      nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object()) {
+    return Status::InvalidArgument(who + " is not a JSON object");
+  }
+  BrokerRecord b;
+  b.id = std::string(id);
+  auto bad = [&](const char* field) {
+    return Status::InvalidArgument(who + ": '" + field +
+                                   "' does not have the type it should");
+  };
+  if (!Field(j, "queue", &b.queue)) return bad("queue");
+  if (!Field(j, "frontend", &b.frontend)) return bad("frontend");
+  if (!Field(j, "backend", &b.backend)) return bad("backend");
+  if (!Field(j, "draining", &b.draining)) return bad("draining");
+  if (!Field(j, "held", &b.held)) return bad("held");
+  if (!Field(j, "counters", &b.counters)) return bad("counters");
+  if (auto it = j.find("workers"); it != j.end()) {
+    if (!it->is_array()) return bad("workers");
+    for (const auto& w : *it) {
+      RegisteredWorker rw;
+      if (!w.is_object() || !Field(w, "name", &rw.name) ||
+          !Field(w, "capacity", &rw.capacity) ||
+          !Field(w, "outstanding", &rw.outstanding) ||
+          !Field(w, "tags", &rw.tags) || !Field(w, "taints", &rw.taints)) {
+        return bad("workers");
+      }
+      b.workers.push_back(std::move(rw));
+    }
+  }
+  return b;
 }
 
 Result<std::vector<BrokerRecord>> ReadRegistry(RedisClient& client,
@@ -39,19 +125,12 @@ Result<std::vector<BrokerRecord>> ReadRegistry(RedisClient& client,
       gone.push_back(id);
       continue;
     }
-    BrokerRecord b;
-    b.json = nlohmann::json::parse(r.str, nullptr, /*allow_exceptions=*/false);
-    if (!b.json.is_object()) {
-      spdlog::warn("registry: the record of broker '{}' is not a JSON object",
-                   id);
+    Result<BrokerRecord> b = ParseBrokerRecord(id, r.str);
+    if (!b.ok()) {
+      spdlog::warn("registry: skipping a record: {}", b.status().message());
       continue;
     }
-    b.id = id;
-    b.queue = b.json.value("queue", "");
-    b.frontend = b.json.value("frontend", "");
-    b.backend = b.json.value("backend", "");
-    b.draining = b.json.value("draining", false);
-    out.push_back(std::move(b));
+    out.push_back(std::move(b).value());
   }
   // Only members whose record expired; a broker that registers again in
   // between adds itself back on its next refresh.

@@ -30,9 +30,9 @@
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
-#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -47,17 +47,36 @@ namespace yard {
 inline constexpr char kRegistrySet[] = "{yard}:brokers";
 std::string RegistryKey(std::string_view broker_id);
 
+// A worker as a broker's record lists it.
+struct RegisteredWorker {
+  std::string name;
+  int64_t capacity = 0;
+  int64_t outstanding = 0;
+  std::vector<std::string> tags;
+  std::vector<std::string> taints;
+};
+
+// One broker's record, verified (ParseBrokerRecord): every field has its
+// type; absent fields keep these defaults.
 struct BrokerRecord {
   std::string id;
   std::string queue;
   std::string frontend;
   std::string backend;
   bool draining = false;
-  nlohmann::json json;  // the whole record
+  std::vector<RegisteredWorker> workers;
+  std::map<std::string, int64_t> held;      // jobs by state
+  std::map<std::string, int64_t> counters;  // accepted, dispatched, ...
 };
 
+// Parses and checks one record's text; InvalidArgument naming the first
+// field that is not what the layout above says.
+Result<BrokerRecord> ParseBrokerRecord(std::string_view id,
+                                       std::string_view text);
+
 // Blocking: the brokers registered now, sorted by id. Records that do not
-// parse are skipped; set members whose record expired are removed.
+// parse are skipped with a warning; set members whose record expired are
+// removed.
 Result<std::vector<BrokerRecord>> ReadRegistry(RedisClient& client,
                                                int64_t timeout_ms = 2000);
 

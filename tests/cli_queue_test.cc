@@ -303,7 +303,13 @@ TEST_F(CliQueueTest, StatsCountsEveryState) {
          R"("tags":["gpu"],"taints":[]},{"name":"w2","capacity":2,)"
          R"("outstanding":0,"tags":[],"taints":[]}]})",
          "PX", "60000"});
-  Redis({"SADD", "{yard}:brokers", "broker-a", "broker-gone"});
+  // Records that are not what the layout says are skipped, not trusted.
+  Redis({"SET", "{yard}:broker:broker-bad", R"({"queue":5})", "PX", "60000"});
+  Redis({"SET", "{yard}:broker:broker-odd",
+         R"({"workers":[{"name":"w9","capacity":"lots"}]})", "PX", "60000"});
+  Redis({"SET", "{yard}:broker:broker-text", "not json", "PX", "60000"});
+  Redis({"SADD", "{yard}:brokers", "broker-a", "broker-gone", "broker-bad",
+         "broker-odd", "broker-text"});
 
   Json j = Queue("stats");
   ASSERT_EQ(j["brokers"].size(), 1u) << j.dump();

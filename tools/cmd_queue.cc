@@ -25,6 +25,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "common/logging.h"
 #include "queue/redis_target.h"
 #include "tools/cli.h"
 
@@ -432,31 +433,22 @@ Result<Json> Stats(RedisClient& c, const QueueKeys& keys) {
   Json live = Json::array();
   std::map<std::string, Json> workers;
   for (const BrokerRecord& b : *registry) {
-    const Json rec = Json::parse(b.json.dump());  // ordered, for printing
-    const Json held = rec.contains("held") ? rec["held"] : Json();
     live.push_back({{"id", b.id},
                     {"queue", b.queue},
                     {"frontend", b.frontend},
                     {"backend", b.backend},
                     {"draining", b.draining},
-                    {"held", held},
-                    {"counters", rec.value("counters", Json::object())}});
-    if (!rec.contains("workers") || !rec["workers"].is_array()) continue;
-    for (const auto& w : rec["workers"]) {
-      if (!w.is_object() || !w.contains("name")) continue;
-      const std::string name = w.value("name", "");
-      Json& row = workers[name];
+                    {"held", b.held},
+                    {"counters", b.counters}});
+    for (const RegisteredWorker& w : b.workers) {
+      Json& row = workers[w.name];
       if (row.is_null()) {
-        row = {{"name", name},
-               {"capacity", w.value("capacity", 0)},
-               {"tags", w.value("tags", Json::array())},
-               {"taints", w.value("taints", Json::array())},
-               {"brokers", Json::array()},
-               {"outstanding", 0}};
+        row = {{"name", w.name},           {"capacity", w.capacity},
+               {"tags", w.tags},           {"taints", w.taints},
+               {"brokers", Json::array()}, {"outstanding", 0}};
       }
       row["brokers"].push_back(b.id);
-      row["outstanding"] = row["outstanding"].get<int64_t>() +
-                           w.value("outstanding", int64_t{0});
+      row["outstanding"] = row["outstanding"].get<int64_t>() + w.outstanding;
     }
   }
   Json worker_list = Json::array();
@@ -707,6 +699,8 @@ int RunQueue(int argc, char** argv) {
   }
   int code = 0;
   if (!cli::Parse(app, argc, argv, &code)) return code;
+  // Library warnings go to stderr, never into the JSON on stdout.
+  InitLogging("queue", "warn");
   const std::string name = app.get_name();
 
   Result<cli::QueueConnection> connection = cli::ConnectQueue(flags);

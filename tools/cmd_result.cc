@@ -10,6 +10,7 @@
 #include <string>
 #include <string_view>
 
+#include "common/logging.h"
 #include "tools/cli.h"
 
 namespace yard {
@@ -106,6 +107,8 @@ int RunResult(int argc, char** argv) {
   cli::AddQueueFlags(app, &flags);
   int code = 0;
   if (!cli::Parse(app, argc, argv, &code)) return code;
+  // Library warnings go to stderr, never into the JSON on stdout.
+  InitLogging("result", "warn");
   const std::string name = app.get_name();
 
   const std::optional<JobId> id = JobId::Parse(id_text);
