@@ -26,6 +26,19 @@
 namespace yard {
 namespace {
 
+// A job's required tags and tolerations as views; false when it has none.
+bool SelectorOf(const wire::Job& job, std::vector<std::string_view>* tags,
+                std::vector<std::string_view>* tolerations) {
+  auto add = [](const auto* from, std::vector<std::string_view>* to) {
+    if (from) {
+      for (const auto* s : *from) to->push_back(s->string_view());
+    }
+  };
+  add(job.tags(), tags);
+  add(job.tolerations(), tolerations);
+  return !tags->empty() || !tolerations->empty();
+}
+
 // Messages read from one socket per loop turn before the other gets a turn.
 constexpr int kReadBudget = 256;
 // Logs about bad input are capped per second so a flood cannot fill disks.
@@ -290,18 +303,9 @@ void Broker::Impl::OnSubmit(const std::string& route,
     const wire::Job* job = blob->data_nested_root();
     std::string why;
     auto code = CheckJob(*job, options_.limits, &why);
+    std::vector<std::string_view> tags, tolerations;
     if (code == wire::ErrorCode::None &&
-        ((job->tags() && job->tags()->size()) ||
-         (job->tolerations() && job->tolerations()->size()))) {
-      std::vector<std::string_view> tags, tolerations;
-      if (job->tags()) {
-        for (const auto* t : *job->tags()) tags.push_back(t->string_view());
-      }
-      if (job->tolerations()) {
-        for (const auto* t : *job->tolerations()) {
-          tolerations.push_back(t->string_view());
-        }
-      }
+        SelectorOf(*job, &tags, &tolerations)) {
       if (Status st = ValidateSelector(tags, tolerations); !st.ok()) {
         code = wire::ErrorCode::BadBatch;
         why = "invalid selector: " + st.message();
@@ -471,15 +475,13 @@ void Broker::Impl::OnReady(std::string_view identity,
   std::vector<std::string_view> tags(w->tags.begin(), w->tags.end()),
       taints(w->taints.begin(), w->taints.end());
   auto labels = MakeLabels(tags, taints);
+  w->labels_ok = labels.ok();
   if (labels.ok()) {
     w->labels = std::move(labels).value();
   } else {
     // Taints it cannot state must not be ignored: give it nothing.
     spdlog::warn("worker {}: {}; it gets no jobs", w->name,
                  labels.status().message());
-    w->labels = Labels();
-    w->labels.taints.push_back(LabelEntry{"invalid-labels", "", false,
-                                          StableHash("invalid-labels"), 0});
   }
   if (fresh) {
     spdlog::info("worker {} ready: capacity {}, credit {}", w->name,
@@ -686,30 +688,16 @@ bool Broker::Impl::Place(const JobId& id, Bytes blob, uint16_t attempt,
 }
 
 Broker::Impl::Candidates* Broker::Impl::CandidatesFor(const wire::Job& job) {
-  std::string_view key;
-  std::string key_storage;
   std::vector<std::string_view> tags, tolerations;
-  if ((job.tags() && job.tags()->size()) ||
-      (job.tolerations() && job.tolerations()->size())) {
-    if (job.tags()) {
-      for (const auto* t : *job.tags()) tags.push_back(t->string_view());
-    }
-    if (job.tolerations()) {
-      for (const auto* t : *job.tolerations()) {
-        tolerations.push_back(t->string_view());
-      }
-    }
-    key_storage = SelectorKey(tags, tolerations);
-    key = key_storage;
-  }
   Candidates* found = &unlabeled_;  // the common case: no lookup
-  if (!key.empty()) {
+  if (SelectorOf(job, &tags, &tolerations)) {
+    const std::string key = SelectorKey(tags, tolerations);
     auto it = candidates_.find(key);
     if (it == candidates_.end()) {
       auto selector = MakeSelector(tags, tolerations);
       if (!selector.ok()) return nullptr;  // checked at submit; never here
       if (candidates_.size() >= kMaxSelectors) candidates_.clear();
-      it = candidates_.emplace(std::string(key), Candidates()).first;
+      it = candidates_.emplace(key, Candidates()).first;
       it->second.selector = std::move(selector).value();
     }
     found = &it->second;
@@ -719,7 +707,9 @@ Broker::Impl::Candidates* Broker::Impl::CandidatesFor(const wire::Job& job) {
     c.roster = roster_;
     c.workers.clear();
     for (WorkerInfo& w : workers_.workers()) {
-      if (Admits(w.labels, c.selector)) c.workers.push_back(&w);
+      if (w.labels_ok && Admits(w.labels, c.selector)) {
+        c.workers.push_back(&w);
+      }
     }
     c.turn = 0;
   }
@@ -889,7 +879,7 @@ void Broker::Impl::Timers(int64_t now) {
   for (const WorkerInfo& w : workers_.workers()) {
     (void)SendRouter(backend_, w.identity, hb);
   }
-  queue_->Advertise(RegistryRecord());
+  if (queue_->durable()) queue_->Advertise(RegistryRecord());
 }
 
 nlohmann::json Broker::Impl::RegistryRecord() const {

@@ -38,7 +38,8 @@ struct WorkerInfo {
   std::vector<std::string> tasks;
   std::vector<std::string> tags;
   std::vector<std::string> taints;
-  Labels labels;     // tags and taints, compiled for placement
+  Labels labels;          // tags and taints, compiled for placement
+  bool labels_ok = true;  // false: labels it cannot state; it gets no jobs
   uint64_t key = 0;  // WorkerKey(name): the same at every broker (affinity)
   // Its Dispatch being built (broker Dispatch): valid while out_epoch is
   // the broker's current one.

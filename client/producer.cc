@@ -332,11 +332,10 @@ class Producer::Impl {
   bool sleeping_ = false;            // guarded: the I/O thread waits in poll
   size_t wake_threshold_ = 1;        // guarded: wake it when this many wait
   bool io_done_ = false;             // guarded: the I/O thread has exited
-  bool new_set_ = false;             // guarded: SetBrokers came
-  std::vector<std::string> broker_set_;    // guarded: its endpoints
   std::vector<PendingJob*> intake_local_;  // I/O thread
   std::atomic<bool> stop_{false};
   std::atomic<bool> closed_{false};  // Close() began: no new work
+  BrokerSetMailbox new_set_;         // SetBrokers -> I/O thread
   std::mutex close_mu_;
 
   // Flush.
@@ -755,22 +754,13 @@ void Producer::Impl::ExpireAcks(int64_t now) {
 }
 
 void Producer::Impl::SetBrokers(std::vector<std::string> endpoints) {
-  {
-    std::lock_guard<std::mutex> lock(intake_mu_);
-    broker_set_ = std::move(endpoints);
-    new_set_ = true;
-  }
+  new_set_.Put(std::move(endpoints));
   Wake();
 }
 
 void Producer::Impl::ApplyBrokerSet(int64_t now) {
   std::vector<std::string> set;
-  {
-    std::lock_guard<std::mutex> lock(intake_mu_);
-    if (!new_set_) return;
-    new_set_ = false;
-    set.swap(broker_set_);
-  }
+  if (!new_set_.Take(&set)) return;
   MergeBrokerSet(
       brokers_, std::move(set),
       [](const std::string& ep) {

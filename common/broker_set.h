@@ -11,10 +11,35 @@
 #define YARD_COMMON_BROKER_SET_H_
 
 #include <algorithm>
+#include <mutex>
 #include <string>
 #include <vector>
 
 namespace yard {
+
+// The newest broker set, handed from any thread (SetBrokers) to the owner's
+// I/O thread, which takes it once.
+class BrokerSetMailbox {
+ public:
+  void Put(std::vector<std::string> set) {
+    std::lock_guard<std::mutex> lock(mu_);
+    set_ = std::move(set);
+    fresh_ = true;
+  }
+  // True, with the set, when one came since the last Take.
+  bool Take(std::vector<std::string>* out) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!fresh_) return false;
+    fresh_ = false;
+    out->swap(set_);
+    return true;
+  }
+
+ private:
+  std::mutex mu_;
+  bool fresh_ = false;
+  std::vector<std::string> set_;
+};
 
 // B has `std::string endpoint` and `bool retired`. `valid(endpoint)` returns
 // false (and says why) for endpoints to skip; `retire(b)`, `back(b)` and

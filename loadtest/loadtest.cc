@@ -179,18 +179,11 @@ Status Run::MakeProducers() {
       d.side = Discovery::Side::kFrontend;
       d.queue = o_.queue.empty() ? "default" : o_.queue;
       d.wait_ms = static_cast<int64_t>(o_.connect_timeout_s * 1e3);
-      // Brokers register as they start: wait until all of them show up.
-      const int64_t until = MonoMillis() + d.wait_ms;
-      for (;;) {
-        auto found = Discovery::Create(d);
-        if (!found.ok()) return found.status();
-        lane->discovery = std::move(found).value();
-        if (lane->discovery->endpoints().size() >= report_.endpoints.size() ||
-            MonoMillis() >= until) {
-          break;
-        }
-        std::this_thread::sleep_for(std::chrono::milliseconds(100));
-      }
+      // Brokers it has not seen yet come through the discovery thread;
+      // WaitForBrokers waits for every producer to reach all of them.
+      auto found = Discovery::Create(d);
+      if (!found.ok()) return found.status();
+      lane->discovery = std::move(found).value();
       po.brokers = lane->discovery->endpoints();
     }
     po.heartbeat_ms = o_.heartbeat_ms;

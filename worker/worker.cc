@@ -12,7 +12,6 @@
 #include <chrono>
 #include <cstring>
 #include <exception>
-#include <mutex>
 #include <semaphore>
 #include <thread>
 #include <unordered_map>
@@ -183,6 +182,9 @@ class Worker::Impl {
   }
   void ApplyBrokerSet();
   void Drop(Broker& b);
+  // Takes back n of b's unused credit (Credit.withdraw); returns n, or 0
+  // when the message could not be sent.
+  int64_t Withdraw(Broker& b, int64_t n);
   void BeginDrain();
   void Shutdown();
   int64_t PollTimeoutMs() const;
@@ -202,12 +204,10 @@ class Worker::Impl {
   std::atomic<int64_t> uncollected_{0};  // results in done_queue_
   int64_t wake_batch_ = 1;               // results that make a batch
   std::atomic<bool> runners_stop_{false};
-  std::mutex set_mu_;
-  bool new_set_ = false;                 // guarded by set_mu_
-  std::vector<std::string> broker_set_;  // guarded by set_mu_
-  std::atomic<int> parked_{0};           // runners waiting for jobs
-  std::atomic<int64_t> queued_{0};       // jobs in run_queue_
-  std::atomic<int> live_tasks_{0};       // arena tasks not yet returned
+  BrokerSetMailbox new_set_;
+  std::atomic<int> parked_{0};      // runners waiting for jobs
+  std::atomic<int64_t> queued_{0};  // jobs in run_queue_
+  std::atomic<int> live_tasks_{0};  // arena tasks not yet returned
   std::counting_semaphore<> unpark_{0};
   int wake_fd_ = -1;
   tbb::concurrent_queue<Job*> run_queue_;
@@ -671,11 +671,7 @@ void Worker::Impl::CollectResults() {
 }
 
 void Worker::Impl::SetBrokers(std::vector<std::string> endpoints) {
-  {
-    std::lock_guard<std::mutex> lock(set_mu_);
-    broker_set_ = std::move(endpoints);
-    new_set_ = true;
-  }
+  new_set_.Put(std::move(endpoints));
   WakeIo();
 }
 
@@ -716,12 +712,7 @@ void Worker::Impl::Rebalance() {
 
 void Worker::Impl::ApplyBrokerSet() {
   std::vector<std::string> set;
-  {
-    std::lock_guard<std::mutex> lock(set_mu_);
-    if (!new_set_) return;
-    new_set_ = false;
-    set.swap(broker_set_);
-  }
+  if (!new_set_.Take(&set)) return;
   MergeBrokerSet(
       brokers_, std::move(set),
       [](const std::string& ep) {
@@ -748,6 +739,16 @@ void Worker::Impl::ApplyBrokerSet() {
     SendReady(b);
   }
   poll_items_dirty_ = true;
+}
+
+int64_t Worker::Impl::Withdraw(Broker& b, int64_t n) {
+  if (!Send(b, writer_.EncodeCredit(0, static_cast<uint32_t>(n)), "Credit")) {
+    return 0;
+  }
+  b.credit -= n;
+  b.withdraw_grace += n;
+  b.last_withdraw_ms = now_ms_;
+  return n;
 }
 
 void Worker::Impl::Drop(Broker& b) {
@@ -843,16 +844,8 @@ void Worker::Impl::Regrant() {
   Rebalance();
   int64_t used = 0;
   for (auto& b : brokers_) {
-    if (b.retired && b.socket && b.credit > 0) {
-      // Left the set: it gets no new jobs; take back all it has not used.
-      const int64_t w = b.credit;
-      if (Send(b, writer_.EncodeCredit(0, static_cast<uint32_t>(w)),
-               "Credit")) {
-        b.credit = 0;
-        b.withdraw_grace += w;
-        b.last_withdraw_ms = now_ms_;
-      }
-    }
+    // Left the set: it gets no new jobs; take back all it has not used.
+    if (b.retired && b.socket && b.credit > 0) Withdraw(b, b.credit);
     used += b.held + b.credit;
   }
   int64_t total = 0;
@@ -863,14 +856,7 @@ void Worker::Impl::Regrant() {
     if (excess > 0 && b.credit > 0 && !Hungry(b) &&
         now_ms_ - b.last_withdraw_ms >= kHungryWindowMs) {
       // Idle above its share: take back what it has not used.
-      const int64_t w = std::min(excess, b.credit);
-      if (Send(b, writer_.EncodeCredit(0, static_cast<uint32_t>(w)),
-               "Credit")) {
-        b.credit -= w;
-        b.withdraw_grace += w;
-        b.last_withdraw_ms = now_ms_;
-        used -= w;
-      }
+      used -= Withdraw(b, std::min(excess, b.credit));
       continue;
     }
     // Grant only free slots (the floor of one per broker always).
