@@ -120,6 +120,65 @@ Status CheckBinary(const std::string& binary) {
   return Status::OK();
 }
 
+// Spawns a server (redis-server or sentinel) and waits up to kStartTimeout
+// until it answers PING on `port`. `what` names it in errors; `log_tail`
+// reads its logs for them.
+Status SpawnAndAwaitPing(std::vector<std::string> args,
+                         const std::string& stderr_path, uint16_t port,
+                         const std::string& what,
+                         const std::function<std::string()>& log_tail,
+                         std::unique_ptr<Process>* process) {
+  Result<std::unique_ptr<Process>> p =
+      Process::Spawn(std::move(args), stderr_path);
+  if (!p.ok()) return p.status();
+  *process = std::move(p).value();
+  const std::string name = what + " on port " + std::to_string(port);
+  const auto deadline = std::chrono::steady_clock::now() + kStartTimeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (Pings(port)) return Status::OK();
+    if (!(*process)->Running()) {
+      std::optional<ExitInfo> exit = (*process)->Wait(std::chrono::seconds(1));
+      process->reset();
+      return Status::Unavailable(name + " exited (" +
+                                 (exit ? exit->ToString() : std::string("?")) +
+                                 "); log:\n" + log_tail());
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  (*process)->Kill();
+  process->reset();
+  return Status::DeadlineExceeded(
+      name + " did not answer PING within 10 s; log:\n" + log_tail());
+}
+
+// SIGTERM, again every 500 ms (Redis ignores one that comes while it writes
+// its initial AOF, e.g. right after a replica's full sync), SIGKILL after
+// kStopTimeout.
+Status StopGracefully(std::unique_ptr<Process>* process,
+                      const std::string& what) {
+  if (*process == nullptr) return Status::OK();
+  const auto deadline = std::chrono::steady_clock::now() + kStopTimeout;
+  std::optional<ExitInfo> exit;
+  while (!exit && std::chrono::steady_clock::now() < deadline) {
+    (*process)->Signal(SIGTERM);
+    exit = (*process)->Wait(std::chrono::milliseconds(500));
+  }
+  Status status;
+  if (!exit) {
+    (*process)->Kill();
+    status = Status::DeadlineExceeded(what + " ignored SIGTERM for 10 s");
+  }
+  process->reset();
+  return status;
+}
+
+// The last 2,000 bytes of a server's log and stderr, for error messages.
+std::string TailOf(const std::string& log, const std::string& err) {
+  std::string text = ReadFileOrEmpty(log) + ReadFileOrEmpty(err);
+  constexpr size_t kMax = 2000;
+  return text.size() > kMax ? text.substr(text.size() - kMax) : text;
+}
+
 }  // namespace
 
 Result<uint16_t> PickFreeLoopbackPort() {
@@ -226,47 +285,12 @@ Status RedisServer::Start() {
                  dir_ + "/nodes.conf", "--cluster-node-timeout", "2000",
                  "--cluster-port", std::to_string(cluster_port_)});
   }
-  Result<std::unique_ptr<Process>> p =
-      Process::Spawn(std::move(args), dir_ + "/redis.stderr");
-  if (!p.ok()) return p.status();
-  process_ = std::move(p).value();
-  const auto deadline = std::chrono::steady_clock::now() + kStartTimeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (Pings(port_)) return Status::OK();
-    if (!process_->Running()) {
-      std::optional<ExitInfo> exit = process_->Wait(std::chrono::seconds(1));
-      process_.reset();
-      return Status::Unavailable("redis-server on port " +
-                                 std::to_string(port_) + " exited (" +
-                                 (exit ? exit->ToString() : std::string("?")) +
-                                 "); log:\n" + LogTail());
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  Kill();
-  return Status::DeadlineExceeded(
-      "redis-server on port " + std::to_string(port_) +
-      " did not answer PING within 10 s; log:\n" + LogTail());
+  return SpawnAndAwaitPing(
+      std::move(args), dir_ + "/redis.stderr", port_, "redis-server",
+      [this] { return LogTail(); }, &process_);
 }
 
-Status RedisServer::Stop() {
-  if (process_ == nullptr) return Status::OK();
-  // Redis ignores a SIGTERM that comes while it writes its initial AOF
-  // (e.g. right after a replica's full sync): send it again until it takes.
-  const auto deadline = std::chrono::steady_clock::now() + kStopTimeout;
-  std::optional<ExitInfo> exit;
-  while (!exit && std::chrono::steady_clock::now() < deadline) {
-    process_->Signal(SIGTERM);
-    exit = process_->Wait(std::chrono::milliseconds(500));
-  }
-  Status status;
-  if (!exit) {
-    process_->Kill();
-    status = Status::DeadlineExceeded("redis-server ignored SIGTERM for 10 s");
-  }
-  process_.reset();
-  return status;
-}
+Status RedisServer::Stop() { return StopGracefully(&process_, "redis-server"); }
 
 Status RedisServer::Shutdown() {
   if (process_ == nullptr) return Status::OK();
@@ -306,10 +330,7 @@ void RedisServer::Kill() {
 }
 
 std::string RedisServer::LogTail() const {
-  std::string log = ReadFileOrEmpty(dir_ + "/redis.log") +
-                    ReadFileOrEmpty(dir_ + "/redis.stderr");
-  constexpr size_t kMax = 2000;
-  return log.size() > kMax ? log.substr(log.size() - kMax) : log;
+  return TailOf(dir_ + "/redis.log", dir_ + "/redis.stderr");
 }
 
 }  // namespace yard
@@ -416,43 +437,14 @@ std::string RedisSentinel::address() const {
 
 Status RedisSentinel::Start() {
   if (process_ != nullptr) return Status::OK();
-  Result<std::unique_ptr<Process>> p =
-      Process::Spawn({binary_, dir_ + "/sentinel.conf", "--sentinel"},
-                     dir_ + "/sentinel.stderr");
-  if (!p.ok()) return p.status();
-  process_ = std::move(p).value();
-  const auto deadline = std::chrono::steady_clock::now() + kStartTimeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (Pings(port_)) return Status::OK();
-    if (!process_->Running()) {
-      std::optional<ExitInfo> exit = process_->Wait(std::chrono::seconds(1));
-      process_.reset();
-      return Status::Unavailable("redis sentinel on port " +
-                                 std::to_string(port_) + " exited (" +
-                                 (exit ? exit->ToString() : std::string("?")) +
-                                 "); log:\n" + LogTail());
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  process_->Kill();
-  process_.reset();
-  return Status::DeadlineExceeded(
-      "redis sentinel on port " + std::to_string(port_) +
-      " did not answer PING within 10 s; log:\n" + LogTail());
+  return SpawnAndAwaitPing(
+      {binary_, dir_ + "/sentinel.conf", "--sentinel"},
+      dir_ + "/sentinel.stderr", port_, "redis sentinel",
+      [this] { return LogTail(); }, &process_);
 }
 
 Status RedisSentinel::Stop() {
-  if (process_ == nullptr) return Status::OK();
-  process_->Signal(SIGTERM);
-  std::optional<ExitInfo> exit = process_->Wait(kStopTimeout);
-  Status status;
-  if (!exit) {
-    process_->Kill();
-    status =
-        Status::DeadlineExceeded("redis sentinel ignored SIGTERM for 10 s");
-  }
-  process_.reset();
-  return status;
+  return StopGracefully(&process_, "redis sentinel");
 }
 
 Result<uint16_t> RedisSentinel::MasterPort() const {
@@ -491,10 +483,7 @@ Status RedisSentinel::AwaitTopology(int replicas, int other_sentinels,
 }
 
 std::string RedisSentinel::LogTail() const {
-  std::string log = ReadFileOrEmpty(dir_ + "/sentinel.log") +
-                    ReadFileOrEmpty(dir_ + "/sentinel.stderr");
-  constexpr size_t kMax = 2000;
-  return log.size() > kMax ? log.substr(log.size() - kMax) : log;
+  return TailOf(dir_ + "/sentinel.log", dir_ + "/sentinel.stderr");
 }
 
 }  // namespace yard
