@@ -35,7 +35,7 @@ window=1000
 out=""
 
 # shellcheck source=bench/lib.sh
-source "$(dirname "$0")/lib.sh"  # usage
+source "$(dirname "$0")/lib.sh"  # usage, prepare_results, run_one
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --build) build="${2:?}"; shift 2 ;;
@@ -64,21 +64,7 @@ baseline="$build/bench/zmq_baseline"
 for b in "$yard" "$baseline"; do
   [[ -x "$b" ]] || { echo "e2e.sh: $b not found (scripts/build.sh $build)" >&2; exit 2; }
 done
-[[ -n "$out" ]] || out="$build/bench/results/e2e-latest.json"
-mkdir -p "$(dirname "$out")"
-logs="${out%.json}-runs"
-rm -rf "$logs"
-mkdir -p "$logs"
-
-run_one() {  # name, then the command; its JSON report goes to $logs/name.json
-  local name=$1
-  shift
-  echo "e2e.sh: $name" >&2
-  if ! timeout --kill-after=10 600 "$@" >"$logs/$name.out" 2>"$logs/$name.err"; then
-    echo "e2e.sh: $name failed: $(tail -n 5 "$logs/$name.err")" >&2
-    return 1
-  fi
-}
+prepare_results e2e
 
 failed=0
 for ((i = 1; i <= runs; i++)); do

@@ -36,7 +36,7 @@ window=1000
 out=""
 
 # shellcheck source=bench/lib.sh
-source "$(dirname "$0")/lib.sh"  # usage
+source "$(dirname "$0")/lib.sh"  # usage, prepare_results, run_one
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --build) build="${2:?}"; shift 2 ;;
@@ -62,25 +62,15 @@ done
 
 yard="$build/tools/yard"
 [[ -x "$yard" ]] || { echo "scale.sh: $yard not found (scripts/build.sh $build)" >&2; exit 2; }
-[[ -n "$out" ]] || out="$build/bench/results/scale-latest.json"
-mkdir -p "$(dirname "$out")"
-logs="${out%.json}-runs"
-rm -rf "$logs"
-mkdir -p "$logs"
+prepare_results scale
 
 failed=0
 for ((i = 1; i <= runs; i++)); do
   for b in $brokers; do
-    name="brokers$b-$i"
-    echo "scale.sh: $name" >&2
-    if ! timeout --kill-after=10 600 "$yard" loadtest --redis local --discover \
-        --brokers "$b" --producers "$b" --workers "$workers" \
-        --concurrency "$concurrency" --jobs "$jobs" --window "$window" \
-        --timeout 300 --quiet --json "$logs/$name.json" \
-        >"$logs/$name.out" 2>"$logs/$name.err"; then
-      echo "scale.sh: $name failed: $(tail -n 5 "$logs/$name.err")" >&2
-      failed=1
-    fi
+    run_one "brokers$b-$i" "$yard" loadtest --redis local --discover \
+      --brokers "$b" --producers "$b" --workers "$workers" \
+      --concurrency "$concurrency" --jobs "$jobs" --window "$window" \
+      --timeout 300 --quiet --json "$logs/brokers$b-$i.json" || failed=1
   done
 done
 
