@@ -30,39 +30,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-RedisReply CopyReply(const redisReply& r) {
-  RedisReply out;
-  switch (r.type) {
-    case REDIS_REPLY_STRING:
-      out.type = RedisReply::Type::kString;
-      out.str.assign(r.str, r.len);
-      break;
-    case REDIS_REPLY_STATUS:
-      out.type = RedisReply::Type::kStatus;
-      out.str.assign(r.str, r.len);
-      break;
-    case REDIS_REPLY_ERROR:
-      out.type = RedisReply::Type::kError;
-      out.str.assign(r.str, r.len);
-      break;
-    case REDIS_REPLY_INTEGER:
-      out.type = RedisReply::Type::kInteger;
-      out.integer = r.integer;
-      break;
-    case REDIS_REPLY_ARRAY:
-      out.type = RedisReply::Type::kArray;
-      out.elements.reserve(r.elements);
-      for (size_t i = 0; i < r.elements; ++i) {
-        out.elements.push_back(CopyReply(*r.element[i]));
-      }
-      break;
-    default:  // REDIS_REPLY_NIL
-      out.type = RedisReply::Type::kNil;
-      break;
-  }
-  return out;
-}
-
 bool HasPrefix(std::string_view s, std::string_view word) {
   return s.starts_with(word) &&
          (s.size() == word.size() || s[word.size()] == ' ');
@@ -147,6 +114,39 @@ bool ValidIpv6(std::string_view h) {
 }
 
 }  // namespace
+
+RedisReply CopyReply(const redisReply& r) {
+  RedisReply out;
+  switch (r.type) {
+    case REDIS_REPLY_STRING:
+      out.type = RedisReply::Type::kString;
+      out.str.assign(r.str, r.len);
+      break;
+    case REDIS_REPLY_STATUS:
+      out.type = RedisReply::Type::kStatus;
+      out.str.assign(r.str, r.len);
+      break;
+    case REDIS_REPLY_ERROR:
+      out.type = RedisReply::Type::kError;
+      out.str.assign(r.str, r.len);
+      break;
+    case REDIS_REPLY_INTEGER:
+      out.type = RedisReply::Type::kInteger;
+      out.integer = r.integer;
+      break;
+    case REDIS_REPLY_ARRAY:
+      out.type = RedisReply::Type::kArray;
+      out.elements.reserve(r.elements);
+      for (size_t i = 0; i < r.elements; ++i) {
+        out.elements.push_back(CopyReply(*r.element[i]));
+      }
+      break;
+    default:  // REDIS_REPLY_NIL
+      out.type = RedisReply::Type::kNil;
+      break;
+  }
+  return out;
+}
 
 Result<RedisAddress> ParseRedisUrl(std::string_view url) {
   auto bad = [url](std::string_view why) {

@@ -62,6 +62,7 @@
 #include "common/status.h"
 
 struct redisAsyncContext;
+struct redisReply;
 
 namespace yard {
 
@@ -93,6 +94,10 @@ struct RedisReply {
 
   bool is_nil() const { return type == Type::kNil; }
 };
+
+// An owned copy of a hiredis reply (async callbacks, or a blocking
+// redisContext's redisCommand).
+RedisReply CopyReply(const redisReply& r);
 
 class RedisClient {
  public:

@@ -54,34 +54,6 @@ bool ParseUint(std::string_view s, int* out) {
   return true;
 }
 
-// Owned hiredis reply of a sync call.
-RedisReply Copy(const redisReply& r) {
-  RedisReply out;
-  switch (r.type) {
-    case REDIS_REPLY_STRING:
-    case REDIS_REPLY_STATUS:
-    case REDIS_REPLY_ERROR:
-      out.type = r.type == REDIS_REPLY_STRING   ? RedisReply::Type::kString
-                 : r.type == REDIS_REPLY_STATUS ? RedisReply::Type::kStatus
-                                                : RedisReply::Type::kError;
-      out.str.assign(r.str, r.len);
-      break;
-    case REDIS_REPLY_INTEGER:
-      out.type = RedisReply::Type::kInteger;
-      out.integer = r.integer;
-      break;
-    case REDIS_REPLY_ARRAY:
-      out.type = RedisReply::Type::kArray;
-      for (size_t i = 0; i < r.elements; ++i) {
-        out.elements.push_back(Copy(*r.element[i]));
-      }
-      break;
-    default:
-      break;
-  }
-  return out;
-}
-
 // One command on a connection of its own (a blocking hiredis context), all
 // before `deadline`. An error reply is kInternal with the server's text.
 Result<RedisReply> CallOnce(const RedisAddress& a,
@@ -116,7 +88,7 @@ Result<RedisReply> CallOnce(const RedisAddress& a,
     close();
     return s;
   }
-  RedisReply out = Copy(*reply);
+  RedisReply out = CopyReply(*reply);
   freeReplyObject(reply);
   close();
   if (out.type == RedisReply::Type::kError) return Status::Internal(out.str);
