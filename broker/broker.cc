@@ -107,6 +107,12 @@ class Broker::Impl {
     backend_ep_ = LastEndpoint(backend_);
     advertised_frontend_ = AdvertisedEndpoint(frontend_ep_, options_.advertise);
     advertised_backend_ = AdvertisedEndpoint(backend_ep_, options_.advertise);
+    for (const std::string* ep :
+         {&advertised_frontend_, &advertised_backend_}) {
+      if (Status st = ValidateEndpoint(*ep); !st.ok()) {
+        return Status::InvalidArgument("--advertise: " + st.message());
+      }
+    }
     started_ms_ = UnixMillis();
     queue_->Advertise(RegistryRecord());  // discoverable at once
     inflight_.reserve(4096);

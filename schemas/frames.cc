@@ -125,6 +125,33 @@ Status ValidateEndpoint(std::string_view ep) {
       return Status::InvalidArgument("endpoint '" + std::string(ep) +
                                      "' needs tcp://HOST:PORT");
     }
+    // HOST: a name, an address ([v6] in brackets), an interface or `*`, and
+    // ZeroMQ's `source;host` form; PORT: 1..65535 or `*`.
+    for (char c : rest.substr(0, colon)) {
+      const bool ok =
+          (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+          (c >= '0' && c <= '9') ||
+          std::string_view(".-_:[]*;%").find(c) != std::string_view::npos;
+      if (!ok) {
+        return Status::InvalidArgument("endpoint '" + std::string(ep) +
+                                       "': the host may not contain '" +
+                                       std::string(1, c) + "'");
+      }
+    }
+    const std::string_view port = rest.substr(colon + 1);
+    if (port != "*") {
+      int value = 0;
+      for (char c : port) {
+        if (c < '0' || c > '9' || (value = value * 10 + (c - '0')) > 65535) {
+          return Status::InvalidArgument("endpoint '" + std::string(ep) +
+                                         "': the port must be 1..65535 or *");
+        }
+      }
+      if (value == 0) {
+        return Status::InvalidArgument("endpoint '" + std::string(ep) +
+                                       "': the port must be 1..65535 or *");
+      }
+    }
     return Status::OK();
   }
   if ((ep.starts_with("ipc://") && ep.size() > 6) ||

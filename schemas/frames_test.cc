@@ -14,6 +14,14 @@ TEST(FramesTest, ValidatesEndpoints) {
   EXPECT_FALSE(ValidateEndpoint("tcp://127.0.0.1").ok());
   EXPECT_FALSE(ValidateEndpoint("udp://x:1").ok());
   EXPECT_FALSE(ValidateEndpoint("").ok());
+  EXPECT_TRUE(ValidateEndpoint("tcp://*:5555").ok());
+  EXPECT_TRUE(ValidateEndpoint("tcp://[::1]:5555").ok());
+  EXPECT_TRUE(ValidateEndpoint("tcp://broker-1.internal:65535").ok());
+  // A host or port that cannot be (an --advertise typo, a registry record).
+  EXPECT_FALSE(ValidateEndpoint("tcp://bad host/x:5555").ok());
+  EXPECT_FALSE(ValidateEndpoint("tcp://h:0").ok());
+  EXPECT_FALSE(ValidateEndpoint("tcp://h:65536").ok());
+  EXPECT_FALSE(ValidateEndpoint("tcp://h:55a").ok());
 }
 
 TEST(FramesTest, RouterDealerRoundTripAndFramingErrors) {
