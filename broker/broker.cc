@@ -948,10 +948,9 @@ void Broker::Impl::Snapshot() {
 
 Status Broker::Impl::Run() {
   // Two sockets, then the queue's connections (Redis fds) if it has any.
-  constexpr int kQueueItems = 8;
-  zmq::pollitem_t items[2 + kQueueItems] = {
-      {backend_.handle(), 0, ZMQ_POLLIN, 0},
-      {frontend_.handle(), 0, ZMQ_POLLIN, 0}};
+  std::vector<zmq::pollitem_t> items(2 + kMaxQueuePollItems);
+  items[0] = {backend_.handle(), 0, ZMQ_POLLIN, 0};
+  items[1] = {frontend_.handle(), 0, ZMQ_POLLIN, 0};
   next_heartbeat_ms_ = MonoMillis() + options_.heartbeat_ms;
   spdlog::info("broker serving: frontend {} backend {}", frontend_ep_,
                backend_ep_);
@@ -983,16 +982,18 @@ Status Broker::Impl::Run() {
       }
     }
     int64_t timeout = std::clamp<int64_t>(next_heartbeat_ms_ - now, 0, 100);
-    const int queue_items = queue_->PollItems(items + 2, kQueueItems);
+    const int queue_items =
+        queue_->PollItems(items.data() + 2, kMaxQueuePollItems);
     try {
-      zmq::poll(items, 2 + queue_items, std::chrono::milliseconds(timeout));
+      zmq::poll(items.data(), static_cast<size_t>(2 + queue_items),
+                std::chrono::milliseconds(timeout));
     } catch (const zmq::error_t& e) {
       if (e.num() != EINTR) return Status::IoError(e.what());
       for (auto& item : items) item.revents = 0;
     }
     if (items[0].revents & ZMQ_POLLIN) ReadBackend();
     if (items[1].revents & ZMQ_POLLIN) ReadFrontend();
-    queue_->OnPollEvents(items + 2, queue_items);
+    queue_->OnPollEvents(items.data() + 2, queue_items);
     Dispatch();
     queue_->Tick(MonoMillis());
     FlushOutboxes();

@@ -122,7 +122,8 @@ class JobQueue {
   // so a remote queue can claim ahead.
   virtual void Want(size_t) {}
   // Poll integration: fills up to `max` items (raw fds) to add to the
-  // owner's zmq_poll, then gets them back with revents.
+  // owner's zmq_poll, then gets them back with revents. A queue needs at
+  // most kMaxQueuePollItems.
   virtual int PollItems(zmq_pollitem_t*, int) { return 0; }
   virtual void OnPollEvents(const zmq_pollitem_t*, int) {}
   // Once per loop turn: timers, batched writes.
@@ -143,6 +144,10 @@ class JobQueue {
   virtual void Advertise(const nlohmann::json& /*record*/) {}
 };
 
+// The most poll items a queue asks for (a sharded Redis queue: four
+// connections per shard, up to 256 shards).
+inline constexpr int kMaxQueuePollItems = 1024;
+
 struct MemoryQueueOptions {
   size_t capacity = 100000;   // jobs held (ready + delayed + leased)
   int starvation_limit = 16;  // see MemoryQueue
@@ -157,15 +162,22 @@ struct RedisQueueOptions {
   // (the primary is resolved through Sentinel on every (re)connect;
   // queue/redis_target.h).
   std::string url;
-  std::string queue = "default";  // one queue (one hash tag) per broker
-  std::string consumer;           // this broker's name; empty: random
-  int64_t lease_ms = 10000;       // visibility timeout of a claimed job
-  int64_t result_ttl_s = 3600;    // 0: results are not kept
-  int64_t dedupe_ttl_s = 3600;    // idempotency-key window
-  size_t capacity = 1000000;      // jobs in Redis beyond which submits are Busy
-  size_t claim_batch = 256;       // jobs per XREADGROUP (per priority)
-  int max_expiries = 5;           // expired leases before a dead letter
-  bool require_fsync = false;     // refuse a Redis without appendfsync always
+  std::string queue = "default";  // one queue per broker
+  // Shards of the queue (queue/redis_layout.h): each keeps its keys under
+  // its own hash tag, so a Redis Cluster spreads them over its primaries.
+  // 0: the count stored in Redis for the queue, or when none is, the
+  // number of primaries of a cluster:// target (1 for the others). > 0: must
+  // match the stored count; stored when there is none. All brokers of a
+  // queue use the stored count.
+  int shards = 0;
+  std::string consumer;         // this broker's name; empty: random
+  int64_t lease_ms = 10000;     // visibility timeout of a claimed job
+  int64_t result_ttl_s = 3600;  // 0: results are not kept
+  int64_t dedupe_ttl_s = 3600;  // idempotency-key window
+  size_t capacity = 1000000;    // jobs in Redis beyond which submits are Busy
+  size_t claim_batch = 256;     // jobs per XREADGROUP (per priority)
+  int max_expiries = 5;         // expired leases before a dead letter
+  bool require_fsync = false;   // refuse a Redis without appendfsync always
   int64_t connect_timeout_ms = 2000;
   // The broker's registry record lives this long unless refreshed
   // (Advertise); the broker sets three heartbeats.

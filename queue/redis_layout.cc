@@ -7,6 +7,7 @@
 #include <optional>
 
 #include "common/clock.h"
+#include "queue/redis_cluster.h"
 
 namespace yard {
 namespace {
@@ -19,7 +20,12 @@ constexpr char kLibrary[] =
 }  // namespace
 
 QueueKeys::QueueKeys(std::string_view queue_name)
-    : name(queue_name), prefix("{jq:" + name + "}:") {
+    : QueueKeys(queue_name, 0, 1) {}
+
+QueueKeys::QueueKeys(std::string_view queue_name, int shard, int shards)
+    : name(queue_name),
+      tag(shards <= 1 ? "jq:" + name : ShardHashTag(name, shard, shards)),
+      prefix("{" + tag + "}:") {
   for (int p = 0; p < kRedisPriorities; ++p) {
     stream[p] = prefix + "s:" + std::to_string(p);
   }
@@ -29,6 +35,80 @@ QueueKeys::QueueKeys(std::string_view queue_name)
   stats = prefix + "stats";
   leader = prefix + "leader";
   result_buckets = prefix + "resb";
+}
+
+std::string ShardCountKey(std::string_view queue_name) {
+  std::string key = "{yard}:shards:";
+  key.append(queue_name);
+  return key;
+}
+
+namespace {
+
+Result<int> ParseShardCount(const RedisReply& reply, std::string_view queue) {
+  int n = 0;
+  const std::string& s = reply.str;
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), n);
+  if (ec != std::errc() || end != s.data() + s.size() || n < 1 ||
+      n > kMaxQueueShards) {
+    return Status::InvalidArgument(
+        "the shard count of queue '" + std::string(queue) + "' in Redis (" +
+        ShardCountKey(queue) + ") is not 1.." +
+        std::to_string(kMaxQueueShards) + ": '" + s + "'");
+  }
+  return n;
+}
+
+}  // namespace
+
+Result<int> ReadShardCount(RedisClient& client, std::string_view queue_name,
+                           int64_t timeout_ms) {
+  auto r = RedisCall(client, {"GET", ShardCountKey(queue_name)}, timeout_ms);
+  if (!r.ok()) return r.status();
+  if (r->is_nil()) return 1;
+  return ParseShardCount(*r, queue_name);
+}
+
+Result<int> SettleShardCount(RedisClient& client, std::string_view queue_name,
+                             int want, int fallback, int64_t timeout_ms) {
+  if (want < 0 || want > kMaxQueueShards || fallback < 1 ||
+      fallback > kMaxQueueShards) {
+    return Status::InvalidArgument("the shard count must be 1.." +
+                                   std::to_string(kMaxQueueShards));
+  }
+  const int n = want > 0 ? want : fallback;
+  // GET first: a count of 1 is never stored (no key is the default layout).
+  auto r = RedisCall(client, {"GET", ShardCountKey(queue_name)}, timeout_ms);
+  if (r.ok() && r->is_nil() && n > 1) {
+    r = RedisCall(
+        client,
+        {"SET", ShardCountKey(queue_name), std::to_string(n), "NX", "GET"},
+        timeout_ms);
+  }
+  if (!r.ok()) return r.status();
+  int stored = n;
+  if (!r->is_nil()) {
+    auto parsed = ParseShardCount(*r, queue_name);
+    if (!parsed.ok()) return parsed.status();
+    stored = *parsed;
+  }
+  if (want > 0 && want != stored) {
+    return Status::InvalidArgument(
+        "queue '" + std::string(queue_name) + "' has " +
+        std::to_string(stored) + " shard(s) in Redis (" +
+        ShardCountKey(queue_name) + "), not " + std::to_string(want) +
+        "; every broker of a queue must use the same count");
+  }
+  return stored;
+}
+
+std::vector<QueueKeys> ShardKeys(std::string_view queue_name, int shards) {
+  std::vector<QueueKeys> keys;
+  keys.reserve(static_cast<size_t>(std::max(shards, 1)));
+  for (int k = 0; k < std::max(shards, 1); ++k) {
+    keys.emplace_back(queue_name, k, shards);
+  }
+  return keys;
 }
 
 std::string QueueKeys::ResultKey(int64_t bucket, const JobId& id) const {

@@ -63,10 +63,15 @@ inline constexpr char kRedisGroup[] = "g";
 inline constexpr int kRedisPriorities = 3;
 
 struct QueueKeys {
+  // The one-shard layout: hash tag "jq:NAME".
   explicit QueueKeys(std::string_view queue_name);
+  // Shard `shard` of `shards` (sharded queues, below): the one-shard layout
+  // when shards == 1, else the tag ShardHashTag(NAME, shard, shards).
+  QueueKeys(std::string_view queue_name, int shard, int shards);
 
   std::string name;
-  std::string prefix;  // "{jq:NAME}:"
+  std::string tag;     // "jq:NAME" or a shard's tag (no braces)
+  std::string prefix;  // "{TAG}:"
   std::string stream[kRedisPriorities];
   std::string delayed, delayed_jobs, dead, stats, leader;
 
@@ -77,6 +82,34 @@ struct QueueKeys {
   // function's other arguments.
   std::vector<std::string> Fcall(std::string_view function) const;
 };
+
+// ---- Sharded queues (Redis Cluster)
+//
+// A queue may be split into shards: shard k of K keeps the whole layout
+// above under its own hash tag, ShardHashTag(NAME, k, K) (redis_cluster.h),
+// so the shards' slots spread over a cluster's primaries. Every broker and
+// tool of a queue must use the same K: it is stored in Redis, in the
+// registry's slot, under ShardCountKey(NAME); no key means 1 (the layout
+// of a queue that was never sharded, "{jq:NAME}").
+inline constexpr int kMaxQueueShards = 256;
+std::string ShardCountKey(std::string_view queue_name);  // {yard}:shards:Q
+
+// Blocking: the queue's stored shard count (1 when none is stored).
+// `client` must serve the "{yard}" slot (in a Cluster: a connection to its
+// owner). InvalidArgument when the stored value is not 1..kMaxQueueShards.
+Result<int> ReadShardCount(RedisClient& client, std::string_view queue_name,
+                           int64_t timeout_ms = 5000);
+
+// Blocking: the shard count every user of the queue agrees on. The stored
+// one when there is one (InvalidArgument when `want` > 0 differs from it);
+// otherwise `want`, or `fallback` when want is 0, stored now with SET NX
+// when above 1 (a concurrent first broker may win: its count is the
+// answer). 1 is never stored.
+Result<int> SettleShardCount(RedisClient& client, std::string_view queue_name,
+                             int want, int fallback, int64_t timeout_ms = 5000);
+
+// The keys of every shard of a queue with `shards` shards, in shard order.
+std::vector<QueueKeys> ShardKeys(std::string_view queue_name, int shards);
 
 // Packs job blobs into a record's p field / unpacks one (false when the
 // framing is broken; each blob still needs its Verifier).

@@ -41,9 +41,11 @@
 #include "common/clock.h"
 #include "queue/job_queue.h"
 #include "queue/priority_levels.h"
+#include "queue/redis_cluster.h"
 #include "queue/redis_layout.h"
 #include "queue/redis_target.h"
 #include "queue/registry.h"
+#include "queue/sharded_queue.h"
 #include "schemas/codec.h"
 
 namespace yard {
@@ -191,18 +193,28 @@ struct WriteBatch {
 
 class RedisQueue final : public JobQueue {
  public:
-  RedisQueue(RedisQueueOptions o, RedisTarget target)
+  // Shard `shard` of `shards` of the queue (shards == 1: the whole queue).
+  // The consumer name must be the same for every shard of one broker.
+  RedisQueue(RedisQueueOptions o, RedisTarget target, int shard, int shards)
       : o_(std::move(o)),
         target_(std::move(target)),
-        keys_(o_.queue),
+        keys_(o_.queue, shard, shards),
         consumer_(o_.consumer.empty() ? DefaultConsumer() : o_.consumer),
-        token_(consumer_ + ":" + JobId::Random().ToString()) {}
+        token_(consumer_ + ":" + JobId::Random().ToString()) {
+    // In a Cluster: the primary serving this shard's slot, and (for the
+    // registry, which lives in the "{yard}" slot) that slot's primary.
+    target_.key = "{" + keys_.tag + "}";
+    if (target_.kind == RedisTarget::Kind::kCluster) {
+      registry_target_ = target_;
+      registry_target_->key = "{yard}";
+    }
+  }
 
   ~RedisQueue() override {
-    if (main_ && main_->connected()) {
+    if (RedisClient* reg = Registry(); reg && reg->connected()) {
       // A clean exit: leave the registry now rather than after the TTL.
-      (void)RedisCall(*main_, {"DEL", RegistryKey(consumer_)}, 500);
-      (void)RedisCall(*main_, {"SREM", kRegistrySet, consumer_}, 500);
+      (void)RedisCall(*reg, {"DEL", RegistryKey(consumer_)}, 500);
+      (void)RedisCall(*reg, {"SREM", kRegistrySet, consumer_}, 500);
     }
     if (leader_ && main_ && main_->connected()) {
       auto args = keys_.Fcall("yard_resign");
@@ -213,6 +225,7 @@ class RedisQueue final : public JobQueue {
     // use the members below: end the clients while those still exist.
     inbox_.reset();
     claim_.reset();
+    registry_.reset();
     main_.reset();
   }
 
@@ -221,9 +234,10 @@ class RedisQueue final : public JobQueue {
     if (o_.require_fsync) {
       if (auto s = CheckFsync(); !s.ok()) return s;
     }
-    spdlog::info("durable queue '{}' on redis {}:{} as {} (lease {} ms)",
-                 o_.queue, address_.host, address_.port, consumer_,
-                 o_.lease_ms);
+    spdlog::info(
+        "durable queue '{}' ({{{}}}) on redis {}:{} as {} (lease {} ms)",
+        o_.queue, keys_.tag, address_.host, address_.port, consumer_,
+        o_.lease_ms);
     return Status::OK();
   }
 
@@ -469,7 +483,8 @@ class RedisQueue final : public JobQueue {
   int PollItems(zmq_pollitem_t* items, int max) override {
     int n = 0;
     polled_.fill(nullptr);
-    for (RedisClient* c : {main_.get(), claim_.get(), inbox_.get()}) {
+    for (RedisClient* c :
+         {main_.get(), claim_.get(), inbox_.get(), registry_.get()}) {
       if (n >= max || !c || c->fd() < 0) continue;
       items[n] = {nullptr, c->fd(), c->events(), 0};
       polled_[n++] = c;
@@ -486,8 +501,9 @@ class RedisQueue final : public JobQueue {
   }
 
   void Tick(int64_t now) override {
-    if (up_ && (lost_ || !main_->connected() || !claim_->connected() ||
-                !inbox_->connected())) {
+    if (up_ &&
+        (lost_ || !main_->connected() || !claim_->connected() ||
+         !inbox_->connected() || (registry_ && !registry_->connected()))) {
       Down(lost_reason_.empty() ? "connection lost" : lost_reason_, now);
     }
     if (!up_) {
@@ -1320,8 +1336,8 @@ class RedisQueue final : public JobQueue {
     }
     Send({"SET", RegistryKey(consumer_), record_, "PX",
           std::to_string(o_.registry_ttl_ms)},
-         nullptr);
-    Send({"SADD", kRegistrySet, consumer_}, nullptr);
+         nullptr, Registry());
+    Send({"SADD", kRegistrySet, consumer_}, nullptr, Registry());
   }
 
   // Leader: consumers of the group that hold records but have no registry
@@ -1386,13 +1402,16 @@ class RedisQueue final : public JobQueue {
       dead_check_pending_ = false;
       return;
     }
-    Send(std::move(args), [this, names](Result<RedisReply> r) {
-      dead_check_pending_ = false;
-      if (!r.ok() || r->elements.size() != names.size()) return;
-      for (size_t i = 0; i < names.size(); ++i) {
-        if (r->elements[i].is_nil()) ReapConsumer(names[i]);
-      }
-    });
+    Send(
+        std::move(args),
+        [this, names](Result<RedisReply> r) {
+          dead_check_pending_ = false;
+          if (!r.ok() || r->elements.size() != names.size()) return;
+          for (size_t i = 0; i < names.size(); ++i) {
+            if (r->elements[i].is_nil()) ReapConsumer(names[i]);
+          }
+        },
+        Registry());
   }
 
   void ReapConsumer(const std::string& who) {
@@ -1594,7 +1613,9 @@ class RedisQueue final : public JobQueue {
 
   // ------------------------------------------------------------- plumbing
 
-  void Send(std::vector<std::string> args, RedisClient::Callback done) {
+  // On the main connection, or on `on` (the registry's).
+  void Send(std::vector<std::string> args, RedisClient::Callback done,
+            RedisClient* on = nullptr) {
     ++c_.commands;
     if (!done) {
       done = [this](Result<RedisReply> r) {
@@ -1603,7 +1624,13 @@ class RedisQueue final : public JobQueue {
         }
       };
     }
-    main_->Command(std::move(args), std::move(done));
+    (on ? on : main_.get())->Command(std::move(args), std::move(done));
+  }
+
+  // Where the registry (queue/registry.h, the "{yard}" slot) is: the main
+  // connection, or in a Cluster a connection of its own.
+  RedisClient* Registry() const {
+    return registry_target_ ? registry_.get() : main_.get();
   }
 
   // Marks the connection lost; Tick tears it down (not from inside a
@@ -1625,6 +1652,7 @@ class RedisQueue final : public JobQueue {
     main_.reset();
     claim_.reset();
     inbox_.reset();
+    registry_.reset();
     claiming_ = reading_inbox_ = stats_pending_ = dedupe_pending_ = false;
     lost_ = false;
     lost_reason_.clear();
@@ -1657,6 +1685,11 @@ class RedisQueue final : public JobQueue {
     if (!claim.ok()) return claim.status();
     auto inbox = RedisClient::Connect(address_, timeout_ms);
     if (!inbox.ok()) return inbox.status();
+    if (registry_target_) {
+      auto registry = ConnectRedisTarget(*registry_target_, timeout_ms);
+      if (!registry.ok()) return registry.status();
+      registry_ = std::move(registry).value();
+    }
     main_ = std::move(main).value();
     claim_ = std::move(claim).value();
     inbox_ = std::move(inbox).value();
@@ -1719,8 +1752,10 @@ class RedisQueue final : public JobQueue {
   const std::string consumer_;
   const std::string token_;  // leader lock token
 
-  std::unique_ptr<RedisClient> main_, claim_, inbox_;
-  std::array<RedisClient*, 3> polled_{};
+  // Cluster targets: the registry's slot ("{yard}") and its connection.
+  std::optional<RedisTarget> registry_target_;
+  std::unique_ptr<RedisClient> main_, claim_, inbox_, registry_;
+  std::array<RedisClient*, 4> polled_{};
   bool up_ = false;
   bool lost_ = false;
   std::string lost_reason_, down_reason_;
@@ -1782,6 +1817,25 @@ class RedisQueue final : public JobQueue {
   Counters c_;
 };
 
+// The queue's shard count (RedisQueueOptions::shards), agreed through the
+// key in the registry's slot.
+Result<int> SettleShards(const RedisTarget& target,
+                         const RedisQueueOptions& options) {
+  RedisTarget registry = target;
+  registry.key = "{yard}";
+  auto client = ConnectRedisTarget(registry, options.connect_timeout_ms);
+  if (!client.ok()) return client.status();
+  int fallback = 1;
+  if (target.kind == RedisTarget::Kind::kCluster && options.shards == 0) {
+    auto map = FetchSlotMap(target.addresses, options.connect_timeout_ms);
+    if (!map.ok()) return map.status();
+    fallback = std::clamp<int>(static_cast<int>(map->Primaries().size()), 1,
+                               kMaxQueueShards);
+  }
+  return SettleShardCount(**client, options.queue, options.shards, fallback,
+                          options.connect_timeout_ms);
+}
+
 }  // namespace
 
 Result<std::unique_ptr<JobQueue>> NewRedisQueue(
@@ -1821,9 +1875,27 @@ Result<std::unique_ptr<JobQueue>> NewRedisQueue(
         "the WAIT timeout must be 1.." + std::to_string(options.lease_ms / 3) +
         " ms (a WAIT holds up lease touches: at most a third of the lease)");
   }
-  auto q = std::make_unique<RedisQueue>(options, std::move(target).value());
-  if (auto s = q->Start(); !s.ok()) return s;
-  return std::unique_ptr<JobQueue>(std::move(q));
+  if (options.shards < 0 || options.shards > kMaxQueueShards) {
+    return Status::InvalidArgument("the shard count must be 1.." +
+                                   std::to_string(kMaxQueueShards));
+  }
+  auto shards = SettleShards(*target, options);
+  if (!shards.ok()) return shards.status();
+  RedisQueueOptions o = options;
+  if (o.consumer.empty()) o.consumer = DefaultConsumer();  // one for all
+  // The capacity bounds the whole queue: each shard holds its share.
+  o.capacity = std::max<size_t>(
+      1, (options.capacity + *shards - 1) / static_cast<size_t>(*shards));
+  std::vector<std::unique_ptr<JobQueue>> queues;
+  for (int k = 0; k < *shards; ++k) {
+    auto q = std::make_unique<RedisQueue>(o, *target, k, *shards);
+    if (auto s = q->Start(); !s.ok()) return s;
+    queues.push_back(std::move(q));
+  }
+  if (queues.size() == 1) return std::move(queues.front());
+  spdlog::info("queue '{}' has {} shards", options.queue, *shards);
+  return NewShardedQueue(std::move(queues),
+                         {.route_by_id = options.dedupe_ids_ttl_s > 0});
 }
 
 }  // namespace yard

@@ -70,7 +70,16 @@ int RunBroker(int argc, char** argv) {
                  "Durable mode: keep jobs in Redis: redis://HOST:PORT[/DB], "
                  "or sentinel://HOST:PORT[,HOST:PORT...]/MASTER[/DB] for a "
                  "Sentinel-managed primary (resolved again on every "
-                 "reconnect); without it jobs live in this process's memory");
+                 "reconnect), or cluster://HOST:PORT[,HOST:PORT...] for a "
+                 "Redis Cluster (the queue is split into shards spread over "
+                 "its primaries); without it jobs live in this process's "
+                 "memory");
+  app.add_option("--redis-shards", o.redis.shards,
+                 "Durable mode: split the queue into this many shards, each "
+                 "under its own hash tag (stored in Redis on first use; every "
+                 "broker of the queue must agree). Default: the stored count, "
+                 "else the cluster's primaries for cluster://, else 1")
+      ->check(CLI::Range(0, kMaxQueueShards));
   app.add_option("--queue", o.redis.queue,
                  "Durable mode: the queue this broker serves")
       ->capture_default_str();

@@ -1,0 +1,319 @@
+#include "queue/sharded_queue.h"
+
+#include <algorithm>
+#include <cassert>
+#include <nlohmann/json.hpp>
+#include <span>
+#include <string>
+#include <unordered_map>
+#include <utility>
+
+#include "schemas/codec.h"
+
+namespace yard {
+
+size_t ShardOfKey(std::string_view key, size_t shards) {
+  uint64_t h = 14695981039346656037ull;  // FNV-1a 64
+  for (unsigned char c : key) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  return static_cast<size_t>(h % shards);
+}
+
+namespace {
+
+// Adds `from` (one shard's DescribeStats) into `into`: numbers add up,
+// flags are or-ed, the rest is the first shard's; the lease and the fence
+// are not sums (the largest is kept).
+void AddUp(nlohmann::json* into, const nlohmann::json& from) {
+  for (auto it = from.begin(); it != from.end(); ++it) {
+    auto mine = into->find(it.key());
+    if (mine == into->end()) {
+      (*into)[it.key()] = it.value();
+    } else if (it->is_object() && mine->is_object()) {
+      AddUp(&*mine, *it);
+    } else if (it.key() == "lease_ms" || it.key() == "fence") {
+      *mine = std::max(*mine, *it);
+    } else if (it->is_number_unsigned() && mine->is_number_unsigned()) {
+      *mine = mine->get<uint64_t>() + it->get<uint64_t>();
+    } else if (it->is_number_integer() && mine->is_number_integer()) {
+      *mine = mine->get<int64_t>() + it->get<int64_t>();
+    } else if (it->is_boolean() && mine->is_boolean()) {
+      *mine = mine->get<bool>() || it->get<bool>();
+    }
+  }
+}
+
+class ShardedQueue final : public JobQueue {
+ public:
+  ShardedQueue(std::vector<std::unique_ptr<JobQueue>> shards,
+               const ShardedQueueOptions& options)
+      : shards_(std::move(shards)), options_(options), polled_(shards_.size()) {
+    assert(shards_.size() >= 2);
+  }
+
+  void Push(std::span<const NewJob> jobs, PushCallback done) override {
+    struct Batch {
+      std::vector<PushOutcome> out;
+      PushCallback done;
+      size_t waiting = 0;
+      Status status;
+    };
+    auto batch = std::make_shared<Batch>();
+    batch->out.assign(jobs.size(), PushOutcome::kAccepted);
+    batch->done = std::move(done);
+    // Which shard each job goes to; plain jobs share one.
+    const size_t plain_shard = NextAvailable();
+    std::vector<std::vector<size_t>> index(shards_.size());
+    for (size_t i = 0; i < jobs.size(); ++i) {
+      index[ShardOf(jobs[i], plain_shard)].push_back(i);
+    }
+    std::vector<size_t> used;
+    for (size_t k = 0; k < shards_.size(); ++k) {
+      if (!index[k].empty()) used.push_back(k);
+    }
+    batch->waiting = used.size();
+    if (used.empty()) {
+      batch->done(Status::OK(), batch->out);
+      return;
+    }
+    for (size_t k : used) {
+      std::vector<NewJob> part;
+      part.reserve(index[k].size());
+      for (size_t i : index[k]) part.push_back(jobs[i]);
+      shards_[k]->Push(part, [batch, positions = std::move(index[k])](
+                                 Status st,
+                                 std::span<const PushOutcome> outcomes) {
+        if (!st.ok() && batch->status.ok()) batch->status = st;
+        for (size_t i = 0; i < positions.size() && i < outcomes.size(); ++i) {
+          batch->out[positions[i]] = outcomes[i];
+        }
+        if (--batch->waiting == 0) batch->done(batch->status, batch->out);
+      });
+    }
+  }
+
+  void Claim(size_t max, ClaimCallback done) override {
+    claimed_.clear();
+    const size_t n = shards_.size();
+    const size_t start = next_claim_;
+    next_claim_ = (next_claim_ + 1) % n;
+    // An equal share from each shard first, then whatever is left from any.
+    for (int pass = 0; pass < 2 && claimed_.size() < max; ++pass) {
+      for (size_t i = 0; i < n && claimed_.size() < max; ++i) {
+        const size_t k = (start + i) % n;
+        size_t take = max - claimed_.size();
+        if (pass == 0) take = std::min(take, (max + n - 1) / n);
+        shards_[k]->Claim(take, [&](std::span<const ClaimedJob> jobs) {
+          for (const ClaimedJob& j : jobs) {
+            owner_[j.id] = static_cast<uint32_t>(k);
+            claimed_.push_back(j);
+          }
+        });
+      }
+    }
+    // The views stay valid: they point into the shards' leases, which live
+    // until the job is finished or released.
+    if (!claimed_.empty()) done(claimed_);
+  }
+
+  void Complete(const JobId& id, Bytes result) override {
+    if (JobQueue* q = TakeOwner(id)) {
+      q->Complete(id, result);
+    } else {
+      ++stale_;  // not handed out here (or already finished)
+    }
+  }
+
+  void Fail(const JobId& id, int64_t retry_at_ms, Bytes result) override {
+    if (JobQueue* q = TakeOwner(id)) {
+      q->Fail(id, retry_at_ms, result);
+    } else {
+      ++stale_;
+    }
+  }
+
+  void Release(std::span<const JobId> ids) override {
+    std::vector<std::vector<JobId>> by_shard(shards_.size());
+    for (const JobId& id : ids) {
+      auto it = owner_.find(id);
+      if (it == owner_.end()) continue;
+      by_shard[it->second].push_back(id);
+      owner_.erase(it);  // claimed again, it is mapped again
+    }
+    for (size_t k = 0; k < shards_.size(); ++k) {
+      if (!by_shard[k].empty()) shards_[k]->Release(by_shard[k]);
+    }
+  }
+
+  size_t Cancel(std::span<const JobId> ids,
+                std::vector<JobId>* removed) override {
+    size_t n = 0;
+    for (auto& q : shards_) n += q->Cancel(ids, removed);
+    return n;
+  }
+
+  bool HasReady(int64_t now_ms) override {
+    for (auto& q : shards_) {
+      if (q->HasReady(now_ms)) return true;
+    }
+    return false;
+  }
+
+  void DrainWaiting(const std::function<void(const ClaimedJob&)>& fn) override {
+    for (auto& q : shards_) q->DrainWaiting(fn);
+  }
+
+  QueueStats Stats() const override {
+    QueueStats s;
+    for (const auto& q : shards_) {
+      QueueStats t = q->Stats();
+      s.ready += t.ready;
+      s.delayed += t.delayed;
+      s.leased += t.leased;
+      s.capacity += t.capacity;
+    }
+    return s;
+  }
+
+  bool durable() const override { return shards_[0]->durable(); }
+
+  bool available() const override {
+    for (const auto& q : shards_) {
+      if (q->available()) return true;
+    }
+    return false;
+  }
+
+  void SetResultSink(ResultSink sink) override {
+    for (auto& q : shards_) q->SetResultSink(sink);
+  }
+
+  void Want(size_t n) override {
+    const size_t share = (n + shards_.size() - 1) / shards_.size();
+    for (auto& q : shards_) q->Want(share);
+  }
+
+  int PollItems(zmq_pollitem_t* items, int max) override {
+    int total = 0;
+    for (size_t k = 0; k < shards_.size(); ++k) {
+      polled_[k] = shards_[k]->PollItems(items + total, max - total);
+      total += polled_[k];
+    }
+    return total;
+  }
+
+  void OnPollEvents(const zmq_pollitem_t* items, int n) override {
+    int at = 0;
+    for (size_t k = 0; k < shards_.size() && at < n; ++k) {
+      const int mine = std::min(polled_[k], n - at);
+      shards_[k]->OnPollEvents(items + at, mine);
+      at += mine;
+    }
+  }
+
+  void Tick(int64_t now_mono_ms) override {
+    for (auto& q : shards_) q->Tick(now_mono_ms);
+  }
+
+  void BeginDrain() override {
+    for (auto& q : shards_) q->BeginDrain();
+  }
+
+  bool Drained() const override {
+    for (const auto& q : shards_) {
+      if (!q->Drained()) return false;
+    }
+    return true;
+  }
+
+  void DescribeStats(nlohmann::json* j) const override {
+    nlohmann::json sum = nlohmann::json::object();
+    nlohmann::json each = nlohmann::json::array();
+    int up = 0;
+    for (const auto& q : shards_) {
+      nlohmann::json one = nlohmann::json::object();
+      q->DescribeStats(&one);
+      up += q->available() ? 1 : 0;
+      AddUp(&sum, one);
+      each.push_back(one.value("durable", nlohmann::json::object()));
+    }
+    for (auto it = sum.begin(); it != sum.end(); ++it) (*j)[it.key()] = *it;
+    if (j->contains("durable")) {
+      auto& d = (*j)["durable"];
+      d["redis"] = up == static_cast<int>(shards_.size()) ? "up" : "down";
+      d["shards_up"] = up;
+      d["shards"] = std::move(each);
+      d["counters"]["stale"] =
+          d["counters"].value("stale", uint64_t{0}) + stale_;
+    }
+  }
+
+  void Advertise(const nlohmann::json& record) override {
+    // Each shard keeps the record alive from its own connections (one
+    // primary down does not take the broker out of the registry).
+    for (auto& q : shards_) q->Advertise(record);
+  }
+
+ private:
+  // The next shard in turn whose store is up (the next in turn when none).
+  size_t NextAvailable() {
+    const size_t n = shards_.size();
+    for (size_t i = 0; i < n; ++i) {
+      const size_t k = (next_push_ + i) % n;
+      if (shards_[k]->available()) {
+        next_push_ = (k + 1) % n;
+        return k;
+      }
+    }
+    const size_t k = next_push_;
+    next_push_ = (next_push_ + 1) % n;
+    return k;
+  }
+
+  size_t ShardOf(const NewJob& j, size_t plain_shard) const {
+    const auto* job = flatbuffers::GetRoot<wire::Job>(j.blob.bytes.data());
+    auto key = [](const flatbuffers::String* s) {
+      return s && s->size() > 0 ? std::string_view(s->data(), s->size())
+                                : std::string_view();
+    };
+    if (auto k = key(job->lock_key()); !k.empty()) {
+      return ShardOfKey(k, shards_.size());
+    }
+    if (auto k = key(job->idempotency_key()); !k.empty()) {
+      return ShardOfKey(k, shards_.size());
+    }
+    if (options_.route_by_id) {
+      return ShardOfKey(j.id.ToString(), shards_.size());
+    }
+    return plain_shard;
+  }
+
+  JobQueue* TakeOwner(const JobId& id) {
+    auto it = owner_.find(id);
+    if (it == owner_.end()) return nullptr;
+    JobQueue* q = shards_[it->second].get();
+    owner_.erase(it);
+    return q;
+  }
+
+  std::vector<std::unique_ptr<JobQueue>> shards_;
+  const ShardedQueueOptions options_;
+  std::vector<int> polled_;  // poll items per shard, last PollItems
+  std::unordered_map<JobId, uint32_t, JobIdHash> owner_;
+  std::vector<ClaimedJob> claimed_;
+  size_t next_push_ = 0;
+  size_t next_claim_ = 0;
+  uint64_t stale_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<JobQueue> NewShardedQueue(
+    std::vector<std::unique_ptr<JobQueue>> shards,
+    const ShardedQueueOptions& options) {
+  return std::make_unique<ShardedQueue>(std::move(shards), options);
+}
+
+}  // namespace yard
