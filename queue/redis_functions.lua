@@ -13,6 +13,38 @@
 -- the keys whose names depend on data (lock, stats, leader); all share the
 -- prefix's hash tag, so they live in the same Cluster slot.
 
+-- Redis Cluster: while the slot is migrating, a function may touch a key
+-- it did not declare (everything but KEYS) only if the source still holds
+-- it; touching one that has moved, or a new one, fails at that call, and
+-- the writes before it stay. So every function first reads the undeclared
+-- keys it is going to touch (names relative to the prefix): it then fails
+-- before its first write, or not at all. (Declared keys are checked by
+-- Redis before the function runs.)
+local function local_first(prefix, names)
+  local ks = {}
+  for _, n in ipairs(names) do
+    ks[#ks + 1] = prefix .. n
+    if #ks == 500 then
+      redis.call('EXISTS', unpack(ks))
+      ks = {}
+    end
+  end
+  if #ks > 0 then redis.call('EXISTS', unpack(ks)) end
+end
+
+-- The lock keys of 3-tuples pri, entry_id, lock_key in args from `from`.
+local function lock_names(args, from)
+  local names = {}
+  for i = from, #args, 3 do
+    local k = args[i + 2]
+    if k ~= '' then
+      names[#names + 1] = 'mx:' .. k
+      names[#names + 1] = 'mxw:' .. k
+    end
+  end
+  return names
+end
+
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -101,6 +133,11 @@ end
 -- Returns per job: the entry id, 'DELAYED', or 'DUP:' .. first job's id.
 local function submit(keys, args)
   local prefix, ttl, now, out, n = args[1], tonumber(args[2]), now_ms(), {}, 0
+  local names = {'stats'}
+  for i = 3, #args, 9 do
+    if args[i + 2] ~= '' then names[#names + 1] = 'dd:' .. args[i + 2] end
+  end
+  local_first(prefix, names)
   for i = 3, #args, 9 do
     local pri, nb, dk = clamp_pri(args[i]), tonumber(args[i + 1]), args[i + 2]
     local m = {j = args[i + 3], a = '0', x = '0', m = args[i + 4],
@@ -137,6 +174,7 @@ end
 -- Returns per job 'RETRY' or 'DLQ'.
 local function fail(keys, args)
   local prefix, out = args[1], {}
+  local_first(prefix, {'stats'})
   for i = 2, #args, 10 do
     local pri, at, err = clamp_pri(args[i]), tonumber(args[i + 1]), args[i + 2]
     local m = {j = args[i + 3], a = args[i + 4], x = '0', m = args[i + 5],
@@ -159,6 +197,7 @@ end
 -- ARGV: prefix, group, then 3-tuples pri, entry_id, why. Returns 1/0 each.
 local function bury_entries(keys, args)
   local prefix, g, out = args[1], args[2], {}
+  local_first(prefix, {'stats'})
   for i = 3, #args, 3 do
     local pri, id, why = clamp_pri(args[i]), args[i + 1], args[i + 2]
     local m = take(keys[pri + 1], g, id)
@@ -177,6 +216,7 @@ end
 -- 3-tuples pri, entry_id, lock_key. Returns 1 (done) / 0 (stale) each.
 local function complete_locked(keys, args)
   local prefix, g, out = args[1], args[2], {}
+  local_first(prefix, lock_names(args, 3))
   for i = 3, #args, 3 do
     local pri, id, k = clamp_pri(args[i]), args[i + 1], args[i + 2]
     local s = keys[pri + 1]
@@ -196,6 +236,7 @@ end
 -- and leaves the stream) or -1 (the lease was lost).
 local function lock(keys, args)
   local prefix, g, ttl, out = args[1], args[2], tonumber(args[3]), {}
+  local_first(prefix, lock_names(args, 4))
   for i = 4, #args, 3 do
     local pri, id, k = clamp_pri(args[i]), args[i + 1], args[i + 2]
     local s = keys[pri + 1]
@@ -223,6 +264,9 @@ end
 -- Extends locks still held. ARGV: prefix, ttl_ms, then pairs key, holder.
 local function touch_locks(keys, args)
   local prefix, ttl, n = args[1], tonumber(args[2]), 0
+  local names = {}
+  for i = 3, #args, 2 do names[#names + 1] = 'mx:' .. args[i] end
+  local_first(prefix, names)
   for i = 3, #args, 2 do
     local mx = prefix .. 'mx:' .. args[i]
     if redis.call('GET', mx) == args[i + 1] then
@@ -261,6 +305,7 @@ local function reap(keys, args)
   local prefix, g, idle, n, maxx = args[1], args[2], args[3], args[4],
                                    tonumber(args[5])
   local requeued, dead, vanished = 0, 0, 0
+  local_first(prefix, {'stats', 'reapcur:0', 'reapcur:1', 'reapcur:2'})
   for pri = 0, 2 do
     local s, ck = keys[pri + 1], prefix .. 'reapcur:' .. pri
     local r = redis.call('XAUTOCLAIM', s, g, '__reaper', idle,
@@ -293,6 +338,7 @@ local function reap_consumer(keys, args)
                                   tonumber(args[4]), tonumber(args[5])
   local idle = tonumber(args[6]) or 0
   local requeued, dead, vanished, left = 0, 0, 0, 0
+  local_first(prefix, {'stats'})
   for pri = 0, 2 do
     local s = keys[pri + 1]
     local p = redis.call('XPENDING', s, g, 'IDLE', idle, '-', '+', n, who)
@@ -322,6 +368,7 @@ end
 -- Maintenance (leader): delayed jobs and retries whose time has come go to
 -- their ready stream. ARGV: prefix, count. Returns how many moved.
 local function promote(keys, args)
+  local_first(args[1], {'stats'})
   local due = redis.call('ZRANGE', keys[4], '-inf', now_ms(), 'BYSCORE',
                          'LIMIT', 0, tonumber(args[2]))
   for _, j in ipairs(due) do
@@ -347,8 +394,8 @@ local function unclaim(keys, args)
     local s = keys[pri + 1]
     local m = take(s, g, id)
     if m then
+      add(keys, pri, m)  -- first: a failed release must not lose the job
       release(keys, prefix, m.k, s .. '|' .. id)
-      add(keys, pri, m)
       n = n + 1
     end
   end
@@ -358,6 +405,7 @@ end
 -- Operator: dead letters back to their ready streams with fresh attempt
 -- counts. ARGV: prefix, count. Returns how many moved.
 local function requeue_dead(keys, args)
+  local_first(args[1], {'stats'})
   local r = redis.call('XRANGE', keys[6], '-', '+', 'COUNT', tonumber(args[2]))
   for _, e in ipairs(r) do
     local m = fmap(e[2])
@@ -377,6 +425,7 @@ end
 -- count. Returns how many were removed (call until 0).
 local function purge(keys, args)
   local g, n, removed = args[2], tonumber(args[3]), 0
+  local_first(args[1], {'stats'})
   for pri = 0, 2 do
     local s = keys[pri + 1]
     local r = redis.call('XREADGROUP', 'GROUP', g, '__purge', 'COUNT', n,
@@ -404,6 +453,7 @@ end
 -- number while `token` leads, 0 when another holder does.
 local function lead(keys, args)
   local key, fence = args[1] .. 'leader', args[1] .. 'fence'
+  local_first(args[1], {'leader', 'fence'})
   local cur = redis.call('GET', key)
   if cur == args[2] then
     redis.call('PEXPIRE', key, args[3])
