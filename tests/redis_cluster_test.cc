@@ -26,15 +26,22 @@
 #include <cstdint>
 #include <iostream>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
+#include <set>
+#include <span>
 #include <string>
 #include <thread>
+#include <unordered_set>
 #include <vector>
 
+#include "common/clock.h"
 #include "loadtest/redis_server.h"
+#include "queue/job_queue.h"
 #include "queue/redis_client.h"
 #include "queue/redis_layout.h"
 #include "queue/redis_target.h"
+#include "schemas/codec.h"
 
 namespace yard {
 namespace {
@@ -652,6 +659,188 @@ TEST_F(RedisClusterTest, AStreamKeepsItsGroupAndPendingListAcrossAMigration) {
   auto groups = RedisCall(now, {"XINFO", "GROUPS", other_stream});
   ASSERT_TRUE(groups.ok()) << groups.status().ToString();
   EXPECT_EQ(groups->elements.size(), 1u);  // the empty stream's group too
+}
+
+// ------------------------------------------------------- sharded queues
+
+// The Cluster scenario at the queue level: three queues, each split
+// into three shards whose hash tags spread over the three primaries, driven
+// as brokers drive them (push, claim, complete; a failed push is resent
+// with the same ids, as producers do) while the slot of one shard migrates
+// to another primary under load. Every accepted job is claimed and
+// completed: none lost.
+TEST_F(RedisClusterTest, ShardedQueuesLoseNothingAcrossASlotMigration) {
+  constexpr int kQueues = 3, kShards = 3;
+  constexpr size_t kJobs = 3000, kBatch = 10;  // per queue, per turn
+  Writer writer;
+  struct Broker {
+    std::unique_ptr<JobQueue> q;
+    std::vector<JobId> ids;  // this queue's jobs, pushed kBatch at a time
+    std::vector<std::string> idem, lock;  // their keys ("" none)
+    size_t next = 0;                      // first id of the batch to push
+    bool pushing = false;
+    bool resend = false;
+    std::unordered_set<JobId, JobIdHash> accepted, completed;
+    std::vector<std::shared_ptr<std::string>> blobs;
+    size_t push_errors = 0;
+  };
+  std::vector<Broker> brokers(kQueues);
+  std::set<size_t> nodes;
+  for (int i = 0; i < kQueues; ++i) {
+    RedisQueueOptions o;
+    o.url = cluster().url();
+    o.queue = "shq" + std::to_string(i);
+    o.consumer = "b" + std::to_string(i);
+    o.shards = kShards;
+    o.lease_ms = 3000;
+    auto q = NewRedisQueue(o);
+    ASSERT_TRUE(q.ok()) << q.status().ToString();
+    brokers[i].q = std::move(q).value();
+    for (size_t n = 0; n < kJobs; ++n) {
+      brokers[i].ids.push_back(JobId{static_cast<uint64_t>(i + 1), n + 1});
+      // Some jobs take the functions' path (idempotency keys), some hold a
+      // per-key lock (a record of their own, unlocked by a function).
+      brokers[i].idem.push_back(n % 5 == 0 ? "i" + std::to_string(n) : "");
+      brokers[i].lock.push_back(n % 7 == 0 ? "L" + std::to_string(n % 4) : "");
+    }
+    for (const QueueKeys& k : ShardKeys(o.queue, kShards)) {
+      auto owner = cluster().Owner(KeySlot(k.prefix));
+      ASSERT_TRUE(owner.ok());
+      nodes.insert(*owner);
+    }
+  }
+  // The shards spread: every primary serves some.
+  EXPECT_EQ(nodes.size(), cluster().size());
+
+  const QueueKeys migrating("shq0", 0, kShards);
+  const uint16_t slot = KeySlot(migrating.prefix);
+  auto from = cluster().Owner(slot);
+  ASSERT_TRUE(from.ok());
+  enum class Phase { kBefore, kMoving, kDone } phase = Phase::kBefore;
+  int moved = 0;
+  int64_t next_move = 0;
+
+  int64_t next_push = 0;
+  auto push = [&](Broker& b) {
+    if (b.pushing || b.next >= b.ids.size()) return;
+    std::vector<NewJob> jobs;
+    for (size_t n = b.next; n < std::min(b.next + kBatch, b.ids.size()); ++n) {
+      JobSpec spec;
+      spec.id = b.ids[n];
+      spec.task = "echo";
+      spec.idempotency_key = b.idem[n];
+      spec.lock_key = b.lock[n];
+      Bytes bytes = writer.EncodeJob(spec);
+      auto blob = std::make_shared<std::string>(
+          reinterpret_cast<const char*>(bytes.data()), bytes.size());
+      b.blobs.push_back(blob);
+      NewJob j;
+      j.id = spec.id;
+      j.blob = {blob,
+                {reinterpret_cast<const uint8_t*>(blob->data()), blob->size()}};
+      j.route = "producer";
+      j.resend = b.resend;
+      jobs.push_back(j);
+    }
+    b.pushing = true;
+    b.q->Push(jobs, [&b, n = jobs.size()](Status st,
+                                          std::span<const PushOutcome> out) {
+      b.pushing = false;
+      if (!st.ok()) {  // resend the same ids later
+        ++b.push_errors;
+        b.resend = true;
+        return;
+      }
+      for (size_t k = 0; k < n && k < out.size(); ++k) {
+        // kDuplicate: a resend whose first copy was queued.
+        if (out[k] != PushOutcome::kBusy) b.accepted.insert(b.ids[b.next + k]);
+      }
+      b.resend = false;
+      b.next += n;
+    });
+  };
+
+  auto done = [&] {
+    for (const Broker& b : brokers) {
+      if (b.next < b.ids.size() || b.completed.size() < b.ids.size()) {
+        return false;
+      }
+    }
+    return phase == Phase::kDone;
+  };
+  const int64_t deadline = MonoMillis() + 90000;
+  std::vector<zmq_pollitem_t> items(kMaxQueuePollItems * kQueues);
+  std::vector<JobId> finished;
+  while (!done() && MonoMillis() < deadline) {
+    int total = 0;
+    std::vector<int> counts;
+    const bool push_now = MonoMillis() >= next_push;
+    if (push_now) next_push = MonoMillis() + 10;  // ~3 s of pushes
+    for (Broker& b : brokers) {
+      if (push_now) push(b);
+      counts.push_back(
+          b.q->PollItems(items.data() + total, kMaxQueuePollItems));
+      total += counts.back();
+    }
+    zmq_poll(items.data(), total, 10);
+    int at = 0;
+    for (size_t i = 0; i < brokers.size(); ++i) {
+      Broker& b = brokers[i];
+      b.q->OnPollEvents(items.data() + at, counts[i]);
+      at += counts[i];
+      b.q->Want(128);
+      finished.clear();
+      b.q->Claim(128, [&](std::span<const ClaimedJob> jobs) {
+        for (const ClaimedJob& j : jobs) finished.push_back(j.id);
+      });
+      for (const JobId& id : finished) {
+        b.completed.insert(id);
+        Bytes r = writer.EncodeResult(id, wire::ResultStatus::Ok, {}, "", 1, 1);
+        b.q->Complete(id, r);
+      }
+      b.q->Tick(MonoMillis());
+    }
+    // The migration starts once a quarter of the jobs are in, and moves a
+    // key every 100 ms, so the load runs through it.
+    const int64_t now = MonoMillis();
+    if (phase == Phase::kBefore && brokers[0].next >= kJobs / 4) {
+      ASSERT_TRUE(cluster().BeginMigration(slot, (*from + 1) % 3).ok());
+      phase = Phase::kMoving;
+    } else if (phase == Phase::kMoving && now >= next_move) {
+      next_move = now + 100;
+      auto n = cluster().MoveKeys(1);
+      ASSERT_TRUE(n.ok()) << n.status().ToString();
+      moved += *n;
+      if (*n == 0) {
+        ASSERT_TRUE(cluster().FinishMigration().ok());
+        phase = Phase::kDone;
+      }
+    }
+  }
+  EXPECT_EQ(phase, Phase::kDone);
+  EXPECT_GT(moved, 3) << "the shard's keys (streams, stats, results...)";
+  std::cerr << moved << " keys moved\n";
+  auto to = cluster().Owner(slot);
+  ASSERT_TRUE(to.ok());
+  EXPECT_EQ(*to, (*from + 1) % 3);
+  for (size_t i = 0; i < brokers.size(); ++i) {
+    const Broker& b = brokers[i];
+    EXPECT_EQ(b.next, kJobs) << "queue " << i << " did not push everything";
+    EXPECT_EQ(b.accepted.size(), kJobs) << "queue " << i;
+    size_t lost = 0;
+    for (const JobId& id : b.accepted) lost += b.completed.count(id) ? 0 : 1;
+    EXPECT_EQ(lost, 0u) << "queue " << i;
+    nlohmann::json stats = nlohmann::json::object();
+    b.q->DescribeStats(&stats);
+    EXPECT_EQ(stats["durable"]["shards"].size(), static_cast<size_t>(kShards));
+    if (i == 0) {
+      // The migrated shard followed its slot to the new primary.
+      EXPECT_GE(stats["durable"]["shards"][0]["counters"]["reconnects"], 1);
+    }
+    std::cerr << "queue " << i << ": " << b.push_errors
+              << " push errors (resent); redis "
+              << stats["durable"]["counters"].dump() << "\n";
+  }
 }
 
 }  // namespace
