@@ -12,12 +12,16 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "loadtest/process.h"
 #include "loadtest/redis_server.h"
+#include "queue/redis_cluster.h"
 #include "queue/redis_layout.h"
+#include "queue/redis_target.h"
 #include "schemas/codec.h"
 
 namespace yard {
@@ -59,8 +63,29 @@ class CliQueueTest : public ::testing::Test {
     auto client = RedisClient::Connect(*address, 5000);
     ASSERT_TRUE(client.ok()) << client.status().ToString();
     client_ = std::move(client).value();
+    at_ = client_.get();
+    url_ = server_->url();
     Status s = EnsureQueue(*client_, keys_);
     ASSERT_TRUE(s.ok()) << s.ToString();
+  }
+
+  // Makes queue "default" a queue of `shards` shards on the test's server
+  // (as a broker with --redis-shards would: the count in the "{yard}" slot,
+  // each shard set up). The helpers that write go to shard 0 (UseShard).
+  void ShardQueue(int shards) {
+    Redis({"SET", ShardCountKey("default"), std::to_string(shards)});
+    shards_ = ShardKeys("default", shards);
+    for (const QueueKeys& keys : shards_) {
+      Status s = EnsureQueue(*client_, keys);
+      ASSERT_TRUE(s.ok()) << s.ToString();
+    }
+    UseShard(0);
+  }
+  // The helpers that write records (AddJob, AddDead, ...) write to shard k
+  // of shards_ from now on, through `at` (the shard's primary in a cluster).
+  void UseShard(size_t k, RedisClient* at = nullptr) {
+    keys_ = shards_.at(k);
+    at_ = at ? at : client_.get();
   }
 
   void TearDown() override {
@@ -71,7 +96,7 @@ class CliQueueTest : public ::testing::Test {
   // Runs one command; a failure is a test failure and a nil reply.
   RedisReply Redis(std::vector<std::string> args) {
     const std::string what = args.front();
-    Result<RedisReply> r = RedisCall(*client_, std::move(args));
+    Result<RedisReply> r = RedisCall(*at_, std::move(args));
     EXPECT_TRUE(r.ok()) << what << ": " << r.status().ToString();
     return r.ok() ? std::move(r).value() : RedisReply{};
   }
@@ -217,8 +242,7 @@ class CliQueueTest : public ::testing::Test {
   }
   // `yard queue <sub> --redis URL --json <extra...>`, expected to succeed.
   Json Queue(const std::string& sub, std::vector<std::string> extra = {}) {
-    std::vector<std::string> args = {"queue", sub, "--redis", server_->url(),
-                                     "--json"};
+    std::vector<std::string> args = {"queue", sub, "--redis", url_, "--json"};
     args.insert(args.end(), extra.begin(), extra.end());
     YardRun run = Yard(args);
     EXPECT_TRUE(run.ExitedWith(0)) << run.Describe();
@@ -250,8 +274,7 @@ class CliQueueTest : public ::testing::Test {
   }
   // `yard result ID --redis URL <extra...>`.
   YardRun ResultOf(const JobId& id, std::vector<std::string> extra = {}) {
-    std::vector<std::string> args = {"result", id.ToString(), "--redis",
-                                     server_->url()};
+    std::vector<std::string> args = {"result", id.ToString(), "--redis", url_};
     args.insert(args.end(), extra.begin(), extra.end());
     return Yard(std::move(args));
   }
@@ -272,7 +295,10 @@ class CliQueueTest : public ::testing::Test {
   std::string dir_;
   std::unique_ptr<RedisServer> server_;
   std::unique_ptr<RedisClient> client_;
-  QueueKeys keys_{"default"};
+  RedisClient* at_ = nullptr;      // where Redis() sends: client_ or a shard's
+  std::string url_;                // --redis: server_'s, or a cluster's
+  QueueKeys keys_{"default"};      // where the helpers write
+  std::vector<QueueKeys> shards_;  // ShardQueue
   Writer writer_;
   int runs_ = 0;
 };
@@ -616,6 +642,319 @@ TEST_F(CliQueueTest, ResultMissingOrUnreadableExitsOne) {
   run = ResultOf(id);
   EXPECT_TRUE(run.ExitedWith(1)) << run.Describe();
   EXPECT_NE(run.err.find("not a valid"), std::string::npos) << run.Describe();
+}
+
+// ---- Sharded queues: every shard is read and changed, the answers add up.
+
+// A record of the old one-shard layout ({jq:default}) that a sharded queue
+// does not use: the tools must not count it.
+TEST_F(CliQueueTest, StatsOfAShardedQueueAddUpEveryShard) {
+  AddJob(1, JobId::Random(), "stale", "x");  // {jq:default}, not a shard
+  ShardQueue(3);
+  // Shard 0: two ready jobs at priority 1, one of them leased.
+  AddJob(1, JobId::Random(), "echo", "x");
+  AddJob(1, JobId::Random(), "echo", "x");
+  Claim(1, 1, "broker-a");
+  Redis({"HSET", keys_.stats, "submitted", "5", "queued", "2"});
+  // Shard 1: a leased batch of 3 at priority 0, a delayed job, a dead job,
+  // and the only leader.
+  UseShard(1);
+  AddBatch(0, {JobId::Random(), JobId::Random(), JobId::Random()}, "sum");
+  Claim(0, 1, "broker-a");
+  AddDelayed(JobId::Random(), 4102444800000);
+  AddDead(1, JobId::Random(), "echo", "boom");
+  Redis(
+      {"HSET", keys_.stats, "submitted", "4", "completed", "1", "queued", "3"});
+  Redis({"SET", keys_.leader, "token-1"});
+  // Shard 2: a ready job at priority 2, a dead batch of 3, another broker.
+  UseShard(2);
+  AddJob(2, JobId::Random(), "echo", "x");
+  AddDeadBatch(0, {JobId::Random(), JobId::Random(), JobId::Random()}, "sum",
+               "");
+  Claim(2, 1, "broker-b");
+  AddJob(2, JobId::Random(), "echo", "x");
+  Redis({"HSET", keys_.stats, "submitted", "2", "queued", "1"});
+  // The registry is in the "{yard}" slot (the same server here).
+  Redis({"SET", "{yard}:broker:broker-a",
+         R"({"id":"broker-a","queue":"default","frontend":"tcp://h:1",)"
+         R"("backend":"tcp://h:2","draining":false,"held":{},"workers":[]})",
+         "PX", "60000"});
+  Redis({"SADD", "{yard}:brokers", "broker-a"});
+
+  Json j = Queue("stats");
+  EXPECT_EQ(j["queue"], "default");
+  // The sums over the shards (ready: shard 0's and 2's; running: one in
+  // shard 0, a batch of 3 in shard 1, one in shard 2; dead: one in shard 1,
+  // a batch of 3 in shard 2).
+  const Json sums = {{"ready", 2},
+                     {"running", 5},
+                     {"delayed", 1},
+                     {"dead", 4},
+                     {"queued", 6},
+                     {"records", {{"ready", 2}, {"running", 3}}},
+                     {"priorities",
+                      {{"0", {{"ready", 0}, {"running", 3}}},
+                       {"1", {{"ready", 1}, {"running", 1}}},
+                       {"2", {{"ready", 1}, {"running", 1}}}}}};
+  for (const auto& [key, value] : sums.items()) {
+    EXPECT_EQ(j[key], value) << key;
+  }
+  EXPECT_EQ(j["counters"]["submitted"], 11);
+  EXPECT_EQ(j["counters"]["completed"], 1);
+  EXPECT_EQ(j["counters"]["queued"], 6);
+  EXPECT_EQ(j["counters"]["dead"], 0);
+  EXPECT_EQ(j["leader"], "token-1");
+  // One row per broker, whichever shards it leases from.
+  ASSERT_EQ(j["consumers"].size(), 2u) << j.dump();
+  EXPECT_EQ(j["consumers"][0]["name"], "broker-a");
+  EXPECT_EQ(j["consumers"][0]["pending"], 2);  // one record in shards 0, 1
+  EXPECT_EQ(j["consumers"][1]["name"], "broker-b");
+  EXPECT_EQ(j["consumers"][1]["pending"], 1);
+  ASSERT_EQ(j["brokers"].size(), 1u) << j.dump();
+  EXPECT_EQ(j["brokers"][0]["id"], "broker-a");
+  EXPECT_EQ(j["workers"], Json::array());
+  // Each shard's own numbers.
+  ASSERT_EQ(j["shards"].size(), 3u) << j.dump();
+  for (size_t k = 0; k < 3; ++k) {
+    EXPECT_EQ(j["shards"][k]["shard"], k);
+    EXPECT_EQ(j["shards"][k]["tag"], shards_[k].tag);
+  }
+  EXPECT_EQ(j["shards"][0]["ready"], 1);
+  EXPECT_EQ(j["shards"][0]["running"], 1);
+  EXPECT_TRUE(j["shards"][0]["leader"].is_null()) << j.dump();
+  EXPECT_EQ(j["shards"][1]["running"], 3);
+  EXPECT_EQ(j["shards"][1]["delayed"], 1);
+  EXPECT_EQ(j["shards"][1]["leader"], "token-1");
+  EXPECT_EQ(j["shards"][2]["dead"], 3);
+  EXPECT_EQ(j["shards"][2]["queued"], 1);
+
+  YardRun text = Yard({"queue", "stats", "--redis", url_});
+  EXPECT_TRUE(text.ExitedWith(0)) << text.Describe();
+  EXPECT_NE(text.out.find("queued 6  leader token-1"), std::string::npos)
+      << text.out;
+  EXPECT_NE(text.out.find("shards: 3"), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find(shards_[2].tag), std::string::npos) << text.out;
+}
+
+// The lists concatenate shard by shard, --limit for all of them; each line
+// says its shard.
+TEST_F(CliQueueTest, InspectAndDeadOfAShardedQueueListEveryShard) {
+  ShardQueue(3);
+  const JobId first = JobId::Random(), second = JobId::Random(),
+              dead_single = JobId::Random();
+  const std::vector<JobId> dead_batch = {JobId::Random(), JobId::Random(),
+                                         JobId::Random()};
+  AddJob(0, first, "low", "1");
+  AddDead(1, dead_single, "echo", "boom");
+  UseShard(2);
+  AddJob(2, second, "high", "12");
+  AddDeadBatch(0, dead_batch, "sum", "expired");
+
+  Json j = Queue("inspect");
+  ASSERT_EQ(j["jobs"].size(), 2u) << j.dump();
+  EXPECT_EQ(j["jobs"][0]["id"], first.ToString());
+  EXPECT_EQ(j["jobs"][0]["shard"], 0);
+  EXPECT_EQ(j["jobs"][1]["id"], second.ToString());
+  EXPECT_EQ(j["jobs"][1]["task"], "high");
+  EXPECT_EQ(j["jobs"][1]["shard"], 2);
+  j = Queue("inspect", {"--limit", "1"});
+  ASSERT_EQ(j["jobs"].size(), 1u) << j.dump();
+  EXPECT_EQ(j["jobs"][0]["id"], first.ToString());
+
+  j = Queue("dead", {"--limit", "3"});
+  EXPECT_EQ(j["total"], 4);
+  ASSERT_EQ(j["dead"].size(), 3u) << j.dump();
+  EXPECT_EQ(j["dead"][0]["id"], dead_single.ToString());
+  EXPECT_EQ(j["dead"][0]["shard"], 0);
+  EXPECT_EQ(j["dead"][1]["id"], dead_batch[0].ToString());
+  EXPECT_EQ(j["dead"][1]["shard"], 2);
+  EXPECT_EQ(j["dead"][2]["id"], dead_batch[1].ToString());
+  // A limit reached in shard 0 still counts every shard's dead jobs.
+  j = Queue("dead", {"--limit", "1"});
+  EXPECT_EQ(j["total"], 4);
+  ASSERT_EQ(j["dead"].size(), 1u) << j.dump();
+
+  YardRun text = Yard({"queue", "dead", "--redis", url_});
+  EXPECT_TRUE(text.ExitedWith(0)) << text.Describe();
+  EXPECT_NE(text.out.find(dead_batch[2].ToString()), std::string::npos)
+      << text.out;
+  EXPECT_NE(text.out.find("4 of 4"), std::string::npos) << text.out;
+}
+
+TEST_F(CliQueueTest, RequeueAndPurgeOfAShardedQueueActOnEveryShard) {
+  ShardQueue(3);
+  AddDead(2, JobId::Random(), "echo", "boom");
+  AddDead(1, JobId::Random(), "echo", "boom");
+  UseShard(1);
+  AddDead(1, JobId::Random(), "echo", "boom");
+  AddDelayed(JobId::Random(), 4102444800000);
+  UseShard(2);
+  AddDeadBatch(0, {JobId::Random(), JobId::Random(), JobId::Random()}, "sum",
+               "boom");
+  const auto dead_in = [&](size_t k) {
+    return RedisInt({"XLEN", shards_[k].dead});
+  };
+
+  // --limit is for all shards: shard 0's two, then shard 1's one.
+  EXPECT_EQ(Queue("requeue-dead", {"--limit", "3"})["requeued"], 3);
+  EXPECT_EQ(dead_in(0), 0);
+  EXPECT_EQ(dead_in(1), 0);
+  EXPECT_EQ(dead_in(2), 1);
+  EXPECT_EQ(Queue("requeue-dead")["requeued"], 1);
+  EXPECT_EQ(dead_in(2), 0);
+  EXPECT_EQ(RedisInt({"XLEN", shards_[2].stream[0]}), 1);
+  Json stats = Queue("stats");
+  EXPECT_EQ(stats["ready"], 6);  // 2 + 1 singles, a batch of 3
+  EXPECT_EQ(stats["dead"], 0);
+  EXPECT_EQ(stats["counters"]["requeued_dead"], 6);
+
+  AddDead(1, JobId::Random(), "echo", "again");
+  UseShard(0);
+  AddDead(1, JobId::Random(), "echo", "again");
+  Json j = Queue("purge");
+  EXPECT_EQ(j["queue"], "default");
+  EXPECT_EQ(j["purged"], 7);  // 6 ready, shard 1's delayed job
+  for (size_t k = 0; k < 3; ++k) {
+    for (int p = 0; p < kRedisPriorities; ++p) {
+      EXPECT_EQ(RedisInt({"XLEN", shards_[k].stream[p]}), 0) << k << " " << p;
+    }
+  }
+  EXPECT_EQ(RedisInt({"ZCARD", shards_[1].delayed}), 0);
+  YardRun text = Yard({"queue", "purge", "--dead", "--redis", url_});
+  EXPECT_TRUE(text.ExitedWith(0)) << text.Describe();
+  EXPECT_NE(text.out.find("purged 2 dead letters in queue default"),
+            std::string::npos)
+      << text.Describe();
+  EXPECT_EQ(dead_in(0) + dead_in(2), 0);
+}
+
+TEST_F(CliQueueTest, ResultOfAShardedQueueIsFoundInAnyShard) {
+  const JobId in_shard_2 = JobId::Random(), unsharded = JobId::Random();
+  StoreResult(unsharded, wire::ResultStatus::Ok, "old layout");
+  ShardQueue(3);
+  UseShard(2);
+  StoreResult(in_shard_2, wire::ResultStatus::Ok, "from shard 2", "", 2);
+
+  YardRun run = ResultOf(in_shard_2, {"--json"});
+  ASSERT_TRUE(run.ExitedWith(0)) << run.Describe();
+  EXPECT_EQ(run.json["id"], in_shard_2.ToString());
+  EXPECT_EQ(run.json["output"], "from shard 2");
+  EXPECT_EQ(run.json["attempt"], 2);
+  // The one-shard layout is not one of the shards.
+  run = ResultOf(unsharded);
+  EXPECT_TRUE(run.ExitedWith(1)) << run.Describe();
+  EXPECT_NE(run.err.find("no result for"), std::string::npos) << run.Describe();
+  // A stored count that is not one is refused.
+  Redis({"SET", ShardCountKey("default"), "many"});
+  ExpectUsageError({"result", in_shard_2.ToString(), "--redis", url_});
+  ExpectUsageError({"queue", "stats", "--redis", url_});
+}
+
+// The real broker with --redis-shards: what it stores, the tools find.
+TEST_F(CliQueueTest, StatsReadWhatAShardedBrokerWrote) {
+  auto yard = [&](const std::string& name, std::vector<std::string> args) {
+    args.insert(args.begin(), YARD_BIN);
+    auto p = Process::Spawn(std::move(args), dir_ + "/" + name + ".stderr");
+    EXPECT_TRUE(p.ok()) << p.status().ToString();
+    return p.ok() ? std::move(p).value() : nullptr;
+  };
+  auto broker = yard(
+      "broker", {"broker", "--frontend", "tcp://127.0.0.1:*", "--backend",
+                 "tcp://127.0.0.1:*", "--redis", url_, "--redis-shards", "3"});
+  ASSERT_TRUE(broker);
+  const std::optional<std::string> ready =
+      broker->ReadLine(milliseconds(10000));
+  ASSERT_TRUE(ready) << broker->Stderr();
+  // "yard broker ready frontend=EP backend=EP"
+  const size_t f = ready->find("frontend="), b = ready->find(" backend=");
+  ASSERT_TRUE(f != std::string::npos && b != std::string::npos) << *ready;
+  const std::string frontend = ready->substr(f + 9, b - f - 9);
+  const std::string backend = ready->substr(b + 9);
+  auto worker =
+      yard("worker", {"worker", "--connect", backend, "--concurrency", "4"});
+  ASSERT_TRUE(worker);
+  auto push = yard("push", {"push", "--connect", frontend, "--task", "echo",
+                            "--count", "300", "--size", "8", "--json"});
+  ASSERT_TRUE(push);
+  const std::optional<std::string> report = push->ReadAll(milliseconds(30000));
+  ASSERT_TRUE(report) << push->Stderr();
+  const std::optional<ExitInfo> pushed = push->Wait(milliseconds(5000));
+  ASSERT_TRUE(pushed && pushed->ExitedWith(0)) << *report << push->Stderr();
+
+  // The producer hears a result before the broker's counters reach Redis
+  // (the next write batch): wait for them a little.
+  Json j;
+  for (int i = 0; i < 50; ++i) {
+    j = Queue("stats");
+    if (j["counters"]["completed"] == 300) break;
+    std::this_thread::sleep_for(milliseconds(100));
+  }
+  EXPECT_EQ(j["counters"]["submitted"], 300) << j.dump();
+  EXPECT_EQ(j["counters"]["completed"], 300) << j.dump();
+  EXPECT_EQ(j["ready"], 0);
+  ASSERT_EQ(j["shards"].size(), 3u) << j.dump();
+  // One broker, one consumer name on all three shards.
+  EXPECT_EQ(j["consumers"].size(), 1u) << j.dump();
+  ASSERT_EQ(j["brokers"].size(), 1u) << j.dump();
+  EXPECT_EQ(j["brokers"][0]["frontend"], frontend);
+  // Not the one-shard layout.
+  EXPECT_EQ(RedisInt({"EXISTS", QueueKeys("default").stats}), 0);
+}
+
+// On a Redis Cluster each shard is read on the primary serving its slot,
+// the registry and the shard count in the "{yard}" slot.
+TEST_F(CliQueueTest, StatsAndResultOfAShardedQueueOnACluster) {
+  auto cluster = RedisCluster::Create(3);
+  ASSERT_TRUE(cluster.ok()) << cluster.status().ToString();
+  Result<RedisTarget> target = ParseRedisTarget((*cluster)->url());
+  ASSERT_TRUE(target.ok()) << target.status().ToString();
+  // A connection to the primary serving `key`'s slot.
+  auto connect = [&](const std::string& key) -> std::unique_ptr<RedisClient> {
+    RedisTarget t = *target;
+    t.key = key;
+    auto c = ConnectRedisTarget(t, 5000);
+    EXPECT_TRUE(c.ok()) << c.status().ToString();
+    return c.ok() ? std::move(c).value() : nullptr;
+  };
+  std::unique_ptr<RedisClient> registry = connect("{yard}");
+  ASSERT_TRUE(registry);
+  ASSERT_TRUE(
+      RedisCall(*registry, {"SET", ShardCountKey("default"), "3"}).ok());
+  ASSERT_TRUE(RedisCall(*registry, {"SET", "{yard}:broker:broker-a",
+                                    R"({"id":"broker-a","queue":"default",)"
+                                    R"("frontend":"tcp://h:1","workers":[]})",
+                                    "PX", "60000"})
+                  .ok());
+  ASSERT_TRUE(
+      RedisCall(*registry, {"SADD", "{yard}:brokers", "broker-a"}).ok());
+  shards_ = ShardKeys("default", 3);
+  std::vector<std::unique_ptr<RedisClient>> at;
+  std::vector<size_t> owners;
+  for (size_t k = 0; k < 3; ++k) {
+    at.push_back(connect(shards_[k].prefix));
+    ASSERT_TRUE(at.back());
+    ASSERT_TRUE(EnsureQueue(*at.back(), shards_[k]).ok());
+    auto owner = (*cluster)->Owner(KeySlot(shards_[k].tag));
+    ASSERT_TRUE(owner.ok()) << owner.status().ToString();
+    owners.push_back(*owner);
+    UseShard(k, at.back().get());
+    for (size_t i = 0; i <= k; ++i) AddJob(1, JobId::Random(), "echo", "x");
+  }
+  // The shards are on three different primaries.
+  EXPECT_EQ(std::set<size_t>(owners.begin(), owners.end()).size(), 3u);
+  const JobId id = JobId::Random();
+  StoreResult(id, wire::ResultStatus::Ok, "from the cluster");  // shard 2
+  url_ = (*cluster)->url();
+
+  Json j = Queue("stats");
+  EXPECT_EQ(j["ready"], 6);  // 1 + 2 + 3
+  ASSERT_EQ(j["shards"].size(), 3u) << j.dump();
+  EXPECT_EQ(j["shards"][2]["ready"], 3);
+  ASSERT_EQ(j["brokers"].size(), 1u) << j.dump();
+  EXPECT_EQ(j["brokers"][0]["id"], "broker-a");
+  YardRun run = ResultOf(id, {"--json"});
+  ASSERT_TRUE(run.ExitedWith(0)) << run.Describe();
+  EXPECT_EQ(run.json["output"], "from the cluster");
 }
 
 TEST_F(CliQueueTest, BadFlagsExitTwo) {

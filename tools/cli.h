@@ -43,14 +43,27 @@ struct QueueFlags {
 // Adds --redis (required), --queue and --json to `app`.
 void AddQueueFlags(CLI::App& app, QueueFlags* flags);
 
-struct QueueConnection {
-  std::unique_ptr<RedisClient> client;
+// One shard of the queue (queue/redis_layout.h): its keys and a connection
+// to the primary serving their slot.
+struct QueueShard {
+  int index = 0;
   QueueKeys keys;
+  std::unique_ptr<RedisClient> client;
 };
 
-// Checks the flags and connects. A bad URL or queue name is
-// kInvalidArgument; a server that does not answer is kUnavailable ("cannot
-// reach Redis at URL: ..."). Both are usage errors (exit 2) for the caller.
+struct QueueConnection {
+  // The "{yard}" slot's primary: the shard count and the registry.
+  std::unique_ptr<RedisClient> registry;
+  std::vector<QueueShard> shards;  // in shard order; one when not sharded
+};
+
+// Checks the flags, connects to the "{yard}" slot, reads the queue's shard
+// count (ReadShardCount) and connects to every shard's primary (in a
+// Cluster, each to the primary serving its slot; elsewhere all to the one
+// server). A bad URL or queue name, or a stored shard count that is not
+// one, is kInvalidArgument; a server that does not answer is kUnavailable
+// ("cannot reach Redis at URL: ..."). All are usage errors (exit 2) for the
+// caller.
 Result<QueueConnection> ConnectQueue(const QueueFlags& flags);
 
 // JSON text for stdout. Strings from Redis (task names, tokens, errors) need

@@ -6,6 +6,13 @@
 // queue's Functions (yard_requeue_dead, yard_purge), which are atomic with
 // respect to the brokers, in chunks so that no call blocks Redis for long.
 //
+// A sharded queue (queue/redis_layout.h: shard count in {yard}:shards:Q)
+// is read and changed shard by shard, each on the primary serving its slot,
+// and the answers are added up: counts sum, lists concatenate (each line
+// says its "shard"; --limit is for all shards together), and stats lists
+// each shard's own numbers under "shards". The registry (brokers, workers)
+// is read in the "{yard}" slot.
+//
 // A record (stream entry) holds one or more jobs. stats, inspect and dead
 // count and list jobs; requeue-dead and purge --dead count dead letters
 // (records), purge counts jobs (what yard_purge reports).
@@ -38,12 +45,32 @@ constexpr int64_t kRedisTimeoutMs = 5000;
 
 void AddQueueFlags(CLI::App& app, QueueFlags* flags) {
   app.add_option("--redis", flags->redis_url,
-                 "Redis holding the queue: redis://HOST:PORT[/DB] or "
-                 "sentinel://HOST:PORT[,HOST:PORT...]/MASTER[/DB]")
+                 "Redis holding the queue: redis://HOST:PORT[/DB], "
+                 "sentinel://HOST:PORT[,HOST:PORT...]/MASTER[/DB] or "
+                 "cluster://HOST:PORT[,HOST:PORT...]")
       ->required();
   app.add_option("--queue", flags->queue, "queue name")->capture_default_str();
   app.add_flag("--json", flags->json, "print one JSON object instead of text");
 }
+
+namespace {
+
+// A connection to the primary serving `slot_key`'s slot (a Cluster; any
+// other target has one server for every key).
+Result<std::unique_ptr<RedisClient>> ConnectSlot(const RedisTarget& target,
+                                                 const std::string& slot_key,
+                                                 const std::string& url) {
+  RedisTarget t = target;
+  t.key = slot_key;
+  auto client = ConnectRedisTarget(t, kRedisTimeoutMs);
+  if (!client.ok()) {
+    return Status::Unavailable("cannot reach Redis at " + url + ": " +
+                               client.status().message());
+  }
+  return client;
+}
+
+}  // namespace
 
 Result<QueueConnection> ConnectQueue(const QueueFlags& flags) {
   Result<RedisTarget> target = ParseRedisTarget(flags.redis_url);
@@ -55,12 +82,21 @@ Result<QueueConnection> ConnectQueue(const QueueFlags& flags) {
   }
   // hiredis writes with write(2): a server that hangs up must not kill us.
   std::signal(SIGPIPE, SIG_IGN);
-  auto client = ConnectRedisTarget(*target, kRedisTimeoutMs);
-  if (!client.ok()) {
-    return Status::Unavailable("cannot reach Redis at " + flags.redis_url +
-                               ": " + client.status().message());
+  QueueConnection out;
+  auto registry = ConnectSlot(*target, "{yard}", flags.redis_url);
+  if (!registry.ok()) return registry.status();
+  out.registry = std::move(registry).value();
+  Result<int> shards =
+      ReadShardCount(*out.registry, flags.queue, kRedisTimeoutMs);
+  if (!shards.ok()) return shards.status();
+  for (QueueKeys& keys : ShardKeys(flags.queue, *shards)) {
+    // (Any key with the shard's hash tag names its slot: its prefix.)
+    auto client = ConnectSlot(*target, keys.prefix, flags.redis_url);
+    if (!client.ok()) return client.status();
+    out.shards.push_back({static_cast<int>(out.shards.size()), std::move(keys),
+                          std::move(client).value()});
   }
-  return QueueConnection{std::move(client).value(), QueueKeys(flags.queue)};
+  return out;
 }
 
 std::string DumpJson(const nlohmann::ordered_json& j) {
@@ -82,6 +118,8 @@ using ReplyType = RedisReply::Type;
 
 // Jobs one Functions call handles at most (per stream for yard_purge).
 constexpr int64_t kChunk = 1000;
+// A limit that is no limit.
+constexpr int64_t kNoLimit = std::numeric_limits<int64_t>::max();
 constexpr size_t kDefaultListLimit = 20;
 
 // ---- Replies ----
@@ -184,14 +222,14 @@ Result<std::set<std::string>> LeasedAmong(RedisClient& c,
 
 // Calls a Functions-library operation (its arguments after the key prefix
 // are `args`, then a count) in chunks until it reports 0, or until `limit`
-// (0: none) is reached. Returns the sum of what the calls reported.
+// (kNoLimit: none) is reached. Returns the sum of what the calls reported.
 Result<int64_t> CallInChunks(RedisClient& c, const QueueKeys& keys,
                              std::string_view function,
                              const std::vector<std::string>& args,
                              int64_t limit) {
   int64_t total = 0;
-  while (limit == 0 || total < limit) {
-    const int64_t chunk = limit == 0 ? kChunk : std::min(kChunk, limit - total);
+  while (total < limit) {
+    const int64_t chunk = std::min(kChunk, limit - total);
     std::vector<std::string> command = keys.Fcall(function);
     command.insert(command.end(), args.begin(), args.end());
     command.push_back(std::to_string(chunk));
@@ -201,6 +239,52 @@ Result<int64_t> CallInChunks(RedisClient& c, const QueueKeys& keys,
     total += *n;
   }
   return total;
+}
+
+// ---- Shards ----
+
+// Adds one shard's answer to the answers so far: integers add up, lists
+// concatenate, objects add up key by key, and anything else (the queue's
+// name, a leader) keeps the first value that is not null.
+void AddUp(Json* sum, const Json& one) {
+  if (sum->is_null()) {
+    *sum = one;
+  } else if (sum->is_object() && one.is_object()) {
+    for (const auto& [key, value] : one.items()) AddUp(&(*sum)[key], value);
+  } else if (sum->is_array() && one.is_array()) {
+    sum->insert(sum->end(), one.begin(), one.end());
+  } else if (sum->is_number_integer() && one.is_number_integer()) {
+    *sum = sum->get<int64_t>() + one.get<int64_t>();
+  }
+}
+
+// A subcommand's work on one shard, given what the shards before it
+// answered (added up; {} for the first).
+using ShardRun =
+    std::function<Result<Json>(const cli::QueueShard&, const Json& so_far)>;
+
+// Runs `run` on every shard in order and adds the answers up. Each line of
+// a shard's lists gets "shard": the shard's index.
+Result<Json> OverShards(const cli::QueueConnection& q, const ShardRun& run) {
+  Json sum = Json::object();
+  for (const cli::QueueShard& shard : q.shards) {
+    Result<Json> one = run(shard, sum);
+    if (!one.ok()) return one.status();
+    for (Json& value : *one) {
+      if (!value.is_array()) continue;
+      for (Json& line : value) line["shard"] = shard.index;
+    }
+    AddUp(&sum, *one);
+  }
+  return sum;
+}
+
+// What the shards so far answered under `key`: a list's length or a count.
+int64_t SoFar(const Json& so_far, const char* key) {
+  if (!so_far.contains(key)) return 0;
+  const Json& value = so_far[key];
+  return value.is_array() ? static_cast<int64_t>(value.size())
+                          : value.get<int64_t>();
 }
 
 // ---- Records and their jobs ----
@@ -325,6 +409,10 @@ Result<int64_t> JobsInStream(RedisClient& c, const std::string& stream) {
 
 // ---- stats ----
 
+std::string StringOr(const Json& v, const char* fallback) {
+  return v.is_string() ? v.get<std::string>() : fallback;
+}
+
 struct Consumer {
   int64_t pending = 0;
   int64_t idle_ms = std::numeric_limits<int64_t>::max();
@@ -393,14 +481,16 @@ Result<StreamCounts> CountStream(RedisClient& c, const std::string& stream) {
   return out;
 }
 
-Result<Json> Stats(RedisClient& c, const QueueKeys& keys) {
+// What one shard holds (the keys of Stats up to "leader"); its consumers go
+// to `consumers`.
+Result<Json> ShardStats(RedisClient& c, const QueueKeys& keys,
+                        std::map<std::string, Consumer>* consumers) {
   Json priorities = Json::object();
   StreamCounts total;
-  std::map<std::string, Consumer> consumers;
   for (int p = 0; p < kRedisPriorities; ++p) {
     Result<StreamCounts> level = CountStream(c, keys.stream[p]);
     if (!level.ok()) return level.status();
-    if (Status s = AddConsumers(c, keys.stream[p], &consumers); !s.ok()) {
+    if (Status s = AddConsumers(c, keys.stream[p], consumers); !s.ok()) {
       return s;
     }
     priorities[std::to_string(p)] = {{"ready", level->ready_jobs},
@@ -419,16 +509,26 @@ Result<Json> Stats(RedisClient& c, const QueueKeys& keys) {
   if (!counters.ok()) return counters.status();
   Result<RedisReply> leader = Call(c, {"GET", keys.leader});
   if (!leader.ok()) return leader.status();
+  const int64_t queued = (*counters)["queued"].get<int64_t>();
+  return Json{
+      {"queue", keys.name},
+      {"ready", total.ready_jobs},
+      {"running", total.running_jobs},
+      {"delayed", *delayed},
+      {"dead", *dead},
+      {"queued", queued},
+      {"records",
+       {{"ready", total.ready_records}, {"running", total.running_records}}},
+      {"priorities", std::move(priorities)},
+      {"counters", std::move(*counters)},
+      {"leader", leader->is_nil() ? Json(nullptr) : Json(leader->str)}};
+}
 
-  Json brokers = Json::array();
-  for (const auto& [name, consumer] : consumers) {
-    brokers.push_back({{"name", name},
-                       {"pending", consumer.pending},
-                       {"idle_ms", consumer.idle_ms}});
-  }
-  // The cluster as the registry knows it (queue/registry.h): live brokers
-  // (of every queue) and the workers connected to them, each worker once.
-  Result<std::vector<BrokerRecord>> registry = ReadRegistry(c);
+// The cluster as the registry knows it (queue/registry.h): live brokers (of
+// every queue) and the workers connected to them, each worker once. Adds
+// "brokers" and "workers" to `out`.
+Status AddRegistry(RedisClient& registry_slot, Json* out) {
+  Result<std::vector<BrokerRecord>> registry = ReadRegistry(registry_slot);
   if (!registry.ok()) return registry.status();
   Json live = Json::array();
   std::map<std::string, Json> workers;
@@ -453,22 +553,41 @@ Result<Json> Stats(RedisClient& c, const QueueKeys& keys) {
   }
   Json worker_list = Json::array();
   for (auto& [name, row] : workers) worker_list.push_back(std::move(row));
-  const int64_t queued = (*counters)["queued"].get<int64_t>();
-  return Json{
-      {"queue", keys.name},
-      {"ready", total.ready_jobs},
-      {"running", total.running_jobs},
-      {"delayed", *delayed},
-      {"dead", *dead},
-      {"queued", queued},
-      {"records",
-       {{"ready", total.ready_records}, {"running", total.running_records}}},
-      {"priorities", std::move(priorities)},
-      {"counters", std::move(*counters)},
-      {"leader", leader->is_nil() ? Json(nullptr) : Json(leader->str)},
-      {"consumers", std::move(brokers)},
-      {"brokers", std::move(live)},
-      {"workers", std::move(worker_list)}};
+  (*out)["brokers"] = std::move(live);
+  (*out)["workers"] = std::move(worker_list);
+  return Status::OK();
+}
+
+// Every shard's ShardStats added up ("leader": the first shard's that has
+// one; each shard elects its own); the brokers as consumers (by name: a
+// broker uses one name on every shard); the registry; and "shards", each
+// shard's own numbers.
+Result<Json> Stats(const cli::QueueConnection& q) {
+  std::map<std::string, Consumer> consumers;
+  Json each = Json::array();
+  Result<Json> out = OverShards(
+      q, [&](const cli::QueueShard& shard, const Json&) -> Result<Json> {
+        Result<Json> one = ShardStats(*shard.client, shard.keys, &consumers);
+        if (!one.ok()) return one;
+        Json row = {{"shard", shard.index}, {"tag", shard.keys.tag}};
+        for (const char* key :
+             {"ready", "running", "delayed", "dead", "queued", "leader"}) {
+          row[key] = (*one)[key];
+        }
+        each.push_back(std::move(row));
+        return one;
+      });
+  if (!out.ok()) return out;
+  Json brokers = Json::array();
+  for (const auto& [name, consumer] : consumers) {
+    brokers.push_back({{"name", name},
+                       {"pending", consumer.pending},
+                       {"idle_ms", consumer.idle_ms}});
+  }
+  (*out)["consumers"] = std::move(brokers);
+  if (Status s = AddRegistry(*q.registry, &*out); !s.ok()) return s;
+  (*out)["shards"] = std::move(each);
+  return out;
 }
 
 void PrintStats(const Json& j) {
@@ -520,6 +639,19 @@ void PrintStats(const Json& j) {
                 w["brokers"].size(),
                 static_cast<long long>(w["outstanding"].get<int64_t>()));
   }
+  if (j["shards"].size() < 2) return;
+  std::printf("shards: %zu\n", j["shards"].size());
+  for (const Json& shard : j["shards"]) {
+    std::printf(
+        "  shard %-3d {%s}  ready %lld  running %lld  delayed %lld  dead %lld"
+        "  leader %s\n",
+        shard["shard"].get<int>(), shard["tag"].get<std::string>().c_str(),
+        static_cast<long long>(shard["ready"].get<int64_t>()),
+        static_cast<long long>(shard["running"].get<int64_t>()),
+        static_cast<long long>(shard["delayed"].get<int64_t>()),
+        static_cast<long long>(shard["dead"].get<int64_t>()),
+        StringOr(shard["leader"], "(none)").c_str());
+  }
 }
 
 // ---- inspect ----
@@ -555,10 +687,6 @@ Result<Json> Inspect(RedisClient& c, const QueueKeys& keys, size_t limit) {
   return Json{{"queue", keys.name}, {"jobs", std::move(jobs)}};
 }
 
-std::string StringOr(const Json& v, const char* fallback) {
-  return v.is_string() ? v.get<std::string>() : fallback;
-}
-
 void PrintJobs(const Json& j) {
   std::printf("%-32s %-8s %3s %7s %-16s %9s %-12s %s\n", "ID", "STATE", "PRI",
               "ATTEMPT", "TASK", "BYTES", "LOCK", "BROKER");
@@ -585,12 +713,16 @@ void PrintJobs(const Json& j) {
 
 // ---- dead ----
 
-// One line per dead job; `limit` and `total` count jobs, not records.
+// One line per dead job; `limit` (may be 0) and `total` count jobs, not
+// records.
 Result<Json> Dead(RedisClient& c, const QueueKeys& keys, size_t limit) {
   Result<int64_t> total = JobsInStream(c, keys.dead);
   if (!total.ok()) return total.status();
-  Result<RedisReply> r =
-      Call(c, {"XRANGE", keys.dead, "-", "+", "COUNT", std::to_string(limit)});
+  Result<RedisReply> r = RedisReply{};
+  if (limit > 0) {
+    r = Call(c,
+             {"XRANGE", keys.dead, "-", "+", "COUNT", std::to_string(limit)});
+  }
   if (!r.ok()) return r.status();
   Json dead = Json::array();
   for (const Entry& e : EntriesOf(*r)) {
@@ -648,7 +780,7 @@ Result<Json> Purge(RedisClient& c, const QueueKeys& keys, bool dead_letters) {
     if (Status s = EnsureQueue(c, keys, cli::kRedisTimeoutMs); !s.ok()) {
       return s;
     }
-    n = CallInChunks(c, keys, "yard_purge", {kRedisGroup}, 0);
+    n = CallInChunks(c, keys, "yard_purge", {kRedisGroup}, kNoLimit);
   }
   if (!n.ok()) return n.status();
   return Json{{"queue", keys.name}, {"purged", *n}};
@@ -707,25 +839,36 @@ int RunQueue(int argc, char** argv) {
   if (!connection.ok()) {
     return cli::UsageError(name, connection.status().message());
   }
-  RedisClient& c = *connection->client;
-  const QueueKeys& keys = connection->keys;
+  const cli::QueueConnection& q = *connection;
 
+  // Every subcommand runs on every shard; the limits are for all of them.
   Result<Json> out = Status::Internal("no subcommand");
   std::function<void(const Json&)> print;
   if (stats->parsed()) {
-    out = Stats(c, keys);
+    out = Stats(q);
     print = PrintStats;
   } else if (inspect->parsed()) {
-    out = Inspect(c, keys, inspect_limit);
+    out = OverShards(q, [&](const cli::QueueShard& s, const Json& so_far) {
+      const auto listed = static_cast<size_t>(SoFar(so_far, "jobs"));
+      return Inspect(*s.client, s.keys, inspect_limit - listed);
+    });
     print = PrintJobs;
   } else if (dead->parsed()) {
-    out = Dead(c, keys, dead_limit);
+    out = OverShards(q, [&](const cli::QueueShard& s, const Json& so_far) {
+      const auto listed = static_cast<size_t>(SoFar(so_far, "dead"));
+      return Dead(*s.client, s.keys, dead_limit - listed);
+    });
     print = PrintDead;
   } else if (requeue->parsed()) {
-    out = RequeueDead(c, keys, requeue_limit);
+    const int64_t most = requeue_limit > 0 ? requeue_limit : kNoLimit;
+    out = OverShards(q, [&](const cli::QueueShard& s, const Json& so_far) {
+      return RequeueDead(*s.client, s.keys, most - SoFar(so_far, "requeued"));
+    });
     print = [](const Json& j) { PrintCount(j, "requeued", "dead letters"); };
   } else if (purge->parsed()) {
-    out = Purge(c, keys, purge_dead);
+    out = OverShards(q, [&](const cli::QueueShard& s, const Json&) {
+      return Purge(*s.client, s.keys, purge_dead);
+    });
     print = [purge_dead](const Json& j) {
       PrintCount(j, "purged", purge_dead ? "dead letters" : "waiting jobs");
     };

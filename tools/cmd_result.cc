@@ -1,7 +1,8 @@
 // yard result JOB_ID --redis URL [--queue NAME] [--json]: the stored result
 // of a finished job (a durable queue keeps it in a result bucket, a HASH
 // field, for the result TTL: queue/redis_layout.h; FindResult looks through
-// the live buckets). Exit 0: found; 1: none stored (or unreadable); 2: usage.
+// the live buckets; a sharded queue's result is in one of its shards).
+// Exit 0: found; 1: none stored (or unreadable); 2: usage.
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
@@ -120,8 +121,12 @@ int RunResult(int argc, char** argv) {
   if (!connection.ok()) {
     return cli::UsageError(name, connection.status().message());
   }
-  Result<std::string> stored =
-      FindResult(*connection->client, connection->keys, *id);
+  // A sharded queue keeps a result in the shard that ran the job: any one.
+  Result<std::string> stored = Status::NotFound("no shard");
+  for (const cli::QueueShard& shard : connection->shards) {
+    stored = FindResult(*shard.client, shard.keys, *id);
+    if (stored.status().code() != StatusCode::kNotFound) break;
+  }
   if (!stored.ok()) {
     if (stored.status().code() == StatusCode::kNotFound) {
       std::cerr << "no result for " << id->ToString()
