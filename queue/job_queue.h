@@ -92,7 +92,8 @@ class JobQueue {
   // Status (storage down) means none was accepted.
   virtual void Push(std::span<const NewJob> jobs, PushCallback done) = 0;
   // Leases up to `max` ready jobs, highest priority first (see the
-  // implementation for its anti-starvation rule).
+  // implementation for its anti-starvation rule). Calls `done` (at most
+  // once) before it returns.
   virtual void Claim(size_t max, ClaimCallback done) = 0;
   // The job is finished; `result` is its JobResult blob (kept, in durable
   // mode, for `yard result`). Forget it.

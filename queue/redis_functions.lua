@@ -19,7 +19,10 @@
 -- the writes before it stay. So every function first reads the undeclared
 -- keys it is going to touch (names relative to the prefix): it then fails
 -- before its first write, or not at all. (Declared keys are checked by
--- Redis before the function runs.)
+-- Redis before the function runs.) One exception: yard_reap learns the
+-- lock of a record only from XAUTOCLAIM, a write; requeue_expired re-adds
+-- the record before it releases the lock, so a failure there can delay a
+-- job parked behind that lock, not lose one.
 local function local_first(prefix, names)
   local ks = {}
   for _, n in ipairs(names) do
@@ -40,6 +43,23 @@ local function lock_names(args, from)
     if k ~= '' then
       names[#names + 1] = 'mx:' .. k
       names[#names + 1] = 'mxw:' .. k
+    end
+  end
+  return names
+end
+
+-- The lock names (mx:, mxw:) of the records with these ids in stream `s`
+-- (read before anything is written; a missing id adds nothing).
+local function record_lock_names(s, ids, names)
+  for _, id in ipairs(ids) do
+    local e = redis.call('XRANGE', s, id, id)
+    if #e == 1 then
+      for i = 1, #e[1][2], 2 do
+        if e[1][2][i] == 'k' and e[1][2][i + 1] ~= '' then
+          names[#names + 1] = 'mx:' .. e[1][2][i + 1]
+          names[#names + 1] = 'mxw:' .. e[1][2][i + 1]
+        end
+      end
     end
   end
   return names
@@ -338,10 +358,19 @@ local function reap_consumer(keys, args)
                                   tonumber(args[4]), tonumber(args[5])
   local idle = tonumber(args[6]) or 0
   local requeued, dead, vanished, left = 0, 0, 0, 0
-  local_first(prefix, {'stats'})
+  local pending, names = {}, {'stats'}
+  for pri = 0, 2 do
+    local p = redis.call('XPENDING', keys[pri + 1], g, 'IDLE', idle, '-', '+',
+                         n, who)
+    local ids = {}
+    for i, e in ipairs(p) do ids[i] = e[1] end
+    record_lock_names(keys[pri + 1], ids, names)
+    pending[pri] = p
+  end
+  local_first(prefix, names)
   for pri = 0, 2 do
     local s = keys[pri + 1]
-    local p = redis.call('XPENDING', s, g, 'IDLE', idle, '-', '+', n, who)
+    local p = pending[pri]
     if #p > 0 then
       local ids = {}
       for i, e in ipairs(p) do ids[i] = e[1] end
@@ -389,6 +418,11 @@ end
 -- ARGV: prefix, group, then pairs pri, entry_id. Returns how many.
 local function unclaim(keys, args)
   local prefix, g, n = args[1], args[2], 0
+  local names = {}
+  for i = 3, #args, 2 do
+    record_lock_names(keys[clamp_pri(args[i]) + 1], {args[i + 1]}, names)
+  end
+  local_first(prefix, names)
   for i = 3, #args, 2 do
     local pri, id = clamp_pri(args[i]), args[i + 1]
     local s = keys[pri + 1]

@@ -70,16 +70,19 @@ Result<int> ReadShardCount(RedisClient& client, std::string_view queue_name,
 }
 
 Result<int> SettleShardCount(RedisClient& client, std::string_view queue_name,
-                             int want, int fallback, int64_t timeout_ms) {
+                             int want, int fallback, int64_t timeout_ms,
+                             const std::function<Status(int)>& before_storing) {
   if (want < 0 || want > kMaxQueueShards || fallback < 1 ||
       fallback > kMaxQueueShards) {
     return Status::InvalidArgument("the shard count must be 1.." +
                                    std::to_string(kMaxQueueShards));
   }
   const int n = want > 0 ? want : fallback;
-  // GET first: a count of 1 is never stored (no key is the default layout).
   auto r = RedisCall(client, {"GET", ShardCountKey(queue_name)}, timeout_ms);
-  if (r.ok() && r->is_nil() && n > 1) {
+  if (r.ok() && r->is_nil()) {
+    if (before_storing) {
+      if (auto s = before_storing(n); !s.ok()) return s;
+    }
     r = RedisCall(
         client,
         {"SET", ShardCountKey(queue_name), std::to_string(n), "NX", "GET"},

@@ -48,6 +48,7 @@
 #define YARD_QUEUE_REDIS_LAYOUT_H_
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -90,7 +91,7 @@ struct QueueKeys {
 // so the shards' slots spread over a cluster's primaries. Every broker and
 // tool of a queue must use the same K: it is stored in Redis, in the
 // registry's slot, under ShardCountKey(NAME); no key means 1 (the layout
-// of a queue that was never sharded, "{jq:NAME}").
+// of a queue from before sharding, "{jq:NAME}"; brokers store 1 then).
 inline constexpr int kMaxQueueShards = 256;
 std::string ShardCountKey(std::string_view queue_name);  // {yard}:shards:Q
 
@@ -102,11 +103,13 @@ Result<int> ReadShardCount(RedisClient& client, std::string_view queue_name,
 
 // Blocking: the shard count every user of the queue agrees on. The stored
 // one when there is one (InvalidArgument when `want` > 0 differs from it);
-// otherwise `want`, or `fallback` when want is 0, stored now with SET NX
-// when above 1 (a concurrent first broker may win: its count is the
-// answer). 1 is never stored.
-Result<int> SettleShardCount(RedisClient& client, std::string_view queue_name,
-                             int want, int fallback, int64_t timeout_ms = 5000);
+// otherwise `want`, or `fallback` when want is 0, stored now with SET NX (a
+// concurrent first broker may win: its count is the answer). When nothing
+// is stored yet, `before_storing(count)` may refuse first.
+Result<int> SettleShardCount(
+    RedisClient& client, std::string_view queue_name, int want, int fallback,
+    int64_t timeout_ms = 5000,
+    const std::function<Status(int)>& before_storing = nullptr);
 
 // The keys of every shard of a queue with `shards` shards, in shard order.
 std::vector<QueueKeys> ShardKeys(std::string_view queue_name, int shards);

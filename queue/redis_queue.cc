@@ -501,9 +501,8 @@ class RedisQueue final : public JobQueue {
   }
 
   void Tick(int64_t now) override {
-    if (up_ &&
-        (lost_ || !main_->connected() || !claim_->connected() ||
-         !inbox_->connected() || (registry_ && !registry_->connected()))) {
+    if (up_ && (lost_ || !main_->connected() || !claim_->connected() ||
+                !inbox_->connected())) {
       Down(lost_reason_.empty() ? "connection lost" : lost_reason_, now);
     }
     if (!up_) {
@@ -518,6 +517,7 @@ class RedisQueue final : public JobQueue {
           "redis is back: {} buffered, {} leased, {} write batches to resend",
           buffered_, leases_.size() - buffered_, replay_.size());
     }
+    if (registry_target_) TickRegistry(now);
     Flush();
     MaybeClaim();
     if (now >= next_touch_ms_) Touch(now);
@@ -852,6 +852,21 @@ class RedisQueue final : public JobQueue {
     WriteBatch b = std::move(batch_);
     batch_ = WriteBatch();
     std::vector<std::vector<std::string>> cmds;
+    if (target_.kind == RedisTarget::Kind::kCluster) {
+      // During a slot migration a queued command whose key has moved (or
+      // is new) aborts the whole MULTI (EXECABORT: replayed), but the keys
+      // a function does not declare are only checked when it runs, after
+      // the acks queued with it have run. Naming them in a plain command
+      // makes a migration abort the batch instead of half-applying it.
+      std::vector<std::string> guard = {"EXISTS"};
+      if (!b.fails.empty()) guard.push_back(keys_.stats);
+      for (size_t i = 2; i < b.locked.size(); i += 3) {
+        if (b.locked[i].empty()) continue;
+        guard.push_back(keys_.prefix + "mx:" + b.locked[i]);
+        guard.push_back(keys_.prefix + "mxw:" + b.locked[i]);
+      }
+      if (guard.size() > 1) cmds.push_back(std::move(guard));
+    }
     for (int p = 0; p < kLevels; ++p) {
       if (b.acks[p].empty()) continue;
       std::vector<std::string> ack = {"XACK", keys_.stream[p], kRedisGroup};
@@ -1174,6 +1189,12 @@ class RedisQueue final : public JobQueue {
 
   void OnLocked(const std::vector<EntryId>& entries,
                 const Result<RedisReply>& r) {
+    // A cluster error (the slot is migrating) leaves the connection up:
+    // reconnect, so the records forgotten below are read back (their
+    // claims stand) instead of waiting out their leases.
+    if (!r.ok() && r.status().code() == StatusCode::kUnavailable) {
+      Lost(r.status().message());
+    }
     for (size_t i = 0; i < entries.size(); ++i) {
       auto e = entries_.find(entries[i]);
       if (e == entries_.end()) continue;
@@ -1334,10 +1355,10 @@ class RedisQueue final : public JobQueue {
     if (record_.empty()) {
       record_ = nlohmann::json{{"id", consumer_}, {"queue", o_.queue}}.dump();
     }
-    Send({"SET", RegistryKey(consumer_), record_, "PX",
-          std::to_string(o_.registry_ttl_ms)},
-         nullptr, Registry());
-    Send({"SADD", kRegistrySet, consumer_}, nullptr, Registry());
+    RegistrySend({"SET", RegistryKey(consumer_), record_, "PX",
+                  std::to_string(o_.registry_ttl_ms)},
+                 nullptr);
+    RegistrySend({"SADD", kRegistrySet, consumer_}, nullptr);
   }
 
   // Leader: consumers of the group that hold records but have no registry
@@ -1402,16 +1423,13 @@ class RedisQueue final : public JobQueue {
       dead_check_pending_ = false;
       return;
     }
-    Send(
-        std::move(args),
-        [this, names](Result<RedisReply> r) {
-          dead_check_pending_ = false;
-          if (!r.ok() || r->elements.size() != names.size()) return;
-          for (size_t i = 0; i < names.size(); ++i) {
-            if (r->elements[i].is_nil()) ReapConsumer(names[i]);
-          }
-        },
-        Registry());
+    RegistrySend(std::move(args), [this, names](Result<RedisReply> r) {
+      dead_check_pending_ = false;
+      if (!r.ok() || r->elements.size() != names.size()) return;
+      for (size_t i = 0; i < names.size(); ++i) {
+        if (r->elements[i].is_nil()) ReapConsumer(names[i]);
+      }
+    });
   }
 
   void ReapConsumer(const std::string& who) {
@@ -1613,9 +1631,7 @@ class RedisQueue final : public JobQueue {
 
   // ------------------------------------------------------------- plumbing
 
-  // On the main connection, or on `on` (the registry's).
-  void Send(std::vector<std::string> args, RedisClient::Callback done,
-            RedisClient* on = nullptr) {
+  void Send(std::vector<std::string> args, RedisClient::Callback done) {
     ++c_.commands;
     if (!done) {
       done = [this](Result<RedisReply> r) {
@@ -1624,13 +1640,57 @@ class RedisQueue final : public JobQueue {
         }
       };
     }
-    (on ? on : main_.get())->Command(std::move(args), std::move(done));
+    main_->Command(std::move(args), std::move(done));
   }
 
   // Where the registry (queue/registry.h, the "{yard}" slot) is: the main
-  // connection, or in a Cluster a connection of its own.
+  // connection, or in a Cluster a connection of its own (null while down).
   RedisClient* Registry() const {
     return registry_target_ ? registry_.get() : main_.get();
+  }
+
+  // A registry command. In a Cluster the registry's slot may be on another
+  // primary than the shard's: its failure only makes the registry
+  // connection reconnect (TickRegistry); the shard serves on. Meanwhile the
+  // record is not refreshed (a live broker still touches its leases, so no
+  // leader reaps it) and this leader reaps no one.
+  void RegistrySend(std::vector<std::string> args, RedisClient::Callback done) {
+    if (!registry_target_) return Send(std::move(args), std::move(done));
+    if (!registry_ || !registry_->connected()) {
+      registry_lost_ = true;
+      if (done) done(Status::Unavailable("registry connection down"));
+      return;
+    }
+    ++c_.commands;
+    registry_->Command(
+        std::move(args), [this, done = std::move(done)](Result<RedisReply> r) {
+          if (!r.ok() && r.status().code() == StatusCode::kUnavailable) {
+            registry_lost_ = true;
+          }
+          if (done) done(std::move(r));
+        });
+  }
+
+  // Cluster: (re)connects the registry's connection, with its own backoff.
+  void TickRegistry(int64_t now) {
+    if (registry_ && registry_->connected() && !registry_lost_) return;
+    if (now < next_registry_connect_ms_) return;
+    registry_.reset();  // answers its pending commands
+    registry_lost_ = false;
+    auto c = ConnectRedisTarget(*registry_target_, 300);
+    if (!c.ok()) {
+      if (registry_backoff_ms_ == kReconnectMinMs) {
+        spdlog::warn("redis: the registry's slot ({}) is unreachable: {}",
+                     registry_target_->key, c.status().ToString());
+      }
+      registry_backoff_ms_ =
+          std::min(kReconnectMaxMs, registry_backoff_ms_ * 2);
+      next_registry_connect_ms_ = now + registry_backoff_ms_;
+      return;
+    }
+    registry_ = std::move(c).value();
+    registry_backoff_ms_ = kReconnectMinMs;
+    WriteRecord(now);
   }
 
   // Marks the connection lost; Tick tears it down (not from inside a
@@ -1652,7 +1712,6 @@ class RedisQueue final : public JobQueue {
     main_.reset();
     claim_.reset();
     inbox_.reset();
-    registry_.reset();
     claiming_ = reading_inbox_ = stats_pending_ = dedupe_pending_ = false;
     lost_ = false;
     lost_reason_.clear();
@@ -1685,11 +1744,6 @@ class RedisQueue final : public JobQueue {
     if (!claim.ok()) return claim.status();
     auto inbox = RedisClient::Connect(address_, timeout_ms);
     if (!inbox.ok()) return inbox.status();
-    if (registry_target_) {
-      auto registry = ConnectRedisTarget(*registry_target_, timeout_ms);
-      if (!registry.ok()) return registry.status();
-      registry_ = std::move(registry).value();
-    }
     main_ = std::move(main).value();
     claim_ = std::move(claim).value();
     inbox_ = std::move(inbox).value();
@@ -1704,6 +1758,10 @@ class RedisQueue final : public JobQueue {
     connected_at_ms_ = MonoMillis();
     last_claim_empty_ = false;
     last_bucket_ = -1;
+    if (registry_target_) {
+      next_registry_connect_ms_ = 0;
+      TickRegistry(MonoMillis());  // writes the record once connected
+    }
     WriteRecord(MonoMillis());
     ReadInbox();
     return Status::OK();
@@ -1754,6 +1812,9 @@ class RedisQueue final : public JobQueue {
 
   // Cluster targets: the registry's slot ("{yard}") and its connection.
   std::optional<RedisTarget> registry_target_;
+  bool registry_lost_ = false;
+  int64_t registry_backoff_ms_ = kReconnectMinMs;
+  int64_t next_registry_connect_ms_ = 0;
   std::unique_ptr<RedisClient> main_, claim_, inbox_, registry_;
   std::array<RedisClient*, 4> polled_{};
   bool up_ = false;

@@ -8,6 +8,7 @@
 #include <unordered_map>
 #include <utility>
 
+#include "common/clock.h"
 #include "schemas/codec.h"
 
 namespace yard {
@@ -49,7 +50,10 @@ class ShardedQueue final : public JobQueue {
  public:
   ShardedQueue(std::vector<std::unique_ptr<JobQueue>> shards,
                const ShardedQueueOptions& options)
-      : shards_(std::move(shards)), options_(options), polled_(shards_.size()) {
+      : shards_(std::move(shards)),
+        options_(options),
+        polled_(shards_.size()),
+        cool_until_(shards_.size(), 0) {
     assert(shards_.size() >= 2);
   }
 
@@ -82,10 +86,13 @@ class ShardedQueue final : public JobQueue {
       std::vector<NewJob> part;
       part.reserve(index[k].size());
       for (size_t i : index[k]) part.push_back(jobs[i]);
-      shards_[k]->Push(part, [batch, positions = std::move(index[k])](
+      shards_[k]->Push(part, [this, k, batch, positions = std::move(index[k])](
                                  Status st,
                                  std::span<const PushOutcome> outcomes) {
         if (!st.ok() && batch->status.ok()) batch->status = st;
+        // A shard that refused (its primary down, its slot migrating) gets
+        // no plain batches for a while.
+        if (!st.ok()) cool_until_[k] = MonoMillis() + kCoolMs;
         for (size_t i = 0; i < positions.size() && i < outcomes.size(); ++i) {
           batch->out[positions[i]] = outcomes[i];
         }
@@ -107,12 +114,28 @@ class ShardedQueue final : public JobQueue {
         if (pass == 0) take = std::min(take, (max + n - 1) / n);
         shards_[k]->Claim(take, [&](std::span<const ClaimedJob> jobs) {
           for (const ClaimedJob& j : jobs) {
-            owner_[j.id] = static_cast<uint32_t>(k);
+            auto [it, fresh] =
+                owner_.try_emplace(j.id, static_cast<uint32_t>(k));
+            if (!fresh && it->second != k) {
+              // A second copy of a job this broker runs already (a resend
+              // that went to another shard): drop it, as one shard drops a
+              // duplicate it holds. The first copy runs (or is retried).
+              duplicates_.push_back({k, j.id});
+              continue;
+            }
             claimed_.push_back(j);
           }
         });
+        // Every JobQueue answers Claim before it returns (job_queue.h).
       }
     }
+    for (const auto& [k, id] : duplicates_) {
+      const JobId one[] = {id};
+      shards_[k]->Release(one);
+      shards_[k]->Cancel(one, nullptr);
+      ++dup_dropped_;
+    }
+    duplicates_.clear();
     // The views stay valid: they point into the shards' leases, which live
     // until the job is finished or released.
     if (!claimed_.empty()) done(claimed_);
@@ -149,8 +172,17 @@ class ShardedQueue final : public JobQueue {
 
   size_t Cancel(std::span<const JobId> ids,
                 std::vector<JobId>* removed) override {
+    // A job may wait in two shards (a resend): each copy is removed, and
+    // the id reported once.
+    std::vector<JobId> all;
+    for (auto& q : shards_) q->Cancel(ids, &all);
+    std::unordered_map<JobId, bool, JobIdHash> seen;
     size_t n = 0;
-    for (auto& q : shards_) n += q->Cancel(ids, removed);
+    for (const JobId& id : all) {
+      if (!seen.emplace(id, true).second) continue;
+      ++n;
+      if (removed) removed->push_back(id);
+    }
     return n;
   }
 
@@ -242,11 +274,17 @@ class ShardedQueue final : public JobQueue {
     for (auto it = sum.begin(); it != sum.end(); ++it) (*j)[it.key()] = *it;
     if (j->contains("durable")) {
       auto& d = (*j)["durable"];
-      d["redis"] = up == static_cast<int>(shards_.size()) ? "up" : "down";
+      // "up": every shard's primary; "partial": some (submits go to the
+      // others); "down": none.
+      d["redis"] = up == static_cast<int>(shards_.size()) ? "up"
+                   : up > 0                               ? "partial"
+                                                          : "down";
       d["shards_up"] = up;
       d["shards"] = std::move(each);
-      d["counters"]["stale"] =
-          d["counters"].value("stale", uint64_t{0}) + stale_;
+      auto& c = d["counters"];
+      c["stale"] = c.value("stale", uint64_t{0}) + stale_;
+      c["duplicates_dropped"] =
+          c.value("duplicates_dropped", uint64_t{0}) + dup_dropped_;
     }
   }
 
@@ -257,14 +295,18 @@ class ShardedQueue final : public JobQueue {
   }
 
  private:
-  // The next shard in turn whose store is up (the next in turn when none).
+  // The next shard in turn whose store is up and that has not refused a
+  // push lately; else the next that is up; else the next in turn.
   size_t NextAvailable() {
     const size_t n = shards_.size();
-    for (size_t i = 0; i < n; ++i) {
-      const size_t k = (next_push_ + i) % n;
-      if (shards_[k]->available()) {
-        next_push_ = (k + 1) % n;
-        return k;
+    const int64_t now = MonoMillis();
+    for (bool fussy : {true, false}) {
+      for (size_t i = 0; i < n; ++i) {
+        const size_t k = (next_push_ + i) % n;
+        if (shards_[k]->available() && (!fussy || cool_until_[k] <= now)) {
+          next_push_ = (k + 1) % n;
+          return k;
+        }
       }
     }
     const size_t k = next_push_;
@@ -301,11 +343,16 @@ class ShardedQueue final : public JobQueue {
   std::vector<std::unique_ptr<JobQueue>> shards_;
   const ShardedQueueOptions options_;
   std::vector<int> polled_;  // poll items per shard, last PollItems
+  // Until when (MonoMillis) each shard gets no plain batches.
+  static constexpr int64_t kCoolMs = 1000;
+  std::vector<int64_t> cool_until_;
   std::unordered_map<JobId, uint32_t, JobIdHash> owner_;
   std::vector<ClaimedJob> claimed_;
+  std::vector<std::pair<size_t, JobId>> duplicates_;  // during a Claim
   size_t next_push_ = 0;
   size_t next_claim_ = 0;
   uint64_t stale_ = 0;
+  uint64_t dup_dropped_ = 0;
 };
 
 }  // namespace

@@ -16,8 +16,10 @@
 //   takes an equal share of max from each shard first, starting from the
 //   next shard in turn, then fills up from those with more, and answers
 //   with one call.
-// - Complete/Fail go to the shard that handed the job out (a map filled at
-//   claim time); Release and Cancel too.
+// - Complete/Fail/Release go to the shard that handed the job out (a map
+//   filled at claim time). A second copy of a job this broker already runs
+//   (a resend that went to another shard) is dropped at claim time, as a
+//   single shard drops a duplicate. Cancel asks every shard.
 // - Stats add up; DescribeStats adds up the shards' numbers and lists each
 //   shard under "shards".
 //

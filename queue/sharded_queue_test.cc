@@ -243,5 +243,31 @@ TEST_F(ShardedQueueTest, FinishingReachesTheShardThatHandedTheJobOut) {
   EXPECT_TRUE(stats.empty());  // memory shards describe nothing
 }
 
+// A resend that went to another shard: the broker runs one copy, drops the
+// other at claim time, and nothing is left behind once the first finishes.
+TEST_F(ShardedQueueTest, ASecondCopyInAnotherShardIsDroppedAtClaim) {
+  Make(2);
+  ASSERT_TRUE(Push({Job(1)}).ok());
+  ASSERT_TRUE(Push({Job(1)}).ok());  // the resend: the other shard
+  ASSERT_EQ(Held(), (std::vector<uint64_t>{1, 1}));
+  std::vector<JobId> got = Claim(10);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(Held()[0] + Held()[1], 1u);  // the copy is gone
+  q_->Complete(got[0], {});
+  EXPECT_EQ(Held(), (std::vector<uint64_t>{0, 0}));
+  EXPECT_TRUE(Claim(10).empty());
+}
+
+TEST_F(ShardedQueueTest, CancelReportsACopiedIdOnce) {
+  Make(2);
+  ASSERT_TRUE(Push({Job(5)}).ok());
+  ASSERT_TRUE(Push({Job(5)}).ok());
+  std::vector<JobId> removed;
+  const JobId id{7, 5};
+  EXPECT_EQ(q_->Cancel(std::span<const JobId>(&id, 1), &removed), 1u);
+  EXPECT_EQ(removed.size(), 1u);
+  EXPECT_EQ(Held(), (std::vector<uint64_t>{0, 0}));
+}
+
 }  // namespace
 }  // namespace yard
