@@ -8,6 +8,7 @@
 #include <cinttypes>
 #include <cmath>
 #include <memory>
+#include <optional>
 #include <random>
 #include <thread>
 #include <utility>
@@ -17,6 +18,9 @@
 #include "common/done_counter.h"
 #include "common/signals.h"
 #include "loadtest/local_cluster.h"
+#include "queue/redis_cluster.h"
+#include "queue/redis_layout.h"
+#include "queue/redis_target.h"
 #include "queue/registry.h"
 #include "schemas/frames.h"
 
@@ -32,6 +36,32 @@ constexpr int64_t kCloseGraceUs = 2'000'000;
 // Let freshly started workers register before the load begins.
 constexpr int64_t kWorkerSettleUs = 500'000;
 constexpr double kMaxSeconds = 24 * 3600;
+constexpr int kMaxClusterPrimaries = 16;
+// --migrate-slot-at: keys moved per tick of the main loop (one CLUSTER
+// GETKEYSINSLOT and one MIGRATE), so the loop never stalls for long.
+constexpr int kMigrateKeysPerTick = 10;
+constexpr int64_t kRegistryTimeoutMs = 2000;
+
+std::string QueueName(const LoadtestOptions& o) {
+  return o.queue.empty() ? "default" : o.queue;
+}
+
+// A connection to the server of the registry's "{yard}" slot (on a Redis
+// Cluster, its primary): the registry and the queues' shard counts.
+Result<std::unique_ptr<RedisClient>> ConnectRegistry(const std::string& url) {
+  auto target = ParseRedisTarget(url);
+  if (!target.ok()) return target.status();
+  target->key = "{yard}";
+  return ConnectRedisTarget(*target, kRegistryTimeoutMs);
+}
+
+// The queue's shard count as its brokers agreed on it ({yard}:shards:Q; no
+// key: 1, since a broker stores every count above 1 before it gets ready).
+Result<int> ReadQueueShards(const std::string& url, const std::string& queue) {
+  auto client = ConnectRegistry(url);
+  if (!client.ok()) return client.status();
+  return ReadShardCount(**client, queue, kRegistryTimeoutMs);
+}
 
 // One producer: its Producer, ledger, submitting thread and counters.
 struct Lane {
@@ -55,9 +85,9 @@ class Run {
   Run(const LoadtestOptions& o, std::FILE* log) : o_(o), log_(log) {
     report_.options = o;
     // A cluster it did not start: its mode is not known here.
-    report_.mode = !o.connect.empty() ? "external"
-                   : o.redis.empty()  ? "memory"
-                                      : "durable";
+    report_.mode = !o.connect.empty()                        ? "external"
+                   : o.redis.empty() && o.redis_cluster == 0 ? "memory"
+                                                             : "durable";
   }
   ~Run() {
     stop_.store(true);
@@ -84,7 +114,14 @@ class Run {
   // The registry's brokers and their counters, for the report.
   void RecordBrokers();
   void Chaos(int64_t now, bool loading);
-  void Event(int64_t now, const char* what, Result<std::string> r);
+  // --migrate-slot-at, in steps: Begin at the time, then one Step per tick
+  // until no key is left, then the hand-over; Finish does all that is left
+  // at once (the run is ending).
+  void BeginMigration(int64_t now);
+  void StepMigration();
+  void FinishMigration();
+  // Records an event at `now` (in time order) and logs it.
+  LoadEvent& Event(int64_t now, const char* what, Result<std::string> r);
   void Progress(int64_t now);
   uint64_t Submitted() const;
   uint64_t Answered() const;
@@ -104,6 +141,18 @@ class Run {
   int64_t next_worker_kill_us_ = 0;
   int64_t broker_kill_us_ = 0, broker_restart_us_ = 0, redis_restart_us_ = 0;
   int64_t broker_add_us_ = 0;
+  int64_t migrate_at_us_ = 0;
+  // The slot migration under way.
+  struct Migration {
+    int64_t began_us = 0;
+    uint16_t slot = 0;
+    size_t from = 0, to = 0;
+    int shards = 0;
+    std::string what;  // the slot, its shard and the nodes
+    int moved = 0;
+    int steps = 0;
+  };
+  std::optional<Migration> migration_;
   // Sampling.
   int64_t last_sample_us_ = 0;
   uint64_t last_sample_submitted_ = 0;
@@ -141,6 +190,7 @@ Status Run::StartCluster() {
   c.workers = o_.workers;
   c.concurrency = o_.concurrency;
   c.redis = o_.redis;
+  c.redis_cluster = o_.redis_cluster;
   c.redis_fsync_always = o_.redis_fsync_always;
   c.heartbeat_ms = o_.heartbeat_ms;
   c.broker_args = o_.broker_args;
@@ -151,14 +201,29 @@ Status Run::StartCluster() {
   if (!cluster.ok()) return cluster.status();
   cluster_ = std::move(cluster).value();
   report_.endpoints = cluster_->frontends();
+  report_.redis_url = cluster_->redis_url();
+  std::string redis;
+  if (!report_.redis_url.empty()) {
+    // The brokers settled the queue's shard count before they got ready.
+    auto shards = ReadQueueShards(report_.redis_url, QueueName(o_));
+    if (shards.ok()) report_.redis_shards = *shards;
+    if (o_.redis_cluster > 0) {
+      redis = " (Redis Cluster of " + std::to_string(o_.redis_cluster) +
+              " primaries";
+      if (report_.redis_shards > 0) {
+        redis +=
+            ", queue in " + std::to_string(report_.redis_shards) + " shard(s)";
+      }
+      redis += ") " + report_.redis_url;
+    } else if (cluster_->owns_redis()) {
+      redis = ", redis-server " + report_.redis_url;
+    }
+  }
   std::fprintf(log_,
                "loadtest: %d broker(s), %d worker(s) x %d, %s mode%s; logs in "
                "%s\n",
                o_.brokers, o_.workers, o_.concurrency, report_.mode.c_str(),
-               cluster_->owns_redis()
-                   ? (", redis-server " + cluster_->redis_url()).c_str()
-                   : "",
-               cluster_->dir().c_str());
+               redis.c_str(), cluster_->dir().c_str());
   if (o_.workers == 0) {
     std::fprintf(log_, "loadtest: --workers 0: nothing will run the jobs\n");
   }
@@ -177,7 +242,7 @@ Status Run::MakeProducers() {
       Discovery::Options d;
       d.url = cluster_->redis_url();
       d.side = Discovery::Side::kFrontend;
-      d.queue = o_.queue.empty() ? "default" : o_.queue;
+      d.queue = QueueName(o_);
       d.wait_ms = static_cast<int64_t>(o_.connect_timeout_s * 1e3);
       // Brokers it has not seen yet come through the discovery thread;
       // WaitForBrokers waits for every producer to reach all of them.
@@ -322,10 +387,7 @@ void Run::OnOutcome(Lane& lane, const JobOutcome& out) {
 }
 
 void Run::RecordBrokers() {
-  auto target = ParseRedisTarget(cluster_->redis_url());
-  if (!target.ok()) return;
-  target->key = "{yard}";  // the registry's slot, on a Redis Cluster
-  auto client = ConnectRedisTarget(*target, 2000);
+  auto client = ConnectRegistry(cluster_->redis_url());
   if (!client.ok()) return;
   // Let every broker refresh its record (counters) once more.
   std::this_thread::sleep_for(std::chrono::milliseconds(o_.heartbeat_ms + 100));
@@ -339,7 +401,9 @@ void Run::RecordBrokers() {
   }
 }
 
-void Run::Event(int64_t now, const char* what, Result<std::string> r) {
+// `now`: when it happened (a slot migration's event, recorded at its end,
+// has the time it began).
+LoadEvent& Run::Event(int64_t now, const char* what, Result<std::string> r) {
   LoadEvent e;
   e.t = Since(now);
   e.what = what;
@@ -349,11 +413,119 @@ void Run::Event(int64_t now, const char* what, Result<std::string> r) {
   if (progress_drawn_) std::fprintf(log_, "\r\x1b[K");
   std::fprintf(log_, "[%7.2fs] %s: %s\n", e.t, what, e.detail.c_str());
   std::fflush(log_);
-  report_.events.push_back(std::move(e));
+  auto& events = report_.events;
+  auto after = std::upper_bound(
+      events.begin(), events.end(), e.t,
+      [](double t, const LoadEvent& other) { return t < other.t; });
+  return *events.insert(after, std::move(e));
+}
+
+void Run::BeginMigration(int64_t now) {
+  RedisCluster* redis = cluster_->redis_cluster();
+  if (redis == nullptr) {
+    Event(now, "migrate-slot", Status::InvalidArgument("no Redis Cluster"));
+    return;
+  }
+  // Shard 0's hash tag: QueueKeys knows the one-shard layout ("jq:NAME")
+  // from the sharded one (ShardHashTag).
+  const std::string queue = QueueName(o_);
+  auto shards = ReadQueueShards(cluster_->redis_url(), queue);
+  if (!shards.ok()) {
+    Event(now, "migrate-slot",
+          Status(shards.status().code(),
+                 "cannot read the shard count: " + shards.status().message()));
+    return;
+  }
+  Migration m;
+  m.began_us = now;
+  m.shards = *shards;
+  const QueueKeys keys(queue, 0, m.shards);
+  std::string tagged = "{";
+  tagged += keys.tag;
+  tagged += '}';
+  m.slot = KeySlot(tagged);
+  auto from = redis->Owner(m.slot);
+  if (!from.ok()) {
+    Event(now, "migrate-slot", from.status());
+    return;
+  }
+  m.from = *from;
+  m.to = (m.from + 1) % redis->size();
+  m.what = "slot " + std::to_string(m.slot) + " (" + tagged + ", shard 0 of " +
+           std::to_string(m.shards) + " of queue " + queue + ") from node " +
+           std::to_string(m.from) + " (port " +
+           std::to_string(redis->node(m.from).port()) + ") to node " +
+           std::to_string(m.to) + " (port " +
+           std::to_string(redis->node(m.to).port()) + ")";
+  if (Status st = redis->BeginMigration(m.slot, m.to); !st.ok()) {
+    Event(now, "migrate-slot", Status(st.code(), m.what + ": " + st.message()));
+    return;
+  }
+  if (progress_drawn_) std::fprintf(log_, "\r\x1b[K");
+  std::fprintf(log_, "[%7.2fs] migrate-slot: %s begun\n", Since(now),
+               m.what.c_str());
+  std::fflush(log_);
+  migration_ = std::move(m);
+}
+
+void Run::StepMigration() {
+  Migration& m = *migration_;
+  auto moved = cluster_->redis_cluster()->MoveKeys(kMigrateKeysPerTick);
+  ++m.steps;
+  if (moved.ok() && *moved > 0) {
+    m.moved += *moved;
+    return;
+  }
+  if (!moved.ok()) {
+    // The slot stays MIGRATING/IMPORTING: the report says how far it got.
+    Event(m.began_us, "migrate-slot",
+          Status(moved.status().code(),
+                 m.what + ": after " + std::to_string(m.moved) +
+                     " keys: " + moved.status().message()));
+    migration_.reset();
+    return;
+  }
+  FinishMigration();
+}
+
+void Run::FinishMigration() {
+  Migration m = std::move(*migration_);
+  migration_.reset();
+  RedisCluster* redis = cluster_->redis_cluster();
+  // What is left (all of it when the run ends early), then SETSLOT NODE.
+  auto rest = redis->MoveKeys(INT32_MAX);
+  Status st = rest.ok() ? redis->FinishMigration() : rest.status();
+  if (rest.ok()) m.moved += *rest;
+  const int64_t ms = (MonoMicros() - m.began_us) / 1000;
+  Result<std::string> r =
+      st.ok() ? Result<std::string>(m.what + ": " + std::to_string(m.moved) +
+                                    " keys moved in " + std::to_string(ms) +
+                                    " ms (" + std::to_string(m.steps) +
+                                    " steps of at most " +
+                                    std::to_string(kMigrateKeysPerTick) + ")")
+              : Result<std::string>(Status(
+                    st.code(), m.what + ": after " + std::to_string(m.moved) +
+                                   " keys: " + st.message()));
+  Event(m.began_us, "migrate-slot", std::move(r)).numbers = {
+      {"slot", m.slot},
+      {"from_node", static_cast<int64_t>(m.from)},
+      {"to_node", static_cast<int64_t>(m.to)},
+      {"shards", m.shards},
+      {"keys_moved", m.moved},
+      {"duration_ms", ms},
+  };
 }
 
 void Run::Chaos(int64_t now, bool loading) {
   if (!cluster_) return;
+  // A migration under way goes on after the load ends; it begins only
+  // while the load runs.
+  if (migration_) {
+    StepMigration();
+  } else if (loading && migrate_at_us_ && now >= migrate_at_us_) {
+    migrate_at_us_ = 0;
+    BeginMigration(now);
+  }
   // Kills happen while the load runs; a killed broker is always restarted.
   if (loading && next_worker_kill_us_ && now >= next_worker_kill_us_) {
     Event(now, "kill-worker", cluster_->KillWorker());
@@ -470,21 +642,16 @@ Result<LoadtestReport> Run::Go() {
     next_worker_kill_us_ =
         start_us_ + static_cast<int64_t>(o_.kill_worker_every_s * 1e6);
   }
-  if (o_.kill_broker_at_s >= 0) {
-    broker_kill_us_ =
-        start_us_ +
-        std::max<int64_t>(1, static_cast<int64_t>(o_.kill_broker_at_s * 1e6));
-  }
-  if (o_.add_broker_at_s >= 0) {
-    broker_add_us_ =
-        start_us_ +
-        std::max<int64_t>(1, static_cast<int64_t>(o_.add_broker_at_s * 1e6));
-  }
-  if (o_.restart_redis_at_s >= 0) {
-    redis_restart_us_ =
-        start_us_ +
-        std::max<int64_t>(1, static_cast<int64_t>(o_.restart_redis_at_s * 1e6));
-  }
+  // A one-off chaos time, S seconds into the load; 0 (off) when S < 0.
+  auto at = [this](double s) -> int64_t {
+    return s < 0 ? 0
+                 : start_us_ +
+                       std::max<int64_t>(1, static_cast<int64_t>(s * 1e6));
+  };
+  broker_kill_us_ = at(o_.kill_broker_at_s);
+  broker_add_us_ = at(o_.add_broker_at_s);
+  redis_restart_us_ = at(o_.restart_redis_at_s);
+  migrate_at_us_ = at(o_.migrate_slot_at_s);
   last_sample_us_ = start_us_;
   next_progress_us_ = start_us_ + kLiveProgressUs;
   last_progress_us_ = start_us_;
@@ -508,12 +675,14 @@ Result<LoadtestReport> Run::Go() {
     Chaos(now, !all_sent);
     Sample(now, false);
     Progress(now);
-    if (all_sent && Answered() >= Submitted()) break;
+    // A slot migration under way ends before the run does.
+    if (all_sent && Answered() >= Submitted() && !migration_) break;
     if (now >= deadline_us_ + kCloseGraceUs) {
       report_.hit_timeout = true;
       break;
     }
   }
+  if (migration_) FinishMigration();
   stop_.store(true);
   for (auto& lane : lanes_) lane->thread.join();
   for (auto& lane : lanes_) lane->producer->Close();  // the rest time out
@@ -586,6 +755,9 @@ Result<LoadtestReport> Run::Go() {
     if (redis_restart_us_) {
       report_.problems.push_back(
           "--restart-redis-at: the load ended before it");
+    }
+    if (migrate_at_us_) {
+      report_.problems.push_back("--migrate-slot-at: the load ended before it");
     }
   }
   if (cluster_) {
@@ -669,11 +841,13 @@ Status ValidateLoadtest(const LoadtestOptions& o) {
     return bad("--timeout: shorter than --duration");
   }
   const bool chaos = o.kill_worker_every_s > 0 || o.kill_broker_at_s >= 0 ||
-                     o.restart_redis_at_s >= 0 || o.add_broker_at_s >= 0;
-  if (o.discover && (!o.connect.empty() || o.redis.empty())) {
+                     o.restart_redis_at_s >= 0 || o.add_broker_at_s >= 0 ||
+                     o.migrate_slot_at_s >= 0;
+  const bool durable = !o.redis.empty() || o.redis_cluster > 0;
+  if (o.discover && (!o.connect.empty() || !durable)) {
     return bad(
-        "--discover: needs --redis (brokers register there) and the cluster "
-        "the load tester starts");
+        "--discover: needs --redis or --redis-cluster (brokers register "
+        "there) and the cluster the load tester starts");
   }
   if (o.add_broker_at_s >= 0 && !o.discover) {
     return bad(
@@ -695,13 +869,19 @@ Status ValidateLoadtest(const LoadtestOptions& o) {
     }
     if (chaos) {
       return bad(
-          "--kill-worker-every, --kill-broker-at and --restart-redis-at need "
-          "the cluster the load tester starts (drop --connect)");
+          "--kill-worker-every, --kill-broker-at, --restart-redis-at and "
+          "--migrate-slot-at need the cluster the load tester starts (drop "
+          "--connect)");
     }
     if (!o.redis.empty()) {
       return bad(
           "--redis: sets up the cluster the load tester starts (drop "
           "--connect, or --redis)");
+    }
+    if (o.redis_cluster > 0) {
+      return bad(
+          "--redis-cluster: sets up the cluster the load tester starts (drop "
+          "--connect, or --redis-cluster)");
     }
   } else {
     if (o.brokers < 1 || o.brokers > 16) {
@@ -727,11 +907,30 @@ Status ValidateLoadtest(const LoadtestOptions& o) {
     return bad("--kill-worker-every: there are no workers to kill");
   }
   if (!seconds_ok(o.kill_broker_at_s) || !seconds_ok(o.restart_redis_at_s) ||
-      !seconds_ok(o.add_broker_at_s)) {
+      !seconds_ok(o.add_broker_at_s) || !seconds_ok(o.migrate_slot_at_s)) {
     return bad("chaos times must be in seconds");
   }
   if (o.broker_down_s < 0 || !seconds_ok(o.broker_down_s)) {
     return bad("--broker-down: must be at least 0");
+  }
+  if (o.redis_cluster < 0 || o.redis_cluster > kMaxClusterPrimaries) {
+    return bad("--redis-cluster: must be between 1 and " +
+               std::to_string(kMaxClusterPrimaries) + " primaries");
+  }
+  if (o.redis_cluster > 0 && !o.redis.empty()) {
+    return bad(
+        "--redis-cluster: excludes --redis (it starts a Redis Cluster of its "
+        "own)");
+  }
+  if (o.redis_cluster > 0 && o.restart_redis_at_s >= 0) {
+    return bad(
+        "--restart-redis-at: not with --redis-cluster (it restarts the "
+        "redis-server of --redis local)");
+  }
+  if (o.migrate_slot_at_s >= 0 && o.redis_cluster < 2) {
+    return bad(
+        "--migrate-slot-at: needs --redis-cluster N with N >= 2 (a slot "
+        "moves from one primary to another)");
   }
   if (o.redis_fsync_always && o.redis != "local") {
     return bad("--redis-fsync: for the redis-server of --redis local");

@@ -28,6 +28,7 @@
 #include <cstdio>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/histogram.h"
@@ -45,6 +46,11 @@ struct LoadtestOptions {
   int concurrency = 2;
   std::string redis;  // "": memory mode; "local": own redis-server; a URL
   bool redis_fsync_always = false;  // local: appendfsync always
+  // > 0: durable mode on a local Redis Cluster of this many primaries,
+  // started instead of `redis` (which stays empty); the brokers get its
+  // cluster:// URL and split the queue into shards (by default one per
+  // primary; --broker-arg=--redis-shards=K sets it).
+  int redis_cluster = 0;
   int64_t heartbeat_ms = 500;
   std::vector<std::string> broker_args;  // extra flags for local brokers
   std::vector<std::string> worker_args;  // ... and workers
@@ -76,6 +82,10 @@ struct LoadtestOptions {
   // instead of a fixed list, and follow brokers that join and leave.
   bool discover = false;
   double restart_redis_at_s = -1;
+  // Moves the slot of the queue's shard 0 to the next primary (needs
+  // redis_cluster >= 2), a few keys per tick of the main loop, while the
+  // load runs: RedisCluster's BeginMigration, MoveKeys, FinishMigration.
+  double migrate_slot_at_s = -1;
 
   // Output.
   std::string logs_dir;  // "": temporary, removed unless the run fails
@@ -110,11 +120,17 @@ struct LoadEvent {
   std::string what;  // "kill-worker", "kill-broker", "restart-broker", ...
   std::string detail;
   bool ok = true;
+  // Extra figures, each an extra key of the event's JSON object (e.g.
+  // "migrate-slot": slot, keys_moved, duration_ms). The initializer keeps
+  // {t, what, detail, ok} aggregates free of missing-field warnings.
+  std::vector<std::pair<std::string, int64_t>> numbers = {};
 };
 
 struct LoadtestReport {
   LoadtestOptions options;
-  std::string mode;  // "memory" | "durable" | "external" (--connect)
+  std::string mode;       // "memory" | "durable" | "external" (--connect)
+  std::string redis_url;  // what the local brokers got as --redis
+  int redis_shards = 0;   // the queue's shard count (0: not known)
   std::vector<std::string> endpoints;
   Ledger::Totals totals;  // summed over producers
   uint64_t duplicated = 0;

@@ -125,7 +125,18 @@ Result<std::unique_ptr<LocalCluster>> LocalCluster::Start(
     c->dir_ = o.dir;
   }
 
-  if (o.redis == "local") {
+  if (o.redis_cluster > 0) {
+    if (!o.redis.empty()) {
+      return Status::InvalidArgument("a Redis Cluster or `redis`, not both");
+    }
+    auto cluster = RedisCluster::Create(o.redis_cluster);
+    if (!cluster.ok()) {
+      return Status::Unavailable("cannot start a local Redis Cluster: " +
+                                 cluster.status().message());
+    }
+    c->redis_cluster_ = std::move(cluster).value();
+    c->redis_url_ = c->redis_cluster_->url();
+  } else if (o.redis == "local") {
     RedisServer::Options ro;
     ro.appendfsync_always = o.redis_fsync_always;
     auto server = RedisServer::Create(ro);
@@ -158,7 +169,17 @@ LocalCluster::~LocalCluster() {
   }
 }
 
-void LocalCluster::KeepLogs() { own_dir_ = false; }
+void LocalCluster::KeepLogs() {
+  own_dir_ = false;
+  if (!redis_cluster_) return;
+  for (size_t i = 0; i < redis_cluster_->size(); ++i) {
+    std::error_code ec;
+    std::filesystem::copy_file(
+        redis_cluster_->node(i).dir() + "/redis.log",
+        dir_ + "/redis-node-" + std::to_string(i) + ".log",
+        std::filesystem::copy_options::overwrite_existing, ec);
+  }
+}
 
 void LocalCluster::Stop() {
   // Workers drain (finish what they run), then brokers, then Redis.
@@ -177,6 +198,11 @@ void LocalCluster::Stop() {
   }
   WaitAll(running, kStopGrace);
   if (redis_) (void)redis_->Stop();
+  if (redis_cluster_) {
+    for (size_t i = 0; i < redis_cluster_->size(); ++i) {
+      (void)redis_cluster_->node(i).Stop();
+    }
+  }
 }
 
 std::vector<std::string> LocalCluster::frontends() const {
@@ -360,6 +386,13 @@ std::string LocalCluster::Describe(size_t tail_bytes) {
   if (redis_)
     s << "  redis: " << redis_->url() << ", log: " << redis_->dir()
       << "/redis.log\n";
+  if (redis_cluster_) {
+    for (size_t i = 0; i < redis_cluster_->size(); ++i) {
+      RedisServer& node = redis_cluster_->node(i);
+      s << "  redis cluster node " << i << ": " << node.url()
+        << ", log: " << node.dir() << "/redis.log\n";
+    }
+  }
   return s.str();
 }
 

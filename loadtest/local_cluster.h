@@ -6,7 +6,9 @@
 // and workers reconnect to it by themselves. Every worker connects to every
 // broker. With `redis` = "local" the cluster starts its own redis-server
 // (AOF on, appendfsync everysec) in a temporary directory; any other
-// non-empty value is passed to the brokers as --redis.
+// non-empty value is passed to the brokers as --redis. With `redis_cluster`
+// = N it starts a Redis Cluster of N primaries instead (RedisCluster) and
+// passes its cluster:// URL; redis_cluster() then allows slot migrations.
 //
 // Every child's stderr goes to a file under dir(). The destructor stops
 // everything that still runs: workers first (SIGTERM, so they drain), then
@@ -38,8 +40,9 @@ struct LocalClusterOptions {
   std::string yard_binary;  // the `yard` executable
   int brokers = 1;
   int workers = 2;
-  int concurrency = 2;                   // per worker
-  std::string redis;                     // "": memory mode; "local"; or a URL
+  int concurrency = 2;    // per worker
+  std::string redis;      // "": memory mode; "local"; or a URL
+  int redis_cluster = 0;  // > 0: a Redis Cluster of N primaries (no `redis`)
   bool redis_fsync_always = false;       // local: appendfsync always
   int64_t heartbeat_ms = 500;            // brokers' and workers' heartbeats
   std::vector<std::string> broker_args;  // extra flags
@@ -65,7 +68,10 @@ class LocalCluster {
   const std::string& dir() const { return dir_; }
   // The URL brokers use; empty in memory mode.
   const std::string& redis_url() const { return redis_url_; }
-  bool owns_redis() const { return redis_ != nullptr; }
+  // A redis-server or a Redis Cluster started here.
+  bool owns_redis() const { return redis_ || redis_cluster_; }
+  // The Redis Cluster started here (redis_cluster > 0), else null.
+  RedisCluster* redis_cluster() const { return redis_cluster_.get(); }
 
   // SIGKILLs the next worker (round robin) and starts a replacement at once.
   // Returns what happened, for the report's event list.
@@ -89,7 +95,9 @@ class LocalCluster {
 
   // Stops everything (what the destructor does); idempotent.
   void Stop();
-  // Keep dir() when it was made here (the destructor removes it otherwise).
+  // Keep dir() when it was made here (the destructor removes it otherwise);
+  // with a Redis Cluster, its nodes' logs are copied there (redis-node-I.log:
+  // their own directories go with the cluster).
   void KeepLogs();
 
  private:
@@ -115,6 +123,7 @@ class LocalCluster {
   bool own_dir_ = false;
   std::string redis_url_;
   std::unique_ptr<RedisServer> redis_;
+  std::unique_ptr<RedisCluster> redis_cluster_;
   std::vector<Broker> brokers_;
   std::vector<Worker> workers_;
   size_t next_victim_ = 0;

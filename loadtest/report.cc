@@ -9,6 +9,7 @@
 #include <ctime>
 #include <sstream>
 #include <thread>
+#include <utility>
 
 namespace yard {
 namespace {
@@ -49,6 +50,11 @@ std::string ShapeLine(const LoadtestReport& r) {
   const LoadtestOptions& o = r.options;
   std::ostringstream s;
   if (r.mode != "external") s << r.mode << " mode, ";
+  if (o.redis_cluster > 0) {
+    s << "Redis Cluster of " << o.redis_cluster << " primaries";
+    if (r.redis_shards > 0) s << " (queue in " << r.redis_shards << " shards)";
+    s << ", ";
+  }
   if (o.connect.empty()) {
     s << o.brokers << " broker(s), " << o.workers << " worker(s) x "
       << o.concurrency;
@@ -78,6 +84,8 @@ json ConfigJson(const LoadtestReport& r) {
   }
   if (o.restart_redis_at_s >= 0)
     chaos["restart_redis_at_s"] = o.restart_redis_at_s;
+  if (o.migrate_slot_at_s >= 0)
+    chaos["migrate_slot_at_s"] = o.migrate_slot_at_s;
   char host[256] = {};
   (void)::gethostname(host, sizeof(host) - 1);
   return {
@@ -92,6 +100,11 @@ json ConfigJson(const LoadtestReport& r) {
       {"redis_fsync", o.redis == "local"
                           ? (o.redis_fsync_always ? "always" : "everysec")
                           : ""},
+      // Durable mode on a Redis Cluster the load tester started: its
+      // primaries (0: none), and the queue's shard count (0: not known).
+      {"redis_cluster", o.redis_cluster},
+      {"redis_shards", r.redis_shards},
+      {"redis_url", r.redis_url},
       {"producers", o.producers},
       {"jobs", o.jobs},
       {"duration_s", o.duration_s},
@@ -150,8 +163,10 @@ json ReportJson(const LoadtestReport& r) {
   }
   json events = json::array();
   for (const LoadEvent& e : r.events) {
-    events.push_back(
-        {{"t", e.t}, {"event", e.what}, {"detail", e.detail}, {"ok", e.ok}});
+    json event = {
+        {"t", e.t}, {"event", e.what}, {"detail", e.detail}, {"ok", e.ok}};
+    for (const auto& [key, value] : e.numbers) event[key] = value;
+    events.push_back(std::move(event));
   }
   return {
       {"config", ConfigJson(r)},

@@ -6,6 +6,8 @@
 //   yard loadtest --jobs 200000 --workers 2 --kill-worker-every 2
 //   yard loadtest --redis local --duration 20 --rate 50000 --json out.json
 //       --html out.html --kill-broker-at 5 --restart-redis-at 10
+//   yard loadtest --redis-cluster 3 --brokers 2 --jobs 200000
+//       --migrate-slot-at 2
 //
 // Exit codes: 0 every job accounted for and nothing lost; 1 jobs lost (or
 // corrupt, or a part of the cluster crashed by itself); 2 bad flags or the
@@ -66,9 +68,14 @@ int RunLoadtest(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--concurrency", o.concurrency, "handler threads per worker")
       ->capture_default_str();
-  app.add_option("--redis", o.redis,
-                 "durable mode: 'local' starts a redis-server, or a "
-                 "redis://127.0.0.1:PORT URL (default: memory mode)");
+  auto* redis_url_opt =
+      app.add_option("--redis", o.redis,
+                     "durable mode: 'local' starts a redis-server, or a "
+                     "redis://127.0.0.1:PORT URL (default: memory mode)");
+  auto* redis_cluster_opt = app.add_option(
+      "--redis-cluster", o.redis_cluster,
+      "durable mode on a Redis Cluster of N primaries it starts (the queue "
+      "in one shard per primary; --broker-arg=--redis-shards=K sets K)");
   std::string redis_fsync = "everysec";
   app.add_option("--redis-fsync", redis_fsync,
                  "appendfsync of the --redis local server: everysec (a kill "
@@ -138,6 +145,11 @@ int RunLoadtest(int argc, char** argv) {
   auto* redis_opt = app.add_option(
       "--restart-redis-at", o.restart_redis_at_s,
       "SIGKILL the local redis-server at S seconds and start it again");
+  auto* migrate_opt = app.add_option(
+      "--migrate-slot-at", o.migrate_slot_at_s,
+      "move the slot of the queue's shard 0 to another primary at S seconds, "
+      "a few keys per step (needs --redis-cluster N, N >= 2)");
+  redis_cluster_opt->excludes(redis_url_opt)->excludes(redis_opt);
 
   app.add_option("--json", json_path,
                  "write the JSON report here ('-': stdout)");
@@ -177,8 +189,12 @@ int RunLoadtest(int argc, char** argv) {
   if (kill_worker_opt->count() > 0 && !(o.kill_worker_every_s > 0)) {
     return cli::UsageError(name, "--kill-worker-every: must be greater than 0");
   }
+  if (redis_cluster_opt->count() > 0 && o.redis_cluster < 1) {
+    return cli::UsageError(name, "--redis-cluster: must be at least 1");
+  }
   if ((kill_broker_opt->count() > 0 && o.kill_broker_at_s < 0) ||
-      (redis_opt->count() > 0 && o.restart_redis_at_s < 0)) {
+      (redis_opt->count() > 0 && o.restart_redis_at_s < 0) ||
+      (migrate_opt->count() > 0 && o.migrate_slot_at_s < 0)) {
     return cli::UsageError(name, "chaos times must be at least 0 seconds");
   }
   if (!(progress_every >= 0)) {
