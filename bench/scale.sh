@@ -147,8 +147,9 @@ def num(v, fmt="{:,.0f}"):
 print(f"durable mode, {workers} workers x {conc}, {jobs:,} jobs per run, "
       f"medians of {runs} runs, {result['cores']} cores:\n")
 first = "| redis | shards | brokers" if by_primaries else "| brokers"
-print(f"{first} | jobs/s | p50 | p99 | vs first | runs (jobs/s) |")
-print("|---" * (first.count("|") + 4) + "|")
+vs = "vs 1 primary" if by_primaries else "vs 1 broker"
+print(f"{first} | jobs/s | p50 | p99 | {vs} | runs (jobs/s) |")
+print("|---" * (first.count("|") + 5) + "|")
 for r in result["rows"]:
     what = ("one redis-server" if r["primaries"] == 0 else
             f"cluster, {r['primaries']} primar{'y' if r['primaries'] == 1 else 'ies'}")

@@ -800,15 +800,15 @@ TEST_F(RedisClusterTest, ShardedQueuesLoseNothingAcrossASlotMigration) {
       }
       b.q->Tick(MonoMillis());
     }
-    // The migration starts once a quarter of the jobs are in, and moves a
-    // key every 100 ms, so the load runs through it.
+    // The migration starts once a quarter of the jobs are in, and moves two
+    // keys every 100 ms, so the load runs through it.
     const int64_t now = MonoMillis();
     if (phase == Phase::kBefore && brokers[0].next >= kJobs / 4) {
       ASSERT_TRUE(cluster().BeginMigration(slot, (*from + 1) % 3).ok());
       phase = Phase::kMoving;
     } else if (phase == Phase::kMoving && now >= next_move) {
       next_move = now + 100;
-      auto n = cluster().MoveKeys(1);
+      auto n = cluster().MoveKeys(2);
       ASSERT_TRUE(n.ok()) << n.status().ToString();
       moved += *n;
       if (*n == 0) {
