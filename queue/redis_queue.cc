@@ -191,6 +191,15 @@ struct WriteBatch {
   }
 };
 
+// A redirect or refusal that a slot migration (or a failover) causes.
+bool IsSlotMoving(std::string_view why) {
+  for (std::string_view w : {"ASK ", "MOVED ", "TRYAGAIN", "CLUSTERDOWN",
+                             "UNBLOCKED", "non local key"}) {
+    if (why.find(w) != std::string_view::npos) return true;
+  }
+  return false;
+}
+
 class RedisQueue final : public JobQueue {
  public:
   // Shard `shard` of `shards` of the queue (shards == 1: the whole queue).
@@ -1059,7 +1068,8 @@ class RedisQueue final : public JobQueue {
       const size_t before = entries_.size();
       OnClaimed(*r, &reread_skip_);
       if (entries_.size() > before) {
-        spdlog::warn(
+        spdlog::log(
+            now_moving() ? spdlog::level::debug : spdlog::level::warn,
             "redis: {} claimed records whose reply was lost are back in hand",
             entries_.size() - before);
       }
@@ -1701,9 +1711,21 @@ class RedisQueue final : public JobQueue {
   }
 
   void Down(const std::string& why, int64_t now) {
-    spdlog::error(
-        "redis {}:{} lost ({}): submits get Unavailable until it is back",
-        address_.host, address_.port, why);
+    // In a Cluster, a slot on the move makes a shard reconnect every
+    // backoff until the move ends: say so once per move, not every time.
+    const bool moving =
+        target_.kind == RedisTarget::Kind::kCluster && IsSlotMoving(why);
+    if (!moving) {
+      spdlog::error(
+          "redis {}:{} lost ({}): submits get Unavailable until it is back",
+          address_.host, address_.port, why);
+    } else if (now - last_moving_log_ms_ > kMovingLogEveryMs) {
+      spdlog::warn(
+          "redis {}:{}: the slot of {{{}}} is moving ({}); this shard "
+          "reconnects until it has settled, and its submits go to the others",
+          address_.host, address_.port, keys_.tag, why);
+    }
+    if (moving) last_moving_log_ms_ = now;
     up_ = false;
     down_reason_ = why;
     leader_ = false;
@@ -1810,6 +1832,12 @@ class RedisQueue final : public JobQueue {
   const std::string consumer_;
   const std::string token_;  // leader lock token
 
+  // When a reconnect for a moving slot was last logged (Down).
+  static constexpr int64_t kMovingLogEveryMs = 10000;
+  int64_t last_moving_log_ms_ = -kMovingLogEveryMs - 1;
+  bool now_moving() const {
+    return MonoMillis() - last_moving_log_ms_ <= kMovingLogEveryMs;
+  }
   // Cluster targets: the registry's slot ("{yard}") and its connection.
   std::optional<RedisTarget> registry_target_;
   bool registry_lost_ = false;
