@@ -56,6 +56,9 @@ class ShardedQueue final : public JobQueue {
         cool_until_(shards_.size(), 0) {
     assert(shards_.size() >= 2);
   }
+  // The shards first: ending them answers their pending pushes, whose
+  // callbacks use the members below.
+  ~ShardedQueue() override { shards_.clear(); }
 
   void Push(std::span<const NewJob> jobs, PushCallback done) override {
     struct Batch {
