@@ -282,7 +282,8 @@ Status RedisServer::Start() {
   if (options_.cluster) {
     args.insert(args.end(),
                 {"--cluster-enabled", "yes", "--cluster-config-file",
-                 dir_ + "/nodes.conf", "--cluster-node-timeout", "2000",
+                 dir_ + "/nodes.conf", "--cluster-node-timeout",
+                 std::to_string(options_.cluster_node_timeout_ms),
                  "--cluster-port", std::to_string(cluster_port_)});
   }
   return SpawnAndAwaitPing(
@@ -546,12 +547,20 @@ std::string SlotSignature(uint16_t port) {
 
 }  // namespace
 
-Result<std::unique_ptr<RedisCluster>> RedisCluster::Create(int primaries) {
+Result<std::unique_ptr<RedisCluster>> RedisCluster::Create(
+    int primaries, int replicas_per_primary) {
   if (primaries < 1) return Status::InvalidArgument("a cluster needs a node");
+  if (replicas_per_primary < 0) {
+    return Status::InvalidArgument("a negative replica count");
+  }
   std::unique_ptr<RedisCluster> c(new RedisCluster());
+  c->primaries_ = static_cast<size_t>(primaries);
+  c->replicas_per_primary_ = replicas_per_primary;
   RedisServer::Options options;
   options.cluster = true;
-  for (int i = 0; i < primaries; ++i) {
+  // With replicas: a short node timeout, so a failover takes seconds.
+  if (replicas_per_primary > 0) options.cluster_node_timeout_ms = 1000;
+  for (int i = 0; i < primaries * (1 + replicas_per_primary); ++i) {
     auto node = RedisServer::Create(options);
     if (!node.ok()) return node.status();
     auto id = Run((*node)->port(), {"CLUSTER", "MYID"});
@@ -562,13 +571,16 @@ Result<std::unique_ptr<RedisCluster>> RedisCluster::Create(int primaries) {
   if (Status s = c->Join(); !s.ok()) {
     return Status(s.code(), s.message() + "\n" + c->LogTails());
   }
+  if (Status s = c->AttachReplicas(); !s.ok()) {
+    return Status(s.code(), s.message() + "\n" + c->LogTails());
+  }
   return c;
 }
 
 RedisCluster::~RedisCluster() = default;
 
 Status RedisCluster::Join() {
-  const size_t n = nodes_.size();
+  const size_t n = primaries_;  // the replicas hold no slots
   for (size_t i = 0; i < n; ++i) {
     const int first = static_cast<int>(i * kSlots / n);
     const int last = static_cast<int>((i + 1) * kSlots / n) - 1;
@@ -577,7 +589,7 @@ Status RedisCluster::Join() {
                                 std::to_string(first), std::to_string(last)});
     if (!r.ok()) return r.status();
   }
-  for (size_t i = 1; i < n; ++i) {
+  for (size_t i = 1; i < nodes_.size(); ++i) {
     auto r =
         Run(nodes_[0]->port(),
             {"CLUSTER", "MEET", "127.0.0.1", std::to_string(nodes_[i]->port()),
@@ -585,6 +597,88 @@ Status RedisCluster::Join() {
     if (!r.ok()) return r.status();
   }
   return AwaitConsistent(kClusterReadyTimeout);
+}
+
+Status RedisCluster::AttachReplicas() {
+  if (replicas_per_primary_ == 0) return Status::OK();
+  // A node learns the others by gossip after the MEETs: CLUSTER REPLICATE
+  // says "Unknown node" until the replica has heard of its primary.
+  for (size_t p = 0; p < primaries_; ++p) {
+    for (int r = 0; r < replicas_per_primary_; ++r) {
+      const size_t i = replica(p, r);
+      Status s = PollFor(
+          [&](std::string* last) {
+            ReplyPtr reply = Query(nodes_[i]->port(),
+                                   {"CLUSTER", "REPLICATE", ids_[p]}, 1000);
+            if (!reply) {
+              *last = "no reply";
+              return false;
+            }
+            if (reply->type == REDIS_REPLY_ERROR) {
+              *last = std::string(reply->str, reply->len);
+              return false;
+            }
+            return true;
+          },
+          kClusterReadyTimeout,
+          "node " + std::to_string(i) + " CLUSTER REPLICATE node " +
+              std::to_string(p));
+      if (!s.ok()) return s;
+    }
+  }
+  for (size_t p = 0; p < primaries_; ++p) {
+    for (int r = 0; r < replicas_per_primary_; ++r) {
+      Status s = nodes_[replica(p, r)]->AwaitReplicaLink(kClusterReadyTimeout);
+      if (!s.ok()) return s;
+    }
+    Status s =
+        nodes_[p]->AwaitReplicas(replicas_per_primary_, kClusterReadyTimeout);
+    if (!s.ok()) return s;
+  }
+  // Every node must know each replica's primary: a primary votes for a
+  // replica's failover only if it sees it as a replica of the failed node.
+  Status known = PollFor(
+      [this](std::string* last) {
+        for (size_t n = 0; n < nodes_.size(); ++n) {
+          ReplyPtr reply = Query(nodes_[n]->port(), {"CLUSTER", "NODES"}, 500);
+          if (!reply || reply->type != REDIS_REPLY_STRING) {
+            *last = "node " + std::to_string(n) + ": no CLUSTER NODES";
+            return false;
+          }
+          const std::string text(reply->str, reply->len);
+          for (size_t p = 0; p < primaries_; ++p) {
+            for (int r = 0; r < replicas_per_primary_; ++r) {
+              const size_t i = replica(p, r);
+              // "<id> <addr> <flags> <primary id> ...", one line per node.
+              size_t at = text.find(ids_[i] + " ");
+              if (at != 0 && at != std::string::npos && text[at - 1] != '\n') {
+                at = std::string::npos;
+              }
+              const size_t end = at == std::string::npos ? std::string::npos
+                                                         : text.find('\n', at);
+              const std::string line =
+                  at == std::string::npos ? "" : text.substr(at, end - at);
+              if (line.find("slave") == std::string::npos ||
+                  line.find(" " + ids_[p] + " ") == std::string::npos) {
+                *last = "node " + std::to_string(n) + " on node " +
+                        std::to_string(i) + ": '" + line + "'";
+                return false;
+              }
+            }
+          }
+        }
+        return true;
+      },
+      kClusterReadyTimeout, "every node knowing the replicas");
+  if (!known.ok()) return known;
+  return AwaitConsistent(kClusterReadyTimeout);
+}
+
+size_t RedisCluster::FirstRunning() const {
+  for (size_t i = 0; i < nodes_.size(); ++i) {
+    if (nodes_[i]->running()) return i;
+  }
+  return 0;
 }
 
 std::string RedisCluster::url() const {
@@ -597,7 +691,7 @@ std::string RedisCluster::url() const {
 }
 
 Result<size_t> RedisCluster::Owner(uint16_t slot) const {
-  auto r = Run(nodes_[0]->port(), {"CLUSTER", "SLOTS"});
+  auto r = Run(nodes_[FirstRunning()]->port(), {"CLUSTER", "SLOTS"});
   if (!r.ok()) return r.status();
   const redisReply& slots = **r;
   for (size_t i = 0; i < slots.elements; ++i) {
@@ -620,7 +714,9 @@ Status RedisCluster::AwaitConsistent(std::chrono::milliseconds timeout) const {
   return PollFor(
       [this](std::string* last) {
         std::string first;
+        bool have_first = false;
         for (size_t i = 0; i < nodes_.size(); ++i) {
+          if (!nodes_[i]->running()) continue;
           const std::string who = "node " + std::to_string(i) + ": ";
           ReplyPtr info = Query(nodes_[i]->port(), {"CLUSTER", "INFO"}, 500);
           std::string state = info && info->type == REDIS_REPLY_STRING
@@ -632,15 +728,56 @@ Status RedisCluster::AwaitConsistent(std::chrono::milliseconds timeout) const {
             return false;
           }
           std::string mine = SlotSignature(nodes_[i]->port());
-          if (i == 0) first = mine;
+          if (!have_first) {
+            first = mine;
+            have_first = true;
+          }
           if (mine.empty() || mine != first) {
-            *last = who + "slots " + mine + "; node 0: " + first;
+            *last = who + "slots " + mine + "; first live node: " + first;
             return false;
           }
         }
         return true;
       },
       timeout, "a consistent cluster");
+}
+
+Status RedisCluster::AwaitOwner(uint16_t slot, size_t node,
+                                std::chrono::milliseconds timeout) const {
+  if (node >= nodes_.size()) return Status::InvalidArgument("no such node");
+  return PollFor(
+      [&](std::string* last) {
+        for (size_t i = 0; i < nodes_.size(); ++i) {
+          if (!nodes_[i]->running()) continue;
+          ReplyPtr r = Query(nodes_[i]->port(), {"CLUSTER", "SLOTS"}, 500);
+          if (!r || r->type != REDIS_REPLY_ARRAY) {
+            *last = "node " + std::to_string(i) + ": no CLUSTER SLOTS";
+            return false;
+          }
+          std::string owner = "none";
+          for (size_t k = 0; k < r->elements; ++k) {
+            const redisReply* range = r->element[k];
+            if (range->type != REDIS_REPLY_ARRAY || range->elements < 3 ||
+                range->element[2]->type != REDIS_REPLY_ARRAY ||
+                range->element[2]->elements < 3) {
+              continue;
+            }
+            if (slot < range->element[0]->integer ||
+                slot > range->element[1]->integer) {
+              continue;
+            }
+            const redisReply* id = range->element[2]->element[2];
+            owner = std::string(id->str, id->len);
+          }
+          if (owner != ids_[node]) {
+            *last = "node " + std::to_string(i) + " says " + owner;
+            return false;
+          }
+        }
+        return true;
+      },
+      timeout,
+      "node " + std::to_string(node) + " owning slot " + std::to_string(slot));
 }
 
 Status RedisCluster::BeginMigration(uint16_t slot, size_t to) {

@@ -41,8 +41,13 @@ class RedisServer {
     // Not 0: start as a replica of 127.0.0.1:replica_of (--replicaof).
     uint16_t replica_of = 0;
     // A cluster node: --cluster-enabled yes, <dir>/nodes.conf, node timeout
-    // 2000 ms, the cluster bus on a second free port (cluster_port()).
+    // cluster_node_timeout_ms, the cluster bus on a second free port
+    // (cluster_port()).
     bool cluster = false;
+    // --cluster-node-timeout: how long a node may not answer before the
+    // others flag it as failing (a replica takes over about 1.5-3 of these
+    // after its primary dies).
+    int cluster_node_timeout_ms = 2000;
   };
 
   // Picks a port, makes the dir and starts the server (waits for PING).
@@ -150,17 +155,32 @@ class RedisSentinel {
   std::unique_ptr<Process> process_;
 };
 
-// RedisCluster: a real Redis Cluster of N primaries (no replicas), each a
-// RedisServer with Options::cluster on 127.0.0.1. Create() gives each node
-// an equal contiguous share of the 16384 slots (CLUSTER ADDSLOTSRANGE),
-// joins them (CLUSTER MEET) and waits until every node says
-// cluster_state:ok with the same slot map. Every wait is bounded; the
-// destructor stops the nodes and removes their dirs.
+// RedisCluster: a real Redis Cluster of N primaries, each with R replicas
+// (default none), each node a RedisServer with Options::cluster on
+// 127.0.0.1. Create() gives each primary an equal contiguous share of the
+// 16384 slots (CLUSTER ADDSLOTSRANGE), joins all nodes (CLUSTER MEET),
+// makes the replicas replicate their primary (CLUSTER REPLICATE) and waits
+// until every node says cluster_state:ok with the same slot map, every
+// replica is in sync (master_link_status:up, its primary counts it online)
+// and every node knows which primary each replica serves (CLUSTER NODES:
+// what the primaries' failover votes check). Nodes 0..N-1 are the
+// primaries as created, then the replicas (replica(p)); a failover swaps
+// the roles, not the indexes. With replicas the node timeout is 1000 ms (a
+// SIGKILLed primary's replica takes over in about 2-4 s), else 2000 ms.
+// Every wait is bounded; the destructor stops the nodes and removes their
+// dirs.
 //
 //   auto c = RedisCluster::Create(3);
 //   (*c)->url();                   // "cluster://127.0.0.1:P1,...:P2,...:P3"
 //   (*c)->Owner(KeySlot(key));     // index of the node serving the slot
 //   (*c)->MigrateSlot(slot, 2);    // live resharding of one slot
+//
+//   auto f = RedisCluster::Create(3, 1);  // 3 primaries, 1 replica each
+//   (*f)->node(0).Kill();                 // SIGKILL primary 0
+//   (*f)->AwaitOwner(slot, (*f)->replica(0), 10s);  // its replica took over
+//
+// Nodes that are not running (Kill, Stop) are left out of Owner and
+// AwaitConsistent (they ask and compare the live ones).
 //
 // Live resharding of one slot, the steps of `redis-cli --cluster reshard`,
 // callable one at a time so a test can run commands in between:
@@ -175,11 +195,14 @@ class RedisSentinel {
 //   FinishMigration()         moves what is left, then CLUSTER SETSLOT slot
 //                             NODE <dst> on the target, the source, then
 //                             the others, and waits until all agree.
-// One migration at a time.
+// One migration at a time. Clusters without replicas only: FinishMigration
+// sends SETSLOT NODE to every node, and Redis refuses SETSLOT on a replica.
 class RedisCluster {
  public:
-  // `primaries` >= 1 nodes (3 for tests). Fails with the nodes' log tails.
-  static Result<std::unique_ptr<RedisCluster>> Create(int primaries = 3);
+  // `primaries` >= 1 nodes (3 for tests), each with `replicas_per_primary`
+  // >= 0 replicas. Fails with the nodes' log tails.
+  static Result<std::unique_ptr<RedisCluster>> Create(
+      int primaries = 3, int replicas_per_primary = 0);
 
   ~RedisCluster();  // stops every node, removes the dirs
   RedisCluster(const RedisCluster&) = delete;
@@ -190,12 +213,25 @@ class RedisCluster {
   size_t size() const { return nodes_.size(); }
   RedisServer& node(size_t i) { return *nodes_[i]; }
   const std::string& node_id(size_t i) const { return ids_[i]; }
+  // Primaries as created (nodes 0..primaries()-1), replicas of each.
+  size_t primaries() const { return primaries_; }
+  int replicas_per_primary() const { return replicas_per_primary_; }
+  // The node index of the r-th replica created for primary `primary`.
+  size_t replica(size_t primary, int r = 0) const {
+    return primaries_ + primary * replicas_per_primary_ + r;
+  }
 
-  // The node serving `slot` as node 0 sees it (CLUSTER SLOTS).
+  // The node serving `slot` as the first running node sees it (CLUSTER
+  // SLOTS).
   Result<size_t> Owner(uint16_t slot) const;
-  // Waits up to `timeout` until every node says cluster_state:ok and all
-  // give the same slot -> node assignment.
+  // Waits up to `timeout` until every running node says cluster_state:ok
+  // and all give the same slot -> node assignment.
   Status AwaitConsistent(std::chrono::milliseconds timeout) const;
+  // Waits up to `timeout` until every running node's CLUSTER SLOTS names
+  // node `node` as the primary of `slot` (e.g. a replica after the
+  // failover of its primary).
+  Status AwaitOwner(uint16_t slot, size_t node,
+                    std::chrono::milliseconds timeout) const;
 
   Status BeginMigration(uint16_t slot, size_t to);
   // How many keys it moved (0: none were left).
@@ -210,6 +246,11 @@ class RedisCluster {
  private:
   RedisCluster() = default;
   Status Join();
+  // Replicas: CLUSTER REPLICATE, then waits for their sync and until every
+  // node knows each replica's primary.
+  Status AttachReplicas();
+  // The first running node (0 when none is).
+  size_t FirstRunning() const;
   // The current migration's slot, source and target.
   struct Migration {
     uint16_t slot = 0;
@@ -219,6 +260,8 @@ class RedisCluster {
 
   std::vector<std::unique_ptr<RedisServer>> nodes_;
   std::vector<std::string> ids_;  // CLUSTER MYID of each node
+  size_t primaries_ = 0;
+  int replicas_per_primary_ = 0;
   std::optional<Migration> migration_;
 };
 
