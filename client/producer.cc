@@ -762,14 +762,7 @@ void Producer::Impl::ApplyBrokerSet(int64_t now) {
   std::vector<std::string> set;
   if (!new_set_.Take(&set)) return;
   MergeBrokerSet(
-      brokers_, std::move(set),
-      [](const std::string& ep) {
-        Status st = ValidateEndpoint(ep);
-        if (!st.ok()) {
-          spdlog::warn("producer: ignoring broker {}: {}", ep, st.ToString());
-        }
-        return st.ok();
-      },
+      brokers_, std::move(set), "producer: ", ValidateEndpoint,
       [](Broker& b) {
         spdlog::info("producer: broker {} left the set ({} jobs with it)",
                      b.endpoint, b.outstanding);

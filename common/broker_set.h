@@ -3,17 +3,22 @@
 // erased (jobs refer to them by index). Entries whose endpoint left the set
 // are marked retired; retired entries whose endpoint is back are marked
 // live again; endpoints not in the list are appended (after a validity
-// check). Each change is reported through a callback so the owner can log
-// it and open sockets.
+// check; an invalid one is logged and skipped). Each change is reported
+// through a callback so the owner can log it and open sockets.
 //
 // Thread-safety: none; the owner's I/O thread calls it.
 #ifndef YARD_COMMON_BROKER_SET_H_
 #define YARD_COMMON_BROKER_SET_H_
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <vector>
+
+#include "common/status.h"
 
 namespace yard {
 
@@ -41,13 +46,14 @@ class BrokerSetMailbox {
   std::vector<std::string> set_;
 };
 
-// B has `std::string endpoint` and `bool retired`. `valid(endpoint)` returns
-// false (and says why) for endpoints to skip; `retire(b)`, `back(b)` and
-// `added(b)` run after each change.
-template <typename B, typename Valid, typename Retire, typename Back,
+// B has `std::string endpoint` and `bool retired`. `check(endpoint)` gives
+// a Status: endpoints it refuses are skipped with a warning that starts
+// with `who`; `retire(b)`, `back(b)` and `added(b)` run after each change.
+template <typename B, typename Check, typename Retire, typename Back,
           typename Added>
 void MergeBrokerSet(std::vector<B>& brokers, std::vector<std::string> set,
-                    Valid valid, Retire retire, Back back, Added added) {
+                    std::string_view who, Check check, Retire retire, Back back,
+                    Added added) {
   std::sort(set.begin(), set.end());
   for (B& b : brokers) {
     const bool keep = std::binary_search(set.begin(), set.end(), b.endpoint);
@@ -61,8 +67,11 @@ void MergeBrokerSet(std::vector<B>& brokers, std::vector<std::string> set,
   }
   for (const std::string& ep : set) {
     if (std::any_of(brokers.begin(), brokers.end(),
-                    [&](const B& b) { return b.endpoint == ep; }) ||
-        !valid(ep)) {
+                    [&](const B& b) { return b.endpoint == ep; })) {
+      continue;
+    }
+    if (Status st = check(ep); !st.ok()) {
+      spdlog::warn("{}ignoring broker {}: {}", who, ep, st.ToString());
       continue;
     }
     B& b = brokers.emplace_back();

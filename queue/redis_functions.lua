@@ -321,6 +321,20 @@ local function requeue_expired(keys, prefix, pri, s, g, id, fields, maxx)
   return requeued
 end
 
+-- requeue_expired for each of `entries` (XAUTOCLAIM / XCLAIM replies) of
+-- stream `s`. Returns how many were requeued and how many dead-lettered.
+local function requeue_all(keys, prefix, pri, s, g, entries, maxx)
+  local requeued, dead = 0, 0
+  for _, e in ipairs(entries) do
+    if requeue_expired(keys, prefix, pri, s, g, e[1], e[2], maxx) then
+      requeued = requeued + 1
+    else
+      dead = dead + 1
+    end
+  end
+  return requeued, dead
+end
+
 local function reap(keys, args)
   local prefix, g, idle, n, maxx = args[1], args[2], args[3], args[4],
                                    tonumber(args[5])
@@ -331,13 +345,8 @@ local function reap(keys, args)
     local r = redis.call('XAUTOCLAIM', s, g, '__reaper', idle,
                          redis.call('GET', ck) or '0-0', 'COUNT', n)
     redis.call('SET', ck, r[1])
-    for _, e in ipairs(r[2]) do
-      if requeue_expired(keys, prefix, pri, s, g, e[1], e[2], maxx) then
-        requeued = requeued + 1
-      else
-        dead = dead + 1
-      end
-    end
+    local q, d = requeue_all(keys, prefix, pri, s, g, r[2], maxx)
+    requeued, dead = requeued + q, dead + d
     vanished = vanished + #r[3]
   end
   bump(prefix, 'reaped', requeued)
@@ -375,13 +384,8 @@ local function reap_consumer(keys, args)
       local ids = {}
       for i, e in ipairs(p) do ids[i] = e[1] end
       local got = redis.call('XCLAIM', s, g, '__reaper', idle, unpack(ids))
-      for _, e in ipairs(got) do
-        if requeue_expired(keys, prefix, pri, s, g, e[1], e[2], maxx) then
-          requeued = requeued + 1
-        else
-          dead = dead + 1
-        end
-      end
+      local q, d = requeue_all(keys, prefix, pri, s, g, got, maxx)
+      requeued, dead = requeued + q, dead + d
       vanished = vanished + #ids - #got
     end
     if #redis.call('XPENDING', s, g, '-', '+', 1, who) == 0 then

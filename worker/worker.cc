@@ -714,12 +714,7 @@ void Worker::Impl::ApplyBrokerSet() {
   std::vector<std::string> set;
   if (!new_set_.Take(&set)) return;
   MergeBrokerSet(
-      brokers_, std::move(set),
-      [](const std::string& ep) {
-        Status st = ValidateEndpoint(ep);
-        if (!st.ok()) spdlog::warn("ignoring broker {}: {}", ep, st.ToString());
-        return st.ok();
-      },
+      brokers_, std::move(set), "", ValidateEndpoint,
       [](Broker& b) {
         spdlog::info("broker {} left the set ({} of its jobs in hand)",
                      b.endpoint, b.held);
