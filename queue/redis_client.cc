@@ -30,6 +30,8 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+RedisReply CopyReply(const redisReply& r);
+
 bool HasPrefix(std::string_view s, std::string_view word) {
   return s.starts_with(word) &&
          (s.size() == word.size() || s[word.size()] == ' ');
@@ -79,18 +81,6 @@ std::string ContextError(const redisAsyncContext* ac,
   return std::string(fallback);
 }
 
-bool ParseDecimal(std::string_view s, int64_t max, int64_t* out) {
-  if (s.empty() || s.size() > 10) return false;
-  for (char ch : s) {
-    if (ch < '0' || ch > '9') return false;
-  }
-  int64_t v = 0;
-  auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (ec != std::errc() || ptr != s.data() + s.size() || v > max) return false;
-  *out = v;
-  return true;
-}
-
 bool ValidHostName(std::string_view h) {
   if (h.empty() || h.size() > 253) return false;
   for (char ch : h) {
@@ -115,19 +105,30 @@ bool ValidIpv6(std::string_view h) {
 
 }  // namespace
 
+bool ParseDecimal(std::string_view s, int64_t max, int64_t* out) {
+  if (s.empty() || s.size() > 10) return false;
+  for (char ch : s) {
+    if (ch < '0' || ch > '9') return false;
+  }
+  int64_t v = 0;
+  auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || ptr != s.data() + s.size() || v > max) return false;
+  *out = v;
+  return true;
+}
+
+namespace {
+
+// An owned copy of a hiredis reply.
 RedisReply CopyReply(const redisReply& r) {
   RedisReply out;
   switch (r.type) {
     case REDIS_REPLY_STRING:
-      out.type = RedisReply::Type::kString;
-      out.str.assign(r.str, r.len);
-      break;
     case REDIS_REPLY_STATUS:
-      out.type = RedisReply::Type::kStatus;
-      out.str.assign(r.str, r.len);
-      break;
     case REDIS_REPLY_ERROR:
-      out.type = RedisReply::Type::kError;
+      out.type = r.type == REDIS_REPLY_STRING   ? RedisReply::Type::kString
+                 : r.type == REDIS_REPLY_STATUS ? RedisReply::Type::kStatus
+                                                : RedisReply::Type::kError;
       out.str.assign(r.str, r.len);
       break;
     case REDIS_REPLY_INTEGER:
@@ -147,6 +148,8 @@ RedisReply CopyReply(const redisReply& r) {
   }
   return out;
 }
+
+}  // namespace
 
 Result<RedisAddress> ParseRedisUrl(std::string_view url) {
   auto bad = [url](std::string_view why) {

@@ -95,9 +95,8 @@ struct RedisReply {
   bool is_nil() const { return type == Type::kNil; }
 };
 
-// An owned copy of a hiredis reply (async callbacks, or a blocking
-// redisContext's redisCommand).
-RedisReply CopyReply(const redisReply& r);
+// A decimal number of at most 10 digits (no sign), at most `max`.
+bool ParseDecimal(std::string_view s, int64_t max, int64_t* out);
 
 class RedisClient {
  public:

@@ -26,17 +26,6 @@ constexpr std::array<uint16_t, 256> MakeCrcTable() {
 
 constexpr std::array<uint16_t, 256> kCrcTable = MakeCrcTable();
 
-bool ParseNumber(std::string_view s, int64_t max, int64_t* out) {
-  if (s.empty() || s.size() > 10) return false;
-  int64_t v = 0;
-  auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (ec != std::errc() || ptr != s.data() + s.size() || v < 0 || v > max) {
-    return false;
-  }
-  *out = v;
-  return true;
-}
-
 // An integer element of a CLUSTER SLOTS reply (RESP2 integers; a string is
 // accepted too).
 bool SlotNumber(const RedisReply& r, int64_t max, int64_t* out) {
@@ -45,7 +34,7 @@ bool SlotNumber(const RedisReply& r, int64_t max, int64_t* out) {
     *out = r.integer;
     return true;
   }
-  return r.type == RedisReply::Type::kString && ParseNumber(r.str, max, out);
+  return r.type == RedisReply::Type::kString && ParseDecimal(r.str, max, out);
 }
 
 }  // namespace
@@ -63,13 +52,13 @@ uint16_t Crc16Xmodem(std::string_view data) {
 std::string ShardHashTag(std::string_view queue, int shard, int shards) {
   std::string base = "jq:";
   base.append(queue).append(":").append(std::to_string(shard));
-  const int64_t lo = int64_t{shard} * kClusterSlots / shards;
-  const int64_t hi = int64_t{shard + 1} * kClusterSlots / shards;
+  const int64_t lo = int64_t{shard} * kRedisClusterSlots / shards;
+  const int64_t hi = int64_t{shard + 1} * kRedisClusterSlots / shards;
   for (int64_t salt = 0;; ++salt) {
     std::string tag = base;
     if (salt > 0) tag.append("~").append(std::to_string(salt));
     const int64_t slot =
-        Crc16Xmodem(tag) % kClusterSlots;  // KeySlot of "{tag}"
+        Crc16Xmodem(tag) % kRedisClusterSlots;  // KeySlot of "{tag}"
     if (slot >= lo && slot < hi) return tag;
   }
 }
@@ -110,8 +99,8 @@ std::optional<RedisRedirect> ParseRedisRedirect(std::string_view error) {
   int64_t slot = 0, port = 0;
   if (colon == std::string_view::npos ||
       endpoint.find(' ') != std::string_view::npos ||
-      !ParseNumber(error.substr(0, space), kRedisClusterSlots - 1, &slot) ||
-      !ParseNumber(endpoint.substr(colon + 1), 65535, &port) || port == 0) {
+      !ParseDecimal(error.substr(0, space), kRedisClusterSlots - 1, &slot) ||
+      !ParseDecimal(endpoint.substr(colon + 1), 65535, &port) || port == 0) {
     return std::nullopt;
   }
   out.slot = static_cast<uint16_t>(slot);

@@ -45,8 +45,6 @@ uint16_t Crc16Xmodem(std::string_view data);
 // The cluster slot of `key` (0..16383), with the hash-tag rule above.
 uint16_t KeySlot(std::string_view key);
 
-inline constexpr int kClusterSlots = 16384;
-
 // The hash tag (without braces) of shard `shard` of `shards` of a queue, for
 // the sharded queue on a Redis Cluster: "jq:NAME:K", or "jq:NAME:K~S" with
 // the smallest salt S that puts the tag's slot in the K-th of `shards`
@@ -54,7 +52,7 @@ inline constexpr int kClusterSlots = 16384;
 // (CRC16 is linear: "default" with 3 shards put two on one of three
 // primaries); these spread evenly over primaries that hold equal slot
 // ranges, and every broker computes the same tags. REQUIRES: 0 <= shard <
-// shards <= kClusterSlots.
+// shards <= kRedisClusterSlots.
 std::string ShardHashTag(std::string_view queue, int shard, int shards);
 
 // A MOVED or ASK error reply, parsed.

@@ -1,8 +1,5 @@
 #include "queue/redis_target.h"
 
-#include <hiredis/hiredis.h>
-#include <sys/time.h>
-
 #include <algorithm>
 #include <charconv>
 #include <chrono>
@@ -10,6 +7,7 @@
 #include <utility>
 
 #include "queue/redis_cluster.h"
+#include "queue/redis_layout.h"
 
 namespace yard {
 namespace {
@@ -28,14 +26,6 @@ int64_t MillisLeft(Clock::time_point deadline) {
       .count();
 }
 
-timeval ToTimeval(int64_t ms) {
-  ms = std::max<int64_t>(ms, 1);
-  timeval tv;
-  tv.tv_sec = static_cast<time_t>(ms / 1000);
-  tv.tv_usec = static_cast<suseconds_t>((ms % 1000) * 1000);
-  return tv;
-}
-
 bool ValidMasterName(std::string_view name) {
   if (name.empty() || name.size() > 64) return false;
   return std::all_of(name.begin(), name.end(), [](char c) {
@@ -44,55 +34,17 @@ bool ValidMasterName(std::string_view name) {
   });
 }
 
-bool ParseUint(std::string_view s, int* out) {
-  if (s.empty() || s.size() > 10) return false;
-  int64_t v = 0;
-  auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (ec != std::errc() || ptr != s.data() + s.size() || v < 0 || v > INT_MAX)
-    return false;
-  *out = static_cast<int>(v);
-  return true;
-}
-
-// One command on a connection of its own (a blocking hiredis context), all
-// before `deadline`. An error reply is kInternal with the server's text.
+// One command on a connection of its own, all before `deadline`.
 Result<RedisReply> CallOnce(const RedisAddress& a,
-                            const std::vector<std::string>& args,
+                            std::vector<std::string> args,
                             Clock::time_point deadline) {
   int64_t left = MillisLeft(deadline);
   if (left <= 0) return Status::DeadlineExceeded("no time left");
-  redisContext* c = redisConnectWithTimeout(
-      a.host.c_str(), static_cast<int>(a.port), ToTimeval(left));
-  if (c == nullptr) return Status::Unavailable("out of memory");
-  auto close = [c] { redisFree(c); };
-  if (c->err != 0) {
-    Status s = Status::Unavailable(c->errstr);
-    close();
-    return s;
-  }
+  auto client = RedisClient::Connect(a, left);
+  if (!client.ok()) return client.status();
   left = MillisLeft(deadline);
-  if (left <= 0 || redisSetTimeout(c, ToTimeval(left)) != REDIS_OK) {
-    close();
-    return Status::DeadlineExceeded("no time left");
-  }
-  std::vector<const char*> argv;
-  std::vector<size_t> lens;
-  for (const std::string& s : args) {
-    argv.push_back(s.data());
-    lens.push_back(s.size());
-  }
-  auto* reply = static_cast<redisReply*>(redisCommandArgv(
-      c, static_cast<int>(argv.size()), argv.data(), lens.data()));
-  if (reply == nullptr) {
-    Status s = Status::Unavailable(c->err != 0 ? c->errstr : "no reply");
-    close();
-    return s;
-  }
-  RedisReply out = CopyReply(*reply);
-  freeReplyObject(reply);
-  close();
-  if (out.type == RedisReply::Type::kError) return Status::Internal(out.str);
-  return out;
+  if (left <= 0) return Status::DeadlineExceeded("no time left");
+  return RedisCall(**client, std::move(args), left);
 }
 
 // Asks one Sentinel for the primary and checks its ROLE; "" or why not.
@@ -107,10 +59,15 @@ std::string TrySentinel(const RedisAddress& sentinel,
       answer->elements.size() != 2) {
     return "unexpected reply to get-master-addr-by-name";
   }
+  if (answer->elements[0].type != RedisReply::Type::kString ||
+      answer->elements[0].str.empty() ||
+      answer->elements[1].type != RedisReply::Type::kString) {
+    return "unexpected reply to get-master-addr-by-name";
+  }
   RedisAddress found;
   found.host = answer->elements[0].str;
-  int port = 0;
-  if (!ParseUint(answer->elements[1].str, &port) || port == 0 || port > 65535) {
+  int64_t port = 0;
+  if (!ParseDecimal(answer->elements[1].str, 65535, &port) || port == 0) {
     return "bad port in its answer '" + answer->elements[1].str + "'";
   }
   found.port = static_cast<uint16_t>(port);
@@ -118,7 +75,8 @@ std::string TrySentinel(const RedisAddress& sentinel,
   const std::string says = "says " + RedisHostPort(found) + ", which ";
   if (!role.ok())
     return says + "does not answer (" + role.status().message() + ")";
-  if (role->type != RedisReply::Type::kArray || role->elements.empty()) {
+  if (role->type != RedisReply::Type::kArray || role->elements.empty() ||
+      role->elements[0].type != RedisReply::Type::kString) {
     return says + "gave an unexpected ROLE reply";
   }
   if (role->elements[0].str != "master") {
@@ -153,10 +111,8 @@ std::string ParseHostList(std::string_view hosts, const char* what,
   return "";
 }
 
-// The primary serving target.key's slot, from a fresh slot map; it must
-// answer PING within the time left (at least kMinConnectMs).
+// The primary serving target.key's slot, from a fresh slot map.
 Result<RedisAddress> ResolveCluster(RedisTarget& target, int64_t timeout_ms) {
-  const Clock::time_point start = Clock::now();
   size_t answered = 0;
   auto map = FetchSlotMap(target.addresses, timeout_ms, &answered);
   if (!map.ok()) {
@@ -175,18 +131,8 @@ Result<RedisAddress> ResolveCluster(RedisTarget& target, int64_t timeout_ms) {
                                std::to_string(map->covered()) +
                                " of 16384 slots are)");
   }
-  const int64_t left =
-      timeout_ms - std::chrono::duration_cast<std::chrono::milliseconds>(
-                       Clock::now() - start)
-                       .count();
-  auto pong = CallOnce(
-      *owner, {"PING"},
-      Clock::now() + std::chrono::milliseconds(std::max(left, kMinConnectMs)));
-  if (!pong.ok()) {
-    return Status::Unavailable(which + ": its primary " +
-                               RedisHostPort(*owner) + " does not answer (" +
-                               pong.status().message() + ")");
-  }
+  // (The caller's connect checks that it answers: RedisClient::Connect
+  // PINGs.)
   RedisAddress out = *owner;
   out.db = 0;
   return out;
@@ -261,10 +207,12 @@ Result<RedisTarget> ParseRedisTarget(std::string_view url) {
                "' (1..64 of A-Z a-z 0-9 _ . -)");
   }
   target.master_name = std::string(name);
+  int64_t db = 0;
   if (db_slash != std::string_view::npos &&
-      !ParseUint(tail.substr(db_slash + 1), &target.db)) {
+      !ParseDecimal(tail.substr(db_slash + 1), INT_MAX, &db)) {
     return bad("bad db");
   }
+  target.db = static_cast<int>(db);
   return target;
 }
 

@@ -27,7 +27,8 @@
 // Cluster resolution (redis_cluster.h), every call: fetch the slot map
 // from the seed nodes in `addresses` (FetchSlotMap: in order, each an equal
 // share of the time; the seed that answered goes to the front), take the
-// primary serving KeySlot(key), and check that it answers PING. Fetching
+// primary serving KeySlot(key) (the caller's connect checks that it answers
+// PING: RedisClient::Connect does). Fetching
 // the map on every resolution is the refresh: a caller whose commands come
 // back MOVED or ASK (kUnavailable, redis_client.h) reconnects, which
 // resolves again. During a slot migration the map still names the source
@@ -77,9 +78,9 @@ Result<RedisTarget> ParseRedisTarget(std::string_view url);
 
 // The primary's address (with the target's db). kDirect: the address, no
 // I/O. kSentinel, kCluster: the resolutions above, bounded by timeout_ms in
-// total (the owner's PING gets at least 100 ms); kUnavailable naming each
+// total; kUnavailable naming each
 // Sentinel or seed and why it did not help when none did, or the slot when
-// no primary serves it or the one that does not answer. May reorder
+// no primary serves it. May reorder
 // target.addresses.
 Result<RedisAddress> ResolveRedisTarget(RedisTarget& target,
                                         int64_t timeout_ms);

@@ -90,9 +90,9 @@ TEST(KeySlotTest, ShardTagsSpreadOverEqualSlotRanges) {
       EXPECT_EQ(tag.rfind("jq:default:" + std::to_string(k), 0), 0u) << tag;
       const int slot = KeySlot("{" + tag + "}:s:1");
       EXPECT_EQ(slot, KeySlot("{" + tag + "}"));
-      EXPECT_GE(slot, k * kClusterSlots / shards) << tag;
-      EXPECT_LT(slot, (k + 1) * kClusterSlots / shards) << tag;
-      ++per_node[slot * 3 / kClusterSlots];
+      EXPECT_GE(slot, k * kRedisClusterSlots / shards) << tag;
+      EXPECT_LT(slot, (k + 1) * kRedisClusterSlots / shards) << tag;
+      ++per_node[slot * 3 / kRedisClusterSlots];
     }
     for (int n : per_node) EXPECT_EQ(n, shards / 3) << shards << " shards";
   }
