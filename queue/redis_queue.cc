@@ -584,7 +584,9 @@ class RedisQueue final : public JobQueue {
     nlohmann::json r = record;
     r["id"] = consumer_;
     r["queue"] = o_.queue;
-    record_ = r.dump();
+    // (Worker names and labels come from the network: invalid UTF-8 is
+    // replaced, not thrown.)
+    record_ = r.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     WriteRecord(MonoMillis());
   }
 
@@ -948,17 +950,28 @@ class RedisQueue final : public JobQueue {
   void SendMulti(std::vector<std::vector<std::string>> cmds) {
     if (cmds.empty()) return;
     auto keep = std::make_shared<std::vector<std::vector<std::string>>>(cmds);
+    // Whether a queued command was refused for a passing reason (in a
+    // Redis Cluster, a MOVED or ASK while its slot moves).
+    auto refused = std::make_shared<bool>(false);
     Send({"MULTI"}, nullptr);
-    for (auto& c : cmds) Send(std::move(c), nullptr);
+    for (auto& c : cmds) {
+      Send(std::move(c), [refused](Result<RedisReply> r) {
+        if (!r.ok() && r.status().code() == StatusCode::kUnavailable) {
+          *refused = true;
+        }
+      });
+    }
     ++writes_;
     ++c_.round_trips;
-    Send({"EXEC"}, [this, keep](Result<RedisReply> r) {
+    Send({"EXEC"}, [this, keep, refused](Result<RedisReply> r) {
       --writes_;
       if (!r.ok()) {
-        // EXECABORT: a queued command was refused (in a Redis Cluster, a
-        // MOVED or ASK while its slot moves); nothing ran: send it again.
+        // Lost, or EXECABORT after a passing refusal: nothing ran, send it
+        // again after the reconnect. (An EXECABORT for a command Redis
+        // will never take is logged and dropped, not replayed forever.)
         if (r.status().code() == StatusCode::kUnavailable ||
-            r.status().message().find("EXECABORT") != std::string::npos) {
+            (*refused &&
+             r.status().message().find("EXECABORT") != std::string::npos)) {
           replay_.push_back(std::move(*keep));
           Lost(r.status().message());
         } else {
@@ -1199,12 +1212,9 @@ class RedisQueue final : public JobQueue {
 
   void OnLocked(const std::vector<EntryId>& entries,
                 const Result<RedisReply>& r) {
-    // A cluster error (the slot is migrating) leaves the connection up:
-    // reconnect, so the records forgotten below are read back (their
-    // claims stand) instead of waiting out their leases.
-    if (!r.ok() && r.status().code() == StatusCode::kUnavailable) {
-      Lost(r.status().message());
-    }
+    // (Unavailable, e.g. the slot is migrating: Send has marked the
+    // connection lost, and the reconnect reads the records forgotten below
+    // back instead of waiting out their leases.)
     for (size_t i = 0; i < entries.size(); ++i) {
       auto e = entries_.find(entries[i]);
       if (e == entries_.end()) continue;
@@ -1641,16 +1651,18 @@ class RedisQueue final : public JobQueue {
 
   // ------------------------------------------------------------- plumbing
 
+  // A command on the main connection. An Unavailable answer (the
+  // connection broke, or in a Cluster the slot moved) marks it lost before
+  // `done` (if any) sees the answer.
   void Send(std::vector<std::string> args, RedisClient::Callback done) {
     ++c_.commands;
-    if (!done) {
-      done = [this](Result<RedisReply> r) {
-        if (!r.ok() && r.status().code() == StatusCode::kUnavailable) {
-          Lost(r.status().message());
-        }
-      };
-    }
-    main_->Command(std::move(args), std::move(done));
+    main_->Command(
+        std::move(args), [this, done = std::move(done)](Result<RedisReply> r) {
+          if (!r.ok() && r.status().code() == StatusCode::kUnavailable) {
+            Lost(r.status().message());
+          }
+          if (done) done(std::move(r));
+        });
   }
 
   // Where the registry (queue/registry.h, the "{yard}" slot) is: the main

@@ -61,6 +61,25 @@ class ShardedQueue final : public JobQueue {
   ~ShardedQueue() override { shards_.clear(); }
 
   void Push(std::span<const NewJob> jobs, PushCallback done) override {
+    if (jobs.empty()) {
+      done(Status::OK(), {});
+      return;
+    }
+    // Which shard each job goes to; plain jobs share one.
+    const size_t plain_shard = NextAvailable();
+    // Usually the whole batch goes to one shard: hand it over as it is.
+    const size_t first = ShardOf(jobs[0], plain_shard);
+    if (std::all_of(jobs.begin() + 1, jobs.end(), [&](const NewJob& j) {
+          return ShardOf(j, plain_shard) == first;
+        })) {
+      shards_[first]->Push(jobs,
+                           [this, first, done = std::move(done)](
+                               Status st, std::span<const PushOutcome> out) {
+                             Refused(first, st);
+                             done(st, out);
+                           });
+      return;
+    }
     struct Batch {
       std::vector<PushOutcome> out;
       PushCallback done;
@@ -70,8 +89,6 @@ class ShardedQueue final : public JobQueue {
     auto batch = std::make_shared<Batch>();
     batch->out.assign(jobs.size(), PushOutcome::kAccepted);
     batch->done = std::move(done);
-    // Which shard each job goes to; plain jobs share one.
-    const size_t plain_shard = NextAvailable();
     std::vector<std::vector<size_t>> index(shards_.size());
     for (size_t i = 0; i < jobs.size(); ++i) {
       index[ShardOf(jobs[i], plain_shard)].push_back(i);
@@ -81,10 +98,6 @@ class ShardedQueue final : public JobQueue {
       if (!index[k].empty()) used.push_back(k);
     }
     batch->waiting = used.size();
-    if (used.empty()) {
-      batch->done(Status::OK(), batch->out);
-      return;
-    }
     for (size_t k : used) {
       std::vector<NewJob> part;
       part.reserve(index[k].size());
@@ -93,9 +106,7 @@ class ShardedQueue final : public JobQueue {
                                  Status st,
                                  std::span<const PushOutcome> outcomes) {
         if (!st.ok() && batch->status.ok()) batch->status = st;
-        // A shard that refused (its primary down, its slot migrating) gets
-        // no plain batches for a while.
-        if (!st.ok()) cool_until_[k] = MonoMillis() + kCoolMs;
+        Refused(k, st);
         for (size_t i = 0; i < positions.size() && i < outcomes.size(); ++i) {
           batch->out[positions[i]] = outcomes[i];
         }
@@ -298,6 +309,12 @@ class ShardedQueue final : public JobQueue {
   }
 
  private:
+  // A shard that refused a push (its primary down, its slot migrating) gets
+  // no plain batches for a while.
+  void Refused(size_t k, const Status& st) {
+    if (!st.ok()) cool_until_[k] = MonoMillis() + kCoolMs;
+  }
+
   // The next shard in turn whose store is up and that has not refused a
   // push lately; else the next that is up; else the next in turn.
   size_t NextAvailable() {
