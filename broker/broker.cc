@@ -172,10 +172,16 @@ class Broker::Impl {
   static constexpr size_t kMaxHeld = 10000;  // then claiming stops
   static constexpr size_t kMaxSelectors = 1024;
   void Dispatch();
-  // Sends the job to a worker (true), or keeps it waiting: a newly claimed
-  // job (held == null) is copied into waiting_ or unplaceable_.
-  bool Place(const JobId& id, Bytes blob, uint16_t attempt,
-             std::string_view route, Held* held);
+  // What became of a job Place routed: sent to a worker; to wait for
+  // credit (waiting_) or for a worker its selector admits (unplaceable_);
+  // or failed (a selector no worker can ever match: a job queued by an
+  // older broker that did not check it).
+  enum class Placed : uint8_t { kSent, kWait, kNoWorker, kFailed };
+  Placed Place(const JobId& id, Bytes blob, uint16_t attempt,
+               std::string_view route);
+  // Keeps a job that must wait (kWait, kNoWorker) in waiting_ or
+  // unplaceable_.
+  void Hold(Placed placed, Held h);
   Candidates* CandidatesFor(const wire::Job& job);
   void RefreshSlots(Candidates* c);
   BlobBatch& OutgoingFor(WorkerInfo* w);
@@ -465,17 +471,23 @@ void Broker::Impl::OnReady(std::string_view identity,
   w->credit = ready->credit();
   ++credit_epoch_;
   w->capacity = std::max<uint32_t>(1, ready->capacity());
-  w->name = ready->name() && ready->name()->size() ? ready->name()->str()
-                                                   : std::string("worker");
-  auto copy = [](const auto* from, std::vector<std::string>* to) {
+  // The name goes into stats and the registry record: bounded.
+  w->name = ready->name() && ready->name()->size()
+                ? ready->name()->str().substr(0, kMaxKeyBytes)
+                : std::string("worker");
+  // At most `limit` + 1 entries: one too many is enough for MakeLabels to
+  // refuse the list.
+  auto copy = [](const auto* from, std::vector<std::string>* to, size_t limit) {
     to->clear();
-    if (from) {
-      for (const auto* t : *from) to->push_back(t->str());
+    if (!from) return;
+    for (const auto* t : *from) {
+      if (to->size() > limit) break;
+      to->push_back(t->str());
     }
   };
-  copy(ready->tasks(), &w->tasks);
-  copy(ready->tags(), &w->tags);
-  copy(ready->taints(), &w->taints);
+  copy(ready->tasks(), &w->tasks, SIZE_MAX);
+  copy(ready->tags(), &w->tags, kMaxPlacementEntries);
+  copy(ready->taints(), &w->taints, kMaxPlacementEntries);
   w->key = WorkerKey(w->name);
   ++roster_;
   std::vector<std::string_view> tags(w->tags.begin(), w->tags.end()),
@@ -485,9 +497,12 @@ void Broker::Impl::OnReady(std::string_view identity,
   if (labels.ok()) {
     w->labels = std::move(labels).value();
   } else {
-    // Taints it cannot state must not be ignored: give it nothing.
+    // Taints it cannot state must not be ignored: give it nothing (and
+    // claim nothing for its credit: Dispatch).
     spdlog::warn("worker {}: {}; it gets no jobs", w->name,
                  labels.status().message());
+    w->tags.clear();
+    w->taints.clear();
   }
   if (fresh) {
     spdlog::info("worker {} ready: capacity {}, credit {}", w->name,
@@ -619,7 +634,9 @@ void Broker::Impl::ReleaseWorkerJobs(uint64_t serial, bool died) {
 void Broker::Impl::Dispatch() {
   int64_t now_unix = UnixMillis();
   size_t free_credit = 0;
-  for (const WorkerInfo& w : workers_.workers()) free_credit += w.credit;
+  for (const WorkerInfo& w : workers_.workers()) {
+    if (w.labels_ok) free_credit += w.credit;  // others get nothing
+  }
   queue_->Want(draining_ && queue_->durable() ? 0 : free_credit);
   if (free_credit == 0) return;
   ++turn_;
@@ -635,8 +652,16 @@ void Broker::Impl::Dispatch() {
     queue_->Claim(n, [&](std::span<const ClaimedJob> jobs) {
       got = jobs.size();
       for (const ClaimedJob& j : jobs) {
-        if (Place(j.id, j.blob, j.attempt, j.local ? j.route : "", nullptr)) {
+        const std::string_view route = j.local ? j.route : "";
+        const Placed placed = Place(j.id, j.blob, j.attempt, route);
+        if (placed == Placed::kSent) {
           ++sent;
+        } else if (placed != Placed::kFailed) {
+          Hold(placed,
+               Held{j.id,
+                    std::string(reinterpret_cast<const char*>(j.blob.data()),
+                                j.blob.size()),
+                    j.attempt, std::string(route)});
         }
       }
     });
@@ -646,15 +671,34 @@ void Broker::Impl::Dispatch() {
   }
 }
 
-bool Broker::Impl::Place(const JobId& id, Bytes blob, uint16_t attempt,
-                         std::string_view route, Held* held) {
+void Broker::Impl::Hold(Placed placed, Held h) {
+  (placed == Placed::kNoWorker ? unplaceable_ : waiting_)
+      .push_back(std::move(h));
+}
+
+Broker::Impl::Placed Broker::Impl::Place(const JobId& id, Bytes blob,
+                                         uint16_t attempt,
+                                         std::string_view route) {
   const auto* job = flatbuffers::GetRoot<wire::Job>(blob.data());
   Candidates* c = CandidatesFor(*job);
+  if (c == nullptr) {
+    // Submits are checked (OnSubmit); this job was queued by a broker that
+    // did not check selectors. No worker can ever take it: fail it.
+    const std::string why = "invalid placement selector (tags/tolerations)";
+    spdlog::warn("job {}: {}; failed", id.ToString(), why);
+    Bytes result = writer_.EncodeResult(id, wire::ResultStatus::Failed, {}, why,
+                                        attempt, 0);
+    if (!route.empty()) RouteResult(std::string(route), result);
+    queue_->Fail(id, 0, result);
+    ++c_.failed;
+    return Placed::kFailed;
+  }
   const uint64_t affinity =
       job->affinity_key() ? AffinityHash(job->affinity_key()->string_view())
                           : 0;
+  if (c->workers.empty()) return Placed::kNoWorker;
   size_t pick = Balancer::kWait;
-  if (c != nullptr && !c->workers.empty()) {
+  {
     for (int attempt_pick = 0; attempt_pick < 2; ++attempt_pick) {
       pick = balancer_->Pick(c->slots, affinity);
       if (pick == Balancer::kWait || c->workers[pick]->credit > 0) break;
@@ -663,18 +707,7 @@ bool Broker::Impl::Place(const JobId& id, Bytes blob, uint16_t attempt,
       pick = Balancer::kWait;
     }
   }
-  if (pick == Balancer::kWait) {
-    if (held == nullptr) {  // newly claimed: keep it here
-      Held h;
-      h.id = id;
-      h.blob.assign(reinterpret_cast<const char*>(blob.data()), blob.size());
-      h.attempt = attempt;
-      h.route.assign(route);
-      (c == nullptr || c->workers.empty() ? unplaceable_ : waiting_)
-          .push_back(std::move(h));
-    }
-    return false;
-  }
+  if (pick == Balancer::kWait) return Placed::kWait;
   WorkerInfo* w = c->workers[pick];
   WorkerSlot& slot = c->slots[pick];
   --slot.credit;
@@ -690,7 +723,7 @@ bool Broker::Impl::Place(const JobId& id, Bytes blob, uint16_t attempt,
   f.max_attempts = std::max<uint16_t>(1, job->max_attempts());
   ++c_.dispatched;
   if (batch.size() >= options_.max_dispatch_batch) SendOutgoing();
-  return true;
+  return Placed::kSent;
 }
 
 Broker::Impl::Candidates* Broker::Impl::CandidatesFor(const wire::Job& job) {
@@ -701,7 +734,7 @@ Broker::Impl::Candidates* Broker::Impl::CandidatesFor(const wire::Job& job) {
     auto it = candidates_.find(key);
     if (it == candidates_.end()) {
       auto selector = MakeSelector(tags, tolerations);
-      if (!selector.ok()) return nullptr;  // checked at submit; never here
+      if (!selector.ok()) return nullptr;  // see Place
       if (candidates_.size() >= kMaxSelectors) candidates_.clear();
       it = candidates_.emplace(key, Candidates()).first;
       it->second.selector = std::move(selector).value();
@@ -759,32 +792,22 @@ void Broker::Impl::SendOutgoing() {
 }
 
 void Broker::Impl::RetryWaiting(size_t* free_credit) {
+  // Each held job is placed again and lands where it now belongs.
   auto retry = [&](std::deque<Held>& held) {
     for (size_t n = held.size(); n > 0 && *free_credit > 0; --n) {
       Held h = std::move(held.front());
       held.pop_front();
-      if (Place(h.id, AsBytes(h.blob), h.attempt, h.route, &h)) {
+      const Placed placed = Place(h.id, AsBytes(h.blob), h.attempt, h.route);
+      if (placed == Placed::kSent) {
         --*free_credit;
-      } else {
-        held.push_back(std::move(h));  // not moved from: Place kept it
+      } else if (placed != Placed::kFailed) {
+        Hold(placed, std::move(h));
       }
     }
   };
   if (roster_ != tried_) {
     tried_ = roster_;
-    // Some may have a worker now; the rest stay where they belong.
-    size_t n = unplaceable_.size();
-    while (n-- > 0 && *free_credit > 0) {
-      Held h = std::move(unplaceable_.front());
-      unplaceable_.pop_front();
-      const auto* job = flatbuffers::GetRoot<wire::Job>(h.blob.data());
-      Candidates* c = CandidatesFor(*job);
-      if (c == nullptr || c->workers.empty()) {
-        unplaceable_.push_back(std::move(h));
-      } else {
-        waiting_.push_back(std::move(h));
-      }
-    }
+    retry(unplaceable_);  // some may have a worker now
   }
   retry(waiting_);
   SendOutgoing();
@@ -1046,7 +1069,9 @@ std::string Broker::Impl::StatsJson() const {
                   {"worker_busy", waiting_.size()}};
   j["draining"] = draining_;
   queue_->DescribeStats(&j);
-  return j.dump();
+  // Names and labels come from the network: invalid UTF-8 is replaced,
+  // not thrown.
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 // ------------------------------------------------------------------ facade
