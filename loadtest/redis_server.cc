@@ -27,22 +27,6 @@ constexpr char kDefaultBinary[] = "/usr/bin/redis-server";
 constexpr std::chrono::seconds kStartTimeout(10);
 constexpr std::chrono::seconds kStopTimeout(10);
 
-// True when redis answers PING with PONG within ~500 ms.
-bool Pings(uint16_t port) {
-  timeval tv{0, 500 * 1000};
-  redisContext* c = redisConnectWithTimeout("127.0.0.1", port, tv);
-  if (c == nullptr) return false;
-  bool ok = false;
-  if (c->err == 0 && redisSetTimeout(c, tv) == REDIS_OK) {
-    auto* reply = static_cast<redisReply*>(redisCommand(c, "PING"));
-    ok = reply != nullptr && reply->type == REDIS_REPLY_STATUS &&
-         std::string(reply->str, reply->len) == "PONG";
-    if (reply != nullptr) freeReplyObject(reply);
-  }
-  redisFree(c);
-  return ok;
-}
-
 using ReplyPtr = std::unique_ptr<redisReply, void (*)(void*)>;
 
 // One command to 127.0.0.1:port on a connection of its own, waiting up to
@@ -70,6 +54,13 @@ ReplyPtr Query(uint16_t port, const std::vector<std::string>& args,
       freeReplyObject);
   redisFree(c);
   return reply;
+}
+
+// True when redis answers PING with PONG within ~500 ms.
+bool Pings(uint16_t port) {
+  ReplyPtr reply = Query(port, {"PING"}, 500);
+  return reply && reply->type == REDIS_REPLY_STATUS &&
+         std::string(reply->str, reply->len) == "PONG";
 }
 
 // The value of `field:` in an INFO text ("" when absent).
@@ -545,6 +536,27 @@ std::string SlotSignature(uint16_t port) {
   return out;
 }
 
+// The id of the primary that `slots` (a CLUSTER SLOTS reply) names for
+// `slot` ("" when none does).
+std::string SlotOwnerId(const redisReply& slots, uint16_t slot) {
+  if (slots.type != REDIS_REPLY_ARRAY) return "";
+  for (size_t i = 0; i < slots.elements; ++i) {
+    const redisReply* range = slots.element[i];
+    if (range->type != REDIS_REPLY_ARRAY || range->elements < 3 ||
+        range->element[2]->type != REDIS_REPLY_ARRAY ||
+        range->element[2]->elements < 3) {
+      continue;
+    }
+    if (slot < range->element[0]->integer ||
+        slot > range->element[1]->integer) {
+      continue;
+    }
+    const redisReply* id = range->element[2]->element[2];
+    return std::string(id->str, id->len);
+  }
+  return "";
+}
+
 }  // namespace
 
 Result<std::unique_ptr<RedisCluster>> RedisCluster::Create(
@@ -693,19 +705,9 @@ std::string RedisCluster::url() const {
 Result<size_t> RedisCluster::Owner(uint16_t slot) const {
   auto r = Run(nodes_[FirstRunning()]->port(), {"CLUSTER", "SLOTS"});
   if (!r.ok()) return r.status();
-  const redisReply& slots = **r;
-  for (size_t i = 0; i < slots.elements; ++i) {
-    const redisReply* range = slots.element[i];
-    if (range->type != REDIS_REPLY_ARRAY || range->elements < 3 ||
-        range->element[2]->elements < 3) {
-      continue;
-    }
-    if (slot < range->element[0]->integer || slot > range->element[1]->integer)
-      continue;
-    const redisReply* id = range->element[2]->element[2];
-    for (size_t n = 0; n < ids_.size(); ++n) {
-      if (ids_[n] == std::string(id->str, id->len)) return n;
-    }
+  const std::string id = SlotOwnerId(**r, slot);
+  for (size_t n = 0; !id.empty() && n < ids_.size(); ++n) {
+    if (ids_[n] == id) return n;
   }
   return Status::NotFound("no node serves slot " + std::to_string(slot));
 }
@@ -754,23 +756,10 @@ Status RedisCluster::AwaitOwner(uint16_t slot, size_t node,
             *last = "node " + std::to_string(i) + ": no CLUSTER SLOTS";
             return false;
           }
-          std::string owner = "none";
-          for (size_t k = 0; k < r->elements; ++k) {
-            const redisReply* range = r->element[k];
-            if (range->type != REDIS_REPLY_ARRAY || range->elements < 3 ||
-                range->element[2]->type != REDIS_REPLY_ARRAY ||
-                range->element[2]->elements < 3) {
-              continue;
-            }
-            if (slot < range->element[0]->integer ||
-                slot > range->element[1]->integer) {
-              continue;
-            }
-            const redisReply* id = range->element[2]->element[2];
-            owner = std::string(id->str, id->len);
-          }
+          const std::string owner = SlotOwnerId(*r, slot);
           if (owner != ids_[node]) {
-            *last = "node " + std::to_string(i) + " says " + owner;
+            *last = "node " + std::to_string(i) + " says " +
+                    (owner.empty() ? "none" : owner);
             return false;
           }
         }
@@ -786,6 +775,12 @@ Status RedisCluster::BeginMigration(uint16_t slot, size_t to) {
                                    " is still being migrated");
   }
   if (to >= nodes_.size()) return Status::InvalidArgument("no such node");
+  if (replicas_per_primary() > 0) {
+    // FinishMigration's CLUSTER SETSLOT NODE goes to every node, and Redis
+    // refuses SETSLOT on a replica.
+    return Status::InvalidArgument(
+        "slot migration needs a cluster without replicas");
+  }
   auto from = Owner(slot);
   if (!from.ok()) return from.status();
   if (*from == to) {

@@ -212,7 +212,6 @@ class RedisCluster {
   std::string url() const;
   size_t size() const { return nodes_.size(); }
   RedisServer& node(size_t i) { return *nodes_[i]; }
-  const std::string& node_id(size_t i) const { return ids_[i]; }
   // Primaries as created (nodes 0..primaries()-1), replicas of each.
   size_t primaries() const { return primaries_; }
   int replicas_per_primary() const { return replicas_per_primary_; }
@@ -233,6 +232,7 @@ class RedisCluster {
   Status AwaitOwner(uint16_t slot, size_t node,
                     std::chrono::milliseconds timeout) const;
 
+  // InvalidArgument on a cluster with replicas (see above).
   Status BeginMigration(uint16_t slot, size_t to);
   // How many keys it moved (0: none were left).
   Result<int> MoveKeys(int max);
