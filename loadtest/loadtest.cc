@@ -46,19 +46,12 @@ std::string QueueName(const LoadtestOptions& o) {
   return o.queue.empty() ? "default" : o.queue;
 }
 
-// A connection to the server of the registry's "{yard}" slot (on a Redis
-// Cluster, its primary): the registry and the queues' shard counts.
-Result<std::unique_ptr<RedisClient>> ConnectRegistry(const std::string& url) {
-  auto target = ParseRedisTarget(url);
-  if (!target.ok()) return target.status();
-  target->key = "{yard}";
-  return ConnectRedisTarget(*target, kRegistryTimeoutMs);
-}
-
 // The queue's shard count as its brokers agreed on it ({yard}:shards:Q; no
 // key: 1, since a broker stores every count above 1 before it gets ready).
 Result<int> ReadQueueShards(const std::string& url, const std::string& queue) {
-  auto client = ConnectRegistry(url);
+  auto target = ParseRedisTarget(url);
+  if (!target.ok()) return target.status();
+  auto client = ConnectRegistry(*target, kRegistryTimeoutMs);
   if (!client.ok()) return client.status();
   return ReadShardCount(**client, queue, kRegistryTimeoutMs);
 }
@@ -387,7 +380,9 @@ void Run::OnOutcome(Lane& lane, const JobOutcome& out) {
 }
 
 void Run::RecordBrokers() {
-  auto client = ConnectRegistry(cluster_->redis_url());
+  auto target = ParseRedisTarget(cluster_->redis_url());
+  if (!target.ok()) return;
+  auto client = ConnectRegistry(*target, kRegistryTimeoutMs);
   if (!client.ok()) return;
   // Let every broker refresh its record (counters) once more.
   std::this_thread::sleep_for(std::chrono::milliseconds(o_.heartbeat_ms + 100));
@@ -749,15 +744,17 @@ Result<LoadtestReport> Run::Go() {
                                o_.task + "'");
   }
   if (!report_.interrupted) {
-    if (broker_kill_us_) {
-      report_.problems.push_back("--kill-broker-at: the load ended before it");
-    }
-    if (redis_restart_us_) {
-      report_.problems.push_back(
-          "--restart-redis-at: the load ended before it");
-    }
-    if (migrate_at_us_) {
-      report_.problems.push_back("--migrate-slot-at: the load ended before it");
+    // The one-off chaos events still pending when the load ended.
+    const std::pair<int64_t, const char*> events[] = {
+        {broker_kill_us_, "--kill-broker-at"},
+        {broker_add_us_, "--add-broker-at"},
+        {redis_restart_us_, "--restart-redis-at"},
+        {migrate_at_us_, "--migrate-slot-at"}};
+    for (const auto& [pending_us, flag] : events) {
+      if (pending_us) {
+        report_.problems.push_back(std::string(flag) +
+                                   ": the load ended before it");
+      }
     }
   }
   if (cluster_) {

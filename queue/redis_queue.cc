@@ -215,7 +215,7 @@ class RedisQueue final : public JobQueue {
     target_.key = "{" + keys_.tag + "}";
     if (target_.kind == RedisTarget::Kind::kCluster) {
       registry_target_ = target_;
-      registry_target_->key = "{yard}";
+      registry_target_->key = kRegistryHashTag;
     }
   }
 
@@ -1923,8 +1923,7 @@ class RedisQueue final : public JobQueue {
 Result<int> SettleShards(const RedisTarget& target,
                          const RedisQueueOptions& options) {
   RedisTarget registry = target;
-  registry.key = "{yard}";
-  auto client = ConnectRedisTarget(registry, options.connect_timeout_ms);
+  auto client = ConnectRegistry(registry, options.connect_timeout_ms);
   if (!client.ok()) return client.status();
   int fallback = 1;
   if (target.kind == RedisTarget::Kind::kCluster && options.shards == 0) {

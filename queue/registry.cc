@@ -16,6 +16,12 @@ std::string RegistryKey(std::string_view broker_id) {
   return "{yard}:broker:" + std::string(broker_id);
 }
 
+Result<std::unique_ptr<RedisClient>> ConnectRegistry(RedisTarget& target,
+                                                     int64_t timeout_ms) {
+  target.key = kRegistryHashTag;
+  return ConnectRedisTarget(target, timeout_ms);
+}
+
 namespace {
 
 // Reads j[key] into *out when present; false when it has another type.
@@ -175,7 +181,6 @@ Result<std::unique_ptr<Discovery>> Discovery::Create(Options options) {
   }
   std::unique_ptr<Discovery> d(new Discovery(std::move(options)));
   d->target_ = *target;
-  d->target_.key = "{yard}";  // a Redis Cluster: the registry's slot
   const int64_t deadline =
       MonoMillis() + std::max<int64_t>(0, d->options_.wait_ms);
   std::string last_error = "no broker is registered";
@@ -224,7 +229,7 @@ void Discovery::Start(Callback on_change) {
 bool Discovery::ReadOnce(std::vector<std::string>* out) {
   if (!client_ || !client_->connected()) {
     client_.reset();
-    auto c = ConnectRedisTarget(target_, 1000);
+    auto c = ConnectRegistry(target_, 1000);
     if (!c.ok()) return false;
     client_ = std::move(c).value();
   }

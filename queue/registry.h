@@ -44,8 +44,19 @@
 
 namespace yard {
 
+// The hash tag every registry key (and every queue's shard count,
+// redis_layout.h) carries: on a Redis Cluster they share one slot.
+inline constexpr char kRegistryHashTag[] = "{yard}";
 inline constexpr char kRegistrySet[] = "{yard}:brokers";
 std::string RegistryKey(std::string_view broker_id);
+
+// A connection to the server of the registry's slot (on a Redis Cluster,
+// the primary serving kRegistryHashTag; any other target has one server
+// for every key): sets target.key, then ConnectRedisTarget (which may
+// reorder target.addresses, so a caller that keeps the target reconnects
+// to the seed or Sentinel that answered first).
+Result<std::unique_ptr<RedisClient>> ConnectRegistry(RedisTarget& target,
+                                                     int64_t timeout_ms);
 
 // A worker as a broker's record lists it.
 struct RegisteredWorker {

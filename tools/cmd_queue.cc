@@ -34,6 +34,7 @@
 
 #include "common/logging.h"
 #include "queue/redis_target.h"
+#include "queue/registry.h"
 #include "tools/cli.h"
 
 namespace yard {
@@ -55,6 +56,12 @@ void AddQueueFlags(CLI::App& app, QueueFlags* flags) {
 
 namespace {
 
+// A failed connect to Redis at `url`, said as such.
+Status Unreachable(const std::string& url, const Status& status) {
+  return Status::Unavailable("cannot reach Redis at " + url + ": " +
+                             status.message());
+}
+
 // A connection to the primary serving `slot_key`'s slot (a Cluster; any
 // other target has one server for every key).
 Result<std::unique_ptr<RedisClient>> ConnectSlot(const RedisTarget& target,
@@ -63,10 +70,7 @@ Result<std::unique_ptr<RedisClient>> ConnectSlot(const RedisTarget& target,
   RedisTarget t = target;
   t.key = slot_key;
   auto client = ConnectRedisTarget(t, kRedisTimeoutMs);
-  if (!client.ok()) {
-    return Status::Unavailable("cannot reach Redis at " + url + ": " +
-                               client.status().message());
-  }
+  if (!client.ok()) return Unreachable(url, client.status());
   return client;
 }
 
@@ -83,8 +87,9 @@ Result<QueueConnection> ConnectQueue(const QueueFlags& flags) {
   // hiredis writes with write(2): a server that hangs up must not kill us.
   std::signal(SIGPIPE, SIG_IGN);
   QueueConnection out;
-  auto registry = ConnectSlot(*target, "{yard}", flags.redis_url);
-  if (!registry.ok()) return registry.status();
+  RedisTarget registry_target = *target;
+  auto registry = ConnectRegistry(registry_target, kRedisTimeoutMs);
+  if (!registry.ok()) return Unreachable(flags.redis_url, registry.status());
   out.registry = std::move(registry).value();
   Result<int> shards =
       ReadShardCount(*out.registry, flags.queue, kRedisTimeoutMs);
