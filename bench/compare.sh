@@ -38,7 +38,7 @@ run_timeout=120
 baseline_only=0
 
 # shellcheck source=bench/lib.sh
-source "$(dirname "$0")/lib.sh"  # usage
+source "$(dirname "$0")/lib.sh"  # usage, need_python3
 
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -54,6 +54,7 @@ while [[ $# -gt 0 ]]; do
     *) echo "compare.sh: unknown argument '$1'" >&2; usage ;;
   esac
 done
+need_python3
 for v in count size window runs run_timeout; do
   if ! [[ "${!v}" =~ ^[1-9][0-9]*$ ]]; then
     echo "compare.sh: --${v/run_timeout/timeout} must be a positive integer" >&2
@@ -70,10 +71,6 @@ if [[ ! -x "$baseline_bin" ]]; then
 fi
 if [[ $baseline_only -eq 0 && ! -x "$yard_bin" ]]; then
   echo "compare.sh: $yard_bin not found (ninja -C $build yard)" >&2
-  exit 2
-fi
-if ! command -v python3 >/dev/null; then
-  echo "compare.sh: python3 is needed to read the JSON reports" >&2
   exit 2
 fi
 

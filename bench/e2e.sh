@@ -35,7 +35,7 @@ window=1000
 out=""
 
 # shellcheck source=bench/lib.sh
-source "$(dirname "$0")/lib.sh"  # usage, prepare_results, run_one
+source "$(dirname "$0")/lib.sh"  # usage, need_python3, prepare_results, run_one
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --build) build="${2:?}"; shift 2 ;;
@@ -48,6 +48,7 @@ while [[ $# -gt 0 ]]; do
     *) echo "e2e.sh: unknown argument '$1'" >&2; usage ;;
   esac
 done
+need_python3
 [[ "$runs" =~ ^[1-9][0-9]*$ && "$window" =~ ^[1-9][0-9]*$ ]] ||
   { echo "e2e.sh: --runs and --window must be positive integers" >&2; exit 2; }
 for sj in $sizes; do

@@ -7,6 +7,16 @@ usage() {
   exit 2
 }
 
+# Exits 2, saying why, when python3 (which reads the JSON reports) is
+# missing.
+need_python3() {
+  if ! command -v python3 >/dev/null; then
+    echo "$(basename "$0"): python3 is needed to read the JSON reports" \
+      "(apt-get install python3)" >&2
+    exit 2
+  fi
+}
+
 # Sets $out to <$build>/bench/results/NAME-latest.json unless --out gave one,
 # and $logs to a fresh, empty directory beside it for every run's output.
 prepare_results() {  # name

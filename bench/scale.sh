@@ -44,7 +44,7 @@ window=1000
 out=""
 
 # shellcheck source=bench/lib.sh
-source "$(dirname "$0")/lib.sh"  # usage, prepare_results, run_one
+source "$(dirname "$0")/lib.sh"  # usage, need_python3, prepare_results, run_one
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --build) build="${2:?}"; shift 2 ;;
@@ -60,6 +60,7 @@ while [[ $# -gt 0 ]]; do
     *) echo "scale.sh: unknown argument '$1'" >&2; usage ;;
   esac
 done
+need_python3
 # Points: "P:B" (P = 0: one redis-server, else a cluster of P primaries).
 points=()
 if [[ -n "$primaries" ]]; then

@@ -49,7 +49,7 @@ e2e_timeout=3600    # all of bench/e2e.sh (it bounds each of its runs itself)
 binaries=(codec_bench queue_bench balancer_bench redis_queue_bench)
 
 # shellcheck source=bench/lib.sh
-source "$(dirname "$0")/lib.sh"  # usage
+source "$(dirname "$0")/lib.sh"  # usage, need_python3
 
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -62,6 +62,7 @@ while [[ $# -gt 0 ]]; do
     *) echo "suite.sh: unknown argument '$1'" >&2; usage ;;
   esac
 done
+need_python3
 if [[ -z "$min_time" ]]; then
   if ((quick)); then min_time=0.05; else min_time=0.5; fi
 fi
@@ -71,10 +72,6 @@ if ! [[ "$min_time" =~ ^[0-9]*\.?[0-9]+$ ]] ||
   exit 2
 fi
 [[ "$e2e" == 1 ]] || e2e=0
-if ! command -v python3 >/dev/null; then
-  echo "suite.sh: python3 is needed to merge the JSON reports" >&2
-  exit 2
-fi
 
 here="$(cd "$(dirname "$0")" && pwd)"
 [[ -n "$out" ]] || out="$build/bench/results/suite-latest.json"

@@ -171,13 +171,18 @@ LocalCluster::~LocalCluster() {
 
 void LocalCluster::KeepLogs() {
   own_dir_ = false;
-  if (!redis_cluster_) return;
-  for (size_t i = 0; i < redis_cluster_->size(); ++i) {
+  // A RedisServer's log goes with its own directory: copy it here.
+  auto keep = [this](const RedisServer& server, const std::string& name) {
     std::error_code ec;
     std::filesystem::copy_file(
-        redis_cluster_->node(i).dir() + "/redis.log",
-        dir_ + "/redis-node-" + std::to_string(i) + ".log",
+        server.dir() + "/redis.log", dir_ + "/" + name,
         std::filesystem::copy_options::overwrite_existing, ec);
+  };
+  if (redis_) keep(*redis_, "redis.log");
+  if (redis_cluster_) {
+    for (size_t i = 0; i < redis_cluster_->size(); ++i) {
+      keep(redis_cluster_->node(i), "redis-node-" + std::to_string(i) + ".log");
+    }
   }
 }
 

@@ -96,8 +96,9 @@ class LocalCluster {
   // Stops everything (what the destructor does); idempotent.
   void Stop();
   // Keep dir() when it was made here (the destructor removes it otherwise);
-  // with a Redis Cluster, its nodes' logs are copied there (redis-node-I.log:
-  // their own directories go with the cluster).
+  // the Redis logs are copied there (redis.log for `redis` "local",
+  // redis-node-I.log for a Redis Cluster's nodes: their own directories go
+  // with the servers).
   void KeepLogs();
 
  private:

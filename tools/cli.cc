@@ -42,17 +42,21 @@ std::vector<std::string> SplitList(const std::string& s) {
   return out;
 }
 
-void AddBrokerSourceFlags(CLI::App& app, const std::string& what,
-                          std::string* connect, std::string* discover) {
+CLI::Option* AddBrokerSourceFlags(CLI::App& app, const std::string& what,
+                                  std::string* connect, std::string* discover) {
   auto* c = app.add_option(
       "--connect", *connect,
       "broker " + what + " endpoints, comma-separated (tcp://HOST:PORT)");
   auto* d = app.add_option(
       "--discover", *discover,
-      "find the brokers in the registry of this Redis (redis://HOST:PORT) "
-      "and follow brokers joining and leaving");
+      "find the brokers in the registry of this Redis "
+      "(redis://HOST:PORT[/DB], "
+      "sentinel://HOST:PORT[,HOST:PORT...]/MASTER[/DB] or "
+      "cluster://HOST:PORT[,HOST:PORT...]) and follow brokers joining and "
+      "leaving");
   c->excludes(d);
   d->excludes(c);
+  return d;
 }
 
 int ResolveBrokerSource(const std::string& command, const std::string& connect,

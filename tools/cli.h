@@ -81,9 +81,10 @@ struct BrokerSource {
 };
 
 // Adds --connect and --discover (the one excludes the other); `what` names
-// the endpoints ("backend" or "frontend").
-void AddBrokerSourceFlags(CLI::App& app, const std::string& what,
-                          std::string* connect, std::string* discover);
+// the endpoints ("backend" or "frontend"). Returns --discover, for the
+// options that mean something only with it (->needs()).
+CLI::Option* AddBrokerSourceFlags(CLI::App& app, const std::string& what,
+                                  std::string* connect, std::string* discover);
 
 // Checks the flags; with --discover, reads the registry (waiting up to
 // wait_ms for a live broker of `queue`, all queues when empty). Returns 0

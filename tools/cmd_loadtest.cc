@@ -137,8 +137,9 @@ int RunLoadtest(int argc, char** argv) {
       ->capture_default_str();
   app.add_flag("--broker-stays-down", o.broker_stays_down,
                "a broker killed by --kill-broker-at is not restarted");
-  app.add_option("--add-broker-at", o.add_broker_at_s,
-                 "start one more broker at S seconds (needs --discover)");
+  auto* add_broker_opt =
+      app.add_option("--add-broker-at", o.add_broker_at_s,
+                     "start one more broker at S seconds (needs --discover)");
   app.add_flag("--discover", o.discover,
                "workers and producers find brokers in the Redis registry "
                "(needs --redis) and follow brokers joining and leaving");
@@ -193,6 +194,7 @@ int RunLoadtest(int argc, char** argv) {
     return cli::UsageError(name, "--redis-cluster: must be at least 1");
   }
   if ((kill_broker_opt->count() > 0 && o.kill_broker_at_s < 0) ||
+      (add_broker_opt->count() > 0 && o.add_broker_at_s < 0) ||
       (redis_opt->count() > 0 && o.restart_redis_at_s < 0) ||
       (migrate_opt->count() > 0 && o.migrate_slot_at_s < 0)) {
     return cli::UsageError(name, "chaos times must be at least 0 seconds");

@@ -41,14 +41,17 @@ int RunWorker(int argc, char** argv) {
   std::string log_level = "info";
   size_t max_frame_bytes = defaults.limits.max_frame_bytes;
 
-  cli::AddBrokerSourceFlags(app, "backend", &connect, &discover);
+  auto* discover_opt =
+      cli::AddBrokerSourceFlags(app, "backend", &connect, &discover);
   app.add_option("--queue", queue,
                  "with --discover: serve only brokers of this queue "
-                 "(default: every broker)");
+                 "(default: every broker)")
+      ->needs(discover_opt);
   app.add_option("--discover-wait-ms", discover_wait_ms,
                  "with --discover: how long to wait for a first broker")
       ->capture_default_str()
-      ->check(CLI::Range(int64_t{0}, int64_t{3600000}));
+      ->check(CLI::Range(int64_t{0}, int64_t{3600000}))
+      ->needs(discover_opt);
   app.add_option("--concurrency", concurrency, "jobs run at once (threads)")
       ->capture_default_str();
   app.add_option("--prefetch", prefetch,
