@@ -4,7 +4,7 @@
 set -euo pipefail
 
 PACKAGES=(
-  build-essential cmake ninja-build pkg-config clang-format
+  build-essential cmake ninja-build pkg-config clang-format ccache
   libzmq3-dev cppzmq-dev libflatbuffers-dev flatbuffers-compiler
   libhiredis-dev redis-server libtbb-dev libssl-dev
   libgtest-dev libgmock-dev libbenchmark-dev
