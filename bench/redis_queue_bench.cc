@@ -1,5 +1,5 @@
 // Micro-benchmarks of the durable queue (queue/redis_queue.cc) against a real
-// redis-server that the benchmark starts itself (tests/redis_server.h: a free
+// redis-server that the benchmark starts itself (testing/redis_server.h: a free
 // 127.0.0.1 port, a temp dir, appendonly yes, appendfsync everysec; stopped
 // and removed at exit). One queue instance stands for one broker and is
 // driven the way the broker's loop drives it: PollItems -> zmq_poll ->
@@ -44,11 +44,11 @@
 
 #include "common/clock.h"
 #include "common/job_id.h"
-#include "loadtest/redis_server.h"
 #include "queue/job_queue.h"
 #include "queue/redis_client.h"
 #include "queue/redis_layout.h"
 #include "schemas/codec.h"
+#include "testing/redis_server.h"
 
 namespace yard {
 namespace {

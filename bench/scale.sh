@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # scale.sh: durable throughput as brokers or Redis primaries are added
-# (issue 5's README tables). Each point is one `yard loadtest`, closed loop,
+# (the README's scale-out tables). Each point is one `yard loadtest`, closed loop,
 # with B brokers, B producers and W workers that find the brokers through
 # the registry (--discover); runs are interleaved (1, 2, 3, 1, 2, 3, ...) so
 # that the machine's noise hits every point alike.

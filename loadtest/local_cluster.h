@@ -31,8 +31,9 @@
 #include <vector>
 
 #include "common/status.h"
-#include "loadtest/process.h"
-#include "loadtest/redis_server.h"
+#include "testing/process.h"
+#include "testing/redis_cluster.h"
+#include "testing/redis_server.h"
 
 namespace yard {
 

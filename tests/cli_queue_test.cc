@@ -17,12 +17,13 @@
 #include <thread>
 #include <vector>
 
-#include "loadtest/process.h"
-#include "loadtest/redis_server.h"
 #include "queue/redis_cluster.h"
 #include "queue/redis_layout.h"
 #include "queue/redis_target.h"
 #include "schemas/codec.h"
+#include "testing/process.h"
+#include "testing/redis_cluster.h"
+#include "testing/redis_server.h"
 
 namespace yard {
 namespace {

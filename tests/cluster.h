@@ -29,7 +29,7 @@
 #include <vector>
 
 #include "loadtest/local_cluster.h"  // ParseReadyLine
-#include "loadtest/process.h"
+#include "testing/process.h"
 
 namespace yard {
 

@@ -1,5 +1,5 @@
 // Durable mode end to end: real `yard` brokers sharing one real redis-server
-// (tests/redis_server.h), real workers, and `yard push` spread over both
+// (testing/redis_server.h), real workers, and `yard push` spread over both
 // brokers. One process of the cluster fails mid-run (a broker, a worker, or
 // Redis itself); every job must still complete, and afterwards Redis must
 // hold no job that is waiting, leased, delayed or dead. Duplicates are
@@ -22,8 +22,8 @@
 #include <utility>
 #include <vector>
 
-#include "loadtest/redis_server.h"
 #include "queue/redis_layout.h"
+#include "testing/redis_server.h"
 #include "tests/cluster.h"
 
 namespace yard {

@@ -15,7 +15,7 @@
 #include <thread>
 #include <vector>
 
-#include "loadtest/redis_server.h"
+#include "testing/redis_server.h"
 #include "tests/loadtest_fixture.h"
 
 namespace yard {

@@ -16,7 +16,7 @@
 #include <string>
 #include <vector>
 
-#include "loadtest/process.h"
+#include "testing/process.h"
 
 namespace yard {
 

@@ -1,4 +1,4 @@
-// RedisClient against a real redis-server (tests/redis_server.h), driven by
+// RedisClient against a real redis-server (testing/redis_server.h), driven by
 // a zmq::poll loop the way the broker will drive it.
 #include "queue/redis_client.h"
 
@@ -16,7 +16,7 @@
 #include <vector>
 #include <zmq.hpp>
 
-#include "loadtest/redis_server.h"
+#include "testing/redis_server.h"
 
 namespace yard {
 namespace {

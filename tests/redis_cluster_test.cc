@@ -1,6 +1,6 @@
-// Redis Cluster groundwork (issue 5): key slots, cluster:// targets, the slot
+// Redis Cluster: key slots, cluster:// targets, the slot
 // map, redirects as kUnavailable, and a live slot migration on a real
-// three-primary cluster (loadtest/redis_server.h, RedisCluster).
+// three-primary cluster (testing/redis_server.h, RedisCluster).
 //
 // What the migration tests pin down about Redis 7.0 (the queue's sharding
 // relies on it):
@@ -37,12 +37,13 @@
 #include <vector>
 
 #include "common/clock.h"
-#include "loadtest/redis_server.h"
 #include "queue/job_queue.h"
 #include "queue/redis_client.h"
 #include "queue/redis_layout.h"
 #include "queue/redis_target.h"
 #include "schemas/codec.h"
+#include "testing/redis_cluster.h"
+#include "testing/redis_server.h"
 
 namespace yard {
 namespace {

@@ -16,10 +16,10 @@
 #include <zmq.hpp>
 
 #include "common/clock.h"
-#include "loadtest/redis_server.h"
 #include "queue/job_queue.h"
 #include "queue/redis_layout.h"
 #include "queue/registry.h"
+#include "testing/redis_server.h"
 
 namespace yard {
 namespace {

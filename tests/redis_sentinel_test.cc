@@ -1,8 +1,8 @@
-// Redis Sentinel (issue 5): sentinel:// URLs, resolving the primary through
+// Redis Sentinel: sentinel:// URLs, resolving the primary through
 // real Sentinels, and a failover under load with real `yard` processes.
 //
 // The set: one primary, one replica, three Sentinels (quorum 2, down-after
-// 1000 ms), all real servers on 127.0.0.1 (loadtest/redis_server.h). The
+// 1000 ms), all real servers on 127.0.0.1 (testing/redis_server.h). The
 // failover tests SIGKILL the primary while `yard push` runs through a broker
 // on sentinel://...; the Sentinels promote the replica, the broker resolves
 // the new primary by itself and the run finishes. What each setting
@@ -19,6 +19,8 @@
 //
 // Every wait is bounded; on failure the Cluster prints each child's stderr
 // and the fixture the tails of the Redis and Sentinel logs.
+#include "testing/redis_sentinel.h"
+
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -32,10 +34,10 @@
 #include <vector>
 
 #include "common/clock.h"
-#include "loadtest/redis_server.h"
 #include "queue/job_queue.h"
 #include "queue/redis_layout.h"
 #include "queue/redis_target.h"
+#include "testing/redis_server.h"
 #include "tests/cluster.h"
 
 namespace yard {

@@ -1,5 +1,5 @@
 // The process helper itself, on /bin/sh.
-#include "loadtest/process.h"
+#include "testing/process.h"
 
 #include <gtest/gtest.h>
 #include <stdlib.h>

@@ -15,8 +15,8 @@
 //
 // Thread-safety: none; one Process per thread. Spawn from the main thread
 // (the death signal is tied to the thread that forks).
-#ifndef YARD_LOADTEST_PROCESS_H_
-#define YARD_LOADTEST_PROCESS_H_
+#ifndef YARD_TESTING_PROCESS_H_
+#define YARD_TESTING_PROCESS_H_
 
 #include <sys/types.h>
 
@@ -106,4 +106,4 @@ std::string ReadFileOrEmpty(const std::string& path);
 
 }  // namespace yard
 
-#endif  // YARD_LOADTEST_PROCESS_H_
+#endif  // YARD_TESTING_PROCESS_H_
