@@ -1,4 +1,4 @@
-// Redis Cluster routing pieces (issue 5): which slot a key lives in, which
+// Redis Cluster routing pieces: which slot a key lives in, which
 // primary serves a slot (the slot map, from CLUSTER SLOTS), and the
 // redirect errors a node answers for a slot it does not serve.
 //

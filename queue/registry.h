@@ -1,5 +1,5 @@
 // The broker registry: how brokers, workers and producers find each other
-// through Redis (issue 5, "Discovery").
+// through Redis ("Discovery" in the README).
 //
 // Every durable broker keeps one record in Redis, refreshed every heartbeat
 // with a TTL of three heartbeats (RedisQueue::Advertise):

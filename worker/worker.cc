@@ -675,7 +675,7 @@ void Worker::Impl::SetBrokers(std::vector<std::string> endpoints) {
   WakeIo();
 }
 
-// Credit split among brokers (issue 5): every broker in the set keeps one
+// Credit split among brokers: every broker in the set keeps one
 // slot, so none starves; the other slots go, in equal parts, to the brokers
 // with work: those holding jobs of ours or that used up their credit within
 // the last kHungryWindowMs. With none busy, all slots are split equally, so

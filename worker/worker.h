@@ -23,7 +23,7 @@
 // task has no handler gets an UnknownTask result; a job past its deadline
 // gets Expired without running.
 //
-// Credit follows the work (issue 5): every broker keeps one slot, so none
+// Credit follows the work: every broker keeps one slot, so none
 // starves, and the other slots are split equally among the brokers that
 // have work (hold jobs of ours, or used up their credit in the last 200 ms);
 // with none busy, equally among all. A broker above its share gives slots
