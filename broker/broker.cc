@@ -10,6 +10,7 @@
 #include <memory_resource>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <random>
 #include <unordered_map>
 #include <vector>
@@ -81,6 +82,7 @@ class Broker::Impl {
     if (options_.max_queue == 0 || options_.max_dispatch_batch == 0) {
       return Status::InvalidArgument("queue and batch bounds must be positive");
     }
+    if (auto s = options_.retry.Validate(); !s.ok()) return s;
     auto balancer = NewBalancer(options_.balancer, rng_());
     if (!balancer.ok()) return balancer.status();
     balancer_ = std::move(balancer).value();
@@ -92,6 +94,7 @@ class Broker::Impl {
       // A broker silent for as long as a worker may be before it counts as
       // dead drops out of the registry.
       options_.redis.registry_ttl_ms = ExpiryMs(options_.heartbeat_ms);
+      options_.redis.max_expiries = options_.retry.max_expiries;
       auto q = NewRedisQueue(options_.redis);
       if (!q.ok()) return q.status();
       queue_ = std::move(q).value();
@@ -146,7 +149,7 @@ class Broker::Impl {
   void OnResults(WorkerInfo* sender, const wire::Results* results);
   void RouteResult(const std::string& route, Bytes result);
   // `died`: the worker expired (not a graceful Disconnect); its jobs count
-  // a death each, and a job at max_worker_deaths fails instead of running
+  // a death each, and a job at retry.max_worker_deaths fails instead of running
   // again (a poison job that crashes every worker it meets).
   void ReleaseWorkerJobs(uint64_t serial, bool died);
   // Outbound.
@@ -532,15 +535,14 @@ void Broker::Impl::OnResults(WorkerInfo* sender, const wire::Results* results) {
       if (holder->outstanding) --holder->outstanding;
     }
     Bytes result{blob->data()->data(), blob->data()->size()};
-    if (r->status() == wire::ResultStatus::Failed &&
-        f.attempt < f.max_attempts) {
+    std::optional<int64_t> retry_at;
+    if (r->status() == wire::ResultStatus::Failed) {
       if (!now_unix) now_unix = UnixMillis();
-      int64_t backoff = options_.retry_base_ms
-                        << std::min<int>(f.attempt - 1, 20);
-      backoff = std::min(backoff, options_.retry_max_ms);
-      backoff +=
-          static_cast<int64_t>(rng_() % static_cast<uint64_t>(backoff / 2 + 1));
-      queue_->Fail(id, now_unix + backoff, result);
+      retry_at =
+          options_.retry.RetryAt(f.attempt, f.max_attempts, now_unix, rng_());
+    }
+    if (retry_at) {
+      queue_->Fail(id, *retry_at, result);
       ++c_.retried;
       inflight_.erase(it);
       continue;
@@ -590,8 +592,8 @@ void Broker::Impl::ReleaseWorkerJobs(uint64_t serial, bool died) {
       ++it;
       continue;
     }
-    if (died && options_.max_worker_deaths > 0 &&
-        ++deaths_[it->first] >= options_.max_worker_deaths) {
+    if (died && options_.retry.max_worker_deaths > 0 &&
+        options_.retry.OutOfWorkerDeaths(++deaths_[it->first])) {
       poisoned.emplace_back(it->first, std::move(it->second));
     } else {
       ids_.push_back(it->first);
@@ -605,9 +607,7 @@ void Broker::Impl::ReleaseWorkerJobs(uint64_t serial, bool died) {
                  ids_.size());
   }
   for (auto& [id, f] : poisoned) {
-    const std::string why = "its worker died " +
-                            std::to_string(options_.max_worker_deaths) +
-                            " times while running it; not run again";
+    const std::string why = options_.retry.WorkerDeathsReason();
     spdlog::warn("job {}: {}", id.ToString(), why);
     Bytes result = writer_.EncodeResult(id, wire::ResultStatus::Failed, {}, why,
                                         f.attempt, 0);

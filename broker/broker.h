@@ -30,6 +30,7 @@
 
 #include "common/status.h"
 #include "queue/job_queue.h"
+#include "queue/retry_policy.h"
 #include "schemas/codec.h"
 #include "schemas/frames.h"
 
@@ -43,16 +44,15 @@ struct BrokerOptions {
   size_t max_dispatch_batch = 256;
   int64_t drain_timeout_ms = 10000;
   uint32_t busy_retry_after_ms = 50;
-  int64_t retry_base_ms = 100;  // backoff for failed attempts
-  int64_t retry_max_ms = 30000;
   std::string balancer = "least-outstanding";
   // The host others reach this broker at, for the registry (durable mode):
   // the bound endpoints with their host replaced. Empty: the bound address
   // (a wildcard bind advertises this machine's host name).
   std::string advertise;
-  // A job whose worker dies (goes silent) this many times while running it
-  // fails for good instead of being dispatched again; 0: no limit.
-  uint32_t max_worker_deaths = 3;
+  // When a failed, orphaned or expired job runs again and when it is given
+  // up (queue/retry_policy.h). The broker hands max_expiries to its durable
+  // queue.
+  RetryPolicy retry;
   // Durable mode: a Redis URL switches the queue to Redis (the memory queue
   // otherwise). `redis.url` empty: memory mode.
   RedisQueueOptions redis;
@@ -78,7 +78,7 @@ struct BrokerCounters {
   uint64_t bad_frames = 0;          // refused by framing or Decode
   uint64_t unexpected = 0;          // valid kinds in the wrong place
   uint64_t workers_expired = 0;
-  uint64_t poisoned = 0;  // jobs failed after max_worker_deaths
+  uint64_t poisoned = 0;  // jobs failed after retry.max_worker_deaths
   // Messages, to see how well batching works (jobs per message).
   uint64_t frontend_in = 0;
   uint64_t backend_in = 0;

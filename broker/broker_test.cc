@@ -248,7 +248,7 @@ TEST_F(BrokerTest, DeadWorkersJobsGoToAnotherWorker) {
 TEST_F(BrokerTest, PoisonJobFailsAfterMaxWorkerDeaths) {
   BrokerOptions o;
   o.heartbeat_ms = 100;
-  o.max_worker_deaths = 2;
+  o.retry.max_worker_deaths = 2;
   Start(o);
   Peer producer(ctx_, "inproc://front");
   const JobId id = JobId::Random();
@@ -281,7 +281,7 @@ TEST_F(BrokerTest, PoisonJobFailsAfterMaxWorkerDeaths) {
 
 TEST_F(BrokerTest, FailedAttemptsAreRetriedUpToMaxAttempts) {
   BrokerOptions o;
-  o.retry_base_ms = 10;
+  o.retry.base_ms = 10;
   Start(o);
   Peer producer(ctx_, "inproc://front"), worker(ctx_, "inproc://back");
   Ready(worker, 10);

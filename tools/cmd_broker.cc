@@ -52,7 +52,7 @@ int RunBroker(int argc, char** argv) {
          "On SIGTERM, how long to finish held jobs before handing them back")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{0}, int64_t{3600000}));
-  app.add_option("--max-worker-deaths", o.max_worker_deaths,
+  app.add_option("--max-worker-deaths", o.retry.max_worker_deaths,
                  "A job whose worker dies this many times while running it "
                  "fails for good (a dead letter in durable mode); 0: no limit")
       ->capture_default_str()
@@ -97,7 +97,7 @@ int RunBroker(int argc, char** argv) {
                  "Durable mode: seconds an idempotency key is remembered")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{30} * 86400));
-  app.add_option("--max-expiries", o.redis.max_expiries,
+  app.add_option("--max-expiries", o.retry.max_expiries,
                  "Durable mode: expired leases before a job is dead-lettered")
       ->capture_default_str()
       ->check(CLI::Range(1, 1000));
