@@ -347,7 +347,7 @@ void Broker::Impl::OnSubmit(const std::string& route,
     j.priority = job->priority();
     j.not_before_ms = job->not_before_ms();
     j.route = route;
-    j.resend = blob->attempt() > 1;  // the producer's send count
+    j.resend = SendsOf(*blob) > 1;
     new_jobs_.push_back(std::move(j));
   }
   if (new_jobs_.empty()) return;

@@ -931,8 +931,8 @@ void Producer::Impl::SendReady(int64_t now) {
         break;
       }
       // Its send count: a broker may check resends against its queue.
-      batch_.AddJob(job->blob(),
-                    static_cast<uint16_t>(std::min(job->sends + 1, 65535)));
+      batch_.AddSubmission(
+          job->blob(), static_cast<uint16_t>(std::min(job->sends + 1, 65535)));
       batch_jobs_.push_back(job);
       ready_.pop_front();
       job->in_ready = false;

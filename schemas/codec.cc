@@ -267,9 +267,17 @@ Bytes Writer::EncodeStats(std::string_view json) {
 // ---- BlobBatch ----
 
 void BlobBatch::AddJob(Bytes job_blob, uint16_t attempt) {
+  AddJobBlob(job_blob, attempt, 0);
+}
+
+void BlobBatch::AddSubmission(Bytes job_blob, uint16_t sends) {
+  AddJobBlob(job_blob, sends, sends);
+}
+
+void BlobBatch::AddJobBlob(Bytes job_blob, uint16_t attempt, uint16_t sends) {
   fbb_.ForceVectorAlignment(job_blob.size(), 1, kBlobAlign);
   auto data = fbb_.CreateVector(job_blob.data(), job_blob.size());
-  offsets_.push_back(wire::CreateJobBlob(fbb_, data, attempt).Union());
+  offsets_.push_back(wire::CreateJobBlob(fbb_, data, attempt, sends).Union());
 }
 
 void BlobBatch::AddResult(Bytes result_blob) {

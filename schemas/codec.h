@@ -161,7 +161,11 @@ class BlobBatch {
  public:
   BlobBatch() : fbb_(64 * 1024) {}
 
+  // A job for Dispatch: `attempt` is its delivery attempt (1 first).
   void AddJob(Bytes job_blob, uint16_t attempt = 0);
+  // A job for Submit: `sends` counts the producer's sends of it (1 first),
+  // mirrored into `attempt` for brokers that predate `sends`.
+  void AddSubmission(Bytes job_blob, uint16_t sends);
   void AddResult(Bytes result_blob);
   size_t size() const { return offsets_.size(); }
   bool empty() const { return offsets_.empty(); }
@@ -178,10 +182,17 @@ class BlobBatch {
  private:
   template <typename T>
   Bytes Finish(flatbuffers::Offset<T> body, wire::Body kind);
+  void AddJobBlob(Bytes job_blob, uint16_t attempt, uint16_t sends);
 
   flatbuffers::FlatBufferBuilder fbb_;
   std::vector<flatbuffers::Offset<void>> offsets_;
 };
+
+// How many times the producer sent this job (1: the first time): `sends`, or
+// for a producer that predates it, `attempt`, which it set to the same.
+inline uint16_t SendsOf(const wire::JobBlob& blob) {
+  return blob.sends() != 0 ? blob.sends() : blob.attempt();
+}
 
 }  // namespace yard
 

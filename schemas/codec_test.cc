@@ -64,6 +64,47 @@ TEST(CodecTest, SubmitRoundTripsAllJobFields) {
   EXPECT_EQ(AsString(jobs->Get(0)->data()), blob);
 }
 
+// `sends` (the producer's count) and `attempt` (the broker's delivery
+// count) are separate fields; a Submit mirrors sends into attempt for
+// brokers that predate `sends`, and SendsOf reads either producer.
+TEST(CodecTest, SendsAndAttemptAreSeparateCounters) {
+  Writer w;
+  JobSpec j;
+  j.id = JobId{1, 2};
+  j.task = "t";
+  std::string blob = CopyOf(w.EncodeJob(j));
+
+  BlobBatch submit;
+  submit.AddSubmission(AsBytes(blob), 3);
+  std::string frame = CopyOf(submit.FinishSubmit());
+  Decoded d = Decode(AsBytes(frame), Limits{});
+  ASSERT_TRUE(d.ok()) << d.message;
+  const wire::JobBlob* sent = d.envelope->body_as_Submit()->jobs()->Get(0);
+  EXPECT_EQ(sent->sends(), 3);
+  EXPECT_EQ(sent->attempt(), 3);  // what a version-1 broker reads
+  EXPECT_EQ(SendsOf(*sent), 3);
+
+  // A producer that predates `sends` set only `attempt`.
+  BlobBatch old_producer;
+  old_producer.AddJob(AsBytes(blob), 2);
+  frame = CopyOf(old_producer.FinishSubmit());
+  d = Decode(AsBytes(frame), Limits{});
+  ASSERT_TRUE(d.ok()) << d.message;
+  sent = d.envelope->body_as_Submit()->jobs()->Get(0);
+  EXPECT_EQ(sent->sends(), 0);
+  EXPECT_EQ(SendsOf(*sent), 2);
+
+  // Dispatch: the delivery attempt alone.
+  BlobBatch dispatch;
+  dispatch.AddJob(AsBytes(blob), 4);
+  frame = CopyOf(dispatch.FinishDispatch());
+  d = Decode(AsBytes(frame), Limits{});
+  ASSERT_TRUE(d.ok()) << d.message;
+  const wire::JobBlob* out = d.envelope->body_as_Dispatch()->jobs()->Get(0);
+  EXPECT_EQ(out->attempt(), 4);
+  EXPECT_EQ(out->sends(), 0);
+}
+
 TEST(CodecTest, ResultsAndControlMessagesRoundTrip) {
   Writer w;
   std::string r = CopyOf(w.EncodeResult(JobId{5, 6}, wire::ResultStatus::Failed,
