@@ -41,9 +41,10 @@
 #include <utility>
 
 #include "client/job_map.h"
-#include "common/broker_set.h"
 #include "common/clock.h"
 #include "common/heartbeat.h"
+#include "link/broker_link.h"
+#include "link/broker_set.h"
 
 namespace yard {
 namespace {
@@ -250,20 +251,14 @@ class Producer::Impl {
   void SetBrokers(std::vector<std::string> endpoints);
 
  private:
-  struct Broker {
-    std::string endpoint;
-    // Left the broker set (SetBrokers): gets no new jobs; its socket stays
-    // while it answers and holds jobs, and closes for good after that.
-    bool retired = false;
-    std::unique_ptr<zmq::socket_t> socket;
-    bool alive = false;      // heard from on this socket, not silent since
+  // The link (socket, liveness, heartbeats; `retired`: left the broker set,
+  // gets no new jobs, its socket stays while it answers and holds jobs, and
+  // closes for good after that), and what this producer keeps per broker.
+  struct Broker : BrokerLink {
+    using BrokerLink::BrokerLink;
     JobId instance;          // the broker process last heard from (heartbeats)
-    bool was_alive = false;  // for log lines: "back" rather than "up"
     bool blocked = false;    // a send failed this turn: try others
     bool pipe_full = false;  // ... because the pipe is full: poll POLLOUT
-    int64_t last_heard_us = 0;
-    int64_t socket_since_us = 0;
-    int64_t next_heartbeat_us = 0;
     int64_t unavailable_until_us = 0;
     size_t outstanding = 0;  // jobs sent to or accepted by it, not finished
     int64_t last_log_us = 0;
@@ -301,7 +296,9 @@ class Producer::Impl {
   // Requeues every job sent to or accepted by broker b (same ids).
   void ResendHeld(size_t b);
   Status OpenSocket(Broker& b, int64_t now);
-  void SetAlive(Broker& b, bool alive);
+  // live_brokers_ follows the links' liveness: one less when a live link
+  // closes or reopens.
+  void CountDown(Broker& b);
   void Attach(PendingJob* job, size_t b);
   void Detach(PendingJob* job);
   void Requeue(PendingJob* job);
@@ -317,7 +314,6 @@ class Producer::Impl {
   const ProducerOptions options_;
   const size_t max_batch_;
   const int64_t heartbeat_us_;
-  const int64_t expiry_us_;
   const int64_t ack_timeout_us_;
 
   std::unique_ptr<zmq::context_t> own_context_;
@@ -384,7 +380,6 @@ Producer::Impl::Impl(ProducerOptions options)
           std::clamp<size_t>(options_.max_batch, 1,
                              std::max<size_t>(options_.limits.max_batch, 1))),
       heartbeat_us_(options_.heartbeat_ms * 1000),
-      expiry_us_(ExpiryMs(options_.heartbeat_ms) * 1000),
       ack_timeout_us_(options_.ack_timeout_ms * 1000) {}
 
 Producer::Impl::~Impl() {
@@ -409,10 +404,10 @@ Status Producer::Impl::Start() {
     return Status::IoError(std::string("zmq context: ") + e.what());
   }
   const int64_t now = MonoMicros();
-  brokers_.resize(options_.brokers.size());
-  for (size_t i = 0; i < brokers_.size(); ++i) {
-    brokers_[i].endpoint = options_.brokers[i];
-    if (Status st = OpenSocket(brokers_[i], now); !st.ok()) return st;
+  brokers_.reserve(options_.brokers.size());
+  for (const std::string& endpoint : options_.brokers) {
+    Broker& b = brokers_.emplace_back(endpoint, heartbeat_us_);
+    if (Status st = OpenSocket(b, now); !st.ok()) return st;
   }
   batch_jobs_.reserve(max_batch_);
   thread_ = std::thread([this] { Run(); });
@@ -617,10 +612,10 @@ void Producer::Impl::Turn() {
   bool want_send = !ready_.empty();
   for (size_t i = 0; i < brokers_.size(); ++i) {
     Broker& b = brokers_[i];
-    if (!b.socket) continue;
+    if (!b.socket()) continue;
     short events = ZMQ_POLLIN;
-    if (b.pipe_full && b.alive && want_send) events |= ZMQ_POLLOUT;
-    items_.push_back({b.socket->handle(), 0, events, 0});
+    if (b.pipe_full && b.alive() && want_send) events |= ZMQ_POLLOUT;
+    items_.push_back({b.socket()->handle(), 0, events, 0});
     item_broker_.push_back(i);
   }
 
@@ -739,7 +734,7 @@ void Producer::Impl::ExpireAcks(int64_t now) {
     spdlog::debug(
         "producer: no Accepted for {} from {} within {} ms; resending",
         job->id.ToString(),
-        job->broker >= 0 ? brokers_[job->broker].endpoint : "?",
+        job->broker >= 0 ? brokers_[job->broker].endpoint() : "?",
         options_.ack_timeout_ms);
     // Prefer other brokers for a while: the resend goes elsewhere (the same
     // id, so a durable queue's copy of it is harmless).
@@ -765,14 +760,15 @@ void Producer::Impl::ApplyBrokerSet(int64_t now) {
       brokers_, std::move(set), "producer: ", ValidateEndpoint,
       [](Broker& b) {
         spdlog::info("producer: broker {} left the set ({} jobs with it)",
-                     b.endpoint, b.outstanding);
+                     b.endpoint(), b.outstanding);
       },
       [&](Broker& b) {
-        spdlog::info("producer: broker {} is back in the set", b.endpoint);
-        if (!b.socket) (void)OpenSocket(b, now);
+        spdlog::info("producer: broker {} is back in the set", b.endpoint());
+        if (!b.socket()) (void)OpenSocket(b, now);
       },
-      [&](Broker& b) {
-        spdlog::info("producer: broker {} joined", b.endpoint);
+      [&](const std::string& endpoint) {
+        spdlog::info("producer: broker {} joined", endpoint);
+        Broker& b = brokers_.emplace_back(endpoint, heartbeat_us_);
         if (Status st = OpenSocket(b, now); !st.ok()) {
           spdlog::warn("producer: {}", st.ToString());
         }
@@ -780,14 +776,8 @@ void Producer::Impl::ApplyBrokerSet(int64_t now) {
 }
 
 void Producer::Impl::CloseRetired(Broker& b) {
-  SetAlive(b, false);
-  if (b.socket) {
-    try {
-      b.socket->close();
-    } catch (const zmq::error_t&) {
-    }
-  }
-  b.socket.reset();
+  CountDown(b);
+  b.Close();
 }
 
 void Producer::Impl::ReleaseRetries(int64_t now) {
@@ -800,11 +790,10 @@ void Producer::Impl::CheckBrokers(int64_t now) {
   for (size_t i = 0; i < brokers_.size(); ++i) {
     Broker& b = brokers_[i];
     if (b.retired) {
-      if (!b.socket) continue;
+      if (!b.socket()) continue;
       // Gone for good once it is silent (its jobs go elsewhere) or has
       // nothing of ours left.
-      if ((b.alive && now - b.last_heard_us > expiry_us_) ||
-          (!b.alive && now - b.socket_since_us > expiry_us_)) {
+      if (b.Expired(now)) {
         ResendHeld(i);
         CloseRetired(b);
         continue;
@@ -814,26 +803,23 @@ void Producer::Impl::CheckBrokers(int64_t now) {
         continue;
       }
     }
-    if (b.alive && now - b.last_heard_us > expiry_us_) {
+    if (b.alive() && b.Expired(now)) {
       BrokerDied(i, now);
-    } else if (!b.alive && now - b.socket_since_us > expiry_us_) {
+    } else if (!b.alive() && b.Expired(now)) {
       // Still silent: probe again on a fresh socket.
       if (Status st = OpenSocket(b, now);
           !st.ok() && LogAllowed(&b.last_log_us, now)) {
         spdlog::warn("producer: {}", st.ToString());
       }
     }
-    if (b.socket && now >= b.next_heartbeat_us) {
-      (void)SendDealer(*b.socket, writer_.EncodeHeartbeat());
-      b.next_heartbeat_us = now + heartbeat_us_;
-    }
+    if (b.HeartbeatDue(now)) (void)b.Beat(writer_.EncodeHeartbeat(), now);
   }
 }
 
 void Producer::Impl::BrokerDied(size_t bi, int64_t now) {
   Broker& b = brokers_[bi];
   spdlog::warn("producer: broker {} silent for {} ms; resending its {} jobs",
-               b.endpoint, (now - b.last_heard_us) / 1000, b.outstanding);
+               b.endpoint(), (now - b.last_heard_us()) / 1000, b.outstanding);
   ResendHeld(bi);
   if (Status st = OpenSocket(b, now); !st.ok()) {  // no longer alive
     spdlog::warn("producer: {}", st.ToString());
@@ -858,34 +844,14 @@ void Producer::Impl::ResendHeld(size_t bi) {
   }
 }
 
-void Producer::Impl::SetAlive(Broker& b, bool alive) {
-  if (b.alive == alive) return;
-  b.alive = alive;
-  if (alive) {
-    Bump(live_brokers_);
-  } else {
-    live_brokers_.fetch_sub(1, std::memory_order_relaxed);
-  }
+void Producer::Impl::CountDown(Broker& b) {
+  if (b.alive()) live_brokers_.fetch_sub(1, std::memory_order_relaxed);
 }
 
 Status Producer::Impl::OpenSocket(Broker& b, int64_t now) {
-  b.socket.reset();
-  SetAlive(b, false);
+  CountDown(b);
   b.blocked = false;
-  b.socket_since_us = now;
-  b.last_heard_us = now;
-  b.next_heartbeat_us = now;
-  try {
-    auto s =
-        std::make_unique<zmq::socket_t>(*context_, zmq::socket_type::dealer);
-    ConfigureSocket(*s, options_.limits, 0);
-    if (Status st = Connect(*s, b.endpoint); !st.ok()) return st;
-    b.socket = std::move(s);
-    return Status::OK();
-  } catch (const zmq::error_t& e) {
-    return Status::IoError("cannot open a socket to " + b.endpoint + ": " +
-                           e.what());
-  }
+  return b.Open(*context_, options_.limits, now);
 }
 
 int Producer::Impl::PickBroker(int64_t now) {
@@ -895,7 +861,7 @@ int Producer::Impl::PickBroker(int64_t now) {
   for (size_t k = 0; k < n; ++k) {
     size_t i = (rr_ + k) % n;
     const Broker& b = brokers_[i];
-    if (!b.alive || b.blocked || !b.socket || b.retired) continue;
+    if (!b.alive() || b.blocked || !b.socket() || b.retired) continue;
     bool preferred = b.unavailable_until_us <= now;
     if (best < 0 || (preferred && !best_preferred) ||
         (preferred == best_preferred &&
@@ -938,7 +904,7 @@ void Producer::Impl::SendReady(int64_t now) {
       job->in_ready = false;
     }
     if (batch_jobs_.empty()) continue;
-    Status st = SendDealer(*b.socket, batch_.FinishSubmit());
+    Status st = b.Send(batch_.FinishSubmit());
     if (!st.ok()) {
       // Put them back where they were and try another broker.
       for (auto it = batch_jobs_.rbegin(); it != batch_jobs_.rend(); ++it) {
@@ -948,7 +914,8 @@ void Producer::Impl::SendReady(int64_t now) {
       b.blocked = true;
       b.pipe_full = st.code() == StatusCode::kResourceExhausted;
       if (!b.pipe_full && LogAllowed(&b.last_log_us, now)) {
-        spdlog::warn("producer: sending to {}: {}", b.endpoint, st.ToString());
+        spdlog::warn("producer: sending to {}: {}", b.endpoint(),
+                     st.ToString());
       }
       continue;
     }
@@ -971,10 +938,9 @@ void Producer::Impl::SendReady(int64_t now) {
 int64_t Producer::Impl::NextWakeUs(int64_t now) const {
   int64_t wake = now + heartbeat_us_;
   for (const Broker& b : brokers_) {
-    if (!b.socket) continue;
-    wake = std::min(wake, b.next_heartbeat_us);
-    wake = std::min(
-        wake, (b.alive ? b.last_heard_us : b.socket_since_us) + expiry_us_ + 1);
+    if (!b.socket()) continue;
+    wake = std::min(wake, b.HeartbeatAt());
+    wake = std::min(wake, b.ExpiresAt() + 1);
   }
   if (const PendingJob* j = ack_.front())
     wake = std::min(wake, j->ack_deadline_us);
@@ -987,33 +953,32 @@ int64_t Producer::Impl::NextWakeUs(int64_t now) const {
 bool Producer::Impl::ReceiveFrom(size_t bi) {
   Broker& b = brokers_[bi];
   for (int n = 0; n < kMaxRecvPerTurn; ++n) {
-    if (!b.socket) return false;
+    if (!b.socket()) return false;
     bool got = false;
     try {
-      got = RecvDealer(*b.socket, &msg_);
+      got = RecvDealer(*b.socket(), &msg_);
     } catch (const zmq::error_t& e) {
       if (e.num() == ETERM) throw;
       if (e.num() != EINTR && LogAllowed(&b.last_log_us, MonoMicros())) {
-        spdlog::warn("producer: receiving from {}: {}", b.endpoint, e.what());
+        spdlog::warn("producer: receiving from {}: {}", b.endpoint(), e.what());
       }
       return false;
     }
     if (!got) return false;
     const int64_t now = MonoMicros();
-    b.last_heard_us = now;
-    if (!b.alive) {
-      SetAlive(b, true);
-      if (b.was_alive) {
-        spdlog::info("producer: broker {} is back", b.endpoint);
+    const bool was_alive = b.was_alive();
+    if (b.Heard(now)) {
+      Bump(live_brokers_);
+      if (was_alive) {
+        spdlog::info("producer: broker {} is back", b.endpoint());
       } else {
-        spdlog::debug("producer: broker {} is up", b.endpoint);
+        spdlog::debug("producer: broker {} is up", b.endpoint());
       }
-      b.was_alive = true;
     }
     if (msg_.framing_error) {
       Bump(errors_);
       if (LogAllowed(&b.last_log_us, now)) {
-        spdlog::warn("producer: bad frame from {}: {}", b.endpoint,
+        spdlog::warn("producer: bad frame from {}: {}", b.endpoint(),
                      msg_.framing_error);
       }
       continue;
@@ -1030,7 +995,7 @@ void Producer::Impl::HandleMessage(size_t bi, Bytes frame, int64_t now) {
   if (!d.ok()) {
     Bump(errors_);
     if (LogAllowed(&b.last_log_us, now)) {
-      spdlog::warn("producer: undecodable message from {}: {}", b.endpoint,
+      spdlog::warn("producer: undecodable message from {}: {}", b.endpoint(),
                    d.message);
     }
     return;
@@ -1043,7 +1008,7 @@ void Producer::Impl::HandleMessage(size_t bi, Bytes frame, int64_t now) {
           // Restarted between two heartbeats: the old process's jobs are gone
           // (memory mode); resend them, the same ids, to whoever is alive.
           spdlog::warn("producer: broker {} restarted; resending its jobs",
-                       b.endpoint);
+                       b.endpoint());
           ResendHeld(bi);
         }
         b.instance = instance;
@@ -1071,7 +1036,7 @@ void Producer::Impl::HandleMessage(size_t bi, Bytes frame, int64_t now) {
       Bump(errors_);
       if (LogAllowed(&b.last_log_us, now)) {
         spdlog::warn("producer: unexpected {} from {}",
-                     wire::EnumNameBody(d.kind()), b.endpoint);
+                     wire::EnumNameBody(d.kind()), b.endpoint());
       }
       break;
   }
@@ -1125,7 +1090,7 @@ void Producer::Impl::OnError(size_t bi, const wire::Error* error, int64_t now) {
     // resend them.
     Bump(errors_);
     if (LogAllowed(&b.last_log_us, now)) {
-      spdlog::warn("producer: {} from {}: {}", CodeName(code), b.endpoint,
+      spdlog::warn("producer: {} from {}: {}", CodeName(code), b.endpoint(),
                    AsString(error->message()));
     }
     return;
@@ -1282,7 +1247,7 @@ void Producer::Impl::Shutdown() {
   }
   for (PendingJob* j : ready_) PendingJob::Delete(j);  // all kDone now
   ready_.clear();
-  for (Broker& b : brokers_) b.socket.reset();
+  for (Broker& b : brokers_) b.Close();
   NotifyFlushers();
 }
 

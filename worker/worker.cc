@@ -18,10 +18,11 @@
 #include <unordered_set>
 #include <utility>
 
-#include "common/broker_set.h"
 #include "common/clock.h"
 #include "common/heartbeat.h"
 #include "common/signals.h"
+#include "link/broker_link.h"
+#include "link/broker_set.h"
 
 namespace yard {
 namespace {
@@ -125,13 +126,13 @@ class Worker::Impl {
     size_t unanswered = 0;  // I/O thread only
   };
 
-  struct Broker {
+  // The link (socket, liveness, heartbeats; `retired`: left the broker set,
+  // gets no new credit and no reconnect, its socket stays while it answers
+  // and holds jobs of ours), and the credit this worker keeps per broker.
+  struct Broker : BrokerLink {
+    Broker(std::string endpoint, int64_t heartbeat_us, uint32_t i)
+        : BrokerLink(std::move(endpoint), heartbeat_us), index(i) {}
     uint32_t index = 0;
-    std::string endpoint;
-    // Left the broker set (SetBrokers): no new credit, no reconnect; its
-    // socket stays while it answers and holds jobs of ours.
-    bool retired = false;
-    std::unique_ptr<zmq::socket_t> socket;
     uint64_t generation = 0;  // bumped by every Ready
     int64_t share = 0;        // slots this broker may hold (credit + held)
     // Demand (Rebalance): when a Dispatch last used up its credit.
@@ -142,8 +143,6 @@ class Worker::Impl {
     int64_t withdraw_grace = 0;
     int64_t credit = 0;  // granted to this registration, not yet used
     int64_t held = 0;    // its jobs accepted here, not yet answered
-    int64_t last_recv_ms = 0;
-    int64_t last_send_ms = 0;
     int64_t last_ready_ms = 0;
     std::vector<Job*> pending;  // finished; results not sent yet
     int64_t oldest_pending_us = 0;
@@ -163,6 +162,8 @@ class Worker::Impl {
   Status OpenSocket(Broker& b);
   void SendReady(Broker& b);
   bool Send(Broker& b, Bytes message, const char* what);
+  // Logs a failed send (at most once a second); true when it went out.
+  bool Sent(Broker& b, const Status& st, const char* what);
   void RebuildPollItems();
   void ReadBroker(Broker& b);
   void HandleFrame(Broker& b, zmq::message_t frame);
@@ -174,6 +175,8 @@ class Worker::Impl {
   void Regrant();
   void Housekeeping();
   void Reconnect(Broker& b);
+  void Beat(Broker& b);
+  int64_t now_us() const { return now_ms_ * 1000; }
   // Splits the slots among the brokers in the set by demand (see the
   // definition).
   void Rebalance();
@@ -451,20 +454,8 @@ Status Worker::Impl::ValidateOptions() const {
 }
 
 Status Worker::Impl::OpenSocket(Broker& b) {
-  try {
-    auto socket =
-        std::make_unique<zmq::socket_t>(*context_, zmq::socket_type::dealer);
-    ConfigureSocket(*socket, options_.limits, 0);
-    Status st = Connect(*socket, b.endpoint);
-    b.socket = std::move(socket);
-    poll_items_dirty_ = true;
-    b.last_recv_ms = now_ms_;
-    b.last_send_ms = now_ms_;
-    return st;
-  } catch (const zmq::error_t& e) {
-    return Status::IoError("cannot open a socket for " + b.endpoint + ": " +
-                           e.what());
-  }
+  poll_items_dirty_ = true;
+  return b.Open(*context_, options_.limits, now_us());
 }
 
 void Worker::Impl::SendReady(Broker& b) {
@@ -487,18 +478,17 @@ void Worker::Impl::SendReady(Broker& b) {
 }
 
 bool Worker::Impl::Send(Broker& b, Bytes message, const char* what) {
-  if (!b.socket) return false;
-  Status st = SendDealer(*b.socket, message);
-  if (!st.ok()) {
-    uint64_t suppressed = 0;
-    if (send_log_.Allow(now_ms_, &suppressed)) {
-      spdlog::warn("cannot send {} to broker {}: {}{}", what, b.endpoint,
-                   st.ToString(), Suppressed(suppressed));
-    }
-    return false;
+  return Sent(b, b.Send(message), what);
+}
+
+bool Worker::Impl::Sent(Broker& b, const Status& st, const char* what) {
+  if (st.ok()) return true;
+  uint64_t suppressed = 0;
+  if (send_log_.Allow(now_ms_, &suppressed)) {
+    spdlog::warn("cannot send {} to broker {}: {}{}", what, b.endpoint(),
+                 st.ToString(), Suppressed(suppressed));
   }
-  b.last_send_ms = now_ms_;
-  return true;
+  return false;
 }
 
 void Worker::Impl::RebuildPollItems() {
@@ -507,8 +497,8 @@ void Worker::Impl::RebuildPollItems() {
   for (auto& b : brokers_) {
     // A broker without a socket (it could not be reopened) gets an inert item.
     poll_items_.push_back(
-        b.socket ? zmq_pollitem_t{b.socket->handle(), 0, ZMQ_POLLIN, 0}
-                 : zmq_pollitem_t{nullptr, -1, 0, 0});
+        b.socket() ? zmq_pollitem_t{b.socket()->handle(), 0, ZMQ_POLLIN, 0}
+                   : zmq_pollitem_t{nullptr, -1, 0, 0});
   }
   poll_items_dirty_ = false;
 }
@@ -524,18 +514,18 @@ void Worker::Impl::ReadBroker(Broker& b) {
   for (size_t i = 0; i < kMaxReadsPerTurn; ++i) {
     DealerMessage msg;
     try {
-      if (!RecvDealer(*b.socket, &msg)) return;
+      if (!RecvDealer(*b.socket(), &msg)) return;
     } catch (const zmq::error_t& e) {
-      spdlog::warn("receive from broker {} failed: {}", b.endpoint, e.what());
+      spdlog::warn("receive from broker {} failed: {}", b.endpoint(), e.what());
       return;
     }
     // Any message, even a malformed one, shows the broker is alive.
-    b.last_recv_ms = now_ms_;
+    b.Heard(now_us());
     if (msg.framing_error != nullptr) {
       bad_frames_.fetch_add(1, std::memory_order_relaxed);
       uint64_t suppressed = 0;
       if (frame_log_.Allow(now_ms_, &suppressed)) {
-        spdlog::warn("bad frame from broker {}: {}{}", b.endpoint,
+        spdlog::warn("bad frame from broker {}: {}{}", b.endpoint(),
                      msg.framing_error, Suppressed(suppressed));
       }
       continue;
@@ -551,7 +541,7 @@ void Worker::Impl::HandleFrame(Broker& b, zmq::message_t frame) {
   if (!d.ok()) {
     bad_frames_.fetch_add(1, std::memory_order_relaxed);
     if (frame_log_.Allow(now_ms_, &suppressed)) {
-      spdlog::warn("bad frame from broker {}: {} ({}){}", b.endpoint,
+      spdlog::warn("bad frame from broker {}: {} ({}){}", b.endpoint(),
                    wire::EnumNameErrorCode(d.error), d.message,
                    Suppressed(suppressed));
     }
@@ -573,19 +563,19 @@ void Worker::Impl::HandleFrame(Broker& b, zmq::message_t frame) {
       if (b.last_ready_ms != 0 &&
           now_ms_ - b.last_ready_ms < options_.heartbeat_ms) {
         spdlog::debug("broker {}: Disconnect right after Ready; ignored",
-                      b.endpoint);
+                      b.endpoint());
         return;
       }
       spdlog::info(
           "broker {} does not know this worker ({}); registering again",
-          b.endpoint, AsString(disconnect->reason()));
+          b.endpoint(), AsString(disconnect->reason()));
       SendReady(b);
       return;
     }
     case wire::Body::Error: {
       const auto* error = d.envelope->body_as_Error();
       if (protocol_log_.Allow(now_ms_, &suppressed)) {
-        spdlog::warn("broker {} reports an error: {} {}{}", b.endpoint,
+        spdlog::warn("broker {} reports an error: {} {}{}", b.endpoint(),
                      wire::EnumNameErrorCode(error->code()),
                      AsString(error->message()), Suppressed(suppressed));
       }
@@ -595,7 +585,7 @@ void Worker::Impl::HandleFrame(Broker& b, zmq::message_t frame) {
       unexpected_.fetch_add(1, std::memory_order_relaxed);
       if (protocol_log_.Allow(now_ms_, &suppressed)) {
         spdlog::warn("unexpected {} message from broker {}; ignored{}",
-                     wire::EnumNameBody(d.kind()), b.endpoint,
+                     wire::EnumNameBody(d.kind()), b.endpoint(),
                      Suppressed(suppressed));
       }
       return;
@@ -616,7 +606,7 @@ void Worker::Impl::OnDispatch(Broker& b, zmq::message_t frame) {
     // Not started: the broker puts them back in its queue when it gets our
     // Disconnect at the end of the drain.
     spdlog::debug("draining: not starting {} jobs from broker {}", n,
-                  b.endpoint);
+                  b.endpoint());
     return;
   }
   const auto count = static_cast<int64_t>(n);
@@ -632,7 +622,7 @@ void Worker::Impl::OnDispatch(Broker& b, zmq::message_t frame) {
       spdlog::warn(
           "broker {} dispatched {} jobs with only {} credit; running them "
           "anyway{}",
-          b.endpoint, count, b.credit, Suppressed(suppressed));
+          b.endpoint(), count, b.credit, Suppressed(suppressed));
     }
     b.credit = 0;
   } else {
@@ -717,18 +707,19 @@ void Worker::Impl::ApplyBrokerSet() {
       brokers_, std::move(set), "", ValidateEndpoint,
       [](Broker& b) {
         spdlog::info("broker {} left the set ({} of its jobs in hand)",
-                     b.endpoint, b.held);
+                     b.endpoint(), b.held);
       },
       [](Broker&) {},  // registered below
-      [this](Broker& b) {
-        b.index = static_cast<uint32_t>(brokers_.size() - 1);
+      [this](const std::string& endpoint) {
+        brokers_.emplace_back(endpoint, options_.heartbeat_ms * 1000,
+                              static_cast<uint32_t>(brokers_.size()));
       });
   Rebalance();
   for (Broker& b : brokers_) {
-    if (b.retired || b.socket) continue;
-    spdlog::info("broker {} joined: {} slots", b.endpoint, b.share);
+    if (b.retired || b.socket()) continue;
+    spdlog::info("broker {} joined: {} slots", b.endpoint(), b.share);
     if (Status st = OpenSocket(b); !st.ok()) {
-      spdlog::warn("broker {}: {}", b.endpoint, st.ToString());
+      spdlog::warn("broker {}: {}", b.endpoint(), st.ToString());
       continue;
     }
     SendReady(b);
@@ -747,17 +738,12 @@ int64_t Worker::Impl::Withdraw(Broker& b, int64_t n) {
 }
 
 void Worker::Impl::Drop(Broker& b) {
-  spdlog::info("broker {} dropped ({} results undeliverable)", b.endpoint,
+  spdlog::info("broker {} dropped ({} results undeliverable)", b.endpoint(),
                b.held);
-  if (b.socket) {
+  if (b.socket()) {
     Send(b, writer_.EncodeDisconnect("left the set"), "Disconnect");
-    try {
-      b.socket->set(zmq::sockopt::linger, kCloseLingerMs);
-      b.socket->close();
-    } catch (const zmq::error_t&) {
-    }
+    b.Close(kCloseLingerMs);
   }
-  b.socket.reset();
   // Its credit is gone with it (a rejoin registers afresh, and Ready bumps
   // the generation, so its old jobs' results return no credit).
   b.credit = 0;
@@ -777,7 +763,7 @@ bool Worker::Impl::ShouldFlush(const Broker& b, int64_t now_us) const {
 
 void Worker::Impl::FlushResults(Broker& b) {
   if (b.pending.empty()) return;
-  if (!b.socket && b.retired) {
+  if (!b.socket() && b.retired) {
     // Its broker is gone; another broker runs these jobs again.
     for (Job* job : b.pending) Answered(b, job);
     b.pending.clear();
@@ -840,13 +826,13 @@ void Worker::Impl::Regrant() {
   int64_t used = 0;
   for (auto& b : brokers_) {
     // Left the set: it gets no new jobs; take back all it has not used.
-    if (b.retired && b.socket && b.credit > 0) Withdraw(b, b.credit);
+    if (b.retired && b.socket() && b.credit > 0) Withdraw(b, b.credit);
     used += b.held + b.credit;
   }
   int64_t total = 0;
   for (const auto& b : brokers_) total += b.share;
   for (auto& b : brokers_) {
-    if (b.retired || !b.socket) continue;
+    if (b.retired || !b.socket()) continue;
     const int64_t excess = b.credit + b.held - b.share;
     if (excess > 0 && b.credit > 0 && !Hungry(b) &&
         now_ms_ - b.last_withdraw_ms >= kHungryWindowMs) {
@@ -869,23 +855,23 @@ void Worker::Impl::Regrant() {
 }
 
 void Worker::Impl::Housekeeping() {
-  const int64_t expiry = ExpiryMs(options_.heartbeat_ms);
+  const int64_t now = now_us();
   for (auto& b : brokers_) {
     if (b.retired) {
-      if (!b.socket) continue;
-      if (b.held == 0 || now_ms_ - b.last_recv_ms > expiry) {
+      if (!b.socket()) continue;
+      if (b.held == 0 || b.Expired(now)) {
         Drop(b);
-      } else if (now_ms_ - b.last_send_ms >= options_.heartbeat_ms) {
+      } else if (b.HeartbeatDue(now)) {
         // It still holds our jobs (a draining broker waits for them): keep
         // it from taking us for dead.
-        Send(b, writer_.EncodeHeartbeat(), "Heartbeat");
+        Beat(b);
       }
       continue;
     }
-    if (!draining_ && now_ms_ - b.last_recv_ms > expiry) {
+    if (!draining_ && b.Expired(now)) {
       Reconnect(b);
-    } else if (now_ms_ - b.last_send_ms >= options_.heartbeat_ms) {
-      Send(b, writer_.EncodeHeartbeat(), "Heartbeat");
+    } else if (b.HeartbeatDue(now)) {
+      Beat(b);
     }
     // A withdraw the broker has long since seen excuses nothing any more.
     if (now_ms_ - b.last_withdraw_ms > options_.heartbeat_ms) {
@@ -894,19 +880,20 @@ void Worker::Impl::Housekeeping() {
   }
 }
 
+void Worker::Impl::Beat(Broker& b) {
+  Sent(b, b.Beat(writer_.EncodeHeartbeat(), now_us()), "Heartbeat");
+}
+
 void Worker::Impl::Reconnect(Broker& b) {
-  spdlog::warn("broker {} silent for {} ms; reconnecting", b.endpoint,
-               now_ms_ - b.last_recv_ms);
+  spdlog::warn("broker {} silent for {} ms; reconnecting", b.endpoint(),
+               (now_us() - b.last_heard_us()) / 1000);
   reconnects_.fetch_add(1, std::memory_order_relaxed);
-  try {
-    if (b.socket) b.socket->close();  // linger 0: the broker is presumed gone
-  } catch (const zmq::error_t&) {
-  }
-  b.socket.reset();
+  // A fresh socket (the old one closes with linger 0: the broker is
+  // presumed gone).
   if (Status st = OpenSocket(b); !st.ok()) {
     // Keep the (unconnected) socket if there is one; retried after expiry.
-    spdlog::error("reconnect to {} failed: {}", b.endpoint, st.ToString());
-    if (!b.socket) {
+    spdlog::error("reconnect to {} failed: {}", b.endpoint(), st.ToString());
+    if (!b.socket()) {
       // Could not even create a socket (context terminated?): stop serving.
       stop_.store(true);
       return;
@@ -935,15 +922,9 @@ void Worker::Impl::Shutdown() {
   abandon_.store(true);
   StopRunners();
   for (auto& b : brokers_) {
-    if (!b.socket) continue;
+    if (!b.socket()) continue;
     Send(b, writer_.EncodeDisconnect("draining"), "Disconnect");
-    try {
-      b.socket->set(zmq::sockopt::linger, kCloseLingerMs);
-      b.socket->close();
-    } catch (const zmq::error_t& e) {
-      spdlog::warn("closing the socket to {}: {}", b.endpoint, e.what());
-    }
-    b.socket.reset();
+    b.Close(kCloseLingerMs);
   }
   poll_items_.clear();
   if (own_context_) {
@@ -987,20 +968,17 @@ Status Worker::Impl::Run() {
   }
 
   // Fixed shares of the slots; every broker gets at least one.
-  brokers_.resize(options_.brokers.size());
-  for (size_t i = 0; i < brokers_.size(); ++i) {
-    brokers_[i].index = static_cast<uint32_t>(i);
-    brokers_[i].endpoint = options_.brokers[i];
+  brokers_.reserve(options_.brokers.size());
+  for (const std::string& endpoint : options_.brokers) {
+    brokers_.emplace_back(endpoint, options_.heartbeat_ms * 1000,
+                          static_cast<uint32_t>(brokers_.size()));
   }
   Rebalance();
   int64_t total = 0;
   for (const Broker& b : brokers_) total += b.share;
   for (Broker& b : brokers_) {
     if (Status st = OpenSocket(b); !st.ok()) {
-      for (auto& other : brokers_) {
-        if (other.socket) other.socket->close();
-        other.socket.reset();
-      }
+      for (auto& other : brokers_) other.Close();
       brokers_.clear();
       own_context_.reset();
       return st.code() == StatusCode::kInvalidArgument
@@ -1062,7 +1040,7 @@ Status Worker::Impl::Run() {
         (void)r;
       }
       for (size_t i = 0; i < brokers_.size(); ++i) {
-        if ((poll_items_[i + 1].revents & ZMQ_POLLIN) && brokers_[i].socket) {
+        if ((poll_items_[i + 1].revents & ZMQ_POLLIN) && brokers_[i].socket()) {
           ReadBroker(brokers_[i]);
         }
       }

@@ -1,14 +1,15 @@
 // MergeBrokerSet: applies a new broker set (discovery, queue/registry.h) to
-// a Producer's or Worker's list of per-broker entries, which are kept, never
-// erased (jobs refer to them by index). Entries whose endpoint left the set
-// are marked retired; retired entries whose endpoint is back are marked
-// live again; endpoints not in the list are appended (after a validity
-// check; an invalid one is logged and skipped). Each change is reported
-// through a callback so the owner can log it and open sockets.
+// a Producer's or Worker's list of per-broker entries (BrokerLinks), which
+// are kept, never erased (jobs refer to them by index). Entries whose
+// endpoint left the set are marked retired; retired entries whose endpoint
+// is back are marked live again; endpoints not in the list are handed to
+// the owner to append (after a validity check; an invalid one is logged and
+// skipped). Each change is reported through a callback so the owner can log
+// it and open sockets.
 //
 // Thread-safety: none; the owner's I/O thread calls it.
-#ifndef YARD_COMMON_BROKER_SET_H_
-#define YARD_COMMON_BROKER_SET_H_
+#ifndef YARD_LINK_BROKER_SET_H_
+#define YARD_LINK_BROKER_SET_H_
 
 #include <spdlog/spdlog.h>
 
@@ -46,17 +47,18 @@ class BrokerSetMailbox {
   std::vector<std::string> set_;
 };
 
-// B has `std::string endpoint` and `bool retired`. `check(endpoint)` gives
-// a Status: endpoints it refuses are skipped with a warning that starts
-// with `who`; `retire(b)`, `back(b)` and `added(b)` run after each change.
+// B has `endpoint()` and `bool retired` (a BrokerLink). `check(endpoint)`
+// gives a Status: endpoints it refuses are skipped with a warning that
+// starts with `who`; `retire(b)` and `back(b)` run after each change, and
+// `add(endpoint)` appends a new entry.
 template <typename B, typename Check, typename Retire, typename Back,
-          typename Added>
+          typename Add>
 void MergeBrokerSet(std::vector<B>& brokers, std::vector<std::string> set,
                     std::string_view who, Check check, Retire retire, Back back,
-                    Added added) {
+                    Add add) {
   std::sort(set.begin(), set.end());
   for (B& b : brokers) {
-    const bool keep = std::binary_search(set.begin(), set.end(), b.endpoint);
+    const bool keep = std::binary_search(set.begin(), set.end(), b.endpoint());
     if (keep && b.retired) {
       b.retired = false;
       back(b);
@@ -67,19 +69,17 @@ void MergeBrokerSet(std::vector<B>& brokers, std::vector<std::string> set,
   }
   for (const std::string& ep : set) {
     if (std::any_of(brokers.begin(), brokers.end(),
-                    [&](const B& b) { return b.endpoint == ep; })) {
+                    [&](const B& b) { return b.endpoint() == ep; })) {
       continue;
     }
     if (Status st = check(ep); !st.ok()) {
       spdlog::warn("{}ignoring broker {}: {}", who, ep, st.ToString());
       continue;
     }
-    B& b = brokers.emplace_back();
-    b.endpoint = ep;
-    added(b);
+    add(ep);
   }
 }
 
 }  // namespace yard
 
-#endif  // YARD_COMMON_BROKER_SET_H_
+#endif  // YARD_LINK_BROKER_SET_H_
