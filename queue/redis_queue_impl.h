@@ -239,6 +239,7 @@ class RedisQueue final : public JobQueue {
       if (status.ok()) status = s;
     }
   };
+  struct PushPlan;  // redis_queue_submit.cc
 
   struct Counters {
     uint64_t submitted = 0, claimed = 0, completed = 0, retried = 0, dead = 0;
@@ -249,6 +250,15 @@ class RedisQueue final : public JobQueue {
   };
 
   // redis_queue_submit.cc: submits, WAIT, idempotent duplicates.
+  Status PushRefusal() const;
+  void PlanJob(const NewJob& j, size_t index, int64_t now,
+               const std::shared_ptr<PushBatch>& batch, PushPlan& plan);
+  void SendRecord(const std::shared_ptr<PushBatch>& batch, int pri,
+                  const JobId& id, size_t n, std::string max, std::string lock,
+                  std::string_view route, std::string packed);
+  void SendTracesAndStats(const PushPlan& plan);
+  void SendSpecial(std::span<const NewJob> jobs,
+                   const std::shared_ptr<PushBatch>& batch, PushPlan& plan);
   static std::vector<JobId> IdsOf(std::span<const NewJob> jobs);
   void FinishPush(PushBatch& b);
   void SendWait();

@@ -9,27 +9,27 @@
 
 namespace yard::redis_queue_internal {
 
+// What Push sends for one batch, gathered job by job.
+struct RedisQueue::PushPlan {
+  // FCALL yard_submit: jobs with an idempotency key, resends under job-id
+  // dedupe, and delayed jobs. special_index: their places in the batch;
+  // routes: their producers (for dedupe waiters).
+  std::vector<std::string> special;
+  std::vector<size_t> special_index;
+  std::vector<std::string> routes;
+  // Plain jobs become one record per priority: one XADD per batch.
+  std::array<std::string, kLevels> packed;
+  std::array<size_t, kLevels> count{};
+  std::array<JobId, kLevels> first{};
+  std::string_view route;     // the producer (the batch's last job's route)
+  size_t plain = 0;           // jobs in XADDs (plain or locked)
+  std::vector<JobId> traced;  // dedupe_ids: first sends
+};
+
 void RedisQueue::Push(std::span<const NewJob> jobs, PushCallback done) {
   std::vector<PushOutcome> out(jobs.size(), PushOutcome::kAccepted);
-  if (!up_) {
-    done(Status::Unavailable("Redis is unreachable: " + down_reason_), out);
-    return;
-  }
-  if (lost_ || !main_->connected()) {
-    // Lost since the last Tick: a command now would be answered at once,
-    // once per command, and the batch with it more than once.
-    done(Status::Unavailable("Redis connection lost: " +
-                             (lost_ ? lost_reason_ : main_->error())),
-         out);
-    return;
-  }
-  if (replicas_short_ && waiting_replicas_) {
-    // The last WAIT found too few replicas and a probe batch is waiting
-    // for the next: refuse without writing (no duplicates to come).
-    done(Status::Unavailable("Redis: fewer than " +
-                             std::to_string(o_.wait_replicas) +
-                             " replicas acknowledged the last submits"),
-         out);
+  if (Status refused = PushRefusal(); !refused.ok()) {
+    done(std::move(refused), out);
     return;
   }
   if (cached_queued_ + pushing_ + jobs.size() > o_.capacity) {
@@ -44,123 +44,22 @@ void RedisQueue::Push(std::span<const NewJob> jobs, PushCallback done) {
   batch->jobs = jobs.size();
   pushing_ += jobs.size();
   const int64_t now = UnixMillis();
-  std::vector<std::string> special = keys_.Fcall("yard_submit");
-  special.push_back(std::to_string(o_.dedupe_ttl_s));
-  std::vector<size_t> special_index;
-  std::vector<std::string> routes;  // for dedupe waiters
-  auto xadd = [&](int pri, const JobId& id, size_t n, std::string max,
-                  std::string lock, std::string_view route, std::string p) {
-    ++batch->waiting;
-    ++c_.commands;
-    main_->Command({"XADD",
-                    keys_.stream[pri],
-                    "*",
-                    "j",
-                    id.ToString(),
-                    "a",
-                    "0",
-                    "x",
-                    "0",
-                    "m",
-                    std::move(max),
-                    "k",
-                    std::move(lock),
-                    "b",
-                    consumer_,
-                    "r",
-                    std::string(route),
-                    "n",
-                    std::to_string(n),
-                    "p",
-                    std::move(p)},
-                   [this, batch](Result<RedisReply> r) {
-                     if (!r.ok()) batch->Fail(r.status());
-                     FinishPush(*batch);
-                   });
-  };
-  // Plain jobs become one record per priority: one XADD per batch.
-  std::array<std::string, kLevels> packed;
-  std::array<size_t, kLevels> count{};
-  std::array<JobId, kLevels> first{};
-  std::string_view route;
-  size_t plain = 0;
-  std::vector<JobId> traced;  // dedupe_ids: first sends
+  PushPlan plan;
+  plan.special = keys_.Fcall("yard_submit");
+  plan.special.push_back(std::to_string(o_.dedupe_ttl_s));
   for (size_t i = 0; i < jobs.size(); ++i) {
-    const NewJob& j = jobs[i];
-    route = j.route;
-    const auto* job = flatbuffers::GetRoot<wire::Job>(j.blob.bytes.data());
-    const int pri = std::min<int>(j.priority, kLevels - 1);
-    const bool keyed =
-        job->idempotency_key() && job->idempotency_key()->size() > 0;
-    const bool locked = job->lock_key() && job->lock_key()->size() > 0;
-    std::string max = std::to_string(std::max<int>(1, job->max_attempts()));
-    // Job-id dedupe: first sends leave a trace next to their XADD; a
-    // resend goes through yard_submit, which finds the trace (DUP).
-    const bool by_id = o_.dedupe_ids_ttl_s > 0 && !keyed;
-    if (keyed || (by_id && j.resend) || j.not_before_ms > now) {
-      special_index.push_back(i);
-      routes.emplace_back(j.route);
-      special.push_back(std::to_string(pri));
-      special.push_back(std::to_string(j.not_before_ms));
-      special.push_back(keyed   ? job->idempotency_key()->str()
-                        : by_id ? std::string("id:") + j.id.ToString()
-                                : std::string());
-      special.push_back(j.id.ToString());
-      special.push_back(std::move(max));
-      special.push_back(locked ? job->lock_key()->str() : "");
-      special.push_back(consumer_);
-      special.push_back(std::string(j.route));
-      std::string p;
-      PackJob(AsView(j.blob.bytes), &p);
-      special.push_back(std::move(p));
-      continue;
-    }
-    ++plain;
-    if (by_id) traced.push_back(j.id);
-    if (locked) {  // a lock is per job: a record of its own
-      std::string p;
-      PackJob(AsView(j.blob.bytes), &p);
-      xadd(pri, j.id, 1, std::move(max), job->lock_key()->str(), j.route,
-           std::move(p));
-      continue;
-    }
-    if (count[pri]++ == 0) first[pri] = j.id;
-    PackJob(AsView(j.blob.bytes), &packed[pri]);
+    PlanJob(jobs[i], i, now, batch, plan);
   }
   for (int p = 0; p < kLevels; ++p) {
-    if (count[p]) {
-      xadd(p, first[p], count[p], "", "", route, std::move(packed[p]));
+    if (plan.count[p]) {
+      SendRecord(batch, p, plan.first[p], plan.count[p], "", "", plan.route,
+                 std::move(plan.packed[p]));
     }
   }
-  // After the XADDs: a trace is never left for a job that was not queued
-  // (a connection lost in between leaves a job without a trace, which a
-  // resend queues again: a duplicate run, not a loss).
-  for (const JobId& id : traced) {
-    Send({"SET", keys_.prefix + "dd:id:" + id.ToString(), id.ToString(), "NX",
-          "EX", std::to_string(o_.dedupe_ids_ttl_s)},
-         nullptr);
-  }
-  if (plain) {
-    Send({"HINCRBY", keys_.stats, "queued", std::to_string(plain)}, nullptr);
-    Send({"HINCRBY", keys_.stats, "submitted", std::to_string(plain)}, nullptr);
-  }
-  if (!special_index.empty()) {
-    ++batch->waiting;
-    ++c_.commands;
-    main_->Command(
-        std::move(special),
-        [this, batch, special_index = std::move(special_index),
-         routes = std::move(routes), ids = IdsOf(jobs)](Result<RedisReply> r) {
-          if (!r.ok()) {
-            batch->Fail(r.status());
-          } else {
-            OnSpecialSubmit(*r, special_index, routes, ids, *batch);
-          }
-          FinishPush(*batch);
-        });
-  }
+  SendTracesAndStats(plan);
+  if (!plan.special_index.empty()) SendSpecial(jobs, batch, plan);
   ++c_.round_trips;
-  c_.submitted += plain;
+  c_.submitted += plan.plain;
   if (o_.wait_replicas > 0) {
     // Accepted once a WAIT sent after these writes reports the replicas.
     ++batch->waiting;
@@ -168,6 +67,144 @@ void RedisQueue::Push(std::span<const NewJob> jobs, PushCallback done) {
     if (!waiting_replicas_) SendWait();
   }
   if (batch->waiting == 0) FinishPush(*batch);
+}
+
+// Why a batch cannot be written now (OK: it can).
+Status RedisQueue::PushRefusal() const {
+  if (!up_) return Status::Unavailable("Redis is unreachable: " + down_reason_);
+  if (lost_ || !main_->connected()) {
+    // Lost since the last Tick: a command now would be answered at once,
+    // once per command, and the batch with it more than once.
+    return Status::Unavailable("Redis connection lost: " +
+                               (lost_ ? lost_reason_ : main_->error()));
+  }
+  if (replicas_short_ && waiting_replicas_) {
+    // The last WAIT found too few replicas and a probe batch is waiting
+    // for the next: refuse without writing (no duplicates to come).
+    return Status::Unavailable("Redis: fewer than " +
+                               std::to_string(o_.wait_replicas) +
+                               " replicas acknowledged the last submits");
+  }
+  return Status::OK();
+}
+
+// Adds job `index` of the batch to the plan: to yard_submit, to its
+// priority's record, or (a job with a lock key) as a record of its own,
+// sent now.
+void RedisQueue::PlanJob(const NewJob& j, size_t index, int64_t now,
+                         const std::shared_ptr<PushBatch>& batch,
+                         PushPlan& plan) {
+  plan.route = j.route;
+  const auto* job = flatbuffers::GetRoot<wire::Job>(j.blob.bytes.data());
+  const int pri = std::min<int>(j.priority, kLevels - 1);
+  const bool keyed =
+      job->idempotency_key() && job->idempotency_key()->size() > 0;
+  const bool locked = job->lock_key() && job->lock_key()->size() > 0;
+  std::string max = std::to_string(std::max<int>(1, job->max_attempts()));
+  // Job-id dedupe: first sends leave a trace next to their XADD; a
+  // resend goes through yard_submit, which finds the trace (DUP).
+  const bool by_id = o_.dedupe_ids_ttl_s > 0 && !keyed;
+  if (keyed || (by_id && j.resend) || j.not_before_ms > now) {
+    std::vector<std::string>& special = plan.special;
+    plan.special_index.push_back(index);
+    plan.routes.emplace_back(j.route);
+    special.push_back(std::to_string(pri));
+    special.push_back(std::to_string(j.not_before_ms));
+    special.push_back(keyed   ? job->idempotency_key()->str()
+                      : by_id ? std::string("id:") + j.id.ToString()
+                              : std::string());
+    special.push_back(j.id.ToString());
+    special.push_back(std::move(max));
+    special.push_back(locked ? job->lock_key()->str() : "");
+    special.push_back(consumer_);
+    special.push_back(std::string(j.route));
+    std::string p;
+    PackJob(AsView(j.blob.bytes), &p);
+    special.push_back(std::move(p));
+    return;
+  }
+  ++plan.plain;
+  if (by_id) plan.traced.push_back(j.id);
+  if (locked) {  // a lock is per job: a record of its own
+    std::string p;
+    PackJob(AsView(j.blob.bytes), &p);
+    SendRecord(batch, pri, j.id, 1, std::move(max), job->lock_key()->str(),
+               j.route, std::move(p));
+    return;
+  }
+  if (plan.count[pri]++ == 0) plan.first[pri] = j.id;
+  PackJob(AsView(j.blob.bytes), &plan.packed[pri]);
+}
+
+// XADD of a record of `n` jobs whose first is `id`.
+void RedisQueue::SendRecord(const std::shared_ptr<PushBatch>& batch, int pri,
+                            const JobId& id, size_t n, std::string max,
+                            std::string lock, std::string_view route,
+                            std::string packed) {
+  ++batch->waiting;
+  ++c_.commands;
+  main_->Command({"XADD",
+                  keys_.stream[pri],
+                  "*",
+                  "j",
+                  id.ToString(),
+                  "a",
+                  "0",
+                  "x",
+                  "0",
+                  "m",
+                  std::move(max),
+                  "k",
+                  std::move(lock),
+                  "b",
+                  consumer_,
+                  "r",
+                  std::string(route),
+                  "n",
+                  std::to_string(n),
+                  "p",
+                  std::move(packed)},
+                 [this, batch](Result<RedisReply> r) {
+                   if (!r.ok()) batch->Fail(r.status());
+                   FinishPush(*batch);
+                 });
+}
+
+// The dedupe traces of first sends, and the stats of the XADDed jobs.
+void RedisQueue::SendTracesAndStats(const PushPlan& plan) {
+  // After the XADDs: a trace is never left for a job that was not queued
+  // (a connection lost in between leaves a job without a trace, which a
+  // resend queues again: a duplicate run, not a loss).
+  for (const JobId& id : plan.traced) {
+    Send({"SET", keys_.prefix + "dd:id:" + id.ToString(), id.ToString(), "NX",
+          "EX", std::to_string(o_.dedupe_ids_ttl_s)},
+         nullptr);
+  }
+  if (plan.plain) {
+    Send({"HINCRBY", keys_.stats, "queued", std::to_string(plan.plain)},
+         nullptr);
+    Send({"HINCRBY", keys_.stats, "submitted", std::to_string(plan.plain)},
+         nullptr);
+  }
+}
+
+// FCALL yard_submit for the jobs Redis checks (plan.special).
+void RedisQueue::SendSpecial(std::span<const NewJob> jobs,
+                             const std::shared_ptr<PushBatch>& batch,
+                             PushPlan& plan) {
+  ++batch->waiting;
+  ++c_.commands;
+  main_->Command(std::move(plan.special),
+                 [this, batch, special_index = std::move(plan.special_index),
+                  routes = std::move(plan.routes),
+                  ids = IdsOf(jobs)](Result<RedisReply> r) {
+                   if (!r.ok()) {
+                     batch->Fail(r.status());
+                   } else {
+                     OnSpecialSubmit(*r, special_index, routes, ids, *batch);
+                   }
+                   FinishPush(*batch);
+                 });
 }
 
 std::vector<JobId> RedisQueue::IdsOf(std::span<const NewJob> jobs) {
