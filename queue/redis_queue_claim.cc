@@ -196,101 +196,132 @@ int RedisQueue::LevelOf(const std::string& key) const {
   return -1;
 }
 
+// The record jobs and the commands one claim reply yields.
+struct RedisQueue::ClaimPass {
+  std::vector<std::string> bury;  // FCALL yard_bury: undecodable records
+  std::vector<std::string> lock;  // FCALL yard_lock: records with a lock key
+  size_t bury_base = 0, lock_base = 0;  // their arguments before any record
+  std::shared_ptr<std::vector<EntryId>> locking;  // the records in `lock`
+  std::vector<RecordJob> jobs;  // the jobs of the record being taken
+};
+
 // `skip`: entries not to take (see RereadPending); null for new claims.
 void RedisQueue::OnClaimed(RedisReply& reply, const EntrySet* skip) {
   last_claim_empty_ = true;
   if (reply.type != RedisReply::Type::kArray) return;
-  std::vector<std::string> bury = keys_.Fcall("yard_bury");
-  bury.push_back(kRedisGroup);
-  std::vector<std::string> lock = keys_.Fcall("yard_lock");
-  lock.push_back(kRedisGroup);
-  lock.push_back(std::to_string(o_.lease_ms));
-  const size_t bury_base = bury.size(), lock_base = lock.size();
-  auto locking = std::make_shared<std::vector<EntryId>>();
-  std::vector<RecordJob> jobs;
+  ClaimPass pass;
+  pass.bury = keys_.Fcall("yard_bury");
+  pass.bury.push_back(kRedisGroup);
+  pass.lock = keys_.Fcall("yard_lock");
+  pass.lock.push_back(kRedisGroup);
+  pass.lock.push_back(std::to_string(o_.lease_ms));
+  pass.bury_base = pass.bury.size();
+  pass.lock_base = pass.lock.size();
+  pass.locking = std::make_shared<std::vector<EntryId>>();
   for (RedisReply& stream : reply.elements) {
     if (stream.elements.size() != 2) continue;
     const int pri = LevelOf(stream.elements[0].str);
     if (pri < 0) continue;
     for (RedisReply& item : stream.elements[1].elements) {
-      if (item.elements.size() != 2) continue;
-      last_claim_empty_ = false;
-      const std::string& eid_text = item.elements[0].str;
-      auto eid = EntryId::Parse(eid_text);
-      // Held already (a read-back), or finished while it was read.
-      if (!eid || entries_.contains(*eid) || (skip && skip->count(*eid))) {
-        continue;
-      }
-      RedisReply& fields = item.elements[1];
-      if (fields.type != RedisReply::Type::kArray) {
-        // A pending entry deleted from the stream reads back without
-        // fields: nothing to run; take it off the pending list.
-        batch_.acks[pri].push_back(eid_text);
-        continue;
-      }
-      // The payloads move out of the reply: no copy of the batch.
-      std::string* p = Field(fields, "p");
-      auto packed = std::make_shared<const std::string>(p ? std::move(*p) : "");
-      std::string why = DecodeRecord(FieldStr(fields, "n"), *packed, &jobs);
-      if (!why.empty()) {
-        ++c_.undecodable;
-        spdlog::warn(
-            "redis: record {} of {} is undecodable ({}): dead-lettered",
-            eid_text, keys_.stream[pri], why);
-        bury.push_back(std::to_string(pri));
-        bury.push_back(eid_text);
-        bury.push_back(why);
-        continue;
-      }
-      auto e = entries_.try_emplace(*eid).first;  // new: checked above
-      Entry& entry = e->second;
-      entry.pri = static_cast<uint8_t>(pri);
-      int a = 0;
-      std::string a_text = FieldStr(fields, "a");
-      std::from_chars(a_text.data(), a_text.data() + a_text.size(), a);
-      entry.attempt = static_cast<uint16_t>(std::clamp(a + 1, 1, 65535));
-      entry.lock_key = FieldStr(fields, "k");
-      entry.owner = FieldStr(fields, "b");
-      if (!entry.owner.empty() && entry.owner != consumer_) {
-        entry.inbox = keys_.Inbox(entry.owner);
-      }
-      entry.route = FieldStr(fields, "r");
-      entry.packed = packed;
-      entry.locking = !entry.lock_key.empty();
-      entry.jobs.reserve(jobs.size());
-      for (const RecordJob& job : jobs) {
-        c_.claimed++;
-        const JobId id = FromWire(job.job->id());
-        auto [it, inserted] = leases_.try_emplace(id);
-        if (!inserted) {
-          // A second copy of a job this broker holds (its producer resent
-          // it): count it finished rather than run it twice here.
-          ++c_.dup_dropped;
-          ++batch_.finished;
-          continue;
-        }
-        ++entry.open;
-        entry.jobs.push_back(id);
-        it->second.entry = *eid;
-        it->second.blob = job.blob;
-        if (!entry.locking) Buffer(id, it->second, /*front=*/false);
-      }
-      if (entry.open == 0) {
-        AckEntry(e);
-        continue;
-      }
-      if (entry.locking) {
-        lock.push_back(std::to_string(pri));
-        lock.push_back(eid_text);
-        lock.push_back(entry.lock_key);
-        locking->push_back(*eid);
-      }
+      TakeItem(pri, item, skip, pass);
     }
   }
-  if (bury.size() > bury_base) Send(std::move(bury), nullptr);
-  if (lock.size() > lock_base) {
-    Send(std::move(lock),
-         [this, locking](Result<RedisReply> r) { OnLocked(*locking, r); });
+  if (pass.bury.size() > pass.bury_base) Send(std::move(pass.bury), nullptr);
+  if (pass.lock.size() > pass.lock_base) {
+    Send(std::move(pass.lock),
+         [this, locking = pass.locking](Result<RedisReply> r) {
+           OnLocked(*locking, r);
+         });
+  }
+}
+
+// One stream entry of a claim reply: its jobs are leased and buffered, or
+// (a record with a lock key) wait for the lock; an entry gone from the
+// stream is acked, an undecodable one buried.
+void RedisQueue::TakeItem(int pri, RedisReply& item, const EntrySet* skip,
+                          ClaimPass& pass) {
+  if (item.elements.size() != 2) return;
+  last_claim_empty_ = false;
+  const std::string& eid_text = item.elements[0].str;
+  auto eid = EntryId::Parse(eid_text);
+  // Held already (a read-back), or finished while it was read.
+  if (!eid || entries_.contains(*eid) || (skip && skip->count(*eid))) {
+    return;
+  }
+  RedisReply& fields = item.elements[1];
+  if (fields.type != RedisReply::Type::kArray) {
+    // A pending entry deleted from the stream reads back without
+    // fields: nothing to run; take it off the pending list.
+    batch_.acks[pri].push_back(eid_text);
+    return;
+  }
+  // The payloads move out of the reply: no copy of the batch.
+  std::string* p = Field(fields, "p");
+  auto packed = std::make_shared<const std::string>(p ? std::move(*p) : "");
+  std::string why = DecodeRecord(FieldStr(fields, "n"), *packed, &pass.jobs);
+  if (!why.empty()) {
+    ++c_.undecodable;
+    spdlog::warn("redis: record {} of {} is undecodable ({}): dead-lettered",
+                 eid_text, keys_.stream[pri], why);
+    pass.bury.push_back(std::to_string(pri));
+    pass.bury.push_back(eid_text);
+    pass.bury.push_back(why);
+    return;
+  }
+  auto e = entries_.try_emplace(*eid).first;  // new: checked above
+  Entry& entry = e->second;
+  FillEntry(entry, pri, fields);
+  entry.packed = std::move(packed);
+  LeaseJobs(*eid, entry, pass.jobs);
+  if (entry.open == 0) {
+    AckEntry(e);
+    return;
+  }
+  if (entry.locking) {
+    pass.lock.push_back(std::to_string(pri));
+    pass.lock.push_back(eid_text);
+    pass.lock.push_back(entry.lock_key);
+    pass.locking->push_back(*eid);
+  }
+}
+
+// A new entry's record fields: attempt, lock key, owner, producer.
+void RedisQueue::FillEntry(Entry& entry, int pri, RedisReply& fields) {
+  entry.pri = static_cast<uint8_t>(pri);
+  int a = 0;
+  std::string a_text = FieldStr(fields, "a");
+  std::from_chars(a_text.data(), a_text.data() + a_text.size(), a);
+  entry.attempt = static_cast<uint16_t>(std::clamp(a + 1, 1, 65535));
+  entry.lock_key = FieldStr(fields, "k");
+  entry.owner = FieldStr(fields, "b");
+  if (!entry.owner.empty() && entry.owner != consumer_) {
+    entry.inbox = keys_.Inbox(entry.owner);
+  }
+  entry.route = FieldStr(fields, "r");
+  entry.locking = !entry.lock_key.empty();
+}
+
+// Leases the record's jobs to this broker, and buffers them unless the
+// record waits for its lock.
+void RedisQueue::LeaseJobs(const EntryId& eid, Entry& entry,
+                           const std::vector<RecordJob>& jobs) {
+  entry.jobs.reserve(jobs.size());
+  for (const RecordJob& job : jobs) {
+    c_.claimed++;
+    const JobId id = FromWire(job.job->id());
+    auto [it, inserted] = leases_.try_emplace(id);
+    if (!inserted) {
+      // A second copy of a job this broker holds (its producer resent
+      // it): count it finished rather than run it twice here.
+      ++c_.dup_dropped;
+      ++batch_.finished;
+      continue;
+    }
+    ++entry.open;
+    entry.jobs.push_back(id);
+    it->second.entry = eid;
+    it->second.blob = job.blob;
+    if (!entry.locking) Buffer(id, it->second, /*front=*/false);
   }
 }
 

@@ -239,7 +239,8 @@ class RedisQueue final : public JobQueue {
       if (status.ok()) status = s;
     }
   };
-  struct PushPlan;  // redis_queue_submit.cc
+  struct PushPlan;   // redis_queue_submit.cc
+  struct ClaimPass;  // redis_queue_claim.cc
 
   struct Counters {
     uint64_t submitted = 0, claimed = 0, completed = 0, retried = 0, dead = 0;
@@ -282,6 +283,11 @@ class RedisQueue final : public JobQueue {
   void EndReread();
   int LevelOf(const std::string& key) const;
   void OnClaimed(RedisReply& reply, const EntrySet* skip = nullptr);
+  void TakeItem(int pri, RedisReply& item, const EntrySet* skip,
+                ClaimPass& pass);
+  void FillEntry(Entry& entry, int pri, RedisReply& fields);
+  void LeaseJobs(const EntryId& eid, Entry& entry,
+                 const std::vector<RecordJob>& jobs);
   void OnLocked(const std::vector<EntryId>& entries,
                 const Result<RedisReply>& r);
   void Forget(EntryMap::iterator e);
