@@ -63,22 +63,7 @@ void RedisQueue::FinishJob(LeaseMap::iterator it, Bytes result, Outcome outcome,
   if (e == entries_.end()) return;
   Entry& entry = e->second;
   if (outcome == Outcome::kRetry || outcome == Outcome::kDead) {
-    const auto* job = VerifiedRoot<wire::Job>(lease.blob);
-    const auto* r = VerifiedRoot<wire::JobResult>(AsView(result));
-    std::string p;
-    PackJob(lease.blob, &p);
-    auto& f = batch_.fails;
-    f.push_back(std::to_string(entry.pri));
-    f.push_back(std::to_string(outcome == Outcome::kRetry ? retry_at_ms : 0));
-    f.push_back(r && r->error() ? r->error()->str() : "");
-    f.push_back(id.ToString());
-    f.push_back(std::to_string(entry.attempt));
-    f.push_back(
-        std::to_string(job ? std::max<int>(1, job->max_attempts()) : 1));
-    f.push_back(entry.lock_key);
-    f.push_back(entry.owner);
-    f.push_back(entry.route);
-    f.push_back(std::move(p));
+    AddFail(id, lease, entry, result, outcome, retry_at_ms);
   }
   if (outcome == Outcome::kCompleted) {
     ++batch_.completed;
@@ -117,6 +102,27 @@ void RedisQueue::FinishJob(LeaseMap::iterator it, Bytes result, Outcome outcome,
   if (--entry.open == 0) AckEntry(e);
 }
 
+// A yard_fail tuple for a job to retry (at retry_at_ms) or dead-letter.
+void RedisQueue::AddFail(const JobId& id, const Lease& lease,
+                         const Entry& entry, Bytes result, Outcome outcome,
+                         int64_t retry_at_ms) {
+  const auto* job = VerifiedRoot<wire::Job>(lease.blob);
+  const auto* r = VerifiedRoot<wire::JobResult>(AsView(result));
+  std::string p;
+  PackJob(lease.blob, &p);
+  auto& f = batch_.fails;
+  f.push_back(std::to_string(entry.pri));
+  f.push_back(std::to_string(outcome == Outcome::kRetry ? retry_at_ms : 0));
+  f.push_back(r && r->error() ? r->error()->str() : "");
+  f.push_back(id.ToString());
+  f.push_back(std::to_string(entry.attempt));
+  f.push_back(std::to_string(job ? std::max<int>(1, job->max_attempts()) : 1));
+  f.push_back(entry.lock_key);
+  f.push_back(entry.owner);
+  f.push_back(entry.route);
+  f.push_back(std::move(p));
+}
+
 void RedisQueue::AckEntry(EntryMap::iterator e) {
   const Entry& entry = e->second;
   if (entry.lock_key.empty()) {
@@ -138,22 +144,8 @@ void RedisQueue::Flush() {
   if (batch_.empty()) return;
   WriteBatch b = std::move(batch_);
   batch_ = WriteBatch();
-  std::vector<std::vector<std::string>> cmds;
-  if (target_.kind == RedisTarget::Kind::kCluster) {
-    // During a slot migration a queued command whose key has moved (or
-    // is new) aborts the whole MULTI (EXECABORT: replayed), but the keys
-    // a function does not declare are only checked when it runs, after
-    // the acks queued with it have run. Naming them in a plain command
-    // makes a migration abort the batch instead of half-applying it.
-    std::vector<std::string> guard = {"EXISTS"};
-    if (!b.fails.empty()) guard.push_back(keys_.stats);
-    for (size_t i = 2; i < b.locked.size(); i += 3) {
-      if (b.locked[i].empty()) continue;
-      guard.push_back(keys_.prefix + "mx:" + b.locked[i]);
-      guard.push_back(keys_.prefix + "mxw:" + b.locked[i]);
-    }
-    if (guard.size() > 1) cmds.push_back(std::move(guard));
-  }
+  Commands cmds;
+  if (target_.kind == RedisTarget::Kind::kCluster) AddGuard(b, cmds);
   for (int p = 0; p < kLevels; ++p) {
     if (b.acks[p].empty()) continue;
     std::vector<std::string> ack = {"XACK", keys_.stream[p], kRedisGroup};
@@ -176,6 +168,44 @@ void RedisQueue::Flush() {
                 std::make_move_iterator(b.fails.end()));
     cmds.push_back(std::move(args));
   }
+  AddResults(b, cmds);
+  for (auto& [inbox, fields] : b.forwards) {
+    std::vector<std::string> xadd = {"XADD", inbox,        "MAXLEN",
+                                     "~",    kInboxMaxLen, "*"};
+    xadd.insert(xadd.end(), std::make_move_iterator(fields.begin()),
+                std::make_move_iterator(fields.end()));
+    cmds.push_back(std::move(xadd));
+    cmds.push_back({"PEXPIRE", inbox, std::to_string(kInboxTtlMs)});
+  }
+  if (b.completed) {
+    cmds.push_back(
+        {"HINCRBY", keys_.stats, "completed", std::to_string(b.completed)});
+  }
+  if (b.finished) {
+    cmds.push_back(
+        {"HINCRBY", keys_.stats, "queued", std::to_string(-b.finished)});
+  }
+  SendMulti(std::move(cmds));
+}
+
+// Cluster: during a slot migration a queued command whose key has moved (or
+// is new) aborts the whole MULTI (EXECABORT: replayed), but the keys a
+// function does not declare are only checked when it runs, after the acks
+// queued with it have run. Naming them in a plain command first makes a
+// migration abort the batch instead of half-applying it.
+void RedisQueue::AddGuard(const WriteBatch& b, Commands& cmds) const {
+  std::vector<std::string> guard = {"EXISTS"};
+  if (!b.fails.empty()) guard.push_back(keys_.stats);
+  for (size_t i = 2; i < b.locked.size(); i += 3) {
+    if (b.locked[i].empty()) continue;
+    guard.push_back(keys_.prefix + "mx:" + b.locked[i]);
+    guard.push_back(keys_.prefix + "mxw:" + b.locked[i]);
+  }
+  if (guard.size() > 1) cmds.push_back(std::move(guard));
+}
+
+// The batch's results, one hash per result shard in the current bucket.
+void RedisQueue::AddResults(WriteBatch& b, Commands& cmds) {
   const int64_t bucket = UnixMillis() / 1000 / kResultBucketSeconds;
   if (bucket != last_bucket_) {
     last_bucket_ = bucket;
@@ -200,23 +230,6 @@ void RedisQueue::Flush() {
                       std::to_string(bucket)});
     }
   }
-  for (auto& [inbox, fields] : b.forwards) {
-    std::vector<std::string> xadd = {"XADD", inbox,        "MAXLEN",
-                                     "~",    kInboxMaxLen, "*"};
-    xadd.insert(xadd.end(), std::make_move_iterator(fields.begin()),
-                std::make_move_iterator(fields.end()));
-    cmds.push_back(std::move(xadd));
-    cmds.push_back({"PEXPIRE", inbox, std::to_string(kInboxTtlMs)});
-  }
-  if (b.completed) {
-    cmds.push_back(
-        {"HINCRBY", keys_.stats, "completed", std::to_string(b.completed)});
-  }
-  if (b.finished) {
-    cmds.push_back(
-        {"HINCRBY", keys_.stats, "queued", std::to_string(-b.finished)});
-  }
-  SendMulti(std::move(cmds));
 }
 
 // Sends commands wrapped in MULTI/EXEC; if the connection drops before

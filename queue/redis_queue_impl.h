@@ -297,8 +297,12 @@ class RedisQueue final : public JobQueue {
   // redis_queue_finish.cc: finishes and this turn's write batch.
   void FinishJob(LeaseMap::iterator it, Bytes result, Outcome outcome,
                  int64_t retry_at_ms);
+  void AddFail(const JobId& id, const Lease& lease, const Entry& entry,
+               Bytes result, Outcome outcome, int64_t retry_at_ms);
   void AckEntry(EntryMap::iterator e);
   void Flush();
+  void AddGuard(const WriteBatch& b, Commands& cmds) const;
+  void AddResults(WriteBatch& b, Commands& cmds);
   void SendMulti(Commands cmds);
 
   // redis_queue_maintenance.cc: lease touches, leader work, the registry
