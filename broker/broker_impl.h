@@ -1,0 +1,233 @@
+// Broker::Impl, private to broker/: the broker's one event loop and what it
+// keeps (workers, in-flight jobs, producers' outboxes, jobs waiting for a
+// worker). Its definitions are split by concern:
+//   broker.cc     setup, the loop (Run), timers, drain, stats, the facade
+//   frontend.cc   producers: Submit, Cancel
+//   backend.cc    workers: Ready, Credit, Results, departures
+//   dispatch.cc   placing claimed jobs on workers (batched Dispatch), and
+//                 the replies to each producer, coalesced per loop turn
+//
+// Thread-safety: everything below belongs to the loop thread (Run), except
+// stop_ (any thread) and snapshot_ (guarded by snapshot_mu_: the loop
+// writes a copy of the counters, other threads read it).
+#ifndef YARD_BROKER_BROKER_IMPL_H_
+#define YARD_BROKER_BROKER_IMPL_H_
+
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <deque>
+#include <map>
+#include <memory_resource>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <random>
+#include <unordered_map>
+#include <vector>
+
+#include "balancer/balancer.h"
+#include "balancer/placement.h"
+#include "broker/broker.h"
+#include "broker/worker_table.h"
+#include "common/clock.h"
+#include "common/heartbeat.h"
+#include "common/signals.h"
+#include "queue/job_queue.h"
+#include "queue/registry.h"
+
+namespace yard {
+namespace broker_internal {
+
+// A job's required tags and tolerations as views; false when it has none.
+inline bool SelectorOf(const wire::Job& job,
+                       std::vector<std::string_view>* tags,
+                       std::vector<std::string_view>* tolerations) {
+  auto add = [](const auto* from, std::vector<std::string_view>* to) {
+    if (from) {
+      for (const auto* s : *from) to->push_back(s->string_view());
+    }
+  };
+  add(job.tags(), tags);
+  add(job.tolerations(), tolerations);
+  return !tags->empty() || !tolerations->empty();
+}
+
+// Messages read from one socket per loop turn before the other gets a turn.
+constexpr int kReadBudget = 256;
+// Logs about bad input are capped per second so a flood cannot fill disks.
+constexpr int kBadInputLogsPerSecond = 20;
+
+// What the broker remembers about a dispatched job.
+struct InFlight {
+  uint64_t worker = 0;  // WorkerInfo::serial
+  std::string route;    // producer identity; empty: another broker's
+  uint16_t attempt = 1;
+  uint16_t max_attempts = 1;
+};
+
+// Replies waiting for one producer until the end of the loop turn.
+struct Outbox {
+  std::vector<JobId> accepted;
+  std::vector<JobId> busy;
+  std::vector<JobId> unavailable;
+  BlobBatch results;
+  bool dirty = false;
+};
+
+}  // namespace broker_internal
+
+class Broker::Impl {
+  using InFlight = broker_internal::InFlight;
+  using Outbox = broker_internal::Outbox;
+
+ public:
+  explicit Impl(BrokerOptions o)
+      : options_(std::move(o)),
+        own_context_(options_.context ? nullptr : new zmq::context_t(1)),
+        context_(options_.context ? options_.context : own_context_.get()),
+        frontend_(*context_, zmq::socket_type::router),
+        backend_(*context_, zmq::socket_type::router),
+        workers_(ExpiryMs(options_.heartbeat_ms)),
+        rng_(std::random_device{}()) {}
+
+  Status Init();
+
+  // The queue first: destroying a Redis queue answers its pending
+  // commands, and those callbacks use the broker's other members.
+  ~Impl() { queue_.reset(); }
+
+  Status Run();
+  void Stop() { stop_.store(true); }
+  BrokerCounters counters() const {
+    std::lock_guard<std::mutex> lock(snapshot_mu_);
+    return snapshot_;
+  }
+  std::string StatsJson() const;
+
+  const std::string& frontend_ep() const { return frontend_ep_; }
+  const std::string& backend_ep() const { return backend_ep_; }
+
+ private:
+  // Frontend.
+  void ReadFrontend();
+  void OnSubmit(const std::string& route, std::shared_ptr<zmq::message_t> frame,
+                const wire::Submit* submit);
+  void OnCancel(const std::string& route, const wire::Cancel* cancel);
+  // Backend.
+  void ReadBackend();
+  void OnReady(std::string_view identity, const wire::Ready* ready);
+  void OnResults(WorkerInfo* sender, const wire::Results* results);
+  void RouteResult(const std::string& route, Bytes result);
+  // `died`: the worker expired (not a graceful Disconnect); its jobs count
+  // a death each, and a job at retry.max_worker_deaths fails instead of running
+  // again (a poison job that crashes every worker it meets).
+  void ReleaseWorkerJobs(uint64_t serial, bool died);
+  // Outbound.
+  // A claimed job the broker holds because it must wait for a worker.
+  struct Held {
+    JobId id;
+    std::string blob;  // the Job flatbuffer
+    uint16_t attempt = 1;
+    std::string route;  // empty: another broker's producer
+  };
+  // The live workers one selector admits, and their slots as of a turn.
+  struct Candidates {
+    Selector selector;
+    uint64_t roster = 0;
+    uint64_t turn = 0;
+    std::vector<WorkerInfo*> workers;
+    std::vector<WorkerSlot> slots;
+  };
+  struct Outgoing {
+    WorkerInfo* worker = nullptr;
+    std::unique_ptr<BlobBatch> batch;
+  };
+  static constexpr size_t kMaxHeld = 10000;  // then claiming stops
+  static constexpr size_t kMaxSelectors = 1024;
+  void Dispatch();
+  // What became of a job Place routed: sent to a worker; to wait for
+  // credit (waiting_) or for a worker its selector admits (unplaceable_);
+  // or failed (a selector no worker can ever match: a job queued by an
+  // older broker that did not check it).
+  enum class Placed : uint8_t { kSent, kWait, kNoWorker, kFailed };
+  Placed Place(const JobId& id, Bytes blob, uint16_t attempt,
+               std::string_view route);
+  // Keeps a job that must wait (kWait, kNoWorker) in waiting_ or
+  // unplaceable_.
+  void Hold(Placed placed, Held h);
+  Candidates* CandidatesFor(const wire::Job& job);
+  void RefreshSlots(Candidates* c);
+  BlobBatch& OutgoingFor(WorkerInfo* w);
+  void SendOutgoing();
+  void RetryWaiting(size_t* free_credit);
+  void FlushOutboxes();
+  Outbox& OutboxFor(const std::string& route);
+  void SendTo(zmq::socket_t& socket, std::string_view identity, Bytes body);
+  void RefuseFrame(zmq::socket_t& socket, std::string_view identity,
+                   wire::ErrorCode code, const std::string& why,
+                   const char* side);
+  void Timers(int64_t now);
+  // This broker's record for the registry (queue/registry.h).
+  nlohmann::json RegistryRecord() const;
+  void HandBackEverything();
+  void Snapshot();
+
+  BrokerOptions options_;
+  std::unique_ptr<zmq::context_t> own_context_;
+  zmq::context_t* context_;
+  zmq::socket_t frontend_;
+  zmq::socket_t backend_;
+  std::string frontend_ep_, backend_ep_;
+
+  std::unique_ptr<JobQueue> queue_;
+  std::unique_ptr<Balancer> balancer_;
+  WorkerTable workers_;
+  // Nodes from a recycling pool: no malloc per dispatched job.
+  std::pmr::unsynchronized_pool_resource inflight_pool_;
+  std::pmr::unordered_map<JobId, InFlight, JobIdHash> inflight_{
+      &inflight_pool_};
+  std::unordered_map<std::string, Outbox> outboxes_;
+  // Worker deaths per job while it ran (ReleaseWorkerJobs).
+  std::unordered_map<JobId, uint32_t, JobIdHash> deaths_;
+  std::vector<std::string> dirty_;
+
+  Writer writer_;
+  std::vector<NewJob> new_jobs_;
+  // Dispatch state (see Dispatch).
+  uint64_t roster_ = 1;  // bumped when a worker joins, leaves or re-registers
+  uint64_t tried_ = 0;   // roster_ when unplaceable_ was last looked at
+  uint64_t turn_ = 0;    // Dispatch calls (slot snapshots are per turn)
+  std::map<std::string, Candidates, std::less<>> candidates_;  // by selector
+  Candidates unlabeled_;          // jobs with no tags or tolerations
+  std::deque<Held> waiting_;      // a worker may take them; none can now
+  std::deque<Held> unplaceable_;  // no live worker may take them
+  std::vector<Outgoing> outgoing_;
+  size_t outgoing_used_ = 0;
+  uint64_t out_epoch_ = 1;  // bumped by SendOutgoing
+  // Bumped whenever a worker's credit grows; jobs waiting for a busy worker
+  // are tried again only then (RetryWaiting).
+  uint64_t credit_epoch_ = 0, waiting_tried_ = 0;
+  std::vector<JobId> ids_;
+  std::mt19937_64 rng_;
+
+  BrokerCounters c_;
+  mutable std::mutex snapshot_mu_;
+  BrokerCounters snapshot_;
+
+  const JobId instance_ = JobId::Random();  // this process's incarnation
+  std::atomic<bool> stop_{false};
+  bool draining_ = false;
+  int64_t drain_deadline_ms_ = 0;
+  int64_t next_heartbeat_ms_ = 0;
+  std::string advertised_frontend_, advertised_backend_;
+  int64_t started_ms_ = 0;
+  int64_t log_window_ms_ = 0;
+  int logs_in_window_ = 0;
+};
+
+}  // namespace yard
+
+#endif  // YARD_BROKER_BROKER_IMPL_H_
