@@ -45,6 +45,7 @@
 #include "common/clock.h"
 #include "common/job_id.h"
 #include "queue/job_queue.h"
+#include "queue/queue_events.h"
 #include "queue/redis_client.h"
 #include "queue/redis_layout.h"
 #include "schemas/codec.h"
@@ -130,7 +131,7 @@ class Harness {
     return true;
   }
 
-  JobQueue& queue() { return *queue_; }
+  DurableQueue& queue() { return *queue_; }
   void set_want(size_t n) { want_ = n; }
   std::vector<ClaimedJob>& claimed() { return claimed_; }
 
@@ -231,7 +232,7 @@ class Harness {
   benchmark::State& state_;
   std::vector<uint8_t> payload_;
   Writer writer_;
-  std::unique_ptr<JobQueue> queue_;
+  std::unique_ptr<DurableQueue> queue_;
   size_t want_ = 0;
   std::vector<ClaimedJob> claimed_;  // only the ids are used (views expire)
 };

@@ -24,8 +24,9 @@ Status Broker::Impl::Init() {
     options_.redis.max_expiries = options_.retry.max_expiries;
     auto q = NewRedisQueue(options_.redis);
     if (!q.ok()) return q.status();
+    events_ = q->get();
     queue_ = std::move(q).value();
-    queue_->SetResultSink([this](std::string_view route, Bytes result) {
+    events_->SetResultSink([this](std::string_view route, Bytes result) {
       RouteResult(std::string(route), result);
     });
   }
@@ -43,7 +44,7 @@ Status Broker::Impl::Init() {
     }
   }
   started_ms_ = UnixMillis();
-  queue_->Advertise(RegistryRecord());  // discoverable at once
+  if (events_) events_->Advertise(RegistryRecord());  // discoverable at once
   inflight_.reserve(4096);
   return Status::OK();
 }
@@ -64,7 +65,7 @@ void Broker::Impl::Timers(int64_t now) {
   for (const WorkerInfo& w : workers_.workers()) {
     (void)SendRouter(backend_, w.identity, hb);
   }
-  if (queue_->durable()) queue_->Advertise(RegistryRecord());
+  if (events_) events_->Advertise(RegistryRecord());
 }
 
 nlohmann::json Broker::Impl::RegistryRecord() const {
@@ -120,6 +121,12 @@ void Broker::Impl::HandBackEverything() {
   FlushOutboxes();
 }
 
+bool Broker::Impl::QueueDrained() const {
+  if (events_) return events_->Drained();
+  const QueueStats s = queue_->Stats();
+  return s.ready + s.delayed + s.leased == 0;
+}
+
 void Broker::Impl::Snapshot() {
   std::lock_guard<std::mutex> lock(snapshot_mu_);
   snapshot_ = c_;
@@ -150,11 +157,13 @@ Status Broker::Impl::Run() {
       }
       if (!ids_.empty()) queue_->Release(ids_);
       ids_.clear();
-      queue_->BeginDrain();
-      queue_->Advertise(RegistryRecord());  // producers and workers move on
+      if (events_) {
+        events_->BeginDrain();
+        events_->Advertise(RegistryRecord());  // producers and workers move on
+      }
     }
     if (draining_) {
-      if (queue_->Drained() && inflight_.empty()) break;
+      if (QueueDrained() && inflight_.empty()) break;
       if (now >= drain_deadline_ms_) {
         HandBackEverything();
         break;
@@ -162,7 +171,7 @@ Status Broker::Impl::Run() {
     }
     int64_t timeout = std::clamp<int64_t>(next_heartbeat_ms_ - now, 0, 100);
     const int queue_items =
-        queue_->PollItems(items.data() + 2, kMaxQueuePollItems);
+        events_ ? events_->PollItems(items.data() + 2, kMaxQueuePollItems) : 0;
     try {
       zmq::poll(items.data(), static_cast<size_t>(2 + queue_items),
                 std::chrono::milliseconds(timeout));
@@ -172,9 +181,9 @@ Status Broker::Impl::Run() {
     }
     if (items[0].revents & ZMQ_POLLIN) ReadBackend();
     if (items[1].revents & ZMQ_POLLIN) ReadFrontend();
-    queue_->OnPollEvents(items.data() + 2, queue_items);
+    if (events_) events_->OnPollEvents(items.data() + 2, queue_items);
     Dispatch();
-    queue_->Tick(MonoMillis());
+    if (events_) events_->Tick(MonoMillis());
     FlushOutboxes();
     Timers(MonoMillis());
     Snapshot();
@@ -224,7 +233,7 @@ std::string Broker::Impl::StatsJson() const {
   j["waiting"] = {{"no_worker", unplaceable_.size()},
                   {"worker_busy", waiting_.size()}};
   j["draining"] = draining_;
-  queue_->DescribeStats(&j);
+  if (events_) events_->DescribeStats(&j);
   // Names and labels come from the network: invalid UTF-8 is replaced,
   // not thrown.
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);

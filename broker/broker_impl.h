@@ -36,6 +36,7 @@
 #include "common/heartbeat.h"
 #include "common/signals.h"
 #include "queue/job_queue.h"
+#include "queue/queue_events.h"
 #include "queue/registry.h"
 
 namespace yard {
@@ -173,6 +174,8 @@ class Broker::Impl {
   // This broker's record for the registry (queue/registry.h).
   nlohmann::json RegistryRecord() const;
   void HandBackEverything();
+  // Nothing left that the broker must wait for before it exits.
+  bool QueueDrained() const;
   void Snapshot();
 
   BrokerOptions options_;
@@ -183,6 +186,8 @@ class Broker::Impl {
   std::string frontend_ep_, backend_ep_;
 
   std::unique_ptr<JobQueue> queue_;
+  // The durable queue's other side (queue_ itself); null: memory mode.
+  QueueEvents* events_ = nullptr;
   std::unique_ptr<Balancer> balancer_;
   WorkerTable workers_;
   // Nodes from a recycling pool: no malloc per dispatched job.

@@ -19,7 +19,7 @@ void Broker::Impl::Dispatch() {
   for (const WorkerInfo& w : workers_.workers()) {
     if (w.labels_ok) free_credit += w.credit;  // others get nothing
   }
-  queue_->Want(draining_ && queue_->durable() ? 0 : free_credit);
+  if (events_) events_->Want(draining_ ? 0 : free_credit);
   if (free_credit == 0) return;
   ++turn_;
   if ((!waiting_.empty() && credit_epoch_ != waiting_tried_) ||

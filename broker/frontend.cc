@@ -53,7 +53,7 @@ void Broker::Impl::OnSubmit(const std::string& route,
                             const wire::Submit* submit) {
   const auto* jobs = submit->jobs();
   c_.submitted += jobs->size();
-  if (draining_ || !queue_->available()) {
+  if (draining_ || (events_ && !events_->available())) {
     Outbox& out = OutboxFor(route);
     for (const auto* blob : *jobs) {
       out.unavailable.push_back(FromWire(blob->data_nested_root()->id()));
@@ -74,7 +74,7 @@ void Broker::Impl::OnSubmit(const std::string& route,
         why = "invalid selector: " + st.message();
       }
     }
-    if (code == wire::ErrorCode::None && queue_->durable() && job->queue() &&
+    if (code == wire::ErrorCode::None && events_ && job->queue() &&
         job->queue()->size() &&
         job->queue()->string_view() != options_.redis.queue) {
       code = wire::ErrorCode::NotFound;

@@ -14,16 +14,18 @@
 // the accepting broker knows it) that comes back with the claimed job, so the
 // result can be sent to whoever submitted it.
 //
+// JobQueue is the store's verbs only. A queue that lives outside the process
+// (Redis) also has the events a broker's loop polls, results it forwards,
+// and registry records it keeps: QueueEvents (queue/queue_events.h), which
+// the durable queue implements beside JobQueue (DurableQueue).
+//
 // Thread-safety: not thread-safe; one broker event loop owns a queue.
 #ifndef YARD_QUEUE_JOB_QUEUE_H_
 #define YARD_QUEUE_JOB_QUEUE_H_
 
-#include <zmq.h>
-
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <nlohmann/json_fwd.hpp>
 #include <span>
 #include <string>
 #include <string_view>
@@ -81,10 +83,6 @@ class JobQueue {
   using PushCallback =
       std::function<void(Status, std::span<const PushOutcome>)>;
   using ClaimCallback = std::function<void(std::span<const ClaimedJob>)>;
-  // Results that reach this broker through the queue (a job it accepted
-  // finished at another broker, or an idempotent duplicate's answer): the
-  // producer's route and a verified JobResult blob.
-  using ResultSink = std::function<void(std::string_view route, Bytes result)>;
 
   virtual ~JobQueue() = default;
 
@@ -112,42 +110,7 @@ class JobQueue {
   virtual void DrainWaiting(
       const std::function<void(const ClaimedJob&)>& fn) = 0;
   virtual QueueStats Stats() const = 0;
-
-  // ---- Hooks for queues that live outside the process (defaults: none).
-
-  virtual bool durable() const { return false; }
-  // False while the store is unreachable (submits get Unavailable).
-  virtual bool available() const { return true; }
-  virtual void SetResultSink(ResultSink) {}
-  // How many jobs the dispatcher could hand out now (free worker credit),
-  // so a remote queue can claim ahead.
-  virtual void Want(size_t) {}
-  // Poll integration: fills up to `max` items (raw fds) to add to the
-  // owner's zmq_poll, then gets them back with revents. A queue needs at
-  // most kMaxQueuePollItems.
-  virtual int PollItems(zmq_pollitem_t*, int) { return 0; }
-  virtual void OnPollEvents(const zmq_pollitem_t*, int) {}
-  // Once per loop turn: timers, batched writes.
-  virtual void Tick(int64_t /*now_mono_ms*/) {}
-  // Stop taking new work; give back what was claimed but not dispatched.
-  virtual void BeginDrain() {}
-  // Nothing this broker must still wait for before it exits.
-  virtual bool Drained() const {
-    QueueStats s = Stats();
-    return s.ready + s.delayed + s.leased == 0;
-  }
-  // Adds queue-specific fields to the broker's stats.
-  virtual void DescribeStats(nlohmann::json*) const {}
-  // Cluster membership (durable queues; queue/registry.h): the broker's
-  // registry record, refreshed every heartbeat. The queue adds its id and
-  // queue name and keeps it in Redis with a TTL, so a dead broker drops out
-  // and the queue's leader requeues what it held at once.
-  virtual void Advertise(const nlohmann::json& /*record*/) {}
 };
-
-// The most poll items a queue asks for (a sharded Redis queue: four
-// connections per shard, up to 256 shards).
-inline constexpr int kMaxQueuePollItems = 1024;
 
 struct MemoryQueueOptions {
   size_t capacity = 100000;   // jobs held (ready + delayed + leased)
@@ -156,8 +119,8 @@ struct MemoryQueueOptions {
 
 std::unique_ptr<JobQueue> NewMemoryQueue(const MemoryQueueOptions& options);
 
-// The durable queue on Redis (queue/redis_queue.cc; layout in
-// queue/redis_layout.h).
+// The durable queue on Redis (NewRedisQueue in queue/queue_events.h; layout
+// in queue/redis_layout.h).
 struct RedisQueueOptions {
   // redis://HOST:PORT[/DB], or sentinel://HOST:PORT[,HOST:PORT...]/MASTER[/DB]
   // (the primary is resolved through Sentinel on every (re)connect;
@@ -203,12 +166,6 @@ struct RedisQueueOptions {
   // the job twice).
   int64_t dedupe_ids_ttl_s = 0;
 };
-
-// Connects (blocking, bounded by connect_timeout_ms) and sets the queue up.
-// Unavailable when Redis cannot be reached; InvalidArgument for a bad URL,
-// queue name or option; FailedPrecondition when require_fsync is not met.
-Result<std::unique_ptr<JobQueue>> NewRedisQueue(
-    const RedisQueueOptions& options);
 
 }  // namespace yard
 

@@ -124,8 +124,6 @@ QueueStats RedisQueue::Stats() const {
   return s;
 }
 
-bool RedisQueue::durable() const { return true; }
-
 bool RedisQueue::available() const { return up_; }
 
 void RedisQueue::SetResultSink(ResultSink sink) { sink_ = std::move(sink); }
@@ -214,7 +212,7 @@ Result<int> SettleShards(const RedisTarget& target,
 
 }  // namespace
 
-Result<std::unique_ptr<JobQueue>> NewRedisQueue(
+Result<std::unique_ptr<DurableQueue>> NewRedisQueue(
     const RedisQueueOptions& options) {
   auto target = ParseRedisTarget(options.url);
   if (!target.ok()) return target.status();
@@ -263,7 +261,7 @@ Result<std::unique_ptr<JobQueue>> NewRedisQueue(
   // The capacity bounds the whole queue: each shard holds its share.
   o.capacity = std::max<size_t>(
       1, (options.capacity + *shards - 1) / static_cast<size_t>(*shards));
-  std::vector<std::unique_ptr<JobQueue>> queues;
+  std::vector<std::unique_ptr<DurableQueue>> queues;
   for (int k = 0; k < *shards; ++k) {
     auto q = std::make_unique<redis_queue_internal::RedisQueue>(o, *target, k,
                                                                 *shards);

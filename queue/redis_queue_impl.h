@@ -59,6 +59,7 @@
 #include "common/job_id.h"
 #include "common/status.h"
 #include "queue/job_queue.h"
+#include "queue/queue_events.h"
 #include "queue/redis_client.h"
 #include "queue/redis_layout.h"
 #include "queue/redis_target.h"
@@ -191,7 +192,7 @@ inline Bytes AsBytes(std::string_view s) {
 // Threads: used from the broker's loop thread only (JobQueue calls, Tick,
 // and the Redis replies that OnPollEvents hands to the callbacks), so
 // nothing in it is locked.
-class RedisQueue final : public JobQueue {
+class RedisQueue final : public DurableQueue {
  public:
   // Shard `shard` of `shards` of the queue (shards == 1: the whole queue).
   // The consumer name must be the same for every shard of one broker.
@@ -215,7 +216,6 @@ class RedisQueue final : public JobQueue {
   bool HasReady(int64_t now_ms) override;
   void DrainWaiting(const std::function<void(const ClaimedJob&)>& fn) override;
   QueueStats Stats() const override;
-  bool durable() const override;
   bool available() const override;
   void SetResultSink(ResultSink sink) override;
   void Want(size_t n) override;

@@ -46,9 +46,9 @@ void AddUp(nlohmann::json* into, const nlohmann::json& from) {
   }
 }
 
-class ShardedQueue final : public JobQueue {
+class ShardedQueue final : public DurableQueue {
  public:
-  ShardedQueue(std::vector<std::unique_ptr<JobQueue>> shards,
+  ShardedQueue(std::vector<std::unique_ptr<DurableQueue>> shards,
                const ShardedQueueOptions& options)
       : shards_(std::move(shards)),
         options_(options),
@@ -156,7 +156,7 @@ class ShardedQueue final : public JobQueue {
   }
 
   void Complete(const JobId& id, Bytes result) override {
-    if (JobQueue* q = TakeOwner(id)) {
+    if (DurableQueue* q = TakeOwner(id)) {
       q->Complete(id, result);
     } else {
       ++stale_;  // not handed out here (or already finished)
@@ -164,7 +164,7 @@ class ShardedQueue final : public JobQueue {
   }
 
   void Fail(const JobId& id, int64_t retry_at_ms, Bytes result) override {
-    if (JobQueue* q = TakeOwner(id)) {
+    if (DurableQueue* q = TakeOwner(id)) {
       q->Fail(id, retry_at_ms, result);
     } else {
       ++stale_;
@@ -222,8 +222,6 @@ class ShardedQueue final : public JobQueue {
     }
     return s;
   }
-
-  bool durable() const override { return shards_[0]->durable(); }
 
   bool available() const override {
     for (const auto& q : shards_) {
@@ -352,15 +350,15 @@ class ShardedQueue final : public JobQueue {
     return plain_shard;
   }
 
-  JobQueue* TakeOwner(const JobId& id) {
+  DurableQueue* TakeOwner(const JobId& id) {
     auto it = owner_.find(id);
     if (it == owner_.end()) return nullptr;
-    JobQueue* q = shards_[it->second].get();
+    DurableQueue* q = shards_[it->second].get();
     owner_.erase(it);
     return q;
   }
 
-  std::vector<std::unique_ptr<JobQueue>> shards_;
+  std::vector<std::unique_ptr<DurableQueue>> shards_;
   const ShardedQueueOptions options_;
   std::vector<int> polled_;  // poll items per shard, last PollItems
   // Until when (MonoMillis) each shard gets no plain batches.
@@ -377,8 +375,8 @@ class ShardedQueue final : public JobQueue {
 
 }  // namespace
 
-std::unique_ptr<JobQueue> NewShardedQueue(
-    std::vector<std::unique_ptr<JobQueue>> shards,
+std::unique_ptr<DurableQueue> NewShardedQueue(
+    std::vector<std::unique_ptr<DurableQueue>> shards,
     const ShardedQueueOptions& options) {
   return std::make_unique<ShardedQueue>(std::move(shards), options);
 }

@@ -1,4 +1,4 @@
-// ShardedQueue: one JobQueue made of several (the shards of a durable queue
+// ShardedQueue: one DurableQueue made of several (the shards of a durable queue
 // on a Redis Cluster, queue/redis_layout.h), so one broker serves a queue
 // whose keys are spread over several primaries.
 //
@@ -34,6 +34,7 @@
 #include <vector>
 
 #include "queue/job_queue.h"
+#include "queue/queue_events.h"
 
 namespace yard {
 
@@ -48,8 +49,8 @@ struct ShardedQueueOptions {
 };
 
 // REQUIRES: at least two shards, none null.
-std::unique_ptr<JobQueue> NewShardedQueue(
-    std::vector<std::unique_ptr<JobQueue>> shards,
+std::unique_ptr<DurableQueue> NewShardedQueue(
+    std::vector<std::unique_ptr<DurableQueue>> shards,
     const ShardedQueueOptions& options);
 
 }  // namespace yard

@@ -18,7 +18,7 @@ namespace {
 
 // A shard whose store can be made unavailable (it then refuses pushes, as a
 // Redis shard whose primary is unreachable does).
-class Switchable final : public JobQueue {
+class Switchable final : public DurableQueue {
  public:
   Switchable() : q_(NewMemoryQueue(MemoryQueueOptions{})) {}
   bool up = true;
@@ -51,6 +51,19 @@ class Switchable final : public JobQueue {
   }
   QueueStats Stats() const override { return q_->Stats(); }
   bool available() const override { return up; }
+  // An in-process store: nothing to poll, tick, forward or advertise.
+  void SetResultSink(ResultSink) override {}
+  void Want(size_t) override {}
+  int PollItems(zmq_pollitem_t*, int) override { return 0; }
+  void OnPollEvents(const zmq_pollitem_t*, int) override {}
+  void Tick(int64_t) override {}
+  void BeginDrain() override {}
+  bool Drained() const override {
+    const QueueStats s = Stats();
+    return s.ready + s.delayed + s.leased == 0;
+  }
+  void DescribeStats(nlohmann::json*) const override {}
+  void Advertise(const nlohmann::json&) override {}
 
  private:
   std::unique_ptr<JobQueue> q_;
@@ -59,7 +72,7 @@ class Switchable final : public JobQueue {
 class ShardedQueueTest : public ::testing::Test {
  protected:
   void Make(size_t shards, ShardedQueueOptions options = {}) {
-    std::vector<std::unique_ptr<JobQueue>> qs;
+    std::vector<std::unique_ptr<DurableQueue>> qs;
     for (size_t k = 0; k < shards; ++k) {
       auto s = std::make_unique<Switchable>();
       shards_.push_back(s.get());
@@ -122,7 +135,7 @@ class ShardedQueueTest : public ::testing::Test {
 
   Writer writer_;
   std::vector<Switchable*> shards_;
-  std::unique_ptr<JobQueue> q_;
+  std::unique_ptr<DurableQueue> q_;
 };
 
 TEST(ShardOfKeyTest, StableAndSpread) {

@@ -38,6 +38,7 @@
 
 #include "common/clock.h"
 #include "queue/job_queue.h"
+#include "queue/queue_events.h"
 #include "queue/redis_client.h"
 #include "queue/redis_layout.h"
 #include "queue/redis_target.h"
@@ -676,7 +677,7 @@ TEST_F(RedisClusterTest, ShardedQueuesLoseNothingAcrossASlotMigration) {
   constexpr size_t kJobs = 3000, kBatch = 10;  // per queue, per turn
   Writer writer;
   struct Broker {
-    std::unique_ptr<JobQueue> q;
+    std::unique_ptr<DurableQueue> q;
     std::vector<JobId> ids;  // this queue's jobs, pushed kBatch at a time
     std::vector<std::string> idem, lock;  // their keys ("" none)
     size_t next = 0;                      // first id of the batch to push
@@ -894,7 +895,7 @@ TEST_F(RedisClusterFailoverTest, AShardFollowsItsSlotToThePromotedReplica) {
   o.wait_timeout_ms = 500;
   auto created = NewRedisQueue(o);
   ASSERT_TRUE(created.ok()) << created.status().ToString();
-  std::unique_ptr<JobQueue> q = std::move(created).value();
+  std::unique_ptr<DurableQueue> q = std::move(created).value();
 
   const uint16_t slot = KeySlot(QueueKeys(o.queue, 0, kShards).prefix);
   auto owner = cluster.Owner(slot);

@@ -1,5 +1,5 @@
-// The durable JobQueue (queue/redis_queue.cc) against a real redis-server:
-// every operation and Functions step, through the JobQueue interface the
+// The durable DurableQueue (queue/redis_queue.cc) against a real redis-server:
+// every operation and Functions step, through the DurableQueue interface the
 // broker uses, with two queue instances standing for two brokers.
 #include <gtest/gtest.h>
 
@@ -17,6 +17,7 @@
 
 #include "common/clock.h"
 #include "queue/job_queue.h"
+#include "queue/queue_events.h"
 #include "queue/redis_layout.h"
 #include "queue/registry.h"
 #include "testing/redis_server.h"
@@ -59,12 +60,12 @@ class RedisQueueTest : public ::testing::Test {
     return o;
   }
 
-  JobQueue* Make(const std::string& name) { return Make(Options(name)); }
-  JobQueue* Make(const RedisQueueOptions& o) {
+  DurableQueue* Make(const std::string& name) { return Make(Options(name)); }
+  DurableQueue* Make(const RedisQueueOptions& o) {
     auto q = NewRedisQueue(o);
     EXPECT_TRUE(q.ok()) << q.status().ToString();
     if (!q.ok()) return nullptr;
-    JobQueue* raw = q->get();
+    DurableQueue* raw = q->get();
     want_[raw] = 64;
     Seen* seen = &seen_[raw];
     raw->SetResultSink([seen](std::string_view route, Bytes result) {
@@ -94,7 +95,7 @@ class RedisQueueTest : public ::testing::Test {
       zmq_poll(items.data(), total, 20);
       int at = 0;
       for (size_t i = 0; i < queues_.size(); ++i) {
-        JobQueue* q = queues_[i].get();
+        DurableQueue* q = queues_[i].get();
         q->OnPollEvents(items.data() + at, counts[i]);
         at += counts[i];
         const size_t want = want_[q];
@@ -134,7 +135,7 @@ class RedisQueueTest : public ::testing::Test {
   }
 
   // Pushes jobs (blobs kept alive by `keep`) and waits for the outcomes.
-  std::vector<PushOutcome> Push(JobQueue* q, std::vector<std::string> blobs,
+  std::vector<PushOutcome> Push(DurableQueue* q, std::vector<std::string> blobs,
                                 const std::string& route = "producer-1",
                                 Status* status = nullptr, bool resend = false) {
     auto keep = std::make_shared<std::vector<std::string>>(std::move(blobs));
@@ -177,16 +178,16 @@ class RedisQueueTest : public ::testing::Test {
 
   std::unique_ptr<RedisServer> server_;
   std::unique_ptr<RedisClient> admin_;
-  std::vector<std::unique_ptr<JobQueue>> queues_;
-  std::map<JobQueue*, Seen> seen_;
-  std::map<JobQueue*, size_t> want_;
+  std::vector<std::unique_ptr<DurableQueue>> queues_;
+  std::map<DurableQueue*, Seen> seen_;
+  std::map<DurableQueue*, size_t> want_;
   bool claim_ = true;
   Writer writer_;
   const QueueKeys keys_{"default"};
 };
 
 TEST_F(RedisQueueTest, PushClaimCompleteStoresTheResult) {
-  JobQueue* q = Make("b1");
+  DurableQueue* q = Make("b1");
   JobId a = JobId::Random(), b = JobId::Random();
   auto out = Push(q, {JobBlob(a), JobBlob(b)});
   ASSERT_EQ(out, (std::vector<PushOutcome>{PushOutcome::kAccepted,
@@ -219,7 +220,7 @@ TEST_F(RedisQueueTest, PushClaimCompleteStoresTheResult) {
 }
 
 TEST_F(RedisQueueTest, HigherPriorityIsClaimedFirst) {
-  JobQueue* q = Make("b1");
+  DurableQueue* q = Make("b1");
   std::vector<std::string> blobs;
   std::vector<JobId> ids;
   for (uint8_t p : {0, 1, 2, 0, 2}) {
@@ -247,7 +248,7 @@ TEST_F(RedisQueueTest, HigherPriorityIsClaimedFirst) {
 // Draining gives back only records none of whose jobs started here: a
 // half-finished batch stays, so its finished half does not run again.
 TEST_F(RedisQueueTest, DrainKeepsAHalfFinishedRecord) {
-  JobQueue* q = Make("b1");
+  DurableQueue* q = Make("b1");
   claim_ = false;
   JobId a = JobId::Random(), b = JobId::Random();
   Push(q, {JobBlob(a), JobBlob(b)});  // one record of two jobs
@@ -269,7 +270,7 @@ TEST_F(RedisQueueTest, DrainKeepsAHalfFinishedRecord) {
 }
 
 TEST_F(RedisQueueTest, FailRetriesWithBackoffThenDeadLetters) {
-  JobQueue* q = Make("b1");
+  DurableQueue* q = Make("b1");
   JobSpec spec;
   spec.max_attempts = 2;
   JobId id = JobId::Random();
@@ -309,7 +310,7 @@ TEST_F(RedisQueueTest, FailRetriesWithBackoffThenDeadLetters) {
 }
 
 TEST_F(RedisQueueTest, DelayedJobWaitsForItsTime) {
-  JobQueue* q = Make("b1");
+  DurableQueue* q = Make("b1");
   JobSpec spec;
   const int64_t due = UnixMillis() + 700;
   spec.not_before_ms = due;
@@ -322,7 +323,7 @@ TEST_F(RedisQueueTest, DelayedJobWaitsForItsTime) {
 }
 
 TEST_F(RedisQueueTest, IdempotencyKeyReturnsTheFirstJobsResult) {
-  JobQueue* q = Make("b1");
+  DurableQueue* q = Make("b1");
   JobSpec spec;
   spec.idempotency_key = "order-42";
   JobId first = JobId::Random(), second = JobId::Random();
@@ -352,9 +353,9 @@ TEST_F(RedisQueueTest, IdempotencyKeyReturnsTheFirstJobsResult) {
 TEST_F(RedisQueueTest, ResendOfAQueuedIdIsNotQueuedAgain) {
   RedisQueueOptions o = Options("a");
   o.dedupe_ids_ttl_s = 60;
-  JobQueue* a = Make(o);
+  DurableQueue* a = Make(o);
   o.consumer = "b";
-  JobQueue* b = Make(o);
+  DurableQueue* b = Make(o);
   want_[b] = 0;  // only a runs jobs
   JobId id = JobId::Random();
   EXPECT_EQ(Push(a, {JobBlob(id)}),
@@ -382,7 +383,7 @@ TEST_F(RedisQueueTest, ResendOfAQueuedIdIsNotQueuedAgain) {
             "done-once");
   // Without the option a resend is queued again (at-least-once).
   RedisQueueOptions plain = Options("c");
-  JobQueue* c = Make(plain);
+  DurableQueue* c = Make(plain);
   want_[c] = 0;
   JobId twice = JobId::Random();
   Push(c, {JobBlob(twice)});
@@ -391,7 +392,7 @@ TEST_F(RedisQueueTest, ResendOfAQueuedIdIsNotQueuedAgain) {
 }
 
 TEST_F(RedisQueueTest, LockKeyRunsOneJobAtATime) {
-  JobQueue* q = Make("b1");
+  DurableQueue* q = Make("b1");
   JobSpec spec;
   spec.lock_key = "account-7";
   JobId a = JobId::Random(), b = JobId::Random();
@@ -412,7 +413,7 @@ TEST_F(RedisQueueTest, LockKeyRunsOneJobAtATime) {
 }
 
 TEST_F(RedisQueueTest, DeadBrokersLeasesAreReclaimedByAnother) {
-  JobQueue* dying = Make("dying");
+  DurableQueue* dying = Make("dying");
   JobId id = JobId::Random();
   Push(dying, {JobBlob(id)});
   Seen& s1 = seen_[dying];
@@ -420,7 +421,7 @@ TEST_F(RedisQueueTest, DeadBrokersLeasesAreReclaimedByAnother) {
   // "kill -9": the instance vanishes without releasing anything.
   queues_.clear();
   seen_.clear();
-  JobQueue* survivor = Make("survivor");
+  DurableQueue* survivor = Make("survivor");
   Seen& s2 = seen_[survivor];
   // The survivor becomes leader within a lease and reclaims the job.
   ASSERT_TRUE(Pump([&] { return s2.claimed.size() == 1; }));
@@ -445,7 +446,7 @@ TEST_F(RedisQueueTest, UnregisteredBrokersRecordsAreRequeuedBeforeTheLease) {
   RedisQueueOptions o = Options("dying");
   o.lease_ms = 60000;  // the reaper alone would take a minute
   o.registry_ttl_ms = 300;
-  JobQueue* dying = Make(o);
+  DurableQueue* dying = Make(o);
   JobId id = JobId::Random();
   Push(dying, {JobBlob(id)});
   Seen& s1 = seen_[dying];
@@ -457,7 +458,7 @@ TEST_F(RedisQueueTest, UnregisteredBrokersRecordsAreRequeuedBeforeTheLease) {
   ASSERT_EQ(Integer({"DEL", RegistryKey("dying")}), 0);  // the destructor's
   ASSERT_EQ(Integer({"XLEN", keys_.stream[1]}), 1);
   o.consumer = "survivor";
-  JobQueue* survivor = Make(o);
+  DurableQueue* survivor = Make(o);
   Seen& s2 = seen_[survivor];
   const int64_t start = MonoMillis();
   ASSERT_TRUE(Pump([&] { return s2.claimed.size() == 1; }, 20000));
@@ -478,13 +479,13 @@ TEST_F(RedisQueueTest, RegisteredBrokersRecordsAreLeftAlone) {
   RedisQueueOptions o = Options("holder");
   o.lease_ms = 60000;
   o.registry_ttl_ms = 300;
-  JobQueue* holder = Make(o);
+  DurableQueue* holder = Make(o);
   JobId id = JobId::Random();
   Push(holder, {JobBlob(id)});
   Seen& s1 = seen_[holder];
   ASSERT_TRUE(Pump([&] { return s1.claimed.size() == 1; }));
   o.consumer = "other";
-  JobQueue* other = Make(o);
+  DurableQueue* other = Make(o);
   Seen& s2 = seen_[other];
   // The holder keeps its record fresh while it runs; nothing moves, even
   // though the holder is idle in the group for many TTLs.
@@ -496,8 +497,8 @@ TEST_F(RedisQueueTest, RegisteredBrokersRecordsAreLeftAlone) {
 }
 
 TEST_F(RedisQueueTest, ResultReachesTheAcceptingBroker) {
-  JobQueue* accepting = Make("acc");
-  JobQueue* completing = Make("cmp");
+  DurableQueue* accepting = Make("acc");
+  DurableQueue* completing = Make("cmp");
   JobId id = JobId::Random();
   want_[accepting] = 0;  // only the completing broker has workers
   Push(accepting, {JobBlob(id)}, "the-producer");
@@ -514,7 +515,7 @@ TEST_F(RedisQueueTest, ResultReachesTheAcceptingBroker) {
 }
 
 TEST_F(RedisQueueTest, UndecodableRecordIsDeadLetteredAndTheQueueGoesOn) {
-  JobQueue* q = Make("b1");
+  DurableQueue* q = Make("b1");
   // A record written by something else: garbage in p.
   ASSERT_TRUE(RedisCall(*admin_, {"XADD", keys_.stream[1], "*", "j",
                                   JobId::Random().ToString(), "a", "0", "x",
@@ -536,11 +537,11 @@ TEST_F(RedisQueueTest, UndecodableRecordIsDeadLetteredAndTheQueueGoesOn) {
 }
 
 TEST_F(RedisQueueTest, LeaderLockHasOneHolderAndFailsOver) {
-  JobQueue* a = Make("a");
-  JobQueue* b = Make("b");
+  DurableQueue* a = Make("a");
+  DurableQueue* b = Make("b");
   auto leaders = [&] {
     int n = 0;
-    for (JobQueue* q : {a, b}) {
+    for (DurableQueue* q : {a, b}) {
       nlohmann::json j;
       q->DescribeStats(&j);
       n += j["durable"]["leader"].get<bool>() ? 1 : 0;
@@ -559,7 +560,7 @@ TEST_F(RedisQueueTest, LeaderLockHasOneHolderAndFailsOver) {
   const int64_t fence = ja["durable"]["fence"].get<int64_t>();
   // The leader "crashes": its connections die before it can resign (the
   // destructor's resign then fails), so the lock must expire.
-  JobQueue* other = a_leads ? b : a;
+  DurableQueue* other = a_leads ? b : a;
   ASSERT_TRUE(
       RedisCall(*admin_, {"CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"})
           .ok());
@@ -584,7 +585,7 @@ TEST_F(RedisQueueTest, LeaderLockHasOneHolderAndFailsOver) {
 }
 
 TEST_F(RedisQueueTest, RedisRestartKeepsAcceptedJobsAndServiceResumes) {
-  JobQueue* q = Make("b1");
+  DurableQueue* q = Make("b1");
   std::vector<std::string> blobs;
   for (int i = 0; i < 50; ++i) blobs.push_back(JobBlob(JobId::Random()));
   ASSERT_EQ(Push(q, blobs).size(), 50u);
@@ -611,7 +612,7 @@ TEST_F(RedisQueueTest, RedisRestartKeepsAcceptedJobsAndServiceResumes) {
 TEST_F(RedisQueueTest, ClaimWhoseReplyWasLostIsReadBackAfterReconnect) {
   RedisQueueOptions o = Options("b1");
   o.lease_ms = 60000;  // the leader would reap these only after a minute
-  JobQueue* q = Make(o);
+  DurableQueue* q = Make(o);
   want_[q] = 0;  // claims nothing by itself yet
   std::vector<std::string> blobs;
   for (int i = 0; i < 10; ++i) blobs.push_back(JobBlob(JobId::Random()));
@@ -643,7 +644,7 @@ TEST_F(RedisQueueTest, ClaimWhoseReplyWasLostIsReadBackAfterReconnect) {
 TEST_F(RedisQueueTest, ReadBackDoesNotRerunAJobFinishedMeanwhile) {
   RedisQueueOptions o = Options("b1");
   o.lease_ms = 60000;
-  JobQueue* q = Make(o);
+  DurableQueue* q = Make(o);
   ASSERT_EQ(Push(q, {JobBlob(JobId::Random())}).size(), 1u);
   Seen& s = seen_[q];
   ASSERT_TRUE(Pump([&] { return s.claimed.size() == 1; }));

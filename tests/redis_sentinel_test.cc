@@ -35,6 +35,7 @@
 
 #include "common/clock.h"
 #include "queue/job_queue.h"
+#include "queue/queue_events.h"
 #include "queue/redis_layout.h"
 #include "queue/redis_target.h"
 #include "testing/redis_server.h"
@@ -353,7 +354,7 @@ class SentinelTest : public ::testing::Test {
 };
 
 // Turns q's loop until `until()` or the bound.
-bool Pump(JobQueue& q, const std::function<bool()>& until, Millis bound) {
+bool Pump(DurableQueue& q, const std::function<bool()>& until, Millis bound) {
   const int64_t deadline = MonoMillis() + bound.count();
   while (!until()) {
     if (MonoMillis() >= deadline) return false;
@@ -369,7 +370,7 @@ bool Pump(JobQueue& q, const std::function<bool()>& until, Millis bound) {
 // One submit batch of one echo job, answered later through `status`.
 class OneSubmit {
  public:
-  explicit OneSubmit(JobQueue& q) {
+  explicit OneSubmit(DurableQueue& q) {
     JobSpec spec;
     spec.id = JobId::Random();
     spec.task = "echo";
@@ -413,7 +414,7 @@ TEST_F(SentinelTest, WaitRefusesSubmitsWithoutAReplica) {
   }
   auto made = NewRedisQueue(o);
   ASSERT_TRUE(made.ok()) << made.status().ToString();
-  JobQueue& q = **made;
+  DurableQueue& q = **made;
   auto answered = [](const OneSubmit& s) {
     return [&s] { return s.status().has_value(); };
   };
