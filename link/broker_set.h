@@ -24,7 +24,7 @@
 namespace yard {
 
 // The newest broker set, handed from any thread (SetBrokers) to the owner's
-// I/O thread, which takes it once.
+// I/O thread, which takes it once. mu_ guards fresh_ and set_.
 class BrokerSetMailbox {
  public:
   void Put(std::vector<std::string> set) {
