@@ -1,0 +1,283 @@
+// Private to the worker: included only by worker/worker*.cc. Callers use
+// worker/worker.h (which says what the worker does; this says how).
+//
+// Three kinds of thread share a Worker::Impl:
+//   caller threads  Register (before Run), Stop, SetBrokers, counters;
+//   the I/O thread  the one that calls Run: every socket, the credit, the
+//                   broker set, collecting and sending results;
+//   runner threads  concurrency_ long-lived tasks in a TBB arena that run
+//                   handlers (Execute).
+// Jobs go to runners through run_queue_ and come back through done_queue_;
+// Dispatch frames stay alive in a Batch until their last job is answered.
+//
+// The definitions are split by concern:
+//   worker.cc          the public API, construction, Run (setup, the loop,
+//                      the drain) and Shutdown
+//   worker_runners.cc  the runner side: parking, Execute, handing results
+//                      back and waking the I/O thread
+//   worker_brokers.cc  sockets, Ready, sends, inbound messages (Dispatch),
+//                      the broker set, heartbeats and reconnects
+//   worker_credit.cc   how the slots are split among brokers: Rebalance,
+//                      Regrant, Withdraw
+//   worker_results.cc  collecting results from runners, batching them into
+//                      Results messages, Answered
+#ifndef YARD_WORKER_WORKER_IMPL_H_
+#define YARD_WORKER_WORKER_IMPL_H_
+
+#include <tbb/concurrent_queue.h>
+#include <tbb/global_control.h>
+#include <tbb/task_arena.h>
+
+#include <atomic>
+#include <climits>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <semaphore>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+#include <zmq.hpp>
+
+#include "common/status.h"
+#include "link/broker_link.h"
+#include "link/broker_set.h"
+#include "schemas/codec.h"
+#include "worker/worker.h"
+
+namespace yard::worker_internal {
+
+struct StringHash {
+  using is_transparent = void;
+  size_t operator()(std::string_view s) const {
+    return std::hash<std::string_view>{}(s);
+  }
+};
+
+// At most one log line per second per kind of trouble, so a misbehaving peer
+// cannot flood the log; the next line says how many were skipped.
+class LogLimiter {
+ public:
+  bool Allow(int64_t now_ms, uint64_t* suppressed) {
+    if (now_ms < next_ms_) {
+      ++suppressed_;
+      return false;
+    }
+    next_ms_ = now_ms + 1000;
+    *suppressed = suppressed_;
+    suppressed_ = 0;
+    return true;
+  }
+
+ private:
+  int64_t next_ms_ = 0;
+  uint64_t suppressed_ = 0;
+};
+
+}  // namespace yard::worker_internal
+
+namespace yard {
+
+class Worker::Impl {
+ public:
+  explicit Impl(WorkerOptions options);
+  ~Impl();
+
+  // Caller threads.
+  void Register(std::string task, Handler handler);
+  Status Run();  // the calling thread becomes the I/O thread
+  void Stop();
+  WorkerCounters counters() const;
+  void SetBrokers(std::vector<std::string> endpoints);
+
+ private:
+  using LogLimiter = worker_internal::LogLimiter;
+
+  // Linger when closing sockets at the end of Run, so Disconnect goes out.
+  static constexpr int kCloseLingerMs = 1000;
+  // Room for the Results envelope and per-blob headers and padding, when
+  // keeping a message under limits.max_frame_bytes.
+  static constexpr size_t kEnvelopeSlackBytes = 256;
+  static constexpr size_t kPerBlobSlackBytes = 32;
+  // While jobs are still queued, results wait at most this long for more
+  // results to share their Results message (Nagle-style coalescing: fewer,
+  // larger messages both ways, since the broker's next Dispatch follows the
+  // credit a Results message returns).
+  static constexpr int64_t kMaxResultDelayUs = 1000;
+  // A broker that used up its credit this recently counts as having work
+  // (Rebalance), and a worker withdraws a broker's credit at most this often.
+  static constexpr int64_t kHungryWindowMs = 200;
+
+  // What the I/O thread wants from runners while it sleeps in poll.
+  enum IoState : int {
+    kIoAwake = 0,        // it will look at the done queue anyway
+    kIoWakeOnAny = 1,    // wake it for any result
+    kIoWakeOnBatch = 2,  // results are being held: wake it for a batch's
+                         // worth, or when no job is left to start
+  };
+
+  struct Batch;
+
+  // One dispatched job, from receipt until its result is sent. Lives inside
+  // the Batch of the Dispatch message it came in.
+  struct Job {
+    Batch* batch = nullptr;
+    const wire::JobBlob* blob = nullptr;  // points into batch->frame
+    uint32_t broker = 0;
+    uint64_t generation = 0;  // the broker's registration it came under
+    std::string result;       // encoded JobResult blob, set by the runner
+  };
+
+  // One inbound Dispatch message: the frame stays alive (and its payloads
+  // are handed to handlers without a copy) until every job is answered.
+  struct Batch {
+    zmq::message_t frame;
+    std::vector<Job> jobs;
+    size_t unanswered = 0;  // I/O thread only
+  };
+
+  // The link (socket, liveness, heartbeats; `retired`: left the broker set,
+  // gets no new credit and no reconnect, its socket stays while it answers
+  // and holds jobs of ours), and the credit this worker keeps per broker.
+  // I/O thread only.
+  struct Broker : BrokerLink {
+    Broker(std::string endpoint, int64_t heartbeat_us, uint32_t i)
+        : BrokerLink(std::move(endpoint), heartbeat_us), index(i) {}
+    uint32_t index = 0;
+    uint64_t generation = 0;  // bumped by every Ready
+    int64_t share = 0;        // slots this broker may hold (credit + held)
+    // Demand (Rebalance): when a Dispatch last used up its credit.
+    int64_t last_starved_ms = INT64_MIN / 2;
+    int64_t last_withdraw_ms = INT64_MIN / 2;
+    // Credit withdrawn that the broker may have used before the withdraw
+    // reached it: jobs beyond the credit up to this are not violations.
+    int64_t withdraw_grace = 0;
+    int64_t credit = 0;  // granted to this registration, not yet used
+    int64_t held = 0;    // its jobs accepted here, not yet answered
+    int64_t last_ready_ms = 0;
+    std::vector<Job*> pending;  // finished; results not sent yet
+    int64_t oldest_pending_us = 0;
+  };
+
+  // ---- Runner side (TBB arena threads; worker_runners.cc) ----
+  void StartRunners();
+  void WakeRunners(size_t jobs);
+  void StopRunners();
+  void RunnerLoop();
+  void Execute(Job& job, Writer& writer);
+  void PushDone(Job* job);
+  void WakeIo();  // any thread
+
+  // ---- I/O thread: setup, the loop, the drain (worker.cc) ----
+  Status ValidateOptions() const;
+  void BeginDrain();
+  void Shutdown();
+  int64_t PollTimeoutMs() const;
+  int64_t now_us() const { return now_ms_ * 1000; }
+
+  // ---- I/O thread: sockets and messages (worker_brokers.cc) ----
+  Status OpenSocket(Broker& b);
+  void SendReady(Broker& b);
+  bool Send(Broker& b, Bytes message, const char* what);
+  // Logs a failed send (at most once a second); true when it went out.
+  bool Sent(Broker& b, const Status& st, const char* what);
+  void RebuildPollItems();
+  void ReadBroker(Broker& b);
+  void HandleFrame(Broker& b, zmq::message_t frame);
+  void OnDispatch(Broker& b, zmq::message_t frame);
+  void ApplyBrokerSet();
+  void Drop(Broker& b);
+  void Housekeeping();
+  void Reconnect(Broker& b);
+  void Beat(Broker& b);
+
+  // ---- I/O thread: credit (worker_credit.cc) ----
+  // Splits the slots among the brokers in the set by demand (see the
+  // definition).
+  void Rebalance();
+  bool Hungry(const Broker& b) const {
+    return now_ms_ - b.last_starved_ms < kHungryWindowMs;
+  }
+  void Regrant();
+  // Takes back n of b's unused credit (Credit.withdraw); returns n, or 0
+  // when the message could not be sent.
+  int64_t Withdraw(Broker& b, int64_t n);
+
+  // ---- I/O thread: results (worker_results.cc) ----
+  void CollectResults();
+  bool ShouldFlush(const Broker& b, int64_t now_us) const;
+  void FlushResults(Broker& b);
+  void Answered(Broker& b, Job* job);
+
+  // ---- Fixed before Run starts the runners; read by every thread ----
+  WorkerOptions options_;
+  int concurrency_ = 1;
+  int64_t slots_ = 1;  // concurrency + prefetch
+  size_t max_result_batch_ = 1;
+  std::unordered_map<std::string, Handler, worker_internal::StringHash,
+                     std::equal_to<>>
+      handlers_;  // Register (before Run); runners look tasks up
+
+  // ---- Caller threads -> I/O thread ----
+  std::atomic<bool> stop_{false};
+  std::atomic<bool> ran_{false};
+  BrokerSetMailbox new_set_;
+
+  // ---- I/O thread <-> runner threads ----
+  std::atomic<bool> abandon_{false};  // runners drop queued jobs
+  // Results: a runner pushes to done_queue_, bumps uncollected_, then reads
+  // io_state_; the I/O thread stores io_state_, then reads uncollected_
+  // (all seq_cst), so either it sees the result or the runner wakes it.
+  std::atomic<int> io_state_{kIoAwake};
+  std::atomic<int64_t> uncollected_{0};  // results in done_queue_
+  int64_t wake_batch_ = 1;               // results that make a batch (fixed)
+  // Jobs: parking is explained in worker_runners.cc; a runner counts itself
+  // in parked_ before its last look at queued_, the I/O thread bumps queued_
+  // before it reads parked_ (seq_cst), so no pushed job is stranded.
+  std::atomic<bool> runners_stop_{false};
+  std::atomic<int> parked_{0};      // runners waiting for jobs
+  std::atomic<int64_t> queued_{0};  // jobs in run_queue_
+  std::atomic<int> live_tasks_{0};  // arena tasks not yet returned
+  std::counting_semaphore<> unpark_{0};
+  int wake_fd_ = -1;  // eventfd: any thread writes (WakeIo), I/O polls
+  tbb::concurrent_queue<Job*> run_queue_;
+  tbb::concurrent_queue<Job*> done_queue_;
+  std::unique_ptr<tbb::global_control> tbb_limit_;  // set up by Run
+  tbb::task_arena arena_;                           // initialized by Run
+
+  // Counters: bumped by runners and the I/O thread, read by counters(); all
+  // relaxed.
+  std::atomic<uint64_t> jobs_received_{0};
+  std::atomic<uint64_t> jobs_ok_{0};
+  std::atomic<uint64_t> jobs_failed_{0};
+  std::atomic<uint64_t> bad_frames_{0};
+  std::atomic<uint64_t> reconnects_{0};
+  std::atomic<uint64_t> unexpected_{0};
+  std::atomic<uint64_t> credit_violations_{0};
+
+  // ---- I/O thread only ----
+  std::unique_ptr<zmq::context_t> own_context_;
+  zmq::context_t* context_ = nullptr;
+  std::vector<Broker> brokers_;
+  std::vector<zmq_pollitem_t> poll_items_;
+  bool poll_items_dirty_ = true;
+  std::unordered_set<Batch*> live_batches_;
+  int64_t outstanding_ = 0;  // accepted jobs not yet answered
+  bool draining_ = false;
+  int64_t drain_deadline_ms_ = 0;
+  int64_t now_ms_ = 0;
+  uint64_t dispatch_messages_ = 0;
+  uint64_t results_messages_ = 0;
+  Writer writer_;
+  BlobBatch results_;
+  std::vector<std::string> task_names_;
+  LogLimiter frame_log_;
+  LogLimiter send_log_;
+  LogLimiter protocol_log_;
+};
+
+}  // namespace yard
+
+#endif  // YARD_WORKER_WORKER_IMPL_H_

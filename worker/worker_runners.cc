@@ -1,0 +1,145 @@
+// The worker's runner side.
+//
+// Runners are concurrency_ long-lived arena tasks (one per arena thread)
+// that pop jobs from run_queue_. A runner with nothing to do parks on a
+// semaphore rather than returning to TBB, whose idle threads spin (yielding)
+// before they sleep: on a small machine that spinning competes with the
+// broker and producers for the CPU. The I/O thread pushes jobs and counts
+// them in queued_, then releases one permit per job for parked runners. A
+// runner counts itself in parked_ before its last look at queued_; all four
+// accesses are sequentially consistent, so a push racing with parking is
+// never stranded: either the I/O thread sees the parked runner, or the
+// runner sees the job. A stray permit only causes one spurious look.
+// (Standalone fences are avoided: GCC's ThreadSanitizer rejects them.)
+#include <unistd.h>
+
+#include <algorithm>
+#include <exception>
+#include <string>
+
+#include "common/clock.h"
+#include "worker/worker_impl.h"
+
+namespace yard {
+
+void Worker::Impl::StartRunners() {
+  for (int i = 0; i < concurrency_; ++i) {
+    live_tasks_.fetch_add(1);
+    arena_.enqueue([this] { RunnerLoop(); });
+  }
+}
+
+void Worker::Impl::WakeRunners(size_t jobs) {
+  queued_.fetch_add(static_cast<int64_t>(jobs));
+  const int parked = parked_.load();
+  if (parked > 0)
+    unpark_.release(std::min<ptrdiff_t>(parked, static_cast<ptrdiff_t>(jobs)));
+}
+
+void Worker::Impl::StopRunners() {
+  runners_stop_.store(true);
+  unpark_.release(concurrency_);
+}
+
+void Worker::Impl::RunnerLoop() {
+  static thread_local Writer writer;
+  while (!runners_stop_.load(std::memory_order_relaxed)) {
+    Job* job = nullptr;
+    if (run_queue_.try_pop(job)) {
+      queued_.fetch_sub(1);
+      if (abandon_.load(std::memory_order_relaxed)) continue;
+      Execute(*job, writer);
+      PushDone(job);
+      continue;
+    }
+    parked_.fetch_add(1);
+    if (queued_.load() == 0 && !runners_stop_.load()) unpark_.acquire();
+    parked_.fetch_sub(1);
+  }
+  // Last touch of *this: ~Impl waits for live_tasks_ to reach zero.
+  live_tasks_.fetch_sub(1, std::memory_order_release);
+}
+
+void Worker::Impl::Execute(Job& job, Writer& writer) {
+  const wire::Job* j = job.blob->data_nested_root();
+  JobContext ctx;
+  ctx.id = FromWire(j->id());
+  ctx.task = AsString(j->task());
+  ctx.queue = AsString(j->queue());
+  if (j->payload())
+    ctx.payload = Bytes(j->payload()->data(), j->payload()->size());
+  ctx.attempt = job.blob->attempt();
+  ctx.deadline_ms = j->deadline_ms();
+  ctx.job = j;
+
+  wire::ResultStatus status = wire::ResultStatus::Ok;
+  std::string output;
+  std::string error;
+  uint64_t duration_us = 0;
+  int64_t now_unix = ctx.deadline_ms != 0 ? UnixMillis() : 0;
+  if (ctx.deadline_ms != 0 && now_unix > ctx.deadline_ms) {
+    status = wire::ResultStatus::Expired;
+    error = "deadline passed " + std::to_string(now_unix - ctx.deadline_ms) +
+            " ms before the job could start";
+  } else if (auto it = handlers_.find(ctx.task); it == handlers_.end()) {
+    status = wire::ResultStatus::UnknownTask;
+    error = "unknown task '" + std::string(ctx.task) + "'";
+  } else {
+    int64_t start = MonoMicros();
+    try {
+      output = it->second(ctx);
+    } catch (const std::exception& e) {
+      status = wire::ResultStatus::Failed;
+      error = e.what();
+    } catch (...) {
+      status = wire::ResultStatus::Failed;
+      error = "handler threw a non-standard exception";
+    }
+    duration_us =
+        static_cast<uint64_t>(std::max<int64_t>(0, MonoMicros() - start));
+  }
+  if (status != wire::ResultStatus::Ok) output.clear();
+
+  Bytes blob = writer.EncodeResult(ctx.id, status, AsBytes(output), error,
+                                   ctx.attempt, duration_us);
+  if (blob.size() + kEnvelopeSlackBytes > options_.limits.max_frame_bytes) {
+    status = wire::ResultStatus::Failed;
+    error = "output of " + std::to_string(output.size()) +
+            " bytes does not fit in a frame (limit " +
+            std::to_string(options_.limits.max_frame_bytes) + " bytes)";
+    blob = writer.EncodeResult(ctx.id, status, {}, error, ctx.attempt,
+                               duration_us);
+  }
+  job.result.assign(reinterpret_cast<const char*>(blob.data()), blob.size());
+  if (status == wire::ResultStatus::Ok) {
+    jobs_ok_.fetch_add(1, std::memory_order_relaxed);
+  } else {
+    jobs_failed_.fetch_add(1, std::memory_order_relaxed);
+  }
+}
+
+void Worker::Impl::PushDone(Job* job) {
+  done_queue_.push(job);
+  // Sequentially consistent with the I/O thread publishing its state and
+  // then reading uncollected_ (in Run): either it sees this result, or this
+  // thread sees it sleeping.
+  const int64_t uncollected = uncollected_.fetch_add(1) + 1;
+  int state = io_state_.load();
+  if (state == kIoAwake) return;
+  if (state == kIoWakeOnBatch && uncollected < wake_batch_ &&
+      queued_.load() > 0) {
+    return;  // it wakes on its own within kMaxResultDelayUs
+  }
+  // One wake-up (one eventfd write) per sleep, whoever gets here first.
+  if (io_state_.compare_exchange_strong(state, kIoAwake)) WakeIo();
+}
+
+void Worker::Impl::WakeIo() {
+  if (wake_fd_ < 0) return;
+  uint64_t one = 1;
+  // EAGAIN (counter saturated) still leaves the fd readable; nothing to do.
+  ssize_t n = write(wake_fd_, &one, sizeof(one));
+  (void)n;
+}
+
+}  // namespace yard
