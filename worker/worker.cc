@@ -153,7 +153,29 @@ Status Worker::Impl::Run() {
     return Status::Internal("Worker::Run may be called only once");
   }
   if (Status st = ValidateOptions(); !st.ok()) return st;
+  StartArena();
 
+  task_names_.clear();
+  for (const auto& [task, handler] : handlers_) task_names_.push_back(task);
+  std::sort(task_names_.begin(), task_names_.end());
+
+  now_ms_ = MonoMillis();
+  if (Status st = Connect(); !st.ok()) return st;
+  while (Turn()) {
+  }
+
+  Shutdown();
+  auto c = counters();
+  spdlog::info(
+      "worker stopped: {} jobs received ({} Dispatch messages), {} ok, {} "
+      "failed, "
+      "{} Results messages",
+      c.jobs_received, dispatch_messages_, c.jobs_ok, c.jobs_failed,
+      results_messages_);
+  return Status::OK();
+}
+
+void Worker::Impl::StartArena() {
   // TBB's default pool has hardware_concurrency - 1 workers; handlers block
   // (sleep, I/O), so every slot needs its own thread. Never lower the limit.
   size_t want = static_cast<size_t>(concurrency_) + 1;
@@ -164,12 +186,9 @@ Status Worker::Impl::Run() {
   // All slots for arena workers: the I/O thread never joins the arena.
   arena_.initialize(concurrency_, /*reserved_for_masters=*/0);
   StartRunners();
+}
 
-  task_names_.clear();
-  for (const auto& [task, handler] : handlers_) task_names_.push_back(task);
-  std::sort(task_names_.begin(), task_names_.end());
-
-  now_ms_ = MonoMillis();
+Status Worker::Impl::Connect() {
   try {
     if (options_.context != nullptr) {
       context_ = options_.context;
@@ -206,77 +225,79 @@ Status Worker::Impl::Run() {
   spdlog::info(
       "worker {} serving {} broker(s): concurrency {}, {} slots, tasks [{}]",
       options_.name, brokers_.size(), concurrency_, total, tasks);
-
-  for (;;) {
-    now_ms_ = MonoMillis();
-    if (!draining_ && (stop_.load() || StopRequested())) BeginDrain();
-    if (draining_ && (outstanding_ == 0 || now_ms_ >= drain_deadline_ms_))
-      break;
-    ApplyBrokerSet();
-    if (poll_items_dirty_) RebuildPollItems();
-
-    // Tell runners when to wake us, then look once more (pairs with
-    // PushDone).
-    int64_t timeout = PollTimeoutMs();
-    int64_t oldest_held_us = INT64_MAX;
-    for (const auto& b : brokers_) {
-      if (!b.pending.empty())
-        oldest_held_us = std::min(oldest_held_us, b.oldest_pending_us);
-    }
-    const bool holding = oldest_held_us != INT64_MAX;
-    if (holding) {
-      int64_t left_us = oldest_held_us + kMaxResultDelayUs - MonoMicros();
-      timeout = std::min(timeout, std::max<int64_t>(0, (left_us + 999) / 1000));
-    }
-    io_state_.store(holding ? kIoWakeOnBatch : kIoWakeOnAny);
-    const int64_t uncollected = uncollected_.load();
-    if (uncollected > 0 &&
-        (!holding || uncollected >= wake_batch_ || queued_.load() == 0)) {
-      timeout = 0;
-    }
-    int ready = 0;
-    try {
-      ready = zmq::poll(poll_items_, std::chrono::milliseconds(timeout));
-    } catch (const zmq::error_t& e) {
-      io_state_.store(kIoAwake);
-      if (e.num() == EINTR) continue;
-      spdlog::error("poll failed: {}; stopping", e.what());
-      stop_.store(true);
-      continue;
-    }
-    io_state_.store(kIoAwake);
-    now_ms_ = MonoMillis();
-
-    if (ready > 0) {
-      if (poll_items_[0].revents & ZMQ_POLLIN) {
-        uint64_t value = 0;
-        ssize_t r = read(wake_fd_, &value, sizeof(value));
-        (void)r;
-      }
-      for (size_t i = 0; i < brokers_.size(); ++i) {
-        if ((poll_items_[i + 1].revents & ZMQ_POLLIN) && brokers_[i].socket()) {
-          ReadBroker(brokers_[i]);
-        }
-      }
-    }
-    CollectResults();
-    const int64_t now_us = MonoMicros();
-    for (auto& b : brokers_) {
-      if (ShouldFlush(b, now_us)) FlushResults(b);
-    }
-    if (!draining_) Regrant();
-    Housekeeping();
-  }
-
-  Shutdown();
-  auto c = counters();
-  spdlog::info(
-      "worker stopped: {} jobs received ({} Dispatch messages), {} ok, {} "
-      "failed, "
-      "{} Results messages",
-      c.jobs_received, dispatch_messages_, c.jobs_ok, c.jobs_failed,
-      results_messages_);
   return Status::OK();
+}
+
+bool Worker::Impl::Turn() {
+  now_ms_ = MonoMillis();
+  if (!draining_ && (stop_.load() || StopRequested())) BeginDrain();
+  if (draining_ && (outstanding_ == 0 || now_ms_ >= drain_deadline_ms_))
+    return false;
+  ApplyBrokerSet();
+  if (poll_items_dirty_) RebuildPollItems();
+  if (!Poll()) return true;
+
+  CollectResults();
+  const int64_t now_us = MonoMicros();
+  for (auto& b : brokers_) {
+    if (ShouldFlush(b, now_us)) FlushResults(b);
+  }
+  if (!draining_) Regrant();
+  Housekeeping();
+  return true;
+}
+
+bool Worker::Impl::Poll() {
+  const int64_t timeout = PrepareToSleep();
+  int ready = 0;
+  try {
+    ready = zmq::poll(poll_items_, std::chrono::milliseconds(timeout));
+  } catch (const zmq::error_t& e) {
+    io_state_.store(kIoAwake);
+    if (e.num() == EINTR) return false;
+    spdlog::error("poll failed: {}; stopping", e.what());
+    stop_.store(true);
+    return false;
+  }
+  io_state_.store(kIoAwake);
+  now_ms_ = MonoMillis();
+
+  if (ready > 0) {
+    if (poll_items_[0].revents & ZMQ_POLLIN) {
+      uint64_t value = 0;
+      ssize_t r = read(wake_fd_, &value, sizeof(value));
+      (void)r;
+    }
+    for (size_t i = 0; i < brokers_.size(); ++i) {
+      if ((poll_items_[i + 1].revents & ZMQ_POLLIN) && brokers_[i].socket()) {
+        ReadBroker(brokers_[i]);
+      }
+    }
+  }
+  return true;
+}
+
+int64_t Worker::Impl::PrepareToSleep() {
+  // Tell runners when to wake us, then look once more (pairs with
+  // PushDone).
+  int64_t timeout = PollTimeoutMs();
+  int64_t oldest_held_us = INT64_MAX;
+  for (const auto& b : brokers_) {
+    if (!b.pending.empty())
+      oldest_held_us = std::min(oldest_held_us, b.oldest_pending_us);
+  }
+  const bool holding = oldest_held_us != INT64_MAX;
+  if (holding) {
+    int64_t left_us = oldest_held_us + kMaxResultDelayUs - MonoMicros();
+    timeout = std::min(timeout, std::max<int64_t>(0, (left_us + 999) / 1000));
+  }
+  io_state_.store(holding ? kIoWakeOnBatch : kIoWakeOnAny);
+  const int64_t uncollected = uncollected_.load();
+  if (uncollected > 0 &&
+      (!holding || uncollected >= wake_batch_ || queued_.load() == 0)) {
+    timeout = 0;
+  }
+  return timeout;
 }
 
 // ---------------------------------------------------------------------------

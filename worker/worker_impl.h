@@ -172,6 +172,20 @@ class Worker::Impl {
 
   // ---- I/O thread: setup, the loop, the drain (worker.cc) ----
   Status ValidateOptions() const;
+  // Raises TBB's thread limit, sets up the arena and starts the runners.
+  void StartArena();
+  // Opens a socket to every configured broker and registers with each
+  // (Ready). InvalidArgument when an endpoint is refused.
+  Status Connect();
+  // One turn of the loop: the drain, broker-set changes, the poll, results,
+  // credit, heartbeats. False when the drain is over.
+  bool Turn();
+  // Sleeps in poll until a socket, a runner or a timer needs the I/O thread,
+  // then reads what came. False when poll failed: the turn starts over.
+  bool Poll();
+  // Tells runners when to wake the I/O thread (io_state_) and returns how
+  // long poll may sleep.
+  int64_t PrepareToSleep();
   void BeginDrain();
   void Shutdown();
   int64_t PollTimeoutMs() const;
