@@ -271,7 +271,10 @@ void Producer::Impl::Turn() {
   const bool linger = ShouldLinger(pouring, now);
   if (!linger) SendReady(now);
   NotifyFlushers();
+  Poll(now, linger);
+}
 
+void Producer::Impl::Poll(int64_t now, bool linger) {
   // Poll set: the wake-up eventfd and every broker socket.
   items_.clear();
   item_broker_.clear();
@@ -286,6 +289,30 @@ void Producer::Impl::Turn() {
     item_broker_.push_back(i);
   }
 
+  const int64_t timeout_ms = PrepareToSleep(now, linger);
+  int rc = 0;
+  try {
+    rc = zmq::poll(items_.data(), items_.size(),
+                   std::chrono::milliseconds(timeout_ms));
+  } catch (const zmq::error_t& e) {
+    if (e.num() != EINTR) throw;
+  }
+  if (timeout_ms > 0) {
+    std::lock_guard<std::mutex> lock(intake_mu_);
+    sleeping_ = false;
+  }
+  if (rc <= 0) return;
+  if (items_[0].revents & ZMQ_POLLIN) {
+    uint64_t value;
+    ssize_t n = ::read(wake_fd_, &value, sizeof(value));
+    (void)n;
+  }
+  for (size_t k = 1; k < items_.size(); ++k) {
+    if (items_[k].revents & ZMQ_POLLIN) ReceiveFrom(item_broker_[k - 1]);
+  }
+}
+
+int64_t Producer::Impl::PrepareToSleep(int64_t now, bool linger) {
   int64_t timeout_ms = 0;
   if (!more_work_) {
     int64_t wait_us = NextWakeUs(now) - now;
@@ -309,26 +336,7 @@ void Producer::Impl::Turn() {
       wake_threshold_ = threshold;
     }
   }
-  int rc = 0;
-  try {
-    rc = zmq::poll(items_.data(), items_.size(),
-                   std::chrono::milliseconds(timeout_ms));
-  } catch (const zmq::error_t& e) {
-    if (e.num() != EINTR) throw;
-  }
-  if (timeout_ms > 0) {
-    std::lock_guard<std::mutex> lock(intake_mu_);
-    sleeping_ = false;
-  }
-  if (rc <= 0) return;
-  if (items_[0].revents & ZMQ_POLLIN) {
-    uint64_t value;
-    ssize_t n = ::read(wake_fd_, &value, sizeof(value));
-    (void)n;
-  }
-  for (size_t k = 1; k < items_.size(); ++k) {
-    if (items_[k].revents & ZMQ_POLLIN) ReceiveFrom(item_broker_[k - 1]);
-  }
+  return timeout_ms;
 }
 
 size_t Producer::Impl::DrainIntake(int64_t now, bool* pouring) {

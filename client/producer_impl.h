@@ -273,7 +273,15 @@ class Producer::Impl {
 
   // ---- I/O thread: the loop, intake and shutdown (producer.cc) ----
   void Run();
+  // One turn of the loop: broker-set changes, intake, timers, liveness,
+  // sending, then Poll.
   void Turn();
+  // Waits in poll (the wake-up eventfd and every broker socket) until work
+  // comes or a timer is due, then reads what came.
+  void Poll(int64_t now, bool linger);
+  // The poll timeout in ms (0 while work is left; a short linger sleeps here
+  // instead). When it is not 0, asks Submit for a wake-up (sleeping_).
+  int64_t PrepareToSleep(int64_t now, bool linger);
   // Returns the number of jobs taken; sets *pouring when they come fast.
   size_t DrainIntake(int64_t now, bool* pouring);
   void Admit(PendingJob* job, int64_t now);
