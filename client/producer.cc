@@ -157,13 +157,7 @@ void Producer::Impl::FinishAfterClose(PendingJob* job) {
     out.kind = kind;
     out.error = job->reject.empty() ? "producer is closed" : job->reject;
     out.latency_us = MonoMicros() - job->submit_us;
-    try {
-      job->done(out);
-    } catch (const std::exception& e) {
-      spdlog::error("producer: outcome callback threw: {}", e.what());
-    } catch (...) {
-      spdlog::error("producer: outcome callback threw");
-    }
+    Deliver(job->done, out);
   }
   finished_.fetch_add(1, std::memory_order_seq_cst);
   PendingJob::Delete(job);

@@ -312,6 +312,9 @@ class Producer::Impl {
   void Finish(PendingJob* job, JobOutcome::Kind kind,
               const wire::JobResult* result, std::string_view error,
               int64_t now);
+  // Runs the caller's callback (any thread: FinishAfterClose uses it too);
+  // what it throws is logged, never passed on.
+  static void Deliver(const OutcomeCallback& done, const JobOutcome& out);
 
   // ---- I/O thread: the broker set and liveness (producer_brokers.cc) ----
   void CheckBrokers(int64_t now);

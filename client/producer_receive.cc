@@ -210,6 +210,17 @@ void Producer::Impl::OnError(size_t bi, const wire::Error* error, int64_t now) {
   }
 }
 
+void Producer::Impl::Deliver(const OutcomeCallback& done,
+                             const JobOutcome& out) {
+  try {
+    done(out);
+  } catch (const std::exception& e) {
+    spdlog::error("producer: outcome callback threw: {}", e.what());
+  } catch (...) {
+    spdlog::error("producer: outcome callback threw");
+  }
+}
+
 void Producer::Impl::Finish(PendingJob* job, JobOutcome::Kind kind,
                             const wire::JobResult* result,
                             std::string_view error, int64_t now) {
@@ -255,13 +266,7 @@ void Producer::Impl::Finish(PendingJob* job, JobOutcome::Kind kind,
     } else {
       out.error = error;
     }
-    try {
-      job->done(out);
-    } catch (const std::exception& e) {
-      spdlog::error("producer: outcome callback threw: {}", e.what());
-    } catch (...) {
-      spdlog::error("producer: outcome callback threw");
-    }
+    Deliver(job->done, out);
   }
   finished_.fetch_add(1, std::memory_order_seq_cst);
   if (!job->in_ready) PendingJob::Delete(job);  // else when it leaves ready_
