@@ -109,45 +109,6 @@ Status Worker::Impl::ValidateOptions() const {
   return Status::OK();
 }
 
-int64_t Worker::Impl::PollTimeoutMs() const {
-  int64_t t = std::min<int64_t>(
-      kMaxPollMs, std::max<int64_t>(1, options_.heartbeat_ms / 4));
-  if (draining_) t = std::clamp<int64_t>(drain_deadline_ms_ - now_ms_, 0, t);
-  return t;
-}
-
-void Worker::Impl::BeginDrain() {
-  draining_ = true;
-  drain_deadline_ms_ =
-      now_ms_ + std::max<int64_t>(0, options_.drain_timeout_ms);
-  spdlog::info("draining: {} jobs in hand, waiting up to {} ms", outstanding_,
-               std::max<int64_t>(0, options_.drain_timeout_ms));
-}
-
-void Worker::Impl::Shutdown() {
-  if (outstanding_ > 0) {
-    spdlog::warn(
-        "drain timed out with {} jobs unanswered; the brokers will requeue "
-        "them",
-        outstanding_);
-  }
-  // Queued jobs are dropped; running handlers finish on their own and their
-  // results are dropped (~Impl waits for them).
-  abandon_.store(true);
-  StopRunners();
-  for (auto& b : brokers_) {
-    if (!b.socket()) continue;
-    Send(b, writer_.EncodeDisconnect("draining"), "Disconnect");
-    b.Close(kCloseLingerMs);
-  }
-  poll_items_.clear();
-  if (own_context_) {
-    own_context_->close();  // waits up to the linger for Disconnect to go out
-    own_context_.reset();
-  }
-  context_ = nullptr;
-}
-
 Status Worker::Impl::Run() {
   if (ran_.exchange(true)) {
     return Status::Internal("Worker::Run may be called only once");
@@ -298,6 +259,45 @@ int64_t Worker::Impl::PrepareToSleep() {
     timeout = 0;
   }
   return timeout;
+}
+
+int64_t Worker::Impl::PollTimeoutMs() const {
+  int64_t t = std::min<int64_t>(
+      kMaxPollMs, std::max<int64_t>(1, options_.heartbeat_ms / 4));
+  if (draining_) t = std::clamp<int64_t>(drain_deadline_ms_ - now_ms_, 0, t);
+  return t;
+}
+
+void Worker::Impl::BeginDrain() {
+  draining_ = true;
+  drain_deadline_ms_ =
+      now_ms_ + std::max<int64_t>(0, options_.drain_timeout_ms);
+  spdlog::info("draining: {} jobs in hand, waiting up to {} ms", outstanding_,
+               std::max<int64_t>(0, options_.drain_timeout_ms));
+}
+
+void Worker::Impl::Shutdown() {
+  if (outstanding_ > 0) {
+    spdlog::warn(
+        "drain timed out with {} jobs unanswered; the brokers will requeue "
+        "them",
+        outstanding_);
+  }
+  // Queued jobs are dropped; running handlers finish on their own and their
+  // results are dropped (~Impl waits for them).
+  abandon_.store(true);
+  StopRunners();
+  for (auto& b : brokers_) {
+    if (!b.socket()) continue;
+    Send(b, writer_.EncodeDisconnect("draining"), "Disconnect");
+    b.Close(kCloseLingerMs);
+  }
+  poll_items_.clear();
+  if (own_context_) {
+    own_context_->close();  // waits up to the linger for Disconnect to go out
+    own_context_.reset();
+  }
+  context_ = nullptr;
 }
 
 // ---------------------------------------------------------------------------
