@@ -46,7 +46,7 @@
 #include "common/job_id.h"
 #include "queue/job_queue.h"
 #include "queue/queue_events.h"
-#include "queue/redis_client.h"
+#include "redis/redis_client.h"
 #include "queue/redis_layout.h"
 #include "schemas/codec.h"
 #include "testing/redis_server.h"

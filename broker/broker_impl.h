@@ -37,7 +37,7 @@
 #include "common/signals.h"
 #include "queue/job_queue.h"
 #include "queue/queue_events.h"
-#include "queue/registry.h"
+#include "registry/registry.h"
 
 namespace yard {
 namespace broker_internal {
@@ -171,7 +171,7 @@ class Broker::Impl {
                    wire::ErrorCode code, const std::string& why,
                    const char* side);
   void Timers(int64_t now);
-  // This broker's record for the registry (queue/registry.h).
+  // This broker's record for the registry (registry/registry.h).
   nlohmann::json RegistryRecord() const;
   void HandBackEverything();
   // Nothing left that the broker must wait for before it exits.

@@ -129,7 +129,7 @@ class Producer {
   // Stops the I/O thread; jobs without an outcome get kTimedOut.
   void Close();
 
-  // Replaces the broker set (discovery, queue/registry.h): new endpoints
+  // Replaces the broker set (discovery, registry/registry.h): new endpoints
   // are connected; brokers that left get no new jobs, keep their socket
   // while they answer and hold jobs of ours, and are dropped after that
   // (a silent one's jobs are resent elsewhere, the same ids). Applied by

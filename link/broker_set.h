@@ -1,4 +1,4 @@
-// MergeBrokerSet: applies a new broker set (discovery, queue/registry.h) to
+// MergeBrokerSet: applies a new broker set (discovery, registry/registry.h) to
 // a Producer's or Worker's list of per-broker entries (BrokerLinks), which
 // are kept, never erased (jobs refer to them by index). Entries whose
 // endpoint left the set are marked retired; retired entries whose endpoint

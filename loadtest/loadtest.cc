@@ -18,10 +18,10 @@
 #include "common/done_counter.h"
 #include "common/signals.h"
 #include "loadtest/local_cluster.h"
-#include "queue/redis_cluster.h"
+#include "redis/redis_cluster.h"
 #include "queue/redis_layout.h"
-#include "queue/redis_target.h"
-#include "queue/registry.h"
+#include "redis/redis_target.h"
+#include "registry/registry.h"
 #include "schemas/frames.h"
 
 namespace yard {

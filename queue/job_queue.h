@@ -124,7 +124,7 @@ std::unique_ptr<JobQueue> NewMemoryQueue(const MemoryQueueOptions& options);
 struct RedisQueueOptions {
   // redis://HOST:PORT[/DB], or sentinel://HOST:PORT[,HOST:PORT...]/MASTER[/DB]
   // (the primary is resolved through Sentinel on every (re)connect;
-  // queue/redis_target.h).
+  // redis/redis_target.h).
   std::string url;
   std::string queue = "default";  // one queue per broker
   // Shards of the queue (queue/redis_layout.h): each keeps its keys under

@@ -59,7 +59,7 @@ class QueueEvents {
   virtual bool Drained() const = 0;
   // Adds queue-specific fields to the broker's stats.
   virtual void DescribeStats(nlohmann::json* j) const = 0;
-  // Cluster membership (queue/registry.h): the broker's registry record,
+  // Cluster membership (registry/registry.h): the broker's registry record,
   // refreshed every heartbeat. The queue adds its id and queue name and
   // keeps it in Redis with a TTL, so a dead broker drops out and the
   // queue's leader requeues what it held at once.

@@ -7,7 +7,7 @@
 #include <optional>
 
 #include "common/clock.h"
-#include "queue/redis_cluster.h"
+#include "redis/redis_cluster.h"
 
 namespace yard {
 namespace {
@@ -224,28 +224,6 @@ Status ValidateQueueName(std::string_view name) {
 
 std::string_view RedisFunctionLibrary() {
   return {kLibrary, sizeof kLibrary - 1};
-}
-
-Result<RedisReply> RedisCall(RedisClient& client, std::vector<std::string> args,
-                             int64_t timeout_ms) {
-  // Shared with the callback: on a timeout the command stays pending and
-  // its callback runs later (at the latest when the client is destroyed).
-  auto out = std::make_shared<std::optional<Result<RedisReply>>>();
-  client.Command(std::move(args),
-                 [out](Result<RedisReply> r) { out->emplace(std::move(r)); });
-  const int64_t deadline = MonoMillis() + timeout_ms;
-  while (!*out) {
-    int64_t left = deadline - MonoMillis();
-    if (left <= 0 || client.fd() < 0) break;
-    zmq_pollitem_t item{nullptr, client.fd(), client.events(), 0};
-    if (zmq_poll(&item, 1, static_cast<long>(left)) < 0 && errno != EINTR) {
-      break;
-    }
-    client.HandleEvents(item.revents);
-  }
-  if (*out) return std::move(**out);
-  return Status::Unavailable("no reply from Redis within " +
-                             std::to_string(timeout_ms) + " ms");
 }
 
 Status EnsureQueue(RedisClient& client, const QueueKeys& keys,

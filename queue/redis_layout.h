@@ -1,5 +1,5 @@
-// The durable queue's data in Redis: key names, record fields, the Functions
-// library, and a blocking helper for tools and tests.
+// The durable queue's data in Redis: key names, record fields, and the
+// Functions library.
 //
 // One queue NAME = one shard whose keys all share the hash tag {jq:NAME}
 // (so a Redis Cluster keeps them in one slot). With P = "{jq:NAME}:":
@@ -55,7 +55,8 @@
 
 #include "common/job_id.h"
 #include "common/status.h"
-#include "queue/redis_client.h"
+#include "redis/redis_call.h"
+#include "redis/redis_client.h"
 #include "schemas/codec.h"
 
 namespace yard {
@@ -151,11 +152,6 @@ Status ValidateQueueName(std::string_view name);
 
 // The Lua text of queue/redis_functions.lua.
 std::string_view RedisFunctionLibrary();
-
-// Blocking: sends one command and waits (up to timeout_ms) for its reply.
-// For tools and tests, not for the broker's loop.
-Result<RedisReply> RedisCall(RedisClient& client, std::vector<std::string> args,
-                             int64_t timeout_ms = 5000);
 
 // Blocking set-up, idempotent: loads the Functions library (REPLACE) and
 // creates the consumer group on the three ready streams.

@@ -7,10 +7,10 @@
 #include <algorithm>
 #include <nlohmann/json.hpp>
 
-#include "queue/redis_cluster.h"
 #include "queue/redis_queue_impl.h"
-#include "queue/registry.h"
 #include "queue/sharded_queue.h"
+#include "redis/redis_cluster.h"
+#include "registry/registry.h"
 
 namespace yard::redis_queue_internal {
 namespace {

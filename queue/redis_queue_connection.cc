@@ -5,7 +5,7 @@
 #include <algorithm>
 
 #include "queue/redis_queue_impl.h"
-#include "queue/registry.h"
+#include "registry/registry.h"
 
 namespace yard::redis_queue_internal {
 namespace {
@@ -36,7 +36,7 @@ void RedisQueue::Send(std::vector<std::string> args,
       });
 }
 
-// Where the registry (queue/registry.h, the "{yard}" slot) is: the main
+// Where the registry (registry/registry.h, the "{yard}" slot) is: the main
 // connection, or in a Cluster a connection of its own (null while down).
 RedisClient* RedisQueue::Registry() const {
   return registry_target_ ? registry_.get() : main_.get();

@@ -60,9 +60,9 @@
 #include "common/status.h"
 #include "queue/job_queue.h"
 #include "queue/queue_events.h"
-#include "queue/redis_client.h"
 #include "queue/redis_layout.h"
-#include "queue/redis_target.h"
+#include "redis/redis_client.h"
+#include "redis/redis_target.h"
 #include "schemas/codec.h"
 
 namespace yard::redis_queue_internal {

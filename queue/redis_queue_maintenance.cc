@@ -7,7 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "queue/redis_queue_impl.h"
-#include "queue/registry.h"
+#include "registry/registry.h"
 
 namespace yard::redis_queue_internal {
 
@@ -132,7 +132,7 @@ void RedisQueue::Advertise(const nlohmann::json& record) {
   WriteRecord(MonoMillis());
 }
 
-// This broker's record in the registry (queue/registry.h): written on
+// This broker's record in the registry (registry/registry.h): written on
 // connect (before the first claim, so the leader never takes a live
 // broker for a dead one), on every Advertise and at least every third of
 // its TTL.

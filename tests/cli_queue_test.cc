@@ -17,9 +17,9 @@
 #include <thread>
 #include <vector>
 
-#include "queue/redis_cluster.h"
+#include "redis/redis_cluster.h"
 #include "queue/redis_layout.h"
-#include "queue/redis_target.h"
+#include "redis/redis_target.h"
 #include "schemas/codec.h"
 #include "testing/process.h"
 #include "testing/redis_cluster.h"
@@ -321,7 +321,7 @@ TEST_F(CliQueueTest, StatsCountsEveryState) {
   Redis({"HSET", keys_.stats, "submitted", "12", "completed", "2", "queued",
          "10"});
   Redis({"SET", keys_.leader, "token-1"});
-  // A broker's registry record (queue/registry.h) with two workers, one of
+  // A broker's registry record (registry/registry.h) with two workers, one of
   // which another broker (whose record expired) also listed.
   Redis({"SET", "{yard}:broker:broker-a",
          R"({"id":"broker-a","queue":"default","frontend":"tcp://h:1",)"

@@ -1,6 +1,6 @@
 // RedisClient against a real redis-server (testing/redis_server.h), driven by
 // a zmq::poll loop the way the broker will drive it.
-#include "queue/redis_client.h"
+#include "redis/redis_client.h"
 
 #include <gtest/gtest.h>
 #include <netinet/in.h>

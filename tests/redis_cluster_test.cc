@@ -16,7 +16,7 @@
 //   delivery times);
 // - after the migration the slot map names the new owner, and the old one
 //   answers MOVED.
-#include "queue/redis_cluster.h"
+#include "redis/redis_cluster.h"
 
 #include <gtest/gtest.h>
 #include <zmq.h>
@@ -39,9 +39,9 @@
 #include "common/clock.h"
 #include "queue/job_queue.h"
 #include "queue/queue_events.h"
-#include "queue/redis_client.h"
+#include "redis/redis_client.h"
 #include "queue/redis_layout.h"
-#include "queue/redis_target.h"
+#include "redis/redis_target.h"
 #include "schemas/codec.h"
 #include "testing/redis_cluster.h"
 #include "testing/redis_server.h"

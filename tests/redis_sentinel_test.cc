@@ -37,7 +37,7 @@
 #include "queue/job_queue.h"
 #include "queue/queue_events.h"
 #include "queue/redis_layout.h"
-#include "queue/redis_target.h"
+#include "redis/redis_target.h"
 #include "testing/redis_server.h"
 #include "tests/cluster.h"
 

@@ -12,7 +12,7 @@
 
 #include "common/status.h"
 #include "queue/redis_layout.h"
-#include "queue/registry.h"
+#include "registry/registry.h"
 #include "schemas/codec.h"
 
 namespace yard::cli {
@@ -74,7 +74,7 @@ std::string DumpJson(const nlohmann::ordered_json& j);
 int RuntimeError(const std::string& command, const Status& status);
 
 // Where a worker or producer finds its brokers: a static --connect list or
-// the registry behind --discover (queue/registry.h). Exactly one is given.
+// the registry behind --discover (registry/registry.h). Exactly one is given.
 struct BrokerSource {
   std::vector<std::string> endpoints;    // to start with
   std::unique_ptr<Discovery> discovery;  // keeps them current; null: static

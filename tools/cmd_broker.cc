@@ -6,7 +6,7 @@
 #include "common/logging.h"
 #include "common/signals.h"
 #include "queue/redis_layout.h"
-#include "queue/redis_target.h"
+#include "redis/redis_target.h"
 #include "tools/cli.h"
 
 namespace yard {

@@ -33,8 +33,8 @@
 #include <vector>
 
 #include "common/logging.h"
-#include "queue/redis_target.h"
-#include "queue/registry.h"
+#include "redis/redis_target.h"
+#include "registry/registry.h"
 #include "tools/cli.h"
 
 namespace yard {
@@ -529,7 +529,7 @@ Result<Json> ShardStats(RedisClient& c, const QueueKeys& keys,
       {"leader", leader->is_nil() ? Json(nullptr) : Json(leader->str)}};
 }
 
-// The cluster as the registry knows it (queue/registry.h): live brokers (of
+// The cluster as the registry knows it (registry/registry.h): live brokers (of
 // every queue) and the workers connected to them, each worker once. Adds
 // "brokers" and "workers" to `out`.
 Status AddRegistry(RedisClient& registry_slot, Json* out) {

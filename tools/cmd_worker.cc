@@ -4,7 +4,7 @@
 //   yard worker --connect tcp://127.0.0.1:5556,tcp://10.0.0.2:5556
 //   --concurrency 8
 //   yard worker --discover redis://127.0.0.1:6379   (every live broker,
-//   following brokers that join and leave; queue/registry.h)
+//   following brokers that join and leave; registry/registry.h)
 //
 // Exit codes: 0 after a graceful drain (or --help), 1 when the worker could
 // not run, 2 for a bad flag or value (one line on stderr).

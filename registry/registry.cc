@@ -1,4 +1,4 @@
-#include "queue/registry.h"
+#include "registry/registry.h"
 
 #include <spdlog/spdlog.h>
 #include <unistd.h>
@@ -8,7 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/clock.h"
-#include "queue/redis_layout.h"
+#include "redis/redis_call.h"
 
 namespace yard {
 

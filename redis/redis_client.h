@@ -49,8 +49,8 @@
 //
 // Thread-safety: none. One thread (the owner's event loop) makes every call
 // and receives every callback.
-#ifndef YARD_QUEUE_REDIS_CLIENT_H_
-#define YARD_QUEUE_REDIS_CLIENT_H_
+#ifndef YARD_REDIS_REDIS_CLIENT_H_
+#define YARD_REDIS_REDIS_CLIENT_H_
 
 #include <cstdint>
 #include <functional>
@@ -172,4 +172,4 @@ class RedisClient {
 
 }  // namespace yard
 
-#endif  // YARD_QUEUE_REDIS_CLIENT_H_
+#endif  // YARD_REDIS_REDIS_CLIENT_H_

@@ -23,8 +23,8 @@
 // the live brokers that are not draining, optionally of one queue only.
 // Redis being unreachable is not taken as every broker being gone: the last
 // known set stands until Redis answers again.
-#ifndef YARD_QUEUE_REGISTRY_H_
-#define YARD_QUEUE_REGISTRY_H_
+#ifndef YARD_REGISTRY_REGISTRY_H_
+#define YARD_REGISTRY_REGISTRY_H_
 
 #include <atomic>
 #include <condition_variable>
@@ -39,8 +39,8 @@
 #include <vector>
 
 #include "common/status.h"
-#include "queue/redis_client.h"
-#include "queue/redis_target.h"
+#include "redis/redis_client.h"
+#include "redis/redis_target.h"
 
 namespace yard {
 
@@ -144,4 +144,4 @@ class Discovery {
 
 }  // namespace yard
 
-#endif  // YARD_QUEUE_REGISTRY_H_
+#endif  // YARD_REGISTRY_REGISTRY_H_

@@ -1,4 +1,4 @@
-#include "queue/redis_cluster.h"
+#include "redis/redis_cluster.h"
 
 #include <algorithm>
 #include <array>
@@ -6,7 +6,7 @@
 #include <utility>
 
 #include "common/clock.h"
-#include "queue/redis_layout.h"
+#include "redis/redis_call.h"
 
 namespace yard {
 namespace {

@@ -21,8 +21,8 @@
 //
 // Thread-safety: plain values and free functions; FetchSlotMap blocks the
 // caller (bounded by timeout_ms).
-#ifndef YARD_QUEUE_REDIS_CLUSTER_H_
-#define YARD_QUEUE_REDIS_CLUSTER_H_
+#ifndef YARD_REDIS_REDIS_CLUSTER_H_
+#define YARD_REDIS_REDIS_CLUSTER_H_
 
 #include <cstddef>
 #include <cstdint>
@@ -32,7 +32,7 @@
 #include <vector>
 
 #include "common/status.h"
-#include "queue/redis_client.h"
+#include "redis/redis_client.h"
 
 namespace yard {
 
@@ -124,4 +124,4 @@ std::string RedisHostPort(const RedisAddress& address);
 
 }  // namespace yard
 
-#endif  // YARD_QUEUE_REDIS_CLUSTER_H_
+#endif  // YARD_REDIS_REDIS_CLUSTER_H_

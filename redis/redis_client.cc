@@ -1,4 +1,4 @@
-#include "queue/redis_client.h"
+#include "redis/redis_client.h"
 
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>

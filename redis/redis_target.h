@@ -36,8 +36,8 @@
 //
 // Thread-safety: none; a RedisTarget belongs to one caller. Resolution and
 // connection block the caller (bounded by timeout_ms).
-#ifndef YARD_QUEUE_REDIS_TARGET_H_
-#define YARD_QUEUE_REDIS_TARGET_H_
+#ifndef YARD_REDIS_REDIS_TARGET_H_
+#define YARD_REDIS_REDIS_TARGET_H_
 
 #include <cstdint>
 #include <memory>
@@ -46,7 +46,7 @@
 #include <vector>
 
 #include "common/status.h"
-#include "queue/redis_client.h"
+#include "redis/redis_client.h"
 
 namespace yard {
 
@@ -93,4 +93,4 @@ Result<std::unique_ptr<RedisClient>> ConnectRedisTarget(RedisTarget& target,
 
 }  // namespace yard
 
-#endif  // YARD_QUEUE_REDIS_TARGET_H_
+#endif  // YARD_REDIS_REDIS_TARGET_H_

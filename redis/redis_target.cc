@@ -1,4 +1,4 @@
-#include "queue/redis_target.h"
+#include "redis/redis_target.h"
 
 #include <algorithm>
 #include <charconv>
@@ -6,8 +6,8 @@
 #include <climits>
 #include <utility>
 
-#include "queue/redis_cluster.h"
-#include "queue/redis_layout.h"
+#include "redis/redis_call.h"
+#include "redis/redis_cluster.h"
 
 namespace yard {
 namespace {
@@ -34,25 +34,13 @@ bool ValidMasterName(std::string_view name) {
   });
 }
 
-// One command on a connection of its own, all before `deadline`.
-Result<RedisReply> CallOnce(const RedisAddress& a,
-                            std::vector<std::string> args,
-                            Clock::time_point deadline) {
-  int64_t left = MillisLeft(deadline);
-  if (left <= 0) return Status::DeadlineExceeded("no time left");
-  auto client = RedisClient::Connect(a, left);
-  if (!client.ok()) return client.status();
-  left = MillisLeft(deadline);
-  if (left <= 0) return Status::DeadlineExceeded("no time left");
-  return RedisCall(**client, std::move(args), left);
-}
-
 // Asks one Sentinel for the primary and checks its ROLE; "" or why not.
 std::string TrySentinel(const RedisAddress& sentinel,
                         const std::string& master_name,
                         Clock::time_point deadline, RedisAddress* primary) {
-  auto answer = CallOnce(
-      sentinel, {"SENTINEL", "get-master-addr-by-name", master_name}, deadline);
+  auto answer = RedisCallOnce(
+      sentinel, {"SENTINEL", "get-master-addr-by-name", master_name},
+      MillisLeft(deadline));
   if (!answer.ok()) return answer.status().message();
   if (answer->is_nil()) return "does not monitor '" + master_name + "'";
   if (answer->type != RedisReply::Type::kArray ||
@@ -71,7 +59,7 @@ std::string TrySentinel(const RedisAddress& sentinel,
     return "bad port in its answer '" + answer->elements[1].str + "'";
   }
   found.port = static_cast<uint16_t>(port);
-  auto role = CallOnce(found, {"ROLE"}, deadline);
+  auto role = RedisCallOnce(found, {"ROLE"}, MillisLeft(deadline));
   const std::string says = "says " + RedisHostPort(found) + ", which ";
   if (!role.ok())
     return says + "does not answer (" + role.status().message() + ")";
