@@ -123,7 +123,7 @@ class Worker {
   // when the drain timed out).
   Status Run();
   void Stop();
-  // Replaces the broker set (discovery, queue/registry.h); any thread, any
+  // Replaces the broker set (discovery, registry/registry.h); any thread, any
   // time after construction. New brokers are connected and registered;
   // the slots are split again; brokers that left get no new credit and are
   // dropped once they hold nothing of ours or go silent (results of their
