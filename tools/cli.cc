@@ -1,8 +1,11 @@
 #include "tools/cli.h"
 
+#include <csignal>
+#include <cstdio>
 #include <iostream>
 #include <sstream>
 
+#include "redis/redis_target.h"
 #include "schemas/frames.h"
 
 namespace yard::cli {
@@ -40,6 +43,50 @@ std::vector<std::string> SplitList(const std::string& s) {
     if (!item.empty()) out.push_back(item);
   }
   return out;
+}
+
+void AddQueueFlags(CLI::App& app, QueueFlags* flags) {
+  app.add_option("--redis", flags->redis_url,
+                 "Redis holding the queue: redis://HOST:PORT[/DB], "
+                 "sentinel://HOST:PORT[,HOST:PORT...]/MASTER[/DB] or "
+                 "cluster://HOST:PORT[,HOST:PORT...]")
+      ->required();
+  app.add_option("--queue", flags->queue, "queue name")->capture_default_str();
+  app.add_flag("--json", flags->json, "print one JSON object instead of text");
+}
+
+Result<admin::QueueConnection> ConnectQueue(const QueueFlags& flags) {
+  if (Result<RedisTarget> target = ParseRedisTarget(flags.redis_url);
+      !target.ok()) {
+    return Status::InvalidArgument("--redis: " + target.status().message());
+  }
+  if (Status s = ValidateQueueName(flags.queue); !s.ok()) {
+    return Status::InvalidArgument("--queue: " + s.message());
+  }
+  // hiredis writes with write(2): a server that hangs up must not kill us.
+  std::signal(SIGPIPE, SIG_IGN);
+  return admin::ConnectQueue(flags.redis_url, flags.queue);
+}
+
+std::string DumpJson(const nlohmann::ordered_json& j) {
+  return j.dump(-1, ' ', false,
+                nlohmann::ordered_json::error_handler_t::replace);
+}
+
+void PrintAnswer(
+    const nlohmann::ordered_json& answer, bool json,
+    const std::function<void(const nlohmann::ordered_json&)>& print_text) {
+  if (json) {
+    std::cout << DumpJson(answer) << std::endl;
+  } else {
+    print_text(answer);
+    std::fflush(stdout);
+  }
+}
+
+int RuntimeError(const std::string& command, const Status& status) {
+  std::cerr << command << ": error: " << status.message() << "\n";
+  return 1;
 }
 
 CLI::Option* AddBrokerSourceFlags(CLI::App& app, const std::string& what,

@@ -4,14 +4,15 @@
 #define YARD_TOOLS_CLI_H_
 
 #include <CLI/CLI.hpp>
+#include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "admin/queue_admin.h"
 #include "common/status.h"
-#include "queue/redis_layout.h"
 #include "registry/registry.h"
 #include "schemas/codec.h"
 
@@ -31,7 +32,8 @@ int UsageError(const std::string& command, const std::string& message);
 std::vector<std::string> SplitList(const std::string& s);
 
 // The commands that administer a durable (Redis) queue: `yard queue ...`
-// and `yard result` (defined in tools/cmd_queue.cc).
+// (tools/cmd_queue.cc) and `yard result` (tools/cmd_result.cc), over the
+// library admin/queue_admin.h.
 
 // The flags they all take.
 struct QueueFlags {
@@ -43,32 +45,21 @@ struct QueueFlags {
 // Adds --redis (required), --queue and --json to `app`.
 void AddQueueFlags(CLI::App& app, QueueFlags* flags);
 
-// One shard of the queue (queue/redis_layout.h): its keys and a connection
-// to the primary serving their slot.
-struct QueueShard {
-  int index = 0;
-  QueueKeys keys;
-  std::unique_ptr<RedisClient> client;
-};
-
-struct QueueConnection {
-  // The "{yard}" slot's primary: the shard count and the registry.
-  std::unique_ptr<RedisClient> registry;
-  std::vector<QueueShard> shards;  // in shard order; one when not sharded
-};
-
-// Checks the flags, connects to the "{yard}" slot, reads the queue's shard
-// count (ReadShardCount) and connects to every shard's primary (in a
-// Cluster, each to the primary serving its slot; elsewhere all to the one
-// server). A bad URL or queue name, or a stored shard count that is not
-// one, is kInvalidArgument; a server that does not answer is kUnavailable
-// ("cannot reach Redis at URL: ..."). All are usage errors (exit 2) for the
-// caller.
-Result<QueueConnection> ConnectQueue(const QueueFlags& flags);
+// Checks the flags and connects (admin::ConnectQueue). A bad URL or queue
+// name ("--redis: ...", "--queue: ..."), a stored shard count that is not
+// one, or a server that does not answer ("cannot reach Redis at URL: ...")
+// are all usage errors (exit 2) for the caller.
+Result<admin::QueueConnection> ConnectQueue(const QueueFlags& flags);
 
 // JSON text for stdout. Strings from Redis (task names, tokens, errors) need
 // not be UTF-8: invalid bytes become U+FFFD instead of throwing.
 std::string DumpJson(const nlohmann::ordered_json& j);
+
+// Prints a command's answer on stdout: with `json`, as one line of JSON
+// (DumpJson); otherwise as `print_text` formats it.
+void PrintAnswer(
+    const nlohmann::ordered_json& answer, bool json,
+    const std::function<void(const nlohmann::ordered_json&)>& print_text);
 
 // A runtime failure (after the flags were accepted): one line, exit 1.
 int RuntimeError(const std::string& command, const Status& status);
