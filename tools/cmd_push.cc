@@ -137,101 +137,105 @@ class Progress {
   uint64_t last_done_ = 0;
 };
 
-}  // namespace
-
-int RunPush(int argc, char** argv) {
-  CLI::App app{"Submit jobs to brokers and report throughput and latency."};
-  std::string connect, discover, task, payload_text, queue, log_level = "warn";
+// The flags of `yard push`.
+struct PushFlags {
+  std::string connect, discover, task, payload_text, queue;
+  std::string log_level = "warn";
   int64_t count = 0, size = 64, window = 1000;
   double rate = 0, timeout_s = 60;
   int priority = 1, max_attempts = 1;
   int64_t ack_timeout_ms = 2000, heartbeat_ms = 1000, max_batch = 256,
           linger_us = 200;
   bool json = false;
+  CLI::Option* rate_opt = nullptr;
+  CLI::Option* payload_opt = nullptr;
+};
 
-  cli::AddBrokerSourceFlags(app, "frontend", &connect, &discover);
-  app.add_option("--task", task, "task name (echo, sleep, sha256, fail, ...)")
+// The flags that shape the load: what the jobs are and how they go out.
+void AddLoadFlags(CLI::App& app, PushFlags* f) {
+  app.add_option("--task", f->task,
+                 "task name (echo, sleep, sha256, fail, ...)")
       ->required();
-  app.add_option("--count", count, "number of jobs")->required();
-  auto* size_opt =
-      app.add_option("--size", size, "payload of this many bytes (default 64)");
-  auto* payload_opt = app.add_option("--payload", payload_text,
-                                     "payload text (for sleep: milliseconds)");
-  size_opt->excludes(payload_opt);
-  payload_opt->excludes(size_opt);
-  auto* rate_opt = app.add_option(
-      "--rate", rate,
+  app.add_option("--count", f->count, "number of jobs")->required();
+  auto* size_opt = app.add_option("--size", f->size,
+                                  "payload of this many bytes (default 64)");
+  f->payload_opt = app.add_option("--payload", f->payload_text,
+                                  "payload text (for sleep: milliseconds)");
+  size_opt->excludes(f->payload_opt);
+  f->payload_opt->excludes(size_opt);
+  f->rate_opt = app.add_option(
+      "--rate", f->rate,
       "jobs per second, open loop; latency counts from each job's intended "
       "send time (default: unlimited)");
-  app.add_option("--window", window, "max jobs in flight")
+  app.add_option("--window", f->window, "max jobs in flight")
       ->capture_default_str();
-  app.add_flag("--json", json, "print one JSON object instead of a table");
+  app.add_flag("--json", f->json, "print one JSON object instead of a table");
   app.add_option(
-         "--timeout", timeout_s,
+         "--timeout", f->timeout_s,
          "seconds for the whole run; jobs without a result by then are lost")
       ->capture_default_str();
-  app.add_option("--priority", priority, "0 low, 1 normal, 2 high")
+  app.add_option("--priority", f->priority, "0 low, 1 normal, 2 high")
       ->check(CLI::Range(0, 2))
       ->capture_default_str();
-  app.add_option("--max-attempts", max_attempts,
+  app.add_option("--max-attempts", f->max_attempts,
                  "attempts per job (worker-side retries)")
       ->check(CLI::Range(0, 65535))
       ->capture_default_str();
-  app.add_option("--queue", queue, "queue name (default: default)");
-  app.add_option("--ack-timeout-ms", ack_timeout_ms,
+  app.add_option("--queue", f->queue, "queue name (default: default)");
+}
+
+// The flags of the producer's connection to the brokers.
+void AddProducerFlags(CLI::App& app, PushFlags* f) {
+  app.add_option("--ack-timeout-ms", f->ack_timeout_ms,
                  "resend when not accepted within this")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
-  app.add_option("--heartbeat-ms", heartbeat_ms, "broker heartbeat interval")
+  app.add_option("--heartbeat-ms", f->heartbeat_ms, "broker heartbeat interval")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
-  app.add_option("--max-batch", max_batch, "max jobs per Submit message")
+  app.add_option("--max-batch", f->max_batch, "max jobs per Submit message")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
   app.add_option(
-         "--linger-us", linger_us,
+         "--linger-us", f->linger_us,
          "while jobs stream in, wait up to this long for a fuller batch")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
-  app.add_option("--log-level", log_level, "trace|debug|info|warn|error|off")
+  app.add_option("--log-level", f->log_level, "trace|debug|info|warn|error|off")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}))
       ->capture_default_str();
+}
 
-  int exit_code = 0;
-  if (!cli::Parse(app, argc, argv, &exit_code)) return exit_code;
-  const std::string name = app.get_name();
-
-  if (task.empty()) return cli::UsageError(name, "--task: must not be empty");
-  if (count < 1) return cli::UsageError(name, "--count: must be at least 1");
-  if (window < 1) return cli::UsageError(name, "--window: must be at least 1");
-  if (rate_opt->count() > 0 && !(rate > 0)) {
+// The checks CLI11 cannot make: 0 when the flags are fine, else the exit
+// code of a one-line usage error.
+int CheckFlags(const std::string& name, const PushFlags& f) {
+  if (f.task.empty()) return cli::UsageError(name, "--task: must not be empty");
+  if (f.count < 1) return cli::UsageError(name, "--count: must be at least 1");
+  if (f.window < 1) {
+    return cli::UsageError(name, "--window: must be at least 1");
+  }
+  if (f.rate_opt->count() > 0 && !(f.rate > 0)) {
     return cli::UsageError(name, "--rate: must be greater than 0");
   }
-  if (size < 0) return cli::UsageError(name, "--size: must be at least 0");
-  if (!(timeout_s > 0))
+  if (f.size < 0) return cli::UsageError(name, "--size: must be at least 0");
+  if (!(f.timeout_s > 0)) {
     return cli::UsageError(name, "--timeout: must be greater than 0");
-
-  InitLogging("push", log_level);
-  cli::BrokerSource source;
-  if (int rc = cli::ResolveBrokerSource(
-          name, connect, discover, Discovery::Side::kFrontend,
-          queue.empty() ? "default" : queue, 10000, &source)) {
-    return rc;
   }
-  const std::vector<std::string>& endpoints = source.endpoints;
-  InstallStopHandlers();
+  return 0;
+}
 
-  const std::string payload =
-      payload_opt->count() > 0 ? payload_text : TextPayload(size);
-  const int64_t timeout_us = static_cast<int64_t>(timeout_s * 1e6);
-
+// Creates the producer; 0, or the exit code of a one-line error (2 for an
+// option the producer refuses, 1 otherwise).
+int MakeProducer(const std::string& name, const PushFlags& f,
+                 const std::vector<std::string>& endpoints, int64_t timeout_us,
+                 std::unique_ptr<Producer>* out) {
   ProducerOptions opts;
   opts.brokers = endpoints;
-  opts.ack_timeout_ms = ack_timeout_ms;
-  opts.heartbeat_ms = heartbeat_ms;
+  opts.ack_timeout_ms = f.ack_timeout_ms;
+  opts.heartbeat_ms = f.heartbeat_ms;
   opts.default_timeout_ms = std::max<int64_t>(1, timeout_us / 1000);
-  opts.max_batch = static_cast<size_t>(max_batch);
-  opts.linger_us = linger_us;
+  opts.max_batch = static_cast<size_t>(f.max_batch);
+  opts.linger_us = f.linger_us;
   auto created = Producer::Create(std::move(opts));
   if (!created.ok()) {
     if (created.status().code() == StatusCode::kInvalidArgument) {
@@ -240,148 +244,240 @@ int RunPush(int argc, char** argv) {
     std::cerr << name << ": error: " << created.status().ToString() << "\n";
     return 1;
   }
-  std::unique_ptr<Producer> producer = std::move(created).value();
+  *out = std::move(created).value();
+  return 0;
+}
+
+// One run: submits the jobs, waits for their outcomes, reports.
+class PushRun {
+ public:
+  PushRun(const PushFlags& f, Producer* producer)
+      : f_(f),
+        producer_(producer),
+        payload_(f.payload_opt->count() > 0 ? f.payload_text
+                                            : TextPayload(f.size)),
+        total_(static_cast<uint64_t>(f.count)),
+        progress_(total_, ::isatty(STDERR_FILENO) == 1) {
+    spec_.task = f.task;
+    spec_.queue = f.queue;
+    spec_.payload = AsBytes(payload_);
+    spec_.priority = static_cast<uint8_t>(f.priority);
+    spec_.max_attempts = static_cast<uint16_t>(f.max_attempts);
+    start_us_ = MonoMicros();
+    start_unix_ms_ = UnixMillis();
+    run_deadline_us_ = start_us_ + TimeoutUs(f);
+  }
+
+  static int64_t TimeoutUs(const PushFlags& f) {
+    return static_cast<int64_t>(f.timeout_s * 1e6);
+  }
+
+  void SubmitAll();
+  void Drain();
+  // Prints the figures (after the producer closed); returns the exit code.
+  int Report(const ProducerCounters& pc) const;
+
+  Progress& progress() { return progress_; }
+
+ private:
+  // Whether the job to submit next must wait for its send time (--rate);
+  // sleeps until then (at most until `tick`). *late_us: how late it is.
+  bool WaitForSendTime(int64_t now, int64_t tick, int64_t* late_us);
+  void SubmitOne(int64_t now, int64_t late_us);
+  void PrintTable(uint64_t completed, uint64_t failed, uint64_t lost,
+                  uint64_t unsent, double jobs_per_s, double elapsed_s,
+                  const ProducerCounters& pc) const;
+
+  const PushFlags& f_;
+  Producer* producer_;
+  const std::string payload_;
+  const uint64_t total_;
+  JobSpec spec_;
+  Tally tally_;
+  Progress progress_;
+  int64_t start_us_ = 0;
+  int64_t start_unix_ms_ = 0;
+  int64_t run_deadline_us_ = 0;
+  int64_t first_submit_us_ = 0;
+  uint64_t submitted_ = 0;
+  bool stopped_ = false;
+};
+
+bool PushRun::WaitForSendTime(int64_t now, int64_t tick, int64_t* late_us) {
+  *late_us = 0;
+  if (!(f_.rate > 0) || submitted_ == 0) return false;
+  const int64_t due_us =
+      first_submit_us_ +
+      static_cast<int64_t>(static_cast<double>(submitted_) * 1e6 / f_.rate);
+  if (due_us > now) {
+    std::this_thread::sleep_for(
+        std::chrono::microseconds(std::min(due_us, tick) - now));
+    return true;
+  }
+  *late_us = now - due_us;
+  return false;
+}
+
+void PushRun::SubmitOne(int64_t now, int64_t late_us) {
+  spec_.id = JobId::Random();
+  spec_.created_ms =
+      start_unix_ms_ + (now - start_us_) / 1000;  // no 2nd clock read
+  const int64_t job_timeout_ms =
+      std::max<int64_t>(1, (run_deadline_us_ - now) / 1000);
+  Tally* tally = &tally_;
+  producer_->Submit(
+      spec_,
+      [tally, late_us](const JobOutcome& o) { tally->OnOutcome(o, late_us); },
+      job_timeout_ms);
+  if (submitted_ == 0) first_submit_us_ = now;
+  ++submitted_;
+}
+
+// Submit: bounded by the window, paced by the rate (jobs due by now go out
+// at once, so pacing costs no syscall per job at high rates).
+void PushRun::SubmitAll() {
+  const uint64_t win = static_cast<uint64_t>(f_.window);
+  const uint64_t refill = std::clamp<uint64_t>(win / 8, 1, 256);
+  while (submitted_ < total_) {
+    if (StopRequested()) {
+      stopped_ = true;
+      break;
+    }
+    int64_t now = MonoMicros();
+    if (now >= run_deadline_us_) break;
+    progress_.Maybe(now, submitted_, tally_);
+    const int64_t tick = std::min(run_deadline_us_, now + kProgressEveryUs);
+    if (submitted_ - std::min(submitted_, tally_.done()) >= win) {
+      // Full: wait until a chunk of the window is free, so that jobs go out
+      // in bursts (bigger batches, one wake-up per chunk, not per job).
+      tally_.WaitDone(submitted_ - win + refill, tick);
+      continue;
+    }
+    int64_t late_us = 0;
+    if (WaitForSendTime(now, tick, &late_us)) continue;
+    SubmitOne(now, late_us);
+  }
+}
+
+// Drain: every job gets an outcome by the run's deadline (its own timeout).
+void PushRun::Drain() {
+  while (tally_.done() < submitted_) {
+    if (StopRequested()) {
+      stopped_ = true;
+      break;
+    }
+    const int64_t now = MonoMicros();
+    if (now >= run_deadline_us_ + kDeadlineGraceUs) break;
+    progress_.Maybe(now, submitted_, tally_);
+    (void)producer_->Flush(kProgressEveryUs / 1000);
+  }
+}
+
+int PushRun::Report(const ProducerCounters& pc) const {
+  const uint64_t completed = tally_.completed();
+  const uint64_t failed = tally_.failed() + tally_.rejected();
+  // Jobs never submitted because the run's time ran out had no answer either.
+  const uint64_t unsent = stopped_ ? 0 : total_ - submitted_;
+  const uint64_t lost = tally_.lost() + unsent;
+  const uint64_t answered = tally_.completed() + tally_.failed();
+  const int64_t last_us = tally_.last_answer_us();
+  const double elapsed_s = (answered > 0 && last_us > first_submit_us_)
+                               ? (last_us - first_submit_us_) / 1e6
+                               : 0.0;
+  const double jobs_per_s = elapsed_s > 0 ? answered / elapsed_s : 0.0;
+
+  if (f_.json) {
+    nlohmann::json out = {
+        {"submitted", submitted_},
+        {"completed", completed},
+        {"failed", failed},
+        {"lost", lost},
+        {"jobs_per_s", jobs_per_s},
+        {"latency_us", LatencyJson(tally_.latency())},
+        {"rejected", tally_.rejected()},
+        {"unsent", unsent},
+        {"duplicates", pc.duplicates},
+        {"resent", pc.resent},
+        {"busy", pc.busy},
+        {"elapsed_s", elapsed_s},
+        {"interrupted", stopped_},
+    };
+    std::cout << out.dump() << std::endl;
+  } else {
+    PrintTable(completed, failed, lost, unsent, jobs_per_s, elapsed_s, pc);
+  }
+  return lost == 0 ? 0 : 1;
+}
+
+void PushRun::PrintTable(uint64_t completed, uint64_t failed, uint64_t lost,
+                         uint64_t unsent, double jobs_per_s, double elapsed_s,
+                         const ProducerCounters& pc) const {
+  const Histogram& h = tally_.latency();
+  std::printf("%-12s %12" PRIu64 "\n", "submitted", submitted_);
+  std::printf("%-12s %12" PRIu64 "\n", "completed", completed);
+  std::printf(
+      "%-12s %12" PRIu64 "%s\n", "failed", failed,
+      tally_.rejected()
+          ? (" (" + std::to_string(tally_.rejected()) + " rejected)").c_str()
+          : "");
+  std::printf(
+      "%-12s %12" PRIu64 "%s\n", "lost", lost,
+      unsent ? (" (" + std::to_string(unsent) + " never sent)").c_str() : "");
+  std::printf("%-12s %12.0f jobs/s over %.3f s\n", "throughput", jobs_per_s,
+              elapsed_s);
+  std::printf("%-12s %10s %10s %10s %10s\n", "latency_us", "p50", "p99",
+              "p99.9", "max");
+  std::printf("%-12s %10" PRIu64 " %10" PRIu64 " %10" PRIu64 " %10" PRIu64 "\n",
+              "", h.Percentile(0.50), h.Percentile(0.99), h.Percentile(0.999),
+              h.max());
+  if (pc.resent || pc.busy || pc.duplicates) {
+    std::printf("%-12s %" PRIu64 " resent, %" PRIu64 " busy replies, %" PRIu64
+                " duplicate results\n",
+                "retries", pc.resent, pc.busy, pc.duplicates);
+  }
+  if (stopped_) std::printf("interrupted: unanswered jobs count as lost\n");
+  std::fflush(stdout);
+}
+
+}  // namespace
+
+int RunPush(int argc, char** argv) {
+  CLI::App app{"Submit jobs to brokers and report throughput and latency."};
+  PushFlags f;
+  cli::AddBrokerSourceFlags(app, "frontend", &f.connect, &f.discover);
+  AddLoadFlags(app, &f);
+  AddProducerFlags(app, &f);
+  int exit_code = 0;
+  if (!cli::Parse(app, argc, argv, &exit_code)) return exit_code;
+  const std::string name = app.get_name();
+  if (int rc = CheckFlags(name, f)) return rc;
+
+  InitLogging("push", f.log_level);
+  cli::BrokerSource source;
+  if (int rc = cli::ResolveBrokerSource(
+          name, f.connect, f.discover, Discovery::Side::kFrontend,
+          f.queue.empty() ? "default" : f.queue, 10000, &source)) {
+    return rc;
+  }
+  InstallStopHandlers();
+  std::unique_ptr<Producer> producer;
+  if (int rc = MakeProducer(name, f, source.endpoints, PushRun::TimeoutUs(f),
+                            &producer)) {
+    return rc;
+  }
   if (source.discovery) {
     Producer* p = producer.get();
     source.discovery->Start(
         [p](const std::vector<std::string>& set) { p->SetBrokers(set); });
   }
 
-  Tally tally;
-  Progress progress(static_cast<uint64_t>(count), ::isatty(STDERR_FILENO) == 1);
-
-  JobSpec spec;
-  spec.task = task;
-  spec.queue = queue;
-  spec.payload = AsBytes(payload);
-  spec.priority = static_cast<uint8_t>(priority);
-  spec.max_attempts = static_cast<uint16_t>(max_attempts);
-
-  const uint64_t total = static_cast<uint64_t>(count);
-  const uint64_t win = static_cast<uint64_t>(window);
-  const uint64_t refill = std::clamp<uint64_t>(win / 8, 1, 256);
-  const int64_t start_us = MonoMicros();
-  const int64_t start_unix_ms = UnixMillis();
-  const int64_t run_deadline_us = start_us + timeout_us;
-  int64_t first_submit_us = 0;
-  uint64_t submitted = 0;
-  bool stopped = false;
-
-  // Submit: bounded by the window, paced by the rate (jobs due by now go out
-  // at once, so pacing costs no syscall per job at high rates).
-  while (submitted < total) {
-    if (StopRequested()) {
-      stopped = true;
-      break;
-    }
-    int64_t now = MonoMicros();
-    if (now >= run_deadline_us) break;
-    progress.Maybe(now, submitted, tally);
-    const int64_t tick = std::min(run_deadline_us, now + kProgressEveryUs);
-    if (submitted - std::min(submitted, tally.done()) >= win) {
-      // Full: wait until a chunk of the window is free, so that jobs go out
-      // in bursts (bigger batches, one wake-up per chunk, not per job).
-      tally.WaitDone(submitted - win + refill, tick);
-      continue;
-    }
-    int64_t late_us = 0;
-    if (rate > 0 && submitted > 0) {
-      const int64_t due_us =
-          first_submit_us +
-          static_cast<int64_t>(static_cast<double>(submitted) * 1e6 / rate);
-      if (due_us > now) {
-        std::this_thread::sleep_for(
-            std::chrono::microseconds(std::min(due_us, tick) - now));
-        continue;
-      }
-      late_us = now - due_us;
-    }
-    spec.id = JobId::Random();
-    spec.created_ms =
-        start_unix_ms + (now - start_us) / 1000;  // no 2nd clock read
-    const int64_t job_timeout_ms =
-        std::max<int64_t>(1, (run_deadline_us - now) / 1000);
-    producer->Submit(
-        spec,
-        [&tally, late_us](const JobOutcome& o) { tally.OnOutcome(o, late_us); },
-        job_timeout_ms);
-    if (submitted == 0) first_submit_us = now;
-    ++submitted;
-  }
-
-  // Drain: every job gets an outcome by the run's deadline (its own timeout).
-  while (tally.done() < submitted) {
-    if (StopRequested()) {
-      stopped = true;
-      break;
-    }
-    const int64_t now = MonoMicros();
-    if (now >= run_deadline_us + kDeadlineGraceUs) break;
-    progress.Maybe(now, submitted, tally);
-    (void)producer->Flush(kProgressEveryUs / 1000);
-  }
+  PushRun run(f, producer.get());
+  run.SubmitAll();
+  run.Drain();
   source.discovery.reset();  // it calls the producer
   producer->Close();         // unanswered jobs time out now: lost
-  progress.Clear();
-
-  const ProducerCounters pc = producer->counters();
-  const uint64_t completed = tally.completed();
-  const uint64_t failed = tally.failed() + tally.rejected();
-  // Jobs never submitted because the run's time ran out had no answer either.
-  const uint64_t unsent = stopped ? 0 : total - submitted;
-  const uint64_t lost = tally.lost() + unsent;
-  const uint64_t answered = tally.completed() + tally.failed();
-  const int64_t last_us = tally.last_answer_us();
-  const double elapsed_s = (answered > 0 && last_us > first_submit_us)
-                               ? (last_us - first_submit_us) / 1e6
-                               : 0.0;
-  const double jobs_per_s = elapsed_s > 0 ? answered / elapsed_s : 0.0;
-  const Histogram& h = tally.latency();
-
-  if (json) {
-    nlohmann::json out = {
-        {"submitted", submitted},
-        {"completed", completed},
-        {"failed", failed},
-        {"lost", lost},
-        {"jobs_per_s", jobs_per_s},
-        {"latency_us", LatencyJson(h)},
-        {"rejected", tally.rejected()},
-        {"unsent", unsent},
-        {"duplicates", pc.duplicates},
-        {"resent", pc.resent},
-        {"busy", pc.busy},
-        {"elapsed_s", elapsed_s},
-        {"interrupted", stopped},
-    };
-    std::cout << out.dump() << std::endl;
-  } else {
-    std::printf("%-12s %12" PRIu64 "\n", "submitted", submitted);
-    std::printf("%-12s %12" PRIu64 "\n", "completed", completed);
-    std::printf(
-        "%-12s %12" PRIu64 "%s\n", "failed", failed,
-        tally.rejected()
-            ? (" (" + std::to_string(tally.rejected()) + " rejected)").c_str()
-            : "");
-    std::printf(
-        "%-12s %12" PRIu64 "%s\n", "lost", lost,
-        unsent ? (" (" + std::to_string(unsent) + " never sent)").c_str() : "");
-    std::printf("%-12s %12.0f jobs/s over %.3f s\n", "throughput", jobs_per_s,
-                elapsed_s);
-    std::printf("%-12s %10s %10s %10s %10s\n", "latency_us", "p50", "p99",
-                "p99.9", "max");
-    std::printf(
-        "%-12s %10" PRIu64 " %10" PRIu64 " %10" PRIu64 " %10" PRIu64 "\n", "",
-        h.Percentile(0.50), h.Percentile(0.99), h.Percentile(0.999), h.max());
-    if (pc.resent || pc.busy || pc.duplicates) {
-      std::printf("%-12s %" PRIu64 " resent, %" PRIu64 " busy replies, %" PRIu64
-                  " duplicate results\n",
-                  "retries", pc.resent, pc.busy, pc.duplicates);
-    }
-    if (stopped) std::printf("interrupted: unanswered jobs count as lost\n");
-    std::fflush(stdout);
-  }
-  return lost == 0 ? 0 : 1;
+  run.progress().Clear();
+  return run.Report(producer->counters());
 }
 
 }  // namespace yard
