@@ -10,63 +10,67 @@
 #include "tools/cli.h"
 
 namespace yard {
+namespace {
 
-int RunBroker(int argc, char** argv) {
-  CLI::App app{"Route jobs from producers (frontend) to workers (backend).",
-               argv[0]};
-  BrokerOptions o;
-  std::string log_level = "info";
-  app.add_option("--frontend", o.frontend,
+// Where the broker listens, and how it routes and limits jobs. Returns
+// --max-queue, whose presence matters.
+CLI::Option* AddServingFlags(CLI::App& app, BrokerOptions* o) {
+  app.add_option("--frontend", o->frontend,
                  "Endpoint producers connect to (tcp://HOST:PORT, ipc://PATH)")
       ->required();
-  app.add_option("--backend", o.backend, "Endpoint workers connect to")
+  app.add_option("--backend", o->backend, "Endpoint workers connect to")
       ->required();
-  app.add_option("--heartbeat-ms", o.heartbeat_ms,
+  app.add_option("--heartbeat-ms", o->heartbeat_ms,
                  "Heartbeat interval; a worker silent for 3 is dead")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{10}, int64_t{600000}));
-  auto* max_queue = app.add_option("--max-queue", o.max_queue,
-                                   "Jobs held at most (queued + running); "
-                                   "beyond: Busy (durable mode: "
-                                   "jobs in Redis, default 1000000)")
-                        ->capture_default_str()
-                        ->check(CLI::Range(size_t{1}, size_t{100000000}));
-  app.add_option("--max-batch", o.limits.max_batch,
+  CLI::Option* max_queue =
+      app.add_option("--max-queue", o->max_queue,
+                     "Jobs held at most (queued + running); "
+                     "beyond: Busy (durable mode: "
+                     "jobs in Redis, default 1000000)")
+          ->capture_default_str()
+          ->check(CLI::Range(size_t{1}, size_t{100000000}));
+  app.add_option("--max-batch", o->limits.max_batch,
                  "Jobs or results in one message at most")
       ->capture_default_str()
       ->check(CLI::Range(size_t{1}, size_t{1000000}));
-  app.add_option("--max-dispatch-batch", o.max_dispatch_batch,
+  app.add_option("--max-dispatch-batch", o->max_dispatch_batch,
                  "Jobs in one dispatch at most")
       ->capture_default_str()
       ->check(CLI::Range(size_t{1}, size_t{1000000}));
-  app.add_option("--max-frame-bytes", o.limits.max_frame_bytes,
+  app.add_option("--max-frame-bytes", o->limits.max_frame_bytes,
                  "Largest message accepted")
       ->capture_default_str()
       ->check(CLI::Range(size_t{1024}, size_t{1} << 30));
-  app.add_option("--max-payload-bytes", o.limits.max_payload_bytes,
+  app.add_option("--max-payload-bytes", o->limits.max_payload_bytes,
                  "Largest job payload accepted")
       ->capture_default_str()
       ->check(CLI::Range(size_t{0}, size_t{1} << 30));
   app.add_option(
-         "--drain-timeout-ms", o.drain_timeout_ms,
+         "--drain-timeout-ms", o->drain_timeout_ms,
          "On SIGTERM, how long to finish held jobs before handing them back")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{0}, int64_t{3600000}));
-  app.add_option("--max-worker-deaths", o.retry.max_worker_deaths,
+  app.add_option("--max-worker-deaths", o->retry.max_worker_deaths,
                  "A job whose worker dies this many times while running it "
                  "fails for good (a dead letter in durable mode); 0: no limit")
       ->capture_default_str()
       ->check(CLI::Range(0u, 1000u));
-  app.add_option("--balancer", o.balancer,
+  app.add_option("--balancer", o->balancer,
                  "least-outstanding | round-robin | weighted (by capacity)")
       ->capture_default_str()
       ->check(CLI::IsMember(BalancerNames()));
-  app.add_option("--advertise", o.advertise,
+  app.add_option("--advertise", o->advertise,
                  "Durable mode: the host producers and workers reach this "
                  "broker at, for discovery (default: the bound address; a "
                  "wildcard bind advertises the host name)");
-  // Durable mode.
-  app.add_option("--redis", o.redis.url,
+  return max_queue;
+}
+
+// Durable mode: the queue in Redis.
+void AddDurableFlags(CLI::App& app, BrokerOptions* o) {
+  app.add_option("--redis", o->redis.url,
                  "Durable mode: keep jobs in Redis: redis://HOST:PORT[/DB], "
                  "or sentinel://HOST:PORT[,HOST:PORT...]/MASTER[/DB] for a "
                  "Sentinel-managed primary (resolved again on every "
@@ -74,34 +78,34 @@ int RunBroker(int argc, char** argv) {
                  "Redis Cluster (the queue is split into shards spread over "
                  "its primaries); without it jobs live in this process's "
                  "memory");
-  app.add_option("--redis-shards", o.redis.shards,
+  app.add_option("--redis-shards", o->redis.shards,
                  "Durable mode: split the queue into this many shards, each "
                  "under its own hash tag (stored in Redis on first use; every "
                  "broker of the queue must agree). Default: the stored count, "
                  "else the cluster's primaries for cluster://, else 1")
       ->check(CLI::Range(0, kMaxQueueShards));
-  app.add_option("--queue", o.redis.queue,
+  app.add_option("--queue", o->redis.queue,
                  "Durable mode: the queue this broker serves")
       ->capture_default_str();
-  app.add_option("--lease-ms", o.redis.lease_ms,
+  app.add_option("--lease-ms", o->redis.lease_ms,
                  "Durable mode: a claimed job's lease; a dead broker's jobs "
                  "run again after it")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{100}, int64_t{3600000}));
-  app.add_option("--result-ttl", o.redis.result_ttl_s,
+  app.add_option("--result-ttl", o->redis.result_ttl_s,
                  "Durable mode: seconds results are kept for `yard result` "
                  "(0: not kept)")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{0}, int64_t{30} * 86400));
-  app.add_option("--dedupe-ttl", o.redis.dedupe_ttl_s,
+  app.add_option("--dedupe-ttl", o->redis.dedupe_ttl_s,
                  "Durable mode: seconds an idempotency key is remembered")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{30} * 86400));
-  app.add_option("--max-expiries", o.retry.max_expiries,
+  app.add_option("--max-expiries", o->retry.max_expiries,
                  "Durable mode: expired leases before a job is dead-lettered")
       ->capture_default_str()
       ->check(CLI::Range(1, 1000));
-  app.add_option("--redis-wait-replicas", o.redis.wait_replicas,
+  app.add_option("--redis-wait-replicas", o->redis.wait_replicas,
                  "Durable mode: answer a submit 'accepted' only once this many "
                  "replicas hold it (Redis WAIT); fewer within "
                  "--redis-wait-timeout-ms: Unavailable, the producer resends. "
@@ -110,20 +114,50 @@ int RunBroker(int argc, char** argv) {
                  "a replica is back (0: no WAIT)")
       ->capture_default_str()
       ->check(CLI::Range(0, 100));
-  app.add_option("--redis-wait-timeout-ms", o.redis.wait_timeout_ms,
+  app.add_option("--redis-wait-timeout-ms", o->redis.wait_timeout_ms,
                  "Durable mode: how long a WAIT waits for the replicas (at "
                  "most a third of --lease-ms)")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{1200000}));
-  app.add_option("--dedupe-ids", o.redis.dedupe_ids_ttl_s,
+  app.add_option("--dedupe-ids", o->redis.dedupe_ids_ttl_s,
                  "Durable mode: for this many seconds, a producer's resend of "
                  "a job any broker already queued is not queued again (one "
                  "SET per job; 0: off)")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{0}, int64_t{86400}));
-  app.add_flag("--require-fsync", o.redis.require_fsync,
+  app.add_flag("--require-fsync", o->redis.require_fsync,
                "Durable mode: refuse to start unless Redis fsyncs every write "
                "(appendonly yes, appendfsync always)");
+}
+
+// The checks of durable mode CLI11 cannot make: 0, or the exit code of a
+// one-line usage error.
+int CheckDurableFlags(const char* command, const BrokerOptions& o) {
+  if (o.redis.url.empty()) return 0;
+  if (auto s = ParseRedisTarget(o.redis.url); !s.ok()) {
+    return cli::UsageError(command, "--redis: " + s.status().message());
+  }
+  if (o.redis.wait_replicas > 0 &&
+      o.redis.wait_timeout_ms > o.redis.lease_ms / 3) {
+    return cli::UsageError(
+        command, "--redis-wait-timeout-ms: at most a third of --lease-ms (" +
+                     std::to_string(o.redis.lease_ms / 3) + ")");
+  }
+  if (auto s = ValidateQueueName(o.redis.queue); !s.ok()) {
+    return cli::UsageError(command, "--queue: " + s.message());
+  }
+  return 0;
+}
+
+}  // namespace
+
+int RunBroker(int argc, char** argv) {
+  CLI::App app{"Route jobs from producers (frontend) to workers (backend).",
+               argv[0]};
+  BrokerOptions o;
+  std::string log_level = "info";
+  CLI::Option* max_queue = AddServingFlags(app, &o);
+  AddDurableFlags(app, &o);
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error|off")
       ->capture_default_str()
       ->check(
@@ -132,20 +166,7 @@ int RunBroker(int argc, char** argv) {
   if (!cli::Parse(app, argc, argv, &code)) return code;
 
   if (max_queue->count()) o.redis.capacity = o.max_queue;
-  if (!o.redis.url.empty()) {
-    if (auto s = ParseRedisTarget(o.redis.url); !s.ok()) {
-      return cli::UsageError(argv[0], "--redis: " + s.status().message());
-    }
-    if (o.redis.wait_replicas > 0 &&
-        o.redis.wait_timeout_ms > o.redis.lease_ms / 3) {
-      return cli::UsageError(
-          argv[0], "--redis-wait-timeout-ms: at most a third of --lease-ms (" +
-                       std::to_string(o.redis.lease_ms / 3) + ")");
-    }
-    if (auto s = ValidateQueueName(o.redis.queue); !s.ok()) {
-      return cli::UsageError(argv[0], "--queue: " + s.message());
-    }
-  }
+  if (int rc = CheckDurableFlags(argv[0], o)) return rc;
   InitLogging("broker", log_level);
   InstallStopHandlers();
   auto broker = Broker::Create(o);

@@ -22,111 +22,131 @@
 #include "worker/worker.h"
 
 namespace yard {
+namespace {
+
+// The worker library's defaults (--help shows them).
+const WorkerOptions& Defaults() {
+  static const WorkerOptions defaults;
+  return defaults;
+}
+
+// The flags of `yard worker`.
+struct WorkerFlags {
+  std::string connect, discover, queue;
+  int64_t discover_wait_ms = 10000;
+  int concurrency =
+      static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  int prefetch = Defaults().prefetch;
+  int64_t heartbeat_ms = kDefaultHeartbeatIntervalMs;
+  int64_t drain_timeout_ms = Defaults().drain_timeout_ms;
+  std::string name;
+  std::string tags;
+  std::string taints;
+  std::string log_level = "info";
+  size_t max_frame_bytes = Defaults().limits.max_frame_bytes;
+};
+
+void AddWorkerFlags(CLI::App& app, WorkerFlags* f) {
+  auto* discover_opt =
+      cli::AddBrokerSourceFlags(app, "backend", &f->connect, &f->discover);
+  app.add_option("--queue", f->queue,
+                 "with --discover: serve only brokers of this queue "
+                 "(default: every broker)")
+      ->needs(discover_opt);
+  app.add_option("--discover-wait-ms", f->discover_wait_ms,
+                 "with --discover: how long to wait for a first broker")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{0}, int64_t{3600000}))
+      ->needs(discover_opt);
+  app.add_option("--concurrency", f->concurrency, "jobs run at once (threads)")
+      ->capture_default_str();
+  app.add_option("--prefetch", f->prefetch,
+                 "job slots granted beyond --concurrency")
+      ->capture_default_str();
+  app.add_option("--heartbeat-ms", f->heartbeat_ms, "heartbeat interval (ms)")
+      ->capture_default_str();
+  app.add_option("--drain-timeout-ms", f->drain_timeout_ms,
+                 "on SIGTERM, how long running jobs may take to finish (ms)")
+      ->capture_default_str();
+  app.add_option("--name", f->name,
+                 "name shown in broker logs and stats (default host:pid)");
+  app.add_option("--tags", f->tags,
+                 "worker tags, comma-separated (jobs may require them)");
+  app.add_option(
+      "--taints", f->taints,
+      "worker taints, comma-separated (only jobs tolerating them run here)");
+  app.add_option("--log-level", f->log_level, "trace|debug|info|warn|error|off")
+      ->capture_default_str()
+      ->check(
+          CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
+  app.add_option("--max-frame-bytes", f->max_frame_bytes,
+                 "largest message accepted or sent")
+      ->capture_default_str();
+}
+
+// Checks the flags and fills *options (all but the brokers): 0, or the exit
+// code of a one-line usage error.
+int MakeOptions(const std::string& command, const WorkerFlags& f,
+                WorkerOptions* options) {
+  if (f.concurrency < 1) {
+    return cli::UsageError(command, "--concurrency must be at least 1, got " +
+                                        std::to_string(f.concurrency));
+  }
+  if (f.prefetch < 0) {
+    return cli::UsageError(command, "--prefetch must be 0 or more, got " +
+                                        std::to_string(f.prefetch));
+  }
+  if (f.heartbeat_ms < 1) {
+    return cli::UsageError(command, "--heartbeat-ms must be at least 1, got " +
+                                        std::to_string(f.heartbeat_ms));
+  }
+  if (f.drain_timeout_ms < 0) {
+    return cli::UsageError(command,
+                           "--drain-timeout-ms must be 0 or more, got " +
+                               std::to_string(f.drain_timeout_ms));
+  }
+  constexpr size_t kMinFrameBytes = 4096;
+  if (f.max_frame_bytes < kMinFrameBytes) {
+    return cli::UsageError(command, "--max-frame-bytes must be at least " +
+                                        std::to_string(kMinFrameBytes) +
+                                        ", got " +
+                                        std::to_string(f.max_frame_bytes));
+  }
+  options->concurrency = f.concurrency;
+  options->prefetch = f.prefetch;
+  options->heartbeat_ms = f.heartbeat_ms;
+  options->drain_timeout_ms = f.drain_timeout_ms;
+  options->name = f.name;
+  options->tags = cli::SplitList(f.tags);
+  options->taints = cli::SplitList(f.taints);
+  std::vector<std::string_view> t(options->tags.begin(), options->tags.end()),
+      n(options->taints.begin(), options->taints.end());
+  if (Status st = ValidateLabels(t, n); !st.ok()) {
+    return cli::UsageError(command, st.message());
+  }
+  options->limits.max_frame_bytes = f.max_frame_bytes;
+  return 0;
+}
+
+}  // namespace
 
 int RunWorker(int argc, char** argv) {
   CLI::App app{
       "Run job handlers (echo, sleep, sha256, fail) for one or more brokers.",
       argv[0]};
-  WorkerOptions defaults;
-  std::string connect, discover, queue;
-  int64_t discover_wait_ms = 10000;
-  int concurrency =
-      static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  int prefetch = defaults.prefetch;
-  int64_t heartbeat_ms = kDefaultHeartbeatIntervalMs;
-  int64_t drain_timeout_ms = defaults.drain_timeout_ms;
-  std::string name;
-  std::string tags;
-  std::string taints;
-  std::string log_level = "info";
-  size_t max_frame_bytes = defaults.limits.max_frame_bytes;
-
-  auto* discover_opt =
-      cli::AddBrokerSourceFlags(app, "backend", &connect, &discover);
-  app.add_option("--queue", queue,
-                 "with --discover: serve only brokers of this queue "
-                 "(default: every broker)")
-      ->needs(discover_opt);
-  app.add_option("--discover-wait-ms", discover_wait_ms,
-                 "with --discover: how long to wait for a first broker")
-      ->capture_default_str()
-      ->check(CLI::Range(int64_t{0}, int64_t{3600000}))
-      ->needs(discover_opt);
-  app.add_option("--concurrency", concurrency, "jobs run at once (threads)")
-      ->capture_default_str();
-  app.add_option("--prefetch", prefetch,
-                 "job slots granted beyond --concurrency")
-      ->capture_default_str();
-  app.add_option("--heartbeat-ms", heartbeat_ms, "heartbeat interval (ms)")
-      ->capture_default_str();
-  app.add_option("--drain-timeout-ms", drain_timeout_ms,
-                 "on SIGTERM, how long running jobs may take to finish (ms)")
-      ->capture_default_str();
-  app.add_option("--name", name,
-                 "name shown in broker logs and stats (default host:pid)");
-  app.add_option("--tags", tags,
-                 "worker tags, comma-separated (jobs may require them)");
-  app.add_option(
-      "--taints", taints,
-      "worker taints, comma-separated (only jobs tolerating them run here)");
-  app.add_option("--log-level", log_level, "trace|debug|info|warn|error|off")
-      ->capture_default_str()
-      ->check(
-          CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
-  app.add_option("--max-frame-bytes", max_frame_bytes,
-                 "largest message accepted or sent")
-      ->capture_default_str();
-
+  WorkerFlags f;
+  AddWorkerFlags(app, &f);
   int exit_code = 0;
   if (!cli::Parse(app, argc, argv, &exit_code)) return exit_code;
   const std::string command = app.get_name();
-
   WorkerOptions options;
-  if (concurrency < 1) {
-    return cli::UsageError(command, "--concurrency must be at least 1, got " +
-                                        std::to_string(concurrency));
-  }
-  if (prefetch < 0) {
-    return cli::UsageError(command, "--prefetch must be 0 or more, got " +
-                                        std::to_string(prefetch));
-  }
-  if (heartbeat_ms < 1) {
-    return cli::UsageError(command, "--heartbeat-ms must be at least 1, got " +
-                                        std::to_string(heartbeat_ms));
-  }
-  if (drain_timeout_ms < 0) {
-    return cli::UsageError(command,
-                           "--drain-timeout-ms must be 0 or more, got " +
-                               std::to_string(drain_timeout_ms));
-  }
-  constexpr size_t kMinFrameBytes = 4096;
-  if (max_frame_bytes < kMinFrameBytes) {
-    return cli::UsageError(command, "--max-frame-bytes must be at least " +
-                                        std::to_string(kMinFrameBytes) +
-                                        ", got " +
-                                        std::to_string(max_frame_bytes));
-  }
-  options.concurrency = concurrency;
-  options.prefetch = prefetch;
-  options.heartbeat_ms = heartbeat_ms;
-  options.drain_timeout_ms = drain_timeout_ms;
-  options.name = name;
-  options.tags = cli::SplitList(tags);
-  options.taints = cli::SplitList(taints);
-  {
-    std::vector<std::string_view> t(options.tags.begin(), options.tags.end()),
-        n(options.taints.begin(), options.taints.end());
-    if (Status st = ValidateLabels(t, n); !st.ok()) {
-      return cli::UsageError(command, st.message());
-    }
-  }
-  options.limits.max_frame_bytes = max_frame_bytes;
+  if (int rc = MakeOptions(command, f, &options)) return rc;
 
-  InitLogging("worker", log_level);
+  InitLogging("worker", f.log_level);
   cli::BrokerSource source;
-  if (int rc = cli::ResolveBrokerSource(command, connect, discover,
-                                        Discovery::Side::kBackend, queue,
-                                        discover_wait_ms, &source)) {
+  if (int rc = cli::ResolveBrokerSource(command, f.connect, f.discover,
+                                        Discovery::Side::kBackend, f.queue,
+                                        f.discover_wait_ms, &source)) {
     return rc;
   }
   options.brokers = source.endpoints;
