@@ -20,7 +20,7 @@
 #include "queue/job_queue.h"
 #include "queue/queue_events.h"
 #include "queue/redis_layout.h"
-#include "queue/registry.h"
+#include "registry/registry.h"
 #include "testing/redis_server.h"
 
 namespace yard {
