@@ -133,11 +133,6 @@ class QueueAdminTest : public ::testing::Test {
       done = true;
     });
     ASSERT_TRUE(Pump(b, [&] { return done; }));
-    // Records added to two streams in the same millisecond get the same
-    // entry id, and a broker takes only one record of an id at a time (the
-    // other stays pending until its lease expires): the next push goes out
-    // a millisecond later.
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
 
   // A JobResult blob (kept alive until the test ends).

@@ -244,6 +244,7 @@ void RedisQueue::TakeItem(int pri, RedisReply& item, const EntrySet* skip,
   last_claim_empty_ = false;
   const std::string& eid_text = item.elements[0].str;
   auto eid = EntryId::Parse(eid_text);
+  if (eid) eid->stream = static_cast<uint8_t>(pri);
   // Held already (a read-back), or finished while it was read.
   if (!eid || entries_.contains(*eid) || (skip && skip->count(*eid))) {
     return;
@@ -447,7 +448,7 @@ void RedisQueue::OnInbox(const RedisReply& reply) {
   if (last.empty()) return;
   inbox_last_ = last;
   if (auto e = EntryId::Parse(last)) {
-    EntryId next{e->ms, e->seq + 1};
+    EntryId next{e->ms, e->seq + 1, 0};
     Send({"XTRIM", keys_.Inbox(consumer_), "MINID", next.ToString()}, nullptr);
   }
 }

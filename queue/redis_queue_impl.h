@@ -84,11 +84,17 @@ inline constexpr int64_t kInboxTtlMs = 60000;
 inline constexpr char kInboxMaxLen[] = "1000000";
 
 // A stream entry id "<ms>-<seq>".
+// A stream entry: its id (ms-seq) and which of the priority streams it is
+// in. Ids are unique per stream only: records added to two priority
+// streams in the same millisecond share one, so the stream is part of the
+// key.
 struct EntryId {
   uint64_t ms = 0;
   uint64_t seq = 0;
+  uint8_t stream = 0;  // priority level: keys_.stream[stream]
   bool operator==(const EntryId&) const = default;
   bool operator<(const EntryId& o) const {
+    if (stream != o.stream) return stream < o.stream;
     return ms != o.ms ? ms < o.ms : seq < o.seq;
   }
   std::string ToString() const {
@@ -110,7 +116,8 @@ struct EntryId {
 
 struct EntryIdHash {
   size_t operator()(const EntryId& e) const {
-    return static_cast<size_t>((e.ms * 0x9E3779B97F4A7C15ULL) ^ e.seq);
+    return static_cast<size_t>((e.ms * 0x9E3779B97F4A7C15ULL) ^ e.seq ^
+                               (uint64_t{e.stream} << 56));
   }
 };
 

@@ -50,10 +50,15 @@ void RedisQueue::Touch(int64_t now) {
 
 void RedisQueue::OnTouched(const std::vector<EntryId>& sent,
                            const RedisReply& reply) {
+  // One chunk is one stream's entries.
+  const uint8_t stream = sent.empty() ? 0 : sent.front().stream;
   std::vector<EntryId> kept;
   kept.reserve(reply.elements.size());
   for (const RedisReply& e : reply.elements) {
-    if (auto id = EntryId::Parse(e.str)) kept.push_back(*id);
+    if (auto id = EntryId::Parse(e.str)) {
+      id->stream = stream;
+      kept.push_back(*id);
+    }
   }
   std::sort(kept.begin(), kept.end());
   for (const EntryId& entry : sent) {

@@ -682,3 +682,44 @@ TEST_F(RedisQueueTest, RequireFsyncRefusesEverysec) {
 
 }  // namespace
 }  // namespace yard
+
+namespace yard {
+namespace {
+
+// Entry ids are unique per stream only: the records of one batch that go to
+// two priority streams in the same millisecond share an id. Each must be
+// claimed at once, not the first alone with the other left pending until
+// its lease expires and the leader reclaims it.
+TEST_F(RedisQueueTest, RecordsSharingAnIdInTwoStreamsAreAllClaimed) {
+  RedisQueueOptions o = Options("b1");
+  o.lease_ms = 60000;  // a record missed would come back only after this
+  DurableQueue* q = Make(o);
+  ASSERT_NE(q, nullptr);
+  // Make the next id of every priority stream 9999999999999-1, so the
+  // three records of the batch below share it whatever the clock says.
+  for (const std::string& stream : keys_.stream) {
+    auto r = RedisCall(*admin_, {"XSETID", stream, "9999999999999-0"});
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+  }
+  std::vector<std::string> blobs;
+  for (uint8_t priority : {0, 1, 2}) {
+    JobSpec spec;
+    spec.priority = priority;
+    blobs.push_back(JobBlob(JobId::Random(), spec));
+  }
+  ASSERT_EQ(Push(q, blobs).size(), 3u);
+  for (const std::string& stream : keys_.stream) {
+    auto r = RedisCall(*admin_, {"XRANGE", stream, "-", "+"});
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    ASSERT_EQ(r->elements.size(), 1u) << stream;
+    ASSERT_EQ(r->elements[0].elements[0].str, "9999999999999-1") << stream;
+  }
+  Seen& seen = seen_[q];
+  ASSERT_TRUE(Pump([&] { return seen.claimed.size() == 3; }))
+      << seen.claimed.size() << " of 3 claimed";
+  for (const ClaimedJob& j : seen.claimed) q->Complete(j.id, {});
+  ASSERT_TRUE(Pump([&] { return InStreams(keys_) == 0; }));
+}
+
+}  // namespace
+}  // namespace yard
