@@ -1,7 +1,6 @@
 #include "testing/redis_cluster.h"
 
 #include <arpa/inet.h>
-#include <hiredis/hiredis.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -29,7 +28,6 @@ using fixture::InfoField;
 using fixture::PollFor;
 using fixture::Query;
 using fixture::RedisBinary;
-using fixture::ReplyPtr;
 using fixture::SpawnAndAwaitPing;
 using fixture::StopGracefully;
 using fixture::TailOf;
@@ -53,13 +51,12 @@ std::string JoinArgs(const std::vector<std::string>& args) {
 
 // One command to node `port`; an error reply or none is a Status naming
 // the node and the command.
-Result<ReplyPtr> Run(uint16_t port, const std::vector<std::string>& args) {
-  ReplyPtr r = Query(port, args, kCommandTimeoutMs);
-  const std::string where =
-      "127.0.0.1:" + std::to_string(port) + " " + JoinArgs(args) + ": ";
-  if (!r) return Status::Unavailable(where + "no reply");
-  if (r->type == REDIS_REPLY_ERROR) {
-    return Status::Internal(where + std::string(r->str, r->len));
+Result<RedisReply> Run(uint16_t port, const std::vector<std::string>& args) {
+  auto r = Query(port, args, kCommandTimeoutMs);
+  if (!r.ok()) {
+    return Status(r.status().code(), "127.0.0.1:" + std::to_string(port) + " " +
+                                         JoinArgs(args) + ": " +
+                                         r.status().message());
   }
   return r;
 }
@@ -67,19 +64,19 @@ Result<ReplyPtr> Run(uint16_t port, const std::vector<std::string>& args) {
 // A node's CLUSTER SLOTS as "first-last=<primary id>" per range, in slot
 // order ("" when it does not answer).
 std::string SlotSignature(uint16_t port) {
-  ReplyPtr r = Query(port, {"CLUSTER", "SLOTS"}, 1000);
-  if (!r || r->type != REDIS_REPLY_ARRAY) return "";
-  std::vector<std::pair<long long, std::string>> ranges;
-  for (size_t i = 0; i < r->elements; ++i) {
-    const redisReply* range = r->element[i];
-    if (range->type != REDIS_REPLY_ARRAY || range->elements < 3) return "";
-    const redisReply* node = range->element[2];
-    if (node->type != REDIS_REPLY_ARRAY || node->elements < 3) return "";
-    ranges.emplace_back(
-        range->element[0]->integer,
-        std::to_string(range->element[0]->integer) + "-" +
-            std::to_string(range->element[1]->integer) + "=" +
-            std::string(node->element[2]->str, node->element[2]->len));
+  auto r = Query(port, {"CLUSTER", "SLOTS"}, 1000);
+  if (!r.ok() || r->type != RedisReply::Type::kArray) return "";
+  std::vector<std::pair<int64_t, std::string>> ranges;
+  for (const RedisReply& range : r->elements) {
+    if (range.type != RedisReply::Type::kArray || range.elements.size() < 3)
+      return "";
+    const RedisReply& node = range.elements[2];
+    if (node.type != RedisReply::Type::kArray || node.elements.size() < 3)
+      return "";
+    ranges.emplace_back(range.elements[0].integer,
+                        std::to_string(range.elements[0].integer) + "-" +
+                            std::to_string(range.elements[1].integer) + "=" +
+                            node.elements[2].str);
   }
   std::sort(ranges.begin(), ranges.end());
   std::string out;
@@ -89,21 +86,18 @@ std::string SlotSignature(uint16_t port) {
 
 // The id of the primary that `slots` (a CLUSTER SLOTS reply) names for
 // `slot` ("" when none does).
-std::string SlotOwnerId(const redisReply& slots, uint16_t slot) {
-  if (slots.type != REDIS_REPLY_ARRAY) return "";
-  for (size_t i = 0; i < slots.elements; ++i) {
-    const redisReply* range = slots.element[i];
-    if (range->type != REDIS_REPLY_ARRAY || range->elements < 3 ||
-        range->element[2]->type != REDIS_REPLY_ARRAY ||
-        range->element[2]->elements < 3) {
+std::string SlotOwnerId(const RedisReply& slots, uint16_t slot) {
+  if (slots.type != RedisReply::Type::kArray) return "";
+  for (const RedisReply& range : slots.elements) {
+    if (range.type != RedisReply::Type::kArray || range.elements.size() < 3 ||
+        range.elements[2].type != RedisReply::Type::kArray ||
+        range.elements[2].elements.size() < 3) {
       continue;
     }
-    if (slot < range->element[0]->integer ||
-        slot > range->element[1]->integer) {
+    if (slot < range.elements[0].integer || slot > range.elements[1].integer) {
       continue;
     }
-    const redisReply* id = range->element[2]->element[2];
-    return std::string(id->str, id->len);
+    return range.elements[2].elements[2].str;
   }
   return "";
 }
@@ -128,7 +122,7 @@ Result<std::unique_ptr<RedisCluster>> RedisCluster::Create(
     if (!node.ok()) return node.status();
     auto id = Run((*node)->port(), {"CLUSTER", "MYID"});
     if (!id.ok()) return id.status();
-    c->ids_.emplace_back((*id)->str, (*id)->len);
+    c->ids_.push_back(id->str);
     c->nodes_.push_back(std::move(node).value());
   }
   if (Status s = c->Join(); !s.ok()) {
@@ -171,14 +165,10 @@ Status RedisCluster::AttachReplicas() {
       const size_t i = replica(p, r);
       Status s = PollFor(
           [&](std::string* last) {
-            ReplyPtr reply = Query(nodes_[i]->port(),
-                                   {"CLUSTER", "REPLICATE", ids_[p]}, 1000);
-            if (!reply) {
-              *last = "no reply";
-              return false;
-            }
-            if (reply->type == REDIS_REPLY_ERROR) {
-              *last = std::string(reply->str, reply->len);
+            auto reply = Query(nodes_[i]->port(),
+                               {"CLUSTER", "REPLICATE", ids_[p]}, 1000);
+            if (!reply.ok()) {
+              *last = reply.status().message();
               return false;
             }
             return true;
@@ -203,12 +193,12 @@ Status RedisCluster::AttachReplicas() {
   Status known = PollFor(
       [this](std::string* last) {
         for (size_t n = 0; n < nodes_.size(); ++n) {
-          ReplyPtr reply = Query(nodes_[n]->port(), {"CLUSTER", "NODES"}, 500);
-          if (!reply || reply->type != REDIS_REPLY_STRING) {
+          auto reply = Query(nodes_[n]->port(), {"CLUSTER", "NODES"}, 500);
+          if (!reply.ok() || reply->type != RedisReply::Type::kString) {
             *last = "node " + std::to_string(n) + ": no CLUSTER NODES";
             return false;
           }
-          const std::string text(reply->str, reply->len);
+          const std::string& text = reply->str;
           for (size_t p = 0; p < primaries_; ++p) {
             for (int r = 0; r < replicas_per_primary_; ++r) {
               const size_t i = replica(p, r);
@@ -256,7 +246,7 @@ std::string RedisCluster::url() const {
 Result<size_t> RedisCluster::Owner(uint16_t slot) const {
   auto r = Run(nodes_[FirstRunning()]->port(), {"CLUSTER", "SLOTS"});
   if (!r.ok()) return r.status();
-  const std::string id = SlotOwnerId(**r, slot);
+  const std::string id = SlotOwnerId(*r, slot);
   for (size_t n = 0; !id.empty() && n < ids_.size(); ++n) {
     if (ids_[n] == id) return n;
   }
@@ -271,11 +261,11 @@ Status RedisCluster::AwaitConsistent(std::chrono::milliseconds timeout) const {
         for (size_t i = 0; i < nodes_.size(); ++i) {
           if (!nodes_[i]->running()) continue;
           const std::string who = "node " + std::to_string(i) + ": ";
-          ReplyPtr info = Query(nodes_[i]->port(), {"CLUSTER", "INFO"}, 500);
-          std::string state = info && info->type == REDIS_REPLY_STRING
-                                  ? InfoField(std::string(info->str, info->len),
-                                              "cluster_state")
-                                  : "no answer";
+          auto info = Query(nodes_[i]->port(), {"CLUSTER", "INFO"}, 500);
+          std::string state =
+              info.ok() && info->type == RedisReply::Type::kString
+                  ? InfoField(info->str, "cluster_state")
+                  : "no answer";
           if (state != "ok") {
             *last = who + "cluster_state:" + state;
             return false;
@@ -302,8 +292,8 @@ Status RedisCluster::AwaitOwner(uint16_t slot, size_t node,
       [&](std::string* last) {
         for (size_t i = 0; i < nodes_.size(); ++i) {
           if (!nodes_[i]->running()) continue;
-          ReplyPtr r = Query(nodes_[i]->port(), {"CLUSTER", "SLOTS"}, 500);
-          if (!r || r->type != REDIS_REPLY_ARRAY) {
+          auto r = Query(nodes_[i]->port(), {"CLUSTER", "SLOTS"}, 500);
+          if (!r.ok() || r->type != RedisReply::Type::kArray) {
             *last = "node " + std::to_string(i) + ": no CLUSTER SLOTS";
             return false;
           }
@@ -359,16 +349,14 @@ Result<int> RedisCluster::MoveKeys(int max) {
     auto keys = Run(source, {"CLUSTER", "GETKEYSINSLOT", std::to_string(m.slot),
                              std::to_string(page)});
     if (!keys.ok()) return keys.status();
-    if ((*keys)->elements == 0) break;
+    if (keys->elements.empty()) break;
     std::vector<std::string> args = {
         "MIGRATE", "127.0.0.1", std::to_string(nodes_[m.to]->port()), "", "0",
         "5000",    "KEYS"};
-    for (size_t i = 0; i < (*keys)->elements; ++i) {
-      args.emplace_back((*keys)->element[i]->str, (*keys)->element[i]->len);
-    }
+    for (const RedisReply& key : keys->elements) args.push_back(key.str);
     auto r = Run(source, args);
     if (!r.ok()) return r.status();
-    moved += static_cast<int>((*keys)->elements);
+    moved += static_cast<int>(keys->elements.size());
   }
   return moved;
 }

@@ -1,7 +1,6 @@
 #include "testing/redis_sentinel.h"
 
 #include <arpa/inet.h>
-#include <hiredis/hiredis.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -30,7 +29,6 @@ using fixture::InfoField;
 using fixture::PollFor;
 using fixture::Query;
 using fixture::RedisBinary;
-using fixture::ReplyPtr;
 using fixture::SpawnAndAwaitPing;
 using fixture::StopGracefully;
 using fixture::TailOf;
@@ -108,28 +106,28 @@ Status RedisSentinel::Stop() {
 }
 
 Result<uint16_t> RedisSentinel::MasterPort() const {
-  ReplyPtr r =
+  auto r =
       Query(port_, {"SENTINEL", "get-master-addr-by-name", master_name_}, 1000);
-  if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
-      r->element[1]->type != REDIS_REPLY_STRING) {
+  if (!r.ok() || r->type != RedisReply::Type::kArray ||
+      r->elements.size() != 2 ||
+      r->elements[1].type != RedisReply::Type::kString) {
     return Status::Unavailable("sentinel " + address() +
                                " gave no primary address");
   }
-  return static_cast<uint16_t>(
-      std::atoi(std::string(r->element[1]->str, r->element[1]->len).c_str()));
+  return static_cast<uint16_t>(std::atoi(r->elements[1].str.c_str()));
 }
 
 Status RedisSentinel::AwaitTopology(int replicas, int other_sentinels,
                                     std::chrono::milliseconds timeout) const {
   return PollFor(
       [&](std::string* last) {
-        ReplyPtr r = Query(port_, {"SENTINEL", "MASTER", master_name_}, 500);
-        if (!r || r->type != REDIS_REPLY_ARRAY) return false;
+        auto r = Query(port_, {"SENTINEL", "MASTER", master_name_}, 500);
+        if (!r.ok() || r->type != RedisReply::Type::kArray) return false;
         std::string flags;
         int64_t slaves = -1, others = -1;
-        for (size_t i = 0; i + 1 < r->elements; i += 2) {
-          std::string k(r->element[i]->str, r->element[i]->len);
-          std::string v(r->element[i + 1]->str, r->element[i + 1]->len);
+        for (size_t i = 0; i + 1 < r->elements.size(); i += 2) {
+          const std::string& k = r->elements[i].str;
+          const std::string& v = r->elements[i + 1].str;
           if (k == "flags") flags = v;
           if (k == "num-slaves") slaves = std::atoll(v.c_str());
           if (k == "num-other-sentinels") others = std::atoll(v.c_str());

@@ -30,7 +30,6 @@ using fixture::kStopTimeout;
 using fixture::PollFor;
 using fixture::Query;
 using fixture::RedisBinary;
-using fixture::ReplyPtr;
 using fixture::SpawnAndAwaitPing;
 using fixture::StopGracefully;
 using fixture::TailOf;
@@ -155,7 +154,9 @@ Status RedisServer::Shutdown() {
   if (c == nullptr || c->err != 0) {
     refused = std::string("connect: ") + (c != nullptr ? c->errstr : "ENOMEM");
   } else if (redisSetTimeout(c, tv) == REDIS_OK) {
-    // On success redis closes the connection without a reply.
+    // On success redis closes the connection without a reply, which the
+    // shared call path (redis/redis_call.h) can only report as a lost
+    // connection: a plain hiredis call tells an error reply from that.
     auto* reply = static_cast<redisReply*>(redisCommand(c, "SHUTDOWN"));
     if (reply != nullptr && reply->type == REDIS_REPLY_ERROR) {
       refused = std::string(reply->str, reply->len);
@@ -191,9 +192,9 @@ std::string RedisServer::LogTail() const {
 Status RedisServer::AwaitReplicaLink(std::chrono::milliseconds timeout) {
   return PollFor(
       [this](std::string* last) {
-        ReplyPtr r = Query(port_, {"INFO", "replication"}, 500);
-        if (!r || r->type != REDIS_REPLY_STRING) return false;
-        std::string info(r->str, r->len);
+        auto r = Query(port_, {"INFO", "replication"}, 500);
+        if (!r.ok() || r->type != RedisReply::Type::kString) return false;
+        const std::string& info = r->str;
         *last = "role:" + InfoField(info, "role") +
                 " master_link_status:" + InfoField(info, "master_link_status");
         return InfoField(info, "role") == "slave" &&
@@ -206,9 +207,9 @@ Status RedisServer::AwaitReplicas(int replicas,
                                   std::chrono::milliseconds timeout) {
   return PollFor(
       [this, replicas](std::string* last) {
-        ReplyPtr r = Query(port_, {"INFO", "replication"}, 500);
-        if (!r || r->type != REDIS_REPLY_STRING) return false;
-        std::string info(r->str, r->len);
+        auto r = Query(port_, {"INFO", "replication"}, 500);
+        if (!r.ok() || r->type != RedisReply::Type::kString) return false;
+        const std::string& info = r->str;
         int online = 0;
         for (int i = 0;; ++i) {
           std::string slave = InfoField(info, "slave" + std::to_string(i));

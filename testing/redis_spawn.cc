@@ -1,7 +1,6 @@
 #include "testing/redis_spawn.h"
 
 #include <arpa/inet.h>
-#include <hiredis/hiredis.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -27,35 +26,18 @@ constexpr char kDefaultBinary[] = "/usr/bin/redis-server";
 
 }  // namespace
 
-ReplyPtr Query(uint16_t port, const std::vector<std::string>& args,
-               int64_t timeout_ms) {
-  ReplyPtr none(nullptr, freeReplyObject);
-  timeval tv{static_cast<time_t>(timeout_ms / 1000),
-             static_cast<suseconds_t>((timeout_ms % 1000) * 1000)};
-  redisContext* c = redisConnectWithTimeout("127.0.0.1", port, tv);
-  if (c == nullptr) return none;
-  if (c->err != 0 || redisSetTimeout(c, tv) != REDIS_OK) {
-    redisFree(c);
-    return none;
-  }
-  std::vector<const char*> argv;
-  std::vector<size_t> lens;
-  for (const std::string& a : args) {
-    argv.push_back(a.data());
-    lens.push_back(a.size());
-  }
-  ReplyPtr reply(
-      static_cast<redisReply*>(redisCommandArgv(
-          c, static_cast<int>(args.size()), argv.data(), lens.data())),
-      freeReplyObject);
-  redisFree(c);
-  return reply;
+Result<RedisReply> Query(uint16_t port, std::vector<std::string> args,
+                         int64_t timeout_ms) {
+  RedisAddress address;
+  address.host = "127.0.0.1";
+  address.port = port;
+  return RedisCallOnce(address, std::move(args), timeout_ms);
 }
 
 bool Pings(uint16_t port) {
-  ReplyPtr reply = Query(port, {"PING"}, 500);
-  return reply && reply->type == REDIS_REPLY_STATUS &&
-         std::string(reply->str, reply->len) == "PONG";
+  auto reply = Query(port, {"PING"}, 500);
+  return reply.ok() && reply->type == RedisReply::Type::kStatus &&
+         reply->str == "PONG";
 }
 
 std::string InfoField(const std::string& info, const std::string& field) {

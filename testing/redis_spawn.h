@@ -5,8 +5,6 @@
 #ifndef YARD_TESTING_REDIS_SPAWN_H_
 #define YARD_TESTING_REDIS_SPAWN_H_
 
-#include <hiredis/hiredis.h>
-
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -15,21 +13,20 @@
 #include <vector>
 
 #include "common/status.h"
+#include "redis/redis_call.h"
 #include "testing/process.h"
 
 namespace yard::fixture {
-
-using ReplyPtr = std::unique_ptr<redisReply, void (*)(void*)>;
 
 // How long a server may take to answer PING after a start, and to exit
 // after SIGTERM.
 inline constexpr std::chrono::seconds kStartTimeout(10);
 inline constexpr std::chrono::seconds kStopTimeout(10);
 
-// One command to 127.0.0.1:port on a connection of its own, waiting up to
-// timeout_ms to connect and as long for the reply. Null when there is none.
-ReplyPtr Query(uint16_t port, const std::vector<std::string>& args,
-               int64_t timeout_ms);
+// One command to 127.0.0.1:port on a connection of its own, all within
+// timeout_ms (RedisCallOnce: an error reply is a Status too).
+Result<RedisReply> Query(uint16_t port, std::vector<std::string> args,
+                         int64_t timeout_ms);
 // True when redis answers PING with PONG within ~500 ms.
 bool Pings(uint16_t port);
 // The value of `field:` in an INFO text ("" when absent).
