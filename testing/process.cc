@@ -8,8 +8,10 @@
 
 #include <cerrno>
 #include <csignal>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <initializer_list>
 #include <sstream>
 #include <thread>
 #include <utility>
@@ -32,9 +34,11 @@ void CloseFd(int& fd) {
   }
 }
 
-// In the child between fork and exec: async-signal-safe calls only.
-[[noreturn]] void ExecChild(pid_t parent, char* const* argv, int devnull,
-                            int stdout_w, int stderr_fd, int error_w) {
+// In the child after fork: async-signal-safe calls only. Sets the child up
+// (death signal, process group, signals, stdio); false (with errno written
+// to error_w) when that fails.
+bool SetUpChild(pid_t parent, int devnull, int stdout_w, int stderr_fd,
+                int error_w) {
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (::getppid() != parent) ::_exit(127);  // the parent died already
   // A group of its own: a terminal's Ctrl-C reaches the parent only, which
@@ -51,12 +55,35 @@ void CloseFd(int& fd) {
       (stderr_fd >= 0 && ::dup2(stderr_fd, STDERR_FILENO) < 0)) {
     int err = errno;
     (void)!::write(error_w, &err, sizeof(err));
-    ::_exit(127);
+    return false;
   }
+  return true;
+}
+
+[[noreturn]] void ExecChild(char* const* argv, int error_w) {
   ::execv(argv[0], argv);
   int err = errno;
   (void)!::write(error_w, &err, sizeof(err));
   ::_exit(127);
+}
+
+// Runs `body` in the forked child and ends it with body's return value,
+// without unwinding into the parent's stack (no destructors, no atexit).
+// `fds`: the launch's descriptors, which no exec closes here; closing
+// error_w tells the parent the child started.
+[[noreturn]] void RunChild(const std::function<int()>& body,
+                           std::initializer_list<int> fds) {
+  for (int fd : fds) {
+    if (fd >= 0) ::close(fd);
+  }
+  int code = 126;
+  try {
+    code = body();
+  } catch (...) {
+  }
+  std::fflush(stdout);
+  std::fflush(stderr);
+  ::_exit(code);
 }
 
 ExitInfo FromWaitStatus(int status) {
@@ -92,6 +119,19 @@ std::string ReadFileOrEmpty(const std::string& path) {
 Result<std::unique_ptr<Process>> Process::Spawn(std::vector<std::string> args,
                                                 std::string stderr_path) {
   if (args.empty()) return Status::InvalidArgument("no program");
+  return Launch(std::move(args), std::move(stderr_path), nullptr);
+}
+
+Result<std::unique_ptr<Process>> Process::Fork(std::string name,
+                                               std::function<int()> body,
+                                               std::string stderr_path) {
+  if (!body) return Status::InvalidArgument("no body");
+  return Launch({"(fork) " + name}, std::move(stderr_path), &body);
+}
+
+Result<std::unique_ptr<Process>> Process::Launch(
+    std::vector<std::string> args, std::string stderr_path,
+    const std::function<int()>* body) {
   std::vector<char*> argv;
   argv.reserve(args.size() + 1);
   for (auto& a : args) argv.push_back(a.data());
@@ -128,6 +168,9 @@ Result<std::unique_ptr<Process>> Process::Spawn(std::vector<std::string> args,
     }
   }
 
+  // What this process has buffered must not be written twice (the child
+  // inherits the buffers).
+  std::fflush(nullptr);
   pid_t parent = ::getpid();
   pid_t pid = ::fork();
   if (pid < 0) {
@@ -136,10 +179,18 @@ Result<std::unique_ptr<Process>> Process::Spawn(std::vector<std::string> args,
     return Status::IoError(std::string("fork: ") + std::strerror(err));
   }
   if (pid == 0) {
-    ExecChild(parent, argv.data(), devnull, out[1], stderr_fd, error_pipe[1]);
+    if (!SetUpChild(parent, devnull, out[1], stderr_fd, error_pipe[1])) {
+      ::_exit(127);
+    }
+    if (body != nullptr) {
+      RunChild(*body, {out[0], out[1], error_pipe[0], error_pipe[1], devnull,
+                       stderr_fd});
+    }
+    ExecChild(argv.data(), error_pipe[1]);
   }
 
-  // Parent. The error pipe reads end of file once exec succeeded (CLOEXEC).
+  // Parent. The error pipe reads end of file once exec succeeded (CLOEXEC)
+  // or the forked body started.
   int stdout_fd = out[0];
   out[0] = -1;
   CloseFd(error_pipe[1]);

@@ -1,5 +1,6 @@
 // Process: a child process (fork + exec), for `yard loadtest`'s local
-// cluster and the integration tests.
+// cluster and the integration tests; or a forked part of the test itself
+// (Fork), for a test that must kill it for real.
 //
 // The child runs in a process group of its own. Its stdout is a pipe the test
 // reads line by line with a timeout; its stderr goes to a file (so a failing
@@ -13,6 +14,11 @@
 //   (*p)->Signal(SIGTERM);
 //   std::optional<ExitInfo> exit = (*p)->Wait(std::chrono::seconds(10));
 //
+//   auto q = Process::Fork("queue", [] { ...; std::printf("ready\n");
+//                                          std::fflush(stdout); ...; });
+//   (*q)->ReadLine(...);  // "ready"
+//   (*q)->Kill();         // SIGKILL: no destructor runs in the child
+//
 // Thread-safety: none; one Process per thread. Spawn from the main thread
 // (the death signal is tied to the thread that forks).
 #ifndef YARD_TESTING_PROCESS_H_
@@ -21,6 +27,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -51,6 +58,15 @@ class Process {
   // cannot be executed.
   static Result<std::unique_ptr<Process>> Spawn(std::vector<std::string> args,
                                                 std::string stderr_path);
+  // Forks a child that runs `body` (this program, no exec) with stdout and
+  // stderr set up as for Spawn, then exits with body's return value (126 if
+  // it throws) without running destructors or atexit handlers. The child
+  // has only the forking thread: `body` must use only what it creates
+  // itself (not the parent's connections, sockets or threads). Write to
+  // stdout with printf + fflush. `name` stands in for the command line.
+  static Result<std::unique_ptr<Process>> Fork(std::string name,
+                                               std::function<int()> body,
+                                               std::string stderr_path = "");
 
   ~Process();  // SIGKILL and reap when still running
   Process(const Process&) = delete;
@@ -87,6 +103,10 @@ class Process {
  private:
   Process(pid_t pid, int stdout_fd, std::vector<std::string> args,
           std::string stderr_path);
+  // Spawn (body null: exec args[0]) or Fork (run *body).
+  static Result<std::unique_ptr<Process>> Launch(
+      std::vector<std::string> args, std::string stderr_path,
+      const std::function<int()>* body);
   // Reads what is available on stdout into buffer_, waiting up to
   // `timeout_ms`. False on timeout; sets eof_ at end of file.
   bool Fill(int timeout_ms);

@@ -3,9 +3,11 @@
 
 #include <gtest/gtest.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <csignal>
+#include <cstdio>
 #include <filesystem>
 #include <string>
 
@@ -82,6 +84,34 @@ TEST_F(ProcessTest, DestructorKillsTheChild) {
   }
   // Reaped: the pid no longer names our child.
   EXPECT_NE(::kill(pid, 0), 0);
+}
+
+// A forked body: its stdout is the pipe, its return value the exit code;
+// Kill ends it where it is.
+TEST_F(ProcessTest, ForkRunsTheBodyAndIsKilledForReal) {
+  auto done = Process::Fork("exits", [] {
+    std::printf("from the child\n");
+    return 7;
+  });
+  ASSERT_TRUE(done.ok()) << done.status().ToString();
+  EXPECT_EQ((*done)->ReadLine(Millis(5000)), "from the child");
+  auto exit = (*done)->Wait(Millis(5000));
+  ASSERT_TRUE(exit);
+  EXPECT_TRUE(exit->ExitedWith(7)) << exit->ToString();
+
+  auto held = Process::Fork(
+      "holds",
+      [] {
+        std::printf("holding\n");
+        std::fflush(stdout);
+        for (;;) ::pause();  // until killed
+        return 0;
+      },
+      dir_ + "/held.stderr");
+  ASSERT_TRUE(held.ok()) << held.status().ToString();
+  EXPECT_EQ((*held)->ReadLine(Millis(5000)), "holding");
+  EXPECT_TRUE((*held)->Running());
+  EXPECT_TRUE((*held)->Kill().KilledBy(SIGKILL));
 }
 
 TEST_F(ProcessTest, MissingProgramIsAnError) {
