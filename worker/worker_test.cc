@@ -6,16 +6,69 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
 #include <optional>
 #include <thread>
 #include <unordered_map>
 
 #include "common/clock.h"
+#include "testing/log_capture.h"
 
 namespace yard {
 namespace {
 
 using std::chrono::milliseconds;
+
+// The bound on anything a test waits for: generous, since waits end as soon
+// as what they wait for happens (a loaded machine under ASan can stall).
+constexpr int64_t kWaitMs = 20000;
+// A time limit the test must never reach (e.g. a drain timeout), so that a
+// worker that waited it out fails a bounded wait instead of passing slowly.
+constexpr int64_t kNeverMs = 60000;
+
+// Polls `done` every 2 ms until it holds or timeout_ms pass.
+bool PollUntil(const std::function<bool()>& done, int64_t timeout_ms) {
+  const int64_t deadline = MonoMillis() + timeout_ms;
+  while (!done()) {
+    if (MonoMillis() >= deadline) return false;
+    std::this_thread::sleep_for(milliseconds(2));
+  }
+  return true;
+}
+
+// The "hold" task: a job that runs until the test opens the gate, so that
+// "the job is running" and "the job is still running" are facts the test
+// waits on or relies on, never guesses from time.
+class Gate {
+ public:
+  Handler handler() {
+    return [this](const JobContext&) {
+      std::unique_lock<std::mutex> lock(mu_);
+      ++entered_;
+      cv_.notify_all();
+      cv_.wait(lock, [this] { return open_; });
+      return std::string("held");
+    };
+  }
+  // Waits until `n` hold jobs have started.
+  bool AwaitEntered(int n) {
+    std::unique_lock<std::mutex> lock(mu_);
+    return cv_.wait_for(lock, milliseconds(kWaitMs),
+                        [&] { return entered_ >= n; });
+  }
+  void Open() {
+    std::lock_guard<std::mutex> lock(mu_);
+    open_ = true;
+    cv_.notify_all();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int entered_ = 0;
+  bool open_ = false;
+};
 
 struct ResultRecord {
   JobId id;
@@ -80,7 +133,7 @@ class FakeBroker {
   }
 
   // The next non-heartbeat message, which must be of `kind`.
-  Inbound Expect(wire::Body kind, int64_t timeout_ms = 3000) {
+  Inbound Expect(wire::Body kind, int64_t timeout_ms = kWaitMs) {
     auto in = Recv(timeout_ms);
     if (!in) {
       ADD_FAILURE() << "no " << wire::EnumNameBody(kind) << " within "
@@ -93,7 +146,7 @@ class FakeBroker {
 
   // Waits for a Ready and returns its sender.
   std::string ExpectReady(uint32_t* credit = nullptr,
-                          int64_t timeout_ms = 3000) {
+                          int64_t timeout_ms = kWaitMs) {
     Inbound in = Expect(wire::Body::Ready, timeout_ms);
     if (in.envelope == nullptr || in.kind() != wire::Body::Ready) return "";
     if (credit != nullptr) *credit = in.envelope->body_as_Ready()->credit();
@@ -137,7 +190,7 @@ class FakeBroker {
   // Collects results until `n` arrived (or the timeout). Credit messages add
   // to credit_seen(); any other kind fails the test.
   std::unordered_map<JobId, ResultRecord, JobIdHash> CollectResults(
-      size_t n, int64_t timeout_ms = 3000, std::string* from = nullptr) {
+      size_t n, int64_t timeout_ms = kWaitMs, std::string* from = nullptr) {
     std::unordered_map<JobId, ResultRecord, JobIdHash> out;
     const int64_t deadline = MonoMillis() + timeout_ms;
     while (out.size() < n) {
@@ -206,7 +259,15 @@ class WorkerTest : public ::testing::Test {
     worker_ = std::make_unique<Worker>(std::move(options));
     RegisterBuiltinHandlers(*worker_);
     if (extra_handlers) extra_handlers(*worker_);
-    thread_ = std::thread([this] { run_status_ = worker_->Run(); });
+    thread_ = std::thread([this] {
+      run_status_ = worker_->Run();
+      returned_ = true;
+    });
+  }
+
+  // For Start: the "hold" task (jobs that run until gate_ opens).
+  std::function<void(Worker&)> WithHold() {
+    return [this](Worker& w) { w.Register("hold", gate_.handler()); };
   }
 
   Status StopAndJoin() {
@@ -216,6 +277,7 @@ class WorkerTest : public ::testing::Test {
   }
 
   void TearDown() override {
+    gate_.Open();  // ~Worker waits for running handlers
     if (thread_.joinable()) {
       worker_->Stop();
       thread_.join();
@@ -223,10 +285,13 @@ class WorkerTest : public ::testing::Test {
     worker_.reset();
   }
 
+  LogCapture log_;  // what the worker logs (it outlives the worker's thread)
   zmq::context_t context_;
+  Gate gate_;  // outlives the worker, whose handlers wait on it
   std::unique_ptr<Worker> worker_;
   std::thread thread_;
   Status run_status_;
+  std::atomic<bool> returned_{false};  // Run has returned
 };
 
 TEST_F(WorkerTest, ReadyCarriesCreditCapacityAndTasks) {
@@ -394,30 +459,34 @@ TEST_F(WorkerTest, IdleBrokersCreditMovesToTheBusyOne) {
   auto ep2 = NewEndpoint();
   FakeBroker b1(context_, ep1);
   FakeBroker b2(context_, ep2);
-  Start(Options({ep1, ep2}, 4, 0));
+  Start(Options({ep1, ep2}, 4, 0), WithHold());
   uint32_t c1 = 0, c2 = 0;
   std::string id1 = b1.ExpectReady(&c1);
   std::string id2 = b2.ExpectReady(&c2);
   EXPECT_EQ(c1, 2u);
   EXPECT_EQ(c2, 2u);
-  auto slow = b1.Dispatch(id1, {{"sleep", "600"}, {"sleep", "600"}});
+  // b1's two jobs run until the test lets them finish: b1 is busy throughout.
+  auto slow = b1.Dispatch(id1, {{"hold", ""}, {"hold", ""}});
+  ASSERT_TRUE(gate_.AwaitEntered(2));
   // The idle broker is asked for one slot back...
-  Inbound w = b2.Expect(wire::Body::Credit, 1500);
+  Inbound w = b2.Expect(wire::Body::Credit);
   ASSERT_NE(w.envelope, nullptr);
   EXPECT_EQ(w.envelope->body_as_Credit()->withdraw(), 1u);
   EXPECT_EQ(w.envelope->body_as_Credit()->credit(), 0u);
   // ... and the busy one gets it.
-  Inbound g = b1.Expect(wire::Body::Credit, 1500);
+  Inbound g = b1.Expect(wire::Body::Credit);
   ASSERT_NE(g.envelope, nullptr);
   EXPECT_EQ(g.envelope->body_as_Credit()->credit(), 1u);
-  auto more = b1.Dispatch(id1, {{"sleep", "10"}});
+  auto more = b1.Dispatch(id1, {{"echo", "more"}});
   // The idle broker still has its one slot.
   auto mine = b2.Dispatch(id2, {{"echo", "b2"}});
   auto r2 = b2.CollectResults(1);
   EXPECT_EQ(r2[mine[0]].output, "b2");
-  auto r1 = b1.CollectResults(3, 3000);
-  EXPECT_EQ(r1[more[0]].status, wire::ResultStatus::Ok);
-  EXPECT_EQ(r1[slow[1]].status, wire::ResultStatus::Ok);
+  gate_.Open();
+  auto r1 = b1.CollectResults(3);
+  EXPECT_EQ(r1[more[0]].output, "more");
+  EXPECT_EQ(r1[slow[0]].output, "held");
+  EXPECT_EQ(r1[slow[1]].output, "held");
   EXPECT_EQ(worker_->counters().credit_violations, 0u);
   EXPECT_TRUE(StopAndJoin().ok());
 }
@@ -432,50 +501,62 @@ TEST_F(WorkerTest, ALeavingBrokerGetsItsResultThenItsSlotsMove) {
   FakeBroker b1(context_, ep1);
   FakeBroker b2(context_, ep2);
   WorkerOptions o = Options({ep1, ep2}, 4, 0);
-  o.heartbeat_ms = 200;
-  Start(o);
+  o.heartbeat_ms = 500;  // silence for 1.5 s would end a connection
+  Start(o, WithHold());
   uint32_t c1 = 0, c2 = 0;
   std::string id1 = b1.ExpectReady(&c1);
   std::string id2 = b2.ExpectReady(&c2);
   ASSERT_EQ(c1 + c2, 4u);
   b1.KeepAlive(id1, 100);
   b2.KeepAlive(id2, 100);
-  auto slow = b2.Dispatch(id2, {{"sleep", "900"}});
-  std::this_thread::sleep_for(milliseconds(50));
+  auto slow = b2.Dispatch(id2, {{"hold", ""}});
+  ASSERT_TRUE(gate_.AwaitEntered(1));  // b2 holds a running job of ours
   worker_->SetBrokers({ep1});
-  // b2: its unused credit is taken back, heartbeats go on, the result comes.
+  // b1's credit, counted as grants and withdrawals come (b1 is kept alive
+  // meanwhile; while b2 is busy, b1 may be asked for a slot back).
+  int64_t granted = c1;
+  auto count_grants = [&](int64_t wait_ms) {
+    while (auto in = b1.Recv(wait_ms)) {
+      if (in->kind() == wire::Body::Credit) {
+        granted += in->envelope->body_as_Credit()->credit();
+        granted -= in->envelope->body_as_Credit()->withdraw();
+      }
+      wait_ms = 0;
+    }
+  };
+  // b2, while the job runs: its unused credit is taken back, and heartbeats
+  // go on after that (a draining broker must not take us for dead).
   bool withdrawn = false, heartbeat = false;
-  std::optional<ResultRecord> result;
-  const int64_t until = MonoMillis() + 3000;
-  while (MonoMillis() < until && !result) {
-    auto in = b2.Recv(100, /*skip_heartbeats=*/false);
+  const int64_t until = MonoMillis() + kWaitMs;
+  while (MonoMillis() < until && !(withdrawn && heartbeat)) {
+    count_grants(0);
+    auto in = b2.Recv(20, /*skip_heartbeats=*/false);
     if (!in) continue;
-    if (in->kind() == wire::Body::Heartbeat) heartbeat = true;
+    ASSERT_NE(in->kind(), wire::Body::Results) << "the job is still running";
+    // Ordered after the withdraw, so sent after the broker left the set.
+    if (in->kind() == wire::Body::Heartbeat) heartbeat = withdrawn;
     if (in->kind() == wire::Body::Credit) {
       withdrawn |= in->envelope->body_as_Credit()->withdraw() > 0;
-    }
-    if (in->kind() == wire::Body::Results) {
-      const auto* r = in->envelope->body_as_Results()
-                          ->results()
-                          ->Get(0)
-                          ->data_nested_root();
-      result = ResultRecord{FromWire(r->id()), r->status(), "", "", 0, 0};
     }
   }
   EXPECT_TRUE(withdrawn);
   EXPECT_TRUE(heartbeat) << "a broker holding our job must hear from us";
+  // The job finishes: its result still goes to b2.
+  gate_.Open();
+  std::optional<ResultRecord> result;
+  while (MonoMillis() < until && !result) {
+    count_grants(0);
+    auto in = b2.Recv(20);
+    if (!in || in->kind() != wire::Body::Results) continue;
+    const auto* r =
+        in->envelope->body_as_Results()->results()->Get(0)->data_nested_root();
+    result = ResultRecord{FromWire(r->id()), r->status(), "", "", 0, 0};
+  }
   ASSERT_TRUE(result.has_value());
   EXPECT_EQ(result->id, slow[0]);
-  // All four slots end up with b1.
-  uint32_t granted = c1;
-  const int64_t until2 = MonoMillis() + 2000;
-  while (MonoMillis() < until2 && granted < 4) {
-    auto in = b1.Recv(100);
-    if (in && in->kind() == wire::Body::Credit) {
-      granted += in->envelope->body_as_Credit()->credit();
-    }
-  }
-  EXPECT_EQ(granted, 4u);
+  // Then b2 is dropped, and all four slots end up with b1.
+  while (MonoMillis() < until && granted < 4) count_grants(20);
+  EXPECT_EQ(granted, 4);
   EXPECT_TRUE(StopAndJoin().ok());
 }
 
@@ -502,20 +583,27 @@ TEST_F(WorkerTest, GarbageFromTheBrokerIsCountedAndIgnored) {
 TEST_F(WorkerTest, StopDrainsRunningAndPrefetchedJobsThenDisconnects) {
   auto ep = NewEndpoint();
   FakeBroker broker(context_, ep);
-  Start(Options({ep}, 1, 2));
+  auto options = Options({ep}, 1, 2);
+  // The drain ends when the jobs are done: a worker that waited out its
+  // timeout would miss every bounded wait below.
+  options.drain_timeout_ms = kNeverMs;
+  Start(std::move(options), WithHold());
   std::string id = broker.ExpectReady();
 
-  auto ids = broker.Dispatch(id, {{"sleep", "300"}, {"echo", "queued"}});
-  std::this_thread::sleep_for(milliseconds(50));  // the sleep job is running
-  const int64_t stop_ms = MonoMillis();
+  auto ids = broker.Dispatch(id, {{"hold", ""}, {"echo", "queued"}});
+  ASSERT_TRUE(gate_.AwaitEntered(1));  // running; the echo waits behind it
   worker_->Stop();
-  std::this_thread::sleep_for(milliseconds(50));
+  ASSERT_NE(log_.Await("draining: 2 jobs in hand", milliseconds(kWaitMs)), "")
+      << ::testing::PrintToString(log_.Lines());
   // Arrives during the drain: not started (the broker requeues it on
   // Disconnect).
   auto late = broker.Dispatch(id, {{"echo", "late"}});
+  ASSERT_TRUE(PollUntil([&] { return worker_->counters().jobs_received == 3; },
+                        kWaitMs));
+  gate_.Open();
 
   auto results = broker.CollectResults(2);
-  EXPECT_EQ(results[ids[0]].status, wire::ResultStatus::Ok);
+  EXPECT_EQ(results[ids[0]].output, "held");
   EXPECT_EQ(results[ids[1]].output, "queued");
   EXPECT_EQ(results.count(late[0]), 0u);
   Inbound bye = broker.Expect(wire::Body::Disconnect);
@@ -523,7 +611,6 @@ TEST_F(WorkerTest, StopDrainsRunningAndPrefetchedJobsThenDisconnects) {
   EXPECT_EQ(AsString(bye.envelope->body_as_Disconnect()->reason()), "draining");
   thread_.join();
   EXPECT_TRUE(run_status_.ok());
-  EXPECT_LT(MonoMillis() - stop_ms, 2000);
   EXPECT_FALSE(broker.Recv(100).has_value());
   auto c = worker_->counters();
   EXPECT_EQ(c.jobs_received, 3u);
@@ -535,28 +622,37 @@ TEST_F(WorkerTest, DrainTimeoutAbandonsSlowJobs) {
   FakeBroker broker(context_, ep);
   auto options = Options({ep}, 1, 0);
   options.drain_timeout_ms = 100;
-  Start(std::move(options));
+  Start(std::move(options), WithHold());
   std::string id = broker.ExpectReady();
-  broker.Dispatch(id, {{"sleep", "700"}});
-  std::this_thread::sleep_for(milliseconds(50));
-  const int64_t stop_ms = MonoMillis();
+  broker.Dispatch(id, {{"hold", ""}});
+  ASSERT_TRUE(gate_.AwaitEntered(1));
   worker_->Stop();
-  broker.Expect(wire::Body::Disconnect, 2000);  // no Results first
+  // The job cannot finish while the gate is shut: only a drain that gives
+  // up on it sends the Disconnect (and no Results before it), and Run
+  // returns with the handler still running.
+  Inbound bye = broker.Expect(wire::Body::Disconnect);
+  ASSERT_NE(bye.envelope, nullptr);
+  EXPECT_NE(log_.Find("drain timed out with 1 jobs unanswered"), "")
+      << ::testing::PrintToString(log_.Lines());
+  EXPECT_TRUE(PollUntil([&] { return returned_.load(); }, kWaitMs))
+      << "Run waits for an abandoned handler";
+  gate_.Open();
   thread_.join();
   EXPECT_TRUE(run_status_.ok());
-  EXPECT_LT(MonoMillis() - stop_ms, 600);
 }
 
 TEST_F(WorkerTest, SilentBrokerGetsANewSocketAndASecondReady) {
   auto ep = NewEndpoint();
   FakeBroker broker(context_, ep);
   auto options = Options({ep}, 2, 2);
-  options.heartbeat_ms = 50;
+  // 3 intervals: 750 ms of silence end a connection, far more than the
+  // test's own pauses between keep-alives.
+  options.heartbeat_ms = 250;
   Start(std::move(options));
   std::string first = broker.ExpectReady();
   // Say nothing: after 3 intervals the worker gives up on this socket.
   uint32_t credit = 0;
-  std::string second = broker.ExpectReady(&credit, 2000);
+  std::string second = broker.ExpectReady(&credit);
   EXPECT_NE(first, second);
   EXPECT_EQ(credit, 4u);
   EXPECT_GE(worker_->counters().reconnects, 1u);
@@ -572,25 +668,27 @@ TEST_F(WorkerTest, JobsFromTheOldSocketAnswerOnTheNewOneWithCredit) {
   auto ep = NewEndpoint();
   FakeBroker broker(context_, ep);
   auto options = Options({ep}, 1, 0);
-  options.heartbeat_ms = 100;
-  Start(std::move(options));
+  options.heartbeat_ms = 250;  // 750 ms of silence end a connection
+  Start(std::move(options), WithHold());
   uint32_t credit = 0;
   std::string first = broker.ExpectReady(&credit);
   EXPECT_EQ(credit, 1u);
-  auto ids = broker.Dispatch(first, {{"sleep", "700"}});
+  auto ids = broker.Dispatch(first, {{"hold", ""}});
+  ASSERT_TRUE(gate_.AwaitEntered(1));
   // Silence: the worker reconnects while the job runs; its one slot is busy,
   // so the new registration starts with no credit.
-  std::string second = broker.ExpectReady(&credit, 2000);
+  std::string second = broker.ExpectReady(&credit);
   EXPECT_NE(first, second);
   EXPECT_EQ(credit, 0u);
   broker.KeepAlive(second, 30);
+  gate_.Open();
   std::string from;
-  auto results = broker.CollectResults(1, 3000, &from);
+  auto results = broker.CollectResults(1, kWaitMs, &from);
   EXPECT_EQ(from, second);
   EXPECT_EQ(results[ids[0]].status, wire::ResultStatus::Ok);
   // The new registration never dispatched that job, so the freed slot comes
   // back as an explicit Credit.
-  Inbound grant = broker.Expect(wire::Body::Credit, 1000);
+  Inbound grant = broker.Expect(wire::Body::Credit);
   ASSERT_NE(grant.envelope, nullptr);
   EXPECT_EQ(grant.envelope->body_as_Credit()->credit(), 1u);
   EXPECT_EQ(grant.identity, second);
@@ -602,14 +700,16 @@ TEST_F(WorkerTest, BrokerDisconnectMakesTheWorkerRegisterAgain) {
   auto ep = NewEndpoint();
   FakeBroker broker(context_, ep);
   auto options = Options({ep}, 2, 1);
-  options.heartbeat_ms = 100;
+  options.heartbeat_ms = 250;  // 750 ms of silence end a connection
   Start(std::move(options));
   std::string id = broker.ExpectReady();
   broker.KeepAlive(id, 30);
-  std::this_thread::sleep_for(milliseconds(150));  // past the Ready debounce
+  // Past the Ready debounce (one heartbeat interval from the Ready), kept
+  // alive meanwhile; the worker sends nothing but heartbeats.
+  EXPECT_FALSE(broker.Recv(300).has_value());
   broker.Send(id, broker.writer().EncodeDisconnect("unknown worker"));
   uint32_t credit = 0;
-  std::string again = broker.ExpectReady(&credit, 1000);
+  std::string again = broker.ExpectReady(&credit);
   EXPECT_EQ(again, id);  // same socket
   EXPECT_EQ(credit, 3u);
   EXPECT_EQ(worker_->counters().reconnects, 0u);
