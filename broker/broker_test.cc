@@ -33,8 +33,9 @@ class Peer {
                                           : zmq::send_flags::none);
     }
   }
-  // Next decoded envelope, skipping heartbeats; nullopt after the timeout.
-  std::optional<std::string> Recv(std::chrono::milliseconds timeout = 2000ms,
+  // Next decoded envelope, skipping heartbeats; nullopt after the timeout
+  // (generous by default: a wait ends as soon as the message is there).
+  std::optional<std::string> Recv(std::chrono::milliseconds timeout = 10000ms,
                                   bool skip_heartbeats = true) {
     auto deadline = std::chrono::steady_clock::now() + timeout;
     while (std::chrono::steady_clock::now() < deadline) {
@@ -58,10 +59,11 @@ class Peer {
 };
 
 // Counters are published once per loop turn, possibly after the replies
-// went out: wait for them instead of reading once.
+// went out: wait for them (up to 20 s) instead of reading once.
 template <typename Pred>
 bool Eventually(Pred pred) {
-  for (int i = 0; i < 200; ++i) {
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (std::chrono::steady_clock::now() < deadline) {
     if (pred()) return true;
     std::this_thread::sleep_for(10ms);
   }
@@ -209,7 +211,10 @@ TEST_F(BrokerTest, FullQueueAnswersBusyWithRetryAfter) {
 
 TEST_F(BrokerTest, DeadWorkersJobsGoToAnotherWorker) {
   BrokerOptions o;
-  o.heartbeat_ms = 100;
+  // A worker is dead after 3 silent heartbeats (1.5 s): the healthy one,
+  // which beats every 100 ms, stays alive even if the test stalls for a
+  // second.
+  o.heartbeat_ms = 500;
   Start(o);
   Peer producer(ctx_, "inproc://front");
   auto silent = std::make_unique<Peer>(ctx_, "inproc://back");
@@ -219,14 +224,19 @@ TEST_F(BrokerTest, DeadWorkersJobsGoToAnotherWorker) {
   ASSERT_TRUE(silent->Recv());  // got the jobs, then falls silent
   Peer healthy(ctx_, "inproc://back");
   Ready(healthy, 10);
-  // Keep the healthy one beating while the silent one expires (3 x 100 ms).
+  // Keep the healthy one beating while the silent one expires; the next
+  // message it gets must be the silent one's jobs.
   std::optional<std::string> disp;
-  for (int i = 0; i < 40 && !disp; ++i) {
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (!disp && std::chrono::steady_clock::now() < deadline) {
     healthy.Send(w_.EncodeHeartbeat());
     disp = healthy.Recv(100ms);
   }
-  ASSERT_TRUE(disp);
+  ASSERT_TRUE(disp) << "the silent worker's jobs never moved";
   const auto* env = Env(*disp);
+  ASSERT_NE(env, nullptr);
+  ASSERT_EQ(env->body_type(), wire::Body::Dispatch)
+      << wire::EnumNameBody(env->body_type());
   ASSERT_EQ(env->body_as_Dispatch()->jobs()->size(), 2u);
   EXPECT_EQ(env->body_as_Dispatch()->jobs()->Get(0)->attempt(), 2);
   AnswerDispatch(healthy, *disp);
