@@ -29,17 +29,21 @@ std::vector<WorkerSlot> Fleet(size_t n, uint32_t credit = 1000) {
 }
 
 TEST(StableHashTest, IsFixedAndNeverZero) {
-  // Brokers on different hosts must agree: pin the values.
-  EXPECT_EQ(StableHash(""), StableHash(""));
-  EXPECT_NE(StableHash(""), 0u);
-  EXPECT_NE(StableHash("w1"), StableHash("w2"));
-  EXPECT_EQ(WorkerKey("worker-a"), StableHash("worker-a"));
-  EXPECT_EQ(AffinityHash(""), 0u);
-  EXPECT_EQ(AffinityHash("user-7"), StableHash("user-7"));
-  EXPECT_EQ(StableHash("user-7"), StableHash(std::string("user-7")));
-  // FNV-1a 64 of "a" is 0xaf63dc4c8601ec8c; then fmix64 (computed apart).
+  // Brokers on different hosts must agree: pin the values. FNV-1a 64 of the
+  // bytes, then fmix64, each computed apart (FNV-1a 64 of "" is its offset
+  // basis 0xcbf29ce484222325, of "a" 0xaf63dc4c8601ec8c).
+  EXPECT_EQ(StableHash(""), 0xefd01f60ba992926ULL);
   EXPECT_EQ(StableHash("a"), 0x82a2a958a9bece5bULL);
+  EXPECT_EQ(StableHash("w1"), 0x57091b151a24ecfaULL);
+  EXPECT_EQ(StableHash("w2"), 0x2f6b1b8301abf7a5ULL);
+  EXPECT_EQ(StableHash("user-7"), 0x05f45893168beb5fULL);
   EXPECT_EQ(WorkerKey("worker-1"), 0x47e73c9b4c3c6e74ULL);
+  EXPECT_EQ(WorkerKey("worker-a"), StableHash("worker-a"));
+  // The bytes count, not the C string: an embedded NUL changes the hash.
+  EXPECT_NE(StableHash(std::string_view("a\0b", 3)), StableHash("a"));
+  // 0 means "no key": an empty affinity key; a key never hashes to it.
+  EXPECT_EQ(AffinityHash(""), 0u);
+  EXPECT_EQ(AffinityHash("user-7"), 0x05f45893168beb5fULL);
 }
 
 TEST(BalancerTest, LeastOutstandingPrefersTheIdleWorker) {
