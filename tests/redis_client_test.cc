@@ -225,17 +225,20 @@ TEST(RedisUrlTest, RejectsBadUrls) {
   }
 }
 
-TEST(RedisConnectTest, ClosedPortFailsWithUnavailableWithinTimeout) {
+TEST(RedisConnectTest, ClosedPortFailsWithUnavailableAtTheRefusal) {
   Result<uint16_t> port = PickFreeLoopbackPort();
   ASSERT_TRUE(port.ok());
   RedisAddress address{"127.0.0.1", *port, 0};
-  const auto start = Clock::now();
-  Result<std::unique_ptr<RedisClient>> c = RedisClient::Connect(address, 2000);
-  const auto took = Clock::now() - start;
+  // The refusal itself ends the attempt: a client that waited out this
+  // timeout instead would say "timed out".
+  Result<std::unique_ptr<RedisClient>> c = RedisClient::Connect(address, 30000);
   ASSERT_FALSE(c.ok());
   EXPECT_EQ(c.status().code(), StatusCode::kUnavailable)
       << c.status().ToString();
-  EXPECT_LT(took, milliseconds(2500));
+  EXPECT_NE(c.status().message().find("connect failed"), std::string::npos)
+      << c.status().message();
+  EXPECT_EQ(c.status().message().find("timed out"), std::string::npos)
+      << c.status().message();
 }
 
 TEST(RedisConnectTest, SilentServerTimesOutWithUnavailable) {
@@ -256,10 +259,12 @@ TEST(RedisConnectTest, SilentServerTimesOutWithUnavailable) {
   ::close(fd);
   ASSERT_FALSE(c.ok());
   EXPECT_EQ(c.status().code(), StatusCode::kUnavailable);
-  EXPECT_NE(c.status().message().find("timed out"), std::string::npos)
+  // The given timeout ended it (not a refusal, not some other limit), and
+  // not before it was up (to the millisecond the client counts in).
+  EXPECT_NE(c.status().message().find("timed out after 300 ms"),
+            std::string::npos)
       << c.status().message();
-  EXPECT_GE(took, milliseconds(290));
-  EXPECT_LT(took, milliseconds(2000));
+  EXPECT_GE(took, milliseconds(299));
 }
 
 TEST_F(RedisClientTest, SelectsTheDbFromTheUrl) {
@@ -300,9 +305,15 @@ TEST_F(RedisClientTest, KillWithPendingCommandsAnswersEachOnceUnavailable) {
   ASSERT_TRUE(RunUntil(client_, [&] {
     return !(client_->events() & ZMQ_POLLOUT);  // all written
   }));
-  // Give the server time to read them all.
-  RunUntil(
-      client_, [] { return false; }, milliseconds(200));
+  // The server has the BLPOP and blocked on it (the rest waits behind).
+  std::unique_ptr<RedisClient> other = MustConnect(*server_);
+  ASSERT_NE(other, nullptr);
+  ASSERT_TRUE(RunUntil(client_, [&] {
+    Result<RedisReply> info = RunCommand(other, {"INFO", "clients"});
+    return info.ok() &&
+           info->str.find("blocked_clients:1\r\n") != std::string::npos;
+  }));
+  other.reset();
   EXPECT_EQ(client_->pending(), static_cast<size_t>(kSent));
   server_->Kill();
   for (int i = kSent; i < kSent + kQueued; ++i) {  // not written yet
@@ -388,15 +399,17 @@ TEST_F(RedisClientTest, DestroyFromInsideACallback) {
 }
 
 TEST(RedisRecoveryTest, RestartedServerReplaysTheAof) {
-  Result<std::unique_ptr<RedisServer>> server = RedisServer::Create();
+  // appendfsync always: a write is in the AOF before Redis answers it (under
+  // everysec a busy fsync may hold the write back for up to 2 s).
+  RedisServer::Options options;
+  options.appendfsync_always = true;
+  Result<std::unique_ptr<RedisServer>> server = RedisServer::Create(options);
   ASSERT_TRUE(server.ok()) << server.status().ToString();
   std::unique_ptr<RedisClient> client = MustConnect(**server);
   ASSERT_NE(client, nullptr);
   const std::string value("durable\0bytes", 13);
   ASSERT_TRUE(RunCommand(client, {"SET", "job:1", value}).ok());
   ASSERT_TRUE(RunCommand(client, {"RPUSH", "ready", "a", "b", "c"}).ok());
-  // appendfsync everysec: let the fsync happen before the crash.
-  std::this_thread::sleep_for(milliseconds(1500));
   (*server)->Kill();
   ASSERT_TRUE(RunUntil(client, [&] { return !client->connected(); }));
   client.reset();
