@@ -488,12 +488,10 @@ TEST_F(SentinelTest, ResolvesThePrimaryWhileASentinelIsDown) {
   ASSERT_TRUE(sentinels_[0]->Stop().ok());
   auto fresh = ParseRedisTarget(url_);
   ASSERT_TRUE(fresh.ok());
-  const auto start = steady_clock::now();
   primary = ResolveRedisTarget(*fresh, 2000);
   ASSERT_TRUE(primary.ok()) << primary.status().ToString();
   EXPECT_EQ(primary->port, primary_->port());
   EXPECT_EQ(fresh->addresses[0].port, sentinels_[1]->port());
-  EXPECT_LT(MillisSince(start), 1000);
 
   // A name no Sentinel monitors: Unavailable, naming it and each Sentinel.
   auto unknown = ParseRedisTarget(url_ + "x");
@@ -521,15 +519,20 @@ TEST_F(SentinelTest, ResolvesThePrimaryWhileASentinelIsDown) {
             std::string::npos)
       << not_master.status().message();
 
-  // No Sentinel up: Unavailable at once (connection refused), bounded.
+  // No Sentinel up: Unavailable at their refusals, not at a timeout (30 s
+  // here: one waited out would say "timed out").
   for (auto& s : sentinels_) ASSERT_TRUE(s->Stop().ok());
   auto none = ParseRedisTarget(url_);
   ASSERT_TRUE(none.ok());
-  const auto before = steady_clock::now();
-  auto down = ConnectRedisTarget(*none, 500);
-  EXPECT_FALSE(down.ok());
+  auto down = ConnectRedisTarget(*none, 30000);
+  ASSERT_FALSE(down.ok());
   EXPECT_EQ(down.status().code(), StatusCode::kUnavailable);
-  EXPECT_LT(MillisSince(before), 1500);
+  const std::string why = down.status().message();
+  EXPECT_EQ(why.find("timed out"), std::string::npos) << why;
+  EXPECT_EQ(why.find("out of time"), std::string::npos) << why;
+  for (auto& s : sentinels_) {  // each asked, each with its own answer
+    EXPECT_NE(why.find("; " + s->address() + ": "), std::string::npos) << why;
+  }
 }
 
 // With WAIT for one replica, a failover loses no accepted job. The killed
@@ -560,7 +563,8 @@ TEST_F(SentinelTest, FailoverWithoutWaitLosesAtMostTheJobsInFlight) {
   EXPECT_EQ(run.Count("submitted"), kJobs) << run.Describe();
   EXPECT_EQ(run.Count("failed"), 0) << run.Describe();
   EXPECT_EQ(run.Count("completed") + lost, kJobs) << run.Describe();
-  EXPECT_GE(lost, 0) << run.Describe();
+  // Every job was sent: what is lost, the failover lost.
+  EXPECT_EQ(run.Count("unsent"), 0) << run.Describe();
   EXPECT_LE(lost, kWindow) << run.Describe();
   EXPECT_TRUE(run.exit->ExitedWith(lost == 0 ? 0 : 1)) << run.Describe();
   ExpectBrokerFollowed();
