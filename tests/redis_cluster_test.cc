@@ -595,7 +595,11 @@ TEST_F(RedisClusterTest, AStreamKeepsItsGroupAndPendingListAcrossAMigration) {
   ASSERT_TRUE(RedisCall(before, {"XREADGROUP", "GROUP", "g", "b2", "COUNT", "1",
                                  "STREAMS", stream, ">"})
                   .ok());
+  // When the group's state is read (the server's clock is within these).
+  using Clock = std::chrono::steady_clock;
+  const Clock::time_point was_from = Clock::now();
   const GroupState was = ReadGroup(before, stream);
+  const Clock::time_point was_to = Clock::now();
   ASSERT_EQ(was.pending.size(), 4u);
   EXPECT_EQ(was.pending[0], ids[0] + " b1 2");
   EXPECT_EQ(was.pending[3], ids[3] + " b2 1");
@@ -605,19 +609,33 @@ TEST_F(RedisClusterTest, AStreamKeepsItsGroupAndPendingListAcrossAMigration) {
   // A broker's doorbell: blocked on the other (empty) stream of the shard.
   auto waiter = ConnectNode(2);
   ASSERT_NE(waiter, nullptr);
+  auto waiter_id = RedisCall(*waiter, {"CLIENT", "ID"});
+  ASSERT_TRUE(waiter_id.ok()) << waiter_id.status().ToString();
   auto blocked = std::make_shared<std::optional<Result<RedisReply>>>();
   SendNow(*waiter,
           {"XREADGROUP", "GROUP", "g", "b3", "COUNT", "1", "BLOCK", "20000",
            "STREAMS", other_stream, ">"},
           blocked);
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  // The node holds it blocked (flag b) before the slot moves.
+  auto probe = ConnectNode(2);
+  ASSERT_NE(probe, nullptr);
+  const Clock::time_point give_up = Clock::now() + std::chrono::seconds(20);
+  bool waiting = false;
+  while (!waiting && Clock::now() < give_up) {
+    auto client = RedisCall(
+        *probe, {"CLIENT", "LIST", "ID", std::to_string(waiter_id->integer)});
+    waiting = client.ok() &&
+              client->str.find(" flags=b ") != std::string::npos &&
+              client->str.find(" cmd=xreadgroup ") != std::string::npos;
+    if (!waiting) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  ASSERT_TRUE(waiting) << "the XREADGROUP never blocked";
   EXPECT_FALSE(blocked->has_value());
 
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));  // idle > 0
-  const auto started = std::chrono::steady_clock::now();
+  // At least 50 ms pass between the two reads of the group (idle grows).
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
   Status migrated = cluster().MigrateSlot(slot, 0);
   ASSERT_TRUE(migrated.ok()) << migrated.ToString();
-  const auto took = std::chrono::steady_clock::now() - started;
 
   // The blocked reader learns at once that its stream left.
   AwaitReply(*waiter, blocked, 5000);
@@ -633,17 +651,24 @@ TEST_F(RedisClusterTest, AStreamKeepsItsGroupAndPendingListAcrossAMigration) {
   ASSERT_TRUE(after.ok()) << after.status().ToString();
   RedisClient& now = **after;
 
+  const Clock::time_point is_from = Clock::now();
   const GroupState is = ReadGroup(now, stream);
+  const Clock::time_point is_to = Clock::now();
   EXPECT_EQ(is.pending, was.pending);  // ids, owners, delivery counts
   EXPECT_EQ(is.last_delivered, was.last_delivered);
   EXPECT_EQ(is.entries_read, was.entries_read);
   ASSERT_EQ(is.idle_ms.size(), was.idle_ms.size());
-  const int64_t took_ms =
-      std::chrono::duration_cast<std::chrono::milliseconds>(took).count();
+  // Delivery times travel with the entries: idle grew by the time between
+  // the two reads, as the test measured it (2 ms for the servers' clocks
+  // and rounding), neither reset nor changed.
+  auto ms = [](Clock::duration d) {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
+  };
+  const int64_t least = ms(is_from - was_to), most = ms(is_to - was_from);
+  ASSERT_GE(least, 50);
   for (size_t i = 0; i < is.idle_ms.size(); ++i) {
-    // Delivery times travel with the entries: idle keeps growing.
-    EXPECT_GE(is.idle_ms[i], was.idle_ms[i] + 50) << i;
-    EXPECT_LE(is.idle_ms[i], was.idle_ms[i] + took_ms + 5000) << i;
+    EXPECT_GE(is.idle_ms[i], was.idle_ms[i] + least - 2) << i;
+    EXPECT_LE(is.idle_ms[i], was.idle_ms[i] + most + 2) << i;
   }
   // The group goes on: the one unread entry, acks, a later id.
   auto rest = RedisCall(now, {"XREADGROUP", "GROUP", "g", "b1", "COUNT", "10",
