@@ -7,7 +7,12 @@
 #include <filesystem>
 #include <iostream>
 #include <sstream>
+#include <thread>
 #include <utility>
+#include <zmq.hpp>
+
+#include "schemas/codec.h"
+#include "schemas/frames.h"
 
 namespace yard {
 namespace {
@@ -54,6 +59,51 @@ void ExpectPushSucceeded(const PushRun& run, int64_t n) {
         << run.Describe();
     EXPECT_GT(lat["max"].get<double>(), 0) << run.Describe();
   }
+}
+
+bool PollUntil(const std::function<bool()>& done, Millis bound) {
+  const auto deadline = std::chrono::steady_clock::now() + bound;
+  while (!done()) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(Millis(20));
+  }
+  return true;
+}
+
+nlohmann::json BrokerStats(const std::string& frontend, Millis timeout) {
+  static zmq::context_t context;
+  zmq::socket_t socket(context, zmq::socket_type::dealer);
+  ConfigureSocket(socket, Limits(), 0);
+  Writer writer;
+  if (!Connect(socket, frontend).ok() ||
+      !SendDealer(socket, writer.EncodeStatsRequest()).ok()) {
+    return nullptr;
+  }
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    const auto left = std::chrono::duration_cast<Millis>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return nullptr;
+    zmq::pollitem_t item{socket.handle(), 0, ZMQ_POLLIN, 0};
+    zmq::poll(&item, 1, left);
+    DealerMessage m;
+    while (RecvDealer(socket, &m)) {
+      Decoded d = Decode(m.bytes(), Limits());
+      if (!d.ok() || d.kind() != wire::Body::Stats) continue;
+      return nlohmann::json::parse(
+          AsString(d.envelope->body_as_Stats()->json()), nullptr,
+          /*allow_exceptions=*/false);
+    }
+  }
+}
+
+nlohmann::json WorkerNamed(const nlohmann::json& workers,
+                           const std::string& name) {
+  if (!workers.is_array()) return nullptr;
+  for (const auto& w : workers) {
+    if (w.value("name", "") == name) return w;
+  }
+  return nullptr;
 }
 
 Cluster::Cluster() {

@@ -22,6 +22,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -56,6 +57,20 @@ struct PushRun {
 
 // Checks exit 0 and submitted == completed == n, failed == lost == 0.
 void ExpectPushSucceeded(const PushRun& run, int64_t n);
+
+// Polls `done` every 20 ms until it holds or `bound` passes.
+bool PollUntil(const std::function<bool()>& done, Millis bound);
+
+// A broker's stats, as it answers a StatsRequest on its frontend (queue,
+// workers with their outstanding jobs, counters); null when it does not
+// answer within `timeout`.
+nlohmann::json BrokerStats(const std::string& frontend,
+                           Millis timeout = Millis(5000));
+
+// The entry of `workers` (a BrokerStats "workers" array) named `name`; null
+// when there is none.
+nlohmann::json WorkerNamed(const nlohmann::json& workers,
+                           const std::string& name);
 
 class Cluster {
  public:

@@ -29,8 +29,6 @@
 namespace yard {
 namespace {
 
-using std::chrono::steady_clock;
-
 constexpr int64_t kJobs = 50000;
 constexpr Millis kPushBound{120000};     // one push run, start to exit
 constexpr Millis kProgressBound{60000};  // until a part of the jobs is done
@@ -38,16 +36,6 @@ constexpr Millis kSettleBound{30000};    // until Redis holds no job
 constexpr Millis kExitBound{15000};      // a process exiting after a signal
 // The fault is injected once the queue counts this many jobs completed.
 constexpr int64_t kFaultAfter = kJobs / 5;
-
-// Polls `done` every 50 ms until it holds or `bound` passes.
-bool PollUntil(const std::function<bool()>& done, Millis bound) {
-  const auto deadline = steady_clock::now() + bound;
-  while (!done()) {
-    if (steady_clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(Millis(50));
-  }
-  return true;
-}
 
 // What queue "default" holds in Redis (queue/redis_layout.h).
 struct QueueState {
@@ -164,9 +152,11 @@ class DurableClusterTest : public ::testing::Test {
                                  "--heartbeat-ms", "200"});
       ASSERT_TRUE(*b);
     }
+    int n = 0;
     for (auto** w : {&w1_, &w2_}) {
-      *w = cluster_.StartWorker(b1_->backend + "," + b2_->backend, 2,
-                                {"--heartbeat-ms", "200"});
+      *w = cluster_.StartWorker(
+          b1_->backend + "," + b2_->backend, 2,
+          {"--heartbeat-ms", "200", "--name", "worker-" + std::to_string(++n)});
       ASSERT_TRUE(*w);
     }
   }
@@ -278,9 +268,40 @@ TEST_F(DurableClusterTest, BrokerKilledMidRunLosesNothing) {
   RunWithFault([&] { ASSERT_TRUE(b1_->process->Signal(SIGKILL)); }, "broker 1");
 }
 
-// A worker SIGKILLed mid-run: the brokers hand its jobs to the other worker.
+// A worker SIGKILLed mid-run, while a broker counts jobs in its hands: the
+// brokers hand its jobs to the other worker.
 TEST_F(DurableClusterTest, WorkerKilledMidRunLosesNothing) {
-  RunWithFault([&] { ASSERT_TRUE(w1_->Signal(SIGKILL)); }, "worker 1");
+  auto stats = [&](const BrokerHandle& b) { return BrokerStats(b.frontend); };
+  RunWithFault(
+      [&] {
+        std::string seen;
+        ASSERT_TRUE(PollUntil(
+            [&] {
+              seen.clear();
+              for (const auto* b : {&*b1_, &*b2_}) {
+                nlohmann::json s = stats(*b);
+                nlohmann::json w = WorkerNamed(s["workers"], "worker-1");
+                seen += s.dump() + "\n";
+                if (w.is_object() && w["outstanding"].get<int64_t>() > 0) {
+                  return true;
+                }
+              }
+              return false;
+            },
+            Millis(30000)))
+            << "worker 1 held no job:\n"
+            << seen;
+        ASSERT_TRUE(w1_->Signal(SIGKILL));
+      },
+      "worker 1");
+  // What it held when it died went back to the queue.
+  int64_t redispatched = 0;
+  for (const auto* b : {&*b1_, &*b2_}) {
+    nlohmann::json s = stats(*b);
+    ASSERT_TRUE(s.is_object());
+    redispatched += s["counters"]["redispatched"].get<int64_t>();
+  }
+  EXPECT_GT(redispatched, 0);
 }
 
 // Redis stopped with SHUTDOWN (it writes its AOF) and started again on the

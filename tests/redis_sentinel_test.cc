@@ -67,15 +67,6 @@ int64_t MillisSince(steady_clock::time_point t) {
   return std::chrono::duration_cast<Millis>(steady_clock::now() - t).count();
 }
 
-bool PollUntil(const std::function<bool()>& done, Millis bound) {
-  const auto deadline = steady_clock::now() + bound;
-  while (!done()) {
-    if (steady_clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(Millis(50));
-  }
-  return true;
-}
-
 // ---------------------------------------------------------------- parsing
 
 TEST(ParseRedisTargetTest, DirectIsParseRedisUrl) {
