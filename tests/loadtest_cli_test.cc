@@ -11,6 +11,7 @@
 #include <chrono>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <regex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -24,9 +25,35 @@ namespace {
 using LoadtestCliTest = LoadtestFixture;
 using std::chrono::milliseconds;
 using std::chrono::seconds;
+// The jobs a killed worker held, as its broker tells it: the broker's log
+// says it presumed the worker (named host:pid) dead and, in the same loop
+// turn (same timestamp), how many in-flight jobs of it went back to the
+// queue. 0 when it held none (or was not seen to die).
+int64_t JobsHeldWhenKilled(const std::vector<std::string>& broker_log,
+                           const std::string& pid) {
+  static const std::regex kBack(
+      R"(\] (\d+) in-flight jobs of a departed worker go back to the queue)");
+  for (size_t i = 0; i + 1 < broker_log.size(); ++i) {
+    const std::string& dead = broker_log[i];
+    if (dead.find(":" + pid + " is silent for ") == std::string::npos ||
+        dead.find("presumed dead") == std::string::npos) {
+      continue;
+    }
+    const std::string when = dead.substr(0, dead.find(' '));
+    for (size_t j = i + 1; j < broker_log.size(); ++j) {
+      const std::string& next = broker_log[j];
+      if (next.rfind(when + " ", 0) != 0) break;  // a later turn
+      std::smatch m;
+      if (std::regex_search(next, m, kBack)) return std::stoll(m[1]);
+    }
+  }
+  return 0;
+}
+
 TEST_F(LoadtestCliTest, WorkerKilledMidRunLosesNothing) {
   // Memory mode: a dead worker's jobs go back to the queue, so none may be
-  // lost. The jobs sleep 10 ms, so a killed worker is holding some.
+  // lost. The jobs sleep 10 ms: a killed worker is likely to hold some, and
+  // the broker's log must show that one did.
   LoadtestRun run =
       Run({"--duration", "3", "--rate", "150", "--task", "sleep", "--payload",
            "10", "--workers", "2", "--concurrency", "2", "--kill-worker-every",
@@ -47,6 +74,13 @@ TEST_F(LoadtestCliTest, WorkerKilledMidRunLosesNothing) {
     }
   }
   EXPECT_GE(kills, 2) << run.Describe();
+  const std::vector<std::string> broker_log = ClusterLog("broker");
+  int64_t held = 0;
+  for (const std::string& pid : run.KilledPids("kill-worker")) {
+    held += JobsHeldWhenKilled(broker_log, pid);
+  }
+  EXPECT_GT(held, 0) << "no killed worker held a job:\n"
+                     << ::testing::PrintToString(broker_log);
   EXPECT_GE(run.report["series"].size(), 3u) << run.Describe();
   // Jobs held by a killed worker waited for its death to be noticed.
   EXPECT_GT(run.report["latency_us"]["max"].get<int64_t>(), 200'000)

@@ -29,11 +29,15 @@ nlohmann::json EventsNamed(const nlohmann::json& report,
 // jobs keep coming (open loop, so the load still runs then). Every job
 // completes, none lost, and the migration moved the shard's keys.
 TEST_F(LoadtestClusterTest, SlotMigrationUnderLoadLosesNothing) {
+  const auto started = std::chrono::steady_clock::now();
   LoadtestRun run =
       Run({"--redis-cluster", "3", "--brokers", "2", "--workers", "2", "--jobs",
            "20000", "--rate", "5000", "--migrate-slot-at", "1",
            "--heartbeat-ms", "200", "--timeout", "40"},
           seconds(90));
+  const int64_t wall_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                              std::chrono::steady_clock::now() - started)
+                              .count();
   ASSERT_TRUE(run.exit && run.report.is_object()) << run.Describe();
   EXPECT_TRUE(run.exit->ExitedWith(0)) << run.Describe();
   const auto& config = run.report["config"];
@@ -52,8 +56,16 @@ TEST_F(LoadtestClusterTest, SlotMigrationUnderLoadLosesNothing) {
   EXPECT_GT(m["keys_moved"].get<int64_t>(), 0) << m.dump();
   EXPECT_EQ(m["shards"], 3) << m.dump();
   EXPECT_NE(m["from_node"], m["to_node"]) << m.dump();
-  EXPECT_GE(m["duration_ms"].get<int64_t>(), 0) << m.dump();
+  // It began at 1 s and lasted a time that fits in the run as the test
+  // measured it from outside, the time its detail says.
+  const int64_t ms = m["duration_ms"].get<int64_t>();
   EXPECT_GE(m["t"].get<double>(), 1.0) << m.dump();
+  EXPECT_GE(ms, 0) << m.dump();
+  EXPECT_LE(m["t"].get<double>() * 1000 + ms, wall_ms) << m.dump();
+  EXPECT_NE(m["detail"].get<std::string>().find(" keys moved in " +
+                                                std::to_string(ms) + " ms"),
+            std::string::npos)
+      << m.dump();
 }
 
 // One primary: the queue stays in one shard (the single-server layout)

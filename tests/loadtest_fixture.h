@@ -9,10 +9,12 @@
 
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <regex>
 #include <string>
 #include <vector>
 
@@ -33,6 +35,21 @@ struct LoadtestRun {
   int64_t Total(const char* key) const {
     if (!report.is_object() || !report["totals"].contains(key)) return -1;
     return report["totals"][key].get<int64_t>();
+  }
+  // The pids in the details of the report's `event` events ("... (pid N
+  // ...) SIGKILLed ..."), in order.
+  std::vector<std::string> KilledPids(const char* event) const {
+    std::vector<std::string> pids;
+    if (!report.is_object()) return pids;
+    static const std::regex kPid(R"(\(pid (\d+)[,)])");
+    for (const auto& e : report["events"]) {
+      std::smatch m;
+      const std::string detail = e.value("detail", "");
+      if (e.value("event", "") == event && std::regex_search(detail, m, kPid)) {
+        pids.push_back(m[1]);
+      }
+    }
+    return pids;
   }
 };
 
@@ -75,10 +92,27 @@ class LoadtestFixture : public ::testing::Test {
     return run;
   }
 
+  // A run with its report on stdout and its cluster's logs kept in
+  // dir_/cluster (see ClusterLog).
   LoadtestRun Run(std::vector<std::string> args, std::chrono::seconds timeout) {
-    args.insert(args.end(), {"--json", "-", "--progress-every", "1"});
+    args.insert(args.end(), {"--json", "-", "--progress-every", "1", "--logs",
+                             dir_ + "/cluster"});
     auto p = Start(std::move(args));
     return Finish(p.get(), timeout);
+  }
+
+  // The stderr lines of the cluster processes of the last Run whose log
+  // files' names start with `prefix` ("broker", "worker").
+  std::vector<std::string> ClusterLog(const std::string& prefix) const {
+    std::vector<std::string> lines;
+    std::error_code ec;
+    for (const auto& f :
+         std::filesystem::directory_iterator(dir_ + "/cluster", ec)) {
+      if (f.path().filename().string().rfind(prefix, 0) != 0) continue;
+      std::ifstream in(f.path());
+      for (std::string line; std::getline(in, line);) lines.push_back(line);
+    }
+    return lines;
   }
 
   std::string dir_;
