@@ -44,7 +44,10 @@ function(yard_cc_test)
 endfunction()
 
 # yard_cc_benchmark(NAME name SRCS a_bench.cc DEPS x)
-#   Also registers a one-iteration smoke run in ctest (label: bench).
+#   Also registers a one-iteration smoke run in ctest (label: bench). A
+#   benchmark that finds wrong output calls SkipWithError, which Google
+#   Benchmark prints as "ERROR OCCURRED" while the program still exits 0:
+#   that text fails the smoke run.
 function(yard_cc_benchmark)
   cmake_parse_arguments(Y "" "NAME" "SRCS;DEPS" ${ARGN})
   add_executable(${Y_NAME} ${Y_SRCS})
@@ -52,6 +55,7 @@ function(yard_cc_benchmark)
     yard_copts yard_sanitizers)
   if(YARD_BUILD_TESTS)
     add_test(NAME ${Y_NAME}.smoke COMMAND ${Y_NAME} --benchmark_min_time=0.001)
-    set_tests_properties(${Y_NAME}.smoke PROPERTIES LABELS bench TIMEOUT 300)
+    set_tests_properties(${Y_NAME}.smoke PROPERTIES LABELS bench TIMEOUT 300
+      FAIL_REGULAR_EXPRESSION "ERROR OCCURRED")
   endif()
 endfunction()
