@@ -306,6 +306,7 @@ class CliQueueTest : public ::testing::Test {
 
 // Counts are in jobs: a record of several jobs counts as all of them.
 TEST_F(CliQueueTest, StatsCountsEveryState) {
+  const auto first_claim = std::chrono::steady_clock::now();
   for (int i = 0; i < 3; ++i) AddJob(1, JobId::Random(), "echo", "x");
   AddJob(2, JobId::Random(), "echo", "x");
   Claim(1, 1, "broker-a");
@@ -339,6 +340,10 @@ TEST_F(CliQueueTest, StatsCountsEveryState) {
          "broker-odd", "broker-text"});
 
   Json j = Queue("stats");
+  const int64_t since_first_claim_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(
+          std::chrono::steady_clock::now() - first_claim)
+          .count();
   ASSERT_EQ(j["brokers"].size(), 1u) << j.dump();
   EXPECT_EQ(j["brokers"][0]["id"], "broker-a");
   EXPECT_EQ(j["brokers"][0]["frontend"], "tcp://h:1");
@@ -368,7 +373,10 @@ TEST_F(CliQueueTest, StatsCountsEveryState) {
   ASSERT_EQ(j["consumers"].size(), 1u) << j.dump();
   EXPECT_EQ(j["consumers"][0]["name"], "broker-a");
   EXPECT_EQ(j["consumers"][0]["pending"], 2);  // leased records
-  EXPECT_GE(j["consumers"][0]["idle_ms"].get<int64_t>(), 0);
+  // Idle since its last claim, which the test made (1 ms for rounding).
+  const int64_t idle_ms = j["consumers"][0]["idle_ms"].get<int64_t>();
+  EXPECT_GE(idle_ms, 0);
+  EXPECT_LE(idle_ms, since_first_claim_ms + 1) << j.dump();
 
   YardRun text = Yard({"queue", "stats", "--redis", server_->url()});
   EXPECT_TRUE(text.ExitedWith(0)) << text.Describe();
