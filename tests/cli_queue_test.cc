@@ -24,6 +24,7 @@
 #include "testing/process.h"
 #include "testing/redis_cluster.h"
 #include "testing/redis_server.h"
+#include "tests/redis_fixture.h"
 
 namespace yard {
 namespace {
@@ -50,23 +51,17 @@ struct YardRun {
   }
 };
 
-class CliQueueTest : public ::testing::Test {
+class CliQueueTest : public RedisFixture {
  protected:
   void SetUp() override {
     char dir[] = "/tmp/cli_queue_test.XXXXXX";
     ASSERT_NE(::mkdtemp(dir), nullptr);
     dir_ = dir;
-    auto server = RedisServer::Create();
-    ASSERT_TRUE(server.ok()) << server.status().ToString();
-    server_ = std::move(server).value();
-    auto address = ParseRedisUrl(server_->url());
-    ASSERT_TRUE(address.ok()) << address.status().ToString();
-    auto client = RedisClient::Connect(*address, 5000);
-    ASSERT_TRUE(client.ok()) << client.status().ToString();
-    client_ = std::move(client).value();
-    at_ = client_.get();
+    RedisFixture::SetUp();
+    if (HasFatalFailure()) return;
+    at_ = admin_.get();
     url_ = server_->url();
-    Status s = EnsureQueue(*client_, keys_);
+    Status s = EnsureQueue(*admin_, keys_);
     ASSERT_TRUE(s.ok()) << s.ToString();
   }
 
@@ -77,7 +72,7 @@ class CliQueueTest : public ::testing::Test {
     Redis({"SET", ShardCountKey("default"), std::to_string(shards)});
     shards_ = ShardKeys("default", shards);
     for (const QueueKeys& keys : shards_) {
-      Status s = EnsureQueue(*client_, keys);
+      Status s = EnsureQueue(*admin_, keys);
       ASSERT_TRUE(s.ok()) << s.ToString();
     }
     UseShard(0);
@@ -86,7 +81,7 @@ class CliQueueTest : public ::testing::Test {
   // of shards_ from now on, through `at` (the shard's primary in a cluster).
   void UseShard(size_t k, RedisClient* at = nullptr) {
     keys_ = shards_.at(k);
-    at_ = at ? at : client_.get();
+    at_ = at ? at : admin_.get();
   }
 
   void TearDown() override {
@@ -294,9 +289,7 @@ class CliQueueTest : public ::testing::Test {
   }
 
   std::string dir_;
-  std::unique_ptr<RedisServer> server_;
-  std::unique_ptr<RedisClient> client_;
-  RedisClient* at_ = nullptr;      // where Redis() sends: client_ or a shard's
+  RedisClient* at_ = nullptr;      // where Redis() sends: admin_ or a shard's
   std::string url_;                // --redis: server_'s, or a cluster's
   QueueKeys keys_{"default"};      // where the helpers write
   std::vector<QueueKeys> shards_;  // ShardQueue

@@ -25,6 +25,7 @@
 #include "testing/log_capture.h"
 #include "testing/process.h"
 #include "testing/redis_server.h"
+#include "tests/redis_fixture.h"
 
 namespace yard {
 namespace {
@@ -46,19 +47,8 @@ struct Seen {
   std::vector<std::pair<std::string, std::string>> results;  // route, blob
 };
 
-class RedisQueueTest : public ::testing::Test {
+class RedisQueueTest : public RedisFixture {
  protected:
-  void SetUp() override {
-    auto server = RedisServer::Create();
-    ASSERT_TRUE(server.ok()) << server.status().ToString();
-    server_ = std::move(server).value();
-    auto address = ParseRedisUrl(server_->url());
-    ASSERT_TRUE(address.ok());
-    auto admin = RedisClient::Connect(*address, 5000);
-    ASSERT_TRUE(admin.ok()) << admin.status().ToString();
-    admin_ = std::move(admin).value();
-  }
-
   RedisQueueOptions Options(const std::string& name) {
     RedisQueueOptions o;
     o.url = server_->url();
@@ -243,8 +233,6 @@ class RedisQueueTest : public ::testing::Test {
   }
 
   LogCapture log_;  // what the queues log
-  std::unique_ptr<RedisServer> server_;
-  std::unique_ptr<RedisClient> admin_;
   std::vector<std::unique_ptr<DurableQueue>> queues_;
   std::map<DurableQueue*, Seen> seen_;
   std::map<DurableQueue*, size_t> want_;

@@ -18,7 +18,7 @@
 #include "queue/job_queue.h"
 #include "queue/queue_events.h"
 #include "queue/redis_layout.h"
-#include "testing/redis_server.h"
+#include "tests/redis_fixture.h"
 
 namespace yard {
 namespace {
@@ -31,17 +31,11 @@ const bool kSigpipeIgnored = [] {  // hiredis writes with write(2)
 constexpr int kShards = 2;
 constexpr int64_t kWaitMs = 20000;  // a bound; waits end when done
 
-class ShardedQueueRedisTest : public ::testing::Test {
+class ShardedQueueRedisTest : public RedisFixture {
  protected:
   void SetUp() override {
-    auto server = RedisServer::Create();
-    ASSERT_TRUE(server.ok()) << server.status().ToString();
-    server_ = std::move(server).value();
-    auto address = ParseRedisUrl(server_->url());
-    ASSERT_TRUE(address.ok());
-    auto admin = RedisClient::Connect(*address, 5000);
-    ASSERT_TRUE(admin.ok()) << admin.status().ToString();
-    admin_ = std::move(admin).value();
+    RedisFixture::SetUp();
+    if (HasFatalFailure()) return;
     RedisQueueOptions o;
     o.url = server_->url();
     o.consumer = "b1";
@@ -127,8 +121,6 @@ class ShardedQueueRedisTest : public ::testing::Test {
     return j["durable"]["counters"].value(name, int64_t{-1});
   }
 
-  std::unique_ptr<RedisServer> server_;
-  std::unique_ptr<RedisClient> admin_;
   std::unique_ptr<DurableQueue> q_;
   Writer writer_;
 };
