@@ -39,8 +39,8 @@
 
 #include "common/job_id.h"
 #include "common/status.h"
-#include "redis/redis_client.h"
 #include "queue/redis_layout.h"
+#include "redis/redis_client.h"
 
 namespace yard::admin {
 

@@ -16,8 +16,8 @@
 
 #include "admin/queue_admin.h"
 #include "common/status.h"
-#include "redis/redis_client.h"
 #include "queue/redis_layout.h"
+#include "redis/redis_client.h"
 
 namespace yard::admin {
 

@@ -46,8 +46,8 @@
 #include "common/job_id.h"
 #include "queue/job_queue.h"
 #include "queue/queue_events.h"
-#include "redis/redis_client.h"
 #include "queue/redis_layout.h"
+#include "redis/redis_client.h"
 #include "schemas/codec.h"
 #include "testing/redis_server.h"
 

@@ -9,8 +9,8 @@
 
 #include "common/clock.h"
 #include "loadtest/run.h"
-#include "redis/redis_cluster.h"
 #include "queue/redis_layout.h"
+#include "redis/redis_cluster.h"
 
 namespace yard::loadtest_internal {
 namespace {

@@ -17,8 +17,8 @@
 #include <thread>
 #include <vector>
 
-#include "redis/redis_cluster.h"
 #include "queue/redis_layout.h"
+#include "redis/redis_cluster.h"
 #include "redis/redis_target.h"
 #include "schemas/codec.h"
 #include "testing/process.h"
