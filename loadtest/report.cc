@@ -281,103 +281,135 @@ double NiceStep(double max, int n) {
   return 10 * mag;
 }
 
-// An SVG line chart of `lines` over x = series times, with the events as
-// dashed vertical markers. log_y: a log10 axis of microseconds (latency).
-std::string Chart(const std::string& title, const std::string& unit,
-                  const std::vector<double>& x, const std::vector<Line>& lines,
-                  const std::vector<LoadEvent>& events, bool log_y) {
-  const double w = 900, h = 300, left = 70, right = 20, top = 40, bottom = 40;
-  const double pw = w - left - right, ph = h - top - bottom;
-  double xmax = 1;
-  for (double v : x) xmax = std::max(xmax, v);
-  for (const LoadEvent& e : events) xmax = std::max(xmax, e.t);
-  double ymin = 1e300, ymax = 0;
-  for (const Line& l : lines) {
-    for (double v : l.y) {
-      if (v < 0 || (log_y && v <= 0)) continue;
-      ymax = std::max(ymax, v);
-      ymin = std::min(ymin, v);
-    }
-  }
-  std::vector<double> ticks;
-  if (log_y) {
-    if (ymax <= 0) ymin = 1, ymax = 10;
-    ymin = std::pow(10, std::floor(std::log10(std::max(ymin, 1.0))));
-    ymax = std::pow(10, std::ceil(std::log10(std::max(ymax, ymin * 10))));
-    for (double v = ymin; v <= ymax * 1.0001; v *= 10) ticks.push_back(v);
-  } else {
-    const double step = NiceStep(ymax > 0 ? ymax : 1, 4);
-    ymax = step * std::ceil((ymax > 0 ? ymax : 1) / step);
-    for (double v = 0; v <= ymax * 1.0001; v += step) ticks.push_back(v);
-  }
-  auto fy = [&](double v) {
+// The plot area of a chart and its scales: data to SVG coordinates.
+struct Plot {
+  double w = 900, h = 300, left = 70, right = 20, top = 40, bottom = 40;
+  double pw = w - left - right, ph = h - top - bottom;
+  double xmax = 1, ymin = 1e300, ymax = 0;
+  bool log_y = false;
+  std::vector<double> ticks;  // y-axis grid values
+
+  double X(double v) const { return left + pw * v / xmax; }
+  double Y(double v) const {
     double f = log_y ? (std::log10(std::max(v, ymin)) - std::log10(ymin)) /
                            (std::log10(ymax) - std::log10(ymin))
                      : v / ymax;
     return top + ph * (1 - std::clamp(f, 0.0, 1.0));
-  };
-  auto fx = [&](double v) { return left + pw * v / xmax; };
-  std::ostringstream s;
-  s << "<svg xmlns='http://www.w3.org/2000/svg' width='" << w << "' height='"
-    << h << "' viewBox='0 0 " << w << " " << h
-    << "' font-family='sans-serif'>\n";
-  s << "<text x='" << left << "' y='16' font-weight='bold'>" << Escape(title)
+  }
+};
+
+// The scales that fit `x`, the events and every line's (non-negative, or
+// for a log axis positive) values, with round y ticks.
+Plot Scale(const std::vector<double>& x, const std::vector<Line>& lines,
+           const std::vector<LoadEvent>& events, bool log_y) {
+  Plot p;
+  p.log_y = log_y;
+  for (double v : x) p.xmax = std::max(p.xmax, v);
+  for (const LoadEvent& e : events) p.xmax = std::max(p.xmax, e.t);
+  for (const Line& l : lines) {
+    for (double v : l.y) {
+      if (v < 0 || (log_y && v <= 0)) continue;
+      p.ymax = std::max(p.ymax, v);
+      p.ymin = std::min(p.ymin, v);
+    }
+  }
+  if (log_y) {
+    if (p.ymax <= 0) p.ymin = 1, p.ymax = 10;
+    p.ymin = std::pow(10, std::floor(std::log10(std::max(p.ymin, 1.0))));
+    p.ymax = std::pow(10, std::ceil(std::log10(std::max(p.ymax, p.ymin * 10))));
+    for (double v = p.ymin; v <= p.ymax * 1.0001; v *= 10) p.ticks.push_back(v);
+  } else {
+    const double step = NiceStep(p.ymax > 0 ? p.ymax : 1, 4);
+    p.ymax = step * std::ceil((p.ymax > 0 ? p.ymax : 1) / step);
+    for (double v = 0; v <= p.ymax * 1.0001; v += step) p.ticks.push_back(v);
+  }
+  return p;
+}
+
+// The frame: title, legend, box, y grid and labels, x labels.
+void DrawFrame(std::ostringstream& s, const Plot& p, const std::string& title,
+               const std::string& unit, const std::vector<Line>& lines) {
+  s << "<text x='" << p.left << "' y='16' font-weight='bold'>" << Escape(title)
     << "</text>\n";
   // The legend, right-aligned on the title row.
-  double legend_x = left + pw;
+  double legend_x = p.left + p.pw;
   for (auto it = lines.rbegin(); it != lines.rend(); ++it) {
     legend_x -= 24 + 7 * static_cast<double>(it->name.size());
     s << "<rect x='" << legend_x << "' y='7' width='10' height='10' fill='"
       << it->color << "'/><text x='" << legend_x + 14
       << "' y='16' font-size='12'>" << Escape(it->name) << "</text>\n";
   }
-  s << "<rect x='" << left << "' y='" << top << "' width='" << pw
-    << "' height='" << ph << "' fill='none' stroke='#999'/>\n";
-  for (double v : ticks) {
-    s << "<line x1='" << left << "' x2='" << left + pw << "' y1='" << fy(v)
-      << "' y2='" << fy(v) << "' stroke='#eee'/>";
-    s << "<text x='" << left - 6 << "' y='" << fy(v) + 4
-      << "' font-size='11' text-anchor='end'>" << Short(v, log_y)
+  s << "<rect x='" << p.left << "' y='" << p.top << "' width='" << p.pw
+    << "' height='" << p.ph << "' fill='none' stroke='#999'/>\n";
+  for (double v : p.ticks) {
+    s << "<line x1='" << p.left << "' x2='" << p.left + p.pw << "' y1='"
+      << p.Y(v) << "' y2='" << p.Y(v) << "' stroke='#eee'/>";
+    s << "<text x='" << p.left - 6 << "' y='" << p.Y(v) + 4
+      << "' font-size='11' text-anchor='end'>" << Short(v, p.log_y)
       << "</text>\n";
   }
-  s << "<text x='12' y='" << top + ph / 2
-    << "' font-size='11' transform='rotate(-90 12 " << top + ph / 2
+  s << "<text x='12' y='" << p.top + p.ph / 2
+    << "' font-size='11' transform='rotate(-90 12 " << p.top + p.ph / 2
     << ")' text-anchor='middle'>" << Escape(unit) << "</text>\n";
-  const double xstep = NiceStep(xmax, 10);
-  for (double v = 0; v <= xmax + 1e-9; v += xstep) {
-    s << "<text x='" << fx(v) << "' y='" << top + ph + 16
+  const double xstep = NiceStep(p.xmax, 10);
+  for (double v = 0; v <= p.xmax + 1e-9; v += xstep) {
+    s << "<text x='" << p.X(v) << "' y='" << p.top + p.ph + 16
       << "' font-size='11' text-anchor='middle'>" << Fmt("%g", v) << "</text>";
   }
-  s << "<text x='" << left + pw / 2 << "' y='" << h - 6
+  s << "<text x='" << p.left + p.pw / 2 << "' y='" << p.h - 6
     << "' font-size='11' text-anchor='middle'>seconds since the load "
        "started</text>\n";
-  // Event markers; labels on three staggered rows so that close ones stay
-  // readable (the full text is in each marker's tooltip).
+}
+
+// Event markers; labels on three staggered rows so that close ones stay
+// readable (the full text is in each marker's tooltip).
+void DrawEvents(std::ostringstream& s, const Plot& p,
+                const std::vector<LoadEvent>& events) {
   for (size_t i = 0; i < events.size(); ++i) {
     const LoadEvent& e = events[i];
-    const double ex = fx(e.t);
-    s << "<line x1='" << ex << "' x2='" << ex << "' y1='" << top << "' y2='"
-      << top + ph << "' stroke='" << (e.ok ? "#c00" : "#f0f")
+    const double ex = p.X(e.t);
+    s << "<line x1='" << ex << "' x2='" << ex << "' y1='" << p.top << "' y2='"
+      << p.top + p.ph << "' stroke='" << (e.ok ? "#c00" : "#f0f")
       << "' stroke-dasharray='4 3'><title>"
       << Escape(Fmt("%.2fs ", e.t) + e.what + ": " + e.detail)
       << "</title></line>";
-    s << "<text x='" << ex + 3 << "' y='" << top + 12 + 12 * (i % 3)
+    s << "<text x='" << ex + 3 << "' y='" << p.top + 12 + 12 * (i % 3)
       << "' font-size='10' fill='#c00'>" << Escape(e.what) << "</text>\n";
   }
+}
+
+// One path per line; a gap where a value is missing (negative).
+void DrawLines(std::ostringstream& s, const Plot& p,
+               const std::vector<double>& x, const std::vector<Line>& lines) {
   for (const Line& l : lines) {
     s << "<path fill='none' stroke='" << l.color << "' stroke-width='1.5' d='";
     bool pen_down = false;
     for (size_t i = 0; i < x.size() && i < l.y.size(); ++i) {
-      if (l.y[i] < 0 || (log_y && l.y[i] <= 0)) {
+      if (l.y[i] < 0 || (p.log_y && l.y[i] <= 0)) {
         pen_down = false;
         continue;
       }
-      s << (pen_down ? "L" : "M") << Fmt("%.1f", fx(x[i])) << ","
-        << Fmt("%.1f", fy(l.y[i])) << " ";
+      s << (pen_down ? "L" : "M") << Fmt("%.1f", p.X(x[i])) << ","
+        << Fmt("%.1f", p.Y(l.y[i])) << " ";
       pen_down = true;
     }
     s << "'/>\n";
   }
+}
+
+// An SVG line chart of `lines` over x = series times, with the events as
+// dashed vertical markers. log_y: a log10 axis of microseconds (latency).
+std::string Chart(const std::string& title, const std::string& unit,
+                  const std::vector<double>& x, const std::vector<Line>& lines,
+                  const std::vector<LoadEvent>& events, bool log_y) {
+  const Plot p = Scale(x, lines, events, log_y);
+  std::ostringstream s;
+  s << "<svg xmlns='http://www.w3.org/2000/svg' width='" << p.w << "' height='"
+    << p.h << "' viewBox='0 0 " << p.w << " " << p.h
+    << "' font-family='sans-serif'>\n";
+  DrawFrame(s, p, title, unit, lines);
+  DrawEvents(s, p, events);
+  DrawLines(s, p, x, lines);
   s << "</svg>\n";
   return s.str();
 }
