@@ -7,8 +7,11 @@ dir=${1:-build}
 shift || true
 scripts/deps.sh
 # ccache makes rebuilds on the same machine cheap; paths are hashed relative
-# to the checkout, so two clones of the tree share one cache.
+# to the checkout and the build directory is left out of the hash, so two
+# clones of the tree share one cache (their debug info may then name the
+# other clone's build directory).
 export CCACHE_BASEDIR=${CCACHE_BASEDIR:-$PWD}
+export CCACHE_NOHASHDIR=${CCACHE_NOHASHDIR:-1}
 launcher=()
 command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
 if [ ! -f "$dir/build.ninja" ]; then
