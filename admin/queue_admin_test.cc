@@ -21,6 +21,7 @@
 #include "queue/queue_events.h"
 #include "queue/redis_layout.h"
 #include "registry/registry.h"
+#include "testing/redis_fixture.h"
 #include "testing/redis_server.h"
 
 namespace yard {
@@ -54,19 +55,8 @@ struct TestJob {
   std::string task = "echo";
 };
 
-class QueueAdminTest : public ::testing::Test {
+class QueueAdminTest : public RedisFixture {
  protected:
-  void SetUp() override {
-    auto server = RedisServer::Create();
-    ASSERT_TRUE(server.ok()) << server.status().ToString();
-    server_ = std::move(server).value();
-    auto address = ParseRedisUrl(server_->url());
-    ASSERT_TRUE(address.ok()) << address.status().ToString();
-    auto client = RedisClient::Connect(*address, 5000);
-    ASSERT_TRUE(client.ok()) << client.status().ToString();
-    redis_ = std::move(client).value();
-  }
-
   std::unique_ptr<Broker> StartBroker(const std::string& name, int shards = 0) {
     RedisQueueOptions o;
     o.url = server_->url();
@@ -145,7 +135,7 @@ class QueueAdminTest : public ::testing::Test {
 
   // Runs one command; a failure is a test failure and a nil reply.
   RedisReply Redis(std::vector<std::string> args) {
-    auto r = RedisCall(*redis_, std::move(args));
+    auto r = RedisCall(*admin_, std::move(args));
     EXPECT_TRUE(r.ok()) << r.status().ToString();
     return r.ok() ? std::move(r).value() : RedisReply{};
   }
@@ -209,14 +199,12 @@ class QueueAdminTest : public ::testing::Test {
                          {"draining", false},
                          {"workers", nlohmann::json::array({worker})}});
     ASSERT_TRUE(Pump(*b, [&] {
-      auto r = RedisCall(*redis_, {"GET", RegistryKey("broker-b")});
+      auto r = RedisCall(*admin_, {"GET", RegistryKey("broker-b")});
       return r.ok() && r->str.find("w1") != std::string::npos;
     }));
     broker_b_ = std::move(b);
   }
 
-  std::unique_ptr<RedisServer> server_;
-  std::unique_ptr<RedisClient> redis_;
   Writer writer_;
   std::vector<std::string> results_;
   std::unique_ptr<Broker> broker_b_;

@@ -23,8 +23,8 @@
 #include "schemas/codec.h"
 #include "testing/process.h"
 #include "testing/redis_cluster.h"
+#include "testing/redis_fixture.h"
 #include "testing/redis_server.h"
-#include "tests/redis_fixture.h"
 
 namespace yard {
 namespace {

@@ -24,8 +24,8 @@
 #include "registry/registry.h"
 #include "testing/log_capture.h"
 #include "testing/process.h"
+#include "testing/redis_fixture.h"
 #include "testing/redis_server.h"
-#include "tests/redis_fixture.h"
 
 namespace yard {
 namespace {

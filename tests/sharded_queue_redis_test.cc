@@ -18,7 +18,7 @@
 #include "queue/job_queue.h"
 #include "queue/queue_events.h"
 #include "queue/redis_layout.h"
-#include "tests/redis_fixture.h"
+#include "testing/redis_fixture.h"
 
 namespace yard {
 namespace {

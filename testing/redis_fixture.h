@@ -1,8 +1,8 @@
 // RedisFixture: each test gets a fresh redis-server (testing/redis_server.h)
 // and an admin connection of its own to it, for the tests that drive the
 // durable queue in-process and check what it wrote in Redis.
-#ifndef YARD_TESTS_REDIS_FIXTURE_H_
-#define YARD_TESTS_REDIS_FIXTURE_H_
+#ifndef YARD_TESTING_REDIS_FIXTURE_H_
+#define YARD_TESTING_REDIS_FIXTURE_H_
 
 #include <gtest/gtest.h>
 
@@ -32,4 +32,4 @@ class RedisFixture : public ::testing::Test {
 
 }  // namespace yard
 
-#endif  // YARD_TESTS_REDIS_FIXTURE_H_
+#endif  // YARD_TESTING_REDIS_FIXTURE_H_
