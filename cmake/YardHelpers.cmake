@@ -3,6 +3,12 @@
 add_library(yard_copts INTERFACE)
 target_compile_options(yard_copts INTERFACE -Wall -Wextra -Wpedantic -Wshadow
   $<$<BOOL:${YARD_WERROR}>:-Werror>)
+# GCC 12 at -O1 with the sanitizers' instrumentation reports
+# maybe-uninitialized inside libstdc++ (std::regex's std::function state), a
+# known false positive; the plain build keeps the warning.
+if(YARD_SANITIZE AND CMAKE_CXX_COMPILER_ID STREQUAL "GNU")
+  target_compile_options(yard_copts INTERFACE -Wno-maybe-uninitialized)
+endif()
 
 add_library(yard_sanitizers INTERFACE)
 if(YARD_SANITIZE)
