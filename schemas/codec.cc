@@ -1,5 +1,7 @@
 #include "schemas/codec.h"
 
+#include <algorithm>
+#include <cstdint>
 #include <string>
 
 namespace yard {
@@ -16,11 +18,152 @@ Decoded Refuse(wire::ErrorCode code, std::string message) {
   return d;
 }
 
+// Tables an envelope holds besides one per blob: the Envelope and its body.
+constexpr flatbuffers::uoffset_t kEnvelopeTables = 4;
+// A Job or JobResult is one table with structs and vectors of scalars or
+// strings; nothing legal nests deeper.
+constexpr flatbuffers::uoffset_t kBlobTables = 4;
+constexpr flatbuffers::uoffset_t kMaxDepth = 16;
+
+// Why a verified envelope is still refused: the code and the reason.
+struct Refusal {
+  wire::ErrorCode code = wire::ErrorCode::None;
+  std::string why;
+  explicit operator bool() const { return code != wire::ErrorCode::None; }
+};
+
+Refusal TooLarge(std::string why) {
+  return {wire::ErrorCode::TooLarge, std::move(why)};
+}
+
 template <typename Vec>
-const char* CheckBatch(const Vec* v, const Limits& limits) {
-  if (v == nullptr || v->size() == 0) return "empty batch";
-  if (v->size() > limits.max_batch) return "batch too large";
-  return nullptr;
+Refusal CheckEntries(const Vec* v, size_t limit, const char* what) {
+  if (v && v->size() > limit) {
+    return TooLarge(std::string(what) + " of " + std::to_string(v->size()) +
+                    " entries exceeds the limit of " + std::to_string(limit));
+  }
+  return {};
+}
+
+// A batch of nested blobs (JobBlob or ResultBlob): bounded in entries, in
+// bytes counted once per reference, each 8-aligned in memory and a valid
+// standalone `Root` (verified here, after the bounds, by a verifier of its
+// own: the envelope's verifier skips nested buffers).
+template <typename Root, typename BlobTable>
+Refusal CheckBlobs(const flatbuffers::Vector<flatbuffers::Offset<BlobTable>>* v,
+                   const Limits& limits) {
+  if (v == nullptr || v->size() == 0) {
+    return {wire::ErrorCode::BadBatch, "empty batch"};
+  }
+  if (Refusal r = CheckEntries(v, limits.max_batch, "batch")) return r;
+  size_t bytes = 0;
+  for (const auto* blob : *v) {
+    bytes += blob->data()->size();
+    if (bytes > limits.max_frame_bytes) {
+      return TooLarge("blobs of more than " +
+                      std::to_string(limits.max_frame_bytes) +
+                      " bytes in all (a blob counts once per reference)");
+    }
+  }
+  flatbuffers::Verifier::Options options;
+  options.max_depth = kMaxDepth;
+  options.max_tables = kBlobTables;
+  for (const auto* blob : *v) {
+    const uint8_t* data = blob->data()->data();
+    const size_t size = blob->data()->size();
+    // The blob is read in place: its scalars are aligned only if it is.
+    if (reinterpret_cast<uintptr_t>(data) % kBlobAlign != 0) {
+      return {wire::ErrorCode::BadFrame, "a nested blob is not 8-aligned"};
+    }
+    flatbuffers::Verifier verifier(data, size, options);
+    // 8: the smallest buffer (root offset and vtable offset).
+    if (size < 8 ||
+        !verifier.VerifyBuffer<Root>(nullptr)) {
+      return {wire::ErrorCode::BadFrame, "a nested blob does not verify"};
+    }
+  }
+  return {};
+}
+
+// Lists of names: bounded in entries each, each name in bytes, and all of
+// them together in bytes counted once per reference. `total` accumulates
+// over the lists of one message.
+Refusal CheckNames(
+    const flatbuffers::Vector<flatbuffers::Offset<flatbuffers::String>>* names,
+    const char* what, const Limits& limits, size_t* total) {
+  if (Refusal r = CheckEntries(names, limits.max_list_entries, what)) return r;
+  if (names == nullptr) return {};
+  for (const auto* name : *names) {
+    if (name->size() > kMaxKeyBytes) {
+      return TooLarge(std::string("an entry of ") + what + " of " +
+                      std::to_string(name->size()) +
+                      " bytes exceeds the limit of " +
+                      std::to_string(kMaxKeyBytes));
+    }
+    *total += name->size();
+  }
+  if (*total > limits.max_names_bytes) {
+    return TooLarge("names of more than " +
+                    std::to_string(limits.max_names_bytes) +
+                    " bytes in all (a name counts once per reference)");
+  }
+  return {};
+}
+
+Refusal CheckText(const flatbuffers::String* text, const char* what,
+                  const Limits& limits) {
+  if (text && text->size() > limits.max_text_bytes) {
+    return TooLarge(std::string(what) + " of " + std::to_string(text->size()) +
+                    " bytes exceeds the limit of " +
+                    std::to_string(limits.max_text_bytes));
+  }
+  return {};
+}
+
+Refusal CheckReady(const wire::Ready& ready, const Limits& limits) {
+  size_t total = ready.name() ? ready.name()->size() : 0;
+  if (Refusal r = CheckNames(ready.tasks(), "tasks", limits, &total)) return r;
+  if (Refusal r = CheckNames(ready.tags(), "tags", limits, &total)) return r;
+  return CheckNames(ready.taints(), "taints", limits, &total);
+}
+
+// Entry and byte bounds of the body, by kind (see the header comment).
+Refusal CheckBody(const wire::Envelope& env, const Limits& limits) {
+  switch (env.body_type()) {
+    case wire::Body::Submit:
+      return CheckBlobs<wire::Job>(env.body_as_Submit()->jobs(), limits);
+    case wire::Body::Dispatch:
+      return CheckBlobs<wire::Job>(env.body_as_Dispatch()->jobs(), limits);
+    case wire::Body::Results: {
+      const auto* r = env.body_as_Results();
+      if (Refusal bad =
+              CheckEntries(r->accepted(), limits.max_batch, "accepted ids")) {
+        return bad;
+      }
+      return CheckBlobs<wire::JobResult>(r->results(), limits);
+    }
+    case wire::Body::Accepted: {
+      const auto* ids = env.body_as_Accepted()->ids();
+      if (ids->size() == 0) return {wire::ErrorCode::BadBatch, "empty batch"};
+      return CheckEntries(ids, limits.max_batch, "accepted ids");
+    }
+    case wire::Body::Cancel:
+      return CheckEntries(env.body_as_Cancel()->ids(), limits.max_batch,
+                          "cancelled ids");
+    case wire::Body::Ready:
+      return CheckReady(*env.body_as_Ready(), limits);
+    case wire::Body::Error: {
+      const auto* e = env.body_as_Error();
+      if (Refusal r = CheckEntries(e->ids(), limits.max_batch, "error ids")) {
+        return r;
+      }
+      return CheckText(e->message(), "error message", limits);
+    }
+    case wire::Body::Disconnect:
+      return CheckText(env.body_as_Disconnect()->reason(), "reason", limits);
+    default:
+      return {};
+  }
 }
 
 }  // namespace
@@ -32,7 +175,14 @@ Decoded Decode(Bytes frame, const Limits& limits) {
                       " bytes exceeds the limit of " +
                       std::to_string(limits.max_frame_bytes));
   }
-  flatbuffers::Verifier verifier(frame.data(), frame.size());
+  // Tables are bounded so that a million offsets to one table cost a
+  // million visits only up to this count; nested blobs wait for CheckBody.
+  flatbuffers::Verifier::Options options;
+  options.max_depth = kMaxDepth;
+  options.max_tables = static_cast<flatbuffers::uoffset_t>(
+      std::min<size_t>(limits.max_batch, 1u << 24) + kEnvelopeTables);
+  options.check_nested_flatbuffers = false;
+  flatbuffers::Verifier verifier(frame.data(), frame.size(), options);
   if (frame.size() < 8 || !verifier.VerifyBuffer<wire::Envelope>(nullptr)) {
     return Refuse(wire::ErrorCode::BadFrame, "frame is not a valid envelope (" +
                                                  std::to_string(frame.size()) +
@@ -52,34 +202,8 @@ Decoded Decode(Bytes frame, const Limits& limits) {
         wire::ErrorCode::UnknownKind,
         "unknown message kind " + std::to_string(static_cast<int>(kind)));
   }
-  const char* batch_error = nullptr;
-  switch (kind) {
-    case wire::Body::Submit:
-      batch_error = CheckBatch(env->body_as_Submit()->jobs(), limits);
-      break;
-    case wire::Body::Dispatch:
-      batch_error = CheckBatch(env->body_as_Dispatch()->jobs(), limits);
-      break;
-    case wire::Body::Results: {
-      const auto* r = env->body_as_Results();
-      batch_error = CheckBatch(r->results(), limits);
-      if (!batch_error && r->accepted() &&
-          r->accepted()->size() > limits.max_batch) {
-        batch_error = "batch too large";
-      }
-      break;
-    }
-    case wire::Body::Accepted:
-      batch_error = CheckBatch(env->body_as_Accepted()->ids(), limits);
-      break;
-    default:
-      break;
-  }
-  if (batch_error) {
-    return Refuse(batch_error[0] == 'e' ? wire::ErrorCode::BadBatch
-                                        : wire::ErrorCode::TooLarge,
-                  std::string(batch_error) + " (limit " +
-                      std::to_string(limits.max_batch) + ")");
+  if (Refusal r = CheckBody(*env, limits)) {
+    return Refuse(r.code, std::move(r.why));
   }
   Decoded d;
   d.envelope = env;
@@ -115,6 +239,14 @@ wire::ErrorCode CheckJob(const wire::Job& job, const Limits& limits,
              " bytes exceeds the limit of " + std::to_string(kMaxKeyBytes);
       return wire::ErrorCode::TooLarge;
     }
+  }
+  // Tags and tolerations are walked at every placement of the job.
+  size_t total = 0;
+  Refusal r = CheckNames(job.tags(), "tags", limits, &total);
+  if (!r) r = CheckNames(job.tolerations(), "tolerations", limits, &total);
+  if (r) {
+    *why = std::move(r.why);
+    return r.code;
   }
   return wire::ErrorCode::None;
 }

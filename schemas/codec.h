@@ -2,10 +2,21 @@
 // wire layout and a worked example).
 //
 // Reading: Decode() is the only way into an inbound frame. It checks the
-// frame size, runs the FlatBuffers Verifier (which also verifies every nested
-// Job and JobResult), checks the protocol version and the body kind, and
-// checks batch limits. Only then may anything read the
-// envelope. The returned pointers point into the frame; nothing is copied.
+// frame size, runs the FlatBuffers Verifier on the envelope, checks the
+// protocol version and the body kind, bounds every vector of the body in
+// entries and in decoded bytes, and only then verifies each nested Job and
+// JobResult on its own. Only then may anything read the envelope. The
+// returned pointers point into the frame; nothing is copied.
+//
+// Why decoded bytes, not frame bytes: a legal FlatBuffer may point many
+// offsets at one object, so a 3 MB frame can hold a million references to
+// one 1 MB string, or a thousand job blobs that are all one job with two
+// million tags. Whoever walks such a message does the work (and a copier
+// allocates the memory) once per reference. Decode therefore counts every
+// referenced object once per reference, and refuses the message before
+// anything walks it; nested blobs are verified only after their total size,
+// counted that way, fits in a frame, so verification work is bounded by the
+// frame limit too.
 //
 // Writing: a Writer owns a reusable FlatBufferBuilder; each Encode* call
 // clears it and returns a view of the finished envelope, valid until the
@@ -59,6 +70,13 @@ struct Limits {
   size_t max_frame_bytes = 16u << 20;   // one envelope frame
   size_t max_batch = 4096;              // jobs or results in one message
   size_t max_payload_bytes = 4u << 20;  // one job's payload
+  // Entries of a list of names (a worker's tasks, tags, taints; a job's tags
+  // and tolerations), and the bytes of all names of one message together.
+  size_t max_list_entries = 256;
+  size_t max_names_bytes = 64u << 10;
+  // A free-text string (an error message, a disconnect reason, a stats
+  // document is bounded by the frame alone).
+  size_t max_text_bytes = 64u << 10;
 };
 
 // The outcome of Decode: an envelope, or why the frame was refused (the code
@@ -71,6 +89,9 @@ struct Decoded {
   wire::Body kind() const { return envelope->body_type(); }
 };
 
+// `frame` must start as aligned as its widest scalar needs (8): frames read
+// by RecvRouter/RecvDealer are, and so is a FlatBufferBuilder's own buffer.
+// The Verifier checks alignment relative to the frame's start only.
 Decoded Decode(Bytes frame, const Limits& limits);
 
 // The root of a standalone FlatBuffer (a Job or JobResult blob read back
@@ -84,8 +105,8 @@ const T* VerifiedRoot(std::string_view bytes) {
   return flatbuffers::GetRoot<T>(data);
 }
 
-// Task names, queue names and keys (idempotency, affinity, lock) are at most
-// this long.
+// Task names, queue names and keys (idempotency, affinity, lock), and each
+// worker tag, taint, task and job tag or toleration, are at most this long.
 inline constexpr size_t kMaxKeyBytes = 256;
 
 // Job-level checks a broker applies to each job of a verified Submit, so that

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <fstream>
 #include <iostream>
 #include <optional>
 #include <ostream>
@@ -14,6 +15,7 @@
 #include <zmq.hpp>
 
 #include "schemas/codec.h"
+#include "testing/hostile_messages.h"
 #include "tests/cluster.h"
 
 namespace yard {
@@ -428,6 +430,49 @@ TEST_F(MalformedInputTest, BackendTellsUnknownWorkerToRegister) {
     ASSERT_TRUE(reply) << "no reply within " << kReplyTimeout.count() << " ms";
     EXPECT_EQ(reply->kind, wire::Body::Disconnect) << reply->Describe();
   }
+  ExpectStillServing(cluster_, broker_, worker_, ctx_);
+}
+
+// Resident memory of a process, from /proc (kB); -1 when unreadable.
+int64_t ResidentKb(pid_t pid) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stoll(line.substr(6));
+  }
+  return -1;
+}
+
+// Legal messages built to be expensive (many offsets to one object): each is
+// refused as too large before the broker walks or copies it, its memory does
+// not grow, and the registered worker never misses its liveness window.
+TEST_F(MalformedInputTest, ExpensiveLegalMessagesAreRefusedCheaply) {
+  const std::string ready = testing::SharedNamesReady(1'000'000, 1 << 20);
+  const std::string submit = testing::SharedBlobSubmit(
+      testing::JobWithSharedTags(2'000'000), Limits().max_batch);
+  ASSERT_TRUE(PollUntil(
+      [&] { return BrokerStats(broker_.frontend)["workers"].size() == 1; },
+      Millis(10000)));
+  const int64_t before_kb = ResidentKb(broker_.process->pid());
+  ASSERT_GT(before_kb, 0);
+  for (int round = 0; round < 3; ++round) {
+    RawPeer worker(ctx_, broker_.backend), producer(ctx_, broker_.frontend);
+    ASSERT_TRUE(worker.SendEnvelope(ready));
+    ASSERT_TRUE(producer.SendEnvelope(submit));
+    for (RawPeer* peer : {&worker, &producer}) {
+      auto reply = peer->Next(kReplyTimeout);
+      ASSERT_TRUE(reply) << "no reply in round " << round;
+      EXPECT_EQ(reply->error_code(), wire::ErrorCode::TooLarge)
+          << reply->Describe();
+    }
+  }
+  const int64_t after_kb = ResidentKb(broker_.process->pid());
+  EXPECT_LT(after_kb - before_kb, 64 << 10)
+      << "broker grew from " << before_kb << " kB to " << after_kb << " kB";
+  nlohmann::json stats = BrokerStats(broker_.frontend);
+  EXPECT_EQ(stats["counters"]["workers_expired"], 0) << stats.dump();
+  EXPECT_EQ(stats["counters"]["bad_frames"], 6) << stats.dump();
+  EXPECT_EQ(stats["workers"].size(), 1u) << stats.dump();
   ExpectStillServing(cluster_, broker_, worker_, ctx_);
 }
 
