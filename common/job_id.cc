@@ -1,16 +1,43 @@
 #include "common/job_id.h"
 
-#include <random>
+#include <sys/random.h>
+
+#include <array>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
 
 namespace yard {
 
+// Ids come from the kernel's CSPRNG (getrandom), so that nobody who sees
+// some ids can guess others (a predictable id lets a stranger name, and so
+// cancel or answer for, someone else's job). Read in blocks: one system call
+// per 256 ids.
 JobId JobId::Random() {
-  thread_local std::mt19937_64 gen([] {
-    std::random_device rd;
-    std::seed_seq seq{rd(), rd(), rd(), rd(), rd(), rd(), rd(), rd()};
-    return std::mt19937_64(seq);
-  }());
-  JobId id{gen(), gen()};
+  struct Pool {
+    std::array<uint64_t, 512> words;
+    size_t next = 512;
+  };
+  thread_local Pool pool;
+  if (pool.next + 2 > pool.words.size()) {
+    auto* at = reinterpret_cast<char*>(pool.words.data());
+    size_t want = sizeof(pool.words);
+    while (want > 0) {
+      ssize_t got = getrandom(at, want, 0);
+      if (got < 0) {
+        if (errno == EINTR) continue;
+        // Only before the kernel's pool is initialised at boot, or on a
+        // kernel without getrandom (Linux < 3.17): nothing to fall back on.
+        std::perror("getrandom");
+        std::abort();
+      }
+      at += got;
+      want -= static_cast<size_t>(got);
+    }
+    pool.next = 0;
+  }
+  JobId id{pool.words[pool.next], pool.words[pool.next + 1]};
+  pool.next += 2;
   if (id.IsZero()) id.lo = 1;  // zero means "no id" on the wire
   return id;
 }

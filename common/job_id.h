@@ -1,7 +1,7 @@
-// JobId: the 128-bit identifier a producer gives each job. Random (from a
-// per-thread generator seeded by the OS), so producers need no coordination;
-// a retried submit reuses the id, which is what makes retries harmless.
-// Printed as 32 lowercase hex digits (hi then lo).
+// JobId: the 128-bit identifier a producer gives each job. Random (from the
+// kernel's CSPRNG, so ids cannot be guessed), so producers need no
+// coordination; a retried submit reuses the id, which is what makes retries
+// harmless. Printed as 32 lowercase hex digits (hi then lo).
 #ifndef YARD_COMMON_JOB_ID_H_
 #define YARD_COMMON_JOB_ID_H_
 
