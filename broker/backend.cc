@@ -27,9 +27,8 @@ void Broker::Impl::ReadBackend() {
         OnReady(identity, d.envelope->body_as_Ready());
         break;
       case wire::Body::Results:
-        // Results are routed even from a worker we do not know (it may have
-        // outlived its registration); a result is never dropped for
-        // bookkeeping reasons.
+        // From a worker we do not know, no result is taken (its jobs were
+        // released when it expired); it hears that it must register again.
         OnResults(w, d.envelope->body_as_Results());
         if (!w)
           SendTo(backend_, identity,
@@ -38,7 +37,7 @@ void Broker::Impl::ReadBackend() {
       case wire::Body::Credit:
         if (w) {
           const auto* credit = d.envelope->body_as_Credit();
-          w->credit += credit->credit();
+          w->credit = SaturatingAdd(w->credit, credit->credit());
           if (credit->credit()) ++credit_epoch_;
           w->credit -= std::min(w->credit, credit->withdraw());
         } else {
@@ -74,9 +73,19 @@ void Broker::Impl::ReadBackend() {
 
 void Broker::Impl::OnReady(std::string_view identity,
                            const wire::Ready* ready) {
+  if (workers_.size() >= options_.max_workers && !workers_.Find(identity)) {
+    ++c_.workers_refused;
+    SendTo(backend_, identity,
+           writer_.EncodeError(
+               wire::ErrorCode::Busy,
+               "this broker has its maximum of " +
+                   std::to_string(options_.max_workers) + " workers",
+               {}, static_cast<uint32_t>(options_.heartbeat_ms)));
+    return;
+  }
   WorkerInfo* w = workers_.Upsert(identity, MonoMillis());
   bool fresh = w->name.empty();
-  w->credit = ready->credit();
+  w->credit = SaturatingAdd(0, ready->credit());
   ++credit_epoch_;
   w->capacity = std::max<uint32_t>(1, ready->capacity());
   // The name goes into stats and the registry record: bounded.
@@ -93,7 +102,7 @@ void Broker::Impl::OnReady(std::string_view identity,
       to->push_back(t->str());
     }
   };
-  copy(ready->tasks(), &w->tasks, SIZE_MAX);
+  copy(ready->tasks(), &w->tasks, options_.limits.max_list_entries);
   copy(ready->tags(), &w->tags, kMaxPlacementEntries);
   copy(ready->taints(), &w->taints, kMaxPlacementEntries);
   w->key = WorkerKey(w->name);
@@ -130,15 +139,16 @@ void Broker::Impl::OnResults(WorkerInfo* sender, const wire::Results* results) {
       continue;
     }
     InFlight& f = it->second;
-    if (!deaths_.empty()) deaths_.erase(id);
-    WorkerInfo* holder = (sender && sender->serial == f.worker)
-                             ? sender
-                             : workers_.FindSerial(f.worker);
-    if (holder) {
-      ++holder->credit;
-      ++credit_epoch_;
-      if (holder->outstanding) --holder->outstanding;
+    // Only the worker the job was dispatched to may answer for it: anyone
+    // else (another worker, a stranger) would be choosing its result.
+    if (sender == nullptr || sender->serial != f.worker) {
+      ++c_.results_foreign;
+      continue;
     }
+    if (!deaths_.empty()) deaths_.erase(id);
+    sender->credit = SaturatingAdd(sender->credit, 1);
+    ++credit_epoch_;
+    if (sender->outstanding) --sender->outstanding;
     Bytes result{blob->data()->data(), blob->data()->size()};
     std::optional<int64_t> retry_at;
     if (r->status() == wire::ResultStatus::Failed) {

@@ -6,8 +6,15 @@ Status Broker::Impl::Init() {
   if (options_.heartbeat_ms <= 0) {
     return Status::InvalidArgument("heartbeat interval must be positive");
   }
-  if (options_.max_queue == 0 || options_.max_dispatch_batch == 0) {
-    return Status::InvalidArgument("queue and batch bounds must be positive");
+  if (options_.max_queue == 0 || options_.max_dispatch_batch == 0 ||
+      options_.max_workers == 0) {
+    return Status::InvalidArgument(
+        "queue, batch and worker bounds must be positive");
+  }
+  if (options_.max_queue_bytes < options_.limits.max_frame_bytes) {
+    return Status::InvalidArgument(
+        "max queue bytes must be at least the frame limit (" +
+        std::to_string(options_.limits.max_frame_bytes) + ")");
   }
   if (auto s = options_.retry.Validate(); !s.ok()) return s;
   auto balancer = NewBalancer(options_.balancer, rng_());
@@ -212,6 +219,7 @@ std::string Broker::Impl::StatsJson() const {
                    {"accepted", c_.accepted},
                    {"duplicates", c_.duplicates},
                    {"busy", c_.busy},
+                   {"busy_bytes", c_.busy_bytes},
                    {"refused", c_.refused},
                    {"invalid", c_.invalid},
                    {"dispatched", c_.dispatched},
@@ -220,10 +228,12 @@ std::string Broker::Impl::StatsJson() const {
                    {"retried", c_.retried},
                    {"redispatched", c_.redispatched},
                    {"results_unroutable", c_.results_unroutable},
+                   {"results_foreign", c_.results_foreign},
                    {"sends_failed", c_.sends_failed},
                    {"bad_frames", c_.bad_frames},
                    {"unexpected", c_.unexpected},
                    {"workers_expired", c_.workers_expired},
+                   {"workers_refused", c_.workers_refused},
                    {"unavailable", c_.unavailable},
                    {"poisoned", c_.poisoned}};
   j["messages"] = {{"frontend_in", c_.frontend_in},
@@ -232,6 +242,8 @@ std::string Broker::Impl::StatsJson() const {
                    {"frontend_out", c_.frontend_out}};
   j["waiting"] = {{"no_worker", unplaceable_.size()},
                   {"worker_busy", waiting_.size()}};
+  j["memory"] = {{"bytes", memory_bytes_},
+                 {"max_bytes", options_.max_queue_bytes}};
   j["draining"] = draining_;
   if (events_) events_->DescribeStats(&j);
   // Names and labels come from the network: invalid UTF-8 is replaced,

@@ -41,6 +41,12 @@ struct BrokerOptions {
   std::string backend;   // workers connect here
   int64_t heartbeat_ms = 1000;
   size_t max_queue = 100000;  // jobs held (queued + running)
+  // Bytes of jobs held in this process at most (frames of queued jobs, in
+  // memory mode or until Redis has them, and jobs waiting for a worker);
+  // beyond it submits are Busy. At least limits.max_frame_bytes.
+  size_t max_queue_bytes = size_t{1} << 30;
+  // Registered workers at most; a Ready beyond it is refused (Busy).
+  size_t max_workers = 10000;
   size_t max_dispatch_batch = 256;
   int64_t drain_timeout_ms = 10000;
   uint32_t busy_retry_after_ms = 50;
@@ -64,7 +70,8 @@ struct BrokerCounters {
   uint64_t submitted = 0;  // jobs in Submit messages
   uint64_t accepted = 0;
   uint64_t duplicates = 0;   // resubmits of held jobs
-  uint64_t busy = 0;         // jobs refused: queue full
+  uint64_t busy = 0;         // jobs refused: queue full (jobs or bytes)
+  uint64_t busy_bytes = 0;   // of those, refused for max_queue_bytes
   uint64_t refused = 0;      // jobs refused: draining
   uint64_t unavailable = 0;  // jobs refused: the durable store is down
   uint64_t invalid = 0;      // jobs refused: over a limit or malformed
@@ -74,11 +81,14 @@ struct BrokerCounters {
   uint64_t retried = 0;             // failed attempts scheduled again
   uint64_t redispatched = 0;        // jobs released by dead or leaving workers
   uint64_t results_unroutable = 0;  // late duplicates of finished jobs
-  uint64_t sends_failed = 0;        // a peer gone or its pipe full
-  uint64_t bad_frames = 0;          // refused by framing or Decode
-  uint64_t unexpected = 0;          // valid kinds in the wrong place
+  // Results for a job from a peer it was not dispatched to: dropped.
+  uint64_t results_foreign = 0;
+  uint64_t sends_failed = 0;  // a peer gone or its pipe full
+  uint64_t bad_frames = 0;    // refused by framing or Decode
+  uint64_t unexpected = 0;    // valid kinds in the wrong place
   uint64_t workers_expired = 0;
-  uint64_t poisoned = 0;  // jobs failed after retry.max_worker_deaths
+  uint64_t workers_refused = 0;  // Ready beyond max_workers
+  uint64_t poisoned = 0;         // jobs failed after retry.max_worker_deaths
   // Messages, to see how well batching works (jobs per message).
   uint64_t frontend_in = 0;
   uint64_t backend_in = 0;

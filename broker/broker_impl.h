@@ -26,6 +26,7 @@
 #include <optional>
 #include <random>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "balancer/balancer.h"
@@ -61,6 +62,60 @@ constexpr int kReadBudget = 256;
 // Logs about bad input are capped per second so a flood cannot fill disks.
 constexpr int kBadInputLogsPerSecond = 20;
 
+// Bytes of jobs the broker holds in its own memory count in one meter
+// (BrokerOptions.max_queue_bytes): the inbound frames queued jobs point into
+// (in memory mode, or until Redis has them) and the copies of claimed jobs
+// waiting for a worker. Each holder adds its bytes when made and takes them
+// off when destroyed, so the meter cannot drift from what is alive.
+
+// An inbound frame, metered while anything points into it.
+class MeteredFrame {
+ public:
+  MeteredFrame(zmq::message_t msg, size_t* meter)
+      : msg_(std::move(msg)), meter_(meter) {
+    *meter_ += msg_.size();
+  }
+  ~MeteredFrame() { *meter_ -= msg_.size(); }
+  MeteredFrame(const MeteredFrame&) = delete;
+  MeteredFrame& operator=(const MeteredFrame&) = delete;
+  Bytes bytes() const { return {msg_.data<uint8_t>(), msg_.size()}; }
+  size_t size() const { return msg_.size(); }
+
+ private:
+  zmq::message_t msg_;
+  size_t* meter_;
+};
+
+// A copy of one job blob, metered while it lives.
+class MeteredBlob {
+ public:
+  MeteredBlob(Bytes bytes, size_t* meter)
+      : bytes_(AsString(bytes)), meter_(meter) {
+    *meter_ += bytes_.size();
+  }
+  MeteredBlob(MeteredBlob&& other) noexcept
+      : bytes_(std::move(other.bytes_)),
+        meter_(std::exchange(other.meter_, nullptr)) {}
+  MeteredBlob& operator=(MeteredBlob&& other) noexcept {
+    if (this != &other) {
+      Release();
+      bytes_ = std::move(other.bytes_);
+      meter_ = std::exchange(other.meter_, nullptr);
+    }
+    return *this;
+  }
+  ~MeteredBlob() { Release(); }
+  Bytes bytes() const { return AsBytes(bytes_); }
+
+ private:
+  void Release() {
+    if (meter_) *meter_ -= bytes_.size();
+    meter_ = nullptr;
+  }
+  std::string bytes_;
+  size_t* meter_;
+};
+
 // What the broker remembers about a dispatched job.
 struct InFlight {
   uint64_t worker = 0;  // WorkerInfo::serial
@@ -83,6 +138,8 @@ struct Outbox {
 class Broker::Impl {
   using InFlight = broker_internal::InFlight;
   using Outbox = broker_internal::Outbox;
+  using MeteredBlob = broker_internal::MeteredBlob;
+  using MeteredFrame = broker_internal::MeteredFrame;
 
  public:
   explicit Impl(BrokerOptions o)
@@ -114,8 +171,12 @@ class Broker::Impl {
  private:
   // Frontend.
   void ReadFrontend();
-  void OnSubmit(const std::string& route, std::shared_ptr<zmq::message_t> frame,
+  void OnSubmit(const std::string& route, std::shared_ptr<MeteredFrame> frame,
                 const wire::Submit* submit);
+  // Answers every job of a Submit that cannot be taken now with `list`
+  // (busy or unavailable) in the producer's outbox.
+  void RefuseSubmit(const std::string& route, const wire::Submit* submit,
+                    std::vector<JobId> Outbox::*list);
   void OnCancel(const std::string& route, const wire::Cancel* cancel);
   // Backend.
   void ReadBackend();
@@ -130,7 +191,7 @@ class Broker::Impl {
   // A claimed job the broker holds because it must wait for a worker.
   struct Held {
     JobId id;
-    std::string blob;  // the Job flatbuffer
+    MeteredBlob blob;  // the Job flatbuffer
     uint16_t attempt = 1;
     std::string route;  // empty: another broker's producer
   };
@@ -179,6 +240,9 @@ class Broker::Impl {
   void Snapshot();
 
   BrokerOptions options_;
+  // Bytes of jobs held in this process (MeteredFrame, MeteredBlob); first,
+  // so that it outlives every holder.
+  size_t memory_bytes_ = 0;
   std::unique_ptr<zmq::context_t> own_context_;
   zmq::context_t* context_;
   zmq::socket_t frontend_;

@@ -444,6 +444,130 @@ TEST_F(BrokerTest, OneOversizedJobIsRefusedAloneByItsId) {
       << broker_->counters().invalid;
 }
 
+// A Results message answering `id` with `output`, as any peer may send it.
+std::string ResultFor(Writer& w, const JobId& id, std::string_view output) {
+  std::string r(AsString(
+      w.EncodeResult(id, wire::ResultStatus::Ok, AsBytes(output), "", 1, 1)));
+  BlobBatch results;
+  results.AddResult(AsBytes(r));
+  return std::string(AsString(results.FinishResults()));
+}
+
+TEST_F(BrokerTest, OnlyTheWorkerAJobWentToMayAnswerForIt) {
+  Start();
+  Peer producer(ctx_, "inproc://front"), holder(ctx_, "inproc://back"),
+      other(ctx_, "inproc://back"), stranger(ctx_, "inproc://back");
+  Ready(holder, 1);
+  JobId id = JobId::Random();
+  Submit(producer, {id});
+  ASSERT_TRUE(producer.Recv());  // Accepted
+  auto disp = holder.Recv();
+  ASSERT_TRUE(disp);
+  // Another registered worker (no credit, so it is handed nothing) and an
+  // unregistered peer both answer for the job first.
+  Ready(other, 0);
+  ASSERT_TRUE(Eventually([&] {
+    return nlohmann::json::parse(broker_->StatsJson())["workers"].size() == 2;
+  }));
+  other.Send(AsBytes(ResultFor(w_, id, "forged by a worker")));
+  stranger.Send(AsBytes(ResultFor(w_, id, "forged by a stranger")));
+  ASSERT_TRUE(Eventually([&] {
+    return broker_->counters().results_foreign == 2u;
+  })) << broker_->counters().results_foreign;
+  EXPECT_FALSE(producer.Recv(200ms)) << "a forged result reached the producer";
+  holder.Send(AsBytes(ResultFor(w_, id, "the real one")));
+  auto res = producer.Recv();
+  ASSERT_TRUE(res);
+  const auto* results = Env(*res)->body_as_Results();
+  ASSERT_NE(results, nullptr);
+  ASSERT_EQ(results->results()->size(), 1u);
+  EXPECT_EQ(AsString(results->results()->Get(0)->data_nested_root()->output()),
+            "the real one");
+  EXPECT_TRUE(Eventually([&] { return broker_->counters().completed == 1u; }));
+}
+
+TEST_F(BrokerTest, WorkersBeyondTheLimitAreRefusedBusy) {
+  BrokerOptions o;
+  o.max_workers = 1;
+  Start(o);
+  Peer producer(ctx_, "inproc://front"), first(ctx_, "inproc://back"),
+      second(ctx_, "inproc://back");
+  Ready(first, 0);
+  ASSERT_TRUE(Eventually([&] {
+    return nlohmann::json::parse(broker_->StatsJson())["workers"].size() == 1;
+  }));
+  Ready(second, 100);
+  auto m = second.Recv();
+  ASSERT_TRUE(m);
+  ASSERT_EQ(Env(*m)->body_type(), wire::Body::Error);
+  EXPECT_EQ(Env(*m)->body_as_Error()->code(), wire::ErrorCode::Busy);
+  EXPECT_TRUE(
+      Eventually([&] { return broker_->counters().workers_refused == 1u; }));
+  // The refused worker's credit was not taken: a job waits for the first.
+  Submit(producer, {JobId::Random()});
+  EXPECT_FALSE(second.Recv(300ms));
+  Ready(first, 1);
+  auto disp = first.Recv();
+  ASSERT_TRUE(disp);
+  EXPECT_EQ(Env(*disp)->body_type(), wire::Body::Dispatch);
+}
+
+TEST_F(BrokerTest, BytesHeldAreBoundedAndCountedBack) {
+  BrokerOptions o;
+  o.limits.max_frame_bytes = 64 << 10;
+  o.max_queue_bytes = 64 << 10;
+  Start(o);
+  Peer producer(ctx_, "inproc://front");
+  // One job of ~20 KB per message, no worker: the fourth frame passes the
+  // 64 KiB of held bytes and its job is refused Busy.
+  std::vector<JobId> ids;
+  size_t busy = 0, accepted = 0;
+  for (int i = 0; i < 6; ++i) {
+    JobSpec j;
+    j.id = JobId::Random();
+    j.task = "echo";
+    std::string payload(20000, 'p');
+    j.payload = AsBytes(payload);
+    std::string blob(AsString(w_.EncodeJob(j)));
+    BlobBatch batch;
+    batch.AddJob(AsBytes(blob));
+    producer.Send(batch.FinishSubmit());
+    auto m = producer.Recv();
+    ASSERT_TRUE(m);
+    if (Env(*m)->body_type() == wire::Body::Error) {
+      EXPECT_EQ(Env(*m)->body_as_Error()->code(), wire::ErrorCode::Busy);
+      ++busy;
+    } else {
+      ASSERT_EQ(Env(*m)->body_type(), wire::Body::Accepted);
+      ids.push_back(j.id);
+      ++accepted;
+    }
+  }
+  EXPECT_EQ(accepted, 3u);
+  EXPECT_EQ(busy, 3u);
+  EXPECT_TRUE(Eventually([&] { return broker_->counters().busy_bytes == 3u; }));
+  auto held = [&] {
+    return nlohmann::json::parse(broker_->StatsJson())["memory"]["bytes"]
+        .get<size_t>();
+  };
+  EXPECT_GT(held(), 60000u);
+  // A worker runs them: every byte is counted back, and submits go in again.
+  Peer worker(ctx_, "inproc://back");
+  Ready(worker, 10);
+  auto disp = worker.Recv();
+  ASSERT_TRUE(disp);
+  EXPECT_EQ(AnswerDispatch(worker, *disp), ids);
+  EXPECT_TRUE(Eventually([&] { return held() == 0; })) << held();
+  Submit(producer, {JobId::Random()});
+  bool accepted_again = false;
+  for (int i = 0; i < 3 && !accepted_again; ++i) {
+    auto m = producer.Recv();
+    ASSERT_TRUE(m);
+    accepted_again = Env(*m)->body_type() == wire::Body::Accepted;
+  }
+  EXPECT_TRUE(accepted_again);
+}
+
 }  // namespace
 }  // namespace yard
 

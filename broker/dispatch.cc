@@ -39,11 +39,8 @@ void Broker::Impl::Dispatch() {
         if (placed == Placed::kSent) {
           ++sent;
         } else if (placed != Placed::kFailed) {
-          Hold(placed,
-               Held{j.id,
-                    std::string(reinterpret_cast<const char*>(j.blob.data()),
-                                j.blob.size()),
-                    j.attempt, std::string(route)});
+          Hold(placed, Held{j.id, MeteredBlob(j.blob, &memory_bytes_),
+                            j.attempt, std::string(route)});
         }
       }
     });
@@ -179,7 +176,7 @@ void Broker::Impl::RetryWaiting(size_t* free_credit) {
     for (size_t n = held.size(); n > 0 && *free_credit > 0; --n) {
       Held h = std::move(held.front());
       held.pop_front();
-      const Placed placed = Place(h.id, AsBytes(h.blob), h.attempt, h.route);
+      const Placed placed = Place(h.id, h.blob.bytes(), h.attempt, h.route);
       if (placed == Placed::kSent) {
         --*free_credit;
       } else if (placed != Placed::kFailed) {

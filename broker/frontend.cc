@@ -17,9 +17,9 @@ void Broker::Impl::ReadFrontend() {
     }
     // The frame moves into a shared owner first: queued jobs point into it,
     // and a moved zmq message may change its data pointer.
-    auto frame = std::make_shared<zmq::message_t>(std::move(msg.body));
-    Decoded d =
-        Decode({frame->data<uint8_t>(), frame->size()}, options_.limits);
+    auto frame =
+        std::make_shared<MeteredFrame>(std::move(msg.body), &memory_bytes_);
+    Decoded d = Decode(frame->bytes(), options_.limits);
     if (!d.ok()) {
       RefuseFrame(frontend_, route, d.error, d.message, "frontend");
       continue;
@@ -48,17 +48,30 @@ void Broker::Impl::ReadFrontend() {
   }
 }
 
+void Broker::Impl::RefuseSubmit(const std::string& route,
+                                const wire::Submit* submit,
+                                std::vector<JobId> Outbox::*list) {
+  std::vector<JobId>& ids = OutboxFor(route).*list;
+  for (const auto* blob : *submit->jobs()) {
+    ids.push_back(FromWire(blob->data_nested_root()->id()));
+  }
+}
+
 void Broker::Impl::OnSubmit(const std::string& route,
-                            std::shared_ptr<zmq::message_t> frame,
+                            std::shared_ptr<MeteredFrame> frame,
                             const wire::Submit* submit) {
   const auto* jobs = submit->jobs();
   c_.submitted += jobs->size();
   if (draining_ || (events_ && !events_->available())) {
-    Outbox& out = OutboxFor(route);
-    for (const auto* blob : *jobs) {
-      out.unavailable.push_back(FromWire(blob->data_nested_root()->id()));
-    }
+    RefuseSubmit(route, submit, &Outbox::unavailable);
     (draining_ ? c_.refused : c_.unavailable) += jobs->size();
+    return;
+  }
+  // This frame is already counted: the jobs it carries must fit too.
+  if (memory_bytes_ > options_.max_queue_bytes) {
+    RefuseSubmit(route, submit, &Outbox::busy);
+    c_.busy += jobs->size();
+    c_.busy_bytes += jobs->size();
     return;
   }
   new_jobs_.clear();
@@ -129,6 +142,8 @@ void Broker::Impl::OnSubmit(const std::string& route,
       }
     }
   });
+  // The frame stays alive only as long as the queue holds its jobs.
+  new_jobs_.clear();
 }
 
 void Broker::Impl::OnCancel(const std::string& route,

@@ -15,6 +15,7 @@
 #ifndef YARD_BROKER_WORKER_TABLE_H_
 #define YARD_BROKER_WORKER_TABLE_H_
 
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <list>
@@ -26,6 +27,17 @@
 #include "balancer/placement.h"
 
 namespace yard {
+
+// A worker's credit never exceeds this: a peer that grants itself 2^32
+// slots, or wraps its count with repeated grants, gets at most this many.
+inline constexpr uint32_t kMaxWorkerCredit = 1u << 20;
+
+// credit + more, saturating at kMaxWorkerCredit instead of wrapping.
+inline uint32_t SaturatingAdd(uint32_t credit, uint32_t more) {
+  return more >= kMaxWorkerCredit - std::min(credit, kMaxWorkerCredit)
+             ? kMaxWorkerCredit
+             : credit + more;
+}
 
 struct WorkerInfo {
   std::string identity;

@@ -73,5 +73,18 @@ TEST(WorkerTableTest, SerialsAreNeverReused) {
   EXPECT_NE(t.FindSerial(b), nullptr);
 }
 
+TEST(WorkerTableTest, CreditSaturatesInsteadOfWrapping) {
+  EXPECT_EQ(SaturatingAdd(0, 10), 10u);
+  EXPECT_EQ(SaturatingAdd(5, 10), 15u);
+  EXPECT_EQ(SaturatingAdd(0, UINT32_MAX), kMaxWorkerCredit);
+  EXPECT_EQ(SaturatingAdd(kMaxWorkerCredit - 1, 1), kMaxWorkerCredit);
+  EXPECT_EQ(SaturatingAdd(kMaxWorkerCredit - 1, 2), kMaxWorkerCredit);
+  EXPECT_EQ(SaturatingAdd(kMaxWorkerCredit, UINT32_MAX), kMaxWorkerCredit);
+  // Repeated grants of 2^31 would wrap a plain uint32_t to 0.
+  uint32_t credit = 0;
+  for (int i = 0; i < 4; ++i) credit = SaturatingAdd(credit, 1u << 31);
+  EXPECT_EQ(credit, kMaxWorkerCredit);
+}
+
 }  // namespace
 }  // namespace yard

@@ -31,6 +31,16 @@ CLI::Option* AddServingFlags(CLI::App& app, BrokerOptions* o) {
                      "jobs in Redis, default 1000000)")
           ->capture_default_str()
           ->check(CLI::Range(size_t{1}, size_t{100000000}));
+  app.add_option("--max-queue-bytes", o->max_queue_bytes,
+                 "Bytes of jobs held in this process at most (queued in "
+                 "memory, waiting to be written to Redis, or waiting for a "
+                 "worker); beyond: Busy")
+      ->capture_default_str()
+      ->check(CLI::Range(size_t{1} << 20, size_t{1} << 40));
+  app.add_option("--max-workers", o->max_workers,
+                 "Workers registered at most; more are refused (Busy)")
+      ->capture_default_str()
+      ->check(CLI::Range(size_t{1}, size_t{1000000}));
   app.add_option("--max-batch", o->limits.max_batch,
                  "Jobs or results in one message at most")
       ->capture_default_str()
