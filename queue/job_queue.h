@@ -26,6 +26,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -101,9 +102,16 @@ class JobQueue {
   virtual void Fail(const JobId& id, int64_t retry_at_ms, Bytes result) = 0;
   // Put leased jobs back at the front (their worker died or left).
   virtual void Release(std::span<const JobId> ids) = 0;
-  // Removes jobs that are still waiting; returns the ids removed.
+  // Removes jobs that are still waiting; returns the ids removed. Checks
+  // no owner: the broker asks WaitingRoute first.
   virtual size_t Cancel(std::span<const JobId> ids,
                         std::vector<JobId>* removed) = 0;
+  // The route (producer) of a job Cancel would remove now; "" when another
+  // broker accepted it (a durable queue's foreign job); nullopt when Cancel
+  // would not remove it (unknown, running or finished). The view is valid
+  // until the next call on the queue.
+  virtual std::optional<std::string_view> WaitingRoute(
+      const JobId& id) const = 0;
   // Whether Claim could return something now (a hint for the dispatcher).
   virtual bool HasReady(int64_t now_ms) = 0;
   // Jobs held but not leased (for a draining broker to hand back).

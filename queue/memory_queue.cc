@@ -121,6 +121,12 @@ class MemoryQueue final : public JobQueue {
     return n;
   }
 
+  std::optional<std::string_view> WaitingRoute(const JobId& id) const override {
+    auto it = entries_.find(id);
+    if (it == entries_.end() || it->second.leased) return std::nullopt;
+    return std::string_view(it->second.route);
+  }
+
   bool HasReady(int64_t now_ms) override {
     if (!delayed_.empty() && delayed_.top().first <= now_ms) return true;
     // Ready FIFOs may hold stale ids; entries minus leased minus delayed is

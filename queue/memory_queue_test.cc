@@ -131,5 +131,19 @@ TEST_F(MemoryQueueTest, CancelRemovesOnlyWaitingJobs) {
   EXPECT_TRUE(Claim(5).empty());
 }
 
+TEST_F(MemoryQueueTest, WaitingRouteNamesTheProducerOfCancellableJobsOnly) {
+  NewJob other = Job(3);
+  other.route = "someone else";
+  Push({Job(1), Job(2), other});
+  Claim(1);  // job 1 runs: not cancellable
+  EXPECT_FALSE(q_->WaitingRoute({0, 1}));
+  EXPECT_EQ(q_->WaitingRoute({0, 2}), "producer");
+  EXPECT_EQ(q_->WaitingRoute({0, 3}), "someone else");
+  EXPECT_FALSE(q_->WaitingRoute({0, 99}));
+  const JobId two{0, 2};
+  q_->Cancel({&two, 1}, nullptr);
+  EXPECT_FALSE(q_->WaitingRoute(two));
+}
+
 }  // namespace
 }  // namespace yard

@@ -38,6 +38,17 @@ void RedisQueue::Release(std::span<const JobId> ids) {
   }
 }
 
+std::optional<std::string_view> RedisQueue::WaitingRoute(
+    const JobId& id) const {
+  auto it = leases_.find(id);
+  if (it == leases_.end() || it->second.dispatched) return std::nullopt;
+  auto e = entries_.find(it->second.entry);
+  if (e == entries_.end()) return std::nullopt;
+  // A job another broker accepted has its producer there.
+  if (!e->second.inbox.empty()) return std::string_view();
+  return std::string_view(e->second.route);
+}
+
 size_t RedisQueue::Cancel(std::span<const JobId> ids,
                           std::vector<JobId>* removed) {
   size_t n = 0;

@@ -218,6 +218,7 @@ class RedisQueue final : public DurableQueue {
   void Complete(const JobId& id, Bytes result) override;
   void Fail(const JobId& id, int64_t retry_at_ms, Bytes result) override;
   void Release(std::span<const JobId> ids) override;
+  std::optional<std::string_view> WaitingRoute(const JobId& id) const override;
   size_t Cancel(std::span<const JobId> ids,
                 std::vector<JobId>* removed) override;
   bool HasReady(int64_t now_ms) override;

@@ -184,6 +184,13 @@ class ShardedQueue final : public DurableQueue {
     }
   }
 
+  std::optional<std::string_view> WaitingRoute(const JobId& id) const override {
+    for (const auto& q : shards_) {
+      if (auto route = q->WaitingRoute(id)) return route;
+    }
+    return std::nullopt;
+  }
+
   size_t Cancel(std::span<const JobId> ids,
                 std::vector<JobId>* removed) override {
     // A job may wait in two shards (a resend): each copy is removed, and

@@ -51,6 +51,9 @@ class Switchable final : public DurableQueue {
                      "(tests/sharded_queue_redis_test.cc)";
     return 0;
   }
+  std::optional<std::string_view> WaitingRoute(const JobId& id) const override {
+    return q_->WaitingRoute(id);
+  }
   bool HasReady(int64_t now) override { return q_->HasReady(now); }
   void DrainWaiting(const std::function<void(const ClaimedJob&)>& f) override {
     q_->DrainWaiting(f);

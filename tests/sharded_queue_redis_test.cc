@@ -158,7 +158,11 @@ TEST_F(ShardedQueueRedisTest, CancelReportsACopiedIdOnce) {
   std::vector<JobId> removed;
   EXPECT_EQ(q_->Cancel(std::span<const JobId>(&id, 1), &removed), 0u);
   EXPECT_TRUE(removed.empty());
+  EXPECT_FALSE(q_->WaitingRoute(id));
   TakeIntoBuffers(2);
+  // Claimed here and accepted here: its producer is known, so a broker can
+  // check who asks before it cancels.
+  EXPECT_EQ(q_->WaitingRoute(id), "producer");
   EXPECT_EQ(q_->Cancel(std::span<const JobId>(&id, 1), &removed), 1u);
   EXPECT_EQ(removed, std::vector<JobId>{id});
   EXPECT_EQ(q_->Stats().ready, 0u);
