@@ -56,13 +56,25 @@ bool RecvRouter(zmq::socket_t& s, RouterMessage* out) {
   if (!s.recv(out->identity, zmq::recv_flags::dontwait)) return false;
   if (!out->identity.more()) {
     out->framing_error = "message has no delimiter and no body";
+    out->delimiter.rebuild(0);
     out->body.rebuild(0);
     return true;
   }
-  zmq::message_t delimiter;
-  (void)s.recv(delimiter, zmq::recv_flags::none);
-  out->framing_error = RecvDelimitedBody(s, delimiter, &out->body);
+  (void)s.recv(out->delimiter, zmq::recv_flags::none);
+  out->framing_error = RecvDelimitedBody(s, out->delimiter, &out->body);
   return true;
+}
+
+std::string_view RouterMessage::user_id() const {
+  const char* user = zmq_msg_gets(delimiter.handle(), "User-Id");
+  return user ? std::string_view(user) : std::string_view();
+}
+
+std::string_view RouterMessage::principal() const {
+  std::string_view user = user_id();
+  const auto colon = user.find(':');
+  if (colon == std::string_view::npos) return identity_view();
+  return user.substr(colon + 1);
 }
 
 bool RecvDealer(zmq::socket_t& s, DealerMessage* out) {

@@ -24,11 +24,20 @@ namespace yard {
 
 struct RouterMessage {
   zmq::message_t identity;
+  // The empty delimiter, kept for the connection's metadata: the identity
+  // frame is the ROUTER's own, and the body may be a copy (alignment).
+  zmq::message_t delimiter;
   zmq::message_t body;
   // Non-null when the frames were not [identity][""][body]; body is empty.
   const char* framing_error = nullptr;
   Bytes bytes() const { return {body.data<uint8_t>(), body.size()}; }
   std::string_view identity_view() const { return identity.to_string_view(); }
+  // The ZAP User-Id of the sender's connection: "role:<CURVE public key>"
+  // (security/roles.h); empty without CURVE.
+  std::string_view user_id() const;
+  // Who sent it, for ownership checks: the CURVE public key when the
+  // connection is authenticated, else the connection identity.
+  std::string_view principal() const;
 };
 
 struct DealerMessage {
