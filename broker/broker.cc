@@ -229,6 +229,7 @@ std::string Broker::Impl::StatsJson() const {
                    {"redispatched", c_.redispatched},
                    {"results_unroutable", c_.results_unroutable},
                    {"results_foreign", c_.results_foreign},
+                   {"cancels_refused", c_.cancels_refused},
                    {"sends_failed", c_.sends_failed},
                    {"bad_frames", c_.bad_frames},
                    {"unexpected", c_.unexpected},

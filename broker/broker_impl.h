@@ -177,7 +177,9 @@ class Broker::Impl {
   // (busy or unavailable) in the producer's outbox.
   void RefuseSubmit(const std::string& route, const wire::Submit* submit,
                     std::vector<JobId> Outbox::*list);
-  void OnCancel(const std::string& route, const wire::Cancel* cancel);
+  // `admin`: may cancel any producer's job.
+  void OnCancel(const std::string& route, bool admin,
+                const wire::Cancel* cancel);
   // Backend.
   void ReadBackend();
   void OnReady(std::string_view identity, const wire::Ready* ready);

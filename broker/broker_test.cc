@@ -486,6 +486,30 @@ TEST_F(BrokerTest, OnlyTheWorkerAJobWentToMayAnswerForIt) {
   EXPECT_TRUE(Eventually([&] { return broker_->counters().completed == 1u; }));
 }
 
+TEST_F(BrokerTest, OnlyTheSubmitterMayCancelAJob) {
+  Start();
+  Peer owner(ctx_, "inproc://front"), other(ctx_, "inproc://front");
+  JobId id = JobId::Random();
+  Submit(owner, {id});
+  ASSERT_TRUE(owner.Recv());  // Accepted; no worker: the job waits
+  other.Send(w_.EncodeCancel({&id, 1}));
+  auto m = other.Recv();
+  ASSERT_TRUE(m);
+  ASSERT_EQ(Env(*m)->body_type(), wire::Body::Error);
+  EXPECT_EQ(Env(*m)->body_as_Error()->code(), wire::ErrorCode::Forbidden);
+  ASSERT_EQ(Env(*m)->body_as_Error()->ids()->size(), 1u);
+  EXPECT_TRUE(
+      Eventually([&] { return broker_->counters().cancels_refused == 1u; }));
+  // Still queued: its owner cancels it and hears so.
+  owner.Send(w_.EncodeCancel({&id, 1}));
+  auto res = owner.Recv();
+  ASSERT_TRUE(res);
+  ASSERT_EQ(Env(*res)->body_type(), wire::Body::Results);
+  const auto* r = Env(*res)->body_as_Results()->results()->Get(0);
+  EXPECT_EQ(r->data_nested_root()->status(), wire::ResultStatus::Cancelled);
+  EXPECT_EQ(FromWire(r->data_nested_root()->id()), id);
+}
+
 TEST_F(BrokerTest, WorkersBeyondTheLimitAreRefusedBusy) {
   BrokerOptions o;
   o.max_workers = 1;

@@ -32,7 +32,7 @@ void Broker::Impl::ReadFrontend() {
         SendTo(frontend_, route, writer_.EncodeHeartbeat(instance_));
         break;
       case wire::Body::Cancel:
-        OnCancel(route, d.envelope->body_as_Cancel());
+        OnCancel(route, /*admin=*/false, d.envelope->body_as_Cancel());
         break;
       case wire::Body::StatsRequest:
         SendTo(frontend_, route, writer_.EncodeStats(StatsJson()));
@@ -146,10 +146,30 @@ void Broker::Impl::OnSubmit(const std::string& route,
   new_jobs_.clear();
 }
 
-void Broker::Impl::OnCancel(const std::string& route,
+void Broker::Impl::OnCancel(const std::string& route, bool admin,
                             const wire::Cancel* cancel) {
+  // A job is cancelled only by the connection that submitted it, or an
+  // admin: its id alone proves nothing (ids travel to workers and back).
   ids_.clear();
-  for (const auto* id : *cancel->ids()) ids_.push_back(FromWire(*id));
+  std::vector<JobId> refused;
+  for (const auto* wid : *cancel->ids()) {
+    const JobId id = FromWire(*wid);
+    std::optional<std::string_view> owner = queue_->WaitingRoute(id);
+    if (!owner) continue;  // running, finished or unknown: nothing to do
+    if (!admin && *owner != route) {
+      refused.push_back(id);
+      continue;
+    }
+    ids_.push_back(id);
+  }
+  if (!refused.empty()) {
+    c_.cancels_refused += refused.size();
+    SendTo(frontend_, route,
+           writer_.EncodeError(wire::ErrorCode::Forbidden,
+                               "only the producer that submitted a job, or "
+                               "an admin, may cancel it",
+                               refused));
+  }
   std::vector<JobId> removed;
   queue_->Cancel(ids_, &removed);
   Outbox& out = OutboxFor(route);

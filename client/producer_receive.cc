@@ -198,6 +198,10 @@ void Producer::Impl::OnError(size_t bi, const wire::Error* error, int64_t now) {
         ScheduleRetry(job, Jitter(delay / 2, delay), now);
         break;
       }
+      case wire::ErrorCode::Forbidden:
+        // A request about the job was refused (a Cancel from a connection
+        // that did not submit it); the job itself goes on.
+        break;
       default: {
         std::string message = std::string(CodeName(code));
         if (error->message() && error->message()->size()) {
