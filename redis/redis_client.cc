@@ -151,16 +151,93 @@ RedisReply CopyReply(const redisReply& r) {
 
 }  // namespace
 
+namespace {
+
+int HexValue(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// "%XX" escapes decoded; false for a '%' without two hex digits.
+bool PercentDecode(std::string_view s, std::string* out) {
+  out->clear();
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] != '%') {
+      out->push_back(s[i]);
+      continue;
+    }
+    if (i + 2 >= s.size()) return false;
+    const int hi = HexValue(s[i + 1]);
+    const int lo = HexValue(s[i + 2]);
+    if (hi < 0 || lo < 0) return false;
+    out->push_back(static_cast<char>(hi * 16 + lo));
+    i += 2;
+  }
+  return true;
+}
+
+}  // namespace
+
+std::string PercentEncode(std::string_view s) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  for (char c : s) {
+    const auto u = static_cast<unsigned char>(c);
+    if (std::isalnum(u) || c == '-' || c == '.' || c == '_' || c == '~') {
+      out.push_back(c);
+    } else {
+      out.push_back('%');
+      out.push_back(kHex[u >> 4]);
+      out.push_back(kHex[u & 15]);
+    }
+  }
+  return out;
+}
+
+Result<RedisCredentials> SplitRedisUserInfo(std::string_view* rest) {
+  RedisCredentials auth;
+  const size_t at = rest->rfind('@');
+  if (at == std::string_view::npos) return auth;
+  std::string_view info = rest->substr(0, at);
+  rest->remove_prefix(at + 1);
+  const size_t colon = info.find(':');
+  if (!PercentDecode(info.substr(0, colon), &auth.user) ||
+      (colon != std::string_view::npos &&
+       !PercentDecode(info.substr(colon + 1), &auth.password))) {
+    return Status::InvalidArgument(
+        "bad percent escape in the user or password (write '%' as %25)");
+  }
+  return auth;
+}
+
+std::string RedactRedisUrl(std::string_view url) {
+  const size_t scheme = url.find("://");
+  const size_t start = scheme == std::string_view::npos ? 0 : scheme + 3;
+  const size_t at = url.rfind('@');
+  if (at == std::string_view::npos || at < start) return std::string(url);
+  const size_t colon = url.find(':', start);
+  if (colon == std::string_view::npos || colon > at) return std::string(url);
+  std::string out(url.substr(0, colon));
+  out.append(":***");
+  out.append(url.substr(at));
+  return out;
+}
+
 Result<RedisAddress> ParseRedisUrl(std::string_view url) {
   auto bad = [url](std::string_view why) {
-    return Status::InvalidArgument("redis url '" + std::string(url) +
-                                   "': " + std::string(why) +
-                                   " (want redis://HOST:PORT[/DB])");
+    return Status::InvalidArgument(
+        "redis url '" + RedactRedisUrl(url) + "': " + std::string(why) +
+        " (want redis://[USER[:PASSWORD]@]HOST:PORT[/DB])");
   };
   constexpr std::string_view kScheme = "redis://";
   if (!url.starts_with(kScheme)) return bad("not redis://");
   std::string_view rest = url.substr(kScheme.size());
   RedisAddress address;
+  auto auth = SplitRedisUserInfo(&rest);
+  if (!auth.ok()) return bad(auth.status().message());
+  address.auth = std::move(auth).value();
   if (rest.starts_with('[')) {
     size_t close = rest.find(']');
     if (close == std::string_view::npos) return bad("unclosed '['");
@@ -291,6 +368,60 @@ RedisClient::~RedisClient() {
   }
 }
 
+namespace {
+
+// Turns the client's loop (poll(2) on its fd) until *done or the deadline;
+// not OK only when poll itself fails.
+Status TurnUntil(RedisClient& client, const bool& done,
+                 Clock::time_point deadline) {
+  while (!done) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                    deadline - Clock::now())
+                    .count();
+    if (left <= 0 || client.fd() < 0) break;
+    pollfd pfd{client.fd(), 0, 0};
+    const short want = client.events();
+    if (want & ZMQ_POLLIN) pfd.events |= POLLIN;
+    if (want & ZMQ_POLLOUT) pfd.events |= POLLOUT;
+    int n = ::poll(&pfd, 1, static_cast<int>(left));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return Status::Unavailable(std::string("poll: ") + std::strerror(errno));
+    }
+    if (n == 0) continue;
+    short revents = 0;
+    if (pfd.revents & POLLIN) revents |= ZMQ_POLLIN;
+    if (pfd.revents & POLLOUT) revents |= ZMQ_POLLOUT;
+    if (pfd.revents & (POLLERR | POLLHUP | POLLNVAL)) revents |= ZMQ_POLLERR;
+    client.HandleEvents(revents);
+  }
+  return Status::OK();
+}
+
+std::vector<std::string> AuthCommand(const RedisCredentials& auth) {
+  if (auth.user.empty()) return {"AUTH", auth.password};
+  return {"AUTH", auth.user, auth.password};
+}
+
+// The one line a refused AUTH (or a server that wants one) becomes. The
+// server's words never hold the password.
+std::string AuthFailure(const RedisCredentials& auth, const Status& why) {
+  std::string who =
+      auth.user.empty() ? std::string() : " as user '" + auth.user + "'";
+  if (auth.empty()) {
+    return "authentication failed: the server requires a password and none "
+           "was given (" +
+           why.message() + ")";
+  }
+  return "authentication failed" + who + " (" + why.message() + ")";
+}
+
+bool IsNoAuth(const Status& s) {
+  return s.message().find("NOAUTH") != std::string::npos;
+}
+
+}  // namespace
+
 Result<std::unique_ptr<RedisClient>> RedisClient::Connect(
     const RedisAddress& address, int64_t timeout_ms) {
   const std::string where =
@@ -306,10 +437,16 @@ Result<std::unique_ptr<RedisClient>> RedisClient::Connect(
     return error;
   }
   // Declared before the client: its destructor may call these callbacks.
+  // AUTH, SELECT and PING go out in one write; replies come in that order.
+  Status auth_status;
   Status select_status;
   Status ping_status;
   bool ping_done = false;
   std::unique_ptr<RedisClient> client(new RedisClient(ac));
+  if (!address.auth.empty()) {
+    client->Command(AuthCommand(address.auth),
+                    [&](Result<RedisReply> r) { auth_status = r.status(); });
+  }
   if (address.db != 0) {
     client->Command(
         {"SELECT", std::to_string(address.db)},
@@ -319,26 +456,8 @@ Result<std::unique_ptr<RedisClient>> RedisClient::Connect(
     ping_status = r.status();
     ping_done = true;
   });
-  while (!ping_done) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-                    deadline - Clock::now())
-                    .count();
-    if (left <= 0 || client->fd() < 0) break;
-    pollfd pfd{client->fd(), 0, 0};
-    const short want = client->events();
-    if (want & ZMQ_POLLIN) pfd.events |= POLLIN;
-    if (want & ZMQ_POLLOUT) pfd.events |= POLLOUT;
-    int n = ::poll(&pfd, 1, static_cast<int>(left));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return Status::Unavailable(where + ": poll: " + std::strerror(errno));
-    }
-    if (n == 0) continue;
-    short revents = 0;
-    if (pfd.revents & POLLIN) revents |= ZMQ_POLLIN;
-    if (pfd.revents & POLLOUT) revents |= ZMQ_POLLOUT;
-    if (pfd.revents & (POLLERR | POLLHUP | POLLNVAL)) revents |= ZMQ_POLLERR;
-    client->HandleEvents(revents);
+  if (Status s = TurnUntil(*client, ping_done, deadline); !s.ok()) {
+    return Status::Unavailable(where + ": " + s.message());
   }
   if (!ping_done) {
     std::string why =
@@ -348,8 +467,15 @@ Result<std::unique_ptr<RedisClient>> RedisClient::Connect(
     client.reset();  // answers the queued commands
     return Status::Unavailable(where + ": " + why);
   }
+  if (!auth_status.ok()) {
+    return Status::Unavailable(where + ": " +
+                               AuthFailure(address.auth, auth_status));
+  }
   if (!ping_status.ok()) {
-    return Status::Unavailable(where + ": " + ping_status.message());
+    return Status::Unavailable(where + ": " +
+                               (IsNoAuth(ping_status)
+                                    ? AuthFailure(address.auth, ping_status)
+                                    : ping_status.message()));
   }
   if (!select_status.ok()) {
     return Status::Unavailable(where + ": SELECT " +

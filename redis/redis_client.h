@@ -66,16 +66,47 @@ struct redisReply;
 
 namespace yard {
 
+// Who a connection authenticates as. Connect sends `AUTH password` (the
+// "default" user: requirepass) when only the password is set, `AUTH user
+// password` (an ACL user) when the user is, and nothing when both are
+// empty. Never logged: RedactRedisUrl and RedisTarget::ToString print
+// "***" in its place.
+struct RedisCredentials {
+  std::string user;
+  std::string password;
+
+  bool empty() const { return user.empty() && password.empty(); }
+};
+
 struct RedisAddress {
   std::string host;  // a name or an IP address (IPv6 without brackets)
   uint16_t port = 6379;
-  int db = 0;  // SELECTed on connect when not 0
+  int db = 0;             // SELECTed on connect when not 0
+  RedisCredentials auth;  // sent (AUTH) first on every connection
 };
 
-// "redis://HOST:PORT" or "redis://HOST:PORT/DB"; IPv6 hosts in brackets
-// ("redis://[::1]:6379"). Anything else (no port, a password, TLS
-// "rediss://", a query) is InvalidArgument.
+// "redis://[USER[:PASSWORD]@]HOST:PORT[/DB]"; IPv6 hosts in brackets
+// ("redis://[::1]:6379"). USER and PASSWORD are percent-decoded ("%40" is
+// '@'); "redis://:PASSWORD@HOST:PORT" is the default user (requirepass).
+// Everything up to the last '@' is the user part, so a password may hold
+// '@' or '/' as they are, but a '%' must be written "%25" and a ':' in the
+// user "%3A". Anything else (no port, TLS "rediss://", a query) is
+// InvalidArgument; its message never holds the password.
 Result<RedisAddress> ParseRedisUrl(std::string_view url);
+
+// Splits "[USER[:PASSWORD]@]REST" into the decoded credentials and REST
+// (what follows the last '@'). InvalidArgument for a bad percent escape.
+Result<RedisCredentials> SplitRedisUserInfo(std::string_view* rest);
+
+// `url` with its password replaced by "***" (any scheme:
+// "redis://yard:***@h:6379/1", "sentinel://:***@h:26379/m"), for logs,
+// error messages, stats and records. A URL without a password is returned
+// as it is.
+std::string RedactRedisUrl(std::string_view url);
+
+// Percent-encodes what a URL's user part cannot hold as it is (all but
+// A-Z a-z 0-9 - . _ ~), so that ParseRedisUrl gives `s` back.
+std::string PercentEncode(std::string_view s);
 
 // An owned copy of a hiredis (RESP2) reply.
 struct RedisReply {

@@ -154,6 +154,8 @@ Result<RedisSlotMap> RedisSlotMap::Parse(const RedisReply& reply,
       range.primary.host = asked.host;
     }
     range.primary.port = static_cast<uint16_t>(port);
+    // Every node of a cluster takes the same credentials.
+    range.primary.auth = asked.auth;
     if (node.elements.size() > 2 &&
         node.elements[2].type == RedisReply::Type::kString) {
       range.node_id = node.elements[2].str;

@@ -100,7 +100,7 @@ TEST(RedirectTest, ParsesMovedAndAsk) {
 }
 
 TEST(SlotMapTest, ParsesAndLooksUp) {
-  RedisAddress asked{"10.0.0.1", 7000, 0};
+  RedisAddress asked{"10.0.0.1", 7000, 0, {}};
   auto map =
       RedisSlotMap::Parse(Arr({Range(10923, 16383, "10.0.0.3", 7002, "c"),
                                Range(0, 5460, "", 7000, "a"),
@@ -165,7 +165,7 @@ TEST(ClusterTargetTest, ParsesClusterUrls) {
       {"cluster://h:1,,k:2", "empty seed address"},
       {"cluster://h:1,", "empty seed address"},
       {"cluster://,h:1", "empty seed address"},
-      {"cluster://user:pw@h:1", "bad seed address"},
+      {"cluster://user:pw@h", "bad seed address 'h'"},
   };
   for (const auto& [url, why] : cases) {
     auto bad = ParseRedisTarget(url);

@@ -35,8 +35,11 @@ bool ValidMasterName(std::string_view name) {
 }
 
 // Asks one Sentinel for the primary and checks its ROLE; "" or why not.
+// The primary gets `auth` (the data nodes' credentials); the Sentinel is
+// asked without.
 std::string TrySentinel(const RedisAddress& sentinel,
                         const std::string& master_name,
+                        const RedisCredentials& auth,
                         Clock::time_point deadline, RedisAddress* primary) {
   auto answer = RedisCallOnce(
       sentinel, {"SENTINEL", "get-master-addr-by-name", master_name},
@@ -54,6 +57,7 @@ std::string TrySentinel(const RedisAddress& sentinel,
   }
   RedisAddress found;
   found.host = answer->elements[0].str;
+  found.auth = auth;
   int64_t port = 0;
   if (!ParseDecimal(answer->elements[1].str, 65535, &port) || port == 0) {
     return "bad port in its answer '" + answer->elements[1].str + "'";
@@ -102,7 +106,11 @@ std::string ParseHostList(std::string_view hosts, const char* what,
 // The primary serving target.key's slot, from a fresh slot map.
 Result<RedisAddress> ResolveCluster(RedisTarget& target, int64_t timeout_ms) {
   size_t answered = 0;
-  auto map = FetchSlotMap(target.addresses, timeout_ms, &answered);
+  std::vector<RedisAddress> seeds = target.addresses;
+  for (RedisAddress& seed : seeds) {
+    if (seed.auth.empty()) seed.auth = target.auth;
+  }
+  auto map = FetchSlotMap(seeds, timeout_ms, &answered);
   if (!map.ok()) {
     return Status::Unavailable(target.ToString() + ": " +
                                map.status().message());
@@ -123,6 +131,7 @@ Result<RedisAddress> ResolveCluster(RedisTarget& target, int64_t timeout_ms) {
   // PINGs.)
   RedisAddress out = *owner;
   out.db = 0;
+  out.auth = target.auth;
   return out;
 }
 
@@ -132,6 +141,11 @@ std::string RedisTarget::ToString() const {
   std::string out(kind == Kind::kDirect     ? kRedisScheme
                   : kind == Kind::kSentinel ? kSentinelScheme
                                             : kClusterScheme);
+  if (!auth.empty()) {
+    out.append(PercentEncode(auth.user));
+    if (!auth.password.empty()) out.append(":***");
+    out.push_back('@');
+  }
   if (kind == Kind::kDirect) {
     out.append(addresses.empty() ? std::string("?")
                                  : RedisHostPort(addresses[0]));
@@ -152,35 +166,69 @@ std::string RedisTarget::ToString() const {
   return out;
 }
 
+std::string RedisUrlWithPassword(std::string_view url,
+                                 std::string_view password) {
+  if (password.empty()) return std::string(url);
+  size_t scheme = 0;
+  for (std::string_view s : {kRedisScheme, kSentinelScheme, kClusterScheme}) {
+    if (url.starts_with(s)) scheme = s.size();
+  }
+  if (scheme == 0) return std::string(url);
+  std::string_view rest = url.substr(scheme);
+  const size_t at = rest.rfind('@');
+  std::string user;
+  if (at != std::string_view::npos) {
+    std::string_view info = rest;
+    auto auth = SplitRedisUserInfo(&info);
+    if (!auth.ok() || !auth->password.empty()) return std::string(url);
+    user = std::string(rest.substr(0, std::min(at, rest.find(':'))));
+    rest.remove_prefix(at + 1);
+  }
+  std::string out(url.substr(0, scheme));
+  out.append(user).append(":").append(PercentEncode(password));
+  out.push_back('@');
+  out.append(rest);
+  return out;
+}
+
 Result<RedisTarget> ParseRedisTarget(std::string_view url) {
   RedisTarget target;
   if (url.starts_with(kRedisScheme)) {
     auto address = ParseRedisUrl(url);
     if (!address.ok()) return address.status();
     target.db = address->db;
+    target.auth = address->auth;
     target.addresses.push_back(std::move(address).value());
     return target;
   }
   auto bad = [url](const std::string& why) {
     return Status::InvalidArgument(
-        "redis url '" + std::string(url) + "': " + why +
-        " (want redis://HOST:PORT[/DB], "
-        "sentinel://HOST:PORT[,HOST:PORT...]/MASTER_NAME[/DB] or "
-        "cluster://HOST:PORT[,HOST:PORT...])");
+        "redis url '" + RedactRedisUrl(url) + "': " + why +
+        " (want redis://[USER[:PASSWORD]@]HOST:PORT[/DB], "
+        "sentinel://[USER[:PASSWORD]@]HOST:PORT[,HOST:PORT...]/MASTER_NAME"
+        "[/DB] or cluster://[USER[:PASSWORD]@]HOST:PORT[,HOST:PORT...])");
   };
-  if (url.starts_with(kClusterScheme)) {
+  const bool cluster = url.starts_with(kClusterScheme);
+  if (!cluster && !url.starts_with(kSentinelScheme)) {
+    return bad("unknown scheme");
+  }
+  std::string_view rest =
+      url.substr(cluster ? kClusterScheme.size() : kSentinelScheme.size());
+  auto auth = SplitRedisUserInfo(&rest);
+  if (!auth.ok()) return bad(auth.status().message());
+  target.auth = std::move(auth).value();
+  if (cluster) {
     target.kind = RedisTarget::Kind::kCluster;
-    std::string_view hosts = url.substr(kClusterScheme.size());
-    if (hosts.find('/') != std::string_view::npos) {
+    if (rest.find('/') != std::string_view::npos) {
       return bad("no /DB: a Redis Cluster has only db 0");
     }
-    std::string why = ParseHostList(hosts, "seed", &target.addresses);
+    std::string why = ParseHostList(rest, "seed", &target.addresses);
     if (!why.empty()) return bad(why);
+    // The seeds are data nodes: they get the credentials too.
+    for (RedisAddress& seed : target.addresses) seed.auth = target.auth;
     return target;
   }
-  if (!url.starts_with(kSentinelScheme)) return bad("unknown scheme");
   target.kind = RedisTarget::Kind::kSentinel;
-  std::string_view rest = url.substr(kSentinelScheme.size());
   const size_t slash = rest.find('/');
   if (slash == std::string_view::npos) return bad("no master name");
   std::string_view tail = rest.substr(slash + 1);
@@ -212,6 +260,7 @@ Result<RedisAddress> ResolveRedisTarget(RedisTarget& target,
   if (target.kind == RedisTarget::Kind::kDirect) {
     RedisAddress a = target.addresses[0];
     a.db = target.db;
+    if (a.auth.empty()) a.auth = target.auth;
     return a;
   }
   if (target.kind == RedisTarget::Kind::kCluster) {
@@ -235,7 +284,7 @@ Result<RedisAddress> ResolveRedisTarget(RedisTarget& target,
                            1, left / static_cast<int64_t>(n - i)));
     RedisAddress primary;
     std::string error =
-        TrySentinel(sentinel, target.master_name, mine, &primary);
+        TrySentinel(sentinel, target.master_name, target.auth, mine, &primary);
     if (error.empty()) {
       std::rotate(target.addresses.begin(), target.addresses.begin() + i,
                   target.addresses.begin() + i + 1);

@@ -3,7 +3,11 @@
 // ("sentinel://HOST:PORT[,HOST:PORT...]/MASTER_NAME[/DB]"), or the primary
 // of a Redis Cluster that serves one key's slot
 // ("cluster://HOST:PORT[,HOST:PORT...]" plus RedisTarget::key), and how to
-// find the current primary of the latter two.
+// find the current primary of the latter two. Each form takes credentials
+// after the scheme ("redis://USER:PASSWORD@...", "cluster://:PASSWORD@...",
+// ParseRedisUrl's rules): every connection to a data node (the server, the
+// primaries Sentinel names, every cluster node) sends AUTH first. Sentinels
+// themselves are asked without AUTH.
 //
 //   auto target =
 //   ParseRedisTarget("sentinel://10.0.0.1:26379,10.0.0.2:26379/jobs"); auto
@@ -57,24 +61,35 @@ struct RedisTarget {
   // last first; kCluster: the seed nodes, the one that answered last first.
   std::vector<RedisAddress> addresses;
   std::string master_name;  // kSentinel only
-  int db = 0;               // SELECTed on the primary when not 0; kCluster: 0
+  // The data nodes' credentials (kDirect and kCluster: also in each of
+  // `addresses`); Resolve gives them to the address it returns.
+  RedisCredentials auth;
+  int db = 0;  // SELECTed on the primary when not 0; kCluster: 0
   // kCluster only: resolution finds the primary serving this key's slot.
   // Usually a shard's hash tag ("{jq:default:0}"): every key with that tag
   // is in the same slot. Not part of the URL; the empty key is in slot 0.
   std::string key;
 
   // The URL form, for logs ("sentinel://127.0.0.1:26379,.../mymaster",
-  // "cluster://127.0.0.1:7000,..."); the Sentinels or seeds in their current
-  // order.
+  // "cluster://127.0.0.1:7000,...", "redis://yard:***@h:6379"); the
+  // Sentinels or seeds in their current order; never the password.
   std::string ToString() const;
 };
 
-// "redis://HOST:PORT[/DB]" (exactly as ParseRedisUrl),
-// "sentinel://HOST:PORT[,HOST:PORT...]/MASTER_NAME[/DB]" (IPv6 hosts in
-// brackets; a master name is 1..64 characters of [A-Za-z0-9_.-]) or
-// "cluster://HOST:PORT[,HOST:PORT...]" (no /DB: a cluster has only db 0).
-// Anything else is InvalidArgument, with the reason.
+// "redis://[USER[:PASSWORD]@]HOST:PORT[/DB]" (exactly as ParseRedisUrl),
+// "sentinel://[USER[:PASSWORD]@]HOST:PORT[,HOST:PORT...]/MASTER_NAME[/DB]"
+// (IPv6 hosts in brackets; a master name is 1..64 characters of
+// [A-Za-z0-9_.-]) or "cluster://[USER[:PASSWORD]@]HOST:PORT[,HOST:PORT...]"
+// (no /DB: a cluster has only db 0). Anything else is InvalidArgument, with
+// the reason (and the URL with its password redacted).
 Result<RedisTarget> ParseRedisTarget(std::string_view url);
+
+// `url` (any of the forms above) with `password` as its password when it
+// has none (percent-encoded; the user, if any, kept): how a password from a
+// file or the environment joins a URL. A URL that has a password, or whose
+// scheme is not one of the above, is returned as it is.
+std::string RedisUrlWithPassword(std::string_view url,
+                                 std::string_view password);
 
 // The primary's address (with the target's db). kDirect: the address, no
 // I/O. kSentinel, kCluster: the resolutions above, bounded by timeout_ms in

@@ -179,7 +179,7 @@ TEST_F(RedisClientTest, EmptyCommandIsInvalidArgument) {
 TEST(RedisConnectTest, ClosedPortFailsWithUnavailableAtTheRefusal) {
   Result<uint16_t> port = PickFreeLoopbackPort();
   ASSERT_TRUE(port.ok());
-  RedisAddress address{"127.0.0.1", *port, 0};
+  RedisAddress address{"127.0.0.1", *port, 0, {}};
   // The refusal itself ends the attempt: a client that waited out this
   // timeout instead would say "timed out".
   Result<std::unique_ptr<RedisClient>> c = RedisClient::Connect(address, 30000);
@@ -203,7 +203,7 @@ TEST(RedisConnectTest, SilentServerTimesOutWithUnavailable) {
   ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
   ASSERT_EQ(::listen(fd, 4), 0);
   ASSERT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len), 0);
-  RedisAddress address{"127.0.0.1", ntohs(addr.sin_port), 0};
+  RedisAddress address{"127.0.0.1", ntohs(addr.sin_port), 0, {}};
   const auto start = Clock::now();
   Result<std::unique_ptr<RedisClient>> c = RedisClient::Connect(address, 300);
   const auto took = Clock::now() - start;

@@ -89,7 +89,7 @@ class RedisClusterTest : public ::testing::Test {
   static RedisCluster& cluster() { return *cluster_; }
 
   std::unique_ptr<RedisClient> ConnectNode(size_t i) {
-    RedisAddress a{"127.0.0.1", cluster().node(i).port(), 0};
+    RedisAddress a{"127.0.0.1", cluster().node(i).port(), 0, {}};
     auto c = RedisClient::Connect(a, 2000);
     EXPECT_TRUE(c.ok()) << c.status().ToString();
     return c.ok() ? std::move(c).value() : nullptr;
@@ -217,7 +217,7 @@ TEST_F(RedisClusterTest, AWrongNodeAnswersMovedAsUnavailable) {
 void LoadEverywhere(RedisCluster& c, const std::string& lib) {
   for (size_t i = 0; i < c.size(); ++i) {
     auto client =
-        RedisClient::Connect({"127.0.0.1", c.node(i).port(), 0}, 2000);
+        RedisClient::Connect({"127.0.0.1", c.node(i).port(), 0, {}}, 2000);
     ASSERT_TRUE(client.ok()) << client.status().ToString();
     auto r = RedisCall(**client, {"FUNCTION", "LOAD", "REPLACE", lib});
     ASSERT_TRUE(r.ok()) << r.status().ToString();

@@ -86,7 +86,7 @@ struct QueueState {
 
 // nullopt when the server does not answer.
 std::optional<QueueState> ReadQueue(uint16_t port) {
-  auto c = RedisClient::Connect({"127.0.0.1", port, 0}, 500);
+  auto c = RedisClient::Connect({"127.0.0.1", port, 0, {}}, 500);
   if (!c.ok()) return std::nullopt;
   const QueueKeys keys("default");
   QueueState s;
