@@ -26,7 +26,6 @@ namespace yard {
 using fixture::CheckBinary;
 using fixture::InfoField;
 using fixture::PollFor;
-using fixture::Query;
 using fixture::RedisBinary;
 using fixture::SpawnAndAwaitPing;
 using fixture::StopGracefully;
@@ -51,10 +50,12 @@ std::string JoinArgs(const std::vector<std::string>& args) {
 
 // One command to node `port`; an error reply or none is a Status naming
 // the node and the command.
-Result<RedisReply> Run(uint16_t port, const std::vector<std::string>& args) {
-  auto r = Query(port, args, kCommandTimeoutMs);
+Result<RedisReply> Run(const RedisServer& node,
+                       const std::vector<std::string>& args) {
+  auto r = node.Call(args, kCommandTimeoutMs);
   if (!r.ok()) {
-    return Status(r.status().code(), "127.0.0.1:" + std::to_string(port) + " " +
+    const std::string port = std::to_string(node.port());
+    return Status(r.status().code(), "127.0.0.1:" + port + " " +
                                          JoinArgs(args) + ": " +
                                          r.status().message());
   }
@@ -63,8 +64,8 @@ Result<RedisReply> Run(uint16_t port, const std::vector<std::string>& args) {
 
 // A node's CLUSTER SLOTS as "first-last=<primary id>" per range, in slot
 // order ("" when it does not answer).
-std::string SlotSignature(uint16_t port) {
-  auto r = Query(port, {"CLUSTER", "SLOTS"}, 1000);
+std::string SlotSignature(const RedisServer& server) {
+  auto r = server.Call({"CLUSTER", "SLOTS"}, 1000);
   if (!r.ok() || r->type != RedisReply::Type::kArray) return "";
   std::vector<std::pair<int64_t, std::string>> ranges;
   for (const RedisReply& range : r->elements) {
@@ -105,7 +106,7 @@ std::string SlotOwnerId(const RedisReply& slots, uint16_t slot) {
 }  // namespace
 
 Result<std::unique_ptr<RedisCluster>> RedisCluster::Create(
-    int primaries, int replicas_per_primary) {
+    int primaries, int replicas_per_primary, const std::string& password) {
   if (primaries < 1) return Status::InvalidArgument("a cluster needs a node");
   if (replicas_per_primary < 0) {
     return Status::InvalidArgument("a negative replica count");
@@ -115,12 +116,13 @@ Result<std::unique_ptr<RedisCluster>> RedisCluster::Create(
   c->replicas_per_primary_ = replicas_per_primary;
   RedisServer::Options options;
   options.cluster = true;
+  options.password = password;
   // With replicas: a short node timeout, so a failover takes seconds.
   if (replicas_per_primary > 0) options.cluster_node_timeout_ms = 1000;
   for (int i = 0; i < primaries * (1 + replicas_per_primary); ++i) {
     auto node = RedisServer::Create(options);
     if (!node.ok()) return node.status();
-    auto id = Run((*node)->port(), {"CLUSTER", "MYID"});
+    auto id = Run(**node, {"CLUSTER", "MYID"});
     if (!id.ok()) return id.status();
     c->ids_.push_back(id->str);
     c->nodes_.push_back(std::move(node).value());
@@ -141,16 +143,14 @@ Status RedisCluster::Join() {
   for (size_t i = 0; i < n; ++i) {
     const int first = static_cast<int>(i * kSlots / n);
     const int last = static_cast<int>((i + 1) * kSlots / n) - 1;
-    auto r =
-        Run(nodes_[i]->port(), {"CLUSTER", "ADDSLOTSRANGE",
-                                std::to_string(first), std::to_string(last)});
+    auto r = Run(*nodes_[i], {"CLUSTER", "ADDSLOTSRANGE", std::to_string(first),
+                              std::to_string(last)});
     if (!r.ok()) return r.status();
   }
   for (size_t i = 1; i < nodes_.size(); ++i) {
-    auto r =
-        Run(nodes_[0]->port(),
-            {"CLUSTER", "MEET", "127.0.0.1", std::to_string(nodes_[i]->port()),
-             std::to_string(nodes_[i]->cluster_port())});
+    auto r = Run(*nodes_[0], {"CLUSTER", "MEET", "127.0.0.1",
+                              std::to_string(nodes_[i]->port()),
+                              std::to_string(nodes_[i]->cluster_port())});
     if (!r.ok()) return r.status();
   }
   return AwaitConsistent(kClusterReadyTimeout);
@@ -165,8 +165,8 @@ Status RedisCluster::AttachReplicas() {
       const size_t i = replica(p, r);
       Status s = PollFor(
           [&](std::string* last) {
-            auto reply = Query(nodes_[i]->port(),
-                               {"CLUSTER", "REPLICATE", ids_[p]}, 1000);
+            auto reply =
+                nodes_[i]->Call({"CLUSTER", "REPLICATE", ids_[p]}, 1000);
             if (!reply.ok()) {
               *last = reply.status().message();
               return false;
@@ -193,7 +193,7 @@ Status RedisCluster::AttachReplicas() {
   Status known = PollFor(
       [this](std::string* last) {
         for (size_t n = 0; n < nodes_.size(); ++n) {
-          auto reply = Query(nodes_[n]->port(), {"CLUSTER", "NODES"}, 500);
+          auto reply = nodes_[n]->Call({"CLUSTER", "NODES"}, 500);
           if (!reply.ok() || reply->type != RedisReply::Type::kString) {
             *last = "node " + std::to_string(n) + ": no CLUSTER NODES";
             return false;
@@ -244,7 +244,7 @@ std::string RedisCluster::url() const {
 }
 
 Result<size_t> RedisCluster::Owner(uint16_t slot) const {
-  auto r = Run(nodes_[FirstRunning()]->port(), {"CLUSTER", "SLOTS"});
+  auto r = Run(*nodes_[FirstRunning()], {"CLUSTER", "SLOTS"});
   if (!r.ok()) return r.status();
   const std::string id = SlotOwnerId(*r, slot);
   for (size_t n = 0; !id.empty() && n < ids_.size(); ++n) {
@@ -261,7 +261,7 @@ Status RedisCluster::AwaitConsistent(std::chrono::milliseconds timeout) const {
         for (size_t i = 0; i < nodes_.size(); ++i) {
           if (!nodes_[i]->running()) continue;
           const std::string who = "node " + std::to_string(i) + ": ";
-          auto info = Query(nodes_[i]->port(), {"CLUSTER", "INFO"}, 500);
+          auto info = nodes_[i]->Call({"CLUSTER", "INFO"}, 500);
           std::string state =
               info.ok() && info->type == RedisReply::Type::kString
                   ? InfoField(info->str, "cluster_state")
@@ -270,7 +270,7 @@ Status RedisCluster::AwaitConsistent(std::chrono::milliseconds timeout) const {
             *last = who + "cluster_state:" + state;
             return false;
           }
-          std::string mine = SlotSignature(nodes_[i]->port());
+          std::string mine = SlotSignature(*nodes_[i]);
           if (!have_first) {
             first = mine;
             have_first = true;
@@ -292,7 +292,7 @@ Status RedisCluster::AwaitOwner(uint16_t slot, size_t node,
       [&](std::string* last) {
         for (size_t i = 0; i < nodes_.size(); ++i) {
           if (!nodes_[i]->running()) continue;
-          auto r = Query(nodes_[i]->port(), {"CLUSTER", "SLOTS"}, 500);
+          auto r = nodes_[i]->Call({"CLUSTER", "SLOTS"}, 500);
           if (!r.ok() || r->type != RedisReply::Type::kArray) {
             *last = "node " + std::to_string(i) + ": no CLUSTER SLOTS";
             return false;
@@ -329,11 +329,10 @@ Status RedisCluster::BeginMigration(uint16_t slot, size_t to) {
                                    " is already on node " + std::to_string(to));
   }
   const std::string s = std::to_string(slot);
-  auto r = Run(nodes_[to]->port(),
-               {"CLUSTER", "SETSLOT", s, "IMPORTING", ids_[*from]});
+  auto r =
+      Run(*nodes_[to], {"CLUSTER", "SETSLOT", s, "IMPORTING", ids_[*from]});
   if (!r.ok()) return r.status();
-  r = Run(nodes_[*from]->port(),
-          {"CLUSTER", "SETSLOT", s, "MIGRATING", ids_[to]});
+  r = Run(*nodes_[*from], {"CLUSTER", "SETSLOT", s, "MIGRATING", ids_[to]});
   if (!r.ok()) return r.status();
   migration_ = Migration{slot, *from, to};
   return Status::OK();
@@ -342,7 +341,8 @@ Status RedisCluster::BeginMigration(uint16_t slot, size_t to) {
 Result<int> RedisCluster::MoveKeys(int max) {
   if (!migration_) return Status::InvalidArgument("no migration begun");
   const Migration m = *migration_;
-  const uint16_t source = nodes_[m.from]->port();
+  const RedisServer& source = *nodes_[m.from];
+  const std::string password = source.admin_auth().password;
   int moved = 0;
   while (moved < max) {
     const int page = std::min(kMigratePage, max - moved);
@@ -351,8 +351,10 @@ Result<int> RedisCluster::MoveKeys(int max) {
     if (!keys.ok()) return keys.status();
     if (keys->elements.empty()) break;
     std::vector<std::string> args = {
-        "MIGRATE", "127.0.0.1", std::to_string(nodes_[m.to]->port()), "", "0",
-        "5000",    "KEYS"};
+        "MIGRATE", "127.0.0.1", std::to_string(nodes_[m.to]->port()),
+        "",        "0",         "5000"};
+    if (!password.empty()) args.insert(args.end(), {"AUTH", password});
+    args.push_back("KEYS");
     for (const RedisReply& key : keys->elements) args.push_back(key.str);
     auto r = Run(source, args);
     if (!r.ok()) return r.status();
@@ -374,7 +376,7 @@ Status RedisCluster::FinishMigration() {
     if (i != m.to && i != m.from) order.push_back(i);
   }
   for (size_t i : order) {
-    auto r = Run(nodes_[i]->port(), args);
+    auto r = Run(*nodes_[i], args);
     if (!r.ok()) return r.status();
   }
   migration_.reset();

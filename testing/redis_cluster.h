@@ -59,15 +59,19 @@ namespace yard {
 class RedisCluster {
  public:
   // `primaries` >= 1 nodes (3 for tests), each with `replicas_per_primary`
-  // >= 0 replicas. Fails with the nodes' log tails.
+  // >= 0 replicas; `password` not empty: every node's requirepass and
+  // masterauth (RedisServer::Options::password). Fails with the nodes' log
+  // tails.
   static Result<std::unique_ptr<RedisCluster>> Create(
-      int primaries = 3, int replicas_per_primary = 0);
+      int primaries = 3, int replicas_per_primary = 0,
+      const std::string& password = "");
 
   ~RedisCluster();  // stops every node, removes the dirs
   RedisCluster(const RedisCluster&) = delete;
   RedisCluster& operator=(const RedisCluster&) = delete;
 
-  // "cluster://127.0.0.1:<p1>,127.0.0.1:<p2>,..." (all nodes as seeds).
+  // "cluster://127.0.0.1:<p1>,127.0.0.1:<p2>,..." (all nodes as seeds; no
+  // credentials).
   std::string url() const;
   size_t size() const { return nodes_.size(); }
   RedisServer& node(size_t i) { return *nodes_[i]; }

@@ -19,9 +19,7 @@ class RedisFixture : public ::testing::Test {
     auto server = RedisServer::Create();
     ASSERT_TRUE(server.ok()) << server.status().ToString();
     server_ = std::move(server).value();
-    auto address = ParseRedisUrl(server_->url());
-    ASSERT_TRUE(address.ok()) << address.status().ToString();
-    auto admin = RedisClient::Connect(*address, 5000);
+    auto admin = RedisClient::Connect(server_->address(), 5000);
     ASSERT_TRUE(admin.ok()) << admin.status().ToString();
     admin_ = std::move(admin).value();
   }

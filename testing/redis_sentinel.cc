@@ -41,7 +41,8 @@ RedisSentinel::RedisSentinel(std::string binary, std::string dir, uint16_t port,
       master_name_(std::move(master_name)) {}
 
 Result<std::unique_ptr<RedisSentinel>> RedisSentinel::Create(
-    const std::string& master_name, uint16_t primary_port) {
+    const std::string& master_name, uint16_t primary_port,
+    const std::string& auth_pass) {
   const std::string binary = RedisBinary();
   if (Status s = CheckBinary(binary); !s.ok()) return s;
   Status last;
@@ -66,7 +67,9 @@ Result<std::unique_ptr<RedisSentinel>> RedisSentinel::Create(
         " 127.0.0.1 " + std::to_string(primary_port) + " 2" +
         "\nsentinel down-after-milliseconds" + m + " 1000" +
         "\nsentinel failover-timeout" + m + " 5000" +
-        "\nsentinel parallel-syncs" + m + " 1\n";
+        "\nsentinel parallel-syncs" + m + " 1\n" +
+        (auth_pass.empty() ? std::string()
+                           : "sentinel auth-pass" + m + " " + auth_pass + "\n");
     if (FILE* f = std::fopen((s->dir_ + "/sentinel.conf").c_str(), "w")) {
       const bool ok =
           std::fwrite(config.data(), 1, config.size(), f) == config.size();

@@ -26,8 +26,11 @@ namespace yard {
 
 class RedisSentinel {
  public:
+  // `auth_pass` not empty: the primary and its replicas want that password
+  // (sentinel auth-pass); the Sentinel itself takes none.
   static Result<std::unique_ptr<RedisSentinel>> Create(
-      const std::string& master_name, uint16_t primary_port);
+      const std::string& master_name, uint16_t primary_port,
+      const std::string& auth_pass = "");
 
   ~RedisSentinel();  // Stop(), then remove the dir
   RedisSentinel(const RedisSentinel&) = delete;

@@ -103,6 +103,29 @@ std::string RedisServer::url() const {
   return "redis://127.0.0.1:" + std::to_string(port_);
 }
 
+RedisAddress RedisServer::address() const {
+  RedisAddress a;
+  a.host = "127.0.0.1";
+  a.port = port_;
+  a.auth = admin_auth();
+  return a;
+}
+
+Result<RedisReply> RedisServer::Call(std::vector<std::string> args,
+                                     int64_t timeout_ms) const {
+  return Query(port_, std::move(args), timeout_ms, admin_auth());
+}
+
+Status RedisServer::AddAclUser(const std::string& user,
+                               const std::string& password,
+                               const std::vector<std::string>& rules) const {
+  std::vector<std::string> args = {"ACL",   "SETUSER", user,
+                                   "reset", "on",      ">" + password};
+  args.insert(args.end(), rules.begin(), rules.end());
+  auto r = Call(std::move(args));
+  return r.ok() ? Status::OK() : r.status();
+}
+
 Status RedisServer::Start() {
   if (process_ != nullptr) return Status::OK();
   std::vector<std::string> args = {
@@ -132,6 +155,10 @@ Status RedisServer::Start() {
     args.insert(args.end(), {"--replicaof", "127.0.0.1",
                              std::to_string(options_.replica_of)});
   }
+  if (!options_.password.empty()) {
+    args.insert(args.end(), {"--requirepass", options_.password, "--masterauth",
+                             options_.password});
+  }
   if (options_.cluster) {
     args.insert(args.end(),
                 {"--cluster-enabled", "yes", "--cluster-config-file",
@@ -141,10 +168,19 @@ Status RedisServer::Start() {
   }
   return SpawnAndAwaitPing(
       std::move(args), dir_ + "/redis.stderr", port_, "redis-server",
-      [this] { return LogTail(); }, &process_);
+      [this] { return LogTail(); }, &process_, admin_auth());
 }
 
 Status RedisServer::Stop() { return StopGracefully(&process_, "redis-server"); }
+
+bool RedisServer::Authenticate(redisContext* c) const {
+  if (options_.password.empty()) return true;
+  auto* reply = static_cast<redisReply*>(redisCommand(
+      c, "AUTH %b", options_.password.data(), options_.password.size()));
+  const bool ok = reply != nullptr && reply->type != REDIS_REPLY_ERROR;
+  if (reply != nullptr) freeReplyObject(reply);
+  return ok;
+}
 
 Status RedisServer::Shutdown() {
   if (process_ == nullptr) return Status::OK();
@@ -153,7 +189,7 @@ Status RedisServer::Shutdown() {
   redisContext* c = redisConnectWithTimeout("127.0.0.1", port_, tv);
   if (c == nullptr || c->err != 0) {
     refused = std::string("connect: ") + (c != nullptr ? c->errstr : "ENOMEM");
-  } else if (redisSetTimeout(c, tv) == REDIS_OK) {
+  } else if (redisSetTimeout(c, tv) == REDIS_OK && Authenticate(c)) {
     // On success redis closes the connection without a reply, which the
     // shared call path (redis/redis_call.h) can only report as a lost
     // connection: a plain hiredis call tells an error reply from that.
@@ -192,7 +228,7 @@ std::string RedisServer::LogTail() const {
 Status RedisServer::AwaitReplicaLink(std::chrono::milliseconds timeout) {
   return PollFor(
       [this](std::string* last) {
-        auto r = Query(port_, {"INFO", "replication"}, 500);
+        auto r = Call({"INFO", "replication"}, 500);
         if (!r.ok() || r->type != RedisReply::Type::kString) return false;
         const std::string& info = r->str;
         *last = "role:" + InfoField(info, "role") +
@@ -207,7 +243,7 @@ Status RedisServer::AwaitReplicas(int replicas,
                                   std::chrono::milliseconds timeout) {
   return PollFor(
       [this, replicas](std::string* last) {
-        auto r = Query(port_, {"INFO", "replication"}, 500);
+        auto r = Call({"INFO", "replication"}, 500);
         if (!r.ok() || r->type != RedisReply::Type::kString) return false;
         const std::string& info = r->str;
         int online = 0;

@@ -6,7 +6,11 @@
 // Options::appendfsync_always), no RDB snapshots, log in <dir>/redis.log,
 // a replica's full sync at once (repl-diskless-sync-delay 0); a replica of
 // another server with Options::replica_of; a Redis Cluster node with
-// Options::cluster (RedisCluster below sets up a whole cluster).
+// Options::cluster (RedisCluster below sets up a whole cluster); the
+// default user behind a password with Options::password (requirepass, and
+// masterauth for replicas and cluster nodes), ACL users with AddAclUser.
+// The fixture's own connections (Call, the PING waits) authenticate as the
+// default user.
 // Create() fails (it does not skip) when redis-server is missing, so a
 // machine without Redis fails the `redis` tests with a clear message. Every
 // wait is bounded. The destructor stops the server and removes the dir.
@@ -29,7 +33,10 @@
 #include <vector>
 
 #include "common/status.h"
+#include "redis/redis_client.h"
 #include "testing/process.h"
+
+struct redisContext;
 
 namespace yard {
 
@@ -47,6 +54,8 @@ class RedisServer {
     // others flag it as failing (a replica takes over about 1.5-3 of these
     // after its primary dies).
     int cluster_node_timeout_ms = 2000;
+    // Not empty: --requirepass and --masterauth.
+    std::string password;
   };
 
   // Picks a port, makes the dir and starts the server (waits for PING).
@@ -61,7 +70,17 @@ class RedisServer {
 
   uint16_t port() const { return port_; }
   uint16_t cluster_port() const { return cluster_port_; }  // 0: not a node
-  std::string url() const;  // "redis://127.0.0.1:<port>"
+  std::string url() const;  // "redis://127.0.0.1:<port>", no credentials
+  // 127.0.0.1:<port> with the default user's credentials (admin_auth()).
+  RedisAddress address() const;
+  RedisCredentials admin_auth() const { return {"", options_.password}; }
+  // One command as the default user, on a connection of its own.
+  Result<RedisReply> Call(std::vector<std::string> args,
+                          int64_t timeout_ms = 2000) const;
+  // ACL SETUSER `user` reset on >`password` `rules...` (e.g. "~{yard}*",
+  // "+@all"): a user that must authenticate as itself.
+  Status AddAclUser(const std::string& user, const std::string& password,
+                    const std::vector<std::string>& rules) const;
   const std::string& dir() const { return dir_; }
   bool running() const { return process_ != nullptr; }
 
@@ -93,6 +112,8 @@ class RedisServer {
  private:
   RedisServer(std::string binary, std::string dir, uint16_t port,
               uint16_t cluster_port, Options options);
+  // AUTH on a blocking hiredis connection (true when no password is set).
+  bool Authenticate(redisContext* c) const;
 
   std::string binary_;
   std::string dir_;

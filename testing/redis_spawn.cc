@@ -27,15 +27,16 @@ constexpr char kDefaultBinary[] = "/usr/bin/redis-server";
 }  // namespace
 
 Result<RedisReply> Query(uint16_t port, std::vector<std::string> args,
-                         int64_t timeout_ms) {
+                         int64_t timeout_ms, const RedisCredentials& auth) {
   RedisAddress address;
   address.host = "127.0.0.1";
   address.port = port;
+  address.auth = auth;
   return RedisCallOnce(address, std::move(args), timeout_ms);
 }
 
-bool Pings(uint16_t port) {
-  auto reply = Query(port, {"PING"}, 500);
+bool Pings(uint16_t port, const RedisCredentials& auth) {
+  auto reply = Query(port, {"PING"}, 500, auth);
   return reply.ok() && reply->type == RedisReply::Type::kStatus &&
          reply->str == "PONG";
 }
@@ -89,7 +90,8 @@ Status SpawnAndAwaitPing(std::vector<std::string> args,
                          const std::string& stderr_path, uint16_t port,
                          const std::string& what,
                          const std::function<std::string()>& log_tail,
-                         std::unique_ptr<Process>* process) {
+                         std::unique_ptr<Process>* process,
+                         const RedisCredentials& auth) {
   Result<std::unique_ptr<Process>> p =
       Process::Spawn(std::move(args), stderr_path);
   if (!p.ok()) return p.status();
@@ -97,7 +99,7 @@ Status SpawnAndAwaitPing(std::vector<std::string> args,
   const std::string name = what + " on port " + std::to_string(port);
   const auto deadline = std::chrono::steady_clock::now() + kStartTimeout;
   while (std::chrono::steady_clock::now() < deadline) {
-    if (Pings(port)) return Status::OK();
+    if (Pings(port, auth)) return Status::OK();
     if (!(*process)->Running()) {
       std::optional<ExitInfo> exit = (*process)->Wait(std::chrono::seconds(1));
       process->reset();

@@ -23,12 +23,13 @@ namespace yard::fixture {
 inline constexpr std::chrono::seconds kStartTimeout(10);
 inline constexpr std::chrono::seconds kStopTimeout(10);
 
-// One command to 127.0.0.1:port on a connection of its own, all within
-// timeout_ms (RedisCallOnce: an error reply is a Status too).
+// One command to 127.0.0.1:port on a connection of its own (which sends
+// AUTH first when `auth` is not empty), all within timeout_ms
+// (RedisCallOnce: an error reply is a Status too).
 Result<RedisReply> Query(uint16_t port, std::vector<std::string> args,
-                         int64_t timeout_ms);
+                         int64_t timeout_ms, const RedisCredentials& auth = {});
 // True when redis answers PING with PONG within ~500 ms.
-bool Pings(uint16_t port);
+bool Pings(uint16_t port, const RedisCredentials& auth = {});
 // The value of `field:` in an INFO text ("" when absent).
 std::string InfoField(const std::string& info, const std::string& field);
 // Polls `check` (which sets *last to what it saw) every 50 ms until it
@@ -46,7 +47,8 @@ Status SpawnAndAwaitPing(std::vector<std::string> args,
                          const std::string& stderr_path, uint16_t port,
                          const std::string& what,
                          const std::function<std::string()>& log_tail,
-                         std::unique_ptr<Process>* process);
+                         std::unique_ptr<Process>* process,
+                         const RedisCredentials& auth = {});
 // SIGTERM, again every 500 ms (Redis ignores one that comes while it writes
 // its initial AOF, e.g. right after a replica's full sync), SIGKILL after
 // 10 s.
