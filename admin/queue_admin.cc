@@ -19,8 +19,8 @@ namespace {
 
 // A failed connect to Redis at `url`, said as such.
 Status Unreachable(const std::string& url, const Status& status) {
-  return Status::Unavailable("cannot reach Redis at " + url + ": " +
-                             status.message());
+  return Status::Unavailable("cannot reach Redis at " + RedactRedisUrl(url) +
+                             ": " + status.message());
 }
 
 // A connection to the primary serving `slot_key`'s slot (a Cluster; any

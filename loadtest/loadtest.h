@@ -45,6 +45,14 @@ struct LoadtestOptions {
   int workers = 2;
   int concurrency = 2;
   std::string redis;  // "": memory mode; "local": own redis-server; a URL
+  // With a `redis` URL: the same URL with its password filled in (from a
+  // password file or the environment, tools/cli.h), for the loadtest's own
+  // reads of the registry and queue; "" when it is `redis` as it is. The
+  // brokers and --discover workers get `redis` itself, plus
+  // --redis-password-file `redis_password_file` when that is set (else they
+  // inherit $YARD_REDIS_PASSWORD), so no password reaches their argv.
+  std::string redis_with_password;
+  std::string redis_password_file;
   bool redis_fsync_always = false;  // local: appendfsync always
   // > 0: durable mode on a local Redis Cluster of this many primaries,
   // started instead of `redis` (which stays empty); the brokers get its
@@ -129,7 +137,8 @@ struct LoadEvent {
 struct LoadtestReport {
   LoadtestOptions options;
   std::string mode;       // "memory" | "durable" | "external" (--connect)
-  std::string redis_url;  // what the local brokers got as --redis
+  std::string redis_url;  // what the local brokers got as --redis (the
+                          // password as ***)
   int redis_shards = 0;   // the queue's shard count (0: not known)
   std::vector<std::string> endpoints;
   Ledger::Totals totals;  // summed over producers

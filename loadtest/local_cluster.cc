@@ -136,6 +136,7 @@ Result<std::unique_ptr<LocalCluster>> LocalCluster::Start(
     }
     c->redis_cluster_ = std::move(cluster).value();
     c->redis_url_ = c->redis_cluster_->url();
+    c->child_redis_url_ = c->redis_url_;
   } else if (o.redis == "local") {
     RedisServer::Options ro;
     ro.appendfsync_always = o.redis_fsync_always;
@@ -146,8 +147,11 @@ Result<std::unique_ptr<LocalCluster>> LocalCluster::Start(
     }
     c->redis_ = std::move(server).value();
     c->redis_url_ = c->redis_->url();
+    c->child_redis_url_ = c->redis_url_;
   } else {
-    c->redis_url_ = o.redis;
+    c->child_redis_url_ = o.redis;
+    c->redis_url_ =
+        o.redis_with_password.empty() ? o.redis : o.redis_with_password;
   }
 
   c->brokers_.resize(static_cast<size_t>(o.brokers));
@@ -249,8 +253,7 @@ Status LocalCluster::StartBroker(size_t i) {
         std::to_string(options_.heartbeat_ms),
     };
     if (!redis_url_.empty()) {
-      args.push_back("--redis");
-      args.push_back(redis_url_);
+      for (std::string& a : RedisArgs("--redis")) args.push_back(std::move(a));
     }
     args.insert(args.end(), options_.broker_args.begin(),
                 options_.broker_args.end());
@@ -279,16 +282,29 @@ Status LocalCluster::StartBroker(size_t i) {
   return last;
 }
 
+std::vector<std::string> LocalCluster::RedisArgs(const char* flag) const {
+  std::vector<std::string> args = {flag, child_redis_url_};
+  if (!options_.redis_password_file.empty() &&
+      child_redis_url_ == options_.redis) {
+    args.insert(args.end(),
+                {"--redis-password-file", options_.redis_password_file});
+  }
+  return args;
+}
+
 Status LocalCluster::StartWorker(size_t i) {
-  std::vector<std::string> args = {
-      "worker",
-      options_.discover ? "--discover" : "--connect",
-      options_.discover ? redis_url_ : BackendList(),
-      "--concurrency",
-      std::to_string(options_.concurrency),
-      "--heartbeat-ms",
-      std::to_string(options_.heartbeat_ms),
-  };
+  std::vector<std::string> args = {"worker"};
+  if (options_.discover) {
+    for (std::string& a : RedisArgs("--discover")) args.push_back(std::move(a));
+  } else {
+    args.insert(args.end(), {"--connect", BackendList()});
+  }
+  args.insert(args.end(), {
+                              "--concurrency",
+                              std::to_string(options_.concurrency),
+                              "--heartbeat-ms",
+                              std::to_string(options_.heartbeat_ms),
+                          });
   args.insert(args.end(), options_.worker_args.begin(),
               options_.worker_args.end());
   auto p = Spawn("worker" + std::to_string(i), std::move(args));

@@ -41,8 +41,12 @@ struct LocalClusterOptions {
   std::string yard_binary;  // the `yard` executable
   int brokers = 1;
   int workers = 2;
-  int concurrency = 2;    // per worker
-  std::string redis;      // "": memory mode; "local"; or a URL
+  int concurrency = 2;  // per worker
+  std::string redis;    // "": memory mode; "local"; or a URL
+  // As in LoadtestOptions (loadtest.h): the URL with its password for our
+  // own reads, and the file the children read it from.
+  std::string redis_with_password;
+  std::string redis_password_file;
   int redis_cluster = 0;  // > 0: a Redis Cluster of N primaries (no `redis`)
   bool redis_fsync_always = false;       // local: appendfsync always
   int64_t heartbeat_ms = 500;            // brokers' and workers' heartbeats
@@ -68,6 +72,8 @@ class LocalCluster {
   std::vector<std::string> frontends() const;
   const std::string& dir() const { return dir_; }
   // The URL brokers use; empty in memory mode.
+  // The URL the loadtest itself reads Redis at (it may hold a password:
+  // log it through RedactRedisUrl).
   const std::string& redis_url() const { return redis_url_; }
   // A redis-server or a Redis Cluster started here.
   bool owns_redis() const { return redis_ || redis_cluster_; }
@@ -124,6 +130,10 @@ class LocalCluster {
   std::string dir_;
   bool own_dir_ = false;
   std::string redis_url_;
+  // `--redis URL [--redis-password-file FILE]` for brokers, or `--discover
+  // ...` for workers, without the password.
+  std::vector<std::string> RedisArgs(const char* flag) const;
+  std::string child_redis_url_;
   std::unique_ptr<RedisServer> redis_;
   std::unique_ptr<RedisCluster> redis_cluster_;
   std::vector<Broker> brokers_;

@@ -12,6 +12,7 @@
 #include "common/clock.h"
 #include "common/signals.h"
 #include "queue/redis_layout.h"
+#include "redis/redis_client.h"
 #include "redis/redis_target.h"
 
 namespace yard::loadtest_internal {
@@ -67,6 +68,8 @@ Status Run::StartCluster() {
   c.workers = o_.workers;
   c.concurrency = o_.concurrency;
   c.redis = o_.redis;
+  c.redis_with_password = o_.redis_with_password;
+  c.redis_password_file = o_.redis_password_file;
   c.redis_cluster = o_.redis_cluster;
   c.redis_fsync_always = o_.redis_fsync_always;
   c.heartbeat_ms = o_.heartbeat_ms;
@@ -78,11 +81,11 @@ Status Run::StartCluster() {
   if (!cluster.ok()) return cluster.status();
   cluster_ = std::move(cluster).value();
   report_.endpoints = cluster_->frontends();
-  report_.redis_url = cluster_->redis_url();
+  report_.redis_url = RedactRedisUrl(cluster_->redis_url());
   std::string redis;
   if (!report_.redis_url.empty()) {
     // The brokers settled the queue's shard count before they got ready.
-    auto shards = ReadQueueShards(report_.redis_url, QueueName(o_));
+    auto shards = ReadQueueShards(cluster_->redis_url(), QueueName(o_));
     if (shards.ok()) report_.redis_shards = *shards;
     if (o_.redis_cluster > 0) {
       redis = " (Redis Cluster of " + std::to_string(o_.redis_cluster) +

@@ -398,6 +398,8 @@ Status TurnUntil(RedisClient& client, const bool& done,
   return Status::OK();
 }
 
+constexpr std::string_view kAuthFailed = "authentication failed";
+
 std::vector<std::string> AuthCommand(const RedisCredentials& auth) {
   if (auth.user.empty()) return {"AUTH", auth.password};
   return {"AUTH", auth.user, auth.password};
@@ -409,11 +411,11 @@ std::string AuthFailure(const RedisCredentials& auth, const Status& why) {
   std::string who =
       auth.user.empty() ? std::string() : " as user '" + auth.user + "'";
   if (auth.empty()) {
-    return "authentication failed: the server requires a password and none "
-           "was given (" +
+    return std::string(kAuthFailed) +
+           ": the server requires a password and none was given (" +
            why.message() + ")";
   }
-  return "authentication failed" + who + " (" + why.message() + ")";
+  return std::string(kAuthFailed) + who + " (" + why.message() + ")";
 }
 
 bool IsNoAuth(const Status& s) {
@@ -421,6 +423,11 @@ bool IsNoAuth(const Status& s) {
 }
 
 }  // namespace
+
+bool IsRedisAuthFailure(const Status& status) {
+  return !status.ok() &&
+         status.message().find(kAuthFailed) != std::string::npos;
+}
 
 Result<std::unique_ptr<RedisClient>> RedisClient::Connect(
     const RedisAddress& address, int64_t timeout_ms) {

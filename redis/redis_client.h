@@ -126,6 +126,11 @@ struct RedisReply {
   bool is_nil() const { return type == Type::kNil; }
 };
 
+// True for Connect's "authentication failed" (a wrong password or user, or
+// none given to a server that wants one): a setting to fix, not an outage
+// to wait out.
+bool IsRedisAuthFailure(const Status& status);
+
 // A decimal number of at most 10 digits (no sign), at most `max`.
 bool ParseDecimal(std::string_view s, int64_t max, int64_t* out);
 
@@ -134,8 +139,11 @@ class RedisClient {
   using Callback = std::function<void(Result<RedisReply>)>;
 
   // Connects to `address` (a non-blocking connect waited on with poll(2)),
-  // SELECTs its db, and checks that the server answers PING, all within
-  // `timeout_ms`. Any failure, including the timeout, is kUnavailable.
+  // authenticates (AUTH) when address.auth is set, SELECTs its db, and
+  // checks that the server answers PING, all within `timeout_ms`. Any
+  // failure, including the timeout, is kUnavailable; a refused AUTH, or a
+  // server that wants one and got none, says "authentication failed"
+  // (IsRedisAuthFailure) and names the host, never the password.
   // Blocks the caller: for startup and for reconnects that can afford it.
   static Result<std::unique_ptr<RedisClient>> Connect(
       const RedisAddress& address, int64_t timeout_ms);

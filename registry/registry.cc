@@ -186,7 +186,8 @@ Result<std::unique_ptr<Discovery>> Discovery::Create(Options options) {
   std::string last_error = "no broker is registered";
   for (;;) {
     std::vector<std::string> found;
-    if (d->ReadOnce(&found)) {
+    Status read = d->ReadOnce(&found);
+    if (read.ok()) {
       if (!found.empty()) {
         std::lock_guard<std::mutex> lock(d->mu_);
         d->endpoints_ = std::move(found);
@@ -197,7 +198,10 @@ Result<std::unique_ptr<Discovery>> Discovery::Create(Options options) {
                         ? std::string()
                         : " for queue '" + d->options_.queue + "'");
     } else {
-      last_error = "cannot read the broker registry at " + d->options_.url;
+      last_error = "cannot read the broker registry at " +
+                   d->target_.ToString() + ": " + read.message();
+      // Waiting does not fix a wrong password.
+      if (IsRedisAuthFailure(read)) return Status::Unavailable(last_error);
     }
     if (MonoMillis() >= deadline) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(
@@ -226,17 +230,17 @@ void Discovery::Start(Callback on_change) {
   thread_ = std::thread([this] { Loop(); });
 }
 
-bool Discovery::ReadOnce(std::vector<std::string>* out) {
+Status Discovery::ReadOnce(std::vector<std::string>* out) {
   if (!client_ || !client_->connected()) {
     client_.reset();
     auto c = ConnectRegistry(target_, 1000);
-    if (!c.ok()) return false;
+    if (!c.ok()) return c.status();
     client_ = std::move(c).value();
   }
   auto records = ReadRegistry(*client_, 2000);
   if (!records.ok()) {
     client_.reset();  // a timed-out command may still be pending on it
-    return false;
+    return records.status();
   }
   out->clear();
   for (const BrokerRecord& b : *records) {
@@ -248,7 +252,7 @@ bool Discovery::ReadOnce(std::vector<std::string>* out) {
   }
   std::sort(out->begin(), out->end());
   out->erase(std::unique(out->begin(), out->end()), out->end());
-  return true;
+  return Status::OK();
 }
 
 void Discovery::Loop() {
@@ -263,12 +267,12 @@ void Discovery::Loop() {
       }
     }
     std::vector<std::string> found;
-    if (!ReadOnce(&found)) {
+    if (Status read = ReadOnce(&found); !read.ok()) {
       if (!redis_down) {
         spdlog::warn(
-            "discovery: cannot read the broker registry at {}; "
+            "discovery: cannot read the broker registry at {} ({}); "
             "keeping the {} brokers known",
-            options_.url, endpoints().size());
+            target_.ToString(), read.message(), endpoints().size());
       }
       redis_down = true;
       continue;

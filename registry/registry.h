@@ -111,7 +111,8 @@ class Discovery {
 
   // Connects and reads the registry until it lists at least one live broker
   // (up to options.wait_ms). InvalidArgument for a bad URL; Unavailable when
-  // Redis cannot be reached or no broker shows up in time.
+  // Redis cannot be reached or no broker shows up in time, at once when
+  // Redis refuses the credentials (IsRedisAuthFailure).
   static Result<std::unique_ptr<Discovery>> Create(Options options);
   ~Discovery();  // stops the thread
   Discovery(const Discovery&) = delete;
@@ -127,8 +128,8 @@ class Discovery {
 
  private:
   explicit Discovery(Options options) : options_(std::move(options)) {}
-  // One read: true when it succeeded (*out filled).
-  bool ReadOnce(std::vector<std::string>* out);
+  // One read: OK when it succeeded (*out filled), else why not.
+  Status ReadOnce(std::vector<std::string>* out);
   void Loop();
 
   const Options options_;

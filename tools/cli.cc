@@ -1,7 +1,11 @@
 #include "tools/cli.h"
 
+#include <cerrno>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
 #include <iostream>
 #include <sstream>
 
@@ -45,19 +49,71 @@ std::vector<std::string> SplitList(const std::string& s) {
   return out;
 }
 
+CLI::Option* AddRedisAuthFlags(CLI::App& app, RedisAuthFlags* flags,
+                               CLI::Option* needs) {
+  CLI::Option* o = app.add_option(
+      "--redis-password-file", flags->password_file,
+      std::string("Redis password: the first line of this file (used when "
+                  "the URL has none; then $") +
+          kRedisPasswordEnv + ")");
+  if (needs != nullptr) o->needs(needs);
+  return o;
+}
+
+namespace {
+
+// The first line of `path`, without its line end.
+Result<std::string> ReadPasswordFile(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) {
+    return Status::InvalidArgument("--redis-password-file: cannot read " +
+                                   path + ": " + std::strerror(errno));
+  }
+  std::string line;
+  std::getline(in, line);
+  if (!line.empty() && line.back() == '\r') line.pop_back();
+  if (line.empty()) {
+    return Status::InvalidArgument("--redis-password-file: " + path +
+                                   " has no password on its first line");
+  }
+  return line;
+}
+
+}  // namespace
+
+Result<std::string> ResolveRedisUrl(const std::string& url,
+                                    const RedisAuthFlags& flags) {
+  std::string password;
+  if (!flags.password_file.empty()) {
+    auto read = ReadPasswordFile(flags.password_file);
+    if (!read.ok()) return read.status();
+    password = std::move(read).value();
+  } else if (const char* env = std::getenv(kRedisPasswordEnv)) {
+    password = env;
+  }
+  // The URL's own password, when it has one, wins.
+  return RedisUrlWithPassword(url, password);
+}
+
+const char kRedisUrlForms[] =
+    "redis://[USER[:PASSWORD]@]HOST:PORT[/DB], "
+    "sentinel://[USER[:PASSWORD]@]HOST:PORT[,HOST:PORT...]/MASTER[/DB] or "
+    "cluster://[USER[:PASSWORD]@]HOST:PORT[,HOST:PORT...]";
+
 void AddQueueFlags(CLI::App& app, QueueFlags* flags) {
-  app.add_option("--redis", flags->redis_url,
-                 "Redis holding the queue: redis://HOST:PORT[/DB], "
-                 "sentinel://HOST:PORT[,HOST:PORT...]/MASTER[/DB] or "
-                 "cluster://HOST:PORT[,HOST:PORT...]")
-      ->required();
+  CLI::Option* redis =
+      app.add_option("--redis", flags->redis_url,
+                     std::string("Redis holding the queue: ") + kRedisUrlForms)
+          ->required();
+  AddRedisAuthFlags(app, &flags->auth, redis);
   app.add_option("--queue", flags->queue, "queue name")->capture_default_str();
   app.add_flag("--json", flags->json, "print one JSON object instead of text");
 }
 
 Result<admin::QueueConnection> ConnectQueue(const QueueFlags& flags) {
-  if (Result<RedisTarget> target = ParseRedisTarget(flags.redis_url);
-      !target.ok()) {
+  Result<std::string> url = ResolveRedisUrl(flags.redis_url, flags.auth);
+  if (!url.ok()) return url.status();
+  if (Result<RedisTarget> target = ParseRedisTarget(*url); !target.ok()) {
     return Status::InvalidArgument("--redis: " + target.status().message());
   }
   if (Status s = ValidateQueueName(flags.queue); !s.ok()) {
@@ -65,7 +121,7 @@ Result<admin::QueueConnection> ConnectQueue(const QueueFlags& flags) {
   }
   // hiredis writes with write(2): a server that hangs up must not kill us.
   std::signal(SIGPIPE, SIG_IGN);
-  return admin::ConnectQueue(flags.redis_url, flags.queue);
+  return admin::ConnectQueue(*url, flags.queue);
 }
 
 std::string DumpJson(const nlohmann::ordered_json& j) {
@@ -90,26 +146,25 @@ int RuntimeError(const std::string& command, const Status& status) {
 }
 
 CLI::Option* AddBrokerSourceFlags(CLI::App& app, const std::string& what,
-                                  std::string* connect, std::string* discover) {
+                                  std::string* connect, std::string* discover,
+                                  RedisAuthFlags* auth) {
   auto* c = app.add_option(
       "--connect", *connect,
       "broker " + what + " endpoints, comma-separated (tcp://HOST:PORT)");
   auto* d = app.add_option(
       "--discover", *discover,
-      "find the brokers in the registry of this Redis "
-      "(redis://HOST:PORT[/DB], "
-      "sentinel://HOST:PORT[,HOST:PORT...]/MASTER[/DB] or "
-      "cluster://HOST:PORT[,HOST:PORT...]) and follow brokers joining and "
-      "leaving");
+      std::string("find the brokers in the registry of this Redis (") +
+          kRedisUrlForms + ") and follow brokers joining and leaving");
   c->excludes(d);
   d->excludes(c);
+  AddRedisAuthFlags(app, auth, d);
   return d;
 }
 
 int ResolveBrokerSource(const std::string& command, const std::string& connect,
-                        const std::string& discover, Discovery::Side side,
-                        const std::string& queue, int64_t wait_ms,
-                        BrokerSource* out) {
+                        const std::string& discover, const RedisAuthFlags& auth,
+                        Discovery::Side side, const std::string& queue,
+                        int64_t wait_ms, BrokerSource* out) {
   if (discover.empty()) {
     out->endpoints = SplitList(connect);
     if (out->endpoints.empty()) {
@@ -122,8 +177,10 @@ int ResolveBrokerSource(const std::string& command, const std::string& connect,
     }
     return 0;
   }
+  Result<std::string> url = ResolveRedisUrl(discover, auth);
+  if (!url.ok()) return UsageError(command, url.status().message());
   Discovery::Options o;
-  o.url = discover;
+  o.url = *url;
   o.side = side;
   o.queue = queue;
   o.wait_ms = wait_ms;

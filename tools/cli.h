@@ -31,6 +31,30 @@ int UsageError(const std::string& command, const std::string& message);
 // "a,b,c" -> {"a","b","c"}; empty items dropped.
 std::vector<std::string> SplitList(const std::string& s);
 
+// Redis credentials, for every subcommand that takes a Redis URL (--redis,
+// --discover). The password comes from, first to last:
+//   1. the URL itself (redis://USER:PASSWORD@HOST:PORT, redis://:PASSWORD@...);
+//   2. --redis-password-file FILE: its first line, the line end stripped;
+//   3. the environment variable YARD_REDIS_PASSWORD.
+// The last two keep the password out of `ps`. The user, if any, is always
+// the URL's (redis://USER@HOST:PORT with the password from 2 or 3).
+inline constexpr char kRedisPasswordEnv[] = "YARD_REDIS_PASSWORD";
+
+struct RedisAuthFlags {
+  std::string password_file;
+};
+
+// Adds --redis-password-file; `needs` (optional) is the URL option it goes
+// with. Returns it.
+CLI::Option* AddRedisAuthFlags(CLI::App& app, RedisAuthFlags* flags,
+                               CLI::Option* needs = nullptr);
+
+// `url` with the password from the order above ("local" and other non-URLs
+// as they are). InvalidArgument "--redis-password-file: ..." when the file
+// cannot be read or is empty.
+Result<std::string> ResolveRedisUrl(const std::string& url,
+                                    const RedisAuthFlags& flags);
+
 // The commands that administer a durable (Redis) queue: `yard queue ...`
 // (tools/cmd_queue.cc) and `yard result` (tools/cmd_result.cc), over the
 // library admin/queue_admin.h.
@@ -38,17 +62,21 @@ std::vector<std::string> SplitList(const std::string& s);
 // The flags they all take.
 struct QueueFlags {
   std::string redis_url;
+  RedisAuthFlags auth;
   std::string queue = "default";
   bool json = false;
 };
 
-// Adds --redis (required), --queue and --json to `app`.
+// Adds --redis (required), --redis-password-file, --queue and --json to
+// `app`.
 void AddQueueFlags(CLI::App& app, QueueFlags* flags);
 
-// Checks the flags and connects (admin::ConnectQueue). A bad URL or queue
-// name ("--redis: ...", "--queue: ..."), a stored shard count that is not
-// one, or a server that does not answer ("cannot reach Redis at URL: ...")
-// are all usage errors (exit 2) for the caller.
+// Checks the flags and connects (admin::ConnectQueue). A bad URL, password
+// file or queue name ("--redis: ...", "--redis-password-file: ...",
+// "--queue: ..."), a stored shard count that is not one, or a server that
+// does not answer or refuses the credentials ("cannot reach Redis at URL:
+// ... authentication failed ...") are all usage errors (exit 2) for the
+// caller.
 Result<admin::QueueConnection> ConnectQueue(const QueueFlags& flags);
 
 // JSON text for stdout. Strings from Redis (task names, tokens, errors) need
@@ -71,20 +99,22 @@ struct BrokerSource {
   std::unique_ptr<Discovery> discovery;  // keeps them current; null: static
 };
 
-// Adds --connect and --discover (the one excludes the other); `what` names
-// the endpoints ("backend" or "frontend"). Returns --discover, for the
-// options that mean something only with it (->needs()).
+// Adds --connect and --discover (the one excludes the other), and
+// --redis-password-file for --discover; `what` names the endpoints
+// ("backend" or "frontend"). Returns --discover, for the options that mean
+// something only with it (->needs()).
 CLI::Option* AddBrokerSourceFlags(CLI::App& app, const std::string& what,
-                                  std::string* connect, std::string* discover);
+                                  std::string* connect, std::string* discover,
+                                  RedisAuthFlags* auth);
 
 // Checks the flags; with --discover, reads the registry (waiting up to
 // wait_ms for a live broker of `queue`, all queues when empty). Returns 0
 // with *out filled, or the exit code of a one-line error: 2 for a bad flag
 // or an unreachable registry or no broker in time.
 int ResolveBrokerSource(const std::string& command, const std::string& connect,
-                        const std::string& discover, Discovery::Side side,
-                        const std::string& queue, int64_t wait_ms,
-                        BrokerSource* out);
+                        const std::string& discover, const RedisAuthFlags& auth,
+                        Discovery::Side side, const std::string& queue,
+                        int64_t wait_ms, BrokerSource* out);
 
 }  // namespace yard::cli
 

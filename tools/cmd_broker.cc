@@ -79,15 +79,19 @@ CLI::Option* AddServingFlags(CLI::App& app, BrokerOptions* o) {
 }
 
 // Durable mode: the queue in Redis.
-void AddDurableFlags(CLI::App& app, BrokerOptions* o) {
-  app.add_option("--redis", o->redis.url,
-                 "Durable mode: keep jobs in Redis: redis://HOST:PORT[/DB], "
-                 "or sentinel://HOST:PORT[,HOST:PORT...]/MASTER[/DB] for a "
-                 "Sentinel-managed primary (resolved again on every "
-                 "reconnect), or cluster://HOST:PORT[,HOST:PORT...] for a "
-                 "Redis Cluster (the queue is split into shards spread over "
-                 "its primaries); without it jobs live in this process's "
-                 "memory");
+void AddDurableFlags(CLI::App& app, BrokerOptions* o,
+                     cli::RedisAuthFlags* auth) {
+  CLI::Option* redis = app.add_option(
+      "--redis", o->redis.url,
+      "Durable mode: keep jobs in Redis: "
+      "redis://[USER[:PASSWORD]@]HOST:PORT[/DB], "
+      "or sentinel://HOST:PORT[,HOST:PORT...]/MASTER[/DB] for a "
+      "Sentinel-managed primary (resolved again on every "
+      "reconnect), or cluster://HOST:PORT[,HOST:PORT...] for a "
+      "Redis Cluster (the queue is split into shards spread over "
+      "its primaries); without it jobs live in this process's "
+      "memory");
+  cli::AddRedisAuthFlags(app, auth, redis);
   app.add_option("--redis-shards", o->redis.shards,
                  "Durable mode: split the queue into this many shards, each "
                  "under its own hash tag (stored in Redis on first use; every "
@@ -142,18 +146,23 @@ void AddDurableFlags(CLI::App& app, BrokerOptions* o) {
 
 // The checks of durable mode CLI11 cannot make: 0, or the exit code of a
 // one-line usage error.
-int CheckDurableFlags(const char* command, const BrokerOptions& o) {
-  if (o.redis.url.empty()) return 0;
-  if (auto s = ParseRedisTarget(o.redis.url); !s.ok()) {
+// Gives the URL its password (cli::ResolveRedisUrl).
+int CheckDurableFlags(const char* command, const cli::RedisAuthFlags& auth,
+                      BrokerOptions* o) {
+  if (o->redis.url.empty()) return 0;
+  auto url = cli::ResolveRedisUrl(o->redis.url, auth);
+  if (!url.ok()) return cli::UsageError(command, url.status().message());
+  o->redis.url = std::move(url).value();
+  if (auto s = ParseRedisTarget(o->redis.url); !s.ok()) {
     return cli::UsageError(command, "--redis: " + s.status().message());
   }
-  if (o.redis.wait_replicas > 0 &&
-      o.redis.wait_timeout_ms > o.redis.lease_ms / 3) {
+  if (o->redis.wait_replicas > 0 &&
+      o->redis.wait_timeout_ms > o->redis.lease_ms / 3) {
     return cli::UsageError(
         command, "--redis-wait-timeout-ms: at most a third of --lease-ms (" +
-                     std::to_string(o.redis.lease_ms / 3) + ")");
+                     std::to_string(o->redis.lease_ms / 3) + ")");
   }
-  if (auto s = ValidateQueueName(o.redis.queue); !s.ok()) {
+  if (auto s = ValidateQueueName(o->redis.queue); !s.ok()) {
     return cli::UsageError(command, "--queue: " + s.message());
   }
   return 0;
@@ -167,7 +176,8 @@ int RunBroker(int argc, char** argv) {
   BrokerOptions o;
   std::string log_level = "info";
   CLI::Option* max_queue = AddServingFlags(app, &o);
-  AddDurableFlags(app, &o);
+  cli::RedisAuthFlags redis_auth;
+  AddDurableFlags(app, &o, &redis_auth);
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error|off")
       ->capture_default_str()
       ->check(
@@ -176,7 +186,7 @@ int RunBroker(int argc, char** argv) {
   if (!cli::Parse(app, argc, argv, &code)) return code;
 
   if (max_queue->count()) o.redis.capacity = o.max_queue;
-  if (int rc = CheckDurableFlags(argv[0], o)) return rc;
+  if (int rc = CheckDurableFlags(argv[0], redis_auth, &o)) return rc;
   InitLogging("broker", log_level);
   InstallStopHandlers();
   auto broker = Broker::Create(o);

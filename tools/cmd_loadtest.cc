@@ -54,6 +54,7 @@ struct LoadtestFlags {
   std::string connect, json_path, html_path;
   std::string log_level = "error";
   std::string redis_fsync = "everysec";
+  cli::RedisAuthFlags redis_auth;
   bool quiet = false;
   double progress_every = 5;
   CLI::Option* redis_url_opt = nullptr;
@@ -83,7 +84,9 @@ void AddClusterFlags(CLI::App& app, LoadtestFlags* f) {
   f->redis_url_opt =
       app.add_option("--redis", o.redis,
                      "durable mode: 'local' starts a redis-server, or a "
-                     "redis://127.0.0.1:PORT URL (default: memory mode)");
+                     "redis://[USER[:PASSWORD]@]HOST:PORT URL (default: "
+                     "memory mode)");
+  cli::AddRedisAuthFlags(app, &f->redis_auth, f->redis_url_opt);
   f->redis_cluster_opt = app.add_option(
       "--redis-cluster", o.redis_cluster,
       "durable mode on a Redis Cluster of N primaries it starts (the queue "
@@ -229,6 +232,12 @@ int CheckFlags(const std::string& name, LoadtestFlags* f) {
   }
   if (Status st = ValidateLoadtest(o); !st.ok()) {
     return cli::UsageError(name, st.message());
+  }
+  if (!o.redis.empty() && o.redis != "local") {
+    auto url = cli::ResolveRedisUrl(o.redis, f->redis_auth);
+    if (!url.ok()) return cli::UsageError(name, url.status().message());
+    if (*url != o.redis) o.redis_with_password = std::move(url).value();
+    o.redis_password_file = f->redis_auth.password_file;
   }
   return 0;
 }

@@ -140,6 +140,7 @@ class Progress {
 // The flags of `yard push`.
 struct PushFlags {
   std::string connect, discover, task, payload_text, queue;
+  cli::RedisAuthFlags redis_auth;
   std::string log_level = "warn";
   int64_t count = 0, size = 64, window = 1000;
   double rate = 0, timeout_s = 60;
@@ -444,7 +445,8 @@ void PushRun::PrintTable(uint64_t completed, uint64_t failed, uint64_t lost,
 int RunPush(int argc, char** argv) {
   CLI::App app{"Submit jobs to brokers and report throughput and latency."};
   PushFlags f;
-  cli::AddBrokerSourceFlags(app, "frontend", &f.connect, &f.discover);
+  cli::AddBrokerSourceFlags(app, "frontend", &f.connect, &f.discover,
+                            &f.redis_auth);
   AddLoadFlags(app, &f);
   AddProducerFlags(app, &f);
   int exit_code = 0;
@@ -455,7 +457,7 @@ int RunPush(int argc, char** argv) {
   InitLogging("push", f.log_level);
   cli::BrokerSource source;
   if (int rc = cli::ResolveBrokerSource(
-          name, f.connect, f.discover, Discovery::Side::kFrontend,
+          name, f.connect, f.discover, f.redis_auth, Discovery::Side::kFrontend,
           f.queue.empty() ? "default" : f.queue, 10000, &source)) {
     return rc;
   }

@@ -33,6 +33,7 @@ const WorkerOptions& Defaults() {
 // The flags of `yard worker`.
 struct WorkerFlags {
   std::string connect, discover, queue;
+  cli::RedisAuthFlags redis_auth;
   int64_t discover_wait_ms = 10000;
   int concurrency =
       static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
@@ -47,8 +48,8 @@ struct WorkerFlags {
 };
 
 void AddWorkerFlags(CLI::App& app, WorkerFlags* f) {
-  auto* discover_opt =
-      cli::AddBrokerSourceFlags(app, "backend", &f->connect, &f->discover);
+  auto* discover_opt = cli::AddBrokerSourceFlags(app, "backend", &f->connect,
+                                                 &f->discover, &f->redis_auth);
   app.add_option("--queue", f->queue,
                  "with --discover: serve only brokers of this queue "
                  "(default: every broker)")
@@ -145,8 +146,8 @@ int RunWorker(int argc, char** argv) {
   InitLogging("worker", f.log_level);
   cli::BrokerSource source;
   if (int rc = cli::ResolveBrokerSource(command, f.connect, f.discover,
-                                        Discovery::Side::kBackend, f.queue,
-                                        f.discover_wait_ms, &source)) {
+                                        f.redis_auth, Discovery::Side::kBackend,
+                                        f.queue, f.discover_wait_ms, &source)) {
     return rc;
   }
   options.brokers = source.endpoints;
