@@ -33,6 +33,22 @@ using fixture::SpawnAndAwaitPing;
 using fixture::StopGracefully;
 using fixture::TailOf;
 
+namespace {
+
+// A config file argument in double quotes ('"' and '\\' escaped), so that
+// spaces survive.
+std::string ConfigQuoted(const std::string& s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') out.push_back('\\');
+    out.push_back(c);
+  }
+  out.push_back('"');
+  return out;
+}
+
+}  // namespace
+
 RedisSentinel::RedisSentinel(std::string binary, std::string dir, uint16_t port,
                              std::string master_name)
     : binary_(std::move(binary)),
@@ -68,8 +84,9 @@ Result<std::unique_ptr<RedisSentinel>> RedisSentinel::Create(
         "\nsentinel down-after-milliseconds" + m + " 1000" +
         "\nsentinel failover-timeout" + m + " 5000" +
         "\nsentinel parallel-syncs" + m + " 1\n" +
-        (auth_pass.empty() ? std::string()
-                           : "sentinel auth-pass" + m + " " + auth_pass + "\n");
+        (auth_pass.empty()
+             ? std::string()
+             : "sentinel auth-pass" + m + " " + ConfigQuoted(auth_pass) + "\n");
     if (FILE* f = std::fopen((s->dir_ + "/sentinel.conf").c_str(), "w")) {
       const bool ok =
           std::fwrite(config.data(), 1, config.size(), f) == config.size();
