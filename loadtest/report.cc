@@ -11,6 +11,8 @@
 #include <thread>
 #include <utility>
 
+#include "redis/redis_client.h"
+
 namespace yard {
 namespace {
 
@@ -96,7 +98,7 @@ json ConfigJson(const LoadtestReport& r) {
        o.connect.empty() ? o.brokers : static_cast<int>(o.connect.size())},
       {"workers", o.connect.empty() ? json(o.workers) : json(nullptr)},
       {"concurrency", o.connect.empty() ? json(o.concurrency) : json(nullptr)},
-      {"redis", o.redis},
+      {"redis", RedactRedisUrl(o.redis)},
       {"redis_fsync", o.redis == "local"
                           ? (o.redis_fsync_always ? "always" : "everysec")
                           : ""},
