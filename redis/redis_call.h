@@ -25,7 +25,8 @@ namespace yard {
 Result<RedisReply> RedisCall(RedisClient& client, std::vector<std::string> args,
                              int64_t timeout_ms = 5000);
 
-// Connects to `address`, sends one command and waits for its reply, all
+// Connects to `address` (authenticating with address.auth, as
+// RedisClient::Connect does), sends one command and waits for its reply, all
 // within timeout_ms (DeadlineExceeded when the connect used it all).
 Result<RedisReply> RedisCallOnce(const RedisAddress& address,
                                  std::vector<std::string> args,
