@@ -22,6 +22,7 @@ void Broker::Impl::ReadBackend() {
       RefuseFrame(backend_, identity, d.error, d.message, "backend");
       continue;
     }
+    if (!Admit(msg, d.kind(), /*frontend=*/false)) continue;  // auth.cc
     switch (d.kind()) {
       case wire::Body::Ready:
         OnReady(identity, d.envelope->body_as_Ready());

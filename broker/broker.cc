@@ -39,6 +39,7 @@ Status Broker::Impl::Init() {
   }
   ConfigureSocket(frontend_, options_.limits, 1000);
   ConfigureSocket(backend_, options_.limits, 1000);
+  if (auto s = InitCurve(); !s.ok()) return s;
   if (auto s = Bind(frontend_, options_.frontend); !s.ok()) return s;
   if (auto s = Bind(backend_, options_.backend); !s.ok()) return s;
   frontend_ep_ = LastEndpoint(frontend_);
@@ -87,6 +88,7 @@ nlohmann::json Broker::Impl::RegistryRecord() const {
   }
   auto st = queue_->Stats();
   return {{"frontend", advertised_frontend_},
+          {"curve_public_key", gate_ ? gate_->public_key() : ""},
           {"backend", advertised_backend_},
           {"draining", draining_},
           {"started_ms", started_ms_},
@@ -140,10 +142,14 @@ void Broker::Impl::Snapshot() {
 }
 
 Status Broker::Impl::Run() {
-  // Two sockets, then the queue's connections (Redis fds) if it has any.
-  std::vector<zmq::pollitem_t> items(2 + kMaxQueuePollItems);
+  // Two sockets, the Gatekeeper's (CURVE: ZAP, handshake monitors), then
+  // the queue's connections (Redis fds) if it has any.
+  std::vector<zmq::pollitem_t> items(2 + Gatekeeper::kMaxPollItems +
+                                     kMaxQueuePollItems);
   items[0] = {backend_.handle(), 0, ZMQ_POLLIN, 0};
   items[1] = {frontend_.handle(), 0, ZMQ_POLLIN, 0};
+  const int gate_items = gate_ ? gate_->PollItems(items.data() + 2) : 0;
+  zmq::pollitem_t* queue_at = items.data() + 2 + gate_items;
   next_heartbeat_ms_ = MonoMillis() + options_.heartbeat_ms;
   spdlog::info("broker serving: frontend {} backend {}", frontend_ep_,
                backend_ep_);
@@ -178,17 +184,21 @@ Status Broker::Impl::Run() {
     }
     int64_t timeout = std::clamp<int64_t>(next_heartbeat_ms_ - now, 0, 100);
     const int queue_items =
-        events_ ? events_->PollItems(items.data() + 2, kMaxQueuePollItems) : 0;
+        events_ ? events_->PollItems(queue_at, kMaxQueuePollItems) : 0;
     try {
-      zmq::poll(items.data(), static_cast<size_t>(2 + queue_items),
+      zmq::poll(items.data(), static_cast<size_t>(2 + gate_items + queue_items),
                 std::chrono::milliseconds(timeout));
     } catch (const zmq::error_t& e) {
       if (e.num() != EINTR) return Status::IoError(e.what());
       for (auto& item : items) item.revents = 0;
     }
+    if (gate_) {
+      gate_->OnPollEvents(items.data() + 2, gate_items, MonoMillis());
+      ReloadKeysIfAsked();
+    }
     if (items[0].revents & ZMQ_POLLIN) ReadBackend();
     if (items[1].revents & ZMQ_POLLIN) ReadFrontend();
-    if (events_) events_->OnPollEvents(items.data() + 2, queue_items);
+    if (events_) events_->OnPollEvents(queue_at, queue_items);
     Dispatch();
     if (events_) events_->Tick(MonoMillis());
     FlushOutboxes();
@@ -246,6 +256,7 @@ std::string Broker::Impl::StatsJson() const {
   j["memory"] = {{"bytes", memory_bytes_},
                  {"max_bytes", options_.max_queue_bytes}};
   j["draining"] = draining_;
+  if (gate_) gate_->DescribeStats(&j);
   if (events_) events_->DescribeStats(&j);
   // Names and labels come from the network: invalid UTF-8 is replaced,
   // not thrown.

@@ -33,6 +33,7 @@
 #include "queue/retry_policy.h"
 #include "schemas/codec.h"
 #include "schemas/frames.h"
+#include "security/gatekeeper.h"
 
 namespace yard {
 
@@ -63,6 +64,11 @@ struct BrokerOptions {
   // otherwise). `redis.url` empty: memory mode.
   RedisQueueOptions redis;
   Limits limits;
+  // CURVE on both sockets when curve.secret_key_file is set: peers must
+  // present a key of the right role (security/gatekeeper.h); SIGHUP re-reads
+  // the key sets. Needs a context no other CURVE broker uses (one ZAP
+  // handler per context).
+  GatekeeperOptions curve;
   zmq::context_t* context = nullptr;  // share for inproc://; null: own
 };
 

@@ -6,6 +6,8 @@
 //   backend.cc    workers: Ready, Credit, Results, departures
 //   dispatch.cc   placing claimed jobs on workers (batched Dispatch), and
 //                 the replies to each producer, coalesced per loop turn
+//   auth.cc       CURVE: the Gatekeeper's setup, key reloads, and which
+//                 role may send which message
 //
 // Thread-safety: everything below belongs to the loop thread (Run), except
 // stop_ (any thread) and snapshot_ (guarded by snapshot_mu_: the loop
@@ -234,6 +236,14 @@ class Broker::Impl {
                    wire::ErrorCode code, const std::string& why,
                    const char* side);
   void Timers(int64_t now);
+  // CURVE (auth.cc). Before the sockets bind.
+  Status InitCurve();
+  // Whether the sender of `msg` may send `kind` on this side (always, without
+  // CURVE); otherwise answers Forbidden (a backend sender is also dropped
+  // from the worker table) and returns false.
+  bool Admit(const RouterMessage& msg, wire::Body kind, bool frontend);
+  // Re-reads the key sets after a SIGHUP.
+  void ReloadKeysIfAsked();
   // This broker's record for the registry (registry/registry.h).
   nlohmann::json RegistryRecord() const;
   void HandBackEverything();
@@ -250,6 +260,9 @@ class Broker::Impl {
   zmq::socket_t frontend_;
   zmq::socket_t backend_;
   std::string frontend_ep_, backend_ep_;
+  // CURVE; null when off. After the sockets: it goes before them.
+  std::unique_ptr<Gatekeeper> gate_;
+  uint64_t reload_generation_ = 0;
 
   std::unique_ptr<JobQueue> queue_;
   // The durable queue's other side (queue_ itself); null: memory mode.

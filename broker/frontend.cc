@@ -24,6 +24,7 @@ void Broker::Impl::ReadFrontend() {
       RefuseFrame(frontend_, route, d.error, d.message, "frontend");
       continue;
     }
+    if (!Admit(msg, d.kind(), /*frontend=*/true)) continue;  // auth.cc
     switch (d.kind()) {
       case wire::Body::Submit:
         OnSubmit(route, frame, d.envelope->body_as_Submit());
