@@ -43,6 +43,7 @@
 #include "common/status.h"
 #include "schemas/codec.h"
 #include "schemas/frames.h"
+#include "security/curve_keys.h"
 
 namespace yard {
 
@@ -58,6 +59,9 @@ struct ProducerOptions {
   // once. 0: always send at once.
   int64_t linger_us = 200;
   Limits limits;
+  // CURVE on every socket to a broker when curve.enabled()
+  // (security/curve_keys.h); plaintext otherwise.
+  CurveClientOptions curve;
   // Share the caller's context (needed for inproc:// endpoints); null: own.
   zmq::context_t* context = nullptr;
 };

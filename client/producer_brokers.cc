@@ -101,7 +101,7 @@ void Producer::Impl::CountDown(Broker& b) {
 Status Producer::Impl::OpenSocket(Broker& b, int64_t now) {
   CountDown(b);
   b.blocked = false;
-  return b.Open(*context_, options_.limits, now);
+  return b.Open(*context_, options_.limits, now, options_.curve);
 }
 
 }  // namespace yard

@@ -11,7 +11,7 @@ BrokerLink::BrokerLink(std::string endpoint, int64_t heartbeat_us)
     : endpoint_(std::move(endpoint)), heartbeat_us_(heartbeat_us) {}
 
 Status BrokerLink::Open(zmq::context_t& context, const Limits& limits,
-                        int64_t now_us) {
+                        int64_t now_us, const CurveClientOptions& curve) {
   Close(0);
   opened_us_ = now_us;
   last_heard_us_ = now_us;
@@ -19,6 +19,9 @@ Status BrokerLink::Open(zmq::context_t& context, const Limits& limits,
   try {
     auto s = std::make_unique<zmq::socket_t>(context, zmq::socket_type::dealer);
     ConfigureSocket(*s, limits, 0);
+    if (Status st = ApplyCurveClient(*s, curve, endpoint_); !st.ok()) {
+      return Status(st.code(), endpoint_ + ": " + st.message());
+    }
     socket_ = std::move(s);
   } catch (const zmq::error_t& e) {
     return Status::IoError("cannot open a socket to " + endpoint_ + ": " +

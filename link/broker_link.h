@@ -34,6 +34,7 @@
 
 #include "common/status.h"
 #include "schemas/codec.h"
+#include "security/curve_keys.h"
 
 namespace yard {
 
@@ -51,9 +52,12 @@ class BrokerLink {
   int64_t opened_us() const { return opened_us_; }
 
   // Drops the old socket (linger 0: the broker is presumed gone) and opens
-  // and connects a fresh DEALER. Not alive until Heard. Not OK when no
-  // socket could be made (socket() is null then) or the endpoint refused.
-  Status Open(zmq::context_t& context, const Limits& limits, int64_t now_us);
+  // and connects a fresh DEALER, with CURVE when `curve` is enabled (the
+  // broker's key for this endpoint: curve.ServerKeyFor). Not alive until
+  // Heard. Not OK when no socket could be made (socket() is null then: also
+  // when no broker key is known yet), or the endpoint refused.
+  Status Open(zmq::context_t& context, const Limits& limits, int64_t now_us,
+              const CurveClientOptions& curve = {});
   // Closes the socket, waiting up to linger_ms for queued messages.
   void Close(int linger_ms = 0);
 

@@ -88,6 +88,9 @@ Result<BrokerRecord> ParseBrokerRecord(std::string_view id,
   if (!Field(j, "queue", &b.queue)) return bad("queue");
   if (!Field(j, "frontend", &b.frontend)) return bad("frontend");
   if (!Field(j, "backend", &b.backend)) return bad("backend");
+  if (!Field(j, "curve_public_key", &b.curve_public_key)) {
+    return bad("curve_public_key");
+  }
   if (!Field(j, "draining", &b.draining)) return bad("draining");
   if (!Field(j, "held", &b.held)) return bad("held");
   if (!Field(j, "counters", &b.counters)) return bad("counters");
@@ -225,6 +228,15 @@ std::vector<std::string> Discovery::endpoints() const {
   return endpoints_;
 }
 
+std::function<std::string(const std::string&)> Discovery::CurveKeyLookup()
+    const {
+  return [book = key_book_](const std::string& endpoint) {
+    std::lock_guard<std::mutex> lock(book->mu);
+    auto it = book->keys.find(endpoint);
+    return it == book->keys.end() ? std::string() : it->second;
+  };
+}
+
 void Discovery::Start(Callback on_change) {
   on_change_ = std::move(on_change);
   thread_ = std::thread([this] { Loop(); });
@@ -243,12 +255,15 @@ Status Discovery::ReadOnce(std::vector<std::string>* out) {
     return records.status();
   }
   out->clear();
+  std::lock_guard<std::mutex> keys_lock(key_book_->mu);
   for (const BrokerRecord& b : *records) {
     if (b.draining) continue;
     if (!options_.queue.empty() && b.queue != options_.queue) continue;
     const std::string& ep =
         options_.side == Side::kFrontend ? b.frontend : b.backend;
-    if (!ep.empty()) out->push_back(ep);
+    if (ep.empty()) continue;
+    out->push_back(ep);
+    key_book_->keys[ep] = b.curve_public_key;
   }
   std::sort(out->begin(), out->end());
   out->erase(std::unique(out->begin(), out->end()), out->end());

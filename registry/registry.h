@@ -6,8 +6,9 @@
 //
 //   {yard}:broker:<id>   STRING, PX ttl: a JSON object
 //                          {"id", "queue", "frontend", "backend",
-//                           "draining", "started_ms", "heartbeat_ms",
-//                           "host", "pid", "workers": [...], "counters"}
+//                           "curve_public_key", "draining", "started_ms",
+//                           "heartbeat_ms", "host", "pid", "workers": [...],
+//                           "counters"}
 //   {yard}:brokers       SET of ids (an index; members whose record has
 //                        expired are removed by whoever reads them)
 //
@@ -23,6 +24,12 @@
 // the live brokers that are not draining, optionally of one queue only.
 // Redis being unreachable is not taken as every broker being gone: the last
 // known set stands until Redis answers again.
+//
+// CURVE: a broker with CURVE on puts its public key in its record
+// ("curve_public_key", Z85; "" without CURVE), and Discovery keeps the key of
+// every broker it saw (CurveKeyLookup), so clients need no --broker-key. Redis
+// is then part of the trust base: whoever can write the registry can point
+// clients at a broker of their own, with its own key.
 #ifndef YARD_REGISTRY_REGISTRY_H_
 #define YARD_REGISTRY_REGISTRY_H_
 
@@ -74,6 +81,7 @@ struct BrokerRecord {
   std::string queue;
   std::string frontend;
   std::string backend;
+  std::string curve_public_key;  // Z85; empty: the broker runs without CURVE
   bool draining = false;
   std::vector<RegisteredWorker> workers;
   std::map<std::string, int64_t> held;      // jobs by state
@@ -120,6 +128,10 @@ class Discovery {
 
   // The endpoints found by the latest read, sorted.
   std::vector<std::string> endpoints() const;
+  // endpoint -> the CURVE public key its broker advertised ("" when none),
+  // for CurveClientOptions::server_key_for. Thread-safe; stays valid after
+  // the Discovery is gone.
+  std::function<std::string(const std::string&)> CurveKeyLookup() const;
   // Starts the polling thread; `on_change` runs on it with the new set
   // whenever the set changes. Never with an empty set: when the registry
   // lists no live broker (Redis restarted, or every broker draining), the
@@ -139,6 +151,12 @@ class Discovery {
   std::condition_variable cv_;
   bool stop_ = false;                   // guarded by mu_
   std::vector<std::string> endpoints_;  // guarded by mu_
+  // Keys by endpoint, shared with the lookups handed out.
+  struct KeyBook {
+    std::mutex mu;
+    std::map<std::string, std::string> keys;  // guarded by mu
+  };
+  std::shared_ptr<KeyBook> key_book_ = std::make_shared<KeyBook>();
   Callback on_change_;
   std::thread thread_;
 };

@@ -63,6 +63,7 @@
 #include "common/status.h"
 #include "schemas/codec.h"
 #include "schemas/frames.h"
+#include "security/curve_keys.h"
 
 namespace yard {
 
@@ -92,6 +93,9 @@ struct WorkerOptions {
   std::vector<std::string> tags;
   std::vector<std::string> taints;
   Limits limits;
+  // CURVE on every socket to a broker when curve.enabled()
+  // (security/curve_keys.h); plaintext otherwise.
+  CurveClientOptions curve;
   // Share the caller's context (needed for inproc:// endpoints); null: own.
   zmq::context_t* context = nullptr;
 };

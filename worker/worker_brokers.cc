@@ -24,7 +24,7 @@ std::string Suppressed(uint64_t n) {
 
 Status Worker::Impl::OpenSocket(Broker& b) {
   poll_items_dirty_ = true;
-  return b.Open(*context_, options_.limits, now_us());
+  return b.Open(*context_, options_.limits, now_us(), options_.curve);
 }
 
 void Worker::Impl::SendReady(Broker& b) {
@@ -289,8 +289,9 @@ void Worker::Impl::Reconnect(Broker& b) {
   if (Status st = OpenSocket(b); !st.ok()) {
     // Keep the (unconnected) socket if there is one; retried after expiry.
     spdlog::error("reconnect to {} failed: {}", b.endpoint(), st.ToString());
-    if (!b.socket()) {
+    if (!b.socket() && st.code() != StatusCode::kNotFound) {
       // Could not even create a socket (context terminated?): stop serving.
+      // (NotFound: no CURVE key known for this broker yet; retried.)
       stop_.store(true);
       return;
     }
