@@ -34,6 +34,7 @@
 #include "common/histogram.h"
 #include "common/status.h"
 #include "loadtest/ledger.h"
+#include "security/curve_keys.h"
 
 namespace yard {
 
@@ -63,6 +64,11 @@ struct LoadtestOptions {
   std::vector<std::string> broker_args;  // extra flags for local brokers
   std::vector<std::string> worker_args;  // ... and workers
   std::string yard_binary;               // "": this executable
+  // CURVE: `curve` makes the local cluster generate keys and run with CURVE
+  // on every socket (LocalClusterOptions::curve); with `connect`,
+  // curve_client is what the producers use (enabled: CURVE).
+  bool curve = false;
+  CurveClientOptions curve_client;
 
   // Load shape.
   int producers = 1;

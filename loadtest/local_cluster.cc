@@ -5,6 +5,7 @@
 #include <csignal>
 #include <cstdlib>
 #include <filesystem>
+#include <map>
 #include <sstream>
 #include <system_error>
 #include <thread>
@@ -124,6 +125,9 @@ Result<std::unique_ptr<LocalCluster>> LocalCluster::Start(
     if (ec) return Status::IoError(o.dir + ": " + ec.message());
     c->dir_ = o.dir;
   }
+  if (o.curve) {
+    if (Status s = c->MakeCurveKeys(); !s.ok()) return s;
+  }
 
   if (o.redis_cluster > 0) {
     if (!o.redis.empty()) {
@@ -237,6 +241,33 @@ Result<std::unique_ptr<Process>> LocalCluster::Spawn(
   return Process::Spawn(std::move(args), err);
 }
 
+Status LocalCluster::MakeCurveKeys() {
+  const std::string keys = dir_ + "/keys";
+  std::error_code ec;
+  std::filesystem::create_directories(keys, ec);
+  if (ec) return Status::IoError(keys + ": " + ec.message());
+  std::map<std::string, CurveKeyPair> pairs;
+  for (const char* name : {"broker", "producer", "worker", "admin"}) {
+    Result<CurveKeyPair> pair = GenerateKeyPair();
+    if (!pair.ok()) return pair.status();
+    const std::string path = keys + "/" + name;
+    if (Status s = WriteKeyPair(path, *pair, true); !s.ok()) return s;
+    pairs[name] = *pair;
+  }
+  curve_broker_args_ = {"--curve-secret",  keys + "/broker.secret",
+                        "--producer-keys", keys + "/producer.public",
+                        "--worker-keys",   keys + "/worker.public",
+                        "--admin-keys",    keys + "/admin.public"};
+  curve_worker_args_ = {"--curve-secret", keys + "/worker.secret",
+                        "--broker-key", keys + "/broker.public"};
+  const std::string& broker = pairs["broker"].public_key;
+  curve_producer_ = {pairs["producer"].public_key, pairs["producer"].secret_key,
+                     broker, nullptr};
+  curve_admin_ = {pairs["admin"].public_key, pairs["admin"].secret_key, broker,
+                  nullptr};
+  return Status::OK();
+}
+
 Status LocalCluster::StartBroker(size_t i) {
   Broker& b = brokers_[i];
   const bool again = !b.frontend.empty();
@@ -257,6 +288,8 @@ Status LocalCluster::StartBroker(size_t i) {
     }
     args.insert(args.end(), options_.broker_args.begin(),
                 options_.broker_args.end());
+    args.insert(args.end(), curve_broker_args_.begin(),
+                curve_broker_args_.end());
     auto p = Spawn("broker" + std::to_string(i), std::move(args));
     if (!p.ok()) return p.status();
     std::unique_ptr<Process> proc = std::move(p).value();
@@ -307,6 +340,7 @@ Status LocalCluster::StartWorker(size_t i) {
                           });
   args.insert(args.end(), options_.worker_args.begin(),
               options_.worker_args.end());
+  args.insert(args.end(), curve_worker_args_.begin(), curve_worker_args_.end());
   auto p = Spawn("worker" + std::to_string(i), std::move(args));
   if (!p.ok()) return p.status();
   workers_[i].process = std::move(p).value();

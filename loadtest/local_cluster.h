@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "security/curve_keys.h"
 #include "testing/process.h"
 #include "testing/redis_cluster.h"
 #include "testing/redis_server.h"
@@ -55,6 +56,10 @@ struct LocalClusterOptions {
   // Workers find brokers with --discover (needs redis) instead of a fixed
   // --connect list, so they also follow brokers added later (AddBroker).
   bool discover = false;
+  // CURVE everywhere: generates a broker key pair and one producer, worker
+  // and admin key pair in dir()/keys (all brokers share the broker pair);
+  // brokers and workers get the flags, producers curve_client().
+  bool curve = false;
   std::string dir;  // logs; "": a new directory under $TMPDIR or /tmp
 };
 
@@ -75,6 +80,10 @@ class LocalCluster {
   // The URL the loadtest itself reads Redis at (it may hold a password:
   // log it through RedactRedisUrl).
   const std::string& redis_url() const { return redis_url_; }
+  // With options.curve: a producer's CURVE settings (producer key pair,
+  // the brokers' key), and an admin's; disabled otherwise.
+  const CurveClientOptions& curve_client() const { return curve_producer_; }
+  const CurveClientOptions& curve_admin() const { return curve_admin_; }
   // A redis-server or a Redis Cluster started here.
   bool owns_redis() const { return redis_ || redis_cluster_; }
   // The Redis Cluster started here (redis_cluster > 0), else null.
@@ -120,6 +129,8 @@ class LocalCluster {
   };
 
   explicit LocalCluster(LocalClusterOptions options);
+  // options.curve: writes the key pairs, fills the flags and clients.
+  Status MakeCurveKeys();
   Status StartBroker(size_t i);
   Status StartWorker(size_t i);
   Result<std::unique_ptr<Process>> Spawn(const std::string& name,
@@ -136,6 +147,8 @@ class LocalCluster {
   std::string child_redis_url_;
   std::unique_ptr<RedisServer> redis_;
   std::unique_ptr<RedisCluster> redis_cluster_;
+  std::vector<std::string> curve_broker_args_, curve_worker_args_;
+  CurveClientOptions curve_producer_, curve_admin_;
   std::vector<Broker> brokers_;
   std::vector<Worker> workers_;
   size_t next_victim_ = 0;

@@ -76,6 +76,7 @@ Status Run::StartCluster() {
   c.broker_args = o_.broker_args;
   c.worker_args = o_.worker_args;
   c.discover = o_.discover;
+  c.curve = o_.curve;
   c.dir = o_.logs_dir;
   auto cluster = LocalCluster::Start(std::move(c));
   if (!cluster.ok()) return cluster.status();
@@ -131,6 +132,7 @@ Status Run::MakeProducers() {
       lane->discovery = std::move(found).value();
       po.brokers = lane->discovery->endpoints();
     }
+    po.curve = cluster_ ? cluster_->curve_client() : o_.curve_client;
     po.heartbeat_ms = o_.heartbeat_ms;
     po.max_batch = static_cast<size_t>(o_.batch);
     po.default_timeout_ms =

@@ -192,4 +192,40 @@ int ResolveBrokerSource(const std::string& command, const std::string& connect,
   return 0;
 }
 
+void AddCurveClientFlags(CLI::App& app, CurveFlags* flags) {
+  auto* secret = app.add_option(
+      "--curve-secret", flags->secret_file,
+      "CURVE: this client's secret key file (yard keygen); every socket to a "
+      "broker is then encrypted and authenticated");
+  app.add_option("--broker-key", flags->broker_key,
+                 "CURVE: the brokers' public key, 40 Z85 characters or a file "
+                 "holding it (with --discover: default, each broker's key "
+                 "from its registry record)")
+      ->needs(secret);
+}
+
+int ResolveCurveClient(const std::string& command, const CurveFlags& flags,
+                       const BrokerSource& source, CurveClientOptions* out) {
+  if (flags.secret_file.empty()) return 0;
+  Result<CurveKeyPair> keys = LoadSecretKeyFile(flags.secret_file);
+  if (!keys.ok()) {
+    return UsageError(command, "--curve-secret: " + keys.status().message());
+  }
+  out->public_key = keys->public_key;
+  out->secret_key = keys->secret_key;
+  if (!flags.broker_key.empty()) {
+    Result<std::string> key = ResolveKeyArgument(flags.broker_key);
+    if (!key.ok()) {
+      return UsageError(command, "--broker-key: " + key.status().message());
+    }
+    out->server_key = *key;
+  } else if (source.discovery) {
+    out->server_key_for = source.discovery->CurveKeyLookup();
+  } else {
+    return UsageError(command,
+                      "--curve-secret needs --broker-key (or --discover)");
+  }
+  return 0;
+}
+
 }  // namespace yard::cli

@@ -15,6 +15,7 @@
 #include "common/status.h"
 #include "registry/registry.h"
 #include "schemas/codec.h"
+#include "security/curve_keys.h"
 
 namespace yard::cli {
 
@@ -116,6 +117,20 @@ int ResolveBrokerSource(const std::string& command, const std::string& connect,
                         Discovery::Side side, const std::string& queue,
                         int64_t wait_ms, BrokerSource* out);
 
+// CURVE for a producer or worker: --curve-secret FILE (its own key pair,
+// curve_keys.h) and --broker-key FILE_OR_Z85 (the brokers' public key).
+struct CurveFlags {
+  std::string secret_file;
+  std::string broker_key;
+};
+void AddCurveClientFlags(CLI::App& app, CurveFlags* flags);
+
+// Loads the keys into *out (left off without --curve-secret). Without
+// --broker-key, --discover supplies each broker's key from its registry
+// record. Returns 0, or the exit code of a one-line usage error.
+int ResolveCurveClient(const std::string& command, const CurveFlags& flags,
+                       const BrokerSource& source, CurveClientOptions* out);
+
 }  // namespace yard::cli
 
 namespace yard {
@@ -125,6 +140,7 @@ int RunPush(int argc, char** argv);
 int RunLoadtest(int argc, char** argv);
 int RunQueue(int argc, char** argv);
 int RunResult(int argc, char** argv);
+int RunKeygen(int argc, char** argv);
 }  // namespace yard
 
 #endif  // YARD_TOOLS_CLI_H_

@@ -144,6 +144,26 @@ void AddDurableFlags(CLI::App& app, BrokerOptions* o,
                "(appendonly yes, appendfsync always)");
 }
 
+// CURVE: the broker's key and the three role key sets.
+void AddCurveFlags(CLI::App& app, BrokerOptions* o) {
+  auto* secret = app.add_option(
+      "--curve-secret", o->curve.secret_key_file,
+      "CURVE on both sockets: this broker's secret key file (yard keygen); "
+      "plaintext peers are refused at the handshake");
+  app.add_option("--producer-keys", o->curve.keys.producers,
+                 "CURVE: producers' public keys: a directory of *.public "
+                 "files or a file with one Z85 key per line (re-read on "
+                 "SIGHUP)")
+      ->needs(secret);
+  app.add_option("--worker-keys", o->curve.keys.workers,
+                 "CURVE: workers' public keys (same forms)")
+      ->needs(secret);
+  app.add_option("--admin-keys", o->curve.keys.admins,
+                 "CURVE: admins' public keys (same forms): they may also "
+                 "read stats")
+      ->needs(secret);
+}
+
 // The checks of durable mode CLI11 cannot make: 0, or the exit code of a
 // one-line usage error.
 // Gives the URL its password (cli::ResolveRedisUrl).
@@ -178,6 +198,7 @@ int RunBroker(int argc, char** argv) {
   CLI::Option* max_queue = AddServingFlags(app, &o);
   cli::RedisAuthFlags redis_auth;
   AddDurableFlags(app, &o, &redis_auth);
+  AddCurveFlags(app, &o);
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error|off")
       ->capture_default_str()
       ->check(
@@ -187,8 +208,14 @@ int RunBroker(int argc, char** argv) {
 
   if (max_queue->count()) o.redis.capacity = o.max_queue;
   if (int rc = CheckDurableFlags(argv[0], redis_auth, &o)) return rc;
+  if (!o.curve.secret_key_file.empty() &&
+      (o.curve.keys.producers.empty() || o.curve.keys.workers.empty())) {
+    return cli::UsageError(
+        argv[0], "--curve-secret needs --producer-keys and --worker-keys");
+  }
   InitLogging("broker", log_level);
   InstallStopHandlers();
+  InstallReloadHandler();
   auto broker = Broker::Create(o);
   if (!broker.ok()) return cli::UsageError(argv[0], broker.status().message());
   // Scripts and tests wait for this line; with tcp://HOST:* it names the port.

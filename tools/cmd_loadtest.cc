@@ -57,6 +57,7 @@ struct LoadtestFlags {
   cli::RedisAuthFlags redis_auth;
   bool quiet = false;
   double progress_every = 5;
+  cli::CurveFlags curve;
   CLI::Option* redis_url_opt = nullptr;
   CLI::Option* redis_cluster_opt = nullptr;
   CLI::Option* jobs_opt = nullptr;
@@ -104,6 +105,11 @@ void AddClusterFlags(CLI::App& app, LoadtestFlags* f) {
                  "extra flag for local brokers (repeat; --broker-arg=--x=1)");
   app.add_option("--worker-arg", o.worker_args,
                  "extra flag for local workers (repeat)");
+  app.add_flag("--curve", o.curve,
+               "CURVE on every socket of the local cluster: generates a "
+               "broker, producer, worker and admin key pair in its logs "
+               "directory (keys/)");
+  cli::AddCurveClientFlags(app, &f->curve);
 }
 
 // The load: producers, jobs, pace and deadlines.
@@ -229,6 +235,24 @@ int CheckFlags(const std::string& name, LoadtestFlags* f) {
   }
   if (!(f->progress_every >= 0)) {
     return cli::UsageError(name, "--progress-every: must be at least 0");
+  }
+  if (o.curve && !o.connect.empty()) {
+    return cli::UsageError(name,
+                           "--curve: only for the local cluster; with "
+                           "--connect give --curve-secret and --broker-key");
+  }
+  if (!f->curve.secret_file.empty()) {
+    if (o.connect.empty()) {
+      return cli::UsageError(
+          name,
+          "--curve-secret: only with --connect (--curve for the "
+          "local cluster)");
+    }
+    cli::BrokerSource fixed;  // --connect: no discovery
+    if (int rc =
+            cli::ResolveCurveClient(name, f->curve, fixed, &o.curve_client)) {
+      return rc;
+    }
   }
   if (Status st = ValidateLoadtest(o); !st.ok()) {
     return cli::UsageError(name, st.message());

@@ -148,6 +148,7 @@ struct PushFlags {
   int64_t ack_timeout_ms = 2000, heartbeat_ms = 1000, max_batch = 256,
           linger_us = 200;
   bool json = false;
+  cli::CurveFlags curve;
   CLI::Option* rate_opt = nullptr;
   CLI::Option* payload_opt = nullptr;
 };
@@ -228,10 +229,13 @@ int CheckFlags(const std::string& name, const PushFlags& f) {
 // Creates the producer; 0, or the exit code of a one-line error (2 for an
 // option the producer refuses, 1 otherwise).
 int MakeProducer(const std::string& name, const PushFlags& f,
-                 const std::vector<std::string>& endpoints, int64_t timeout_us,
+                 const cli::BrokerSource& source, int64_t timeout_us,
                  std::unique_ptr<Producer>* out) {
   ProducerOptions opts;
-  opts.brokers = endpoints;
+  opts.brokers = source.endpoints;
+  if (int rc = cli::ResolveCurveClient(name, f.curve, source, &opts.curve)) {
+    return rc;
+  }
   opts.ack_timeout_ms = f.ack_timeout_ms;
   opts.heartbeat_ms = f.heartbeat_ms;
   opts.default_timeout_ms = std::max<int64_t>(1, timeout_us / 1000);
@@ -449,6 +453,7 @@ int RunPush(int argc, char** argv) {
                             &f.redis_auth);
   AddLoadFlags(app, &f);
   AddProducerFlags(app, &f);
+  cli::AddCurveClientFlags(app, &f.curve);
   int exit_code = 0;
   if (!cli::Parse(app, argc, argv, &exit_code)) return exit_code;
   const std::string name = app.get_name();
@@ -463,8 +468,8 @@ int RunPush(int argc, char** argv) {
   }
   InstallStopHandlers();
   std::unique_ptr<Producer> producer;
-  if (int rc = MakeProducer(name, f, source.endpoints, PushRun::TimeoutUs(f),
-                            &producer)) {
+  if (int rc =
+          MakeProducer(name, f, source, PushRun::TimeoutUs(f), &producer)) {
     return rc;
   }
   if (source.discovery) {

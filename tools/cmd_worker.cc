@@ -45,6 +45,7 @@ struct WorkerFlags {
   std::string taints;
   std::string log_level = "info";
   size_t max_frame_bytes = Defaults().limits.max_frame_bytes;
+  cli::CurveFlags curve;
 };
 
 void AddWorkerFlags(CLI::App& app, WorkerFlags* f) {
@@ -83,6 +84,7 @@ void AddWorkerFlags(CLI::App& app, WorkerFlags* f) {
   app.add_option("--max-frame-bytes", f->max_frame_bytes,
                  "largest message accepted or sent")
       ->capture_default_str();
+  cli::AddCurveClientFlags(app, &f->curve);
 }
 
 // Checks the flags and fills *options (all but the brokers): 0, or the exit
@@ -148,6 +150,10 @@ int RunWorker(int argc, char** argv) {
   if (int rc = cli::ResolveBrokerSource(command, f.connect, f.discover,
                                         f.redis_auth, Discovery::Side::kBackend,
                                         f.queue, f.discover_wait_ms, &source)) {
+    return rc;
+  }
+  if (int rc =
+          cli::ResolveCurveClient(command, f.curve, source, &options.curve)) {
     return rc;
   }
   options.brokers = source.endpoints;

@@ -16,7 +16,8 @@ void Usage(std::ostream& out) {
          "  push     submit jobs and report throughput and latency\n"
          "  loadtest load (and chaos) through a cluster; audit every job\n"
          "  queue    inspect and administer a durable (Redis) queue\n"
-         "  result   print the stored result of a job (durable queue)\n";
+         "  result   print the stored result of a job (durable queue)\n"
+         "  keygen   generate a CURVE key pair (PATH.public, PATH.secret)\n";
 }
 
 }  // namespace
@@ -36,6 +37,7 @@ int main(int argc, char** argv) {
   if (cmd == "loadtest") return yard::RunLoadtest(argc - 1, argv + 1);
   if (cmd == "queue") return yard::RunQueue(argc - 1, argv + 1);
   if (cmd == "result") return yard::RunResult(argc - 1, argv + 1);
+  if (cmd == "keygen") return yard::RunKeygen(argc - 1, argv + 1);
   if (cmd == "--help" || cmd == "-h" || cmd == "help") {
     Usage(std::cout);
     return 0;
