@@ -30,7 +30,8 @@ RoleKeys RolesOf(const Keys& k) {
 }
 
 TEST(RolesTest, UserIdRoundTrip) {
-  Peer p = ParseUserId(MakeUserId(Role::kWorker, "KEY"));
+  const std::string user = MakeUserId(Role::kWorker, "KEY");
+  Peer p = ParseUserId(user);  // views into `user`
   EXPECT_EQ(p.role, Role::kWorker);
   EXPECT_EQ(p.key, "KEY");
   EXPECT_EQ(ParseUserId("").role, Role::kNone);
