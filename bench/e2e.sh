@@ -183,7 +183,7 @@ for r in result["rows"]:
     if r["jobs_per_s"] and plain["jobs_per_s"]:
         r["vs_plain"] = r["jobs_per_s"] / plain["jobs_per_s"]
         print(f"\nCURVE {plain['side']} {r['size']} B: {r['vs_plain']:.3f} of the "
-              f"plain throughput ({(1 - r['vs_plain']) * 100:+.1f}% lower); "
+              f"plain throughput ({(1 - r['vs_plain']) * 100:.1f}% lower); "
               f"runs {', '.join(f'{x:,.0f}' for x in r['runs'])} vs "
               f"{', '.join(f'{x:,.0f}' for x in plain['runs'])}")
 result["all_ok"] = ok
