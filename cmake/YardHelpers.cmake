@@ -16,6 +16,12 @@ if(YARD_SANITIZE)
     -fno-sanitize-recover=all -fno-omit-frame-pointer)
   target_link_options(yard_sanitizers INTERFACE -fsanitize=${YARD_SANITIZE})
 endif()
+# Fuzz builds: every library also gets libFuzzer's coverage instrumentation
+# (no main); the fuzz targets themselves link -fsanitize=fuzzer (fuzz/).
+if(YARD_FUZZ)
+  target_compile_options(yard_sanitizers INTERFACE -fsanitize=fuzzer-no-link)
+  target_link_options(yard_sanitizers INTERFACE -fsanitize=fuzzer-no-link)
+endif()
 
 # yard_cc_library(NAME name SRCS a.cc HDRS a.h DEPS x y)
 #   Defines yard_<name> with alias yard::<name>; DEPS are PUBLIC, warnings PRIVATE.

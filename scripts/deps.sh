@@ -9,6 +9,9 @@ PACKAGES=(
   libhiredis-dev redis-server libtbb-dev libssl-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev libspdlog-dev nlohmann-json3-dev libcpp-httplib-dev
+  # The fuzz targets (scripts/fuzz.sh): clang 14, libFuzzer and the
+  # sanitizer runtimes.
+  clang libclang-rt-14-dev
 )
 
 missing=()
