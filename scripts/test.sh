@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The whole test suite: installs what is missing, builds, checks formatting,
 # runs every test (unit, integration, benchmark smoke runs), then builds the
-# tests again with ASan+UBSan and runs them there too.
+# tests again with ASan+UBSan and runs them there too, then builds the
+# libFuzzer targets (clang) and runs each for 15 s (scripts/fuzz.sh).
 #   scripts/test.sh            everything
 #   SKIP_SANITIZERS=1 scripts/test.sh   the plain build only
+#   SKIP_FUZZ=1 scripts/test.sh         without the fuzz smoke run
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
@@ -31,5 +33,9 @@ if [ "${SKIP_SANITIZERS:-0}" != 1 ]; then
   ctest --test-dir build-asan --output-on-failure -j2 -L unit
   ctest --test-dir build-asan --output-on-failure -L integration
   ctest --test-dir build-asan --output-on-failure -L redis
+fi
+if [ "${SKIP_FUZZ:-0}" != 1 ]; then
+  echo "== fuzz smoke (libFuzzer, clang, ASan+UBSan; 15 s per target)"
+  scripts/fuzz.sh 15
 fi
 echo "== all tests passed in $(( $(date +%s) - start )) s"
