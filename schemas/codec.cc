@@ -45,6 +45,22 @@ Refusal CheckEntries(const Vec* v, size_t limit, const char* what) {
   return {};
 }
 
+using IdVector = flatbuffers::Vector<const wire::Id*>;
+
+// A vector of ids: bounded in entries, and 8-aligned in memory. The
+// Verifier checks a vector of structs only for the 4-byte alignment of its
+// length, while an Id holds uint64s: a vector at 4 mod 8 would be read
+// misaligned (undefined behaviour; a trap on strict-alignment machines).
+// Builders align such vectors to 8, so only a forged frame is refused.
+Refusal CheckIds(const IdVector* v, size_t limit, const char* what) {
+  if (Refusal r = CheckEntries(v, limit, what)) return r;
+  if (v && reinterpret_cast<uintptr_t>(v->Data()) % alignof(wire::Id) != 0) {
+    return {wire::ErrorCode::BadFrame,
+            std::string(what) + " are not 8-aligned"};
+  }
+  return {};
+}
+
 // A batch of nested blobs (JobBlob or ResultBlob): bounded in entries, in
 // bytes counted once per reference, each 8-aligned in memory and a valid
 // standalone `Root` (verified here, after the bounds, by a verifier of its
@@ -77,8 +93,7 @@ Refusal CheckBlobs(const flatbuffers::Vector<flatbuffers::Offset<BlobTable>>* v,
     }
     flatbuffers::Verifier verifier(data, size, options);
     // 8: the smallest buffer (root offset and vtable offset).
-    if (size < 8 ||
-        !verifier.VerifyBuffer<Root>(nullptr)) {
+    if (size < 8 || !verifier.VerifyBuffer<Root>(nullptr)) {
       return {wire::ErrorCode::BadFrame, "a nested blob does not verify"};
     }
   }
@@ -137,7 +152,7 @@ Refusal CheckBody(const wire::Envelope& env, const Limits& limits) {
     case wire::Body::Results: {
       const auto* r = env.body_as_Results();
       if (Refusal bad =
-              CheckEntries(r->accepted(), limits.max_batch, "accepted ids")) {
+              CheckIds(r->accepted(), limits.max_batch, "accepted ids")) {
         return bad;
       }
       return CheckBlobs<wire::JobResult>(r->results(), limits);
@@ -145,16 +160,16 @@ Refusal CheckBody(const wire::Envelope& env, const Limits& limits) {
     case wire::Body::Accepted: {
       const auto* ids = env.body_as_Accepted()->ids();
       if (ids->size() == 0) return {wire::ErrorCode::BadBatch, "empty batch"};
-      return CheckEntries(ids, limits.max_batch, "accepted ids");
+      return CheckIds(ids, limits.max_batch, "accepted ids");
     }
     case wire::Body::Cancel:
-      return CheckEntries(env.body_as_Cancel()->ids(), limits.max_batch,
-                          "cancelled ids");
+      return CheckIds(env.body_as_Cancel()->ids(), limits.max_batch,
+                      "cancelled ids");
     case wire::Body::Ready:
       return CheckReady(*env.body_as_Ready(), limits);
     case wire::Body::Error: {
       const auto* e = env.body_as_Error();
-      if (Refusal r = CheckEntries(e->ids(), limits.max_batch, "error ids")) {
+      if (Refusal r = CheckIds(e->ids(), limits.max_batch, "error ids")) {
         return r;
       }
       return CheckText(e->message(), "error message", limits);

@@ -100,6 +100,21 @@ TEST(CodecLimitsTest, NestedBlobAtFourModEightIsRefusedNotRead) {
   EXPECT_NE(d.message.find("not 8-aligned"), std::string::npos) << d.message;
 }
 
+TEST(CodecLimitsTest, IdVectorAtFourModEightIsRefusedNotRead) {
+  const std::string frame = testing::MisalignedIdsCancel(3);
+  const auto* env = flatbuffers::GetRoot<wire::Envelope>(frame.data());
+  const auto* ids = env->body_as_Cancel()->ids();
+  ASSERT_EQ(reinterpret_cast<uintptr_t>(ids->Data()) % 8, 4u)
+      << "the test did not build the shape it means to";
+  flatbuffers::Verifier verifier(reinterpret_cast<const uint8_t*>(frame.data()),
+                                 frame.size());
+  ASSERT_TRUE(verifier.VerifyBuffer<wire::Envelope>(nullptr))
+      << "the Verifier alone accepts it: Decode must refuse it";
+  Decoded d = Decode(AsBytes(frame), Limits());
+  EXPECT_EQ(d.error, wire::ErrorCode::BadFrame);
+  EXPECT_NE(d.message.find("not 8-aligned"), std::string::npos) << d.message;
+}
+
 TEST(CodecLimitsTest, EveryIdListIsBounded) {
   Limits limits;
   limits.max_batch = 8;

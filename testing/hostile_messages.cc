@@ -90,4 +90,19 @@ std::string MisalignedBlobSubmit() {
   return Finish(fbb, wire::Body::Submit, submit.Union());
 }
 
+std::string MisalignedIdsCancel(size_t n) {
+  flatbuffers::FlatBufferBuilder fbb;
+  // Written back to front: the ids, then their count; padded so that the
+  // count ends up 8-aligned and the ids 4 bytes after it.
+  fbb.PreAlign(n * sizeof(wire::Id) + sizeof(flatbuffers::uoffset_t), 8);
+  for (size_t i = n; i-- > 0;) {
+    const wire::Id id(1, i + 1);
+    fbb.PushBytes(reinterpret_cast<const uint8_t*>(&id), sizeof id);
+  }
+  fbb.PushElement(static_cast<flatbuffers::uoffset_t>(n));
+  const flatbuffers::Offset<flatbuffers::Vector<const wire::Id*>> ids(
+      fbb.GetSize());
+  return Finish(fbb, wire::Body::Cancel, wire::CreateCancel(fbb, ids).Union());
+}
+
 }  // namespace yard::testing

@@ -31,6 +31,11 @@ std::string SharedTableSubmit(size_t n);
 // buffer (its int64 fields then sit misaligned in memory).
 std::string MisalignedBlobSubmit();
 
+// A Cancel whose vector of `n` ids starts at 4 mod 8 in the buffer: the
+// Verifier accepts it (it checks a vector of structs for the alignment of
+// its length only), and its uint64 fields sit misaligned.
+std::string MisalignedIdsCancel(size_t n);
+
 }  // namespace yard::testing
 
 #endif  // YARD_TESTING_HOSTILE_MESSAGES_H_
