@@ -13,6 +13,7 @@
 // new identity, after a silence) announces itself with Ready and gets the
 // probe again. At exit the worker is stopped (it drains) and its thread
 // joined, so LeakSanitizer sees only real leaks.
+#include <cerrno>
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
@@ -155,7 +156,12 @@ void Harness::AwaitProbe(const char* what) {
   while (!Drain()) {
     if (std::chrono::steady_clock::now() > deadline) Hung(what);
     zmq::pollitem_t item{router_.handle(), 0, ZMQ_POLLIN, 0};
-    zmq::poll(&item, 1, std::chrono::milliseconds(10));
+    try {
+      zmq::poll(&item, 1, std::chrono::milliseconds(10));
+    } catch (const zmq::error_t& e) {
+      // libFuzzer's timer (SIGALRM) interrupts the wait: look again.
+      if (e.num() != EINTR) throw;
+    }
   }
 }
 
