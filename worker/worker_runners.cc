@@ -79,7 +79,11 @@ void Worker::Impl::Execute(Job& job, Writer& writer) {
   int64_t now_unix = ctx.deadline_ms != 0 ? UnixMillis() : 0;
   if (ctx.deadline_ms != 0 && now_unix > ctx.deadline_ms) {
     status = wire::ResultStatus::Expired;
-    error = "deadline passed " + std::to_string(now_unix - ctx.deadline_ms) +
+    // Unsigned: any int64 deadline may arrive, and the distance from a very
+    // negative one does not fit in an int64.
+    const uint64_t late = static_cast<uint64_t>(now_unix) -
+                          static_cast<uint64_t>(ctx.deadline_ms);
+    error = "deadline passed " + std::to_string(late) +
             " ms before the job could start";
   } else if (auto it = handlers_.find(ctx.task); it == handlers_.end()) {
     status = wire::ResultStatus::UnknownTask;

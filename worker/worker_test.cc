@@ -7,6 +7,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <limits>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -343,6 +344,24 @@ TEST_F(WorkerTest, EchoJobsComeBackWithTheirIdsAndOutputs) {
   EXPECT_EQ(c.jobs_received, 50u);
   EXPECT_EQ(c.jobs_ok, 50u);
   EXPECT_EQ(c.jobs_failed, 0u);
+}
+
+// A deadline is any int64 a producer sent: the most negative one expires
+// the job too, and how late it is does not overflow.
+TEST_F(WorkerTest, DeadlineAtTheMostNegativeTimeExpires) {
+  auto ep = NewEndpoint();
+  FakeBroker broker(context_, ep);
+  Start(Options({ep}, 1, 1));
+  std::string id = broker.ExpectReady();
+  auto ids =
+      broker.Dispatch(id, {{"echo", "x"}}, std::numeric_limits<int64_t>::min());
+  auto results = broker.CollectResults(1);
+  ASSERT_EQ(results.size(), 1u);
+  EXPECT_EQ(results[ids[0]].status, wire::ResultStatus::Expired);
+  EXPECT_NE(results[ids[0]].error.find("deadline passed 92233"),
+            std::string::npos)
+      << results[ids[0]].error;
+  EXPECT_TRUE(StopAndJoin().ok());
 }
 
 TEST_F(WorkerTest, FailuresUnknownTasksAndExpiredDeadlines) {
