@@ -190,6 +190,7 @@ void Broker::Impl::OnResults(WorkerInfo* sender, const wire::Results* results) {
 }
 
 void Broker::Impl::RouteResult(const std::string& route, Bytes result) {
+  ProducerFinished(route, 1);
   Outbox& out = OutboxFor(route);
   if (out.results.size() >= options_.limits.max_batch ||
       out.results.bytes() + result.size() >

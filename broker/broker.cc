@@ -17,6 +17,7 @@ Status Broker::Impl::Init() {
         std::to_string(options_.limits.max_frame_bytes) + ")");
   }
   if (auto s = options_.retry.Validate(); !s.ok()) return s;
+  if (auto s = options_.quotas.Validate(); !s.ok()) return s;
   auto balancer = NewBalancer(options_.balancer, rng_());
   if (!balancer.ok()) return balancer.status();
   balancer_ = std::move(balancer).value();
@@ -230,6 +231,7 @@ std::string Broker::Impl::StatsJson() const {
                    {"duplicates", c_.duplicates},
                    {"busy", c_.busy},
                    {"busy_bytes", c_.busy_bytes},
+                   {"busy_quota", c_.busy_quota},
                    {"refused", c_.refused},
                    {"invalid", c_.invalid},
                    {"dispatched", c_.dispatched},

@@ -28,6 +28,7 @@
 #include <memory>
 #include <string>
 
+#include "broker/producer_quotas.h"
 #include "common/status.h"
 #include "queue/job_queue.h"
 #include "queue/retry_policy.h"
@@ -48,6 +49,9 @@ struct BrokerOptions {
   size_t max_queue_bytes = size_t{1} << 30;
   // Registered workers at most; a Ready beyond it is refused (Busy).
   size_t max_workers = 10000;
+  // Per producer (CURVE key, or address without CURVE): a rate, a burst and
+  // a cap on unfinished jobs (broker/producer_quotas.h); off by default.
+  QuotaOptions quotas;
   size_t max_dispatch_batch = 256;
   int64_t drain_timeout_ms = 10000;
   uint32_t busy_retry_after_ms = 50;
@@ -78,6 +82,7 @@ struct BrokerCounters {
   uint64_t duplicates = 0;   // resubmits of held jobs
   uint64_t busy = 0;         // jobs refused: queue full (jobs or bytes)
   uint64_t busy_bytes = 0;   // of those, refused for max_queue_bytes
+  uint64_t busy_quota = 0;   // of those, refused for a producer's quota
   uint64_t refused = 0;      // jobs refused: draining
   uint64_t unavailable = 0;  // jobs refused: the durable store is down
   uint64_t invalid = 0;      // jobs refused: over a limit or malformed

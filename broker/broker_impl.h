@@ -34,7 +34,9 @@
 #include "balancer/balancer.h"
 #include "balancer/placement.h"
 #include "broker/broker.h"
+#include "broker/producer_quotas.h"
 #include "broker/worker_table.h"
+#include "common/audit.h"
 #include "common/clock.h"
 #include "common/heartbeat.h"
 #include "common/signals.h"
@@ -173,8 +175,23 @@ class Broker::Impl {
  private:
   // Frontend.
   void ReadFrontend();
-  void OnSubmit(const std::string& route, std::shared_ptr<MeteredFrame> frame,
+  // `producer`: who the quotas count it against (ProducerOf).
+  void OnSubmit(const std::string& route, const std::string& producer,
+                std::shared_ptr<MeteredFrame> frame,
                 const wire::Submit* submit);
+  // The checks of one job of a Submit beyond Decode's: None, or the code
+  // with *why set.
+  wire::ErrorCode CheckSubmitted(const wire::Job& job, std::string* why) const;
+  // How many of the Submit's first jobs the producer's quotas admit; the
+  // rest are answered Busy with a retry-after.
+  size_t AdmitByQuota(const std::string& route, const std::string& producer,
+                      const wire::Submit* submit);
+  // A producer's quota key: its CURVE key, or its address without CURVE.
+  std::string ProducerOf(const RouterMessage& msg) const;
+  bool IsAdmin(const RouterMessage& msg) const;
+  // Which producer a route belongs to, so its finished jobs count back.
+  void NoteProducer(const std::string& route, const std::string& producer);
+  void ProducerFinished(const std::string& route, size_t n);
   // Answers every job of a Submit that cannot be taken now with `list`
   // (busy or unavailable) in the producer's outbox.
   void RefuseSubmit(const std::string& route, const wire::Submit* submit,
@@ -261,6 +278,9 @@ class Broker::Impl {
   zmq::socket_t backend_;
   std::string frontend_ep_, backend_ep_;
   // CURVE; null when off. After the sockets: it goes before them.
+  ProducerQuotas quotas_{options_.quotas};
+  std::unordered_map<std::string, std::string> producer_of_route_;
+  AuditLog audit_;
   std::unique_ptr<Gatekeeper> gate_;
   uint64_t reload_generation_ = 0;
 

@@ -76,6 +76,38 @@ const wire::Envelope* Env(const std::string& body) {
   return d.envelope;
 }
 
+// Sorts a producer's replies to one Submit: accepted ids and Busy errors.
+struct Replies {
+  size_t accepted = 0, busy = 0;
+  uint32_t retry_after_ms = 0;
+};
+Replies ReadReplies(Peer& p, size_t jobs) {
+  Replies r;
+  while (r.accepted + r.busy < jobs) {
+    auto m = p.Recv();
+    if (!m) break;
+    const auto* env = Env(*m);
+    if (env->body_type() == wire::Body::Accepted) {
+      r.accepted += env->body_as_Accepted()->ids()->size();
+    } else if (env->body_type() == wire::Body::Error &&
+               env->body_as_Error()->code() == wire::ErrorCode::Busy) {
+      r.busy += env->body_as_Error()->ids()->size();
+      r.retry_after_ms = env->body_as_Error()->retry_after_ms();
+    } else {
+      ADD_FAILURE() << "unexpected reply "
+                    << wire::EnumNameBody(env->body_type());
+      break;
+    }
+  }
+  return r;
+}
+
+std::vector<JobId> RandomIds(size_t n) {
+  std::vector<JobId> ids(n);
+  for (JobId& id : ids) id = JobId::Random();
+  return ids;
+}
+
 class BrokerTest : public ::testing::Test {
  protected:
   void Start(BrokerOptions o = {}) {
@@ -136,6 +168,14 @@ class BrokerTest : public ::testing::Test {
     }
     worker.Send(results.FinishResults());
     return ids;
+  }
+
+  // Submits `n` jobs from `p` as one message; every one must be accepted.
+  void ExpectAllAccepted(Peer& p, size_t n) {
+    Submit(p, RandomIds(n));
+    Replies all = ReadReplies(p, n);
+    EXPECT_EQ(all.accepted, n);
+    EXPECT_EQ(all.busy, 0u);
   }
 
   zmq::context_t ctx_;
@@ -508,6 +548,45 @@ TEST_F(BrokerTest, OnlyTheSubmitterMayCancelAJob) {
   const auto* r = Env(*res)->body_as_Results()->results()->Get(0);
   EXPECT_EQ(r->data_nested_root()->status(), wire::ResultStatus::Cancelled);
   EXPECT_EQ(FromWire(r->data_nested_root()->id()), id);
+}
+
+TEST_F(BrokerTest, EachProducerHasItsOwnRateLimit) {
+  BrokerOptions o;
+  o.quotas.rate = 10;  // one job's token every 100 ms
+  o.quotas.burst = 10;
+  Start(o);
+  Peer flood(ctx_, "inproc://front"), calm(ctx_, "inproc://front");
+  Submit(flood, RandomIds(30));
+  Replies r = ReadReplies(flood, 30);
+  EXPECT_EQ(r.accepted, 10u);
+  EXPECT_EQ(r.busy, 20u);
+  EXPECT_GE(r.retry_after_ms, 50u);  // about 100 ms: the next token
+  EXPECT_LE(r.retry_after_ms, 100u);
+  EXPECT_TRUE(
+      Eventually([&] { return broker_->counters().busy_quota == 20u; }));
+  // Inproc peers have no address: each connection is a producer here.
+  ExpectAllAccepted(calm, 5);
+}
+
+TEST_F(BrokerTest, AProducersUnfinishedJobsAreCapped) {
+  BrokerOptions o;
+  o.quotas.max_queued = 5;
+  Start(o);
+  Peer producer(ctx_, "inproc://front");
+  Submit(producer, RandomIds(8));
+  Replies r = ReadReplies(producer, 8);
+  EXPECT_EQ(r.accepted, 5u);
+  EXPECT_EQ(r.busy, 3u);
+  // A worker finishes them: their results count back, and 5 more go in.
+  Peer worker(ctx_, "inproc://back");
+  Ready(worker, 10);
+  auto disp = worker.Recv();
+  ASSERT_TRUE(disp);
+  EXPECT_EQ(AnswerDispatch(worker, *disp).size(), 5u);
+  auto res = producer.Recv();
+  ASSERT_TRUE(res);
+  ASSERT_EQ(Env(*res)->body_type(), wire::Body::Results);
+  ExpectAllAccepted(producer, 5);
 }
 
 TEST_F(BrokerTest, WorkersBeyondTheLimitAreRefusedBusy) {

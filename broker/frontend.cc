@@ -27,13 +27,13 @@ void Broker::Impl::ReadFrontend() {
     if (!Admit(msg, d.kind(), /*frontend=*/true)) continue;  // auth.cc
     switch (d.kind()) {
       case wire::Body::Submit:
-        OnSubmit(route, frame, d.envelope->body_as_Submit());
+        OnSubmit(route, ProducerOf(msg), frame, d.envelope->body_as_Submit());
         break;
       case wire::Body::Heartbeat:
         SendTo(frontend_, route, writer_.EncodeHeartbeat(instance_));
         break;
       case wire::Body::Cancel:
-        OnCancel(route, /*admin=*/false, d.envelope->body_as_Cancel());
+        OnCancel(route, IsAdmin(msg), d.envelope->body_as_Cancel());
         break;
       case wire::Body::StatsRequest:
         SendTo(frontend_, route, writer_.EncodeStats(StatsJson()));
@@ -58,7 +58,57 @@ void Broker::Impl::RefuseSubmit(const std::string& route,
   }
 }
 
+wire::ErrorCode Broker::Impl::CheckSubmitted(const wire::Job& job,
+                                             std::string* why) const {
+  auto code = CheckJob(job, options_.limits, why);
+  std::vector<std::string_view> tags, tolerations;
+  if (code == wire::ErrorCode::None && SelectorOf(job, &tags, &tolerations)) {
+    if (Status st = ValidateSelector(tags, tolerations); !st.ok()) {
+      code = wire::ErrorCode::BadBatch;
+      *why = "invalid selector: " + st.message();
+    }
+  }
+  if (code == wire::ErrorCode::None && events_ && job.queue() &&
+      job.queue()->size() &&
+      job.queue()->string_view() != options_.redis.queue) {
+    code = wire::ErrorCode::NotFound;
+    *why = "this broker serves queue '" + options_.redis.queue + "', not '" +
+           job.queue()->str() + "'";
+  }
+  return code;
+}
+
+size_t Broker::Impl::AdmitByQuota(const std::string& route,
+                                  const std::string& producer,
+                                  const wire::Submit* submit) {
+  const auto* jobs = submit->jobs();
+  if (!quotas_.enabled()) return jobs->size();
+  const Admission a = quotas_.Admit(producer, jobs->size(), MonoMillis());
+  if (a.admitted == jobs->size()) return a.admitted;
+  std::vector<JobId> refused;
+  for (size_t i = a.admitted; i < jobs->size(); ++i) {
+    refused.push_back(FromWire(jobs->Get(i)->data_nested_root()->id()));
+  }
+  c_.busy += refused.size();
+  c_.busy_quota += refused.size();
+  SendTo(
+      frontend_, route,
+      writer_.EncodeError(
+          wire::ErrorCode::Busy,
+          a.by_rate ? "over this producer's rate limit"
+                    : "this producer has its maximum of jobs queued",
+          refused,
+          a.retry_after_ms ? a.retry_after_ms : options_.busy_retry_after_ms));
+  // Counted exactly above; the audit line is at most one a second per
+  // producer, with how many were held back.
+  audit_.Write("rate_limited", producer,
+               {{"jobs", refused.size()}, {"by_rate", a.by_rate}},
+               MonoMillis());
+  return a.admitted;
+}
+
 void Broker::Impl::OnSubmit(const std::string& route,
+                            const std::string& producer,
                             std::shared_ptr<MeteredFrame> frame,
                             const wire::Submit* submit) {
   const auto* jobs = submit->jobs();
@@ -75,26 +125,14 @@ void Broker::Impl::OnSubmit(const std::string& route,
     c_.busy_bytes += jobs->size();
     return;
   }
+  if (quotas_.enabled()) NoteProducer(route, producer);
+  const size_t admitted = AdmitByQuota(route, producer, submit);
   new_jobs_.clear();
-  for (const auto* blob : *jobs) {
+  for (size_t i = 0; i < admitted; ++i) {
+    const auto* blob = jobs->Get(i);
     const wire::Job* job = blob->data_nested_root();
     std::string why;
-    auto code = CheckJob(*job, options_.limits, &why);
-    std::vector<std::string_view> tags, tolerations;
-    if (code == wire::ErrorCode::None &&
-        SelectorOf(*job, &tags, &tolerations)) {
-      if (Status st = ValidateSelector(tags, tolerations); !st.ok()) {
-        code = wire::ErrorCode::BadBatch;
-        why = "invalid selector: " + st.message();
-      }
-    }
-    if (code == wire::ErrorCode::None && events_ && job->queue() &&
-        job->queue()->size() &&
-        job->queue()->string_view() != options_.redis.queue) {
-      code = wire::ErrorCode::NotFound;
-      why = "this broker serves queue '" + options_.redis.queue + "', not '" +
-            job->queue()->str() + "'";
-    }
+    const wire::ErrorCode code = CheckSubmitted(*job, &why);
     if (code != wire::ErrorCode::None) {
       // One bad job is refused alone, by id, so the sender can give up on it.
       JobId bad = FromWire(job->id());
@@ -117,9 +155,10 @@ void Broker::Impl::OnSubmit(const std::string& route,
   std::vector<JobId> ids;
   ids.reserve(new_jobs_.size());
   for (const NewJob& j : new_jobs_) ids.push_back(j.id);
-  queue_->Push(new_jobs_, [this, route, ids = std::move(ids)](
+  queue_->Push(new_jobs_, [this, route, producer, ids = std::move(ids)](
                               Status s, std::span<const PushOutcome> outcomes) {
     Outbox& out = OutboxFor(route);
+    size_t queued = 0;
     for (size_t i = 0; i < ids.size(); ++i) {
       const JobId& id = ids[i];
       if (!s.ok()) {
@@ -130,6 +169,7 @@ void Broker::Impl::OnSubmit(const std::string& route,
       switch (outcomes[i]) {
         case PushOutcome::kAccepted:
           ++c_.accepted;
+          ++queued;
           out.accepted.push_back(id);
           break;
         case PushOutcome::kDuplicate:
@@ -142,6 +182,7 @@ void Broker::Impl::OnSubmit(const std::string& route,
           break;
       }
     }
+    quotas_.Queued(producer, queued);
   });
   // The frame stays alive only as long as the queue holds its jobs.
   new_jobs_.clear();
@@ -157,9 +198,13 @@ void Broker::Impl::OnCancel(const std::string& route, bool admin,
     const JobId id = FromWire(*wid);
     std::optional<std::string_view> owner = queue_->WaitingRoute(id);
     if (!owner) continue;  // running, finished or unknown: nothing to do
-    if (!admin && *owner != route) {
-      refused.push_back(id);
-      continue;
+    if (*owner != route) {
+      if (!admin) {
+        refused.push_back(id);
+        continue;
+      }
+      audit_.Write("admin_cancel", route, {{"job", id.ToString()}},
+                   MonoMillis());
     }
     ids_.push_back(id);
   }
@@ -173,12 +218,45 @@ void Broker::Impl::OnCancel(const std::string& route, bool admin,
   }
   std::vector<JobId> removed;
   queue_->Cancel(ids_, &removed);
+  if (!admin) ProducerFinished(route, removed.size());
   Outbox& out = OutboxFor(route);
   for (const JobId& id : removed) {
     out.results.AddResult(
         writer_.EncodeResult(id, wire::ResultStatus::Cancelled, {},
                              "cancelled before it started", 0, 0));
   }
+}
+
+std::string Broker::Impl::ProducerOf(const RouterMessage& msg) const {
+  // With CURVE a producer is its key; without, the address it connects
+  // from (a peer can make new connections at will, not new addresses).
+  if (gate_) return std::string(msg.principal());
+  std::string_view address = msg.peer_address();
+  return address.empty() ? std::string(msg.identity_view())
+                         : std::string(address);
+}
+
+bool Broker::Impl::IsAdmin(const RouterMessage& msg) const {
+  return gate_ && ParseUserId(msg.user_id()).role == Role::kAdmin;
+}
+
+void Broker::Impl::NoteProducer(const std::string& route,
+                                const std::string& producer) {
+  if (producer_of_route_.size() >= ProducerQuotas::kMaxProducers &&
+      !producer_of_route_.count(route)) {
+    // Too many connections to follow: forget them all, and with them the
+    // unfinished counts (quotas err towards admitting, never towards
+    // refusing a producer for ever).
+    producer_of_route_.clear();
+    quotas_.ForgetQueued();
+  }
+  producer_of_route_[route] = producer;
+}
+
+void Broker::Impl::ProducerFinished(const std::string& route, size_t n) {
+  if (!quotas_.enabled() || n == 0) return;
+  auto it = producer_of_route_.find(route);
+  if (it != producer_of_route_.end()) quotas_.Finished(it->second, n);
 }
 
 }  // namespace yard

@@ -94,6 +94,10 @@ void ProducerQuotas::Finished(std::string_view producer, size_t n) {
   }
 }
 
+void ProducerQuotas::ForgetQueued() {
+  for (auto& [producer, bucket] : producers_) bucket.queued = 0;
+}
+
 size_t ProducerQuotas::queued(std::string_view producer) const {
   auto it = producers_.find(std::string(producer));
   return it == producers_.end() ? 0 : it->second.queued;

@@ -57,6 +57,8 @@ class ProducerQuotas {
   void Finished(std::string_view producer, size_t n);
   // Jobs `producer` has queued and unfinished here.
   size_t queued(std::string_view producer) const;
+  // Sets every producer's unfinished count to 0 (its owner lost track).
+  void ForgetQueued();
   size_t tracked() const { return producers_.size(); }
 
  private:

@@ -70,6 +70,11 @@ std::string_view RouterMessage::user_id() const {
   return user ? std::string_view(user) : std::string_view();
 }
 
+std::string_view RouterMessage::peer_address() const {
+  const char* address = zmq_msg_gets(delimiter.handle(), "Peer-Address");
+  return address ? std::string_view(address) : std::string_view();
+}
+
 std::string_view RouterMessage::principal() const {
   std::string_view user = user_id();
   const auto colon = user.find(':');

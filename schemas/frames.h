@@ -38,6 +38,9 @@ struct RouterMessage {
   // Who sent it, for ownership checks: the CURVE public key when the
   // connection is authenticated, else the connection identity.
   std::string_view principal() const;
+  // The address the sender connects from (ZeroMQ's Peer-Address: the IP of
+  // a tcp:// peer); empty for inproc:// and ipc:// peers.
+  std::string_view peer_address() const;
 };
 
 struct DealerMessage {

@@ -274,6 +274,45 @@ TEST(CurveTest, LoadtestRunsWithCurveEndToEnd) {
   EXPECT_EQ(j["totals"]["completed"], 20000) << j["totals"].dump();
 }
 
+// A producer key over its rate limit is answered Busy and resends: all its
+// jobs complete, none lost; another producer key within its own limit is
+// never refused meanwhile.
+TEST(CurveTest, RateLimitsAreKeptPerProducerKey) {
+  Cluster c;
+  Keys k(c, {"broker", "flood", "calm", "worker", "admin"});
+  auto broker =
+      c.StartBroker({"--curve-secret", k.Secret("broker"), "--producer-keys",
+                     k.SetOf("producers", {"flood", "calm"}), "--worker-keys",
+                     k.SetOf("workers", {"worker"}), "--admin-keys",
+                     k.Public("admin"), "--heartbeat-ms", "200",
+                     "--producer-rate", "1000", "--producer-burst", "1000"});
+  ASSERT_TRUE(broker);
+  ASSERT_TRUE(
+      c.StartWorker(broker->backend, 4,
+                    {"--heartbeat-ms", "200", "--curve-secret",
+                     k.Secret("worker"), "--broker-key", k.Public("broker")}));
+  auto push = [&](const std::string& key, int count) {
+    return c.StartPush({"--connect", broker->frontend, "--task", "echo",
+                        "--count", std::to_string(count), "--size", "64",
+                        "--timeout", "30", "--curve-secret", k.Secret(key),
+                        "--broker-key", k.Public("broker")});
+  };
+  // The flood asks for 5,000 jobs at once: about ten times its rate.
+  Process* flood = push("flood", 5000);
+  Process* calm = push("calm", 500);
+  ASSERT_TRUE(flood && calm);
+  PushRun calm_run = c.FinishPush(calm, Millis(40000));
+  PushRun flood_run = c.FinishPush(flood, Millis(40000));
+  ExpectPushSucceeded(flood_run, 5000);
+  ExpectPushSucceeded(calm_run, 500);
+  EXPECT_GT(flood_run.Count("busy"), 0) << flood_run.Describe();
+  EXPECT_EQ(calm_run.Count("busy"), 0) << calm_run.Describe();
+  zmq::context_t ctx;
+  nlohmann::json stats = StatsAs(ctx, broker->frontend, k.Client("admin"));
+  ASSERT_TRUE(stats.is_object());
+  EXPECT_GT(stats["counters"]["busy_quota"].get<int64_t>(), 0) << stats.dump();
+}
+
 TEST(CurveTest, KeygenRefusesToOverwrite) {
   Cluster c;
   Keys k(c, {"a"});

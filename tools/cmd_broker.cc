@@ -37,6 +37,22 @@ CLI::Option* AddServingFlags(CLI::App& app, BrokerOptions* o) {
                  "worker); beyond: Busy")
       ->capture_default_str()
       ->check(CLI::Range(size_t{1} << 20, size_t{1} << 40));
+  app.add_option("--producer-rate", o->quotas.rate,
+                 "Jobs per second each producer (CURVE key, or address "
+                 "without CURVE) may submit; beyond: Busy with a retry-after "
+                 "(0: no limit)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1e9));
+  app.add_option("--producer-burst", o->quotas.burst,
+                 "Jobs a producer may submit at once above its rate "
+                 "(0: one second's worth)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1e9));
+  app.add_option("--producer-max-queued", o->quotas.max_queued,
+                 "Jobs each producer may have accepted here and unfinished; "
+                 "beyond: Busy (0: no limit)")
+      ->capture_default_str()
+      ->check(CLI::Range(size_t{0}, size_t{100000000}));
   app.add_option("--max-workers", o->max_workers,
                  "Workers registered at most; more are refused (Busy)")
       ->capture_default_str()
