@@ -593,7 +593,15 @@ TEST_F(CliQueueTest, PurgeRemovesWaitingJobsButNotRunningOnes) {
   EXPECT_EQ(RedisInt({"HLEN", keys_.delayed_jobs}), 0);
   EXPECT_EQ(RedisInt({"XLEN", keys_.dead}), 1);  // dead letters stay
 
-  EXPECT_EQ(Queue("purge", {"--dead"})["purged"], 1);
+  // A repair leaves one audit line on stderr, the JSON on stdout clean.
+  YardRun purge = Yard({"queue", "purge", "--dead", "--redis", url_, "--json"});
+  ASSERT_TRUE(purge.ExitedWith(0)) << purge.Describe();
+  EXPECT_EQ(purge.json["purged"], 1);
+  EXPECT_NE(purge.err.find("audit {\"event\":\"admin_purge\""),
+            std::string::npos)
+      << purge.Describe();
+  EXPECT_NE(purge.err.find("\"purged\":1"), std::string::npos)
+      << purge.Describe();
   EXPECT_EQ(RedisInt({"EXISTS", keys_.dead}), 0);
   EXPECT_EQ(RedisInt({"XLEN", keys_.stream[2]}), 1);
 }

@@ -6,10 +6,13 @@
 // prints the answers: --json prints the library's JSON as it is, the text
 // form is a table per subcommand.
 #include <cstdio>
+#include <cstdlib>
 #include <functional>
 #include <string>
 
 #include "admin/queue_admin.h"
+#include "common/audit.h"
+#include "common/clock.h"
 #include "common/logging.h"
 #include "tools/cli.h"
 
@@ -217,6 +220,20 @@ Answer RunSubcommand(const QueueCommand& c, const admin::QueueConnection& q) {
   return a;
 }
 
+// Repairs that change what a queue holds leave an audit line on stderr:
+// who ran it (the login), what, and what it did.
+void AuditRepair(const QueueCommand& c, const Json& outcome) {
+  const char* event = c.requeue->parsed() ? "admin_requeue"
+                      : c.purge->parsed() ? "admin_purge"
+                                          : nullptr;
+  if (event == nullptr) return;
+  const char* user = std::getenv("USER");
+  AuditLog().Write(
+      event, user ? user : "",
+      {{"dead", c.purge->parsed() && c.purge_dead}, {"outcome", outcome}},
+      MonoMillis());
+}
+
 }  // namespace
 
 int RunQueue(int argc, char** argv) {
@@ -236,6 +253,7 @@ int RunQueue(int argc, char** argv) {
   }
   const Answer answer = RunSubcommand(command, *connection);
   if (!answer.out.ok()) return cli::RuntimeError(name, answer.out.status());
+  AuditRepair(command, answer.out.value());
   cli::PrintAnswer(answer.out.value(), command.flags.json, answer.print);
   return 0;
 }
