@@ -196,9 +196,13 @@ class Broker::Impl {
   // (busy or unavailable) in the producer's outbox.
   void RefuseSubmit(const std::string& route, const wire::Submit* submit,
                     std::vector<JobId> Outbox::*list);
-  // `admin`: may cancel any producer's job.
-  void OnCancel(const std::string& route, bool admin,
-                const wire::Cancel* cancel);
+  // `producer`: the requester (ProducerOf); `admin`: may cancel any job.
+  void OnCancel(const std::string& route, const std::string& producer,
+                bool admin, const wire::Cancel* cancel);
+  // Whether `producer` on `route` submitted a job that came on
+  // `owner_route`: the same connection, or with CURVE the same key.
+  bool Owns(const std::string& route, const std::string& producer,
+            std::string_view owner_route) const;
   // Backend.
   void ReadBackend();
   void OnReady(std::string_view identity, const wire::Ready* ready);

@@ -33,7 +33,8 @@ void Broker::Impl::ReadFrontend() {
         SendTo(frontend_, route, writer_.EncodeHeartbeat(instance_));
         break;
       case wire::Body::Cancel:
-        OnCancel(route, IsAdmin(msg), d.envelope->body_as_Cancel());
+        OnCancel(route, ProducerOf(msg), IsAdmin(msg),
+                 d.envelope->body_as_Cancel());
         break;
       case wire::Body::StatsRequest:
         SendTo(frontend_, route, writer_.EncodeStats(StatsJson()));
@@ -125,7 +126,8 @@ void Broker::Impl::OnSubmit(const std::string& route,
     c_.busy_bytes += jobs->size();
     return;
   }
-  if (quotas_.enabled()) NoteProducer(route, producer);
+  // With CURVE the key owns the job, whichever connection it came on.
+  if (quotas_.enabled() || gate_) NoteProducer(route, producer);
   const size_t admitted = AdmitByQuota(route, producer, submit);
   new_jobs_.clear();
   for (size_t i = 0; i < admitted; ++i) {
@@ -188,17 +190,27 @@ void Broker::Impl::OnSubmit(const std::string& route,
   new_jobs_.clear();
 }
 
-void Broker::Impl::OnCancel(const std::string& route, bool admin,
+bool Broker::Impl::Owns(const std::string& route, const std::string& producer,
+                        std::string_view owner_route) const {
+  if (owner_route == route) return true;
+  if (!gate_ || owner_route.empty()) return false;
+  auto it = producer_of_route_.find(std::string(owner_route));
+  return it != producer_of_route_.end() && it->second == producer;
+}
+
+void Broker::Impl::OnCancel(const std::string& route,
+                            const std::string& producer, bool admin,
                             const wire::Cancel* cancel) {
-  // A job is cancelled only by the connection that submitted it, or an
-  // admin: its id alone proves nothing (ids travel to workers and back).
+  // A job is cancelled only by who submitted it (its CURVE key, or without
+  // CURVE its connection), or an admin: its id alone proves nothing (ids
+  // travel to workers and back).
   ids_.clear();
   std::vector<JobId> refused;
   for (const auto* wid : *cancel->ids()) {
     const JobId id = FromWire(*wid);
     std::optional<std::string_view> owner = queue_->WaitingRoute(id);
     if (!owner) continue;  // running, finished or unknown: nothing to do
-    if (*owner != route) {
+    if (!Owns(route, producer, *owner)) {
       if (!admin) {
         refused.push_back(id);
         continue;
@@ -218,7 +230,7 @@ void Broker::Impl::OnCancel(const std::string& route, bool admin,
   }
   std::vector<JobId> removed;
   queue_->Cancel(ids_, &removed);
-  if (!admin) ProducerFinished(route, removed.size());
+  if (!admin) ProducerFinished(route, removed.size());  // its own, mostly
   Outbox& out = OutboxFor(route);
   for (const JobId& id : removed) {
     out.results.AddResult(

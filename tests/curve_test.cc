@@ -313,6 +313,41 @@ TEST(CurveTest, RateLimitsAreKeptPerProducerKey) {
   EXPECT_GT(stats["counters"]["busy_quota"].get<int64_t>(), 0) << stats.dump();
 }
 
+// With CURVE a job belongs to its producer's key: another connection with
+// the same key may cancel it, another producer key may not.
+TEST(CurveTest, TheSubmittersKeyMayCancelOthersMayNot) {
+  Cluster c;
+  Keys k(c, {"broker", "owner", "stranger", "worker", "admin"});
+  auto broker = c.StartBroker(
+      {"--curve-secret", k.Secret("broker"), "--producer-keys",
+       k.SetOf("producers", {"owner", "stranger"}), "--worker-keys",
+       k.SetOf("workers", {"worker"}), "--heartbeat-ms", "200"});
+  ASSERT_TRUE(broker);
+  zmq::context_t ctx;
+  Writer w;
+  JobSpec spec;
+  spec.id = JobId::Random();
+  spec.task = "echo";
+  std::string blob(AsString(w.EncodeJob(spec)));
+  BlobBatch batch;
+  batch.AddSubmission(AsBytes(blob), 1);
+  RawPeer first(ctx, broker->frontend, k.Client("owner"));
+  first.Send(batch.FinishSubmit());
+  ASSERT_EQ(first.Listen(Millis(5000), /*stop_at_first=*/true),
+            std::vector<wire::Body>{wire::Body::Accepted});
+  // No worker: the job waits. A stranger's cancel is refused.
+  RawPeer stranger(ctx, broker->frontend, k.Client("stranger"));
+  stranger.Send(w.EncodeCancel({&spec.id, 1}));
+  ASSERT_EQ(stranger.Listen(Millis(5000), /*stop_at_first=*/true),
+            std::vector<wire::Body>{wire::Body::Error});
+  EXPECT_EQ(stranger.error, wire::ErrorCode::Forbidden);
+  // The owner's key on a new connection cancels it.
+  RawPeer second(ctx, broker->frontend, k.Client("owner"));
+  second.Send(w.EncodeCancel({&spec.id, 1}));
+  EXPECT_EQ(second.Listen(Millis(5000), /*stop_at_first=*/true),
+            std::vector<wire::Body>{wire::Body::Results});
+}
+
 TEST(CurveTest, KeygenRefusesToOverwrite) {
   Cluster c;
   Keys k(c, {"a"});
