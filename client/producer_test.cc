@@ -359,13 +359,15 @@ TEST_F(ProducerTest, LingerCoalescesStreamingJobsOnly) {
   auto p = Make({broker.endpoint()}, o);
   broker.Pump(100);
   // A stream: bursts of 16 jobs, 1 ms apart. Without lingering each burst
-  // would leave on its own; held back, they leave in few messages.
+  // would leave on its own; held back, they leave in few messages. Each
+  // burst is one SubmitBatch, so that it pours (jobs within 200 us of each
+  // other) however the submitting thread is scheduled on a loaded machine.
   constexpr size_t kBurst = 16, kStream = 25 * kBurst;
   std::thread submitter([&] {
-    for (size_t i = 0; i < kStream; ++i) {
-      p->Push(Spec());
-      if (i % kBurst == kBurst - 1)
-        std::this_thread::sleep_for(milliseconds(1));
+    const std::vector<JobSpec> burst(kBurst, Spec());
+    for (size_t i = 0; i < kStream; i += kBurst) {
+      p->SubmitBatch(burst, [](const JobOutcome&) {});
+      std::this_thread::sleep_for(milliseconds(1));
     }
   });
   size_t jobs = 0;
