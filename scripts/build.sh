@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # scripts/build.sh [BUILD_DIR] [extra cmake args...]: installs what is
 # missing, configures (once) and builds. Default: build/, RelWithDebInfo.
+# YARD_NINJA_TARGETS: build only these targets (default: all).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=${1:-build}
@@ -17,4 +18,5 @@ command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
 if [ ! -f "$dir/build.ninja" ]; then
   cmake -S . -B "$dir" -G Ninja -DYARD_WERROR=ON "${launcher[@]}" "$@" >/dev/null
 fi
-ninja -C "$dir" -j "$(nproc)"
+# shellcheck disable=SC2086  # a list of target names
+ninja -C "$dir" -j "$(nproc)" ${YARD_NINJA_TARGETS:-}

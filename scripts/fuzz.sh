@@ -17,20 +17,11 @@ cd "$(dirname "$0")/.."
 dir=build-fuzz
 all_targets=(decode_fuzz redis_record_fuzz broker_fuzz worker_fuzz)
 
-scripts/deps.sh
-# ccache as in scripts/build.sh.
-export CCACHE_BASEDIR=${CCACHE_BASEDIR:-$PWD}
-export CCACHE_NOHASHDIR=${CCACHE_NOHASHDIR:-1}
-launcher=()
-command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
-if [ ! -f "$dir/build.ninja" ]; then
-  # Debug keeps assertions (FlatBuffers' own among them); -O1 for speed.
-  cmake -S . -B "$dir" -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DYARD_FUZZ=ON \
-    -DYARD_BUILD_TESTS=OFF -DYARD_BUILD_BENCH=OFF -DYARD_WERROR=ON \
-    -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS=-O1 "${launcher[@]}" >/dev/null
-fi
-# Only the targets and the libraries they link; two jobs at most.
-ninja -C "$dir" -j "$(( $(nproc) < 2 ? $(nproc) : 2 ))" fuzz_targets
+# Only the targets and the libraries they link. Debug keeps assertions
+# (FlatBuffers' own among them); -O1 for speed.
+YARD_NINJA_TARGETS=fuzz_targets scripts/build.sh "$dir" \
+  -DCMAKE_CXX_COMPILER=clang++ -DYARD_FUZZ=ON -DYARD_BUILD_TESTS=OFF \
+  -DYARD_BUILD_BENCH=OFF -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS=-O1
 
 if [ "${1:-}" = --seeds ]; then
   for t in "${all_targets[@]}"; do rm -f "fuzz/corpus/$t"/*; done
