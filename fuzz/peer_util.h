@@ -61,6 +61,19 @@ inline void SendFrames(zmq::socket_t& s,
   std::abort();
 }
 
+// The one harness of a fuzz process (an in-process broker or worker and its
+// peers), made on first use and destroyed at exit: atexit runs before
+// LeakSanitizer's check, so the harness's threads are joined by then.
+template <typename Harness>
+Harness* TheHarness() {
+  static Harness* harness = [] {
+    auto* h = new Harness();
+    std::atexit([] { delete TheHarness<Harness>(); });
+    return h;
+  }();
+  return harness;
+}
+
 }  // namespace yard::fuzz
 
 #endif  // YARD_FUZZ_PEER_UTIL_H_

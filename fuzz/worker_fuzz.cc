@@ -173,20 +173,10 @@ void Harness::RunInput(const uint8_t* data, size_t size) {
   AwaitProbe("the worker did not answer within 10 s");
 }
 
-Harness* TheHarness() {
-  // Destroyed at exit (atexit runs before LeakSanitizer's check).
-  static Harness* harness = [] {
-    auto* h = new Harness();
-    std::atexit([] { delete TheHarness(); });
-    return h;
-  }();
-  return harness;
-}
-
 }  // namespace
 }  // namespace yard::fuzz
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  yard::fuzz::TheHarness()->RunInput(data, size);
+  yard::fuzz::TheHarness<yard::fuzz::Harness>()->RunInput(data, size);
   return 0;
 }
