@@ -38,13 +38,6 @@ constexpr int64_t kWaitMs = 5000;
 constexpr uint64_t kWatchdogEvery = 256;
 constexpr size_t kMaxMessages = 32;
 
-Limits FuzzLimits() {
-  Limits l;
-  l.max_frame_bytes = 1 << 20;
-  l.max_batch = 64;
-  return l;
-}
-
 class Harness {
  public:
   Harness();

@@ -12,6 +12,8 @@
 #include <string_view>
 #include <zmq.hpp>
 
+#include "schemas/codec.h"
+
 namespace yard::fuzz {
 
 // Every log line is still formatted (fuzzed names and reasons go through
@@ -59,6 +61,15 @@ inline void SendFrames(zmq::socket_t& s,
   std::fprintf(stderr, "==fuzz== %s\n", what);
   std::fflush(stderr);
   std::abort();
+}
+
+// Limits of the broker and worker under fuzzing: small, so that inputs
+// reach them quickly.
+inline Limits FuzzLimits() {
+  Limits l;
+  l.max_frame_bytes = 1 << 20;
+  l.max_batch = 64;
+  return l;
 }
 
 // The one harness of a fuzz process (an in-process broker or worker and its

@@ -35,13 +35,6 @@ constexpr size_t kMaxMessages = 16;
 constexpr uint64_t kProbeHi = 0x70726f6265;  // "probe"
 constexpr char kEndpoint[] = "inproc://fuzz-worker";
 
-Limits FuzzLimits() {
-  Limits l;
-  l.max_frame_bytes = 1 << 20;
-  l.max_batch = 64;
-  return l;
-}
-
 class Harness {
  public:
   Harness();
