@@ -312,6 +312,7 @@ Bytes Writer::EncodeJob(const JobSpec& j) {
   b.add_priority(j.priority);
   b.add_max_attempts(j.max_attempts);
   if (j.deadline_ms) b.add_deadline_ms(j.deadline_ms);
+  if (j.run_timeout_ms) b.add_run_timeout_ms(j.run_timeout_ms);
   if (j.not_before_ms) b.add_not_before_ms(j.not_before_ms);
   if (!idem.IsNull()) b.add_idempotency_key(idem);
   if (!affinity.IsNull()) b.add_affinity_key(affinity);

@@ -131,7 +131,8 @@ struct JobSpec {
   std::vector<std::string> tolerations;
   JobId trace_id;
   int64_t created_ms = 0;
-  std::string_view lock_key;  // durable mode: one running job per key
+  std::string_view lock_key;    // durable mode: one running job per key
+  uint32_t run_timeout_ms = 0;  // 0: the broker's default
 };
 
 struct ReadyInfo {

@@ -75,6 +75,13 @@ struct JobContext {
   uint16_t attempt = 1;
   int64_t deadline_ms = 0;         // Unix ms; 0: none
   const wire::Job* job = nullptr;  // every header field; valid during the call
+  // Set once the job is cancelled (by its owner, or taken back by the broker
+  // past its run timeout); a long handler may poll it and return early.
+  // Null when nothing can cancel the job.
+  const std::atomic<bool>* cancel = nullptr;
+  bool Cancelled() const {
+    return cancel != nullptr && cancel->load(std::memory_order_relaxed);
+  }
 };
 
 using Handler = std::function<std::string(const JobContext&)>;
