@@ -80,8 +80,9 @@ Result<QueueConnection> ConnectQueue(const std::string& redis_url,
 // idle_ms}], brokers: [{id, queue, frontend, backend, draining, held,
 // counters}], workers: [{name, capacity, tags, taints, brokers,
 // outstanding}], shards: [{shard, tag, ready, running, delayed, dead,
-// queued, leader}]}. Jobs are "running" while their record is leased to a
-// broker (in the consumer group's pending list).
+// queued, leader}], paused, rate_limit (ReadControl)}. Jobs are "running"
+// while their record is leased to a broker (in the consumer group's pending
+// list).
 Result<Json> QueueStats(const QueueConnection& q);
 
 // Up to `limit` jobs, ready and running ones (highest priority first, each
@@ -107,6 +108,18 @@ Result<Json> PurgeWaiting(const QueueConnection& q);
 
 // Deletes every dead letter: {queue, purged} (dead letters).
 Result<Json> PurgeDead(const QueueConnection& q);
+
+// The operator's controls, stored on every shard and read by every broker
+// within a quarter of a second. Pause: brokers claim no more jobs and hand
+// none they hold to workers; submits are still accepted. {queue, paused}.
+Result<Json> PauseQueue(const QueueConnection& q, bool paused);
+// A rate limit for all brokers together: at most `rate` jobs per second go
+// to workers, with bursts of `burst` (0: a tenth of a second's worth); a
+// sharded queue's K shards get rate/K each. rate 0 removes it.
+// {queue, rate, burst}.
+Result<Json> LimitQueue(const QueueConnection& q, double rate, int64_t burst);
+// {paused, rate_limit: {rate, burst} or null}, over every shard.
+Result<Json> ReadControl(const QueueConnection& q);
 
 // The stored result of job `id` (a sharded queue keeps it in the shard that
 // ran the job): {id, status, output (valid UTF-8) or output_base64, error

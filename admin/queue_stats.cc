@@ -210,6 +210,9 @@ Result<Json> QueueStats(const QueueConnection& q) {
                        {"idle_ms", consumer.idle_ms}});
   }
   (*out)["consumers"] = std::move(brokers);
+  Result<Json> control = ReadControl(q);
+  if (!control.ok()) return control.status();
+  out->update(*control);
   if (Status s = AddRegistry(*q.registry, &*out); !s.ok()) return s;
   (*out)["shards"] = std::move(each);
   return out;

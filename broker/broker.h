@@ -68,6 +68,9 @@ struct BrokerOptions {
   // otherwise). `redis.url` empty: memory mode.
   RedisQueueOptions redis;
   Limits limits;
+  // A job whose not_before_ms is further ahead than this is refused
+  // (BadBatch), so no producer parks jobs in the queue for years. 0: no cap.
+  int64_t max_delay_s = 30 * 86400;
   // CURVE on both sockets when curve.secret_key_file is set: peers must
   // present a key of the right role (security/gatekeeper.h); SIGHUP re-reads
   // the key sets. Needs a context no other CURVE broker uses (one ZAP

@@ -13,6 +13,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "common/clock.h"
+
 namespace yard {
 namespace {
 
@@ -444,6 +446,42 @@ TEST_F(BrokerTest, DrainingHandsBackWhatIsLeft) {
 namespace yard {
 namespace {
 
+// Reads the two answers to a Submit of two jobs: an Error `code` naming
+// only `refused`, and an Accepted naming only `accepted`, in either order.
+// Returns the error's message.
+std::string ExpectOneRefusedAlone(Peer& producer, wire::ErrorCode code,
+                                  const JobId& refused, const JobId& accepted) {
+  std::string why;
+  bool saw_error = false, saw_accepted = false;
+  for (int i = 0; i < 2; ++i) {
+    auto m = producer.Recv();
+    EXPECT_TRUE(m);
+    if (!m) break;
+    const auto* env = Env(*m);
+    if (env->body_type() == wire::Body::Error) {
+      const auto* e = env->body_as_Error();
+      EXPECT_EQ(e->code(), code);
+      EXPECT_EQ(e->ids()->size(), 1u);
+      if (e->ids()->size() > 0) {
+        EXPECT_EQ(FromWire(*e->ids()->Get(0)), refused);
+      }
+      why = e->message() ? e->message()->str() : "";
+      saw_error = true;
+    } else {
+      EXPECT_EQ(env->body_type(), wire::Body::Accepted);
+      if (env->body_type() != wire::Body::Accepted) continue;
+      const auto* ids = env->body_as_Accepted()->ids();
+      EXPECT_EQ(ids->size(), 1u);
+      if (ids->size() > 0) {
+        EXPECT_EQ(FromWire(*ids->Get(0)), accepted);
+      }
+      saw_accepted = true;
+    }
+  }
+  EXPECT_TRUE(saw_error && saw_accepted);
+  return why;
+}
+
 TEST_F(BrokerTest, OneOversizedJobIsRefusedAloneByItsId) {
   BrokerOptions o;
   o.limits.max_payload_bytes = 40;  // "payload-<32 hex>" is 40 bytes
@@ -462,26 +500,32 @@ TEST_F(BrokerTest, OneOversizedJobIsRefusedAloneByItsId) {
     batch.AddJob(AsBytes(blob));
   }
   producer.Send(batch.FinishSubmit());
-  bool saw_error = false, saw_accepted = false;
-  for (int i = 0; i < 2; ++i) {
-    auto m = producer.Recv();
-    ASSERT_TRUE(m);
-    const auto* env = Env(*m);
-    if (env->body_type() == wire::Body::Error) {
-      EXPECT_EQ(env->body_as_Error()->code(), wire::ErrorCode::TooLarge);
-      ASSERT_EQ(env->body_as_Error()->ids()->size(), 1u);
-      EXPECT_EQ(FromWire(*env->body_as_Error()->ids()->Get(0)), big);
-      saw_error = true;
-    } else {
-      ASSERT_EQ(env->body_type(), wire::Body::Accepted);
-      ASSERT_EQ(env->body_as_Accepted()->ids()->size(), 1u);
-      EXPECT_EQ(FromWire(*env->body_as_Accepted()->ids()->Get(0)), good);
-      saw_accepted = true;
-    }
-  }
-  EXPECT_TRUE(saw_error && saw_accepted);
+  ExpectOneRefusedAlone(producer, wire::ErrorCode::TooLarge, big, good);
   EXPECT_TRUE(Eventually([&] { return broker_->counters().invalid == 1u; }))
       << broker_->counters().invalid;
+}
+
+TEST_F(BrokerTest, ANotBeforeBeyondMaxDelayIsRefusedAlone) {
+  BrokerOptions o;
+  o.max_delay_s = 3600;
+  Start(o);
+  Peer producer(ctx_, "inproc://front");
+  BlobBatch batch;
+  const JobId soon = JobId::Random(), late = JobId::Random();
+  const int64_t now = UnixMillis();
+  for (const JobId& id : {soon, late}) {
+    JobSpec j;
+    j.id = id;
+    j.task = "echo";
+    // Within the cap by a minute, and beyond it by a minute.
+    j.not_before_ms = now + 3600 * 1000 + (id == late ? 60000 : -60000);
+    std::string blob(AsString(w_.EncodeJob(j)));
+    batch.AddJob(AsBytes(blob));
+  }
+  producer.Send(batch.FinishSubmit());
+  const std::string why =
+      ExpectOneRefusedAlone(producer, wire::ErrorCode::BadBatch, late, soon);
+  EXPECT_NE(why.find("--max-delay"), std::string::npos) << why;
 }
 
 // A Results message answering `id` with `output`, as any peer may send it.

@@ -69,6 +69,13 @@ wire::ErrorCode Broker::Impl::CheckSubmitted(const wire::Job& job,
       *why = "invalid selector: " + st.message();
     }
   }
+  if (code == wire::ErrorCode::None && options_.max_delay_s > 0 &&
+      job.not_before_ms() > 0 &&
+      job.not_before_ms() - UnixMillis() > options_.max_delay_s * 1000) {
+    code = wire::ErrorCode::BadBatch;
+    *why = "not_before_ms is more than --max-delay (" +
+           std::to_string(options_.max_delay_s) + " s) ahead";
+  }
   if (code == wire::ErrorCode::None && events_ && job.queue() &&
       job.queue()->size() &&
       job.queue()->string_view() != options_.redis.queue) {

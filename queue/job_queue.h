@@ -173,6 +173,9 @@ struct RedisQueueOptions {
   // through the checked path. 0: off (a resend after a lost ack may run
   // the job twice).
   int64_t dedupe_ids_ttl_s = 0;
+  // > 0: the leader trims the dead-letter stream to this many records,
+  // oldest first (counted as dead_trimmed). 0: unbounded.
+  int64_t max_dead = 100000;
 };
 
 }  // namespace yard

@@ -486,6 +486,51 @@ local function purge(keys, args)
   return removed + #due
 end
 
+-- Maintenance (leader): the dead-letter stream keeps at most `max` records;
+-- the oldest go, at most `count` per call, and the jobs they held are
+-- counted (stats dead_trimmed). ARGV: prefix, max, count. Returns how many
+-- records went.
+local function trim_dead(keys, args)
+  local prefix, max, count = args[1], tonumber(args[2]), tonumber(args[3])
+  local_first(prefix, {'stats'})
+  local over = redis.call('XLEN', keys[6]) - max
+  if over <= 0 then return 0 end
+  local r = redis.call('XRANGE', keys[6], '-', '+', 'COUNT',
+                       math.min(over, count))
+  local jobs = 0
+  for _, e in ipairs(r) do
+    jobs = jobs + jobs_in(fmap(e[2]))
+    redis.call('XDEL', keys[6], e[1])
+  end
+  bump(prefix, 'dead_trimmed', jobs)
+  return #r
+end
+
+-- The queue's rate limit (yard queue limit), one token bucket for every
+-- broker: takes up to `want` tokens from a bucket of `burst` that fills at
+-- `rate` per second (Redis's clock, so brokers' clocks do not matter).
+-- ARGV: prefix, want, rate, burst. Returns {granted, ms until the next
+-- token when none was granted}.
+local function take_tokens(keys, args)
+  local prefix = args[1]
+  local want, rate, burst = tonumber(args[2]), tonumber(args[3]),
+                            tonumber(args[4])
+  local_first(prefix, {'tb'})
+  local tb, now = prefix .. 'tb', now_ms()
+  local v = redis.call('HMGET', tb, 't', 'ts')
+  local tokens, ts = tonumber(v[1]), tonumber(v[2])
+  if tokens == nil or ts == nil or ts > now then tokens, ts = burst, now end
+  tokens = math.min(burst, tokens + (now - ts) * rate / 1000)
+  local granted = math.max(0, math.min(want, math.floor(tokens)))
+  tokens = tokens - granted
+  redis.call('HSET', tb, 't', tostring(tokens), 'ts', now)
+  -- An idle bucket is full again after burst / rate seconds: forget it then.
+  redis.call('PEXPIRE', tb, math.ceil(burst * 1000 / rate) + 1000)
+  local wait = 0
+  if granted == 0 then wait = math.ceil((1 - tokens) * 1000 / rate) end
+  return {granted, wait}
+end
+
 -- Leader lock: acquire (SET NX PX + a new fencing number) or extend (when
 -- `token` holds it). ARGV: prefix, token, ttl_ms. Returns the fencing
 -- number while `token` leads, 0 when another holder does.
@@ -526,3 +571,5 @@ redis.register_function('yard_requeue_dead', requeue_dead)
 redis.register_function('yard_purge', purge)
 redis.register_function('yard_lead', lead)
 redis.register_function('yard_resign', resign)
+redis.register_function('yard_trim_dead', trim_dead)
+redis.register_function('yard_take_tokens', take_tokens)

@@ -2,7 +2,9 @@
 
 #include <zmq.h>
 
+#include <algorithm>
 #include <charconv>
+#include <cmath>
 #include <memory>
 #include <optional>
 
@@ -34,7 +36,37 @@ QueueKeys::QueueKeys(std::string_view queue_name, int shard, int shards)
   dead = prefix + "dlq";
   stats = prefix + "stats";
   leader = prefix + "leader";
+  control = prefix + "ctl";
   result_buckets = prefix + "resb";
+}
+
+QueueControl ParseQueueControl(const RedisReply& hash) {
+  QueueControl c;
+  for (size_t i = 0; i + 1 < hash.elements.size(); i += 2) {
+    const std::string& field = hash.elements[i].str;
+    const std::string& value = hash.elements[i + 1].str;
+    const char* end = value.data() + value.size();
+    if (field == "paused") {
+      c.paused = value == "1";
+    } else if (field == "rate") {
+      double rate = 0;
+      if (std::from_chars(value.data(), end, rate).ec == std::errc() &&
+          rate > 0) {
+        c.rate = rate;
+      }
+    } else if (field == "burst") {
+      int64_t burst = 0;
+      if (std::from_chars(value.data(), end, burst).ec == std::errc() &&
+          burst > 0) {
+        c.burst = burst;
+      }
+    }
+  }
+  return c;
+}
+
+int64_t DefaultBurst(double rate) {
+  return std::max<int64_t>(1, static_cast<int64_t>(std::ceil(rate / 10)));
 }
 
 std::string ShardCountKey(std::string_view queue_name) {

@@ -31,6 +31,11 @@
 //                         by whichever broker completed them
 //   P leader / P fence    maintenance leader lock (token) / fencing counter
 //   P stats               HASH of counters (submitted, completed, ...)
+//   P ctl                 HASH: the operator's controls (yard queue pause,
+//                         resume, limit): paused "1", rate (jobs/s), burst;
+//                         brokers read it every kControlEveryMs
+//   P tb                  HASH: the rate limit's token bucket (t tokens,
+//                         ts ms), shared by every broker (yard_take_tokens)
 //   P reapcur:<p>         XAUTOCLAIM cursors
 //
 // Record fields (stream entries; all strings): n number of jobs, j the
@@ -76,6 +81,7 @@ struct QueueKeys {
   std::string prefix;  // "{TAG}:"
   std::string stream[kRedisPriorities];
   std::string delayed, delayed_jobs, dead, stats, leader;
+  std::string control;  // P ctl
 
   std::string ResultKey(int64_t bucket, const JobId& id) const;
   std::string result_buckets;  // P resb
@@ -84,6 +90,20 @@ struct QueueKeys {
   // function's other arguments.
   std::vector<std::string> Fcall(std::string_view function) const;
 };
+
+// The operator's controls of one shard (P ctl). A sharded queue stores the
+// same pause on every shard and 1/K of the rate on each of its K shards.
+struct QueueControl {
+  bool paused = false;
+  double rate = 0;    // jobs dispatched per second, all brokers; 0: no limit
+  int64_t burst = 0;  // the bucket's size; 0: DefaultBurst(rate)
+  bool operator==(const QueueControl&) const = default;
+};
+// HGETALL's reply (a flat [field, value, ...] array); unknown fields and
+// values that do not parse are ignored.
+QueueControl ParseQueueControl(const RedisReply& hash);
+// A tenth of a second's worth, at least 1.
+int64_t DefaultBurst(double rate);
 
 // ---- Sharded queues (Redis Cluster)
 //

@@ -99,18 +99,23 @@ void RedisQueue::Tick(int64_t now) {
   }
   if (registry_target_) TickRegistry(now);
   Flush();
+  if (now >= next_control_ms_) PollControl(now);
+  TakeTokens(now);
   MaybeClaim();
   if (now >= next_touch_ms_) Touch(now);
   if (now >= next_lead_ms_) Lead(now);
   if (leader_ && now >= next_promote_ms_) Promote(now);
   if (leader_ && now >= next_reap_ms_) Reap(now);
   if (leader_ && now >= next_dead_ms_) FindDeadConsumers(now);
+  if (leader_ && o_.max_dead > 0 && now >= next_trim_ms_) TrimDead(now);
   if (now >= next_record_ms_) WriteRecord(now);
   if (now >= next_stats_ms_) RefreshStats(now);
   if (!waiters_.empty() && now >= next_dedupe_ms_) CheckDedupe(now);
 }
 
-bool RedisQueue::HasReady(int64_t) { return buffered_ > 0; }
+bool RedisQueue::HasReady(int64_t) {
+  return buffered_ > 0 && Dispatchable(1) > 0;
+}
 
 void RedisQueue::DrainWaiting(const std::function<void(const ClaimedJob&)>&) {
   // Nothing to hand back: every accepted job is in Redis.
@@ -166,6 +171,9 @@ void RedisQueue::DescribeStats(nlohmann::json* j) const {
                      {"leased", leases_.size()},
                      {"records", entries_.size()},
                      {"write_batches_to_resend", replay_.size()},
+                     {"paused", control_.paused},
+                     {"rate_limit", control_.rate},
+                     {"tokens", tokens_},
                      {"counters",
                       {{"submitted", c_.submitted},
                        {"claimed", c_.claimed},
@@ -181,6 +189,9 @@ void RedisQueue::DescribeStats(nlohmann::json* j) const {
                        {"reclaimed", c_.reclaimed},
                        {"dead_brokers", c_.dead_brokers},
                        {"promoted", c_.promoted},
+                       {"tokens_taken", c_.tokens_taken},
+                       {"tokens_refused", c_.tokens_refused},
+                       {"dead_records_trimmed", c_.dead_trimmed},
                        {"busy_batches", c_.busy_batches},
                        {"reconnects", c_.reconnects},
                        {"redis_commands", c_.commands},

@@ -30,6 +30,7 @@ std::string FieldStr(RedisReply& fields, std::string_view name) {
 
 void RedisQueue::Claim(size_t max, ClaimCallback done) {
   claimed_.clear();
+  max = Dispatchable(max);
   while (claimed_.size() < max) {
     Lease* l = nullptr;
     JobId id;
@@ -39,6 +40,7 @@ void RedisQueue::Claim(size_t max, ClaimCallback done) {
     claimed_.push_back(ClaimedJob{id, AsBytes(l->blob), e.attempt, e.route,
                                   e.owner == consumer_});
   }
+  if (control_.rate > 0) tokens_ -= static_cast<int64_t>(claimed_.size());
   if (!claimed_.empty()) done(claimed_);
 }
 
@@ -78,7 +80,7 @@ bool RedisQueue::PopBuffered(JobId* id, Lease** lease) {
 }
 
 void RedisQueue::MaybeClaim() {
-  if (!up_ || draining_ || claiming_) return;
+  if (!up_ || draining_ || claiming_ || control_.paused) return;
   if (RereadDue()) {
     RereadPending();
     return;

@@ -75,6 +75,10 @@ inline constexpr size_t kRereadPage = 1000;
 inline constexpr int64_t kInboxBlockMs = 1000;
 inline constexpr int64_t kPromoteEveryMs = 100;
 inline constexpr int64_t kStatsEveryMs = 500;
+// How often a broker reads the operator's controls (P ctl): a pause or a
+// new rate takes effect within this long.
+inline constexpr int64_t kControlEveryMs = 250;
+inline constexpr int64_t kTrimDeadEveryMs = 1000;
 inline constexpr int64_t kDedupeCheckEveryMs = 200;
 inline constexpr size_t kTouchChunk = 1000;
 inline constexpr size_t kMaintenanceBatch = 1000;
@@ -256,6 +260,7 @@ class RedisQueue final : public DurableQueue {
     uint64_t undecodable = 0, parked = 0, reclaimed = 0, promoted = 0;
     uint64_t busy_batches = 0, reconnects = 0, commands = 0, round_trips = 0;
     uint64_t dead_brokers = 0;  // consumers reaped for lack of a record
+    uint64_t tokens_taken = 0, tokens_refused = 0, dead_trimmed = 0;
   };
 
   // redis_queue_submit.cc: submits, WAIT, idempotent duplicates.
@@ -325,6 +330,14 @@ class RedisQueue final : public DurableQueue {
   void CheckRegistered(std::map<std::string, int64_t> holders);
   void ReapConsumer(const std::string& who);
   void RefreshStats(int64_t now);
+
+  // redis_queue_control.cc: the operator's pause and rate limit, the
+  // dead-letter cap.
+  size_t Dispatchable(size_t max) const;
+  void PollControl(int64_t now);
+  void ApplyControl(const QueueControl& c);
+  void TakeTokens(int64_t now);
+  void TrimDead(int64_t now);
 
   // redis_queue_connection.cc: commands, connecting, losing Redis.
   void Send(std::vector<std::string> args, RedisClient::Callback done);
@@ -424,6 +437,16 @@ class RedisQueue final : public DurableQueue {
   int64_t cached_ready_ = 0, cached_running_ = 0, cached_delayed_ = 0,
           cached_dead_ = 0;
   size_t cached_queued_ = 0;
+
+  // Operator controls (P ctl) as last read, and the rate limit's tokens
+  // this broker holds: jobs it may still hand to workers.
+  QueueControl control_;
+  bool control_pending_ = false;
+  int64_t next_control_ms_ = 0;
+  int64_t tokens_ = 0;
+  bool tokens_pending_ = false;
+  int64_t next_tokens_ms_ = 0;
+  int64_t next_trim_ms_ = 0;
 
   Counters c_;
 };

@@ -131,6 +131,16 @@ void AddDurableFlags(CLI::App& app, BrokerOptions* o,
                  "Durable mode: seconds an idempotency key is remembered")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{30} * 86400));
+  app.add_option("--max-delay", o->max_delay_s,
+                 "Seconds ahead a job's not-before time may be at most "
+                 "(later ones are refused; 0: no cap)")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{0}, int64_t{100} * 365 * 86400));
+  app.add_option("--max-dead", o->redis.max_dead,
+                 "Durable mode: dead letters kept at most; the oldest are "
+                 "trimmed and counted (dead_trimmed; 0: unbounded)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--max-expiries", o->retry.max_expiries,
                  "Durable mode: expired leases before a job is dead-lettered")
       ->capture_default_str()

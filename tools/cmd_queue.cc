@@ -1,5 +1,6 @@
-// yard queue stats|inspect|dead|requeue-dead|purge --redis URL [--queue NAME]
-// [--json]: what a durable (Redis) queue holds, and the operator's repairs.
+// yard queue stats|inspect|dead|requeue-dead|purge|pause|resume|limit
+// --redis URL [--queue NAME] [--json]: what a durable (Redis) queue holds,
+// the operator's repairs, and its controls.
 //
 // The work is admin/queue_admin.h (how a sharded queue adds up, and what
 // counts jobs and what counts records); this file parses the flags and
@@ -93,6 +94,13 @@ void PrintStats(const Json& j) {
               static_cast<long long>(j["queued"].get<int64_t>()),
               j["leader"].is_null() ? "(none)"
                                     : j["leader"].get<std::string>().c_str());
+  if (j.value("paused", false)) std::printf("PAUSED: no jobs are claimed\n");
+  if (j.contains("rate_limit") && j["rate_limit"].is_object()) {
+    std::printf(
+        "rate limit %g jobs/s, burst %lld\n",
+        j["rate_limit"]["rate"].get<double>(),
+        static_cast<long long>(j["rate_limit"]["burst"].get<int64_t>()));
+  }
   std::printf("counters:");
   for (const auto& [name, value] : j["counters"].items()) {
     std::printf(" %s=%lld", name.c_str(),
@@ -156,11 +164,16 @@ struct QueueCommand {
   size_t dead_limit = kDefaultListLimit;
   int64_t requeue_limit = 0;  // all
   bool purge_dead = false;
+  double rate = 0;
+  int64_t burst = 0;
   CLI::App* stats = nullptr;
   CLI::App* inspect = nullptr;
   CLI::App* dead = nullptr;
   CLI::App* requeue = nullptr;
   CLI::App* purge = nullptr;
+  CLI::App* pause = nullptr;
+  CLI::App* resume = nullptr;
+  CLI::App* limit = nullptr;
 };
 
 void AddSubcommands(CLI::App& app, QueueCommand* c) {
@@ -188,7 +201,25 @@ void AddSubcommands(CLI::App& app, QueueCommand* c) {
       "purge", "Delete waiting jobs (ready and delayed), never running ones");
   c->purge->add_flag("--dead", c->purge_dead,
                      "delete the dead letters instead");
-  for (CLI::App* sub : {c->stats, c->inspect, c->dead, c->requeue, c->purge}) {
+  c->pause = app.add_subcommand(
+      "pause",
+      "Stop handing the queue's jobs to workers (every broker, within 250 ms);"
+      " submits are still accepted");
+  c->resume = app.add_subcommand("resume", "Undo pause");
+  c->limit = app.add_subcommand(
+      "limit",
+      "At most --rate jobs per second go to workers, all brokers together");
+  c->limit
+      ->add_option("--rate", c->rate, "jobs per second; 0 removes the limit")
+      ->required()
+      ->check(CLI::NonNegativeNumber);
+  c->limit
+      ->add_option("--burst", c->burst,
+                   "jobs that may go at once after a quiet spell "
+                   "(default: a tenth of a second's worth)")
+      ->check(CLI::NonNegativeNumber);
+  for (CLI::App* sub : {c->stats, c->inspect, c->dead, c->requeue, c->purge,
+                        c->pause, c->resume, c->limit}) {
     cli::AddQueueFlags(*sub, &c->flags);
   }
 }
@@ -216,6 +247,23 @@ Answer RunSubcommand(const QueueCommand& c, const admin::QueueConnection& q) {
          [dead](const Json& j) {
            PrintCount(j, "purged", dead ? "dead letters" : "waiting jobs");
          }};
+  } else if (c.pause->parsed() || c.resume->parsed()) {
+    a = {admin::PauseQueue(q, c.pause->parsed()), [](const Json& j) {
+           std::printf("queue %s %s\n", j["queue"].get<std::string>().c_str(),
+                       j["paused"].get<bool>() ? "paused" : "resumed");
+         }};
+  } else if (c.limit->parsed()) {
+    a = {admin::LimitQueue(q, c.rate, c.burst), [](const Json& j) {
+           if (j["burst"].is_null()) {
+             std::printf("queue %s: no rate limit\n",
+                         j["queue"].get<std::string>().c_str());
+           } else {
+             std::printf("queue %s: at most %g jobs/s, burst %lld\n",
+                         j["queue"].get<std::string>().c_str(),
+                         j["rate"].get<double>(),
+                         static_cast<long long>(j["burst"].get<int64_t>()));
+           }
+         }};
   }
   return a;
 }
@@ -223,9 +271,12 @@ Answer RunSubcommand(const QueueCommand& c, const admin::QueueConnection& q) {
 // Repairs that change what a queue holds leave an audit line on stderr:
 // who ran it (the login), what, and what it did.
 void AuditRepair(const QueueCommand& c, const Json& outcome) {
-  const char* event = c.requeue->parsed() ? "admin_requeue"
-                      : c.purge->parsed() ? "admin_purge"
-                                          : nullptr;
+  const char* event = c.requeue->parsed()  ? "admin_requeue"
+                      : c.purge->parsed()  ? "admin_purge"
+                      : c.pause->parsed()  ? "admin_pause"
+                      : c.resume->parsed() ? "admin_resume"
+                      : c.limit->parsed()  ? "admin_limit"
+                                           : nullptr;
   if (event == nullptr) return;
   const char* user = std::getenv("USER");
   AuditLog().Write(

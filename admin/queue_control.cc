@@ -1,0 +1,65 @@
+// The operator's controls of a queue (P ctl, queue/redis_layout.h): pause,
+// resume and the rate limit, stored on every shard. Brokers read them
+// within kControlEveryMs (queue/redis_queue_control.cc).
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+#include "admin/queue_admin.h"
+#include "admin/redis_reads.h"
+
+namespace yard::admin {
+
+Result<Json> PauseQueue(const QueueConnection& q, bool paused) {
+  for (const QueueShard& s : q.shards) {
+    Result<RedisReply> r =
+        paused ? Call(*s.client, {"HSET", s.keys.control, "paused", "1"})
+               : Call(*s.client, {"HDEL", s.keys.control, "paused"});
+    if (!r.ok()) return r.status();
+  }
+  return Json{{"queue", q.shards.front().keys.name}, {"paused", paused}};
+}
+
+Result<Json> LimitQueue(const QueueConnection& q, double rate, int64_t burst) {
+  if (!(rate >= 0) || !std::isfinite(rate)) {
+    return Status::InvalidArgument("--rate must be a number >= 0");
+  }
+  if (burst < 0) return Status::InvalidArgument("--burst must be >= 0");
+  // Each of K shards gets 1/K of the rate and of the burst.
+  const auto k = static_cast<double>(q.shards.size());
+  const double shard_rate = rate / k;
+  const int64_t whole_burst = burst > 0 ? burst : DefaultBurst(rate);
+  const auto shard_burst = std::max<int64_t>(
+      1, static_cast<int64_t>(std::ceil(static_cast<double>(whole_burst) / k)));
+  for (const QueueShard& s : q.shards) {
+    Result<RedisReply> r =
+        rate > 0 ? Call(*s.client, {"HSET", s.keys.control, "rate",
+                                    std::to_string(shard_rate), "burst",
+                                    std::to_string(shard_burst)})
+                 : Call(*s.client, {"HDEL", s.keys.control, "rate", "burst"});
+    if (!r.ok()) return r.status();
+  }
+  Json out = {{"queue", q.shards.front().keys.name}, {"rate", rate}};
+  out["burst"] = rate > 0 ? Json(whole_burst) : Json(nullptr);
+  return out;
+}
+
+Result<Json> ReadControl(const QueueConnection& q) {
+  bool paused = false;
+  double rate = 0;
+  int64_t burst = 0;
+  for (const QueueShard& s : q.shards) {
+    Result<RedisReply> r = Call(*s.client, {"HGETALL", s.keys.control});
+    if (!r.ok()) return r.status();
+    const QueueControl c = ParseQueueControl(*r);
+    paused = paused || c.paused;
+    rate += c.rate;
+    burst += c.rate > 0 ? (c.burst > 0 ? c.burst : DefaultBurst(c.rate)) : 0;
+  }
+  Json out = {{"paused", paused}};
+  out["rate_limit"] =
+      rate > 0 ? Json{{"rate", rate}, {"burst", burst}} : Json(nullptr);
+  return out;
+}
+
+}  // namespace yard::admin
