@@ -80,7 +80,9 @@ bool RedisQueue::PopBuffered(JobId* id, Lease** lease) {
 }
 
 void RedisQueue::MaybeClaim() {
-  if (!up_ || draining_ || claiming_ || control_.paused) return;
+  if (!up_ || draining_ || claiming_ || !control_known_ || control_.paused) {
+    return;
+  }
   if (RereadDue()) {
     RereadPending();
     return;

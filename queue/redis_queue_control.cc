@@ -14,7 +14,7 @@ namespace yard::redis_queue_internal {
 
 // Of `max` jobs a worker could take now, how many the controls allow.
 size_t RedisQueue::Dispatchable(size_t max) const {
-  if (control_.paused) return 0;
+  if (!control_known_ || control_.paused) return 0;
   if (control_.rate > 0) {
     return std::min(max, static_cast<size_t>(std::max<int64_t>(0, tokens_)));
   }
@@ -32,6 +32,7 @@ void RedisQueue::PollControl(int64_t now) {
 }
 
 void RedisQueue::ApplyControl(const QueueControl& c) {
+  control_known_ = true;
   if (c == control_) return;
   if (c.paused != control_.paused) {
     spdlog::warn("queue '{}' {}", keys_.tag,

@@ -441,6 +441,7 @@ class RedisQueue final : public DurableQueue {
   // Operator controls (P ctl) as last read, and the rate limit's tokens
   // this broker holds: jobs it may still hand to workers.
   QueueControl control_;
+  bool control_known_ = false;  // read once: until then, nothing is claimed
   bool control_pending_ = false;
   int64_t next_control_ms_ = 0;
   int64_t tokens_ = 0;
