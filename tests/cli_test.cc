@@ -1,8 +1,11 @@
 // The `yard` command-line contract: --help exits 0; a bad flag, a bad flag
 // value or a malformed endpoint exits 2 with exactly one line on stderr.
 #include <gtest/gtest.h>
+#include <stdio.h>
 
 #include <algorithm>
+#include <cstdio>
+#include <regex>
 #include <string>
 #include <vector>
 
@@ -67,6 +70,45 @@ TEST(CliTest, HelpExitsZero) {
   CliRun top = RunYard(c, {"--help"});
   ASSERT_TRUE(top.exit) << top.Describe();
   EXPECT_TRUE(top.exit->ExitedWith(0)) << top.Describe();
+}
+
+// HEAD of the source checkout, from git; empty when that is not possible.
+std::string GitHead() {
+  const std::string cmd = std::string("git -C '") + YARD_SOURCE_DIR +
+                          "' rev-parse HEAD 2>/dev/null";
+  std::string out;
+  if (FILE* f = ::popen(cmd.c_str(), "r")) {
+    char buf[128];
+    while (std::fgets(buf, sizeof buf, f)) out += buf;
+    ::pclose(f);
+  }
+  while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) {
+    out.pop_back();
+  }
+  return out;
+}
+
+// The CMake project's version and the commit of the checkout it was built
+// from (asked of git here, so a stale or invented line fails).
+TEST(CliTest, VersionNamesTheProjectVersionAndCommit) {
+  Cluster c;
+  for (const char* flag : {"--version", "version"}) {
+    SCOPED_TRACE(flag);
+    CliRun run = RunYard(c, {flag});
+    ASSERT_TRUE(run.exit) << run.Describe();
+    EXPECT_TRUE(run.exit->ExitedWith(0)) << run.Describe();
+    std::smatch m;
+    ASSERT_TRUE(std::regex_match(
+        run.out, m,
+        std::regex(
+            R"(yard (\S+) \(commit ([0-9a-f]{12}(-dirty)?|unknown)\)\n)")))
+        << run.Describe();
+    EXPECT_EQ(m[1].str(), YARD_PROJECT_VERSION);
+    const std::string head = GitHead();
+    if (!head.empty()) {
+      EXPECT_EQ(m[2].str().substr(0, 12), head.substr(0, 12)) << run.out;
+    }
+  }
 }
 
 TEST(CliTest, UnknownFlagExitsTwo) {

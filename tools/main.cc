@@ -4,6 +4,7 @@
 #include <iostream>
 #include <string_view>
 
+#include "common/version.h"
 #include "tools/cli.h"
 
 namespace {
@@ -17,7 +18,8 @@ void Usage(std::ostream& out) {
          "  loadtest load (and chaos) through a cluster; audit every job\n"
          "  queue    inspect and administer a durable (Redis) queue\n"
          "  result   print the stored result of a job (durable queue)\n"
-         "  keygen   generate a CURVE key pair (PATH.public, PATH.secret)\n";
+         "  keygen   generate a CURVE key pair (PATH.public, PATH.secret)\n"
+         "  version  print the version and the git commit (also --version)\n";
 }
 
 }  // namespace
@@ -38,6 +40,10 @@ int main(int argc, char** argv) {
   if (cmd == "queue") return yard::RunQueue(argc - 1, argv + 1);
   if (cmd == "result") return yard::RunResult(argc - 1, argv + 1);
   if (cmd == "keygen") return yard::RunKeygen(argc - 1, argv + 1);
+  if (cmd == "--version" || cmd == "version") {
+    std::cout << yard::VersionLine() << "\n";
+    return 0;
+  }
   if (cmd == "--help" || cmd == "-h" || cmd == "help") {
     Usage(std::cout);
     return 0;
