@@ -12,6 +12,8 @@ PACKAGES=(
   # The fuzz targets (scripts/fuzz.sh): clang 14, libFuzzer and the
   # sanitizer runtimes.
   clang libclang-rt-14-dev
+  # The example --exec handlers (examples/exec) that tests/isolate_test runs.
+  python3 nodejs
 )
 
 missing=()

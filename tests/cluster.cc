@@ -5,6 +5,7 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <sstream>
 #include <thread>
@@ -59,6 +60,15 @@ void ExpectPushSucceeded(const PushRun& run, int64_t n) {
         << run.Describe();
     EXPECT_GT(lat["max"].get<double>(), 0) << run.Describe();
   }
+}
+
+int64_t ResidentKb(pid_t pid) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stoll(line.substr(6));
+  }
+  return -1;
 }
 
 bool PollUntil(const std::function<bool()>& done, Millis bound) {

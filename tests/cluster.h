@@ -58,6 +58,9 @@ struct PushRun {
 // Checks exit 0 and submitted == completed == n, failed == lost == 0.
 void ExpectPushSucceeded(const PushRun& run, int64_t n);
 
+// Resident memory of a process, from /proc (kB); -1 when unreadable.
+int64_t ResidentKb(pid_t pid);
+
 // Polls `done` every 20 ms until it holds or `bound` passes.
 bool PollUntil(const std::function<bool()>& done, Millis bound);
 

@@ -433,16 +433,6 @@ TEST_F(MalformedInputTest, BackendTellsUnknownWorkerToRegister) {
   ExpectStillServing(cluster_, broker_, worker_, ctx_);
 }
 
-// Resident memory of a process, from /proc (kB); -1 when unreadable.
-int64_t ResidentKb(pid_t pid) {
-  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
-  std::string line;
-  while (std::getline(status, line)) {
-    if (line.rfind("VmRSS:", 0) == 0) return std::stoll(line.substr(6));
-  }
-  return -1;
-}
-
 // Legal messages built to be expensive (many offsets to one object): each is
 // refused as too large before the broker walks or copies it, its memory does
 // not grow, and the registered worker never misses its liveness window.

@@ -136,6 +136,9 @@ int ResolveCurveClient(const std::string& command, const CurveFlags& flags,
 namespace yard {
 int RunBroker(int argc, char** argv);
 int RunWorker(int argc, char** argv);
+// The hidden `yard worker-child`: a child of `yard worker --isolate process`
+// or `--exec` (worker/isolate_child.h).
+int RunWorkerChild(int argc, char** argv);
 int RunPush(int argc, char** argv);
 int RunLoadtest(int argc, char** argv);
 int RunQueue(int argc, char** argv);

@@ -3,6 +3,9 @@
 //
 //   yard worker --connect tcp://127.0.0.1:5556,tcp://10.0.0.2:5556
 //   --concurrency 8
+//   yard worker --connect ... --isolate process --job-cpu-seconds 10
+//   --job-memory-mb 512 --exec resize='python3 resize.py'
+//   (handlers in child processes with limits: worker/isolate_pool.h)
 //   yard worker --discover redis://127.0.0.1:6379   (every live broker,
 //   following brokers that join and leave; registry/registry.h)
 //
@@ -19,6 +22,8 @@
 #include "common/logging.h"
 #include "common/signals.h"
 #include "tools/cli.h"
+#include "worker/isolate_child.h"
+#include "worker/isolate_pool.h"
 #include "worker/worker.h"
 
 namespace yard {
@@ -46,7 +51,50 @@ struct WorkerFlags {
   std::string log_level = "info";
   size_t max_frame_bytes = Defaults().limits.max_frame_bytes;
   cli::CurveFlags curve;
+  // Isolation (worker/isolate_pool.h).
+  std::string isolate = "thread";
+  std::vector<std::string> exec;  // TASK=COMMAND
+  int64_t job_cpu_seconds = 0;
+  int64_t job_memory_mb = 0;
+  int64_t run_timeout_ms = 0;
+  int64_t cancel_grace_ms = IsolateOptions().cancel_grace_ms;
+  bool misbehaving_handlers = false;
 };
+
+void AddIsolateFlags(CLI::App& app, WorkerFlags* f) {
+  app.add_option("--isolate", f->isolate,
+                 "where built-in handlers run: thread (in the worker) or "
+                 "process (one child process per slot, with limits)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"thread", "process"}));
+  app.add_option("--exec", f->exec,
+                 "TASK=COMMAND: run TASK in child processes started as "
+                 "/bin/sh -c COMMAND, one per slot, speaking "
+                 "docs/exec-protocol.md (repeatable)");
+  app.add_option("--job-cpu-seconds", f->job_cpu_seconds,
+                 "CPU seconds a job may use in a child process "
+                 "(RLIMIT_CPU; 0: no limit)")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 30));
+  app.add_option("--job-memory-mb", f->job_memory_mb,
+                 "address space of a child process in MiB (RLIMIT_AS; "
+                 "0: no limit)")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 30));
+  app.add_option("--run-timeout-ms", f->run_timeout_ms,
+                 "kill a child process whose job runs longer, for jobs that "
+                 "set no run timeout (0: only jobs' own)")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 40));
+  app.add_option("--cancel-grace-ms", f->cancel_grace_ms,
+                 "how long a cancelled job's child process may still take "
+                 "before it is killed")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 40));
+  app.add_flag("--misbehaving-handlers", f->misbehaving_handlers,
+               "with --isolate process: also serve spin, alloc and segv, "
+               "which burn CPU, eat memory and crash (to try the limits)");
+}
 
 void AddWorkerFlags(CLI::App& app, WorkerFlags* f) {
   auto* discover_opt = cli::AddBrokerSourceFlags(app, "backend", &f->connect,
@@ -85,6 +133,7 @@ void AddWorkerFlags(CLI::App& app, WorkerFlags* f) {
                  "largest message accepted or sent")
       ->capture_default_str();
   cli::AddCurveClientFlags(app, &f->curve);
+  AddIsolateFlags(app, f);
 }
 
 // Checks the flags and fills *options (all but the brokers): 0, or the exit
@@ -128,7 +177,54 @@ int MakeOptions(const std::string& command, const WorkerFlags& f,
     return cli::UsageError(command, st.message());
   }
   options->limits.max_frame_bytes = f.max_frame_bytes;
+  if (f.misbehaving_handlers && f.isolate != "process") {
+    return cli::UsageError(command,
+                           "--misbehaving-handlers needs --isolate process");
+  }
+  for (const std::string& e : f.exec) {
+    const size_t eq = e.find('=');
+    if (eq == 0 || eq == std::string::npos || eq + 1 == e.size()) {
+      return cli::UsageError(command,
+                             "--exec must be TASK=COMMAND, got '" + e + "'");
+    }
+  }
   return 0;
+}
+
+// The isolate pool the flags ask for, with its handlers registered on
+// `worker`; null (and the built-ins in threads) when none is asked for.
+std::unique_ptr<IsolatePool> MakePool(const WorkerFlags& f,
+                                      const WorkerOptions& options,
+                                      Worker& worker) {
+  if (f.isolate != "process" && f.exec.empty()) {
+    RegisterBuiltinHandlers(worker);
+    return nullptr;
+  }
+  IsolateOptions io;
+  io.slots = f.concurrency;
+  io.cpu_seconds = f.job_cpu_seconds;
+  io.memory_mb = f.job_memory_mb;
+  io.run_timeout_ms = f.run_timeout_ms;
+  io.cancel_grace_ms = f.cancel_grace_ms;
+  io.max_frame_bytes = options.limits.max_frame_bytes;
+  io.misbehaving_handlers = f.misbehaving_handlers;
+  auto pool = std::make_unique<IsolatePool>(io);
+  if (f.isolate == "process") {
+    Handler in_child = pool->AddBuiltin();
+    NamedHandlers tasks = BuiltinHandlers();
+    if (f.misbehaving_handlers) {
+      for (auto& h : MisbehavingHandlers()) tasks.push_back(std::move(h));
+    }
+    for (const auto& [task, unused] : tasks) worker.Register(task, in_child);
+  } else {
+    RegisterBuiltinHandlers(worker);
+  }
+  for (const std::string& e : f.exec) {
+    const size_t eq = e.find('=');
+    const std::string task = e.substr(0, eq);
+    worker.Register(task, pool->AddExec(task, e.substr(eq + 1)));
+  }
+  return pool;
 }
 
 }  // namespace
@@ -159,8 +255,16 @@ int RunWorker(int argc, char** argv) {
   options.brokers = source.endpoints;
   InstallStopHandlers();
 
-  Worker worker(std::move(options));
-  RegisterBuiltinHandlers(worker);
+  // The pool outlives the worker, whose runners may be inside it.
+  std::unique_ptr<IsolatePool> pool;
+  Worker worker(options);
+  pool = MakePool(f, options, worker);
+  if (pool) {
+    if (Status st = pool->Start(); !st.ok()) {
+      spdlog::error("worker failed: {}", st.ToString());
+      return 1;
+    }
+  }
   if (source.discovery) {
     source.discovery->Start([&worker](const std::vector<std::string>& set) {
       worker.SetBrokers(set);
@@ -168,11 +272,32 @@ int RunWorker(int argc, char** argv) {
   }
   Status st = worker.Run();
   source.discovery.reset();  // before the worker it calls
+  if (pool) {
+    pool->Shutdown();  // frees runners still inside children
+    const IsolateCounters ic = pool->counters();
+    spdlog::info("isolate: {} child processes started, {} replaced", ic.spawned,
+                 ic.replaced);
+  }
   if (!st.ok()) {
     spdlog::error("worker failed: {}", st.ToString());
     return 1;
   }
   return 0;
+}
+
+int RunWorkerChild(int argc, char** argv) {
+  CLI::App app{"A child process of `yard worker` (not for direct use).",
+               argv[0]};
+  ChildOptions o;
+  app.add_option("--parent-pid", o.parent_pid);
+  app.add_option("--cpu-seconds", o.cpu_seconds);
+  app.add_option("--memory-mb", o.memory_mb);
+  app.add_option("--exec", o.exec);
+  app.add_option("--max-frame-bytes", o.max_frame_bytes);
+  app.add_flag("--misbehaving", o.misbehaving);
+  int exit_code = 0;
+  if (!cli::Parse(app, argc, argv, &exit_code)) return exit_code;
+  return RunIsolatedChild(o);
 }
 
 }  // namespace yard

@@ -35,6 +35,7 @@ int main(int argc, char** argv) {
   argv[1] = name.data();
   if (cmd == "broker") return yard::RunBroker(argc - 1, argv + 1);
   if (cmd == "worker") return yard::RunWorker(argc - 1, argv + 1);
+  if (cmd == "worker-child") return yard::RunWorkerChild(argc - 1, argv + 1);
   if (cmd == "push") return yard::RunPush(argc - 1, argv + 1);
   if (cmd == "loadtest") return yard::RunLoadtest(argc - 1, argv + 1);
   if (cmd == "queue") return yard::RunQueue(argc - 1, argv + 1);

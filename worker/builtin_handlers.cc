@@ -1,14 +1,20 @@
 // The handlers every `yard worker` runs: echo, sleep, sha256 and fail. They
-// exist for load tests and for checking a deployment end to end.
+// exist for load tests and for checking a deployment end to end. And the
+// misbehaving ones the isolate pool's tests run in child processes.
+#include "worker/builtin_handlers.h"
+
 #include <openssl/evp.h>
+#include <signal.h>
+#include <sys/resource.h>
 
 #include <charconv>
 #include <chrono>
+#include <cstring>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <thread>
-
-#include "worker/worker.h"
+#include <vector>
 
 namespace yard {
 namespace {
@@ -40,19 +46,27 @@ std::string Echo(const JobContext& ctx) {
   return std::string(AsString(ctx.payload));
 }
 
-// Payload: milliseconds as decimal text ("250"); surrounding whitespace is
-// allowed. Returns an empty output.
-std::string Sleep(const JobContext& ctx) {
+// The payload as a whole number from 0 to max (decimal text, surrounding
+// whitespace allowed); `fallback` when it is empty and fallback >= 0.
+int64_t NumberPayload(const JobContext& ctx, const char* what, const char* unit,
+                      int64_t max, int64_t fallback = -1) {
   std::string_view text = Trim(AsString(ctx.payload));
-  int64_t ms = -1;
-  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), ms);
+  if (text.empty() && fallback >= 0) return fallback;
+  int64_t n = -1;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
   if (text.empty() || ec != std::errc() || end != text.data() + text.size() ||
-      ms < 0 || ms > kMaxSleepMs) {
-    throw std::invalid_argument(
-        "sleep: payload must be a whole number of milliseconds "
-        "from 0 to " +
-        std::to_string(kMaxSleepMs) + ", got " + Quote(AsString(ctx.payload)));
+      n < 0 || n > max) {
+    throw std::invalid_argument(std::string(what) +
+                                ": payload must be a whole number of " + unit +
+                                " from 0 to " + std::to_string(max) + ", got " +
+                                Quote(AsString(ctx.payload)));
   }
+  return n;
+}
+
+// Payload: milliseconds as decimal text ("250"). Returns an empty output.
+std::string Sleep(const JobContext& ctx) {
+  const int64_t ms = NumberPayload(ctx, "sleep", "milliseconds", kMaxSleepMs);
   std::this_thread::sleep_for(std::chrono::milliseconds(ms));
   return std::string();
 }
@@ -78,13 +92,57 @@ std::string Fail(const JobContext&) {
   throw std::runtime_error("fail: this task always fails");
 }
 
+// Burns CPU (checking the clock) for the payload's milliseconds.
+std::string Spin(const JobContext& ctx) {
+  const int64_t ms =
+      NumberPayload(ctx, "spin", "milliseconds", kMaxSleepMs, kMaxSleepMs);
+  const auto end =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+  volatile uint64_t sink = 0;
+  while (std::chrono::steady_clock::now() < end) {
+    for (int i = 0; i < 100000; ++i) sink = sink + static_cast<uint64_t>(i);
+  }
+  return std::to_string(sink);
+}
+
+std::string Alloc(const JobContext& ctx) {
+  constexpr int64_t kStepMiB = 16;
+  constexpr int64_t kMaxMiB = int64_t{1} << 20;
+  rlimit as{};
+  if (getrlimit(RLIMIT_AS, &as) != 0 || as.rlim_cur == RLIM_INFINITY) {
+    throw std::runtime_error(
+        "alloc: refusing to run without an address-space limit");
+  }
+  const int64_t want = NumberPayload(ctx, "alloc", "MiB", kMaxMiB, kMaxMiB);
+  std::vector<std::unique_ptr<char[]>> blocks;
+  for (int64_t held = 0; held < want; held += kStepMiB) {
+    auto block = std::make_unique<char[]>(kStepMiB << 20);  // throws bad_alloc
+    std::memset(block.get(), 1, kStepMiB << 20);
+    blocks.push_back(std::move(block));
+  }
+  return std::to_string(want) + " MiB";
+}
+
+std::string Segv(const JobContext&) {
+  signal(SIGSEGV, SIG_DFL);
+  raise(SIGSEGV);
+  throw std::runtime_error("segv: still alive after SIGSEGV");
+}
+
 }  // namespace
 
+NamedHandlers BuiltinHandlers() {
+  return {{"echo", Echo}, {"sleep", Sleep}, {"sha256", Sha256}, {"fail", Fail}};
+}
+
+NamedHandlers MisbehavingHandlers() {
+  return {{"spin", Spin}, {"alloc", Alloc}, {"segv", Segv}};
+}
+
 void RegisterBuiltinHandlers(Worker& worker) {
-  worker.Register("echo", Echo);
-  worker.Register("sleep", Sleep);
-  worker.Register("sha256", Sha256);
-  worker.Register("fail", Fail);
+  for (auto& [task, handler] : BuiltinHandlers()) {
+    worker.Register(task, std::move(handler));
+  }
 }
 
 }  // namespace yard

@@ -55,6 +55,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -85,6 +86,18 @@ struct JobContext {
 };
 
 using Handler = std::function<std::string(const JobContext&)>;
+
+// A handler may throw this to end its job with a status other than Failed
+// (Cancelled, say); any other exception gives Failed with e.what().
+class JobFailure : public std::runtime_error {
+ public:
+  JobFailure(wire::ResultStatus status, const std::string& reason)
+      : std::runtime_error(reason), status_(status) {}
+  wire::ResultStatus status() const { return status_; }
+
+ private:
+  wire::ResultStatus status_;
+};
 
 struct WorkerOptions {
   std::vector<std::string> brokers;  // backend endpoints

@@ -92,6 +92,9 @@ void Worker::Impl::Execute(Job& job, Writer& writer) {
     int64_t start = MonoMicros();
     try {
       output = it->second(ctx);
+    } catch (const JobFailure& e) {
+      status = e.status();
+      error = e.what();
     } catch (const std::exception& e) {
       status = wire::ResultStatus::Failed;
       error = e.what();

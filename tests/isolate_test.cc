@@ -1,0 +1,224 @@
+// The isolate pool end to end: real `yard` broker and worker processes on
+// 127.0.0.1, jobs from the client library with every outcome checked.
+//   - `--isolate process`: a job that burns CPU, one that eats memory and
+//     one that crashes each fail with their reason while echo jobs beside
+//     them complete; the worker lives on with a small RSS.
+//   - `--exec` handlers in Python and Node (examples/exec): many jobs with
+//     correct outputs while a handler process is SIGKILLed; its job is
+//     retried and none is lost.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <future>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "client/producer.h"
+#include "tests/cluster.h"
+
+namespace yard {
+namespace {
+
+const std::string kExamples = std::string(YARD_SOURCE_DIR) + "/examples/exec";
+
+std::unique_ptr<Producer> MakeProducer(const BrokerHandle& broker) {
+  ProducerOptions po;
+  po.brokers = {broker.frontend};
+  po.default_timeout_ms = 120000;
+  auto p = Producer::Create(po);
+  EXPECT_TRUE(p.ok()) << p.status().ToString();
+  return p.ok() ? std::move(p).value() : nullptr;
+}
+
+// The worker's direct children (every thread's), from /proc.
+std::set<pid_t> ChildrenOf(pid_t pid) {
+  std::set<pid_t> out;
+  const std::string tasks = "/proc/" + std::to_string(pid) + "/task";
+  std::error_code ec;
+  for (const auto& t : std::filesystem::directory_iterator(tasks, ec)) {
+    std::ifstream in(t.path() / "children");
+    pid_t child = 0;
+    while (in >> child) out.insert(child);
+  }
+  return out;
+}
+
+std::string CommandLineOf(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/cmdline");
+  std::string s((std::istreambuf_iterator<char>(in)),
+                std::istreambuf_iterator<char>());
+  for (auto& ch : s) {
+    if (ch == '\0') ch = ' ';
+  }
+  return s;
+}
+
+JobSpec Spec(const std::string& task, const std::string& payload,
+             uint16_t max_attempts = 1) {
+  JobSpec s;
+  s.task = task;
+  s.payload = AsBytes(payload);
+  s.max_attempts = max_attempts;
+  return s;
+}
+
+TEST(IsolateTest, LimitsAndCrashesCostOnlyTheirOwnJob) {
+  Cluster c;
+  auto broker = c.StartBroker({"--heartbeat-ms", "200"});
+  ASSERT_TRUE(broker);
+  Process* worker =
+      c.StartWorker(broker->backend, 2,
+                    {"--heartbeat-ms", "200", "--isolate", "process",
+                     "--misbehaving-handlers", "--job-cpu-seconds", "1",
+                     "--job-memory-mb", "256"});
+  ASSERT_TRUE(worker);
+  auto producer = MakeProducer(*broker);
+  ASSERT_TRUE(producer);
+
+  auto spin = producer->Submit(Spec("spin", ""));
+  auto alloc = producer->Submit(Spec("alloc", ""));
+  auto segv = producer->Submit(Spec("segv", ""));
+  constexpr int kEchoes = 200;
+  std::vector<std::string> payloads;
+  std::vector<std::future<JobOutcome>> echoes;
+  for (int i = 0; i < kEchoes; ++i) {
+    payloads.push_back("echo payload " + std::to_string(i));
+    echoes.push_back(producer->Submit(Spec("echo", payloads.back())));
+  }
+  struct Want {
+    std::future<JobOutcome>* outcome;
+    const char* reason;
+  } wants[] = {{&spin, "cpu limit"},
+               {&alloc, "memory limit"},
+               {&segv, "crashed: SIGSEGV"}};
+  for (auto& w : wants) {
+    JobOutcome o = w.outcome->get();
+    EXPECT_EQ(o.kind, JobOutcome::Kind::kFailed) << w.reason;
+    EXPECT_EQ(o.status, wire::ResultStatus::Failed) << w.reason;
+    EXPECT_EQ(o.error, w.reason);
+  }
+  for (int i = 0; i < kEchoes; ++i) {
+    JobOutcome o = echoes[i].get();
+    ASSERT_EQ(o.kind, JobOutcome::Kind::kCompleted) << i << ": " << o.error;
+    EXPECT_EQ(o.output, payloads[i]);
+  }
+  EXPECT_TRUE(worker->Running()) << c.Describe();
+  // The worker stays small: 256 MiB went to a child, not to it.
+  const int64_t rss = ResidentKb(worker->pid());
+  EXPECT_GT(rss, 0);
+  EXPECT_LT(rss, 128 * 1024) << "worker RSS " << rss << " KiB";
+  // Every slot has a child again.
+  EXPECT_TRUE(PollUntil([&] { return ChildrenOf(worker->pid()).size() == 2; },
+                        Millis(5000)))
+      << ChildrenOf(worker->pid()).size() << " children";
+}
+
+TEST(IsolateTest, RunTimeoutKillsTheChild) {
+  Cluster c;
+  auto broker = c.StartBroker({"--heartbeat-ms", "200"});
+  ASSERT_TRUE(broker);
+  Process* worker = c.StartWorker(broker->backend, 1,
+                                  {"--heartbeat-ms", "200", "--isolate",
+                                   "process", "--run-timeout-ms", "500"});
+  ASSERT_TRUE(worker);
+  auto producer = MakeProducer(*broker);
+  ASSERT_TRUE(producer);
+  JobOutcome slow = producer->Submit(Spec("sleep", "60000")).get();
+  EXPECT_EQ(slow.status, wire::ResultStatus::Failed);
+  EXPECT_EQ(slow.error, "timed out");
+  // The one slot has a fresh child that answers.
+  JobOutcome after = producer->Submit(Spec("echo", "still here")).get();
+  EXPECT_EQ(after.kind, JobOutcome::Kind::kCompleted) << after.error;
+  EXPECT_EQ(after.output, "still here");
+}
+
+// Runs `jobs` echo jobs of `task` through a worker whose handler processes
+// run `command`, SIGKILLs one handler process after a fifth of them, and
+// checks every output. max_attempts 3: the killed process's job runs again.
+void RunExecEcho(const std::string& command, int jobs) {
+  Cluster c;
+  auto broker = c.StartBroker({"--heartbeat-ms", "200"});
+  ASSERT_TRUE(broker);
+  Process* worker = c.StartWorker(
+      broker->backend, 2,
+      {"--heartbeat-ms", "200", "--exec", "lang-echo=" + command});
+  ASSERT_TRUE(worker);
+  auto producer = MakeProducer(*broker);
+  ASSERT_TRUE(producer);
+
+  std::vector<std::string> payloads(static_cast<size_t>(jobs));
+  std::vector<JobSpec> specs;
+  for (int i = 0; i < jobs; ++i) {
+    payloads[i] = "job " + std::to_string(i) + std::string(i % 97, 'x');
+    specs.push_back(Spec("lang-echo", payloads[i], 3));
+  }
+  std::vector<std::future<JobOutcome>> outcomes;
+  const int first = jobs / 5;
+  {
+    auto part = producer->SubmitBatch(std::span(specs).first(first));
+    for (auto& f : part) outcomes.push_back(std::move(f));
+  }
+  // Kill one handler process while the rest of the jobs go through. Both
+  // are up once their command lines name the command (before that they
+  // may still be in exec).
+  const std::string program = command.substr(0, command.find(' '));
+  std::set<pid_t> before;
+  ASSERT_TRUE(PollUntil(
+      [&] {
+        before = ChildrenOf(worker->pid());
+        for (pid_t p : before) {
+          if (CommandLineOf(p).find(program) == std::string::npos) {
+            return false;
+          }
+        }
+        return before.size() == 2;
+      },
+      Millis(10000)))
+      << before.size() << " children: " << c.Describe();
+  auto rest = producer->SubmitBatch(std::span(specs).subspan(first));
+  for (auto& f : rest) outcomes.push_back(std::move(f));
+  const pid_t victim = *before.begin();
+  ASSERT_EQ(kill(victim, SIGKILL), 0);
+
+  int completed = 0;
+  for (int i = 0; i < jobs; ++i) {
+    JobOutcome o = outcomes[i].get();
+    ASSERT_EQ(o.kind, JobOutcome::Kind::kCompleted)
+        << i << ": " << o.error << "\n"
+        << c.Describe();
+    ASSERT_EQ(o.output, payloads[i]) << i;
+    ++completed;
+  }
+  EXPECT_EQ(completed, jobs);
+  EXPECT_TRUE(worker->Running());
+  // The killed process was replaced; its job went back through the retry
+  // path (the broker's counter).
+  const std::set<pid_t> after = ChildrenOf(worker->pid());
+  EXPECT_EQ(after.size(), 2u);
+  EXPECT_EQ(after.count(victim), 0u);
+  auto stats = BrokerStats(broker->frontend);
+  ASSERT_TRUE(stats.is_object());
+  EXPECT_GE(stats["counters"]["retried"].get<int64_t>(), 1) << stats.dump();
+  EXPECT_EQ(stats["counters"]["failed"].get<int64_t>(), 0) << stats.dump();
+}
+
+TEST(IsolateTest, PythonExecHandlerSurvivesAKilledProcess) {
+  RunExecEcho("python3 " + kExamples + "/echo.py", 10000);
+}
+
+TEST(IsolateTest, NodeExecHandlerSurvivesAKilledProcess) {
+  if (system("node --version > /dev/null 2>&1") != 0) {
+    GTEST_SKIP() << "node is not installed (scripts/deps.sh installs it)";
+  }
+  RunExecEcho("node " + kExamples + "/echo.js", 10000);
+}
+
+}  // namespace
+}  // namespace yard
