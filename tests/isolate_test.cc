@@ -10,6 +10,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -22,6 +23,7 @@
 
 #include "client/producer.h"
 #include "tests/cluster.h"
+#include "worker/isolate_pool.h"
 
 namespace yard {
 namespace {
@@ -137,6 +139,89 @@ TEST(IsolateTest, RunTimeoutKillsTheChild) {
   JobOutcome after = producer->Submit(Spec("echo", "still here")).get();
   EXPECT_EQ(after.kind, JobOutcome::Kind::kCompleted) << after.error;
   EXPECT_EQ(after.output, "still here");
+}
+
+// The pool as a library, in this process, with real `yard worker-child`
+// children.
+JobContext Context(const char* task, const std::string& payload) {
+  JobContext ctx;
+  ctx.id = JobId{7, 7};
+  ctx.task = task;
+  ctx.payload = AsBytes(payload);
+  return ctx;
+}
+
+// CPU seconds a process has used, from /proc/PID/stat; -1 when unreadable.
+double CpuSeconds(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(in)),
+                   std::istreambuf_iterator<char>());
+  const size_t paren = stat.rfind(')');
+  if (paren == std::string::npos) return -1;
+  std::istringstream fields(stat.substr(paren + 2));
+  std::string field;
+  double ticks = 0;
+  // Fields 3.. after the command: utime and stime are the 14th and 15th.
+  for (int i = 3; i <= 15 && fields >> field; ++i) {
+    if (i >= 14) ticks += std::stod(field);
+  }
+  return ticks / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+TEST(IsolatePoolTest, CpuLimitIsPerJobNotPerChild) {
+  IsolateOptions o;
+  o.cpu_seconds = 1;
+  o.self_exe = YardBinary();
+  o.misbehaving_handlers = true;
+  IsolatePool pool(o);
+  Handler run = pool.AddBuiltin();
+  ASSERT_TRUE(pool.Start().ok());
+  const std::set<pid_t> children = ChildrenOf(getpid());
+  ASSERT_EQ(children.size(), 1u);
+  const pid_t child = *children.begin();
+  // Jobs of 600 ms of spinning until the child has used well over its
+  // one-second limit in total: none may fail, and it stays the same child.
+  const std::string ms = "600";
+  int jobs = 0;
+  for (; jobs < 30 && CpuSeconds(child) < 2.5; ++jobs) {
+    try {
+      run(Context("spin", ms));
+    } catch (const std::exception& e) {
+      ADD_FAILURE() << "job " << jobs << " at " << CpuSeconds(child)
+                    << " CPU seconds: " << e.what();
+    }
+  }
+  EXPECT_GE(CpuSeconds(child), 2.5) << jobs << " jobs";
+  EXPECT_EQ(ChildrenOf(getpid()), children);
+  EXPECT_EQ(pool.counters().replaced, 0u);
+}
+
+TEST(IsolatePoolTest, CancelKillsTheChildAfterTheGrace) {
+  IsolateOptions o;
+  o.cancel_grace_ms = 200;
+  o.self_exe = YardBinary();
+  IsolatePool pool(o);
+  Handler run = pool.AddBuiltin();
+  ASSERT_TRUE(pool.Start().ok());
+  std::atomic<bool> cancel{false};
+  JobContext ctx = Context("sleep", "60000");
+  ctx.cancel = &cancel;
+  std::thread canceller([&] {
+    std::this_thread::sleep_for(Millis(100));
+    cancel.store(true);
+  });
+  try {
+    run(ctx);
+    ADD_FAILURE() << "a cancelled sleep returned";
+  } catch (const JobFailure& e) {
+    EXPECT_EQ(e.status(), wire::ResultStatus::Cancelled);
+    EXPECT_STREQ(e.what(), "cancelled");
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "not a JobFailure: " << e.what();
+  }
+  canceller.join();
+  EXPECT_EQ(run(Context("echo", "next")), "next");
+  EXPECT_EQ(pool.counters().replaced, 1u);
 }
 
 // Runs `jobs` echo jobs of `task` through a worker whose handler processes

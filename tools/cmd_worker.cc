@@ -290,7 +290,6 @@ int RunWorkerChild(int argc, char** argv) {
                argv[0]};
   ChildOptions o;
   app.add_option("--parent-pid", o.parent_pid);
-  app.add_option("--cpu-seconds", o.cpu_seconds);
   app.add_option("--memory-mb", o.memory_mb);
   app.add_option("--exec", o.exec);
   app.add_option("--max-frame-bytes", o.max_frame_bytes);

@@ -111,10 +111,6 @@ int RunIsolatedChild(const ChildOptions& options) {
     const rlim_t bytes = static_cast<rlim_t>(options.memory_mb) << 20;
     SetLimit(RLIMIT_AS, bytes, bytes, "RLIMIT_AS");
   }
-  if (options.cpu_seconds > 0) {
-    SetLimit(RLIMIT_CPU, static_cast<rlim_t>(options.cpu_seconds),
-             RLIM_INFINITY, "RLIMIT_CPU");
-  }
   if (!options.exec.empty()) {
     const std::string command = ShellCommandFor(options.exec);
     execl("/bin/sh", "sh", "-c", command.c_str(), static_cast<char*>(nullptr));

@@ -138,10 +138,8 @@ Handler IsolatePool::AddExec(const std::string& task,
 Status IsolatePool::Start() {
   const std::string parent = std::to_string(getpid());
   for (auto& g : groups_) {
-    g->argv.insert(g->argv.begin() + 2,
-                   {"--parent-pid", parent, "--cpu-seconds",
-                    std::to_string(options_.cpu_seconds), "--memory-mb",
-                    std::to_string(options_.memory_mb)});
+    g->argv.insert(g->argv.begin() + 2, {"--parent-pid", parent, "--memory-mb",
+                                         std::to_string(options_.memory_mb)});
     for (int i = 0; i < options_.slots; ++i) {
       auto c = Spawn(*g);
       if (!c.ok()) return c.status();
@@ -215,8 +213,14 @@ Result<std::unique_ptr<IsolatePool::Child>> IsolatePool::Spawn(Group& g) {
     return st;
   }
   c->has_cpu_clock = clock_getcpuclockid(c->pid, &c->cpu_clock) == 0;
-  c->cpu_armed_s = options_.cpu_seconds;  // the child sets this at start
-  if (stopping_.load()) Reap(*c);         // raced with Shutdown
+  // Armed here, not by the child: a limit the child set while starting
+  // could land after the pool's re-arm for its first job, and undo it.
+  if (!ArmCpu(*c)) {
+    Status st = Status::IoError(ErrnoText("prlimit(RLIMIT_CPU)"));
+    Reap(*c);
+    return st;
+  }
+  if (stopping_.load()) Reap(*c);  // raced with Shutdown
   return c;
 }
 

@@ -7,10 +7,11 @@
 // per worker slot, started by Start() and spoken to over their stdin and
 // stdout in the framing of worker/exec_frame.h (docs/exec-protocol.md).
 // Children are started with posix_spawn (safe from a process that already
-// has threads), each in its own process group, and set their own limits:
-// RLIMIT_AS (memory_mb) for life; RLIMIT_CPU (cpu_seconds) is re-armed by
-// the pool before each job at the child's CPU time so far plus cpu_seconds,
-// so the limit is per job. docs/adr/0013-process-isolation.md says why.
+// has threads), each in its own process group. A child sets RLIMIT_AS
+// (memory_mb) on itself, for life; the pool sets RLIMIT_CPU (cpu_seconds)
+// with prlimit at the spawn and re-arms it before each job at the child's
+// CPU time so far plus cpu_seconds, so the limit is per job.
+// docs/adr/0013-process-isolation.md says why.
 //
 // A job fails (Failed, or Cancelled) and its child is killed (the whole
 // process group) and replaced when: the child died ("crashed: SIGSEGV",
