@@ -1,6 +1,7 @@
 // The child side of the isolate pool (worker/isolate_pool.h): what
 // `yard worker-child` does in a freshly started process. It ties its life to
-// the worker's (PR_SET_PDEATHSIG), sets its limits, then either becomes
+// the worker's (PR_SET_PDEATHSIG), sets RLIMIT_AS (the pool sets RLIMIT_CPU
+// from outside, with prlimit), then either becomes
 // `/bin/sh -c COMMAND` (an --exec handler) or serves the built-in handlers
 // over stdin and stdout in the framing of worker/exec_frame.h until end of
 // file.
@@ -18,7 +19,6 @@ namespace yard {
 
 struct ChildOptions {
   pid_t parent_pid = 0;      // exit at once if the parent is already gone
-  int64_t cpu_seconds = 0;   // first soft RLIMIT_CPU; 0: none
   int64_t memory_mb = 0;     // RLIMIT_AS (soft and hard); 0: none
   std::string exec;          // the command to become; empty: built-ins
   bool misbehaving = false;  // also serve MisbehavingHandlers()
