@@ -1,5 +1,5 @@
-// The handlers every `yard worker` runs: echo, sleep, sha256 and fail. They
-// exist for load tests and for checking a deployment end to end. And the
+// The handlers every `yard worker` runs: echo, sleep, sha256, fail and hang.
+// They exist for load tests and for checking a deployment end to end. And the
 // misbehaving ones the isolate pool's tests run in child processes.
 #include "worker/builtin_handlers.h"
 
@@ -129,10 +129,24 @@ std::string Segv(const JobContext&) {
   throw std::runtime_error("segv: still alive after SIGSEGV");
 }
 
+// Runs until the job is cancelled (a broker took it back past its run
+// timeout), polling the flag every 10 ms; at most kMaxSleepMs.
+std::string Hang(const JobContext& ctx) {
+  for (int64_t waited = 0; waited < kMaxSleepMs && !ctx.Cancelled();
+       waited += 10) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return std::string();
+}
+
 }  // namespace
 
 NamedHandlers BuiltinHandlers() {
-  return {{"echo", Echo}, {"sleep", Sleep}, {"sha256", Sha256}, {"fail", Fail}};
+  return {{"echo", Echo},
+          {"sleep", Sleep},
+          {"sha256", Sha256},
+          {"fail", Fail},
+          {"hang", Hang}};
 }
 
 NamedHandlers MisbehavingHandlers() {

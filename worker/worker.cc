@@ -79,6 +79,7 @@ WorkerCounters Worker::Impl::counters() const {
   c.reconnects = reconnects_.load(std::memory_order_relaxed);
   c.unexpected = unexpected_.load(std::memory_order_relaxed);
   c.credit_violations = credit_violations_.load(std::memory_order_relaxed);
+  c.jobs_cancelled = jobs_cancelled_.load(std::memory_order_relaxed);
   return c;
 }
 

@@ -23,6 +23,12 @@
 // task has no handler gets an UnknownTask result; a job past its deadline
 // gets Expired without running.
 //
+// Cancel: a broker that takes a job back (past its run timeout) sends
+// Cancel{ids}; each such job in hand gets its cancel flag set
+// (JobContext::cancel). One not started yet is answered Cancelled without
+// running; a running handler may poll ctx.Cancelled() and return early, and
+// whatever it returns once the flag is set is answered Cancelled.
+//
 // Credit follows the work: every broker keeps one slot, so none
 // starves, and the other slots are split equally among the brokers that
 // have work (hold jobs of ours, or used up their credit in the last 200 ms);
@@ -128,6 +134,9 @@ struct WorkerCounters {
   uint64_t reconnects = 0;
   uint64_t unexpected = 0;  // valid messages of a kind brokers never send
   uint64_t credit_violations = 0;  // jobs dispatched beyond the granted credit
+  // Jobs a broker cancelled (Cancel{ids}: taken back past their run
+  // timeout) that were answered Cancelled.
+  uint64_t jobs_cancelled = 0;
 };
 
 class Worker {
@@ -163,7 +172,8 @@ class Worker {
 };
 
 // echo (returns the payload), sleep (payload = milliseconds, as text),
-// sha256 (hex digest of the payload), fail (always throws).
+// sha256 (hex digest of the payload), fail (always throws), hang (runs until
+// the job is cancelled, at most an hour; for run-timeout tests).
 void RegisterBuiltinHandlers(Worker& worker);
 
 }  // namespace yard

@@ -115,6 +115,9 @@ void Worker::Impl::HandleFrame(Broker& b, zmq::message_t frame) {
       return;
     case wire::Body::Heartbeat:
       return;
+    case wire::Body::Cancel:
+      OnCancel(b, d.envelope->body_as_Cancel());
+      return;
     case wire::Body::Disconnect: {
       const auto* disconnect = d.envelope->body_as_Disconnect();
       if (draining_) return;
@@ -194,7 +197,7 @@ void Worker::Impl::OnDispatch(Broker& b, zmq::message_t frame) {
   b.held += count;
   outstanding_ += count;
 
-  batch->jobs.resize(n);
+  batch->jobs = std::vector<Job>(n);  // Job holds an atomic: not movable
   batch->unanswered = n;
   for (size_t i = 0; i < n; ++i) {
     Job& job = batch->jobs[i];
@@ -207,6 +210,25 @@ void Worker::Impl::OnDispatch(Broker& b, zmq::message_t frame) {
   live_batches_.insert(raw);
   for (auto& job : raw->jobs) run_queue_.push(&job);
   WakeRunners(n);
+}
+
+void Worker::Impl::OnCancel(Broker& b, const wire::Cancel* cancel) {
+  // Rare (a job past its run timeout): a scan of the jobs in hand costs
+  // nothing on the dispatch path, unlike an index by id would.
+  std::unordered_set<JobId, JobIdHash> ids;
+  for (const auto* id : *cancel->ids()) ids.insert(FromWire(*id));
+  size_t found = 0;
+  for (Batch* batch : live_batches_) {
+    for (Job& job : batch->jobs) {
+      if (job.broker != b.index) continue;
+      if (ids.count(FromWire(job.blob->data_nested_root()->id()))) {
+        job.cancel.store(true, std::memory_order_relaxed);
+        ++found;
+      }
+    }
+  }
+  spdlog::info("broker {} cancelled {} jobs ({} in hand)", b.endpoint(),
+               ids.size(), found);
 }
 
 void Worker::Impl::ApplyBrokerSet() {

@@ -128,6 +128,9 @@ class Worker::Impl {
     uint32_t broker = 0;
     uint64_t generation = 0;  // the broker's registration it came under
     std::string result;       // encoded JobResult blob, set by the runner
+    // Set by the I/O thread when the broker sends Cancel for the job (it
+    // took the job back); runners and handlers read it (JobContext::cancel).
+    std::atomic<bool> cancel{false};
   };
 
   // One inbound Dispatch message: the frame stays alive (and its payloads
@@ -201,6 +204,8 @@ class Worker::Impl {
   void ReadBroker(Broker& b);
   void HandleFrame(Broker& b, zmq::message_t frame);
   void OnDispatch(Broker& b, zmq::message_t frame);
+  // Sets the cancel flag of the named jobs b dispatched that are in hand.
+  void OnCancel(Broker& b, const wire::Cancel* cancel);
   void ApplyBrokerSet();
   void Drop(Broker& b);
   void Housekeeping();
@@ -270,6 +275,7 @@ class Worker::Impl {
   std::atomic<uint64_t> reconnects_{0};
   std::atomic<uint64_t> unexpected_{0};
   std::atomic<uint64_t> credit_violations_{0};
+  std::atomic<uint64_t> jobs_cancelled_{0};
 
   // ---- I/O thread only ----
   std::unique_ptr<zmq::context_t> own_context_;

@@ -71,13 +71,17 @@ void Worker::Impl::Execute(Job& job, Writer& writer) {
   ctx.attempt = job.blob->attempt();
   ctx.deadline_ms = j->deadline_ms();
   ctx.job = j;
+  ctx.cancel = &job.cancel;
 
   wire::ResultStatus status = wire::ResultStatus::Ok;
   std::string output;
   std::string error;
   uint64_t duration_us = 0;
   int64_t now_unix = ctx.deadline_ms != 0 ? UnixMillis() : 0;
-  if (ctx.deadline_ms != 0 && now_unix > ctx.deadline_ms) {
+  if (ctx.Cancelled()) {
+    status = wire::ResultStatus::Cancelled;
+    error = "cancelled before it started";
+  } else if (ctx.deadline_ms != 0 && now_unix > ctx.deadline_ms) {
     status = wire::ResultStatus::Expired;
     // Unsigned: any int64 deadline may arrive, and the distance from a very
     // negative one does not fit in an int64.
@@ -104,6 +108,10 @@ void Worker::Impl::Execute(Job& job, Writer& writer) {
     }
     duration_us =
         static_cast<uint64_t>(std::max<int64_t>(0, MonoMicros() - start));
+    if (ctx.Cancelled()) {
+      status = wire::ResultStatus::Cancelled;
+      error = "cancelled while it ran";
+    }
   }
   if (status != wire::ResultStatus::Ok) output.clear();
 
@@ -120,6 +128,8 @@ void Worker::Impl::Execute(Job& job, Writer& writer) {
   job.result.assign(reinterpret_cast<const char*>(blob.data()), blob.size());
   if (status == wire::ResultStatus::Ok) {
     jobs_ok_.fetch_add(1, std::memory_order_relaxed);
+  } else if (status == wire::ResultStatus::Cancelled) {
+    jobs_cancelled_.fetch_add(1, std::memory_order_relaxed);
   } else {
     jobs_failed_.fetch_add(1, std::memory_order_relaxed);
   }

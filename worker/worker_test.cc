@@ -310,8 +310,8 @@ TEST_F(WorkerTest, ReadyCarriesCreditCapacityAndTasks) {
   EXPECT_EQ(ready->capacity(), 3u);
   std::vector<std::string> tasks;
   for (const auto* t : *ready->tasks()) tasks.push_back(t->str());
-  EXPECT_EQ(tasks,
-            (std::vector<std::string>{"echo", "fail", "sha256", "sleep"}));
+  EXPECT_EQ(tasks, (std::vector<std::string>{"echo", "fail", "hang", "sha256",
+                                             "sleep"}));
   ASSERT_EQ(ready->tags()->size(), 1u);
   EXPECT_EQ(ready->tags()->Get(0)->str(), "gpu");
   ASSERT_EQ(ready->taints()->size(), 1u);
@@ -414,6 +414,29 @@ TEST_F(WorkerTest, FailuresUnknownTasksAndExpiredDeadlines) {
   auto c = worker_->counters();
   EXPECT_EQ(c.jobs_ok, 3u);
   EXPECT_EQ(c.jobs_failed, 5u);
+}
+
+TEST_F(WorkerTest, ABrokersCancelStopsRunningAndWaitingJobs) {
+  auto ep = NewEndpoint();
+  FakeBroker broker(context_, ep);
+  Start(Options({ep}, 1, 4));
+  std::string id = broker.ExpectReady();
+  // One runner: "hang" runs, the echoes wait behind it.
+  auto ids = broker.Dispatch(id, {{"hang", ""}, {"echo", "a"}, {"echo", "b"}});
+  std::this_thread::sleep_for(milliseconds(50));
+  const JobId cancelled[] = {ids[0], ids[1]};
+  broker.Send(id, broker.writer().EncodeCancel(cancelled));
+  auto results = broker.CollectResults(3);
+  ASSERT_EQ(results.size(), 3u);
+  EXPECT_EQ(results[ids[0]].status, wire::ResultStatus::Cancelled);
+  EXPECT_EQ(results[ids[0]].error, "cancelled while it ran");
+  EXPECT_EQ(results[ids[1]].status, wire::ResultStatus::Cancelled);
+  EXPECT_EQ(results[ids[1]].error, "cancelled before it started");
+  EXPECT_EQ(results[ids[2]].status, wire::ResultStatus::Ok);
+  EXPECT_EQ(results[ids[2]].output, "b");
+  EXPECT_TRUE(StopAndJoin().ok());
+  EXPECT_EQ(worker_->counters().jobs_cancelled, 2u);
+  EXPECT_EQ(worker_->counters().unexpected, 0u);
 }
 
 TEST_F(WorkerTest, ResultsReturnCreditWithoutExplicitGrants) {
