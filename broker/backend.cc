@@ -133,6 +133,9 @@ void Broker::Impl::OnResults(WorkerInfo* sender, const wire::Results* results) {
   for (const auto* blob : *results->results()) {
     const wire::JobResult* r = blob->data_nested_root();
     JobId id = FromWire(r->id());
+    // An attempt taken back past its run timeout: its slot comes back, the
+    // result is neither stored nor forwarded (run_timeouts.cc).
+    if (LateResult(sender, id, r->attempt())) continue;
     auto it = inflight_.find(id);
     if (it == inflight_.end()) {
       // Finished already (a redelivered job's second result) or unknown.
@@ -146,6 +149,13 @@ void Broker::Impl::OnResults(WorkerInfo* sender, const wire::Results* results) {
       ++c_.results_foreign;
       continue;
     }
+    // The attempt is the fencing token: a result for another attempt of
+    // this job is not this attempt's result.
+    if (r->attempt() != f.attempt) {
+      ++c_.results_late;
+      continue;
+    }
+    if (sender->timeouts_in_row) Answered(sender);
     if (!deaths_.empty()) deaths_.erase(id);
     sender->credit = SaturatingAdd(sender->credit, 1);
     ++credit_epoch_;
@@ -202,6 +212,7 @@ void Broker::Impl::RouteResult(const std::string& route, Bytes result) {
 }
 
 void Broker::Impl::ReleaseWorkerJobs(uint64_t serial, bool died) {
+  ForgetTakenBack(serial);
   ids_.clear();
   std::vector<std::pair<JobId, InFlight>> poisoned;
   for (auto it = inflight_.begin(); it != inflight_.end();) {

@@ -16,6 +16,9 @@ Status Broker::Impl::Init() {
         "max queue bytes must be at least the frame limit (" +
         std::to_string(options_.limits.max_frame_bytes) + ")");
   }
+  if (options_.run_timeout_ms < 0) {
+    return Status::InvalidArgument("run timeout must be >= 0");
+  }
   if (auto s = options_.retry.Validate(); !s.ok()) return s;
   if (auto s = options_.quotas.Validate(); !s.ok()) return s;
   auto balancer = NewBalancer(options_.balancer, rng_());
@@ -84,6 +87,7 @@ nlohmann::json Broker::Impl::RegistryRecord() const {
                   {"capacity", w.capacity},
                   {"credit", w.credit},
                   {"outstanding", w.outstanding},
+                  {"quarantined", w.quarantined},
                   {"tags", w.tags},
                   {"taints", w.taints}});
   }
@@ -200,6 +204,7 @@ Status Broker::Impl::Run() {
     if (items[0].revents & ZMQ_POLLIN) ReadBackend();
     if (items[1].revents & ZMQ_POLLIN) ReadFrontend();
     if (events_) events_->OnPollEvents(queue_at, queue_items);
+    RunTimeouts(MonoMillis());
     Dispatch();
     if (events_) events_->Tick(MonoMillis());
     FlushOutboxes();
@@ -219,13 +224,18 @@ std::string Broker::Impl::StatsJson() const {
                 {"running", st.leased},
                 {"capacity", st.capacity}};
   nlohmann::json ws = nlohmann::json::array();
+  size_t quarantined = 0;
   for (const WorkerInfo& w : workers_.workers()) {
     ws.push_back({{"name", w.name},
                   {"credit", w.credit},
                   {"outstanding", w.outstanding},
-                  {"capacity", w.capacity}});
+                  {"capacity", w.capacity},
+                  {"quarantined", w.quarantined},
+                  {"timed_out_unanswered", w.taken_back}});
+    quarantined += w.quarantined ? 1 : 0;
   }
   j["workers"] = ws;
+  j["workers_quarantined"] = quarantined;
   j["counters"] = {{"submitted", c_.submitted},
                    {"accepted", c_.accepted},
                    {"duplicates", c_.duplicates},
@@ -248,7 +258,10 @@ std::string Broker::Impl::StatsJson() const {
                    {"workers_expired", c_.workers_expired},
                    {"workers_refused", c_.workers_refused},
                    {"unavailable", c_.unavailable},
-                   {"poisoned", c_.poisoned}};
+                   {"poisoned", c_.poisoned},
+                   {"timed_out", c_.timed_out},
+                   {"results_late", c_.results_late},
+                   {"quarantines", c_.quarantines}};
   j["messages"] = {{"frontend_in", c_.frontend_in},
                    {"backend_in", c_.backend_in},
                    {"dispatch_out", c_.dispatch_out},

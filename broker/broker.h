@@ -13,7 +13,10 @@
 // liveness) and which jobs are in flight on which worker, for which producer.
 //
 // Failure handling: a worker silent for kHeartbeatLiveness intervals is dead
-// and its jobs go back to the front of the queue. A full queue answers Busy
+// and its jobs go back to the front of the queue. An attempt that runs past
+// its run timeout is taken back (retried or failed "timed out"; the worker
+// hears Cancel), and a worker whose jobs keep timing out is quarantined
+// (docs/adr/0014-run-timeouts.md). A full queue answers Busy
 // with a retry-after. Every inbound frame is verified (codec.h) and a bad one
 // gets an Error reply, a log line and a counter. Stop() drains: new submits
 // get Unavailable; queued and running jobs finish, up to drain_timeout_ms;
@@ -64,6 +67,14 @@ struct BrokerOptions {
   // up (queue/retry_policy.h). The broker hands max_expiries to its durable
   // queue.
   RetryPolicy retry;
+  // How long one attempt of a job may run once dispatched, for jobs that do
+  // not set Job.run_timeout_ms; 0: such jobs have none. Past it the broker
+  // sends the worker Cancel{id}, retries the job (an attempt, with backoff)
+  // or fails it "timed out", and ignores the old attempt's late result.
+  int64_t run_timeout_ms = 300000;
+  // A worker whose jobs time out this many times in a row gets no new jobs
+  // (quarantined) until it sends a result again; 0: never.
+  uint32_t quarantine_after = 3;
   // Durable mode: a Redis URL switches the queue to Redis (the memory queue
   // otherwise). `redis.url` empty: memory mode.
   RedisQueueOptions redis;
@@ -104,6 +115,10 @@ struct BrokerCounters {
   uint64_t workers_expired = 0;
   uint64_t workers_refused = 0;  // Ready beyond max_workers
   uint64_t poisoned = 0;         // jobs failed after retry.max_worker_deaths
+  uint64_t timed_out = 0;        // attempts taken back past their run timeout
+  // Results of attempts taken back (timed out): not stored nor forwarded.
+  uint64_t results_late = 0;
+  uint64_t quarantines = 0;  // workers put in quarantine
   // Messages, to see how well batching works (jobs per message).
   uint64_t frontend_in = 0;
   uint64_t backend_in = 0;

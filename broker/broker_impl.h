@@ -8,6 +8,8 @@
 //                 the replies to each producer, coalesced per loop turn
 //   auth.cc       CURVE: the Gatekeeper's setup, key reloads, and which
 //                 role may send which message
+//   run_timeouts.cc  run deadlines of dispatched jobs, taking back the
+//                 late ones (Cancel to the worker, retry), quarantine
 //
 // Thread-safety: everything below belongs to the loop thread (Run), except
 // stop_ (any thread) and snapshot_ (guarded by snapshot_mu_: the loop
@@ -126,6 +128,30 @@ struct InFlight {
   std::string route;    // producer identity; empty: another broker's
   uint16_t attempt = 1;
   uint16_t max_attempts = 1;
+  int64_t deadline_ms = 0;  // monotonic; 0: no run timeout
+};
+
+// A run deadline in the broker's min-heap. Entries are not removed when
+// their job finishes: one is live only while inflight_ holds the same job
+// with the same attempt and deadline (RunTimeouts compacts the heap).
+struct RunDeadline {
+  int64_t at = 0;
+  JobId id;
+  uint16_t attempt = 0;
+  bool operator>(const RunDeadline& o) const { return at > o.at; }
+};
+
+// An attempt taken back past its run timeout whose worker has not answered
+// yet: its slot stays counted against that worker (by serial) until it does.
+struct AttemptKey {
+  JobId id;
+  uint16_t attempt = 0;
+  bool operator==(const AttemptKey&) const = default;
+};
+struct AttemptKeyHash {
+  size_t operator()(const AttemptKey& k) const {
+    return JobIdHash()(k.id) ^ (size_t{k.attempt} * 0x9E3779B97F4A7C15ULL);
+  }
 };
 
 // Replies waiting for one producer until the end of the loop turn.
@@ -141,6 +167,8 @@ struct Outbox {
 
 class Broker::Impl {
   using InFlight = broker_internal::InFlight;
+  using RunDeadline = broker_internal::RunDeadline;
+  using AttemptKey = broker_internal::AttemptKey;
   using Outbox = broker_internal::Outbox;
   using MeteredBlob = broker_internal::MeteredBlob;
   using MeteredFrame = broker_internal::MeteredFrame;
@@ -208,6 +236,21 @@ class Broker::Impl {
   void OnReady(std::string_view identity, const wire::Ready* ready);
   void OnResults(WorkerInfo* sender, const wire::Results* results);
   void RouteResult(const std::string& route, Bytes result);
+  // Run timeouts (run_timeouts.cc). Whether w may be given jobs now.
+  static bool Eligible(const WorkerInfo& w) {
+    return w.labels_ok && !w.quarantined;
+  }
+  // Sets f's run deadline (the job's run_timeout_ms, or the broker's).
+  void ArmRunDeadline(const JobId& id, const wire::Job& job, InFlight* f);
+  // Takes back every attempt past its run deadline.
+  void RunTimeouts(int64_t now);
+  void TakeBack(const JobId& id, const InFlight& f);
+  // A result of an attempt taken back: true when it was one (it returns
+  // the worker's slot and is otherwise ignored).
+  bool LateResult(WorkerInfo* sender, const JobId& id, uint16_t attempt);
+  // The sender answered: it leaves quarantine.
+  void Answered(WorkerInfo* w);
+  void ForgetTakenBack(uint64_t serial);
   // `died`: the worker expired (not a graceful Disconnect); its jobs count
   // a death each, and a job at retry.max_worker_deaths fails instead of running
   // again (a poison job that crashes every worker it meets).
@@ -298,6 +341,13 @@ class Broker::Impl {
   std::pmr::unordered_map<JobId, InFlight, JobIdHash> inflight_{
       &inflight_pool_};
   std::unordered_map<std::string, Outbox> outboxes_;
+  // Run deadlines (a min-heap by `at`) and attempts taken back whose
+  // worker has not answered (run_timeouts.cc).
+  std::vector<RunDeadline> deadlines_;
+  std::unordered_map<AttemptKey, uint64_t, broker_internal::AttemptKeyHash>
+      taken_back_;
+  std::vector<std::pair<uint64_t, JobId>> cancels_;
+  int64_t now_mono_ = 0;  // MonoMillis() at the start of Dispatch
   // Worker deaths per job while it ran (ReleaseWorkerJobs).
   std::unordered_map<JobId, uint32_t, JobIdHash> deaths_;
   std::vector<std::string> dirty_;

@@ -908,3 +908,170 @@ TEST_F(PlacementTest, AffinityKeepsAKeyOnOneWorker) {
 
 }  // namespace
 }  // namespace yard
+
+namespace yard {
+namespace {
+
+// The next message of a kind, skipping others (heartbeats are skipped by
+// Recv); nullopt when none comes in time.
+std::optional<std::string> RecvKind(Peer& p, wire::Body kind, int tries = 20) {
+  for (int i = 0; i < tries; ++i) {
+    auto m = p.Recv(500ms);
+    if (m && Env(*m)->body_type() == kind) return m;
+  }
+  return std::nullopt;
+}
+
+std::string ResultOfAttempt(Writer& w, const JobId& id, uint16_t attempt,
+                            std::string_view output) {
+  std::string r(AsString(w.EncodeResult(id, wire::ResultStatus::Ok,
+                                        AsBytes(output), "", attempt, 1)));
+  BlobBatch results;
+  results.AddResult(AsBytes(r));
+  return std::string(AsString(results.FinishResults()));
+}
+
+nlohmann::json WorkerStats(Broker& b, size_t i) {
+  return nlohmann::json::parse(b.StatsJson())["workers"][i];
+}
+
+TEST_F(BrokerTest, RunTimeoutCancelsRetriesAndIgnoresTheLateResult) {
+  BrokerOptions o;
+  o.run_timeout_ms = 2000;  // attempt 2 is answered well within it
+  o.heartbeat_ms = 3000;    // the worker here sends no heartbeats
+  o.retry.base_ms = 10;
+  Start(o);
+  Peer producer(ctx_, "inproc://front"), worker(ctx_, "inproc://back");
+  Ready(worker, 10);
+  const JobId id = JobId::Random();
+  Submit(producer, {id}, "echo", 2);
+  ASSERT_TRUE(RecvKind(producer, wire::Body::Accepted));
+  auto first = RecvKind(worker, wire::Body::Dispatch);
+  ASSERT_TRUE(first);
+  EXPECT_EQ(Env(*first)->body_as_Dispatch()->jobs()->Get(0)->attempt(), 1);
+  // Not answered: past 2 s the broker sends Cancel{id} ...
+  auto cancel = RecvKind(worker, wire::Body::Cancel, 10);
+  ASSERT_TRUE(cancel);
+  const auto* ids = Env(*cancel)->body_as_Cancel()->ids();
+  ASSERT_EQ(ids->size(), 1u);
+  EXPECT_EQ(FromWire(*ids->Get(0)), id);
+  // ... and dispatches the job again as attempt 2; the taken-back attempt
+  // still holds its slot (10 granted, 2 in use).
+  auto second = RecvKind(worker, wire::Body::Dispatch);
+  ASSERT_TRUE(second);
+  EXPECT_EQ(Env(*second)->body_as_Dispatch()->jobs()->Get(0)->attempt(), 2);
+  EXPECT_TRUE(Eventually([&] {
+    return WorkerStats(*broker_, 0)["outstanding"] == 2 &&
+           WorkerStats(*broker_, 0)["credit"] == 8;
+  })) << broker_->StatsJson();
+  // Attempt 1's result comes late: ignored (not forwarded), but its slot
+  // comes back.
+  worker.Send(AsBytes(ResultOfAttempt(w_, id, 1, "late")));
+  ASSERT_TRUE(
+      Eventually([&] { return broker_->counters().results_late == 1u; }));
+  if (auto m = RecvKind(producer, wire::Body::Results, 1)) {
+    const auto* r =
+        Env(*m)->body_as_Results()->results()->Get(0)->data_nested_root();
+    ADD_FAILURE() << "a result reached the producer: " << AsString(r->output())
+                  << " " << AsString(r->error()) << " attempt "
+                  << r->attempt();
+  }
+  EXPECT_TRUE(
+      Eventually([&] { return WorkerStats(*broker_, 0)["credit"] == 9; }));
+  // A second late copy is not taken again, nor is it this attempt's result.
+  worker.Send(AsBytes(ResultOfAttempt(w_, id, 1, "late again")));
+  worker.Send(AsBytes(ResultOfAttempt(w_, id, 2, "on time")));
+  auto res = RecvKind(producer, wire::Body::Results);
+  ASSERT_TRUE(res);
+  const auto* r =
+      Env(*res)->body_as_Results()->results()->Get(0)->data_nested_root();
+  EXPECT_EQ(AsString(r->output()), "on time");
+  EXPECT_EQ(r->attempt(), 2);
+  EXPECT_TRUE(
+      Eventually([&] { return broker_->counters().results_late == 2u; }));
+  const BrokerCounters c = broker_->counters();
+  EXPECT_EQ(c.timed_out, 1u);
+  EXPECT_EQ(c.retried, 1u);
+  EXPECT_EQ(c.completed, 1u);
+  EXPECT_TRUE(Eventually([&] {
+    return WorkerStats(*broker_, 0)["credit"] == 10 &&
+           WorkerStats(*broker_, 0)["outstanding"] == 0;
+  })) << broker_->StatsJson();
+}
+
+TEST_F(BrokerTest, JobsAnsweredInTimeNeverTimeOut) {
+  BrokerOptions o;
+  o.run_timeout_ms = 300;
+  Start(o);
+  Peer producer(ctx_, "inproc://front"), worker(ctx_, "inproc://back");
+  Ready(worker, 1000);
+  size_t answered = 0;
+  for (int round = 0; round < 5; ++round) {
+    Submit(producer, RandomIds(200));
+    for (size_t got = 0; got < 200;) {
+      auto disp = RecvKind(worker, wire::Body::Dispatch);
+      ASSERT_TRUE(disp);
+      got += AnswerDispatch(worker, *disp).size();
+    }
+    answered += 200;
+  }
+  ASSERT_TRUE(
+      Eventually([&] { return broker_->counters().completed == answered; }));
+  std::this_thread::sleep_for(600ms);  // every deadline has passed
+  EXPECT_EQ(broker_->counters().timed_out, 0u);
+  EXPECT_FALSE(RecvKind(worker, wire::Body::Cancel, 1));
+}
+
+TEST_F(BrokerTest, AWorkerWhoseJobsKeepTimingOutIsQuarantined) {
+  BrokerOptions o;
+  o.run_timeout_ms = 100;
+  o.quarantine_after = 3;
+  Start(o);
+  Peer producer(ctx_, "inproc://front"), silent(ctx_, "inproc://back");
+  Ready(silent, 10);
+  std::vector<JobId> ids = RandomIds(3);
+  Submit(producer, ids);  // one attempt each
+  ASSERT_TRUE(RecvKind(producer, wire::Body::Accepted));
+  ASSERT_TRUE(RecvKind(silent, wire::Body::Dispatch));
+  // Out of attempts: each fails with the error "timed out".
+  size_t failed = 0;
+  while (failed < 3) {
+    auto res = RecvKind(producer, wire::Body::Results);
+    ASSERT_TRUE(res) << failed;
+    for (const auto* blob : *Env(*res)->body_as_Results()->results()) {
+      const auto* r = blob->data_nested_root();
+      EXPECT_EQ(r->status(), wire::ResultStatus::Failed);
+      EXPECT_EQ(AsString(r->error()), "timed out");
+      ++failed;
+    }
+  }
+  ASSERT_TRUE(Eventually([&] {
+    auto s = nlohmann::json::parse(broker_->StatsJson());
+    return s["workers_quarantined"] == 1 && s["workers"][0]["quarantined"];
+  })) << broker_->StatsJson();
+  // It has 7 credit left but gets nothing; a new worker gets the next job.
+  const JobId next = JobId::Random();
+  Submit(producer, {next});
+  ASSERT_TRUE(RecvKind(producer, wire::Body::Accepted));
+  Peer honest(ctx_, "inproc://back");
+  Ready(honest, 10);
+  auto disp = RecvKind(honest, wire::Body::Dispatch);
+  ASSERT_TRUE(disp);
+  AnswerDispatch(honest, *disp);
+  ASSERT_TRUE(RecvKind(producer, wire::Body::Results));
+  for (int i = 0; i < 3; ++i) {
+    if (auto m = silent.Recv(100ms)) {
+      EXPECT_NE(Env(*m)->body_type(), wire::Body::Dispatch);
+    }
+  }
+  // Any result from it (here a late one) ends the quarantine.
+  silent.Send(AsBytes(ResultOfAttempt(w_, ids[0], 1, "late")));
+  EXPECT_TRUE(Eventually([&] {
+    return nlohmann::json::parse(broker_->StatsJson())["workers_quarantined"] ==
+           0;
+  })) << broker_->StatsJson();
+  EXPECT_EQ(broker_->counters().quarantines, 1u);
+}
+
+}  // namespace
+}  // namespace yard

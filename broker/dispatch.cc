@@ -15,9 +15,10 @@ using broker_internal::SelectorOf;
 // may take when the roster changes, the others whenever credit comes back.
 void Broker::Impl::Dispatch() {
   int64_t now_unix = UnixMillis();
+  now_mono_ = MonoMillis();
   size_t free_credit = 0;
   for (const WorkerInfo& w : workers_.workers()) {
-    if (w.labels_ok) free_credit += w.credit;  // others get nothing
+    if (Eligible(w)) free_credit += w.credit;  // others get nothing
   }
   if (events_) events_->Want(draining_ ? 0 : free_credit);
   if (free_credit == 0) return;
@@ -100,6 +101,7 @@ Broker::Impl::Placed Broker::Impl::Place(const JobId& id, Bytes blob,
   f.route.assign(route);
   f.attempt = attempt;
   f.max_attempts = std::max<uint16_t>(1, job->max_attempts());
+  ArmRunDeadline(id, *job, &f);
   ++c_.dispatched;
   if (batch.size() >= options_.max_dispatch_batch) SendOutgoing();
   return Placed::kSent;
@@ -125,7 +127,7 @@ Broker::Impl::Candidates* Broker::Impl::CandidatesFor(const wire::Job& job) {
     c.roster = roster_;
     c.workers.clear();
     for (WorkerInfo& w : workers_.workers()) {
-      if (w.labels_ok && Admits(w.labels, c.selector)) {
+      if (Eligible(w) && Admits(w.labels, c.selector)) {
         c.workers.push_back(&w);
       }
     }

@@ -53,6 +53,12 @@ struct WorkerInfo {
   Labels labels;          // tags and taints, compiled for placement
   bool labels_ok = true;  // false: labels it cannot state; it gets no jobs
   uint64_t key = 0;  // WorkerKey(name): the same at every broker (affinity)
+  // Run timeouts (broker/run_timeouts.cc): its attempts timed out since it
+  // last sent a result, and whether that put it in quarantine (no new jobs;
+  // its credit is not counted).
+  uint32_t timeouts_in_row = 0;
+  bool quarantined = false;
+  uint32_t taken_back = 0;  // timed-out attempts it has not answered yet
   // Its Dispatch being built (broker Dispatch): valid while out_epoch is
   // the broker's current one.
   uint64_t out_epoch = 0;

@@ -52,6 +52,9 @@ struct ProducerOptions {
   int64_t ack_timeout_ms = 2000;
   int64_t heartbeat_ms = 1000;
   int64_t default_timeout_ms = 30000;
+  // Run timeout of jobs whose JobSpec.run_timeout_ms is 0: how long one
+  // attempt may run once a broker dispatched it. 0: the broker's default.
+  uint32_t run_timeout_ms = 0;
   size_t max_batch = 256;
   // While jobs are being submitted continuously, the I/O thread waits up to
   // this long for a fuller batch before sending (fewer, bigger Submit

@@ -83,6 +83,17 @@ CLI::Option* AddServingFlags(CLI::App& app, BrokerOptions* o) {
                  "fails for good (a dead letter in durable mode); 0: no limit")
       ->capture_default_str()
       ->check(CLI::Range(0u, 1000u));
+  app.add_option("--run-timeout-ms", o->run_timeout_ms,
+                 "How long one attempt of a job may run once dispatched, for "
+                 "jobs that set none; past it the worker is told to cancel "
+                 "and the job is retried, or fails 'timed out' (0: none)")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{0}, int64_t{86400000}));
+  app.add_option("--quarantine-after", o->quarantine_after,
+                 "A worker whose jobs time out this many times in a row gets "
+                 "no new jobs until it answers again (0: never)")
+      ->capture_default_str()
+      ->check(CLI::Range(0u, 1000000u));
   app.add_option("--balancer", o->balancer,
                  "least-outstanding | round-robin | weighted (by capacity)")
       ->capture_default_str()

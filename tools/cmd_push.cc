@@ -145,6 +145,7 @@ struct PushFlags {
   int64_t count = 0, size = 64, window = 1000;
   double rate = 0, timeout_s = 60;
   int priority = 1, max_attempts = 1;
+  uint32_t run_timeout_ms = 0;
   int64_t ack_timeout_ms = 2000, heartbeat_ms = 1000, max_batch = 256,
           linger_us = 200;
   bool json = false;
@@ -182,6 +183,10 @@ void AddLoadFlags(CLI::App& app, PushFlags* f) {
   app.add_option("--max-attempts", f->max_attempts,
                  "attempts per job (worker-side retries)")
       ->check(CLI::Range(0, 65535))
+      ->capture_default_str();
+  app.add_option("--run-timeout-ms", f->run_timeout_ms,
+                 "how long one attempt may run once dispatched (0: the "
+                 "broker's --run-timeout-ms)")
       ->capture_default_str();
   app.add_option("--queue", f->queue, "queue name (default: default)");
 }
@@ -268,6 +273,7 @@ class PushRun {
     spec_.payload = AsBytes(payload_);
     spec_.priority = static_cast<uint8_t>(f.priority);
     spec_.max_attempts = static_cast<uint16_t>(f.max_attempts);
+    spec_.run_timeout_ms = f.run_timeout_ms;
     start_us_ = MonoMicros();
     start_unix_ms_ = UnixMillis();
     run_deadline_us_ = start_us_ + TimeoutUs(f);
