@@ -48,6 +48,16 @@ void Broker::Impl::ArmRunDeadline(const JobId& id, const wire::Job& job,
 }
 
 void Broker::Impl::RunTimeouts(int64_t now) {
+  // Entries of finished jobs stay until they come up: once they outnumber
+  // the live ones twice over, the heap is rebuilt from inflight_ (O(n),
+  // amortised O(1) per job), so it stays small and cache-friendly.
+  if (deadlines_.size() > 2 * inflight_.size() + 4096) {
+    deadlines_.clear();
+    for (const auto& [id, f] : inflight_) {
+      if (f.deadline_ms) deadlines_.push_back({f.deadline_ms, id, f.attempt});
+    }
+    std::make_heap(deadlines_.begin(), deadlines_.end(), std::greater<>());
+  }
   if (deadlines_.empty() || deadlines_.front().at > now) return;
   while (!deadlines_.empty() && deadlines_.front().at <= now) {
     std::pop_heap(deadlines_.begin(), deadlines_.end(), std::greater<>());
@@ -61,13 +71,6 @@ void Broker::Impl::RunTimeouts(int64_t now) {
     const InFlight f = std::move(it->second);
     inflight_.erase(it);
     TakeBack(d.id, f);
-  }
-  if (deadlines_.size() > 2 * inflight_.size() + 4096) {
-    deadlines_.clear();
-    for (const auto& [id, f] : inflight_) {
-      if (f.deadline_ms) deadlines_.push_back({f.deadline_ms, id, f.attempt});
-    }
-    std::make_heap(deadlines_.begin(), deadlines_.end(), std::greater<>());
   }
   // One Cancel per worker for everything taken back from it this turn.
   std::sort(cancels_.begin(), cancels_.end(),
