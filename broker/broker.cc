@@ -266,6 +266,7 @@ std::string Broker::Impl::StatsJson() const {
                    {"backend_in", c_.backend_in},
                    {"dispatch_out", c_.dispatch_out},
                    {"frontend_out", c_.frontend_out}};
+  j["run_deadlines"] = deadlines_.size();  // heap entries, stale included
   j["waiting"] = {{"no_worker", unplaceable_.size()},
                   {"worker_busy", waiting_.size()}};
   j["memory"] = {{"bytes", memory_bytes_},

@@ -973,8 +973,7 @@ TEST_F(BrokerTest, RunTimeoutCancelsRetriesAndIgnoresTheLateResult) {
     const auto* r =
         Env(*m)->body_as_Results()->results()->Get(0)->data_nested_root();
     ADD_FAILURE() << "a result reached the producer: " << AsString(r->output())
-                  << " " << AsString(r->error()) << " attempt "
-                  << r->attempt();
+                  << " " << AsString(r->error()) << " attempt " << r->attempt();
   }
   EXPECT_TRUE(
       Eventually([&] { return WorkerStats(*broker_, 0)["credit"] == 9; }));
@@ -1020,6 +1019,30 @@ TEST_F(BrokerTest, JobsAnsweredInTimeNeverTimeOut) {
   std::this_thread::sleep_for(600ms);  // every deadline has passed
   EXPECT_EQ(broker_->counters().timed_out, 0u);
   EXPECT_FALSE(RecvKind(worker, wire::Body::Cancel, 1));
+}
+
+TEST_F(BrokerTest, FinishedJobsDoNotPileUpInTheDeadlineHeap) {
+  BrokerOptions o;
+  o.run_timeout_ms = 600000;  // none comes due during the test
+  Start(o);
+  Peer producer(ctx_, "inproc://front"), worker(ctx_, "inproc://back");
+  Ready(worker, 1000);
+  size_t answered = 0;
+  while (answered < 10000) {
+    Submit(producer, RandomIds(500));
+    for (size_t got = 0; got < 500;) {
+      auto disp = RecvKind(worker, wire::Body::Dispatch);
+      ASSERT_TRUE(disp);
+      got += AnswerDispatch(worker, *disp).size();
+    }
+    answered += 500;
+  }
+  ASSERT_TRUE(
+      Eventually([&] { return broker_->counters().completed == answered; }));
+  // Nothing runs: the heap is rebuilt once its stale entries pass 4096.
+  EXPECT_TRUE(Eventually([&] {
+    return nlohmann::json::parse(broker_->StatsJson())["run_deadlines"] <= 4096;
+  })) << broker_->StatsJson();
 }
 
 TEST_F(BrokerTest, AWorkerWhoseJobsKeepTimingOutIsQuarantined) {
