@@ -30,7 +30,7 @@ Result<std::unique_ptr<RedisClient>> ConnectSlot(const RedisTarget& target,
                                                  const std::string& url) {
   RedisTarget t = target;
   t.key = slot_key;
-  auto client = ConnectRedisTarget(t, kRedisTimeoutMs);
+  auto client = ConnectRedisTarget(t, RedisTimeoutMs());
   if (!client.ok()) return Unreachable(url, client.status());
   return client;
 }
@@ -193,7 +193,7 @@ Result<Json> ShardDead(RedisClient& c, const QueueKeys& keys, size_t limit) {
 
 Result<Json> ShardRequeueDead(RedisClient& c, const QueueKeys& keys,
                               int64_t limit) {
-  if (Status s = EnsureQueue(c, keys, kRedisTimeoutMs); !s.ok()) return s;
+  if (Status s = EnsureQueue(c, keys, RedisTimeoutMs()); !s.ok()) return s;
   Result<int64_t> n = CallInChunks(c, keys, "yard_requeue_dead", {}, limit);
   if (!n.ok()) return n.status();
   return Json{{"queue", keys.name}, {"requeued", *n}};
@@ -220,7 +220,7 @@ Result<Json> ShardPurge(RedisClient& c, const QueueKeys& keys,
   if (dead_letters) {
     n = DeleteDeadLetters(c, keys);
   } else {
-    if (Status s = EnsureQueue(c, keys, kRedisTimeoutMs); !s.ok()) return s;
+    if (Status s = EnsureQueue(c, keys, RedisTimeoutMs()); !s.ok()) return s;
     n = CallInChunks(c, keys, "yard_purge", {kRedisGroup}, kNoLimit);
   }
   if (!n.ok()) return n.status();
@@ -246,10 +246,10 @@ Result<QueueConnection> ConnectQueue(const std::string& redis_url,
   }
   QueueConnection out;
   RedisTarget registry_target = *target;
-  auto registry = ConnectRegistry(registry_target, kRedisTimeoutMs);
+  auto registry = ConnectRegistry(registry_target, RedisTimeoutMs());
   if (!registry.ok()) return Unreachable(redis_url, registry.status());
   out.registry = std::move(registry).value();
-  Result<int> shards = ReadShardCount(*out.registry, queue, kRedisTimeoutMs);
+  Result<int> shards = ReadShardCount(*out.registry, queue, RedisTimeoutMs());
   if (!shards.ok()) return shards.status();
   for (QueueKeys& keys : ShardKeys(queue, *shards)) {
     // (Any key with the shard's hash tag names its slot: its prefix.)

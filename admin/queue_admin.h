@@ -22,7 +22,8 @@
 // and ListDead count and list jobs; RequeueDead and PurgeDead count dead
 // letters (records), PurgeWaiting counts jobs (what yard_purge reports).
 //
-// Every call blocks (each command to Redis waits at most kRedisTimeoutMs).
+// Every call blocks (the connect and each command to Redis wait at most
+// RedisTimeoutMs(), --redis-timeout-ms).
 // hiredis writes with write(2): a caller must ignore SIGPIPE, or a server
 // that hangs up kills the process.
 //
@@ -45,9 +46,6 @@
 namespace yard::admin {
 
 using Json = nlohmann::ordered_json;
-
-// Every blocking call to Redis (connect, each command) waits this long.
-inline constexpr int64_t kRedisTimeoutMs = 5000;
 
 // One shard of the queue (queue/redis_layout.h): its keys and a connection
 // to the primary serving their slot.

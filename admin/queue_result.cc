@@ -85,7 +85,7 @@ Result<std::string> FindStoredBlob(const QueueConnection& q, const JobId& id) {
   // A sharded queue keeps a result in the shard that ran the job: any one.
   Result<std::string> stored = Status::NotFound("no shard");
   for (const QueueShard& shard : q.shards) {
-    stored = FindResult(*shard.client, shard.keys, id, kRedisTimeoutMs);
+    stored = FindResult(*shard.client, shard.keys, id, RedisTimeoutMs());
     if (stored.status().code() != StatusCode::kNotFound) break;
   }
   return stored;

@@ -73,7 +73,7 @@ int64_t JobsIn(const Fields& f) { return RecordJobCount(Field(f, "n")); }
 // ---- Commands to Redis
 
 Result<RedisReply> Call(RedisClient& c, std::vector<std::string> args) {
-  return RedisCall(c, std::move(args), kRedisTimeoutMs);
+  return RedisCall(c, std::move(args), RedisTimeoutMs());
 }
 
 Result<RedisReply> CallOrNil(RedisClient& c, std::vector<std::string> args) {

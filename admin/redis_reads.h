@@ -53,7 +53,7 @@ std::vector<Entry> EntriesOf(const RedisReply& xrange);
 // (jobs_in): field n, 1 when it is missing or not a number.
 int64_t JobsIn(const Fields& f);
 
-// ---- Commands to Redis (blocking, kRedisTimeoutMs each)
+// ---- Commands to Redis (blocking, RedisTimeoutMs() each)
 
 Result<RedisReply> Call(RedisClient& c, std::vector<std::string> args);
 

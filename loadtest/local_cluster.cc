@@ -11,6 +11,8 @@
 #include <thread>
 #include <utility>
 
+#include "redis/redis_client.h"
+
 namespace yard {
 namespace {
 
@@ -316,7 +318,9 @@ Status LocalCluster::StartBroker(size_t i) {
 }
 
 std::vector<std::string> LocalCluster::RedisArgs(const char* flag) const {
-  std::vector<std::string> args = {flag, child_redis_url_};
+  // The children keep this process's command deadline (--redis-timeout-ms).
+  std::vector<std::string> args = {flag, child_redis_url_, "--redis-timeout-ms",
+                                   std::to_string(RedisTimeoutMs())};
   if (!options_.redis_password_file.empty() &&
       child_redis_url_ == options_.redis) {
     args.insert(args.end(),

@@ -35,9 +35,9 @@ std::string QueueName(const LoadtestOptions& o) {
 Result<int> ReadQueueShards(const std::string& url, const std::string& queue) {
   auto target = ParseRedisTarget(url);
   if (!target.ok()) return target.status();
-  auto client = ConnectRegistry(*target, kRegistryTimeoutMs);
+  auto client = ConnectRegistry(*target, RedisTimeoutMs());
   if (!client.ok()) return client.status();
-  return ReadShardCount(**client, queue, kRegistryTimeoutMs);
+  return ReadShardCount(**client, queue, RedisTimeoutMs());
 }
 
 uint64_t Run::Submitted() const {

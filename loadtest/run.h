@@ -29,7 +29,6 @@ namespace yard::loadtest_internal {
 
 // How often the live progress line (a terminal) is drawn.
 inline constexpr int64_t kLiveProgressUs = 200'000;
-inline constexpr int64_t kRegistryTimeoutMs = 2000;
 
 std::string QueueName(const LoadtestOptions& o);
 

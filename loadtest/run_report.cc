@@ -36,7 +36,7 @@ void AddTotals(const Ledger::Totals& t, Ledger::Totals* sum) {
 void Run::RecordBrokers() {
   auto target = ParseRedisTarget(cluster_->redis_url());
   if (!target.ok()) return;
-  auto client = ConnectRegistry(*target, kRegistryTimeoutMs);
+  auto client = ConnectRegistry(*target, RedisTimeoutMs());
   if (!client.ok()) return;
   // Let every broker refresh its record (counters) once more.
   std::this_thread::sleep_for(std::chrono::milliseconds(o_.heartbeat_ms + 100));

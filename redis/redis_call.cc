@@ -15,6 +15,7 @@ Result<RedisReply> RedisCall(RedisClient& client, std::vector<std::string> args,
                              int64_t timeout_ms) {
   // Shared with the callback: on a timeout the command stays pending and
   // its callback runs later (at the latest when the client is destroyed).
+  if (timeout_ms < 0) timeout_ms = client.command_timeout_ms();
   auto out = std::make_shared<std::optional<Result<RedisReply>>>();
   client.Command(std::move(args),
                  [out](Result<RedisReply> r) { out->emplace(std::move(r)); });

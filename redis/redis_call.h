@@ -19,11 +19,12 @@
 
 namespace yard {
 
-// Sends one command and waits up to timeout_ms for its reply (Unavailable
-// when none came). On a timeout the command stays pending on the client:
-// drop the client rather than reuse it.
+// Sends one command and waits up to timeout_ms (< 0: the client's
+// command_timeout_ms()) for its reply (Unavailable when none came). On a
+// timeout the command stays pending on the client: drop the client rather
+// than reuse it.
 Result<RedisReply> RedisCall(RedisClient& client, std::vector<std::string> args,
-                             int64_t timeout_ms = 5000);
+                             int64_t timeout_ms = -1);
 
 // Connects to `address` (authenticating with address.auth, as
 // RedisClient::Connect does), sends one command and waits for its reply, all

@@ -5,6 +5,8 @@
 #include <poll.h>
 #include <zmq.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cctype>
 #include <cerrno>
 #include <charconv>
@@ -12,6 +14,8 @@
 #include <climits>
 #include <cstring>
 #include <utility>
+
+#include "common/clock.h"
 
 namespace yard {
 
@@ -23,12 +27,15 @@ struct RedisClient::Pending {
   Pending* prev = nullptr;
   Pending* next = nullptr;
   RedisClient* owner = nullptr;
+  int64_t deadline_ms = 0;  // MonoMillis by which a reply is due
   Callback done;
 };
 
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+std::atomic<int64_t> redis_timeout_ms{kDefaultRedisTimeoutMs};
 
 RedisReply CopyReply(const redisReply& r);
 
@@ -165,7 +172,14 @@ struct RedisClientHooks {
   }
 };
 
-RedisClient::RedisClient(redisAsyncContext* ac) : ac_(ac) {
+void SetRedisTimeoutMs(int64_t timeout_ms) {
+  redis_timeout_ms.store(timeout_ms > 0 ? timeout_ms : kDefaultRedisTimeoutMs);
+}
+
+int64_t RedisTimeoutMs() { return redis_timeout_ms.load(); }
+
+RedisClient::RedisClient(redisAsyncContext* ac)
+    : ac_(ac), command_timeout_ms_(RedisTimeoutMs()) {
   ac_->data = this;
   // The hooks first: setting the connect callback calls addWrite at once.
   ac_->ev.data = this;
@@ -285,6 +299,13 @@ Result<std::unique_ptr<RedisClient>> RedisClient::Connect(
     redisAsyncFree(ac);
     return error;
   }
+  // A peer that vanished (power loss, a cable, a partition) sends no FIN:
+  // keepalive probes find it on an idle connection too.
+  if (redisEnableKeepAlive(&ac->c) != REDIS_OK) {
+    Status error = Status::Unavailable(where + ": keepalive: " + ac->c.errstr);
+    redisAsyncFree(ac);
+    return error;
+  }
   // Declared before the client: its destructor may call these callbacks.
   // AUTH, SELECT and PING go out in one write; replies come in that order.
   Status auth_status;
@@ -378,7 +399,12 @@ void RedisClient::HandleEvents(short revents) {
   destroyed_flag_ = outer;
 }
 
-void RedisClient::Command(std::vector<std::string> args, Callback done) {
+bool RedisClient::Overdue(int64_t now_ms) const {
+  return head_ != nullptr && now_ms > head_->deadline_ms;
+}
+
+void RedisClient::Command(std::vector<std::string> args, Callback done,
+                          int64_t blocks_ms) {
   if (args.empty()) {
     done(Status::InvalidArgument("redis: empty command"));
     return;
@@ -400,6 +426,10 @@ void RedisClient::Command(std::vector<std::string> args, Callback done) {
   }
   auto* p = new Pending;
   p->owner = this;
+  p->deadline_ms = MonoMillis() + command_timeout_ms_ + blocks_ms;
+  // Behind a blocking command, a reply cannot come before that one's.
+  if (tail_ != nullptr)
+    p->deadline_ms = std::max(p->deadline_ms, tail_->deadline_ms);
   p->done = std::move(done);
   Link(p);
   if (redisAsyncCommandArgv(ac_, &RedisClientHooks::OnReply, p,

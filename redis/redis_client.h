@@ -43,9 +43,17 @@
 // - Destruction: pending `done`s get kUnavailable ("client destroyed")
 //   during the destructor; none is called after it returns. Destroying the
 //   client from inside one of its callbacks is allowed.
-// - hiredis 0.14 has no async timeouts: the owner keeps its own deadlines
-//   and destroys the client when one expires. hiredis writes with write(2):
-//   the process must ignore SIGPIPE (common/signals does).
+// - Deadlines: every command must be answered within command_timeout_ms()
+//   (plus, for a command that blocks on the server, the time it may block)
+//   of being queued. hiredis 0.14 has no async timeouts, so the client only
+//   records them: Overdue() says when the oldest unanswered command is past
+//   its deadline (replies come in order, so a later one cannot have come
+//   back first), and the owner then destroys the client, as it would after
+//   a disconnection. hiredis writes with write(2): the process must ignore
+//   SIGPIPE (common/signals does).
+// - Every connection has TCP keepalive on (hiredis's redisEnableKeepAlive:
+//   probes after 15 s idle), so a peer that vanished without a FIN or RST
+//   is noticed even on a connection with no command pending.
 //
 // Thread-safety: none. One thread (the owner's event loop) makes every call
 // and receives every callback.
@@ -131,6 +139,12 @@ struct RedisReply {
 // to wait out.
 bool IsRedisAuthFailure(const Status& status);
 
+// The command deadline new clients get (RedisClient::command_timeout_ms),
+// for the whole process: `--redis-timeout-ms` sets it once at startup.
+inline constexpr int64_t kDefaultRedisTimeoutMs = 2000;
+void SetRedisTimeoutMs(int64_t timeout_ms);  // REQUIRES: timeout_ms > 0
+int64_t RedisTimeoutMs();
+
 // A decimal number of at most 10 digits (no sign), at most `max`.
 bool ParseDecimal(std::string_view s, int64_t max, int64_t* out);
 
@@ -174,7 +188,17 @@ class RedisClient {
   void HandleEvents(short revents);
 
   // Queues `args` (args[0] is the command) and calls `done` with its reply.
-  void Command(std::vector<std::string> args, Callback done);
+  // `blocks_ms`: how long the server may hold the command by design (the
+  // BLOCK of XREAD, the timeout of WAIT), added to its deadline.
+  void Command(std::vector<std::string> args, Callback done,
+               int64_t blocks_ms = 0);
+
+  // How long a command may go unanswered (RedisTimeoutMs() when the client
+  // was made) and whether the oldest pending one is past its deadline at
+  // `now_ms` (MonoMillis).
+  int64_t command_timeout_ms() const { return command_timeout_ms_; }
+  void set_command_timeout_ms(int64_t ms) { command_timeout_ms_ = ms; }
+  bool Overdue(int64_t now_ms) const;
 
   // Commands sent or queued whose reply has not come back.
   size_t pending() const { return pending_count_; }
@@ -204,6 +228,7 @@ class RedisClient {
   Pending* head_ = nullptr;
   Pending* tail_ = nullptr;
   size_t pending_count_ = 0;
+  int64_t command_timeout_ms_;
   // Set to true by the destructor while OnReadable/OnWritable are inside
   // hiredis, so they return without touching `this`.
   bool* destroyed_flag_ = nullptr;

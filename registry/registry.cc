@@ -245,11 +245,11 @@ void Discovery::Start(Callback on_change) {
 Status Discovery::ReadOnce(std::vector<std::string>* out) {
   if (!client_ || !client_->connected()) {
     client_.reset();
-    auto c = ConnectRegistry(target_, 1000);
+    auto c = ConnectRegistry(target_, RedisTimeoutMs());
     if (!c.ok()) return c.status();
     client_ = std::move(c).value();
   }
-  auto records = ReadRegistry(*client_, 2000);
+  auto records = ReadRegistry(*client_, RedisTimeoutMs());
   if (!records.ok()) {
     client_.reset();  // a timed-out command may still be pending on it
     return records.status();

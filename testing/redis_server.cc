@@ -171,7 +171,18 @@ Status RedisServer::Start() {
       [this] { return LogTail(); }, &process_, admin_auth());
 }
 
-Status RedisServer::Stop() { return StopGracefully(&process_, "redis-server"); }
+Status RedisServer::Stop() {
+  Resume();
+  return StopGracefully(&process_, "redis-server");
+}
+
+void RedisServer::Pause() {
+  if (process_ != nullptr) process_->Signal(SIGSTOP);
+}
+
+void RedisServer::Resume() {
+  if (process_ != nullptr) process_->Signal(SIGCONT);
+}
 
 bool RedisServer::Authenticate(redisContext* c) const {
   if (options_.password.empty()) return true;
@@ -184,6 +195,7 @@ bool RedisServer::Authenticate(redisContext* c) const {
 
 Status RedisServer::Shutdown() {
   if (process_ == nullptr) return Status::OK();
+  Resume();
   std::string refused;
   timeval tv{2, 0};
   redisContext* c = redisConnectWithTimeout("127.0.0.1", port_, tv);

@@ -106,6 +106,11 @@ class RedisServer {
   Status Shutdown();
   // SIGKILL, no flush; reaps the process.
   void Kill();
+  // SIGSTOP / SIGCONT: a server that hangs with its connections open (the
+  // kernel still accepts new ones into the listen backlog). Stop, Shutdown,
+  // Kill and the destructor resume it first.
+  void Pause();
+  void Resume();
   // The tail of redis.log, for failure messages.
   std::string LogTail() const;
 

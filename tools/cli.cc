@@ -56,7 +56,17 @@ CLI::Option* AddRedisAuthFlags(CLI::App& app, RedisAuthFlags* flags,
       std::string("Redis password: the first line of this file (used when "
                   "the URL has none; then $") +
           kRedisPasswordEnv + ")");
-  if (needs != nullptr) o->needs(needs);
+  CLI::Option* t =
+      app.add_option("--redis-timeout-ms", flags->timeout_ms,
+                     "how long a Redis command or connect may go unanswered "
+                     "before the connection counts as lost (a broker then "
+                     "answers submits Unavailable and reconnects)")
+          ->check(CLI::Range(int64_t{1}, int64_t{600000}))
+          ->capture_default_str();
+  if (needs != nullptr) {
+    o->needs(needs);
+    t->needs(needs);
+  }
   return o;
 }
 
@@ -83,6 +93,7 @@ Result<std::string> ReadPasswordFile(const std::string& path) {
 
 Result<std::string> ResolveRedisUrl(const std::string& url,
                                     const RedisAuthFlags& flags) {
+  SetRedisTimeoutMs(flags.timeout_ms);
   std::string password;
   if (!flags.password_file.empty()) {
     auto read = ReadPasswordFile(flags.password_file);

@@ -43,10 +43,14 @@ inline constexpr char kRedisPasswordEnv[] = "YARD_REDIS_PASSWORD";
 
 struct RedisAuthFlags {
   std::string password_file;
+  // --redis-timeout-ms: how long any Redis command (and a connect) may go
+  // unanswered before the connection counts as lost. ResolveRedisUrl makes
+  // it the process's default (SetRedisTimeoutMs).
+  int64_t timeout_ms = kDefaultRedisTimeoutMs;
 };
 
-// Adds --redis-password-file; `needs` (optional) is the URL option it goes
-// with. Returns it.
+// Adds --redis-password-file and --redis-timeout-ms; `needs` (optional) is
+// the URL option they go with. Returns the former.
 CLI::Option* AddRedisAuthFlags(CLI::App& app, RedisAuthFlags* flags,
                                CLI::Option* needs = nullptr);
 
