@@ -221,6 +221,7 @@ ProducerCounters Producer::Impl::counters() const {
   c.rejected = get(rejected_);
   c.resent = get(resent_);
   c.busy = get(busy_);
+  c.unavailable = get(unavailable_);
   c.duplicates = get(duplicates_);
   c.errors = get(errors_);
   c.live_brokers = get(live_brokers_);

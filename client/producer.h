@@ -97,8 +97,11 @@ struct ProducerCounters {
   uint64_t failed = 0;
   uint64_t timed_out = 0;
   uint64_t rejected = 0;
-  uint64_t resent = 0;      // resubmissions with the same id
-  uint64_t busy = 0;        // Busy replies
+  uint64_t resent = 0;  // resubmissions with the same id
+  uint64_t busy = 0;    // Busy replies
+  // Jobs answered Unavailable (by a draining broker, or one whose Redis is
+  // down); each is resent after a backoff.
+  uint64_t unavailable = 0;
   uint64_t duplicates = 0;  // extra results for a finished id
   uint64_t in_flight = 0;   // submitted, no outcome yet
   // Error replies that name no job (frame-level refusals) and inbound frames

@@ -373,7 +373,8 @@ class Producer::Impl {
   alignas(64) Counter submitted_{0};
   alignas(64) Counter finished_{0};
   Counter accepted_{0}, completed_{0}, failed_{0}, timed_out_{0}, rejected_{0},
-      resent_{0}, busy_{0}, duplicates_{0}, errors_{0}, live_brokers_{0};
+      resent_{0}, busy_{0}, unavailable_{0}, duplicates_{0}, errors_{0},
+      live_brokers_{0};
 
   // ---- I/O thread only ----
   std::vector<PendingJob*> intake_local_;

@@ -192,6 +192,7 @@ void Producer::Impl::OnError(size_t bi, const wire::Error* error, int64_t now) {
       case wire::ErrorCode::Unavailable:
       case wire::ErrorCode::Internal: {
         if (!held_here) break;
+        if (code == wire::ErrorCode::Unavailable) Bump(unavailable_);
         int shift = std::min<int>(job->unavailable++, 10);
         int64_t delay =
             std::min(kUnavailableBaseMs << shift, kUnavailableMaxMs);

@@ -260,18 +260,21 @@ std::string_view RedisFunctionLibrary() {
 
 Status EnsureQueue(RedisClient& client, const QueueKeys& keys,
                    int64_t timeout_ms) {
+  const int64_t deadline = MonoMillis() + timeout_ms;
+  auto left = [deadline] {
+    return std::max<int64_t>(1, deadline - MonoMillis());
+  };
   auto loaded = RedisCall(
       client,
       {"FUNCTION", "LOAD", "REPLACE", std::string(RedisFunctionLibrary())},
-      timeout_ms);
+      left());
   if (!loaded.ok()) {
     return Status(loaded.status().code(), "loading the Functions library: " +
                                               loaded.status().message());
   }
   for (const std::string& s : keys.stream) {
-    auto r =
-        RedisCall(client, {"XGROUP", "CREATE", s, kRedisGroup, "0", "MKSTREAM"},
-                  timeout_ms);
+    auto r = RedisCall(
+        client, {"XGROUP", "CREATE", s, kRedisGroup, "0", "MKSTREAM"}, left());
     if (!r.ok() &&
         r.status().message().find("BUSYGROUP") == std::string::npos) {
       return r.status();

@@ -174,7 +174,8 @@ Status ValidateQueueName(std::string_view name);
 std::string_view RedisFunctionLibrary();
 
 // Blocking set-up, idempotent: loads the Functions library (REPLACE) and
-// creates the consumer group on the three ready streams.
+// creates the consumer group on the three ready streams, all within
+// timeout_ms.
 Status EnsureQueue(RedisClient& client, const QueueKeys& keys,
                    int64_t timeout_ms = 5000);
 

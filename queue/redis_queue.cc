@@ -81,21 +81,24 @@ Status RedisQueue::Start() {
 // One turn of the broker's loop: reconnects when Redis was lost, sends this
 // turn's write batch, claims, and runs the maintenance that is due.
 void RedisQueue::Tick(int64_t now) {
+  if (up_ && !lost_) CheckDeadlines(now);
   if (up_ && (lost_ || !main_->connected() || !claim_->connected() ||
               !inbox_->connected())) {
     Down(lost_reason_.empty() ? "connection lost" : lost_reason_, now);
   }
   if (!up_) {
     if (now < next_connect_ms_) return;
-    if (!Connect(300).ok()) {
+    if (!Connect(ReconnectBudgetMs()).ok()) {
       reconnect_backoff_ms_ =
           std::min(kReconnectMaxMs, reconnect_backoff_ms_ * 2);
-      next_connect_ms_ = now + reconnect_backoff_ms_;
+      // From the end of the attempt: the loop gets its turns in between.
+      next_connect_ms_ = MonoMillis() + reconnect_backoff_ms_;
       return;
     }
     spdlog::info(
-        "redis is back: {} buffered, {} leased, {} write batches to resend",
-        buffered_, leases_.size() - buffered_, replay_.size());
+        "redis up: {}:{}; {} buffered, {} leased, {} write batches to resend",
+        address_.host, address_.port, buffered_, leases_.size() - buffered_,
+        replay_.size());
   }
   if (registry_target_) TickRegistry(now);
   Flush();

@@ -110,11 +110,15 @@ void RedisQueue::MaybeClaim() {
   claiming_ = true;
   ++c_.commands;
   ++c_.round_trips;
-  claim_->Command(std::move(args), [this](Result<RedisReply> r) {
-    claiming_ = false;
-    if (!r.ok()) return ClaimFailed(r.status(), "claim");
-    OnClaimed(*r);
-  });
+  const int64_t blocks_ms = last_claim_empty_ ? kClaimBlockMs : 0;
+  claim_->Command(
+      std::move(args),
+      [this](Result<RedisReply> r) {
+        claiming_ = false;
+        if (!r.ok()) return ClaimFailed(r.status(), "claim");
+        OnClaimed(*r);
+      },
+      blocks_ms);
 }
 
 // A claim or read-back that Redis refused or lost.
@@ -426,7 +430,8 @@ void RedisQueue::ReadInbox() {
         }
         OnInbox(*r);
         ReadInbox();
-      });
+      },
+      kInboxBlockMs);
 }
 
 // Each inbox entry holds results for this broker's producers as pairs of

@@ -71,7 +71,7 @@ void RedisQueue::TickRegistry(int64_t now) {
   if (now < next_registry_connect_ms_) return;
   registry_.reset();  // answers its pending commands
   registry_lost_ = false;
-  auto c = ConnectRedisTarget(*registry_target_, 300);
+  auto c = ConnectRedisTarget(*registry_target_, ReconnectBudgetMs());
   if (!c.ok()) {
     if (registry_backoff_ms_ == kReconnectMinMs) {
       spdlog::warn("redis: the registry's slot ({}) is unreachable: {}",
@@ -84,6 +84,26 @@ void RedisQueue::TickRegistry(int64_t now) {
   registry_ = std::move(c).value();
   registry_backoff_ms_ = kReconnectMinMs;
   WriteRecord(now);
+}
+
+// A connection whose oldest command is past its deadline counts as lost:
+// a Redis that stopped answering (hung, paused, overloaded, a partition
+// that dropped packets silently) is treated as one that closed.
+void RedisQueue::CheckDeadlines(int64_t now) {
+  for (RedisClient* c : {main_.get(), claim_.get(), inbox_.get()}) {
+    if (c != nullptr && c->Overdue(now)) {
+      Lost("no reply within " + std::to_string(c->command_timeout_ms()) +
+           " ms");
+      break;
+    }
+  }
+  if (registry_target_ && registry_ && registry_->Overdue(now)) {
+    registry_lost_ = true;
+  }
+}
+
+int64_t RedisQueue::ReconnectBudgetMs() const {
+  return std::min(kReconnectBudgetMs, RedisTimeoutMs());
 }
 
 // Marks the connection lost; Tick tears it down (not from inside a
@@ -99,8 +119,8 @@ void RedisQueue::Down(const std::string& why, int64_t now) {
   const bool moving =
       target_.kind == RedisTarget::Kind::kCluster && IsSlotMoving(why);
   if (!moving) {
-    spdlog::error(
-        "redis {}:{} lost ({}): submits get Unavailable until it is back",
+    spdlog::warn(
+        "redis down: {}:{} ({}); submits get Unavailable until it is back",
         address_.host, address_.port, why);
   } else if (now - last_moving_log_ms_ > kMovingLogEveryMs) {
     spdlog::warn(
@@ -124,7 +144,13 @@ void RedisQueue::Down(const std::string& why, int64_t now) {
   next_connect_ms_ = now + reconnect_backoff_ms_;
 }
 
+// Resolves, connects the three clients and sets the queue up, all within
+// timeout_ms.
 Status RedisQueue::Connect(int64_t timeout_ms) {
+  const int64_t deadline = MonoMillis() + timeout_ms;
+  auto left = [deadline] {
+    return std::max<int64_t>(1, deadline - MonoMillis());
+  };
   auto primary = ResolveRedisTarget(target_, timeout_ms);
   if (!primary.ok()) return primary.status();
   if (primary->host != address_.host || primary->port != address_.port) {
@@ -138,15 +164,12 @@ Status RedisQueue::Connect(int64_t timeout_ms) {
     }
     address_ = std::move(primary).value();
   }
-  auto main = RedisClient::Connect(address_, timeout_ms);
+  auto main = RedisClient::Connect(address_, left());
   if (!main.ok()) return main.status();
-  if (auto s = EnsureQueue(**main, keys_, std::max<int64_t>(timeout_ms, 2000));
-      !s.ok()) {
-    return s;
-  }
-  auto claim = RedisClient::Connect(address_, timeout_ms);
+  if (auto s = EnsureQueue(**main, keys_, left()); !s.ok()) return s;
+  auto claim = RedisClient::Connect(address_, left());
   if (!claim.ok()) return claim.status();
-  auto inbox = RedisClient::Connect(address_, timeout_ms);
+  auto inbox = RedisClient::Connect(address_, left());
   if (!inbox.ok()) return inbox.status();
   main_ = std::move(main).value();
   claim_ = std::move(claim).value();

@@ -23,7 +23,9 @@
 // every lease/3; one broker, elected with a leader lock, reclaims expired
 // leases and promotes delayed jobs.
 //
-// Redis lost: the clients are dropped, submits are answered Unavailable,
+// Redis lost (a connection broke, or a command went unanswered past its
+// deadline, --redis-timeout-ms): the clients are dropped, submits are
+// answered Unavailable,
 // finishes wait in memory and are sent after the reconnect (XACK of a gone
 // entry is a no-op, so resending is safe), buffered and running jobs keep
 // their leases (the pending list survives a restart from the AOF).
@@ -82,8 +84,14 @@ inline constexpr int64_t kTrimDeadEveryMs = 1000;
 inline constexpr int64_t kDedupeCheckEveryMs = 200;
 inline constexpr size_t kTouchChunk = 1000;
 inline constexpr size_t kMaintenanceBatch = 1000;
-inline constexpr int64_t kReconnectMinMs = 100;
+// Reconnects run on the broker's loop: one attempt (resolve, connect,
+// set-up) at most every kReconnectMinMs, doubling to kReconnectMaxMs, each
+// bounded by kReconnectBudgetMs (or the command deadline, if shorter), so
+// heartbeats keep flowing while Redis is away
+// (docs/adr/0015-redis-deadlines.md).
+inline constexpr int64_t kReconnectMinMs = 500;
 inline constexpr int64_t kReconnectMaxMs = 2000;
+inline constexpr int64_t kReconnectBudgetMs = 500;
 inline constexpr int64_t kInboxTtlMs = 60000;
 inline constexpr char kInboxMaxLen[] = "1000000";
 
@@ -345,6 +353,8 @@ class RedisQueue final : public DurableQueue {
   void RegistrySend(std::vector<std::string> args, RedisClient::Callback done);
   void TickRegistry(int64_t now);
   void Lost(const std::string& why);
+  void CheckDeadlines(int64_t now);
+  int64_t ReconnectBudgetMs() const;
   void Down(const std::string& why, int64_t now);
   Status Connect(int64_t timeout_ms);
   Status CheckFsync();

@@ -275,7 +275,8 @@ void RedisQueue::SendWait() {
           FinishPush(*b);
         }
         SendWait();
-      });
+      },
+      o_.wait_timeout_ms);
 }
 
 void RedisQueue::OnSpecialSubmit(const RedisReply& reply,

@@ -410,6 +410,7 @@ int PushRun::Report(const ProducerCounters& pc) const {
         {"duplicates", pc.duplicates},
         {"resent", pc.resent},
         {"busy", pc.busy},
+        {"unavailable", pc.unavailable},
         {"elapsed_s", elapsed_s},
         {"interrupted", stopped_},
     };
