@@ -61,6 +61,7 @@ RedisQueue::~RedisQueue() {
   }
   // Destroying a client answers its pending commands, whose callbacks
   // use the other members: end the clients while those still exist.
+  probe_.reset();
   inbox_.reset();
   claim_.reset();
   registry_.reset();
@@ -87,14 +88,7 @@ void RedisQueue::Tick(int64_t now) {
     Down(lost_reason_.empty() ? "connection lost" : lost_reason_, now);
   }
   if (!up_) {
-    if (now < next_connect_ms_) return;
-    if (!Connect(ReconnectBudgetMs()).ok()) {
-      reconnect_backoff_ms_ =
-          std::min(kReconnectMaxMs, reconnect_backoff_ms_ * 2);
-      // From the end of the attempt: the loop gets its turns in between.
-      next_connect_ms_ = MonoMillis() + reconnect_backoff_ms_;
-      return;
-    }
+    if (!Reconnect(now)) return;
     spdlog::info(
         "redis up: {}:{}; {} buffered, {} leased, {} write batches to resend",
         address_.host, address_.port, buffered_, leases_.size() - buffered_,
@@ -141,8 +135,8 @@ void RedisQueue::Want(size_t n) { want_ = n; }
 int RedisQueue::PollItems(zmq_pollitem_t* items, int max) {
   int n = 0;
   polled_.fill(nullptr);
-  for (RedisClient* c :
-       {main_.get(), claim_.get(), inbox_.get(), registry_.get()}) {
+  for (RedisClient* c : {main_.get(), claim_.get(), inbox_.get(),
+                         registry_.get(), probe_.get()}) {
     if (n >= max || !c || c->fd() < 0) continue;
     items[n] = {nullptr, c->fd(), c->events(), 0};
     polled_[n++] = c;

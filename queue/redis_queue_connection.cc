@@ -144,6 +144,56 @@ void RedisQueue::Down(const std::string& why, int64_t now) {
   next_connect_ms_ = now + reconnect_backoff_ms_;
 }
 
+// While Redis is down: true once it is connected again. A direct target is
+// probed first without blocking (a PING on a connection the loop drives,
+// one at most every backoff): only a Redis that answered gets the blocking
+// Connect, so one that hangs or is unreachable costs the loop nothing.
+// Sentinel and Cluster targets go straight to Connect, whose resolution
+// finds where the primary is now (blocking, bounded by the budget).
+bool RedisQueue::Reconnect(int64_t now) {
+  if (target_.kind == RedisTarget::Kind::kDirect && !probe_answered_) {
+    if (!probe_) {
+      if (now < next_connect_ms_) return false;
+      auto begun = RedisClient::Begin(address_);
+      if (!begun.ok()) {
+        BackOff();
+        return false;
+      }
+      probe_ = std::move(begun).value();
+      probe_deadline_ms_ = now + probe_->command_timeout_ms();
+      // Any answer but a lost connection (a NOAUTH or LOADING too) says
+      // the server is awake.
+      probe_->Command({"PING"}, [this](Result<RedisReply> r) {
+        if (r.ok() || r.status().code() != StatusCode::kUnavailable ||
+            r.status().message().find("LOADING") != std::string::npos) {
+          probe_answered_ = true;
+        }
+      });
+      return false;
+    }
+    if (now > probe_deadline_ms_ || probe_->fd() < 0) {
+      probe_.reset();
+      BackOff();
+    }
+    return false;
+  }
+  if (!probe_answered_ && now < next_connect_ms_) return false;
+  probe_.reset();
+  probe_answered_ = false;
+  if (!Connect(ReconnectBudgetMs()).ok()) {
+    BackOff();
+    return false;
+  }
+  return true;
+}
+
+// The next reconnect attempt, counted from the end of this one: the loop
+// gets its turns in between.
+void RedisQueue::BackOff() {
+  reconnect_backoff_ms_ = std::min(kReconnectMaxMs, reconnect_backoff_ms_ * 2);
+  next_connect_ms_ = MonoMillis() + reconnect_backoff_ms_;
+}
+
 // Resolves, connects the three clients and sets the queue up, all within
 // timeout_ms.
 Status RedisQueue::Connect(int64_t timeout_ms) {

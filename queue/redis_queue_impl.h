@@ -356,6 +356,8 @@ class RedisQueue final : public DurableQueue {
   void CheckDeadlines(int64_t now);
   int64_t ReconnectBudgetMs() const;
   void Down(const std::string& why, int64_t now);
+  bool Reconnect(int64_t now);
+  void BackOff();
   Status Connect(int64_t timeout_ms);
   Status CheckFsync();
   bool now_moving() const;
@@ -376,7 +378,12 @@ class RedisQueue final : public DurableQueue {
   RedisTarget target_;
   RedisAddress address_;
   std::unique_ptr<RedisClient> main_, claim_, inbox_, registry_;
-  std::array<RedisClient*, 4> polled_{};
+  // While down (a direct target): the connection whose PING tells that
+  // Redis answers again, and whether it did.
+  bool probe_answered_ = false;
+  int64_t probe_deadline_ms_ = 0;
+  std::unique_ptr<RedisClient> probe_;
+  std::array<RedisClient*, 5> polled_{};
   bool up_ = false;
   bool lost_ = false;
   std::string lost_reason_, down_reason_;

@@ -285,12 +285,10 @@ bool IsRedisAuthFailure(const Status& status) {
          status.message().find(kAuthFailed) != std::string::npos;
 }
 
-Result<std::unique_ptr<RedisClient>> RedisClient::Connect(
-    const RedisAddress& address, int64_t timeout_ms) {
+Result<std::unique_ptr<RedisClient>> RedisClient::Begin(
+    const RedisAddress& address) {
   const std::string where =
       "redis " + address.host + ":" + std::to_string(address.port);
-  const Clock::time_point deadline =
-      Clock::now() + std::chrono::milliseconds(timeout_ms < 0 ? 0 : timeout_ms);
   redisAsyncContext* ac =
       redisAsyncConnect(address.host.c_str(), static_cast<int>(address.port));
   if (ac == nullptr) return Status::Unavailable(where + ": out of memory");
@@ -306,13 +304,24 @@ Result<std::unique_ptr<RedisClient>> RedisClient::Connect(
     redisAsyncFree(ac);
     return error;
   }
+  return std::unique_ptr<RedisClient>(new RedisClient(ac));
+}
+
+Result<std::unique_ptr<RedisClient>> RedisClient::Connect(
+    const RedisAddress& address, int64_t timeout_ms) {
+  const std::string where =
+      "redis " + address.host + ":" + std::to_string(address.port);
+  const Clock::time_point deadline =
+      Clock::now() + std::chrono::milliseconds(timeout_ms < 0 ? 0 : timeout_ms);
+  auto begun = Begin(address);
+  if (!begun.ok()) return begun.status();
   // Declared before the client: its destructor may call these callbacks.
   // AUTH, SELECT and PING go out in one write; replies come in that order.
   Status auth_status;
   Status select_status;
   Status ping_status;
   bool ping_done = false;
-  std::unique_ptr<RedisClient> client(new RedisClient(ac));
+  std::unique_ptr<RedisClient> client = std::move(begun).value();
   if (!address.auth.empty()) {
     client->Command(AuthCommand(address.auth),
                     [&](Result<RedisReply> r) { auth_status = r.status(); });
@@ -400,7 +409,7 @@ void RedisClient::HandleEvents(short revents) {
 }
 
 bool RedisClient::Overdue(int64_t now_ms) const {
-  return head_ != nullptr && now_ms > head_->deadline_ms;
+  return head_ != nullptr && now_ms >= head_->deadline_ms;
 }
 
 void RedisClient::Command(std::vector<std::string> args, Callback done,

@@ -162,6 +162,14 @@ class RedisClient {
   static Result<std::unique_ptr<RedisClient>> Connect(
       const RedisAddress& address, int64_t timeout_ms);
 
+  // Starts connecting to `address` and returns at once: the TCP connect
+  // completes, and commands queued meanwhile go out, as the owner's loop
+  // turns (fd(), events(), HandleEvents as usual). No AUTH, no SELECT: for
+  // probing whether a server answers at all without blocking the loop.
+  // kUnavailable only when the socket cannot even be made.
+  static Result<std::unique_ptr<RedisClient>> Begin(
+      const RedisAddress& address);
+
   ~RedisClient();
   RedisClient(const RedisClient&) = delete;
   RedisClient& operator=(const RedisClient&) = delete;

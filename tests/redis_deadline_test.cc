@@ -104,6 +104,36 @@ TEST_F(RedisDeadlineTest, ConnectToPausedServerFailsWithinItsTimeout) {
   EXPECT_LT(MonoMillis() - start, kGenerousMs);
 }
 
+// Begin returns before anything is exchanged; a PING on it is answered as
+// the loop turns, or, on a paused server, becomes overdue.
+TEST_F(RedisDeadlineTest, BegunConnectionAnswersOrGoesOverdue) {
+  for (const bool paused : {false, true}) {
+    if (paused) server_->Pause();
+    auto begun = RedisClient::Begin(server_->address());
+    ASSERT_TRUE(begun.ok()) << begun.status().ToString();
+    std::unique_ptr<RedisClient> c = std::move(begun).value();
+    c->set_command_timeout_ms(kDeadlineMs);
+    std::optional<Result<RedisReply>> out;
+    c->Command({"PING"}, [&out](Result<RedisReply> r) { out = r; });
+    const int64_t sent = MonoMillis();
+    for (int turns = 0;
+         turns < 1000 && !out && !c->Overdue(MonoMillis()) && c->fd() >= 0;
+         ++turns) {
+      zmq::pollitem_t item{nullptr, c->fd(), c->events(), 0};
+      zmq::poll(&item, 1, std::chrono::milliseconds(20));
+      c->HandleEvents(item.revents);
+    }
+    EXPECT_LT(MonoMillis() - sent, kGenerousMs);
+    if (paused) {
+      EXPECT_FALSE(out.has_value());
+      EXPECT_TRUE(c->Overdue(MonoMillis()));
+    } else {
+      ASSERT_TRUE(out.has_value());
+      EXPECT_TRUE(out->ok()) << out->status().ToString();
+    }
+  }
+}
+
 TEST_F(RedisDeadlineTest, ProcessDefaultIsWhatNewClientsGet) {
   const int64_t before = RedisTimeoutMs();
   SetRedisTimeoutMs(1234);

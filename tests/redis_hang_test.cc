@@ -63,10 +63,10 @@ class RedisHangTest : public ::testing::Test {
     broker_ =
         cluster_.StartBroker({"--redis", redis_->url(), "--redis-timeout-ms",
                               std::to_string(kRedisTimeoutMs), "--lease-ms",
-                              "30000", "--heartbeat-ms", "500"});
+                              "30000", "--heartbeat-ms", "200"});
     ASSERT_TRUE(broker_);
     worker_ = cluster_.StartWorker(broker_->backend, 4,
-                                   {"--heartbeat-ms", "500", "--name", "w1"});
+                                   {"--heartbeat-ms", "200", "--name", "w1"});
     ASSERT_TRUE(worker_);
   }
 
@@ -109,7 +109,7 @@ TEST_F(RedisHangTest, PausedRedisIsDownThenEverythingCompletes) {
       {"--connect", broker_->frontend, "--task", "echo", "--count",
        std::to_string(kJobs), "--size", "64", "--window",
        std::to_string(kWindow), "--ack-timeout-ms", "5000", "--heartbeat-ms",
-       "500", "--timeout", "170"});
+       "200", "--timeout", "170"});
   ASSERT_TRUE(push);
   // Mid-run: some done, the producer still pushing.
   ASSERT_TRUE(PollUntil(
