@@ -18,6 +18,7 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -62,7 +63,8 @@ std::string CommandLineOf(pid_t pid) {
   return s;
 }
 
-JobSpec Spec(const std::string& task, const std::string& payload,
+// The spec keeps views: `task` and `payload` must outlive its Submit.
+JobSpec Spec(std::string_view task, std::string_view payload,
              uint16_t max_attempts = 1) {
   JobSpec s;
   s.task = task;
@@ -71,21 +73,39 @@ JobSpec Spec(const std::string& task, const std::string& payload,
   return s;
 }
 
+#if defined(__SANITIZE_ADDRESS__)
+// ASan reserves terabytes of address space for its shadow memory, so a
+// child under RLIMIT_AS cannot even start: the ASan build leaves the memory
+// limit (and the job that needs it) to the plain build, which runs it.
+constexpr bool kAddressLimitWorks = false;
+constexpr int64_t kWorkerRssBoundKb = 512 * 1024;
+#else
+constexpr bool kAddressLimitWorks = true;
+constexpr int64_t kWorkerRssBoundKb = 128 * 1024;
+#endif
+
 TEST(IsolateTest, LimitsAndCrashesCostOnlyTheirOwnJob) {
   Cluster c;
   auto broker = c.StartBroker({"--heartbeat-ms", "200"});
   ASSERT_TRUE(broker);
-  Process* worker =
-      c.StartWorker(broker->backend, 2,
-                    {"--heartbeat-ms", "200", "--isolate", "process",
-                     "--misbehaving-handlers", "--job-cpu-seconds", "1",
-                     "--job-memory-mb", "256"});
+  std::vector<std::string> flags = {"--heartbeat-ms",
+                                    "200",
+                                    "--isolate",
+                                    "process",
+                                    "--misbehaving-handlers",
+                                    "--job-cpu-seconds",
+                                    "1"};
+  if (kAddressLimitWorks) {
+    flags.insert(flags.end(), {"--job-memory-mb", "256"});
+  }
+  Process* worker = c.StartWorker(broker->backend, 2, flags);
   ASSERT_TRUE(worker);
   auto producer = MakeProducer(*broker);
   ASSERT_TRUE(producer);
 
   auto spin = producer->Submit(Spec("spin", ""));
-  auto alloc = producer->Submit(Spec("alloc", ""));
+  std::future<JobOutcome> alloc;
+  if (kAddressLimitWorks) alloc = producer->Submit(Spec("alloc", ""));
   auto segv = producer->Submit(Spec("segv", ""));
   constexpr int kEchoes = 200;
   std::vector<std::string> payloads;
@@ -101,6 +121,7 @@ TEST(IsolateTest, LimitsAndCrashesCostOnlyTheirOwnJob) {
                {&alloc, "memory limit"},
                {&segv, "crashed: SIGSEGV"}};
   for (auto& w : wants) {
+    if (!w.outcome->valid()) continue;  // not submitted in this build
     JobOutcome o = w.outcome->get();
     EXPECT_EQ(o.kind, JobOutcome::Kind::kFailed) << w.reason;
     EXPECT_EQ(o.status, wire::ResultStatus::Failed) << w.reason;
@@ -115,7 +136,7 @@ TEST(IsolateTest, LimitsAndCrashesCostOnlyTheirOwnJob) {
   // The worker stays small: 256 MiB went to a child, not to it.
   const int64_t rss = ResidentKb(worker->pid());
   EXPECT_GT(rss, 0);
-  EXPECT_LT(rss, 128 * 1024) << "worker RSS " << rss << " KiB";
+  EXPECT_LT(rss, kWorkerRssBoundKb) << "worker RSS " << rss << " KiB";
   // Every slot has a child again.
   EXPECT_TRUE(PollUntil([&] { return ChildrenOf(worker->pid()).size() == 2; },
                         Millis(5000)))
@@ -143,7 +164,7 @@ TEST(IsolateTest, RunTimeoutKillsTheChild) {
 
 // The pool as a library, in this process, with real `yard worker-child`
 // children.
-JobContext Context(const char* task, const std::string& payload) {
+JobContext Context(std::string_view task, std::string_view payload) {
   JobContext ctx;
   ctx.id = JobId{7, 7};
   ctx.task = task;
