@@ -9,6 +9,11 @@
 #include "admin/redis_reads.h"
 
 namespace yard::admin {
+namespace {
+
+constexpr double kMinShardRate = 0.001;
+
+}  // namespace
 
 Result<Json> PauseQueue(const QueueConnection& q, bool paused) {
   for (const QueueShard& s : q.shards) {
@@ -25,9 +30,15 @@ Result<Json> LimitQueue(const QueueConnection& q, double rate, int64_t burst) {
     return Status::InvalidArgument("--rate must be a number >= 0");
   }
   if (burst < 0) return Status::InvalidArgument("--burst must be >= 0");
-  // Each of K shards gets 1/K of the rate and of the burst.
+  // Each of K shards gets 1/K of the rate and of the burst. The rate is
+  // stored with six decimals: a smaller one would read back as 0, no limit.
   const auto k = static_cast<double>(q.shards.size());
   const double shard_rate = rate / k;
+  if (rate > 0 && shard_rate < kMinShardRate) {
+    return Status::InvalidArgument("--rate must be 0 or at least " +
+                                   std::to_string(kMinShardRate * k) +
+                                   " jobs/s for this queue");
+  }
   const int64_t whole_burst = burst > 0 ? burst : DefaultBurst(rate);
   const auto shard_burst = std::max<int64_t>(
       1, static_cast<int64_t>(std::ceil(static_cast<double>(whole_burst) / k)));

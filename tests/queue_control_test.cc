@@ -134,6 +134,21 @@ TEST_F(QueueControlTest, TheRateLimitHoldsForTwoBrokersTogether) {
   EXPECT_TRUE(Queue({"stats"})["rate_limit"].is_null());
 }
 
+// A rate too small to store is refused, not stored as 0 (which reads as no
+// limit at all).
+TEST_F(QueueControlTest, ARateTooSmallToStoreIsRefused) {
+  Process* p = cluster_.Start("queue", {"queue", "limit", "--rate", "0.0000001",
+                                        "--redis", redis_->url(), "--json"});
+  ASSERT_NE(p, nullptr);
+  p->ReadAll(milliseconds(15000));
+  std::optional<ExitInfo> exit = p->Wait(milliseconds(5000));
+  ASSERT_TRUE(exit);
+  EXPECT_FALSE(exit->ExitedWith(0)) << p->Stderr();
+  EXPECT_NE(p->Stderr().find("--rate must be 0 or at least"), std::string::npos)
+      << p->Stderr();
+  EXPECT_TRUE(Queue({"stats"})["rate_limit"].is_null());
+}
+
 // --max-dead: the leader trims the oldest dead letters and counts them.
 TEST_F(QueueControlTest, DeadLettersAreCappedAndTheTrimmedCounted) {
   auto broker = StartBroker({"--max-dead", "5"});
