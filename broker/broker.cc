@@ -62,6 +62,10 @@ Status Broker::Impl::Init() {
 }
 
 void Broker::Impl::Timers(int64_t now) {
+  if (now >= next_unroutable_ms_) {
+    next_unroutable_ms_ = now + kUnroutableCheckMs;
+    FailUnroutable(now);
+  }
   if (now < next_heartbeat_ms_) return;
   next_heartbeat_ms_ = now + options_.heartbeat_ms;
   std::vector<uint64_t> dead;
@@ -251,6 +255,7 @@ std::string Broker::Impl::StatsJson() const {
                    {"redispatched", c_.redispatched},
                    {"results_unroutable", c_.results_unroutable},
                    {"results_foreign", c_.results_foreign},
+                   {"failed_no_worker", c_.failed_no_worker},
                    {"cancels_refused", c_.cancels_refused},
                    {"sends_failed", c_.sends_failed},
                    {"bad_frames", c_.bad_frames},

@@ -75,6 +75,11 @@ struct BrokerOptions {
   // A worker whose jobs time out this many times in a row gets no new jobs
   // (quarantined) until it sends a result again; 0: never.
   uint32_t quarantine_after = 3;
+  // Routing by task: a worker that lists tasks in its Ready is sent only
+  // jobs of those tasks (one that lists none takes all). A job no live
+  // worker runs waits for one this long, then fails "no worker runs task
+  // NAME" (UnknownTask; a dead letter in durable mode); 0: at once.
+  int64_t unroutable_timeout_ms = 60000;
   // Durable mode: a Redis URL switches the queue to Redis (the memory queue
   // otherwise). `redis.url` empty: memory mode.
   RedisQueueOptions redis;
@@ -106,6 +111,9 @@ struct BrokerCounters {
   uint64_t retried = 0;             // failed attempts scheduled again
   uint64_t redispatched = 0;        // jobs released by dead or leaving workers
   uint64_t results_unroutable = 0;  // late duplicates of finished jobs
+  // Jobs failed because no live worker ran their task for
+  // unroutable_timeout_ms (also counted in failed).
+  uint64_t failed_no_worker = 0;
   // Results for a job from a peer it was not dispatched to: dropped.
   uint64_t results_foreign = 0;
   uint64_t cancels_refused = 0;  // Cancel of another producer's job

@@ -23,6 +23,7 @@
 #include <algorithm>
 #include <atomic>
 #include <deque>
+#include <limits>
 #include <map>
 #include <memory_resource>
 #include <mutex>
@@ -262,10 +263,15 @@ class Broker::Impl {
     MeteredBlob blob;  // the Job flatbuffer
     uint16_t attempt = 1;
     std::string route;  // empty: another broker's producer
+    // MonoMillis() when it last became unplaceable (0: it is not): a job
+    // whose task no worker runs fails unroutable_timeout_ms after.
+    int64_t since_ms = 0;
   };
   // The live workers one selector admits, and their slots as of a turn.
   struct Candidates {
     Selector selector;
+    bool by_task = false;  // only workers that run `task` (task_routing_)
+    std::string task;
     uint64_t roster = 0;
     uint64_t turn = 0;
     std::vector<WorkerInfo*> workers;
@@ -275,8 +281,13 @@ class Broker::Impl {
     WorkerInfo* worker = nullptr;
     std::unique_ptr<BlobBatch> batch;
   };
-  static constexpr size_t kMaxHeld = 10000;  // then claiming stops
+  // Held jobs at most; then claiming stops. Jobs no live worker may take
+  // have their own, larger bound, so that they do not stop the claims of
+  // jobs that have a worker (their bytes count in memory_bytes_).
+  static constexpr size_t kMaxHeld = 10000;
+  static constexpr size_t kMaxUnplaceable = 100000;
   static constexpr size_t kMaxSelectors = 1024;
+  static constexpr int64_t kUnroutableCheckMs = 250;  // FailUnroutable
   void Dispatch();
   // What became of a job Place routed: sent to a worker; to wait for
   // credit (waiting_) or for a worker its selector admits (unplaceable_);
@@ -289,6 +300,16 @@ class Broker::Impl {
   // unplaceable_.
   void Hold(Placed placed, Held h);
   Candidates* CandidatesFor(const wire::Job& job);
+  // Whether a worker that lists tasks runs `task` (one that lists none
+  // runs every task).
+  static bool Runs(const WorkerInfo& w, std::string_view task);
+  // Fails held jobs whose task no live worker has run for
+  // unroutable_timeout_ms (Timers).
+  void FailUnroutable(int64_t now);
+  // Ends a job for good: the result to its producer (when it is ours) and
+  // to the queue (a dead letter in durable mode).
+  void FailForGood(const JobId& id, std::string_view route, uint16_t attempt,
+                   wire::ResultStatus status, const std::string& why);
   void RefreshSlots(Candidates* c);
   BlobBatch& OutgoingFor(WorkerInfo* w);
   void SendOutgoing();
@@ -358,8 +379,15 @@ class Broker::Impl {
   uint64_t roster_ = 1;  // bumped when a worker joins, leaves or re-registers
   uint64_t tried_ = 0;   // roster_ when unplaceable_ was last looked at
   uint64_t turn_ = 0;    // Dispatch calls (slot snapshots are per turn)
-  std::map<std::string, Candidates, std::less<>> candidates_;  // by selector
-  Candidates unlabeled_;          // jobs with no tags or tolerations
+  // Candidates by selector and, once a live worker lists tasks, task
+  // (task_routing_); unlabeled_ serves jobs with neither. The last task
+  // looked up without a selector is remembered (a batch is mostly one).
+  std::map<std::string, Candidates, std::less<>> candidates_;
+  Candidates unlabeled_;
+  bool task_routing_ = false;
+  uint64_t task_roster_ = 0;  // roster_ when task_routing_ was computed
+  std::string last_task_;
+  Candidates* last_task_candidates_ = nullptr;
   std::deque<Held> waiting_;      // a worker may take them; none can now
   std::deque<Held> unplaceable_;  // no live worker may take them
   std::vector<Outgoing> outgoing_;
@@ -380,6 +408,11 @@ class Broker::Impl {
   bool draining_ = false;
   int64_t drain_deadline_ms_ = 0;
   int64_t next_heartbeat_ms_ = 0;
+  int64_t next_unroutable_ms_ = 0;
+  // The earliest a held job's unroutable timeout can pass, and roster_ when
+  // FailUnroutable last looked (FailUnroutable skips the rest).
+  int64_t unroutable_due_ = std::numeric_limits<int64_t>::max();
+  uint64_t unroutable_roster_ = 0;
   std::string advertised_frontend_, advertised_backend_;
   int64_t started_ms_ = 0;
   int64_t log_window_ms_ = 0;

@@ -11,6 +11,7 @@
 #include <string>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "common/clock.h"
@@ -751,6 +752,12 @@ TEST_F(BrokerTest, ABurstIsSharedAmongWorkersWithRoom) {
 // waiting) until one registers; an invalid selector is refused at submit.
 class PlacementTest : public BrokerTest {
  protected:
+  // The fake workers do not beat: a heartbeat long enough for a test.
+  static BrokerOptions QuietWorkers() {
+    BrokerOptions o;
+    o.heartbeat_ms = 5000;
+    return o;
+  }
   void ReadyLabeled(Peer& worker, const std::string& name,
                     std::vector<std::string> tags,
                     std::vector<std::string> taints) {
@@ -762,9 +769,18 @@ class PlacementTest : public BrokerTest {
     info.taints = std::move(taints);
     worker.Send(w_.EncodeReady(info));
   }
+  void ReadyTasks(Peer& worker, const std::string& name,
+                  std::vector<std::string> tasks, uint32_t credit = 10) {
+    ReadyInfo info;
+    info.credit = credit;
+    info.capacity = credit;
+    info.name = name;
+    info.tasks = std::move(tasks);
+    worker.Send(w_.EncodeReady(info));
+  }
   JobId SubmitOne(Peer& p, JobSpec j) {
     j.id = JobId::Random();
-    j.task = "echo";
+    if (j.task.empty()) j.task = "echo";
     BlobBatch batch;
     std::string blob(AsString(w_.EncodeJob(j)));
     batch.AddJob(AsBytes(blob));
@@ -781,6 +797,29 @@ class PlacementTest : public BrokerTest {
     }
     return ids;
   }
+  JobId SubmitTask(Peer& p, std::string task) {
+    JobSpec j;
+    j.task = std::move(task);
+    return SubmitOne(p, std::move(j));
+  }
+  // The ids of the next `n` jobs `worker` is sent (fewer: none came
+  // within 1 s).
+  std::unordered_set<JobId, JobIdHash> Dispatched(Peer& worker, size_t n) {
+    std::unordered_set<JobId, JobIdHash> ids;
+    while (ids.size() < n) {
+      std::vector<JobId> got = NextDispatch(worker);
+      if (got.empty()) break;
+      ids.insert(got.begin(), got.end());
+    }
+    return ids;
+  }
+  // Whether the broker soon says it has `n` workers.
+  bool HasWorkers(Peer& producer, size_t n) {
+    return Eventually([&] {
+      auto s = Stats(producer);
+      return s.is_object() && s["workers"].size() == n;
+    });
+  }
   nlohmann::json Stats(Peer& producer) {
     producer.Send(w_.EncodeStatsRequest());
     for (int i = 0; i < 10; ++i) {
@@ -795,17 +834,12 @@ class PlacementTest : public BrokerTest {
 };
 
 TEST_F(PlacementTest, JobsGoWhereTheirSelectorAllowsAndWaitOtherwise) {
-  BrokerOptions o;
-  o.heartbeat_ms = 5000;  // the fake workers do not beat
-  Start(o);
+  Start(QuietWorkers());
   Peer producer(ctx_, "inproc://front");
   Peer cpu(ctx_, "inproc://back"), gpu(ctx_, "inproc://back");
   ReadyLabeled(cpu, "cpu", {}, {});
   ReadyLabeled(gpu, "gpu", {"gpu", "zone=us"}, {"dedicated=gpu"});
-  ASSERT_TRUE(Eventually([&] {
-    auto s = Stats(producer);
-    return s.is_object() && s["workers"].size() == 2;
-  }));
+  ASSERT_TRUE(HasWorkers(producer, 2));
   // No selector: not to the tainted worker.
   JobSpec plain;
   JobId a = SubmitOne(producer, plain);
@@ -856,6 +890,97 @@ TEST_F(PlacementTest, JobsGoWhereTheirSelectorAllowsAndWaitOtherwise) {
   EXPECT_EQ(FromWire(error->ids()->Get(0)), e);
 }
 
+// Routing by task: a worker that lists tasks gets only jobs of those tasks;
+// one that lists none takes any.
+TEST_F(PlacementTest, JobsGoOnlyToWorkersThatRunTheirTask) {
+  Start(QuietWorkers());
+  Peer producer(ctx_, "inproc://front");
+  Peer resize(ctx_, "inproc://back"), mail(ctx_, "inproc://back");
+  ReadyTasks(resize, "resize", {"resize"});
+  ReadyTasks(mail, "mail", {"mail", "digest"});
+  ASSERT_TRUE(HasWorkers(producer, 2));
+  std::unordered_set<JobId, JobIdHash> resizes, mails;
+  for (int i = 0; i < 5; ++i) {
+    resizes.insert(SubmitTask(producer, "resize"));
+    mails.insert(SubmitTask(producer, "mail"));
+  }
+  EXPECT_EQ(Dispatched(resize, resizes.size()), resizes);
+  EXPECT_EQ(Dispatched(mail, mails.size()), mails);
+  // A task nobody runs waits (and goes to neither).
+  JobId report = SubmitTask(producer, "report");
+  ASSERT_TRUE(Eventually([&] {
+    auto s = Stats(producer);
+    return s.is_object() && s["waiting"]["no_worker"] == 1;
+  }));
+  EXPECT_TRUE(NextDispatch(resize).empty());
+  EXPECT_TRUE(NextDispatch(mail).empty());
+  // A worker that lists no tasks runs them all: it gets the report.
+  Peer any(ctx_, "inproc://back");
+  ReadyTasks(any, "any", {});
+  EXPECT_EQ(NextDispatch(any), std::vector<JobId>{report});
+}
+
+// A job whose task no live worker runs fails after the unroutable timeout,
+// with the reason; one whose task is run, but whose selector no worker
+// admits, keeps waiting as before.
+TEST_F(PlacementTest, AJobNoWorkerRunsFailsAfterTheUnroutableTimeout) {
+  BrokerOptions o = QuietWorkers();
+  o.unroutable_timeout_ms = 300;
+  Start(o);
+  Peer producer(ctx_, "inproc://front");
+  Peer resize(ctx_, "inproc://back");
+  ReadyTasks(resize, "resize", {"resize"});
+  ASSERT_TRUE(HasWorkers(producer, 1));
+  JobSpec in_eu;
+  in_eu.task = "resize";
+  in_eu.tags = {"zone=eu"};
+  SubmitOne(producer, in_eu);
+  JobId typo = SubmitTask(producer, "resise");
+  std::optional<std::string> failed;
+  for (int i = 0; i < 20 && !failed; ++i) {
+    auto m = producer.Recv();
+    if (m && Env(*m)->body_type() == wire::Body::Results) failed = m;
+  }
+  ASSERT_TRUE(failed);
+  const auto* results = Env(*failed)->body_as_Results()->results();
+  ASSERT_EQ(results->size(), 1u);
+  const wire::JobResult* r = results->Get(0)->data_nested_root();
+  EXPECT_EQ(FromWire(r->id()), typo);
+  EXPECT_EQ(r->status(), wire::ResultStatus::UnknownTask);
+  EXPECT_EQ(AsString(r->error()), "no worker runs task resise");
+  auto s = Stats(producer);
+  ASSERT_TRUE(s.is_object());
+  EXPECT_EQ(s["counters"]["failed_no_worker"], 1);
+  EXPECT_EQ(s["waiting"]["no_worker"], 1);  // the eu job, past its time too
+  // The worker still gets its own task.
+  JobId ok = SubmitTask(producer, "resize");
+  EXPECT_EQ(NextDispatch(resize), std::vector<JobId>{ok});
+}
+
+// Jobs no worker may take are held in the broker, but they do not stop it
+// claiming the jobs behind them that have a worker.
+TEST_F(PlacementTest, UnroutableJobsDoNotStopTheClaimsOfOthers) {
+  Start(QuietWorkers());
+  Peer producer(ctx_, "inproc://front");
+  Peer echo(ctx_, "inproc://back");
+  ReadyTasks(echo, "echo", {"echo"}, 100);
+  ASSERT_TRUE(HasWorkers(producer, 1));
+  // More than the broker holds for workers that are busy (10,000).
+  for (int i = 0; i < 11; ++i) {
+    Submit(producer, RandomIds(1000), "nobody-runs-this");
+    Replies r = ReadReplies(producer, 1000);
+    ASSERT_EQ(r.accepted, 1000u);
+  }
+  std::vector<JobId> wanted = RandomIds(20);
+  Submit(producer, wanted, "echo");
+  ASSERT_EQ(ReadReplies(producer, wanted.size()).accepted, wanted.size());
+  const std::unordered_set<JobId, JobIdHash> want(wanted.begin(), wanted.end());
+  EXPECT_EQ(Dispatched(echo, wanted.size()), want);
+  auto s = Stats(producer);
+  ASSERT_TRUE(s.is_object());
+  EXPECT_EQ(s["waiting"]["no_worker"], 11000);
+}
+
 TEST_F(PlacementTest, AffinityKeepsAKeyOnOneWorker) {
   BrokerOptions o;
   o.balancer = "affinity";
@@ -865,10 +990,7 @@ TEST_F(PlacementTest, AffinityKeepsAKeyOnOneWorker) {
   Peer a(ctx_, "inproc://back"), b(ctx_, "inproc://back");
   ReadyLabeled(a, "worker-a", {}, {});
   ReadyLabeled(b, "worker-b", {}, {});
-  ASSERT_TRUE(Eventually([&] {
-    auto s = Stats(producer);
-    return s.is_object() && s["workers"].size() == 2;
-  }));
+  ASSERT_TRUE(HasWorkers(producer, 2));
   // Eight keys, three rounds: each key's jobs all land on one worker.
   std::map<std::string, std::set<std::string>> where;
   for (int round = 0; round < 3; ++round) {

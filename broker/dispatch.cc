@@ -1,3 +1,6 @@
+#include <limits>
+#include <unordered_set>
+
 #include "broker/broker_impl.h"
 
 namespace yard {
@@ -9,10 +12,15 @@ using broker_internal::SelectorOf;
 // The candidates for a job are the live workers its selector admits
 // (placement; cached per distinct selector and rebuilt when the roster
 // changes); the balancer picks among them, or says the job must wait (no
-// candidate has credit, or its affinity key's worker has none). Jobs go out
+// candidate has credit, or its affinity key's worker has none). Once a live
+// worker lists the tasks it runs (Ready.tasks), a job's candidates are also
+// only the workers that run its task (or list none). Jobs go out
 // in one Dispatch message per worker per claim. Jobs that must wait are held
 // here (still leased in the queue) and tried again: those no live worker
 // may take when the roster changes, the others whenever credit comes back.
+// Jobs whose task no live worker runs fail after unroutable_timeout_ms
+// (FailUnroutable); they have their own bound, so they do not stop the
+// claims of jobs that have a worker.
 void Broker::Impl::Dispatch() {
   int64_t now_unix = UnixMillis();
   now_mono_ = MonoMillis();
@@ -28,10 +36,10 @@ void Broker::Impl::Dispatch() {
     waiting_tried_ = credit_epoch_;
     RetryWaiting(&free_credit);
   }
-  while (free_credit > 0 && waiting_.size() + unplaceable_.size() < kMaxHeld &&
-         queue_->HasReady(now_unix)) {
+  while (free_credit > 0 && waiting_.size() < kMaxHeld &&
+         unplaceable_.size() < kMaxUnplaceable && queue_->HasReady(now_unix)) {
     const size_t n = std::min(free_credit, options_.max_dispatch_batch);
-    size_t got = 0, sent = 0;
+    size_t got = 0, sent = 0, parked = 0;
     queue_->Claim(n, [&](std::span<const ClaimedJob> jobs) {
       got = jobs.size();
       for (const ClaimedJob& j : jobs) {
@@ -40,6 +48,7 @@ void Broker::Impl::Dispatch() {
         if (placed == Placed::kSent) {
           ++sent;
         } else if (placed != Placed::kFailed) {
+          parked += placed == Placed::kNoWorker;
           Hold(placed, Held{j.id, MeteredBlob(j.blob, &memory_bytes_),
                             j.attempt, std::string(route)});
         }
@@ -47,13 +56,76 @@ void Broker::Impl::Dispatch() {
     });
     SendOutgoing();
     free_credit -= std::min(free_credit, sent);
-    if (got == 0 || sent == 0) break;
+    // Jobs no worker may take use no credit: claim past them.
+    if (got == 0 || sent + parked == 0) break;
   }
 }
 
 void Broker::Impl::Hold(Placed placed, Held h) {
-  (placed == Placed::kNoWorker ? unplaceable_ : waiting_)
-      .push_back(std::move(h));
+  if (placed == Placed::kNoWorker) {
+    if (h.since_ms == 0) {
+      h.since_ms = std::max<int64_t>(1, now_mono_);
+      unroutable_due_ = std::min(unroutable_due_,
+                                 h.since_ms + options_.unroutable_timeout_ms);
+    }
+    unplaceable_.push_back(std::move(h));
+  } else {
+    h.since_ms = 0;
+    waiting_.push_back(std::move(h));
+  }
+}
+
+void Broker::Impl::FailForGood(const JobId& id, std::string_view route,
+                               uint16_t attempt, wire::ResultStatus status,
+                               const std::string& why) {
+  Bytes result = writer_.EncodeResult(id, status, {}, why, attempt, 0);
+  if (!route.empty()) RouteResult(std::string(route), result);
+  queue_->Fail(id, 0, result);
+  ++c_.failed;
+}
+
+bool Broker::Impl::Runs(const WorkerInfo& w, std::string_view task) {
+  return w.tasks.empty() ||
+         std::find(w.tasks.begin(), w.tasks.end(), task) != w.tasks.end();
+}
+
+void Broker::Impl::FailUnroutable(int64_t now) {
+  // No worker at all is an outage, not a routing mistake: jobs wait.
+  if (unplaceable_.empty() || draining_ || workers_.size() == 0) return;
+  // Nothing came due, and no worker came or went that changes who runs
+  // what: nothing to look at.
+  if (now < unroutable_due_ && roster_ == unroutable_roster_) return;
+  unroutable_roster_ = roster_;
+  unroutable_due_ = std::numeric_limits<int64_t>::max();
+  // The tasks live workers run, quarantined ones too (their jobs wait).
+  std::unordered_set<std::string_view> run;
+  for (const WorkerInfo& w : workers_.workers()) {
+    if (w.tasks.empty()) return;  // it runs every task
+    run.insert(w.tasks.begin(), w.tasks.end());
+  }
+  size_t failed = 0;
+  std::string example;
+  std::deque<Held> keep;
+  for (Held& h : unplaceable_) {
+    const auto* job = flatbuffers::GetRoot<wire::Job>(h.blob.bytes().data());
+    const std::string_view task = job->task()->string_view();
+    // Not yet due, or a worker runs its task and only its selector keeps
+    // it from them: it waits for one that admits it.
+    const int64_t due = h.since_ms + options_.unroutable_timeout_ms;
+    if (now < due || run.contains(task)) {
+      if (now < due) unroutable_due_ = std::min(unroutable_due_, due);
+      keep.push_back(std::move(h));
+      continue;
+    }
+    if (failed++ == 0) example.assign(task);
+    FailForGood(h.id, h.route, h.attempt, wire::ResultStatus::UnknownTask,
+                "no worker runs task " + std::string(task));
+  }
+  unplaceable_.swap(keep);
+  if (failed == 0) return;
+  c_.failed_no_worker += failed;
+  spdlog::warn("{} jobs failed: no worker runs their task (task {}, {} ms)",
+               failed, example, options_.unroutable_timeout_ms);
 }
 
 Broker::Impl::Placed Broker::Impl::Place(const JobId& id, Bytes blob,
@@ -66,11 +138,7 @@ Broker::Impl::Placed Broker::Impl::Place(const JobId& id, Bytes blob,
     // did not check selectors. No worker can ever take it: fail it.
     const std::string why = "invalid placement selector (tags/tolerations)";
     spdlog::warn("job {}: {}; failed", id.ToString(), why);
-    Bytes result = writer_.EncodeResult(id, wire::ResultStatus::Failed, {}, why,
-                                        attempt, 0);
-    if (!route.empty()) RouteResult(std::string(route), result);
-    queue_->Fail(id, 0, result);
-    ++c_.failed;
+    FailForGood(id, route, attempt, wire::ResultStatus::Failed, why);
     return Placed::kFailed;
   }
   const uint64_t affinity =
@@ -108,26 +176,54 @@ Broker::Impl::Placed Broker::Impl::Place(const JobId& id, Bytes blob,
 }
 
 Broker::Impl::Candidates* Broker::Impl::CandidatesFor(const wire::Job& job) {
+  if (task_roster_ != roster_) {
+    task_roster_ = roster_;
+    task_routing_ =
+        std::any_of(workers_.workers().begin(), workers_.workers().end(),
+                    [](const WorkerInfo& w) { return !w.tasks.empty(); });
+  }
   std::vector<std::string_view> tags, tolerations;
-  Candidates* found = &unlabeled_;  // the common case: no lookup
-  if (SelectorOf(job, &tags, &tolerations)) {
-    const std::string key = SelectorKey(tags, tolerations);
+  const bool selected = SelectorOf(job, &tags, &tolerations);
+  const std::string_view task =
+      task_routing_ ? job.task()->string_view() : std::string_view();
+  Candidates* found = &unlabeled_;  // no task routing, no selector: no lookup
+  if (!selected && task_routing_ && last_task_candidates_ &&
+      task == last_task_) {
+    found = last_task_candidates_;
+  } else if (selected || task_routing_) {
+    // Selector keys hold no NUL; the task follows one.
+    std::string key = selected ? SelectorKey(tags, tolerations) : "";
+    if (task_routing_) key.append(1, '\0').append(task);
     auto it = candidates_.find(key);
     if (it == candidates_.end()) {
-      auto selector = MakeSelector(tags, tolerations);
-      if (!selector.ok()) return nullptr;  // see Place
-      if (candidates_.size() >= kMaxSelectors) candidates_.clear();
-      it = candidates_.emplace(key, Candidates()).first;
-      it->second.selector = std::move(selector).value();
+      Selector selector;
+      if (selected) {
+        auto made = MakeSelector(tags, tolerations);
+        if (!made.ok()) return nullptr;  // see Place
+        selector = std::move(made).value();
+      }
+      if (candidates_.size() >= kMaxSelectors) {
+        candidates_.clear();
+        last_task_candidates_ = nullptr;
+      }
+      it = candidates_.emplace(std::move(key), Candidates()).first;
+      it->second.selector = std::move(selector);
+      it->second.by_task = task_routing_;
+      it->second.task.assign(task);
     }
     found = &it->second;
+    if (!selected && task_routing_) {
+      last_task_.assign(task);
+      last_task_candidates_ = found;
+    }
   }
   Candidates& c = *found;
   if (c.roster != roster_) {
     c.roster = roster_;
     c.workers.clear();
     for (WorkerInfo& w : workers_.workers()) {
-      if (Eligible(w) && Admits(w.labels, c.selector)) {
+      if (Eligible(w) && (!c.by_task || Runs(w, c.task)) &&
+          Admits(w.labels, c.selector)) {
         c.workers.push_back(&w);
       }
     }

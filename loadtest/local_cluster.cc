@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <csignal>
 #include <cstdlib>
 #include <filesystem>
@@ -287,6 +288,12 @@ Status LocalCluster::StartBroker(size_t i) {
     };
     if (!redis_url_.empty()) {
       for (std::string& a : RedisArgs("--redis")) args.push_back(std::move(a));
+    }
+    // Its workers are all here: a job of a task none runs (a typo) is a
+    // mistake to report in seconds, not after the broker's minute.
+    if (std::find(options_.broker_args.begin(), options_.broker_args.end(),
+                  "--unroutable-timeout-ms") == options_.broker_args.end()) {
+      args.insert(args.end(), {"--unroutable-timeout-ms", "2000"});
     }
     args.insert(args.end(), options_.broker_args.begin(),
                 options_.broker_args.end());

@@ -156,10 +156,11 @@ TEST(ClientClusterTest, Sha256AndEchoOutputsAreCorrect) {
 }
 
 // The failure paths of a result: a handler that throws (fail) and a task no
-// worker knows (UnknownTask), each delivered to the caller as kFailed.
+// worker runs (UnknownTask, once the broker stops waiting for a worker that
+// runs it), each delivered to the caller as kFailed.
 TEST(ClientClusterTest, FailedAndUnknownTaskOutcomes) {
   Cluster c;
-  auto broker = c.StartBroker();
+  auto broker = c.StartBroker({"--unroutable-timeout-ms", "500"});
   ASSERT_TRUE(broker);
   ASSERT_TRUE(c.StartWorker(broker->backend, 2));
 
@@ -192,6 +193,7 @@ TEST(ClientClusterTest, FailedAndUnknownTaskOutcomes) {
   EXPECT_FALSE(o1.error.empty());
   EXPECT_EQ(o2.kind, JobOutcome::Kind::kFailed) << KindName(o2.kind);
   EXPECT_EQ(o2.status, wire::ResultStatus::UnknownTask);
+  EXPECT_EQ(o2.error, "no worker runs task no-such-task");
   EXPECT_EQ(o3.kind, JobOutcome::Kind::kCompleted) << KindName(o3.kind);
   EXPECT_EQ(o3.output, "still works");
 }

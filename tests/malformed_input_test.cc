@@ -286,7 +286,8 @@ void ExpectStillServing(Cluster& c, const BrokerHandle& broker, Process* worker,
 class MalformedInputTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto b = cluster_.StartBroker({"--heartbeat-ms", "200"});
+    auto b = cluster_.StartBroker(
+        {"--heartbeat-ms", "200", "--unroutable-timeout-ms", "500"});
     ASSERT_TRUE(b);
     broker_ = *b;
     worker_ =
@@ -345,8 +346,8 @@ TEST_F(MalformedInputTest, FrontendRefusesWorkerAndBrokerMessages) {
   ExpectStillServing(cluster_, broker_, worker_, ctx_);
 }
 
-// A job for a task no worker has is valid input: accepted, dispatched, and
-// answered with an UnknownTask result.
+// A job for a task no worker runs is valid input: accepted, held while no
+// worker runs its task, then answered with an UnknownTask result.
 TEST_F(MalformedInputTest, UnknownTaskIsAcceptedAndAnsweredUnknownTask) {
   JobSpec job = EchoJob("no-such-task");
   RawPeer peer(ctx_, broker_.frontend);
@@ -373,6 +374,8 @@ TEST_F(MalformedInputTest, UnknownTaskIsAcceptedAndAnsweredUnknownTask) {
       ASSERT_EQ(FromWire(r->id()), job.id) << "a result for a job never sent";
       EXPECT_EQ(r->status(), wire::ResultStatus::UnknownTask)
           << wire::EnumNameResultStatus(r->status());
+      EXPECT_EQ(r->error() ? r->error()->string_view() : "",
+                "no worker runs task no-such-task");
       answered = true;
     }
   }

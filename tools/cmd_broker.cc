@@ -94,6 +94,11 @@ CLI::Option* AddServingFlags(CLI::App& app, BrokerOptions* o) {
                  "no new jobs until it answers again (0: never)")
       ->capture_default_str()
       ->check(CLI::Range(0u, 1000000u));
+  app.add_option("--unroutable-timeout-ms", o->unroutable_timeout_ms,
+                 "How long a job whose task no live worker runs waits for "
+                 "one before it fails 'no worker runs task NAME'")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{0}, int64_t{86400000}));
   app.add_option("--balancer", o->balancer,
                  "least-outstanding | round-robin | weighted (by capacity)")
       ->capture_default_str()
