@@ -116,7 +116,14 @@ Result<Json> PauseQueue(const QueueConnection& q, bool paused);
 // sharded queue's K shards get rate/K each. rate 0 removes it.
 // {queue, rate, burst}.
 Result<Json> LimitQueue(const QueueConnection& q, double rate, int64_t burst);
-// {paused, rate_limit: {rate, burst} or null}, over every shard.
+// Per-key locks: at most `n` running jobs per lock key (`key` empty: every
+// key without its own number; n 1 removes the number, back to one holder).
+// Stored on every shard; brokers' lock functions read it at each lock.
+// {queue, key (null: every key), per_key}.
+Result<Json> SetKeyConcurrency(const QueueConnection& q, const std::string& key,
+                               int64_t n);
+// {paused, rate_limit: {rate, burst} or null, key_concurrency: {default,
+// keys: {key: n}}}, over every shard.
 Result<Json> ReadControl(const QueueConnection& q);
 
 // The stored result of job `id` (a sharded queue keeps it in the shard that

@@ -12,6 +12,8 @@ namespace yard::admin {
 namespace {
 
 constexpr double kMinShardRate = 0.001;
+// Holders of one lock key at most (each is a member of a sorted set).
+constexpr int64_t kMaxKeyConcurrency = 100000;
 
 }  // namespace
 
@@ -55,10 +57,30 @@ Result<Json> LimitQueue(const QueueConnection& q, double rate, int64_t burst) {
   return out;
 }
 
+Result<Json> SetKeyConcurrency(const QueueConnection& q, const std::string& key,
+                               int64_t n) {
+  if (n < 1 || n > kMaxKeyConcurrency) {
+    return Status::InvalidArgument("--per-key must be 1 to " +
+                                   std::to_string(kMaxKeyConcurrency));
+  }
+  const std::string field = key.empty() ? "kc" : "kc:" + key;
+  for (const QueueShard& s : q.shards) {
+    Result<RedisReply> r =
+        n > 1 ? Call(*s.client,
+                     {"HSET", s.keys.control, field, std::to_string(n)})
+              : Call(*s.client, {"HDEL", s.keys.control, field});
+    if (!r.ok()) return r.status();
+  }
+  Json out = {{"queue", q.shards.front().keys.name}, {"per_key", n}};
+  out["key"] = key.empty() ? Json(nullptr) : Json(key);
+  return out;
+}
+
 Result<Json> ReadControl(const QueueConnection& q) {
   bool paused = false;
   double rate = 0;
   int64_t burst = 0;
+  Json per_key = {{"default", 1}, {"keys", Json::object()}};
   for (const QueueShard& s : q.shards) {
     Result<RedisReply> r = Call(*s.client, {"HGETALL", s.keys.control});
     if (!r.ok()) return r.status();
@@ -66,8 +88,16 @@ Result<Json> ReadControl(const QueueConnection& q) {
     paused = paused || c.paused;
     rate += c.rate;
     burst += c.rate > 0 ? (c.burst > 0 ? c.burst : DefaultBurst(c.rate)) : 0;
+    // Every shard holds the same numbers (SetKeyConcurrency).
+    for (const auto& [field, value] : PairsOf(*r)) {
+      if (field == "kc") {
+        per_key["default"] = ToInt(value);
+      } else if (field.starts_with("kc:")) {
+        per_key["keys"][field.substr(3)] = ToInt(value);
+      }
+    }
   }
-  Json out = {{"paused", paused}};
+  Json out = {{"paused", paused}, {"key_concurrency", std::move(per_key)}};
   out["rate_limit"] =
       rate > 0 ? Json{{"rate", rate}, {"burst", burst}} : Json(nullptr);
   return out;

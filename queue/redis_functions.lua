@@ -42,7 +42,9 @@ local function lock_names(args, from)
     local k = args[i + 2]
     if k ~= '' then
       names[#names + 1] = 'mx:' .. k
+      names[#names + 1] = 'mxz:' .. k
       names[#names + 1] = 'mxw:' .. k
+      names[#names + 1] = 'ctl'
     end
   end
   return names
@@ -57,7 +59,9 @@ local function record_lock_names(s, ids, names)
       for i = 1, #e[1][2], 2 do
         if e[1][2][i] == 'k' and e[1][2][i + 1] ~= '' then
           names[#names + 1] = 'mx:' .. e[1][2][i + 1]
+          names[#names + 1] = 'mxz:' .. e[1][2][i + 1]
           names[#names + 1] = 'mxw:' .. e[1][2][i + 1]
+          names[#names + 1] = 'ctl'
         end
       end
     end
@@ -122,16 +126,68 @@ local function bury(keys, prefix, pri, m, why, err)
   bump(prefix, 'queued', -jobs_in(m))
 end
 
--- Releases the per-key lock `k` held by `holder` and hands it to the next
--- job parked behind it (re-added to its ready stream).
+-- Per-key locks: at most N jobs with lock key k hold it at once, N from
+-- the queue's controls (P ctl: 'kc:'..k, else 'kc', else 1; yard queue
+-- limit --key-concurrency). The first slot is the string mx:k holding its
+-- holder (what a one-holder lock always was: old brokers still see it);
+-- the others are the members of the sorted set mxz:k, scored by when they
+-- expire (Redis's clock). A job that finds no slot is parked in the list
+-- mxw:k until a holder releases one.
+local function key_concurrency(prefix, k)
+  local v = redis.call('HMGET', prefix .. 'ctl', 'kc:' .. k, 'kc')
+  local n = tonumber(v[1] or v[2] or '1') or 1
+  return math.max(1, math.floor(n))
+end
+
+-- mxz:k lives as long as its longest lease.
+local function keep_alive(z, ttl)
+  if redis.call('PTTL', z) < ttl then redis.call('PEXPIRE', z, ttl) end
+end
+
+-- Holders of lock k now (expired members of mxz:k are dropped first).
+local function holders(prefix, k)
+  local z = prefix .. 'mxz:' .. k
+  redis.call('ZREMRANGEBYSCORE', z, '-inf', now_ms())
+  return redis.call('EXISTS', prefix .. 'mx:' .. k) + redis.call('ZCARD', z)
+end
+
+-- Whether `holder` holds lock k (its lease extended to ttl) or has taken a
+-- free slot of it.
+local function hold(prefix, k, holder, ttl)
+  local mx, z = prefix .. 'mx:' .. k, prefix .. 'mxz:' .. k
+  local cur = redis.call('GET', mx)
+  if cur == holder then
+    redis.call('PEXPIRE', mx, ttl)
+    return true
+  end
+  if redis.call('ZSCORE', z, holder) then
+    redis.call('ZADD', z, now_ms() + ttl, holder)
+    keep_alive(z, ttl)
+    return true
+  end
+  if not cur then
+    redis.call('SET', mx, holder, 'PX', ttl)
+    return true
+  end
+  if holders(prefix, k) >= key_concurrency(prefix, k) then return false end
+  redis.call('ZADD', z, now_ms() + ttl, holder)
+  keep_alive(z, ttl)
+  return true
+end
+
+-- Releases the per-key lock `k` held by `holder` and hands each free slot
+-- to the next job parked behind it (re-added to its ready stream).
 local function release(keys, prefix, k, holder)
   if k == nil or k == '' then return end
   local mx = prefix .. 'mx:' .. k
-  local cur = redis.call('GET', mx)
-  if cur and cur ~= holder then return end
-  if cur then redis.call('DEL', mx) end
-  local nxt = redis.call('LPOP', prefix .. 'mxw:' .. k)
-  if nxt then
+  if redis.call('GET', mx) == holder then
+    redis.call('DEL', mx)
+  else
+    redis.call('ZREM', prefix .. 'mxz:' .. k, holder)
+  end
+  for _ = 1, key_concurrency(prefix, k) - holders(prefix, k) do
+    local nxt = redis.call('LPOP', prefix .. 'mxw:' .. k)
+    if not nxt then break end
     local pri, m = unpack_entry(nxt)
     add(keys, pri, m)
   end
@@ -260,13 +316,7 @@ local function lock(keys, args)
   for i = 4, #args, 3 do
     local pri, id, k = clamp_pri(args[i]), args[i + 1], args[i + 2]
     local s = keys[pri + 1]
-    local holder, mx = s .. '|' .. id, prefix .. 'mx:' .. k
-    local cur = redis.call('GET', mx)
-    if cur == holder then
-      redis.call('PEXPIRE', mx, ttl)
-      out[#out + 1] = 1
-    elseif not cur then
-      redis.call('SET', mx, holder, 'PX', ttl)
+    if hold(prefix, k, s .. '|' .. id, ttl) then
       out[#out + 1] = 1
     else
       local m = take(s, g, id)
@@ -285,12 +335,19 @@ end
 local function touch_locks(keys, args)
   local prefix, ttl, n = args[1], tonumber(args[2]), 0
   local names = {}
-  for i = 3, #args, 2 do names[#names + 1] = 'mx:' .. args[i] end
+  for i = 3, #args, 2 do
+    names[#names + 1] = 'mx:' .. args[i]
+    names[#names + 1] = 'mxz:' .. args[i]
+  end
   local_first(prefix, names)
   for i = 3, #args, 2 do
-    local mx = prefix .. 'mx:' .. args[i]
+    local mx, z = prefix .. 'mx:' .. args[i], prefix .. 'mxz:' .. args[i]
     if redis.call('GET', mx) == args[i + 1] then
       redis.call('PEXPIRE', mx, ttl)
+      n = n + 1
+    elseif redis.call('ZSCORE', z, args[i + 1]) then
+      redis.call('ZADD', z, now_ms() + ttl, args[i + 1])
+      keep_alive(z, ttl)
       n = n + 1
     end
   end

@@ -19,6 +19,9 @@
 //                         (failed | lease-expired | undecodable), err, t (ms)
 //   P dd:<idempotency key>  STRING: the first job's id, EX the dedupe window
 //   P mx:<lock key>       STRING: holder "<stream>|<entry id>", PX lease
+//                         (the key's first slot)
+//   P mxz:<lock key>      ZSET: its other holders (N > 1 per key), scored by
+//                         lease expiry ms (Redis's clock); PEXPIREd with them
 //   P mxw:<lock key>      LIST: jobs parked behind that lock
 //   P res:<bucket>:<h>    HASH job id -> JobResult flatbuffer, for the
 //                         results finished in one 10-second bucket whose
@@ -32,7 +35,9 @@
 //   P leader / P fence    maintenance leader lock (token) / fencing counter
 //   P stats               HASH of counters (submitted, completed, ...)
 //   P ctl                 HASH: the operator's controls (yard queue pause,
-//                         resume, limit): paused "1", rate (jobs/s), burst;
+//                         resume, limit, concurrency): paused "1", rate
+//                         (jobs/s), burst, kc (holders per lock key) and
+//                         kc:<lock key> (that key's own number);
 //                         brokers read it every kControlEveryMs
 //   P tb                  HASH: the rate limit's token bucket (t tokens,
 //                         ts ms), shared by every broker (yard_take_tokens)

@@ -210,7 +210,9 @@ void RedisQueue::AddGuard(const WriteBatch& b, Commands& cmds) const {
   for (size_t i = 2; i < b.locked.size(); i += 3) {
     if (b.locked[i].empty()) continue;
     guard.push_back(keys_.prefix + "mx:" + b.locked[i]);
+    guard.push_back(keys_.prefix + "mxz:" + b.locked[i]);
     guard.push_back(keys_.prefix + "mxw:" + b.locked[i]);
+    guard.push_back(keys_.control);
   }
   if (guard.size() > 1) cmds.push_back(std::move(guard));
 }

@@ -1,15 +1,18 @@
 // The operator's controls of a durable queue, end to end: real `yard`
 // brokers on a real redis-server, real workers, `yard push`, and the real
-// `yard queue pause|resume|limit` and `yard queue stats`; plus the brokers'
+// `yard queue pause|resume|limit|concurrency` and `yard queue stats`; plus
+// the brokers'
 // cap on dead letters (--max-dead).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "queue/redis_layout.h"
 #include "testing/process.h"
 #include "testing/redis_server.h"
 #include "tests/cluster.h"
@@ -91,6 +94,49 @@ TEST_F(QueueControlTest, APausedQueueAcceptsJobsAndRunsThemOnResume) {
   EXPECT_EQ(Queue({"resume"})["paused"], false);
   ExpectPushSucceeded(cluster_.FinishPush(push, milliseconds(60000)), 300);
   EXPECT_EQ(Queue({"stats"})["paused"], false);
+}
+
+// At most N jobs with one lock key run at once, all brokers together: two
+// brokers, two workers with room for 8, 30 sleep jobs on one key, N = 3.
+// The key's holders in Redis, sampled (atomically) throughout, reach 3 and
+// never pass it; every job completes.
+TEST_F(QueueControlTest, ConcurrencyPerLockKeyHoldsForTwoBrokers) {
+  auto a = StartBroker();
+  auto b = StartBroker();
+  ASSERT_TRUE(a && b);
+  const std::string backends = a->backend + "," + b->backend;
+  ASSERT_TRUE(cluster_.StartWorker(backends, 4));
+  ASSERT_TRUE(cluster_.StartWorker(backends, 4));
+  Json set = Queue({"concurrency", "--per-key", "3", "--key", "acct"});
+  EXPECT_EQ(set["per_key"], 3);
+  EXPECT_EQ(set["key"], "acct");
+  EXPECT_EQ(Queue({"stats"})["key_concurrency"]["keys"]["acct"], 3);
+  constexpr int kJobs = 30;
+  Process* push = cluster_.StartPush(
+      {"--connect", a->frontend + "," + b->frontend, "--task", "sleep",
+       "--payload", "150", "--count", std::to_string(kJobs), "--lock-key",
+       "acct", "--max-batch", "1", "--timeout", "60"});
+  ASSERT_NE(push, nullptr);
+  const QueueKeys keys("default");
+  const std::string count_holders =
+      "return redis.call('EXISTS', KEYS[1]) + redis.call('ZCARD', KEYS[2])";
+  int64_t most = 0, samples = 0, completed = 0;
+  const auto deadline = std::chrono::steady_clock::now() + milliseconds(60000);
+  while (completed < kJobs && std::chrono::steady_clock::now() < deadline) {
+    Result<RedisReply> n =
+        redis_->Call({"EVAL", count_holders, "2", keys.prefix + "mx:acct",
+                      keys.prefix + "mxz:acct"});
+    ASSERT_TRUE(n.ok()) << n.status().ToString();
+    most = std::max(most, n->integer);
+    if (++samples % 20 == 0) {
+      Result<RedisReply> c = redis_->Call({"HGET", keys.stats, "completed"});
+      ASSERT_TRUE(c.ok()) << c.status().ToString();
+      completed = c->is_nil() ? 0 : std::stoll(c->str);
+    }
+  }
+  ExpectPushSucceeded(cluster_.FinishPush(push, milliseconds(30000)), kJobs);
+  RecordProperty("holder_samples", std::to_string(samples));
+  EXPECT_EQ(most, 3) << samples << " samples";
 }
 
 // One token bucket in Redis for every broker: two brokers together hand

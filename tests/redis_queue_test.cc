@@ -467,6 +467,42 @@ TEST_F(RedisQueueTest, LockKeyRunsOneJobAtATime) {
   EXPECT_EQ(InStreams(keys_), 0);
 }
 
+// With the queue's number for a key (P ctl kc:<key>, yard queue
+// concurrency), that many jobs hold the key at once: the string slot and
+// members of mxz:<key>; the rest are parked and each release wakes one. A
+// holder whose lease ran out (a dead broker's) holds no slot.
+TEST_F(RedisQueueTest, LockKeyRunsNJobsAtATime) {
+  DurableQueue* q = Make("b1");
+  ASSERT_EQ(Integer({"HSET", keys_.control, "kc:account-7", "3"}), 1);
+  const std::string mx = keys_.prefix + "mx:account-7",
+                    mxz = keys_.prefix + "mxz:account-7",
+                    mxw = keys_.prefix + "mxw:account-7";
+  ASSERT_EQ(Integer({"ZADD", mxz, "1", "dead-broker|0-1"}), 1);
+  JobSpec spec;
+  spec.lock_key = "account-7";
+  std::vector<std::string> jobs;
+  for (int i = 0; i < 5; ++i) jobs.push_back(JobBlob(JobId::Random(), spec));
+  Push(q, jobs);
+  Seen& s = seen_[q];
+  ASSERT_TRUE(Pump([&] { return s.claimed.size() == 3; }));
+  EXPECT_FALSE(Pump([&] { return s.claimed.size() > 3; }, 500));
+  EXPECT_EQ(Integer({"EXISTS", mx}), 1);
+  EXPECT_EQ(Integer({"ZCARD", mxz}), 2);  // the stale holder was dropped
+  EXPECT_EQ(Integer({"LLEN", mxw}), 2);
+  // One release, one more runs; never a fourth at once.
+  q->Complete(s.claimed[0].id, {});
+  ASSERT_TRUE(Pump([&] { return s.claimed.size() == 4; }));
+  EXPECT_FALSE(Pump([&] { return s.claimed.size() > 4; }, 300));
+  q->Complete(s.claimed[1].id, {});
+  ASSERT_TRUE(Pump([&] { return s.claimed.size() == 5; }));
+  for (size_t i = 2; i < 5; ++i) q->Complete(s.claimed[i].id, {});
+  ASSERT_TRUE(Pump([&] {
+    return Integer({"EXISTS", mx}) == 0 && Integer({"EXISTS", mxz}) == 0;
+  }));
+  EXPECT_EQ(Integer({"LLEN", mxw}), 0);
+  EXPECT_EQ(InStreams(keys_), 0);
+}
+
 // A broker killed with its job leased: once the lease expires, the leader
 // (the survivor, once the dead one's lock expired) requeues the job. The
 // dead broker's registry record outlives the test (a minute's TTL), so

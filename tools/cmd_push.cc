@@ -139,7 +139,7 @@ class Progress {
 
 // The flags of `yard push`.
 struct PushFlags {
-  std::string connect, discover, task, payload_text, queue;
+  std::string connect, discover, task, payload_text, queue, lock_key;
   cli::RedisAuthFlags redis_auth;
   std::string log_level = "warn";
   int64_t count = 0, size = 64, window = 1000;
@@ -189,6 +189,9 @@ void AddLoadFlags(CLI::App& app, PushFlags* f) {
                  "broker's --run-timeout-ms)")
       ->capture_default_str();
   app.add_option("--queue", f->queue, "queue name (default: default)");
+  app.add_option("--lock-key", f->lock_key,
+                 "durable mode: every job takes this lock key (at most one "
+                 "runs at a time, or `yard queue concurrency --per-key N`)");
 }
 
 // The flags of the producer's connection to the brokers.
@@ -274,6 +277,7 @@ class PushRun {
     spec_.priority = static_cast<uint8_t>(f.priority);
     spec_.max_attempts = static_cast<uint16_t>(f.max_attempts);
     spec_.run_timeout_ms = f.run_timeout_ms;
+    spec_.lock_key = f.lock_key;
     start_us_ = MonoMicros();
     start_unix_ms_ = UnixMillis();
     run_deadline_us_ = start_us_ + TimeoutUs(f);

@@ -1,4 +1,5 @@
-// yard queue stats|inspect|dead|requeue-dead|purge|pause|resume|limit
+// yard queue stats|inspect|dead|requeue-dead|purge|pause|resume|limit|
+// concurrency
 // --redis URL [--queue NAME] [--json]: what a durable (Redis) queue holds,
 // the operator's repairs, and its controls.
 //
@@ -101,6 +102,18 @@ void PrintStats(const Json& j) {
         j["rate_limit"]["rate"].get<double>(),
         static_cast<long long>(j["rate_limit"]["burst"].get<int64_t>()));
   }
+  if (j.contains("key_concurrency")) {
+    const Json& kc = j["key_concurrency"];
+    if (kc["default"] != 1 || !kc["keys"].empty()) {
+      std::printf("running jobs per lock key: %lld",
+                  static_cast<long long>(kc["default"].get<int64_t>()));
+      for (const auto& [key, n] : kc["keys"].items()) {
+        std::printf(", %s: %lld", key.c_str(),
+                    static_cast<long long>(n.get<int64_t>()));
+      }
+      std::printf("\n");
+    }
+  }
   std::printf("counters:");
   for (const auto& [name, value] : j["counters"].items()) {
     std::printf(" %s=%lld", name.c_str(),
@@ -166,6 +179,8 @@ struct QueueCommand {
   bool purge_dead = false;
   double rate = 0;
   int64_t burst = 0;
+  int64_t per_key = 1;
+  std::string lock_key;
   CLI::App* stats = nullptr;
   CLI::App* inspect = nullptr;
   CLI::App* dead = nullptr;
@@ -174,6 +189,7 @@ struct QueueCommand {
   CLI::App* pause = nullptr;
   CLI::App* resume = nullptr;
   CLI::App* limit = nullptr;
+  CLI::App* concurrency = nullptr;
 };
 
 void AddSubcommands(CLI::App& app, QueueCommand* c) {
@@ -218,8 +234,20 @@ void AddSubcommands(CLI::App& app, QueueCommand* c) {
                    "jobs that may go at once after a quiet spell "
                    "(default: a tenth of a second's worth)")
       ->check(CLI::NonNegativeNumber);
+  c->concurrency = app.add_subcommand(
+      "concurrency",
+      "At most --per-key N running jobs per lock key (default 1), all "
+      "brokers together");
+  c->concurrency
+      ->add_option("--per-key", c->per_key,
+                   "jobs per lock key that may run at once; 1 is the default")
+      ->required()
+      ->check(CLI::Range(int64_t{1}, int64_t{100000}));
+  c->concurrency->add_option(
+      "--key", c->lock_key,
+      "only this lock key (default: every key without its own number)");
   for (CLI::App* sub : {c->stats, c->inspect, c->dead, c->requeue, c->purge,
-                        c->pause, c->resume, c->limit}) {
+                        c->pause, c->resume, c->limit, c->concurrency}) {
     cli::AddQueueFlags(*sub, &c->flags);
   }
 }
@@ -264,6 +292,15 @@ Answer RunSubcommand(const QueueCommand& c, const admin::QueueConnection& q) {
                          static_cast<long long>(j["burst"].get<int64_t>()));
            }
          }};
+  } else if (c.concurrency->parsed()) {
+    a = {admin::SetKeyConcurrency(q, c.lock_key, c.per_key), [](const Json& j) {
+           std::printf(
+               "queue %s: at most %lld running jobs per lock key%s%s\n",
+               j["queue"].get<std::string>().c_str(),
+               static_cast<long long>(j["per_key"].get<int64_t>()),
+               j["key"].is_null() ? "" : " for key ",
+               j["key"].is_null() ? "" : j["key"].get<std::string>().c_str());
+         }};
   }
   return a;
 }
@@ -271,12 +308,13 @@ Answer RunSubcommand(const QueueCommand& c, const admin::QueueConnection& q) {
 // Repairs that change what a queue holds leave an audit line on stderr:
 // who ran it (the login), what, and what it did.
 void AuditRepair(const QueueCommand& c, const Json& outcome) {
-  const char* event = c.requeue->parsed()  ? "admin_requeue"
-                      : c.purge->parsed()  ? "admin_purge"
-                      : c.pause->parsed()  ? "admin_pause"
-                      : c.resume->parsed() ? "admin_resume"
-                      : c.limit->parsed()  ? "admin_limit"
-                                           : nullptr;
+  const char* event = c.requeue->parsed()       ? "admin_requeue"
+                      : c.purge->parsed()       ? "admin_purge"
+                      : c.pause->parsed()       ? "admin_pause"
+                      : c.resume->parsed()      ? "admin_resume"
+                      : c.limit->parsed()       ? "admin_limit"
+                      : c.concurrency->parsed() ? "admin_concurrency"
+                                                : nullptr;
   if (event == nullptr) return;
   const char* user = std::getenv("USER");
   AuditLog().Write(
