@@ -243,20 +243,30 @@ end
 
 -- A failed attempt of one job: its retry (a one-job record in the delayed
 -- set) or its dead letter. The stream entry that carried it is acked
--- separately, with the rest of its batch, in the same MULTI.
--- ARGV: prefix, then 10-tuples
---   pri, retry_at_unix_ms (0: dead-letter it), error, j, a (attempts made,
---   this one included), m, k, b, r, p (one packed job)
--- Returns per job 'RETRY' or 'DLQ'.
+-- separately, with the rest of its batch, after this in the same MULTI.
+-- Fenced by the lease: an entry no longer pending for `consumer` (its
+-- lease ran out and the leader reclaimed it, so the job runs again
+-- elsewhere) writes nothing, or a broker cut off for longer than its lease
+-- would queue a second copy of the job.
+-- ARGV: prefix, group, consumer, then 11-tuples
+--   pri, entry_id, retry_at_unix_ms (0: dead-letter it), error, j, a
+--   (attempts made, this one included), m, k, b, r, p (one packed job)
+-- Returns per job 'RETRY', 'DLQ' or 'STALE'.
 local function fail(keys, args)
-  local prefix, out = args[1], {}
+  local prefix, g, consumer, out = args[1], args[2], args[3], {}
   local_first(prefix, {'stats'})
-  for i = 2, #args, 10 do
-    local pri, at, err = clamp_pri(args[i]), tonumber(args[i + 1]), args[i + 2]
-    local m = {j = args[i + 3], a = args[i + 4], x = '0', m = args[i + 5],
-               k = args[i + 6], b = args[i + 7], r = args[i + 8],
-               p = args[i + 9], n = '1'}
-    if at > 0 then
+  for i = 4, #args, 11 do
+    local pri, entry = clamp_pri(args[i]), args[i + 1]
+    local at, err = tonumber(args[i + 2]), args[i + 3]
+    local m = {j = args[i + 4], a = args[i + 5], x = '0', m = args[i + 6],
+               k = args[i + 7], b = args[i + 8], r = args[i + 9],
+               p = args[i + 10], n = '1'}
+    local mine = redis.call('XPENDING', keys[pri + 1], g, entry, entry, 1,
+                            consumer)
+    if #mine == 0 then
+      bump(prefix, 'fails_fenced', 1)
+      out[#out + 1] = 'STALE'
+    elseif at > 0 then
       redis.call('HSET', keys[5], m.j, pack(pri, m))
       redis.call('ZADD', keys[4], at, m.j)
       bump(prefix, 'retried', 1)

@@ -123,6 +123,7 @@ void RedisQueue::AddFail(const JobId& id, const Lease& lease,
   PackJob(lease.blob, &p);
   auto& f = batch_.fails;
   f.push_back(std::to_string(entry.pri));
+  f.push_back(lease.entry.ToString());
   f.push_back(std::to_string(outcome == Outcome::kRetry ? retry_at_ms : 0));
   f.push_back(r && r->error() ? r->error()->str() : "");
   f.push_back(id.ToString());
@@ -157,6 +158,16 @@ void RedisQueue::Flush() {
   batch_ = WriteBatch();
   Commands cmds;
   if (target_.kind == RedisTarget::Kind::kCluster) AddGuard(b, cmds);
+  // Fails first: yard_fail checks that each failed job's entry is still
+  // pending for this consumer, which the acks below end.
+  if (!b.fails.empty()) {
+    auto args = keys_.Fcall("yard_fail");
+    args.push_back(kRedisGroup);
+    args.push_back(consumer_);
+    args.insert(args.end(), std::make_move_iterator(b.fails.begin()),
+                std::make_move_iterator(b.fails.end()));
+    cmds.push_back(std::move(args));
+  }
   for (int p = 0; p < kLevels; ++p) {
     if (b.acks[p].empty()) continue;
     std::vector<std::string> ack = {"XACK", keys_.stream[p], kRedisGroup};
@@ -171,12 +182,6 @@ void RedisQueue::Flush() {
     args.push_back(kRedisGroup);
     args.insert(args.end(), std::make_move_iterator(b.locked.begin()),
                 std::make_move_iterator(b.locked.end()));
-    cmds.push_back(std::move(args));
-  }
-  if (!b.fails.empty()) {
-    auto args = keys_.Fcall("yard_fail");
-    args.insert(args.end(), std::make_move_iterator(b.fails.begin()),
-                std::make_move_iterator(b.fails.end()));
     cmds.push_back(std::move(args));
   }
   AddResults(b, cmds);

@@ -446,6 +446,46 @@ TEST_F(RedisQueueTest, ResendOfAQueuedIdIsNotQueuedAgain) {
             std::vector<PushOutcome>{PushOutcome::kAccepted});
 }
 
+// A broker whose lease was taken from it (cut off longer than its lease;
+// the leader reclaimed the entry and the job runs again elsewhere) must not
+// queue a retry or a dead letter of the job when its attempt fails late:
+// yard_fail writes only for entries still pending for the caller.
+TEST_F(RedisQueueTest, AFailAfterTheLeaseWasTakenWritesNothing) {
+  DurableQueue* q = Make("b1");
+  JobSpec spec;
+  spec.max_attempts = 3;
+  JobId kept = JobId::Random(), taken = JobId::Random();
+  Push(q, {JobBlob(kept, spec)});
+  Push(q, {JobBlob(taken, spec)});
+  Seen& s = seen_[q];
+  ASSERT_TRUE(Pump([&] { return s.claimed.size() == 2; }));
+  // The second record's entry goes to another consumer (as XAUTOCLAIM
+  // would give it to the leader).
+  auto pending = RedisCall(
+      *admin_, {"XPENDING", keys_.stream[1], kRedisGroup, "-", "+", "10"});
+  ASSERT_TRUE(pending.ok() && pending->elements.size() == 2);
+  const std::string second = pending->elements[1].elements[0].str;
+  auto moved = RedisCall(*admin_, {"XCLAIM", keys_.stream[1], kRedisGroup,
+                                   "thief", "0", second, "JUSTID"});
+  ASSERT_TRUE(moved.ok() && moved->elements.size() == 1);
+  std::string r = ResultBlob(taken, wire::ResultStatus::Failed, "", "late");
+  q->Fail(taken, UnixMillis() + 60000,
+          {reinterpret_cast<const uint8_t*>(r.data()), r.size()});
+  std::string r2 = ResultBlob(kept, wire::ResultStatus::Failed, "", "boom");
+  q->Fail(kept, UnixMillis() + 60000,
+          {reinterpret_cast<const uint8_t*>(r2.data()), r2.size()});
+  // One write batch: the job still leased to this broker is retried; the
+  // other is not.
+  ASSERT_TRUE(Pump([&] { return Integer({"ZCARD", keys_.delayed}) >= 1; }));
+  EXPECT_EQ(Integer({"ZCARD", keys_.delayed}), 1);
+  auto retried = RedisCall(*admin_, {"ZRANGE", keys_.delayed, "0", "-1"});
+  ASSERT_TRUE(retried.ok() && retried->elements.size() == 1);
+  EXPECT_EQ(retried->elements[0].str, kept.ToString());
+  auto fenced = RedisCall(*admin_, {"HGET", keys_.stats, "fails_fenced"});
+  ASSERT_TRUE(fenced.ok());
+  EXPECT_EQ(fenced->str, "1");
+}
+
 TEST_F(RedisQueueTest, LockKeyRunsOneJobAtATime) {
   DurableQueue* q = Make("b1");
   JobSpec spec;
