@@ -35,6 +35,9 @@ void Broker::Impl::ReadBackend() {
           SendTo(backend_, identity,
                  writer_.EncodeDisconnect("unknown worker"));
         break;
+      case wire::Body::Progress:
+        OnProgress(w, identity, d.envelope->body_as_Progress());
+        break;
       case wire::Body::Credit:
         if (w) {
           const auto* credit = d.envelope->body_as_Credit();
@@ -201,6 +204,10 @@ void Broker::Impl::OnResults(WorkerInfo* sender, const wire::Results* results) {
 
 void Broker::Impl::RouteResult(const std::string& route, Bytes result) {
   ProducerFinished(route, 1);
+  SendResult(route, result);
+}
+
+void Broker::Impl::SendResult(const std::string& route, Bytes result) {
   Outbox& out = OutboxFor(route);
   if (out.results.size() >= options_.limits.max_batch ||
       out.results.bytes() + result.size() >

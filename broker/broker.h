@@ -117,9 +117,15 @@ struct BrokerCounters {
   // Results for a job from a peer it was not dispatched to: dropped.
   uint64_t results_foreign = 0;
   uint64_t cancels_refused = 0;  // Cancel of another producer's job
-  uint64_t sends_failed = 0;     // a peer gone or its pipe full
-  uint64_t bad_frames = 0;       // refused by framing or Decode
-  uint64_t unexpected = 0;       // valid kinds in the wrong place
+  uint64_t cancelled = 0;        // jobs ended by a producer's or admin's Cancel
+  uint64_t cancels_unknown = 0;  // Cancel of a job this broker does not hold
+  uint64_t progress = 0;         // progress reports forwarded to producers
+  // Reports about a job not running at the sender (another worker's, a
+  // finished one, another attempt): dropped, answered NotFound.
+  uint64_t progress_refused = 0;
+  uint64_t sends_failed = 0;  // a peer gone or its pipe full
+  uint64_t bad_frames = 0;    // refused by framing or Decode
+  uint64_t unexpected = 0;    // valid kinds in the wrong place
   uint64_t workers_expired = 0;
   uint64_t workers_refused = 0;  // Ready beyond max_workers
   uint64_t poisoned = 0;         // jobs failed after retry.max_worker_deaths

@@ -10,6 +10,8 @@
 //                 role may send which message
 //   run_timeouts.cc  run deadlines of dispatched jobs, taking back the
 //                 late ones (Cancel to the worker, retry), quarantine
+//   cancel.cc     a producer's or admin's Cancel, wherever the job is here
+//   progress.cc   a worker's Progress, checked and forwarded to the owner
 //
 // Thread-safety: everything below belongs to the loop thread (Run), except
 // stop_ (any thread) and snapshot_ (guarded by snapshot_mu_: the loop
@@ -161,6 +163,7 @@ struct Outbox {
   std::vector<JobId> busy;
   std::vector<JobId> unavailable;
   BlobBatch results;
+  std::vector<ProgressUpdate> progress;
   bool dirty = false;
 };
 
@@ -226,8 +229,16 @@ class Broker::Impl {
   void RefuseSubmit(const std::string& route, const wire::Submit* submit,
                     std::vector<JobId> Outbox::*list);
   // `producer`: the requester (ProducerOf); `admin`: may cancel any job.
+  // (cancel.cc)
   void OnCancel(const std::string& route, const std::string& producer,
                 bool admin, const wire::Cancel* cancel);
+  // Where a job this broker holds is, and its owner's route (*owner).
+  enum class Where : uint8_t { kNowhere, kQueued, kHeld, kRunning };
+  Where Locate(const JobId& id, std::string* owner) const;
+  // Ends a located job as Cancelled: the owner (and the canceller, when it
+  // is another connection) gets the result; the queue forgets the job.
+  void CancelJob(const JobId& id, Where where, const std::string& owner,
+                 const std::string& canceller);
   // Whether `producer` on `route` submitted a job that came on
   // `owner_route`: the same connection, or with CURVE the same key.
   bool Owns(const std::string& route, const std::string& producer,
@@ -236,7 +247,14 @@ class Broker::Impl {
   void ReadBackend();
   void OnReady(std::string_view identity, const wire::Ready* ready);
   void OnResults(WorkerInfo* sender, const wire::Results* results);
+  // Forwards each report of a job running at the sender (its current
+  // attempt) to the job's producer; refuses the others (progress.cc).
+  void OnProgress(WorkerInfo* sender, std::string_view identity,
+                  const wire::Progress* progress);
+  // A job's result to its producer (counted back against its quotas).
   void RouteResult(const std::string& route, Bytes result);
+  // A result into route's outbox, sent now when the outbox is full.
+  void SendResult(const std::string& route, Bytes result);
   // Run timeouts (run_timeouts.cc). Whether w may be given jobs now.
   static bool Eligible(const WorkerInfo& w) {
     return w.labels_ok && !w.quarantined;
@@ -246,6 +264,11 @@ class Broker::Impl {
   // Takes back every attempt past its run deadline.
   void RunTimeouts(int64_t now);
   void TakeBack(const JobId& id, const InFlight& f);
+  // Tells f's worker to drop the attempt (Cancel, sent by SendCancels) and
+  // keeps its slot counted until the worker answers (LateResult). Null when
+  // the worker is gone.
+  WorkerInfo* Recall(const JobId& id, const InFlight& f);
+  void SendCancels();
   // A result of an attempt taken back: true when it was one (it returns
   // the worker's slot and is otherwise ignored).
   bool LateResult(WorkerInfo* sender, const JobId& id, uint16_t attempt);

@@ -1222,5 +1222,102 @@ TEST_F(BrokerTest, AWorkerWhoseJobsKeepTimingOutIsQuarantined) {
   EXPECT_EQ(broker_->counters().quarantines, 1u);
 }
 
+// A running job: only its owner (or an admin) may cancel it; then its
+// worker hears Cancel, the owner gets one Cancelled result, the worker's
+// answer returns its slot and goes nowhere, and the job never runs again.
+TEST_F(BrokerTest, CancelOfARunningJobReachesItsWorkerAndEndsOnce) {
+  BrokerOptions o;
+  o.heartbeat_ms = 3000;  // the worker here sends no heartbeats
+  Start(o);
+  Peer owner(ctx_, "inproc://front"), other(ctx_, "inproc://front"),
+      worker(ctx_, "inproc://back");
+  Ready(worker, 10);
+  const JobId id = JobId::Random();
+  Submit(owner, {id}, "echo", 3);  // retries allowed: a cancel must not retry
+  ASSERT_TRUE(RecvKind(owner, wire::Body::Accepted));
+  ASSERT_TRUE(RecvKind(worker, wire::Body::Dispatch));
+  other.Send(w_.EncodeCancel({&id, 1}));
+  auto refused = RecvKind(other, wire::Body::Error);
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(Env(*refused)->body_as_Error()->code(), wire::ErrorCode::Forbidden);
+  EXPECT_FALSE(RecvKind(worker, wire::Body::Cancel, 1))
+      << "a stranger's Cancel reached the worker";
+  owner.Send(w_.EncodeCancel({&id, 1}));
+  auto cancel = RecvKind(worker, wire::Body::Cancel);
+  ASSERT_TRUE(cancel);
+  ASSERT_EQ(Env(*cancel)->body_as_Cancel()->ids()->size(), 1u);
+  EXPECT_EQ(FromWire(*Env(*cancel)->body_as_Cancel()->ids()->Get(0)), id);
+  auto res = RecvKind(owner, wire::Body::Results);
+  ASSERT_TRUE(res);
+  const auto* r =
+      Env(*res)->body_as_Results()->results()->Get(0)->data_nested_root();
+  EXPECT_EQ(FromWire(r->id()), id);
+  EXPECT_EQ(r->status(), wire::ResultStatus::Cancelled);
+  // The worker's answer (its handler returned anyway) is not a second
+  // result; its slot comes back.
+  worker.Send(AsBytes(ResultOfAttempt(w_, id, 1, "finished anyway")));
+  ASSERT_TRUE(
+      Eventually([&] { return broker_->counters().results_late == 1u; }));
+  EXPECT_FALSE(RecvKind(owner, wire::Body::Results, 2))
+      << "a second result reached the owner";
+  EXPECT_FALSE(RecvKind(worker, wire::Body::Dispatch, 1))
+      << "a cancelled job was dispatched again";
+  EXPECT_TRUE(Eventually([&] {
+    return WorkerStats(*broker_, 0)["credit"] == 10 &&
+           WorkerStats(*broker_, 0)["outstanding"] == 0;
+  })) << broker_->StatsJson();
+  const BrokerCounters c = broker_->counters();
+  EXPECT_EQ(c.cancelled, 1u);
+  EXPECT_EQ(c.cancels_refused, 1u);
+  EXPECT_EQ(c.retried, 0u);
+  // Cancelled again, or a job never seen: this broker holds neither.
+  owner.Send(w_.EncodeCancel({&id, 1}));
+  auto unknown = RecvKind(owner, wire::Body::Error);
+  ASSERT_TRUE(unknown);
+  EXPECT_EQ(Env(*unknown)->body_as_Error()->code(), wire::ErrorCode::NotFound);
+  EXPECT_TRUE(
+      Eventually([&] { return broker_->counters().cancels_unknown == 1u; }));
+}
+
+// Progress is forwarded to the job's producer only from the worker the job
+// was dispatched to, for the attempt it runs; others are refused (NotFound
+// to the sender, counted) and reach no producer.
+TEST_F(BrokerTest, OnlyTheWorkerRunningAJobMayReportItsProgress) {
+  BrokerOptions o;
+  o.heartbeat_ms = 3000;  // the workers here send no heartbeats
+  Start(o);
+  Peer producer(ctx_, "inproc://front"), holder(ctx_, "inproc://back"),
+      other(ctx_, "inproc://back");
+  Ready(holder, 1);
+  const JobId id = JobId::Random();
+  Submit(producer, {id});
+  ASSERT_TRUE(RecvKind(producer, wire::Body::Accepted));
+  ASSERT_TRUE(RecvKind(holder, wire::Body::Dispatch));
+  Ready(other, 0);
+  ASSERT_TRUE(Eventually([&] {
+    return nlohmann::json::parse(broker_->StatsJson())["workers"].size() == 2;
+  }));
+  const ProgressUpdate forged[] = {{id, 1, 0.9f, "forged"}};
+  other.Send(w_.EncodeProgress(forged));
+  auto refused = RecvKind(other, wire::Body::Error);
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(Env(*refused)->body_as_Error()->code(), wire::ErrorCode::NotFound);
+  const ProgressUpdate wrong_attempt[] = {{id, 2, 0.8f, "attempt 2"}};
+  holder.Send(w_.EncodeProgress(wrong_attempt));
+  ASSERT_TRUE(RecvKind(holder, wire::Body::Error));
+  ASSERT_TRUE(
+      Eventually([&] { return broker_->counters().progress_refused == 2u; }));
+  const ProgressUpdate real[] = {{id, 1, 0.5f, "half way"}};
+  holder.Send(w_.EncodeProgress(real));
+  auto m = RecvKind(producer, wire::Body::Progress);
+  ASSERT_TRUE(m);
+  const auto* updates = Env(*m)->body_as_Progress()->updates();
+  ASSERT_EQ(updates->size(), 1u);
+  EXPECT_EQ(FromWire(updates->Get(0)->id()), id);
+  EXPECT_FLOAT_EQ(updates->Get(0)->fraction(), 0.5f);
+  EXPECT_EQ(AsString(updates->Get(0)->message()), "half way");
+  EXPECT_TRUE(Eventually([&] { return broker_->counters().progress == 1u; }));
+}
+
 }  // namespace
 }  // namespace yard

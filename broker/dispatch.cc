@@ -303,6 +303,17 @@ void Broker::Impl::FlushOutboxes() {
   for (const std::string& route : dirty_) {
     Outbox& out = outboxes_[route];
     out.dirty = false;
+    if (!out.progress.empty()) {
+      // Before the results of this turn: a job's reports never follow its
+      // result.
+      for (size_t i = 0; i < out.progress.size();
+           i += options_.limits.max_batch) {
+        size_t n = std::min(options_.limits.max_batch, out.progress.size() - i);
+        SendTo(frontend_, route,
+               writer_.EncodeProgress({out.progress.data() + i, n}));
+      }
+      out.progress.clear();
+    }
     auto send_ids = [&](std::vector<JobId>& ids, auto encode) {
       for (size_t i = 0; i < ids.size(); i += options_.limits.max_batch) {
         size_t n = std::min(options_.limits.max_batch, ids.size() - i);

@@ -197,55 +197,6 @@ void Broker::Impl::OnSubmit(const std::string& route,
   new_jobs_.clear();
 }
 
-bool Broker::Impl::Owns(const std::string& route, const std::string& producer,
-                        std::string_view owner_route) const {
-  if (owner_route == route) return true;
-  if (!gate_ || owner_route.empty()) return false;
-  auto it = producer_of_route_.find(std::string(owner_route));
-  return it != producer_of_route_.end() && it->second == producer;
-}
-
-void Broker::Impl::OnCancel(const std::string& route,
-                            const std::string& producer, bool admin,
-                            const wire::Cancel* cancel) {
-  // A job is cancelled only by who submitted it (its CURVE key, or without
-  // CURVE its connection), or an admin: its id alone proves nothing (ids
-  // travel to workers and back).
-  ids_.clear();
-  std::vector<JobId> refused;
-  for (const auto* wid : *cancel->ids()) {
-    const JobId id = FromWire(*wid);
-    std::optional<std::string_view> owner = queue_->WaitingRoute(id);
-    if (!owner) continue;  // running, finished or unknown: nothing to do
-    if (!Owns(route, producer, *owner)) {
-      if (!admin) {
-        refused.push_back(id);
-        continue;
-      }
-      audit_.Write("admin_cancel", route, {{"job", id.ToString()}},
-                   MonoMillis());
-    }
-    ids_.push_back(id);
-  }
-  if (!refused.empty()) {
-    c_.cancels_refused += refused.size();
-    SendTo(frontend_, route,
-           writer_.EncodeError(wire::ErrorCode::Forbidden,
-                               "only the producer that submitted a job, or "
-                               "an admin, may cancel it",
-                               refused));
-  }
-  std::vector<JobId> removed;
-  queue_->Cancel(ids_, &removed);
-  if (!admin) ProducerFinished(route, removed.size());  // its own, mostly
-  Outbox& out = OutboxFor(route);
-  for (const JobId& id : removed) {
-    out.results.AddResult(
-        writer_.EncodeResult(id, wire::ResultStatus::Cancelled, {},
-                             "cancelled before it started", 0, 0));
-  }
-}
-
 std::string Broker::Impl::ProducerOf(const RouterMessage& msg) const {
   // With CURVE a producer is its key; without, the address it connects
   // from (a peer can make new connections at will, not new addresses).

@@ -72,7 +72,11 @@ void Broker::Impl::RunTimeouts(int64_t now) {
     inflight_.erase(it);
     TakeBack(d.id, f);
   }
-  // One Cancel per worker for everything taken back from it this turn.
+  SendCancels();
+}
+
+void Broker::Impl::SendCancels() {
+  // One Cancel per worker for everything recalled from it this turn.
   std::sort(cancels_.begin(), cancels_.end(),
             [](const auto& a, const auto& b) { return a.first < b.first; });
   for (size_t i = 0; i < cancels_.size();) {
@@ -91,13 +95,19 @@ void Broker::Impl::RunTimeouts(int64_t now) {
   ids_.clear();
 }
 
+WorkerInfo* Broker::Impl::Recall(const JobId& id, const InFlight& f) {
+  WorkerInfo* w = workers_.FindSerial(f.worker);
+  if (w == nullptr) return nullptr;
+  if (taken_back_.size() >= kMaxTakenBack) taken_back_.clear();
+  taken_back_[AttemptKey{id, f.attempt}] = f.worker;
+  ++w->taken_back;
+  cancels_.emplace_back(f.worker, id);
+  return w;
+}
+
 void Broker::Impl::TakeBack(const JobId& id, const InFlight& f) {
   ++c_.timed_out;
-  if (WorkerInfo* w = workers_.FindSerial(f.worker)) {
-    if (taken_back_.size() >= kMaxTakenBack) taken_back_.clear();
-    taken_back_[AttemptKey{id, f.attempt}] = f.worker;
-    ++w->taken_back;
-    cancels_.emplace_back(f.worker, id);
+  if (WorkerInfo* w = Recall(id, f)) {
     if (options_.quarantine_after > 0 &&
         ++w->timeouts_in_row >= options_.quarantine_after && !w->quarantined) {
       w->quarantined = true;

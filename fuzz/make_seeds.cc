@@ -84,6 +84,8 @@ Seeds Envelopes() {
   s.emplace_back("disconnect", Str(w.EncodeDisconnect("bye")));
   s.emplace_back("stats_request", Str(w.EncodeStatsRequest()));
   s.emplace_back("stats", Str(w.EncodeStats("{\"queue\":{}}")));
+  const ProgressUpdate progress[] = {{ids[0], 1, 0.5f, "half"}};
+  s.emplace_back("progress", Str(w.EncodeProgress(progress)));
   s.emplace_back("hostile_shared_names", testing::SharedNamesReady(64, 8, 8));
   s.emplace_back("hostile_shared_blob",
                  testing::SharedBlobSubmit(testing::JobWithSharedTags(40), 8));

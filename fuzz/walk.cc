@@ -131,6 +131,12 @@ uint64_t WalkEnvelope(const wire::Envelope& env, const Limits& limits) {
       return sum + 1;
     case wire::Body::Stats:
       return sum + Sum(env.body_as_Stats()->json());
+    case wire::Body::Progress:
+      for (const auto* u : *env.body_as_Progress()->updates()) {
+        sum += Sum(u->id()) + u->attempt() + Sum(u->message()) +
+               (u->fraction() > 0.5f ? 1 : 0);
+      }
+      return sum;
     default:
       return sum;
   }

@@ -1,6 +1,7 @@
 #include "schemas/codec.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <string>
 
@@ -142,6 +143,25 @@ Refusal CheckReady(const wire::Ready& ready, const Limits& limits) {
   return CheckNames(ready.taints(), "taints", limits, &total);
 }
 
+// Progress: at most max_batch updates, each message at most
+// kMaxProgressMessageBytes (so at most max_batch of those in all, however
+// the offsets are shared).
+Refusal CheckProgress(const wire::Progress& progress, const Limits& limits) {
+  if (Refusal r = CheckEntries(progress.updates(), limits.max_batch,
+                               "progress updates")) {
+    return r;
+  }
+  for (const auto* u : *progress.updates()) {
+    if (u->message() && u->message()->size() > kMaxProgressMessageBytes) {
+      return TooLarge("a progress message of " +
+                      std::to_string(u->message()->size()) +
+                      " bytes exceeds the limit of " +
+                      std::to_string(kMaxProgressMessageBytes));
+    }
+  }
+  return {};
+}
+
 // Entry and byte bounds of the body, by kind (see the header comment).
 Refusal CheckBody(const wire::Envelope& env, const Limits& limits) {
   switch (env.body_type()) {
@@ -176,6 +196,8 @@ Refusal CheckBody(const wire::Envelope& env, const Limits& limits) {
     }
     case wire::Body::Disconnect:
       return CheckText(env.body_as_Disconnect()->reason(), "reason", limits);
+    case wire::Body::Progress:
+      return CheckProgress(*env.body_as_Progress(), limits);
     default:
       return {};
   }
@@ -398,6 +420,22 @@ Bytes Writer::EncodeCancel(std::span<const JobId> ids) {
   fbb_.Clear();
   auto v = Ids(ids);
   return FinishEnvelope(wire::CreateCancel(fbb_, v), wire::Body::Cancel);
+}
+
+Bytes Writer::EncodeProgress(std::span<const ProgressUpdate> updates) {
+  fbb_.Clear();
+  std::vector<flatbuffers::Offset<wire::JobProgress>> v;
+  v.reserve(updates.size());
+  for (const ProgressUpdate& u : updates) {
+    const float f =
+        std::isnan(u.fraction) ? 0.0f : std::clamp(u.fraction, 0.0f, 1.0f);
+    auto message = fbb_.CreateString(
+        std::string_view(u.message).substr(0, kMaxProgressMessageBytes));
+    const wire::Id id = ToWire(u.id);
+    v.push_back(wire::CreateJobProgress(fbb_, &id, u.attempt, f, message));
+  }
+  auto vec = fbb_.CreateVector(v);
+  return FinishEnvelope(wire::CreateProgress(fbb_, vec), wire::Body::Progress);
 }
 
 Bytes Writer::EncodeStatsRequest() {

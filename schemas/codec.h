@@ -144,6 +144,16 @@ struct ReadyInfo {
   std::string name;
 };
 
+// A handler's progress report (wire::JobProgress). A message longer than
+// kMaxProgressMessageBytes is refused by Decode; senders cut theirs.
+inline constexpr size_t kMaxProgressMessageBytes = 1024;
+struct ProgressUpdate {
+  JobId id;
+  uint16_t attempt = 0;
+  float fraction = 0;  // clamped to 0..1 when encoded (NaN: 0)
+  std::string message;
+};
+
 class Writer {
  public:
   Writer() : fbb_(1024) {}
@@ -167,6 +177,8 @@ class Writer {
   Bytes EncodeCancel(std::span<const JobId> ids);
   Bytes EncodeStatsRequest();
   Bytes EncodeStats(std::string_view json);
+  // Messages are cut to kMaxProgressMessageBytes.
+  Bytes EncodeProgress(std::span<const ProgressUpdate> updates);
 
  private:
   template <typename T>
