@@ -225,6 +225,7 @@ ProducerCounters Producer::Impl::counters() const {
   c.duplicates = get(duplicates_);
   c.errors = get(errors_);
   c.live_brokers = get(live_brokers_);
+  c.cancels_refused = get(cancels_refused_);
   return c;
 }
 
@@ -262,6 +263,7 @@ void Producer::Impl::Turn() {
   bool pouring = false;
   ApplyBrokerSet(now);
   DrainIntake(now, &pouring);
+  DrainCancels(now);
   ExpireDeadlines(now);
   ExpireAcks(now);
   ReleaseRetries(now);
@@ -495,5 +497,7 @@ void Producer::SetBrokers(std::vector<std::string> endpoints) {
 }
 
 ProducerCounters Producer::counters() const { return impl_->counters(); }
+
+void Producer::Cancel(std::span<const JobId> ids) { impl_->Cancel(ids); }
 
 }  // namespace yard

@@ -47,6 +47,23 @@
 
 namespace yard {
 
+// A broker's answer to a Cancel (Producer::Cancel), one per job and broker
+// that answered.
+struct CancelReply {
+  enum class Kind {
+    kCancelled,  // the job is cancelled; its owner got a Cancelled result
+    kRefused,    // not this producer's job (nor an admin's): Forbidden
+    kNotFound,   // that broker does not hold it (finished, or elsewhere)
+  };
+  JobId id;
+  Kind kind = Kind::kNotFound;
+  std::string message;  // the broker's reason (refusals)
+};
+using CancelCallback = std::function<void(const CancelReply&)>;
+// A running job's progress, as its handler reported it (JobContext::Progress
+// in worker/worker.h): id, attempt, fraction (0..1) and message.
+using ProgressCallback = std::function<void(const ProgressUpdate&)>;
+
 struct ProducerOptions {
   std::vector<std::string> brokers;  // frontend endpoints
   int64_t ack_timeout_ms = 2000;
@@ -67,6 +84,13 @@ struct ProducerOptions {
   CurveClientOptions curve;
   // Share the caller's context (needed for inproc:// endpoints); null: own.
   zmq::context_t* context = nullptr;
+  // Called (on the I/O thread) for each answer to a Cancel; optional. A
+  // job of this producer also ends through its own callback.
+  CancelCallback on_cancel;
+  // Called (on the I/O thread) for each progress report of a job of this
+  // producer that has no outcome yet; optional. Reports are best effort:
+  // at most one per job per 100 ms, and never after the job's outcome.
+  ProgressCallback on_progress;
 };
 
 struct JobOutcome {
@@ -110,6 +134,7 @@ struct ProducerCounters {
   // Brokers that answer now (see Liveness above); a caller can wait for all
   // of them before it starts a run.
   uint64_t live_brokers = 0;
+  uint64_t cancels_refused = 0;  // Cancel answered Forbidden
 };
 
 class Producer {
@@ -132,6 +157,16 @@ class Producer {
   std::vector<std::future<JobOutcome>> SubmitBatch(
       std::span<const JobSpec> jobs, int64_t timeout_ms = 0);
   JobId Push(const JobSpec& job);
+
+  // Asks for these jobs to be cancelled, wherever they are: a job of this
+  // producer not yet sent ends here at once; one a broker holds (waiting,
+  // delayed or running) is cancelled by that broker. Either way its outcome
+  // is kFailed with status Cancelled, exactly once (a result its worker
+  // sends afterwards is dropped by the broker). Ids this producer does not
+  // hold (another process's jobs: the same CURVE key, or an admin key) go
+  // to every live broker. The brokers' answers come to
+  // ProducerOptions::on_cancel. Returns at once.
+  void Cancel(std::span<const JobId> ids);
 
   // Blocks until every submitted job has an outcome or timeout_ms passes;
   // true when none is left.

@@ -49,6 +49,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <unordered_set>
 #include <vector>
 #include <zmq.hpp>
 
@@ -233,6 +234,7 @@ class Producer::Impl {
   void Close();
   ProducerCounters counters() const;
   void SetBrokers(std::vector<std::string> endpoints);
+  void Cancel(std::span<const JobId> ids);
 
  private:
   using JobState = producer_internal::JobState;
@@ -303,6 +305,14 @@ class Producer::Impl {
   void ScheduleRetry(PendingJob* job, int64_t delay_ms, int64_t now);
   int64_t Jitter(int64_t lo, int64_t hi);
 
+  // ---- I/O thread: cancels (producer_cancel.cc) ----
+  // Sends the cancels callers asked for since the last turn.
+  void DrainCancels(int64_t now);
+  // A broker's answer about a job we asked to cancel; false when we did not
+  // ask (then it is not a cancel's answer).
+  bool CancelAnswered(const JobId& id, CancelReply::Kind kind,
+                      std::string_view message);
+
   // ---- I/O thread: what brokers send, outcomes (producer_receive.cc) ----
   bool ReceiveFrom(size_t b);
   void HandleMessage(size_t b, Bytes frame, int64_t now);
@@ -351,13 +361,14 @@ class Producer::Impl {
   // intake_mu_ guards the four fields below it.
   std::mutex intake_mu_;
   std::vector<PendingJob*> intake_;
-  bool sleeping_ = false;            // the I/O thread waits in poll
-  size_t wake_threshold_ = 1;        // wake it when this many wait
-  bool io_done_ = false;             // the I/O thread has exited
-  std::atomic<bool> stop_{false};    // the I/O loop ends after this turn
-  std::atomic<bool> closed_{false};  // Close() began: no new work
-  BrokerSetMailbox new_set_;         // SetBrokers -> I/O thread
-  std::mutex close_mu_;              // one Close() at a time
+  bool sleeping_ = false;             // the I/O thread waits in poll
+  size_t wake_threshold_ = 1;         // wake it when this many wait
+  bool io_done_ = false;              // the I/O thread has exited
+  std::atomic<bool> stop_{false};     // the I/O loop ends after this turn
+  std::atomic<bool> closed_{false};   // Close() began: no new work
+  BrokerSetMailbox new_set_;          // SetBrokers -> I/O thread
+  std::vector<JobId> cancel_intake_;  // Cancel -> I/O thread, intake_mu_
+  std::mutex close_mu_;               // one Close() at a time
 
   // Flush: a flusher counts itself in flush_waiters_ under flush_mu_ before
   // it tests InFlight(); the I/O thread counts an outcome before it reads
@@ -374,10 +385,14 @@ class Producer::Impl {
   alignas(64) Counter finished_{0};
   Counter accepted_{0}, completed_{0}, failed_{0}, timed_out_{0}, rejected_{0},
       resent_{0}, busy_{0}, unavailable_{0}, duplicates_{0}, errors_{0},
-      live_brokers_{0};
+      live_brokers_{0}, cancels_refused_{0};
 
   // ---- I/O thread only ----
   std::vector<PendingJob*> intake_local_;
+  std::vector<JobId> cancel_local_;
+  // Ids we sent a Cancel for and have no answer about (bounded: cleared
+  // wholesale past kMaxCancelsAsked).
+  std::unordered_set<JobId, JobIdHash> cancel_asked_;
   internal::JobMap<PendingJob> jobs_;
   std::deque<PendingJob*> ready_;
   AckList ack_;

@@ -111,6 +111,22 @@ void Producer::Impl::HandleMessage(size_t bi, Bytes frame, int64_t now) {
     case wire::Body::Error:
       OnError(bi, d.envelope->body_as_Error(), now);
       break;
+    case wire::Body::Progress:
+      if (!options_.on_progress) break;
+      for (const auto* u : *d.envelope->body_as_Progress()->updates()) {
+        ProgressUpdate p;
+        p.id = FromWire(u->id());
+        if (jobs_.Find(p.id) == nullptr) continue;  // not ours, or finished
+        p.attempt = u->attempt();
+        p.fraction = u->fraction();
+        p.message.assign(AsString(u->message()));
+        try {
+          options_.on_progress(p);
+        } catch (const std::exception& e) {
+          spdlog::error("producer: progress callback threw: {}", e.what());
+        }
+      }
+      break;
     default:
       Bump(errors_);
       if (LogAllowed(&b.last_log_us, now)) {
@@ -144,9 +160,14 @@ void Producer::Impl::OnAccepted(size_t bi, const JobId& id) {
 }
 
 void Producer::Impl::OnResult(const wire::JobResult* result, int64_t now) {
-  PendingJob* job = jobs_.Find(FromWire(result->id()));
+  const JobId id = FromWire(result->id());
+  const bool answer = result->status() == wire::ResultStatus::Cancelled &&
+                      CancelAnswered(id, CancelReply::Kind::kCancelled, {});
+  PendingJob* job = jobs_.Find(id);
   if (job == nullptr) {
-    Bump(duplicates_);
+    // Not ours, or finished: a duplicate, unless it answers our Cancel of
+    // another producer's job.
+    if (!answer) Bump(duplicates_);
     return;
   }
   JobOutcome::Kind kind = result->status() == wire::ResultStatus::Ok
@@ -175,7 +196,22 @@ void Producer::Impl::OnError(size_t bi, const wire::Error* error, int64_t now) {
     return;
   }
   for (const wire::Id* wid : *ids) {
-    PendingJob* job = jobs_.Find(FromWire(wid));
+    const JobId id = FromWire(wid);
+    // Answers to a Cancel: a refusal, or a broker that does not hold the
+    // job. Neither ends the job (its result comes, or it runs on).
+    if (code == wire::ErrorCode::Forbidden) {
+      if (!CancelAnswered(id, CancelReply::Kind::kRefused,
+                          AsString(error->message()))) {
+        Bump(cancels_refused_);
+      }
+      continue;
+    }
+    if (code == wire::ErrorCode::NotFound &&
+        CancelAnswered(id, CancelReply::Kind::kNotFound,
+                       AsString(error->message()))) {
+      continue;
+    }
+    PendingJob* job = jobs_.Find(id);
     if (job == nullptr) continue;
     const bool held_here =
         job->broker == static_cast<int>(bi) &&
@@ -199,10 +235,6 @@ void Producer::Impl::OnError(size_t bi, const wire::Error* error, int64_t now) {
         ScheduleRetry(job, Jitter(delay / 2, delay), now);
         break;
       }
-      case wire::ErrorCode::Forbidden:
-        // A request about the job was refused (a Cancel from a connection
-        // that did not submit it); the job itself goes on.
-        break;
       default: {
         std::string message = std::string(CodeName(code));
         if (error->message() && error->message()->size()) {

@@ -148,6 +148,7 @@ int RunLoadtest(int argc, char** argv);
 int RunQueue(int argc, char** argv);
 int RunResult(int argc, char** argv);
 int RunKeygen(int argc, char** argv);
+int RunCancel(int argc, char** argv);
 }  // namespace yard
 
 #endif  // YARD_TOOLS_CLI_H_

@@ -149,6 +149,7 @@ struct PushFlags {
   int64_t ack_timeout_ms = 2000, heartbeat_ms = 1000, max_batch = 256,
           linger_us = 200;
   bool json = false;
+  bool show_progress = false;
   cli::CurveFlags curve;
   CLI::Option* rate_opt = nullptr;
   CLI::Option* payload_opt = nullptr;
@@ -211,6 +212,8 @@ void AddProducerFlags(CLI::App& app, PushFlags* f) {
          "while jobs stream in, wait up to this long for a fuller batch")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
+  app.add_flag("--show-progress", f->show_progress,
+               "print each progress report of a job to stderr");
   app.add_option("--log-level", f->log_level, "trace|debug|info|warn|error|off")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}))
       ->capture_default_str();
@@ -249,6 +252,12 @@ int MakeProducer(const std::string& name, const PushFlags& f,
   opts.default_timeout_ms = std::max<int64_t>(1, timeout_us / 1000);
   opts.max_batch = static_cast<size_t>(f.max_batch);
   opts.linger_us = f.linger_us;
+  if (f.show_progress) {
+    opts.on_progress = [](const ProgressUpdate& p) {
+      std::fprintf(stderr, "progress %s %.2f %s\n", p.id.ToString().c_str(),
+                   static_cast<double>(p.fraction), p.message.c_str());
+    };
+  }
   auto created = Producer::Create(std::move(opts));
   if (!created.ok()) {
     if (created.status().code() == StatusCode::kInvalidArgument) {

@@ -17,6 +17,7 @@ void Usage(std::ostream& out) {
          "  push     submit jobs and report throughput and latency\n"
          "  loadtest load (and chaos) through a cluster; audit every job\n"
          "  queue    inspect and administer a durable (Redis) queue\n"
+         "  cancel   cancel jobs wherever they are (waiting or running)\n"
          "  result   print the stored result of a job (durable queue)\n"
          "  keygen   generate a CURVE key pair (PATH.public, PATH.secret)\n"
          "  version  print the version and the git commit (also --version)\n";
@@ -39,6 +40,7 @@ int main(int argc, char** argv) {
   if (cmd == "push") return yard::RunPush(argc - 1, argv + 1);
   if (cmd == "loadtest") return yard::RunLoadtest(argc - 1, argv + 1);
   if (cmd == "queue") return yard::RunQueue(argc - 1, argv + 1);
+  if (cmd == "cancel") return yard::RunCancel(argc - 1, argv + 1);
   if (cmd == "result") return yard::RunResult(argc - 1, argv + 1);
   if (cmd == "keygen") return yard::RunKeygen(argc - 1, argv + 1);
   if (cmd == "--version" || cmd == "version") {

@@ -1,4 +1,5 @@
-// The handlers every `yard worker` runs: echo, sleep, sha256, fail and hang.
+// The handlers every `yard worker` runs: echo, sleep, sha256, fail, hang and
+// progress.
 // They exist for load tests and for checking a deployment end to end. And the
 // misbehaving ones the isolate pool's tests run in child processes.
 #include "worker/builtin_handlers.h"
@@ -139,14 +140,24 @@ std::string Hang(const JobContext& ctx) {
   return std::string();
 }
 
+// Payload: steps as decimal text (default 5, at most 1000). Each step takes
+// 150 ms (longer than kProgressIntervalMs, so every report goes out) and
+// reports "step I of N"; stops early when cancelled. Output: "done".
+std::string ProgressSteps(const JobContext& ctx) {
+  const int64_t steps = NumberPayload(ctx, "progress", "steps", 1000, 5);
+  for (int64_t i = 1; i <= steps && !ctx.Cancelled(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(150));
+    ctx.Progress(steps ? double(i) / double(steps) : 1.0,
+                 "step " + std::to_string(i) + " of " + std::to_string(steps));
+  }
+  return "done";
+}
+
 }  // namespace
 
 NamedHandlers BuiltinHandlers() {
-  return {{"echo", Echo},
-          {"sleep", Sleep},
-          {"sha256", Sha256},
-          {"fail", Fail},
-          {"hang", Hang}};
+  return {{"echo", Echo}, {"sleep", Sleep}, {"sha256", Sha256},
+          {"fail", Fail}, {"hang", Hang},   {"progress", ProgressSteps}};
 }
 
 NamedHandlers MisbehavingHandlers() {

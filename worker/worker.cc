@@ -199,6 +199,9 @@ bool Worker::Impl::Turn() {
   if (poll_items_dirty_) RebuildPollItems();
   if (!Poll()) return true;
 
+  // Before results: a job's last reports reach the broker while it still
+  // runs there.
+  FlushProgress();
   CollectResults();
   const int64_t now_us = MonoMicros();
   for (auto& b : brokers_) {

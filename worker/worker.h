@@ -74,6 +74,18 @@
 
 namespace yard {
 
+// Where a handler's progress reports go (JobContext::Progress); the worker
+// gives each running job one.
+class ProgressSink {
+ public:
+  virtual ~ProgressSink() = default;
+  virtual void Report(float fraction, std::string_view message) = 0;
+};
+
+// A job's progress reports reach its producer at most this often; reports
+// in between are dropped (the next one after the interval goes out).
+inline constexpr int64_t kProgressIntervalMs = 100;
+
 struct JobContext {
   JobId id;
   std::string_view task;
@@ -88,6 +100,15 @@ struct JobContext {
   const std::atomic<bool>* cancel = nullptr;
   bool Cancelled() const {
     return cancel != nullptr && cancel->load(std::memory_order_relaxed);
+  }
+  // Reports how far the job is: `fraction` from 0 to 1 and a short message
+  // (cut at kMaxProgressMessageBytes), delivered to the job's producer
+  // (ProducerOptions::on_progress) at most once per kProgressIntervalMs.
+  // Null in a child process (--isolate process, --exec): reports are
+  // dropped there.
+  ProgressSink* progress = nullptr;
+  void Progress(double fraction, std::string_view message = {}) const {
+    if (progress) progress->Report(static_cast<float>(fraction), message);
   }
 };
 

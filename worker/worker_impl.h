@@ -33,6 +33,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <semaphore>
 #include <string>
 #include <string_view>
@@ -131,6 +132,8 @@ class Worker::Impl {
     // Set by the I/O thread when the broker sends Cancel for the job (it
     // took the job back); runners and handlers read it (JobContext::cancel).
     std::atomic<bool> cancel{false};
+    // When its last progress report went out (the runner's only).
+    int64_t last_progress_ms = 0;
   };
 
   // One inbound Dispatch message: the frame stays alive (and its payloads
@@ -172,6 +175,12 @@ class Worker::Impl {
   void Execute(Job& job, Writer& writer);
   void PushDone(Job* job);
   void WakeIo();  // any thread
+  // A handler's progress report for `job` (rate-limited per job), handed
+  // to the I/O thread (progress_out_).
+  void ReportProgress(Job& job, float fraction, std::string_view message);
+  // I/O thread: sends the reports that came since the last turn, one
+  // Progress message per broker (worker_results.cc).
+  void FlushProgress();
 
   // ---- I/O thread: setup, the loop, the drain (worker.cc) ----
   Status ValidateOptions() const;
@@ -276,6 +285,17 @@ class Worker::Impl {
   std::atomic<uint64_t> unexpected_{0};
   std::atomic<uint64_t> credit_violations_{0};
   std::atomic<uint64_t> jobs_cancelled_{0};
+  // Progress reports from runners to the I/O thread, guarded by
+  // progress_mu_; at most kMaxProgressQueued wait (beyond: dropped).
+  struct OutgoingProgress {
+    uint32_t broker = 0;
+    uint64_t generation = 0;
+    ProgressUpdate update;
+  };
+  static constexpr size_t kMaxProgressQueued = 4096;
+  std::mutex progress_mu_;
+  std::vector<OutgoingProgress> progress_out_;
+  std::vector<OutgoingProgress> progress_local_;  // I/O thread
 
   // ---- I/O thread only ----
   std::unique_ptr<zmq::context_t> own_context_;

@@ -23,6 +23,31 @@ void Worker::Impl::CollectResults() {
   if (collected != 0) uncollected_.fetch_sub(collected);
 }
 
+void Worker::Impl::FlushProgress() {
+  {
+    std::lock_guard<std::mutex> lock(progress_mu_);
+    if (progress_out_.empty()) return;
+    progress_local_.swap(progress_out_);
+  }
+  // Reports are few (one per job per interval): one pass per broker.
+  std::vector<ProgressUpdate> updates;
+  for (Broker& b : brokers_) {
+    updates.clear();
+    for (OutgoingProgress& p : progress_local_) {
+      // A report of an older registration: that broker forgot the job.
+      if (p.broker == b.index && p.generation == b.generation) {
+        updates.push_back(std::move(p.update));
+      }
+    }
+    for (size_t i = 0; i < updates.size(); i += options_.limits.max_batch) {
+      const size_t n = std::min(options_.limits.max_batch, updates.size() - i);
+      (void)Send(b, writer_.EncodeProgress({updates.data() + i, n}),
+                 "Progress");
+    }
+  }
+  progress_local_.clear();
+}
+
 bool Worker::Impl::ShouldFlush(const Broker& b, int64_t now_us) const {
   if (b.pending.empty()) return false;
   const int64_t batch = std::clamp<int64_t>(

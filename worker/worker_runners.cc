@@ -72,6 +72,15 @@ void Worker::Impl::Execute(Job& job, Writer& writer) {
   ctx.deadline_ms = j->deadline_ms();
   ctx.job = j;
   ctx.cancel = &job.cancel;
+  struct Sink : ProgressSink {
+    Sink(Impl* owner, Job* target) : owner_(owner), target_(target) {}
+    void Report(float fraction, std::string_view message) override {
+      owner_->ReportProgress(*target_, fraction, message);
+    }
+    Impl* owner_;
+    Job* target_;
+  } sink(this, &job);
+  ctx.progress = &sink;
 
   wire::ResultStatus status = wire::ResultStatus::Ok;
   std::string output;
@@ -149,6 +158,30 @@ void Worker::Impl::PushDone(Job* job) {
   }
   // One wake-up (one eventfd write) per sleep, whoever gets here first.
   if (io_state_.compare_exchange_strong(state, kIoAwake)) WakeIo();
+}
+
+void Worker::Impl::ReportProgress(Job& job, float fraction,
+                                  std::string_view message) {
+  const int64_t now = MonoMillis();
+  if (job.last_progress_ms != 0 &&
+      now - job.last_progress_ms < kProgressIntervalMs) {
+    return;
+  }
+  job.last_progress_ms = now;
+  const wire::Job* j = job.blob->data_nested_root();
+  OutgoingProgress p;
+  p.broker = job.broker;
+  p.generation = job.generation;
+  p.update.id = FromWire(j->id());
+  p.update.attempt = job.blob->attempt();
+  p.update.fraction = fraction;
+  p.update.message.assign(message.substr(0, kMaxProgressMessageBytes));
+  {
+    std::lock_guard<std::mutex> lock(progress_mu_);
+    if (progress_out_.size() >= kMaxProgressQueued) return;
+    progress_out_.push_back(std::move(p));
+  }
+  WakeIo();
 }
 
 void Worker::Impl::WakeIo() {
