@@ -313,6 +313,19 @@ TEST(CurveTest, RateLimitsAreKeptPerProducerKey) {
   EXPECT_GT(stats["counters"]["busy_quota"].get<int64_t>(), 0) << stats.dump();
 }
 
+// Submits one echo job from `peer` and waits for its Accepted.
+void SubmitOneJob(RawPeer& peer, JobSpec* spec) {
+  Writer w;
+  spec->id = JobId::Random();
+  spec->task = "echo";
+  std::string blob(AsString(w.EncodeJob(*spec)));
+  BlobBatch batch;
+  batch.AddSubmission(AsBytes(blob), 1);
+  peer.Send(batch.FinishSubmit());
+  ASSERT_EQ(peer.Listen(Millis(5000), /*stop_at_first=*/true),
+            std::vector<wire::Body>{wire::Body::Accepted});
+}
+
 // With CURVE a job belongs to its producer's key: another connection with
 // the same key may cancel it, another producer key may not.
 TEST(CurveTest, TheSubmittersKeyMayCancelOthersMayNot) {
@@ -325,16 +338,9 @@ TEST(CurveTest, TheSubmittersKeyMayCancelOthersMayNot) {
   ASSERT_TRUE(broker);
   zmq::context_t ctx;
   Writer w;
-  JobSpec spec;
-  spec.id = JobId::Random();
-  spec.task = "echo";
-  std::string blob(AsString(w.EncodeJob(spec)));
-  BlobBatch batch;
-  batch.AddSubmission(AsBytes(blob), 1);
   RawPeer first(ctx, broker->frontend, k.Client("owner"));
-  first.Send(batch.FinishSubmit());
-  ASSERT_EQ(first.Listen(Millis(5000), /*stop_at_first=*/true),
-            std::vector<wire::Body>{wire::Body::Accepted});
+  JobSpec spec;
+  ASSERT_NO_FATAL_FAILURE(SubmitOneJob(first, &spec));
   // No worker: the job waits. A stranger's cancel is refused.
   RawPeer stranger(ctx, broker->frontend, k.Client("stranger"));
   stranger.Send(w.EncodeCancel({&spec.id, 1}));
@@ -345,6 +351,50 @@ TEST(CurveTest, TheSubmittersKeyMayCancelOthersMayNot) {
   RawPeer second(ctx, broker->frontend, k.Client("owner"));
   second.Send(w.EncodeCancel({&spec.id, 1}));
   EXPECT_EQ(second.Listen(Millis(5000), /*stop_at_first=*/true),
+            std::vector<wire::Body>{wire::Body::Results});
+  // ... and the owner's own connection hears it too.
+  EXPECT_EQ(first.Listen(Millis(5000), /*stop_at_first=*/true),
+            std::vector<wire::Body>{wire::Body::Results});
+}
+
+// `yard cancel` with an admin key cancels another producer's job: one line
+// "ID cancelled", exit 0; the owner gets the Cancelled result. With a
+// stranger's key it is refused (exit 1).
+TEST(CurveTest, YardCancelWithAnAdminKeyCancelsAnyJob) {
+  Cluster c;
+  Keys k(c, {"broker", "owner", "stranger", "worker", "admin"});
+  auto broker =
+      c.StartBroker({"--curve-secret", k.Secret("broker"), "--producer-keys",
+                     k.SetOf("producers", {"owner", "stranger"}),
+                     "--worker-keys", k.SetOf("workers", {}), "--admin-keys",
+                     k.SetOf("admins", {"admin"}), "--heartbeat-ms", "200"});
+  ASSERT_TRUE(broker);
+  zmq::context_t ctx;
+  RawPeer owner(ctx, broker->frontend, k.Client("owner"));
+  JobSpec spec;
+  ASSERT_NO_FATAL_FAILURE(SubmitOneJob(owner, &spec));
+  auto cancel = [&](const std::string& key) {
+    Process* p =
+        c.Start("cancel", {"cancel", "--connect", broker->frontend,
+                           "--curve-secret", k.Secret(key), "--broker-key",
+                           k.Public("broker"), spec.id.ToString()});
+    EXPECT_TRUE(p);
+    std::pair<std::string, int> out{"", -1};
+    if (!p) return out;
+    out.first = p->ReadAll(Millis(20000)).value_or("");
+    auto exit = p->Wait(Millis(5000));
+    out.second = exit && exit->exited ? exit->code : -1;
+    return out;
+  };
+  auto refused = cancel("stranger");
+  EXPECT_EQ(refused.second, 1) << refused.first;
+  EXPECT_NE(refused.first.find(spec.id.ToString() + " refused: "),
+            std::string::npos)
+      << refused.first;
+  auto done = cancel("admin");
+  EXPECT_EQ(done.second, 0) << done.first;
+  EXPECT_EQ(done.first, spec.id.ToString() + " cancelled\n");
+  EXPECT_EQ(owner.Listen(Millis(5000), /*stop_at_first=*/true),
             std::vector<wire::Body>{wire::Body::Results});
 }
 
