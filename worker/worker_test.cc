@@ -310,8 +310,8 @@ TEST_F(WorkerTest, ReadyCarriesCreditCapacityAndTasks) {
   EXPECT_EQ(ready->capacity(), 3u);
   std::vector<std::string> tasks;
   for (const auto* t : *ready->tasks()) tasks.push_back(t->str());
-  EXPECT_EQ(tasks, (std::vector<std::string>{"echo", "fail", "hang", "sha256",
-                                             "sleep"}));
+  EXPECT_EQ(tasks, (std::vector<std::string>{"echo", "fail", "hang", "progress",
+                                             "sha256", "sleep"}));
   ASSERT_EQ(ready->tags()->size(), 1u);
   EXPECT_EQ(ready->tags()->Get(0)->str(), "gpu");
   ASSERT_EQ(ready->taints()->size(), 1u);
