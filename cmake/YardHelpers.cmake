@@ -29,7 +29,11 @@ function(yard_cc_library)
   cmake_parse_arguments(Y "" "NAME" "SRCS;HDRS;DEPS" ${ARGN})
   add_library(yard_${Y_NAME} STATIC ${Y_SRCS} ${Y_HDRS})
   add_library(yard::${Y_NAME} ALIAS yard_${Y_NAME})
-  target_include_directories(yard_${Y_NAME} PUBLIC ${PROJECT_SOURCE_DIR})
+  # Installed headers keep their folders under include/switchyard
+  # (cmake/YardInstall.cmake), so "common/status.h" resolves in both trees.
+  target_include_directories(yard_${Y_NAME} PUBLIC
+    $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}>
+    $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}/switchyard>)
   target_link_libraries(yard_${Y_NAME} PUBLIC ${Y_DEPS} yard_sanitizers
     PRIVATE yard_copts)
 endfunction()
