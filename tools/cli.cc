@@ -1,5 +1,7 @@
 #include "tools/cli.h"
 
+#include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
@@ -14,20 +16,127 @@
 
 namespace yard::cli {
 
+namespace {
+
+// The commands that run until stopped ("yard broker" -> "broker"), which
+// take --config and read $YARD_<COMMAND>_<FLAG>; null for the others.
+const char* LongRunningCommand(std::string_view name) {
+  for (const char* cmd : {"broker", "worker", "loadtest"}) {
+    if (name == std::string("yard ") + cmd) return cmd;
+  }
+  return nullptr;
+}
+
+std::string EnvName(const std::string& command, const std::string& flag) {
+  std::string env = "YARD_" + command + "_" + flag;
+  for (char& c : env) {
+    c = c == '-'
+            ? '_'
+            : static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  }
+  return env;
+}
+
+// Whether `args` (before any "--") give `opt` itself, in any of its forms:
+// --name, --name=VALUE, -n, -nVALUE.
+bool GivenOnCommandLine(const CLI::Option& opt,
+                        const std::vector<std::string>& args) {
+  for (const std::string& a : args) {
+    if (a == "--") break;
+    for (const std::string& l : opt.get_lnames()) {
+      if (a == "--" + l || a.starts_with("--" + l + "=")) return true;
+    }
+    for (const std::string& s : opt.get_snames()) {
+      if (!a.starts_with("--") && a.starts_with("-" + s)) return true;
+    }
+  }
+  return false;
+}
+
+// For every option of `app` (those added by anyone, after the fact) that
+// the command line does not give: $YARD_<COMMAND>_<FLAG>, when set and not
+// empty, becomes "--flag=VALUE" ahead of the command line. A config file
+// fills only options still unset after that, so the order is flags >
+// environment > config file > defaults.
+void AddEnvironmentArgs(const CLI::App& app, const std::string& command,
+                        std::vector<std::string>* args) {
+  std::vector<std::string> from_env;
+  for (const CLI::Option* opt : app.get_options()) {
+    if (opt->get_lnames().empty() || opt == app.get_help_ptr() ||
+        opt == app.get_help_all_ptr()) {
+      continue;
+    }
+    const std::string& flag = opt->get_lnames().front();
+    const char* value = std::getenv(EnvName(command, flag).c_str());
+    if (value == nullptr || *value == '\0' || GivenOnCommandLine(*opt, *args)) {
+      continue;
+    }
+    from_env.push_back("--" + flag + "=" + value);
+  }
+  args->insert(args->begin(), from_env.begin(), from_env.end());
+}
+
+// The settings in effect as a config file: what flags, the environment and
+// the config file set, then the defaults as comments, so that the output
+// read back as --config sets exactly the same (some commands tell a flag
+// left at its default from one given: `yard broker --max-queue`).
+void PrintConfig(const CLI::App& app) {
+  const std::string set = app.config_to_str(false, false);
+  std::cout << set;
+  std::stringstream all(app.config_to_str(true, false));
+  for (std::string line; std::getline(all, line);) {
+    const std::string key = line.substr(0, line.find('=') + 1);
+    if (set.starts_with(key) || set.find("\n" + key) != std::string::npos) {
+      continue;
+    }
+    std::cout << "# " << line << "\n";
+  }
+}
+
+}  // namespace
+
 bool Parse(CLI::App& app, int argc, char** argv, int* exit_code) {
+  const std::string name = argv[0];
+  if (app.get_name().empty()) app.name(name);
+  const char* command = LongRunningCommand(name);
+  CLI::Option* print_config = nullptr;
+  if (command != nullptr) {
+    app.set_config("--config", "",
+                   "read flags from this TOML or INI file: one `flag = value` "
+                   "per line, the flag's name without its dashes; flags and "
+                   "$" +
+                       EnvName(command, "<flag>") +
+                       " (dashes as underscores) override it");
+    app.allow_config_extras(CLI::config_extras_mode::error);
+    static const std::string kPrintConfigHelp =
+        "print the settings in effect (flags, environment, config file and "
+        "defaults) as a config file, and exit";
+    print_config = app.add_flag("--print-config", kPrintConfigHelp);
+    print_config->configurable(false);
+  }
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (command != nullptr) AddEnvironmentArgs(app, command, &args);
+  std::reverse(args.begin(), args.end());  // CLI11 takes them last first
   try {
-    app.parse(argc, argv);
-    return true;
+    app.parse(args);
   } catch (const CLI::CallForHelp& e) {
     std::cout << app.help();
     *exit_code = 0;
+    return false;
   } catch (const CLI::CallForAllHelp& e) {
     std::cout << app.help("", CLI::AppFormatMode::All);
     *exit_code = 0;
+    return false;
   } catch (const CLI::ParseError& e) {
     *exit_code = UsageError(app.get_name(), e.what());
+    return false;
   }
-  return false;
+  if (print_config != nullptr && print_config->count() > 0) {
+    PrintConfig(app);
+    *exit_code = 0;
+    return false;
+  }
+  return true;
 }
 
 int UsageError(const std::string& command, const std::string& message) {

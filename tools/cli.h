@@ -24,6 +24,17 @@ inline constexpr int kExitUsage = 2;
 // Parses; on --help prints help and returns 0 through *exit_code; on an
 // error prints "yard <cmd>: error: ..." and sets *exit_code = 2. Returns
 // true when the command should run.
+//
+// The long-running commands (broker, worker, loadtest) also get, for every
+// option they define (whoever added it):
+//   --config FILE   TOML or INI, `flag-name = value` (CLI11's reader; an
+//                   unknown key is a usage error);
+//   $YARD_<COMMAND>_<FLAG>  e.g. YARD_BROKER_REDIS for `yard broker --redis`,
+//                   YARD_WORKER_HEARTBEAT_MS for `yard worker --heartbeat-ms`
+//                   (an empty value counts as unset; a repeatable flag gets
+//                   one value);
+//   --print-config  prints the settings in effect as a config file, exits 0.
+// Precedence: flags > environment > config file > defaults.
 bool Parse(CLI::App& app, int argc, char** argv, int* exit_code);
 
 // A one-line usage error (exit code 2).
