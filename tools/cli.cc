@@ -18,6 +18,9 @@ namespace yard::cli {
 
 namespace {
 
+// Set while `yard completion` collects the commands' definitions.
+AppVisitor* describe_hook = nullptr;
+
 // The commands that run until stopped ("yard broker" -> "broker"), which
 // take --config and read $YARD_<COMMAND>_<FLAG>; null for the others.
 const char* LongRunningCommand(std::string_view name) {
@@ -95,6 +98,8 @@ void PrintConfig(const CLI::App& app) {
 
 }  // namespace
 
+void SetDescribeHook(AppVisitor* hook) { describe_hook = hook; }
+
 bool Parse(CLI::App& app, int argc, char** argv, int* exit_code) {
   const std::string name = argv[0];
   if (app.get_name().empty()) app.name(name);
@@ -113,6 +118,11 @@ bool Parse(CLI::App& app, int argc, char** argv, int* exit_code) {
         "defaults) as a config file, and exit";
     print_config = app.add_flag("--print-config", kPrintConfigHelp);
     print_config->configurable(false);
+  }
+  if (describe_hook != nullptr) {
+    (*describe_hook)(app);
+    *exit_code = 0;
+    return false;
   }
   std::vector<std::string> args(argv + 1, argv + argc);
   if (command != nullptr) AddEnvironmentArgs(app, command, &args);

@@ -37,6 +37,12 @@ inline constexpr int kExitUsage = 2;
 // Precedence: flags > environment > config file > defaults.
 bool Parse(CLI::App& app, int argc, char** argv, int* exit_code);
 
+// While set (non-null), Parse only hands each app to the hook, fully
+// defined, and returns false with exit code 0: `yard completion` runs every
+// command this way to learn its flags.
+using AppVisitor = std::function<void(const CLI::App&)>;
+void SetDescribeHook(AppVisitor* hook);
+
 // A one-line usage error (exit code 2).
 int UsageError(const std::string& command, const std::string& message);
 
@@ -145,6 +151,22 @@ void AddCurveClientFlags(CLI::App& app, CurveFlags* flags);
 // record. Returns 0, or the exit code of a one-line usage error.
 int ResolveCurveClient(const std::string& command, const CurveFlags& flags,
                        const BrokerSource& source, CurveClientOptions* out);
+
+}  // namespace yard::cli
+
+namespace yard::cli {
+
+// A subcommand of `yard`: its runner sees argv[0] = "yard <name>".
+struct Command {
+  const char* name;
+  const char* summary;  // one line for `yard --help`; null: hidden
+  int (*run)(int argc, char** argv);
+};
+
+// `yard completion bash|zsh`: prints a completion script for `commands`,
+// built from their CLI11 definitions (each runner is called in describe mode,
+// SetDescribeHook), so it lists every subcommand and flag there is.
+int RunCompletion(int argc, char** argv, const std::vector<Command>& commands);
 
 }  // namespace yard::cli
 

@@ -3,24 +3,55 @@
 #include <cstring>
 #include <iostream>
 #include <string_view>
+#include <vector>
 
 #include "common/version.h"
 #include "tools/cli.h"
 
 namespace {
 
+int RunVersion(int /*argc*/, char** /*argv*/) {
+  std::cout << yard::VersionLine() << "\n";
+  return 0;
+}
+
+int RunCompletion(int argc, char** argv);
+
+const std::vector<yard::cli::Command>& Commands() {
+  static const std::vector<yard::cli::Command> commands = {
+      {"broker", "route jobs from producers to workers", yard::RunBroker},
+      {"worker", "run job handlers (echo, sleep, sha256, fail)",
+       yard::RunWorker},
+      {"worker-child", nullptr, yard::RunWorkerChild},
+      {"push", "submit jobs and report throughput and latency", yard::RunPush},
+      {"loadtest", "load (and chaos) through a cluster; audit every job",
+       yard::RunLoadtest},
+      {"queue", "inspect and administer a durable (Redis) queue",
+       yard::RunQueue},
+      {"result", "print the stored result of a job (durable queue)",
+       yard::RunResult},
+      {"keygen", "generate a CURVE key pair (PATH.public, PATH.secret)",
+       yard::RunKeygen},
+      {"completion", "print a shell completion script (bash or zsh)",
+       RunCompletion},
+      {"version", "print the version and the git commit (also --version)",
+       RunVersion},
+  };
+  return commands;
+}
+
+int RunCompletion(int argc, char** argv) {
+  return yard::cli::RunCompletion(argc, argv, Commands());
+}
+
 void Usage(std::ostream& out) {
   out << "usage: yard <command> [flags]   (yard <command> --help)\n\n"
-         "commands:\n"
-         "  broker   route jobs from producers to workers\n"
-         "  worker   run job handlers (echo, sleep, sha256, fail)\n"
-         "  push     submit jobs and report throughput and latency\n"
-         "  loadtest load (and chaos) through a cluster; audit every job\n"
-         "  queue    inspect and administer a durable (Redis) queue\n"
-         "  cancel   cancel jobs wherever they are (waiting or running)\n"
-         "  result   print the stored result of a job (durable queue)\n"
-         "  keygen   generate a CURVE key pair (PATH.public, PATH.secret)\n"
-         "  version  print the version and the git commit (also --version)\n";
+         "commands:\n";
+  for (const yard::cli::Command& c : Commands()) {
+    if (c.summary == nullptr) continue;
+    out << "  " << c.name << std::string(12 - std::strlen(c.name), ' ')
+        << c.summary << "\n";
+  }
 }
 
 }  // namespace
@@ -34,19 +65,10 @@ int main(int argc, char** argv) {
   // Subcommands see argv[0] = "yard <cmd>".
   std::string name = "yard " + std::string(cmd);
   argv[1] = name.data();
-  if (cmd == "broker") return yard::RunBroker(argc - 1, argv + 1);
-  if (cmd == "worker") return yard::RunWorker(argc - 1, argv + 1);
-  if (cmd == "worker-child") return yard::RunWorkerChild(argc - 1, argv + 1);
-  if (cmd == "push") return yard::RunPush(argc - 1, argv + 1);
-  if (cmd == "loadtest") return yard::RunLoadtest(argc - 1, argv + 1);
-  if (cmd == "queue") return yard::RunQueue(argc - 1, argv + 1);
-  if (cmd == "cancel") return yard::RunCancel(argc - 1, argv + 1);
-  if (cmd == "result") return yard::RunResult(argc - 1, argv + 1);
-  if (cmd == "keygen") return yard::RunKeygen(argc - 1, argv + 1);
-  if (cmd == "--version" || cmd == "version") {
-    std::cout << yard::VersionLine() << "\n";
-    return 0;
+  for (const yard::cli::Command& c : Commands()) {
+    if (cmd == c.name) return c.run(argc - 1, argv + 1);
   }
+  if (cmd == "--version") return RunVersion(argc - 1, argv + 1);
   if (cmd == "--help" || cmd == "-h" || cmd == "help") {
     Usage(std::cout);
     return 0;
