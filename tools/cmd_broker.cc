@@ -8,6 +8,7 @@
 #include "queue/redis_layout.h"
 #include "redis/redis_target.h"
 #include "tools/cli.h"
+#include "tools/systemd_notify.h"
 
 namespace yard {
 namespace {
@@ -264,6 +265,7 @@ int RunBroker(int argc, char** argv) {
   // Scripts and tests wait for this line; with tcp://HOST:* it names the port.
   std::cout << "yard broker ready frontend=" << (*broker)->frontend_endpoint()
             << " backend=" << (*broker)->backend_endpoint() << std::endl;
+  cli::ServiceNotifier systemd;  // Type=notify: bound, so ready
   Status s = (*broker)->Run();
   if (!s.ok()) {
     std::cerr << argv[0] << ": error: " << s.ToString() << "\n";

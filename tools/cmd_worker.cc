@@ -22,6 +22,7 @@
 #include "common/logging.h"
 #include "common/signals.h"
 #include "tools/cli.h"
+#include "tools/systemd_notify.h"
 #include "worker/isolate_child.h"
 #include "worker/isolate_pool.h"
 #include "worker/worker.h"
@@ -270,6 +271,7 @@ int RunWorker(int argc, char** argv) {
       worker.SetBrokers(set);
     });
   }
+  cli::ServiceNotifier systemd;  // Type=notify: serving from here on
   Status st = worker.Run();
   source.discovery.reset();  // before the worker it calls
   if (pool) {
