@@ -34,7 +34,7 @@ fi
 
 # Listens on $1 and prints each datagram on its own line as it comes.
 listen() {
-  python3 -u -c '
+  exec python3 -u -c '
 import socket, sys
 s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
 s.bind(sys.argv[1])
