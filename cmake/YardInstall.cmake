@@ -63,3 +63,20 @@ install(FILES ${PROJECT_BINARY_DIR}/SwitchyardConfig.cmake
 
 install(TARGETS yard RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR}
   COMPONENT runtime)
+
+# `cpack -G DEB` in the build directory: switchyard_VERSION_ARCH.deb with all
+# of the above under /usr; its runtime dependencies come from
+# dpkg-shlibdeps (a consumer of the CMake package also needs the -dev
+# packages that SwitchyardConfig.cmake finds).
+set(CPACK_PACKAGE_NAME switchyard)
+set(CPACK_PACKAGE_VENDOR Switchyard)
+set(CPACK_PACKAGE_DESCRIPTION_SUMMARY
+  "Job message bus: yard broker, worker and CLI, and the C++ libraries")
+set(CPACK_PACKAGE_CONTACT "Switchyard maintainers")
+set(CPACK_PACKAGING_INSTALL_PREFIX /usr)
+set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
+set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
+set(CPACK_DEBIAN_PACKAGE_SECTION net)
+set(CPACK_STRIP_FILES ON)
+set(CPACK_GENERATOR DEB)
+include(CPack)
