@@ -14,6 +14,9 @@ PACKAGES=(
   clang libclang-rt-14-dev
   # The example --exec handlers (examples/exec) that tests/isolate_test runs.
   python3 nodejs
+  # tests/systemd_test.sh checks the units with systemd-analyze verify;
+  # tests/completion_test.sh loads the zsh script in zsh.
+  systemd zsh
 )
 
 missing=()

@@ -45,10 +45,10 @@ hasnt --backend "$(offered broker --frontend --)"
 zsh_script=$("$yard" completion zsh)
 grep -q bashcompinit <<<"$zsh_script" || fail "zsh: no bashcompinit"
 bash -n <(sed '/^autoload/d' <<<"$zsh_script") || fail "zsh: not bash syntax"
-if command -v zsh >/dev/null; then
-  zsh -c 'source <(cat); (( $+functions[_yard] ))' <<<"$zsh_script" ||
-    fail "zsh could not load the script"
-fi
+command -v zsh >/dev/null || fail "zsh missing (scripts/deps.sh installs it)"
+zsh -c 'source <(cat); (( $+functions[_yard] ))' <<<"$zsh_script" ||
+  fail "zsh could not load the script"
+
 
 rc=0; "$yard" completion fish 2>/dev/null || rc=$?
 [ "$rc" = 2 ] || fail "yard completion fish: exit $rc"

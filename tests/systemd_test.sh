@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # tests/systemd_test.sh YARD UNIT_DIR: the example units pass
-# `systemd-analyze verify` (when systemd is installed), and `yard broker`
+# `systemd-analyze verify`, and `yard broker`
 # and `yard worker` speak Type=notify: READY=1 once serving, STOPPING=1 when
 # SIGTERM starts the drain, then exit 0. A Python datagram socket stands in
 # for systemd's $NOTIFY_SOCKET.
@@ -17,7 +17,9 @@ cleanup() {
 trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
-if command -v systemd-analyze >/dev/null; then
+command -v systemd-analyze >/dev/null ||
+  fail "systemd-analyze missing (scripts/deps.sh installs systemd)"
+{
   # verify wants ExecStart's binary to exist: point it at this build.
   for u in yard-broker.service yard-worker.service; do
     sed "s|/usr/local/bin/yard|$yard|" "$units/$u" >"$tmp/$u"
@@ -28,9 +30,7 @@ if command -v systemd-analyze >/dev/null; then
   if grep -E 'yard-(broker|worker)\.service' <<<"$out"; then
     fail "systemd-analyze verify warns: $out"
   fi
-else
-  echo "systemd-analyze not installed: units not verified"
-fi
+}
 
 # Listens on $1 and prints each datagram on its own line as it comes.
 listen() {

@@ -28,6 +28,8 @@ const std::vector<yard::cli::Command>& Commands() {
        yard::RunLoadtest},
       {"queue", "inspect and administer a durable (Redis) queue",
        yard::RunQueue},
+      {"cancel", "cancel jobs wherever they are (waiting or running)",
+       yard::RunCancel},
       {"result", "print the stored result of a job (durable queue)",
        yard::RunResult},
       {"keygen", "generate a CURVE key pair (PATH.public, PATH.secret)",
