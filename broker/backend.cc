@@ -164,9 +164,10 @@ void Broker::Impl::OnResults(WorkerInfo* sender, const wire::Results* results) {
     ++credit_epoch_;
     if (sender->outstanding) --sender->outstanding;
     Bytes result{blob->data()->data(), blob->data()->size()};
+    if (!now_unix) now_unix = UnixMillis();
+    hist_.run_time.RecordOwned(r->duration_us());
     std::optional<int64_t> retry_at;
     if (r->status() == wire::ResultStatus::Failed) {
-      if (!now_unix) now_unix = UnixMillis();
       retry_at =
           options_.retry.RetryAt(f.attempt, f.max_attempts, now_unix, rng_());
     }
@@ -179,11 +180,17 @@ void Broker::Impl::OnResults(WorkerInfo* sender, const wire::Results* results) {
     // The producer hears the result now; a job accepted by another broker
     // has an empty route here and the queue forwards its result there.
     if (!f.route.empty()) RouteResult(f.route, result);
+    if (f.created_ms > 0) {
+      hist_.end_to_end.RecordOwned(
+          broker_internal::ElapsedMicros(f.created_ms, now_unix));
+    }
     if (r->status() == wire::ResultStatus::Ok) {
       ++c_.completed;
       queue_->Complete(id, result);
     } else {
       ++c_.failed;
+      c_.cancelled += r->status() == wire::ResultStatus::Cancelled;
+      c_.expired += r->status() == wire::ResultStatus::Expired;
       // Out of attempts (or not runnable): a durable queue keeps it as a
       // dead letter; an expired or cancelled job simply ends.
       const bool dead = r->status() == wire::ResultStatus::Failed ||

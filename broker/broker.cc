@@ -82,6 +82,7 @@ void Broker::Impl::Timers(int64_t now) {
     (void)SendRouter(backend_, w.identity, hb);
   }
   if (events_) events_->Advertise(RegistryRecord());
+  PublishStats();
 }
 
 nlohmann::json Broker::Impl::RegistryRecord() const {
@@ -146,8 +147,48 @@ bool Broker::Impl::QueueDrained() const {
 }
 
 void Broker::Impl::Snapshot() {
-  std::lock_guard<std::mutex> lock(snapshot_mu_);
-  snapshot_ = c_;
+  {
+    std::lock_guard<std::mutex> lock(snapshot_mu_);
+    snapshot_ = c_;
+  }
+  if (stats_wanted_.load(std::memory_order_relaxed)) PublishStats();
+}
+
+void Broker::Impl::PublishStats() {
+  std::string stats = StatsJson();
+  {
+    std::lock_guard<std::mutex> lock(snapshot_mu_);
+    published_stats_ = std::move(stats);
+    ++published_generation_;
+    published_ms_ = MonoMillis();
+    stats_wanted_.store(false, std::memory_order_relaxed);
+  }
+  published_cv_.notify_all();
+}
+
+void Broker::Impl::SetServing(bool serving) {
+  {
+    std::lock_guard<std::mutex> lock(snapshot_mu_);
+    serving_.store(serving);
+  }
+  published_cv_.notify_all();
+}
+
+BrokerObservation Broker::Impl::Observe(int64_t wait_ms) const {
+  std::unique_lock<std::mutex> lock(snapshot_mu_);
+  if (serving_.load()) {
+    const uint64_t generation = published_generation_;
+    stats_wanted_.store(true, std::memory_order_relaxed);
+    published_cv_.wait_for(lock, std::chrono::milliseconds(wait_ms), [&] {
+      return published_generation_ != generation || !serving_.load();
+    });
+  }
+  BrokerObservation o;
+  o.counters = snapshot_;
+  o.stats_json = published_stats_;
+  o.serving = serving_.load();
+  o.age_ms = published_stats_.empty() ? 0 : MonoMillis() - published_ms_;
+  return o;
 }
 
 Status Broker::Impl::Run() {
@@ -162,6 +203,8 @@ Status Broker::Impl::Run() {
   next_heartbeat_ms_ = MonoMillis() + options_.heartbeat_ms;
   spdlog::info("broker serving: frontend {} backend {}", frontend_ep_,
                backend_ep_);
+  PublishStats();
+  SetServing(true);
   for (;;) {
     int64_t now = MonoMillis();
     if (!draining_ && (stop_.load() || StopRequested())) {
@@ -198,7 +241,10 @@ Status Broker::Impl::Run() {
       zmq::poll(items.data(), static_cast<size_t>(2 + gate_items + queue_items),
                 std::chrono::milliseconds(timeout));
     } catch (const zmq::error_t& e) {
-      if (e.num() != EINTR) return Status::IoError(e.what());
+      if (e.num() != EINTR) {
+        SetServing(false);
+        return Status::IoError(e.what());
+      }
       for (auto& item : items) item.revents = 0;
     }
     if (gate_) {
@@ -216,6 +262,8 @@ Status Broker::Impl::Run() {
     Snapshot();
   }
   Snapshot();
+  PublishStats();
+  SetServing(false);
   spdlog::info("broker stopped: {}", StatsJson());
   return Status::OK();
 }
@@ -251,6 +299,8 @@ std::string Broker::Impl::StatsJson() const {
                    {"dispatched", c_.dispatched},
                    {"completed", c_.completed},
                    {"failed", c_.failed},
+                   {"cancelled", c_.cancelled},
+                   {"expired", c_.expired},
                    {"retried", c_.retried},
                    {"redispatched", c_.redispatched},
                    {"results_unroutable", c_.results_unroutable},
@@ -275,6 +325,7 @@ std::string Broker::Impl::StatsJson() const {
                    {"backend_in", c_.backend_in},
                    {"dispatch_out", c_.dispatch_out},
                    {"frontend_out", c_.frontend_out}};
+  j["in_flight"] = inflight_.size();
   j["run_deadlines"] = deadlines_.size();  // heap entries, stale included
   j["waiting"] = {{"no_worker", unplaceable_.size()},
                   {"worker_busy", waiting_.size()}};
@@ -312,5 +363,11 @@ Status Broker::Run() { return impl_->Run(); }
 void Broker::Stop() { impl_->Stop(); }
 BrokerCounters Broker::counters() const { return impl_->counters(); }
 std::string Broker::StatsJson() const { return impl_->StatsJson(); }
+BrokerObservation Broker::Observe(int64_t wait_ms) const {
+  return impl_->Observe(wait_ms);
+}
+const BrokerHistograms& Broker::histograms() const {
+  return impl_->histograms();
+}
 
 }  // namespace yard

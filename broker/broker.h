@@ -32,6 +32,7 @@
 #include <string>
 
 #include "broker/producer_quotas.h"
+#include "common/latency_histogram.h"
 #include "common/status.h"
 #include "queue/job_queue.h"
 #include "queue/retry_policy.h"
@@ -106,8 +107,12 @@ struct BrokerCounters {
   uint64_t unavailable = 0;  // jobs refused: the durable store is down
   uint64_t invalid = 0;      // jobs refused: over a limit or malformed
   uint64_t dispatched = 0;
-  uint64_t completed = 0;           // results routed to producers
-  uint64_t failed = 0;              // non-Ok results routed
+  uint64_t completed = 0;  // results routed to producers
+  uint64_t failed = 0;     // non-Ok results routed
+  // Of those, the ones cancelled (taken back, or by their owner) and the
+  // ones past their deadline before they could start.
+  uint64_t cancelled = 0;
+  uint64_t expired = 0;
   uint64_t retried = 0;             // failed attempts scheduled again
   uint64_t redispatched = 0;        // jobs released by dead or leaving workers
   uint64_t results_unroutable = 0;  // late duplicates of finished jobs
@@ -140,6 +145,26 @@ struct BrokerCounters {
   uint64_t frontend_out = 0;
 };
 
+// Latencies the loop records as jobs pass (common/latency_histogram.h);
+// any thread may read them.
+struct BrokerHistograms {
+  // From the job's created_ms (the producer's clock) to its first dispatch.
+  LatencyHistogram queue_wait;
+  // Each attempt's run time as its worker measured it (JobResult).
+  LatencyHistogram run_time;
+  // From created_ms to the final result reaching this broker.
+  LatencyHistogram end_to_end;
+};
+
+// What another thread (the metrics endpoint) sees of a running broker.
+struct BrokerObservation {
+  BrokerCounters counters;
+  // StatsJson as the loop last published it; empty before Run.
+  std::string stats_json;
+  bool serving = false;  // Run's loop is turning
+  int64_t age_ms = 0;    // since stats_json was published
+};
+
 class Broker {
  public:
   // Binds both sockets. InvalidArgument for a bad endpoint or option.
@@ -155,8 +180,14 @@ class Broker {
   void Stop();
 
   BrokerCounters counters() const;
-  // The Stats message body: queue, workers and counters as JSON.
+  // The Stats message body: queue, workers and counters as JSON. Loop
+  // thread only (or before Run); other threads use Observe.
   std::string StatsJson() const;
+  // Any thread: asks the loop to publish its stats and waits up to
+  // `wait_ms` for it (the loop answers within one turn, at most ~100 ms
+  // when idle); on timeout, the last published ones.
+  BrokerObservation Observe(int64_t wait_ms) const;
+  const BrokerHistograms& histograms() const;
 
  private:
   class Impl;

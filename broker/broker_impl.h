@@ -14,8 +14,10 @@
 //   progress.cc   a worker's Progress, checked and forwarded to the owner
 //
 // Thread-safety: everything below belongs to the loop thread (Run), except
-// stop_ (any thread) and snapshot_ (guarded by snapshot_mu_: the loop
-// writes a copy of the counters, other threads read it).
+// stop_, serving_, stats_wanted_ and hist_ (atomics: any thread) and what
+// snapshot_mu_ guards: the loop writes a copy of the counters every turn,
+// and a copy of its stats JSON every heartbeat and whenever another thread
+// asks (stats_wanted_, Observe), so readers never touch loop state.
 #ifndef YARD_BROKER_BROKER_IMPL_H_
 #define YARD_BROKER_BROKER_IMPL_H_
 
@@ -24,6 +26,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
 #include <deque>
 #include <limits>
 #include <map>
@@ -64,6 +67,12 @@ inline bool SelectorOf(const wire::Job& job,
   add(job.tags(), tags);
   add(job.tolerations(), tolerations);
   return !tags->empty() || !tolerations->empty();
+}
+
+// Microseconds from one Unix millisecond time to a later one; 0 when the
+// clocks disagree (the producer's clock runs ahead of ours).
+inline uint64_t ElapsedMicros(int64_t from_ms, int64_t to_ms) {
+  return to_ms > from_ms ? static_cast<uint64_t>(to_ms - from_ms) * 1000 : 0;
 }
 
 // Messages read from one socket per loop turn before the other gets a turn.
@@ -132,6 +141,7 @@ struct InFlight {
   uint16_t attempt = 1;
   uint16_t max_attempts = 1;
   int64_t deadline_ms = 0;  // monotonic; 0: no run timeout
+  int64_t created_ms = 0;   // Job.created_ms, for the end-to-end latency
 };
 
 // A run deadline in the broker's min-heap. Entries are not removed when
@@ -200,6 +210,8 @@ class Broker::Impl {
     return snapshot_;
   }
   std::string StatsJson() const;
+  BrokerObservation Observe(int64_t wait_ms) const;
+  const BrokerHistograms& histograms() const { return hist_; }
 
   const std::string& frontend_ep() const { return frontend_ep_; }
   const std::string& backend_ep() const { return backend_ep_; }
@@ -358,6 +370,9 @@ class Broker::Impl {
   // Nothing left that the broker must wait for before it exits.
   bool QueueDrained() const;
   void Snapshot();
+  // Copies StatsJson for Observe (snapshot_mu_).
+  void PublishStats();
+  void SetServing(bool serving);
 
   BrokerOptions options_;
   // Bytes of jobs held in this process (MeteredFrame, MeteredBlob); first,
@@ -392,6 +407,7 @@ class Broker::Impl {
       taken_back_;
   std::vector<std::pair<uint64_t, JobId>> cancels_;
   int64_t now_mono_ = 0;  // MonoMillis() at the start of Dispatch
+  int64_t now_unix_ = 0;  // UnixMillis() at the start of Dispatch
   // Worker deaths per job while it ran (ReleaseWorkerJobs).
   std::unordered_map<JobId, uint32_t, JobIdHash> deaths_;
   std::vector<std::string> dirty_;
@@ -423,8 +439,15 @@ class Broker::Impl {
   std::mt19937_64 rng_;
 
   BrokerCounters c_;
+  BrokerHistograms hist_;
   mutable std::mutex snapshot_mu_;
-  BrokerCounters snapshot_;
+  mutable std::condition_variable published_cv_;
+  BrokerCounters snapshot_;            // guarded by snapshot_mu_
+  std::string published_stats_;        // guarded by snapshot_mu_
+  uint64_t published_generation_ = 0;  // guarded by snapshot_mu_
+  int64_t published_ms_ = 0;           // guarded by snapshot_mu_
+  mutable std::atomic<bool> stats_wanted_{false};
+  std::atomic<bool> serving_{false};
 
   const JobId instance_ = JobId::Random();  // this process's incarnation
   std::atomic<bool> stop_{false};

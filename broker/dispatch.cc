@@ -22,8 +22,8 @@ using broker_internal::SelectorOf;
 // (FailUnroutable); they have their own bound, so they do not stop the
 // claims of jobs that have a worker.
 void Broker::Impl::Dispatch() {
-  int64_t now_unix = UnixMillis();
   now_mono_ = MonoMillis();
+  now_unix_ = UnixMillis();
   size_t free_credit = 0;
   for (const WorkerInfo& w : workers_.workers()) {
     if (Eligible(w)) free_credit += w.credit;  // others get nothing
@@ -37,7 +37,8 @@ void Broker::Impl::Dispatch() {
     RetryWaiting(&free_credit);
   }
   while (free_credit > 0 && waiting_.size() < kMaxHeld &&
-         unplaceable_.size() < kMaxUnplaceable && queue_->HasReady(now_unix)) {
+         unplaceable_.size() < kMaxUnplaceable &&
+         queue_->HasReady(now_unix_)) {
     const size_t n = std::min(free_credit, options_.max_dispatch_batch);
     size_t got = 0, sent = 0, parked = 0;
     queue_->Claim(n, [&](std::span<const ClaimedJob> jobs) {
@@ -169,6 +170,11 @@ Broker::Impl::Placed Broker::Impl::Place(const JobId& id, Bytes blob,
   f.route.assign(route);
   f.attempt = attempt;
   f.max_attempts = std::max<uint16_t>(1, job->max_attempts());
+  f.created_ms = job->created_ms();
+  if (attempt == 1 && f.created_ms > 0) {
+    hist_.queue_wait.RecordOwned(
+        broker_internal::ElapsedMicros(f.created_ms, now_unix_));
+  }
   ArmRunDeadline(id, *job, &f);
   ++c_.dispatched;
   if (batch.size() >= options_.max_dispatch_batch) SendOutgoing();

@@ -28,6 +28,7 @@ struct RedisClient::Pending {
   Pending* next = nullptr;
   RedisClient* owner = nullptr;
   int64_t deadline_ms = 0;  // MonoMillis by which a reply is due
+  int64_t sent_us = 0;      // MonoMicros when queued; 0: a blocking command
   Callback done;
 };
 
@@ -158,6 +159,10 @@ struct RedisClientHooks {
         self->MarkLost(ContextError(ac, "connection closed"));
       }
     }
+    if (reply != nullptr && p->sent_us != 0) {
+      RedisRoundTrips().Record(static_cast<uint64_t>(
+          std::max<int64_t>(0, MonoMicros() - p->sent_us)));
+    }
     RedisClient::Callback done = std::move(p->done);
     delete p;
     if (!done) return;  // the destructor answered it
@@ -177,6 +182,11 @@ void SetRedisTimeoutMs(int64_t timeout_ms) {
 }
 
 int64_t RedisTimeoutMs() { return redis_timeout_ms.load(); }
+
+LatencyHistogram& RedisRoundTrips() {
+  static LatencyHistogram histogram;
+  return histogram;
+}
 
 RedisClient::RedisClient(redisAsyncContext* ac)
     : ac_(ac), command_timeout_ms_(RedisTimeoutMs()) {
@@ -435,7 +445,9 @@ void RedisClient::Command(std::vector<std::string> args, Callback done,
   }
   auto* p = new Pending;
   p->owner = this;
-  p->deadline_ms = MonoMillis() + command_timeout_ms_ + blocks_ms;
+  const int64_t now_us = MonoMicros();
+  p->deadline_ms = now_us / 1000 + command_timeout_ms_ + blocks_ms;
+  p->sent_us = blocks_ms == 0 ? now_us : 0;
   // Behind a blocking command, a reply cannot come before that one's.
   if (tail_ != nullptr)
     p->deadline_ms = std::max(p->deadline_ms, tail_->deadline_ms);

@@ -67,6 +67,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/latency_histogram.h"
 #include "common/status.h"
 
 struct redisAsyncContext;
@@ -144,6 +145,11 @@ bool IsRedisAuthFailure(const Status& status);
 inline constexpr int64_t kDefaultRedisTimeoutMs = 2000;
 void SetRedisTimeoutMs(int64_t timeout_ms);  // REQUIRES: timeout_ms > 0
 int64_t RedisTimeoutMs();
+
+// Every RedisClient command's round trip in this process, from queued to
+// answered (time behind earlier commands of the pipeline included);
+// commands that block by design (blocks_ms) are left out.
+LatencyHistogram& RedisRoundTrips();
 
 // A decimal number of at most 10 digits (no sign), at most `max`.
 bool ParseDecimal(std::string_view s, int64_t max, int64_t* out);

@@ -62,7 +62,7 @@ Worker::Impl::~Impl() {
 }
 
 void Worker::Impl::Register(std::string task, Handler handler) {
-  handlers_[std::move(task)] = std::move(handler);
+  handlers_[std::move(task)].handler = std::move(handler);
 }
 
 void Worker::Impl::Stop() {
@@ -81,6 +81,33 @@ WorkerCounters Worker::Impl::counters() const {
   c.credit_violations = credit_violations_.load(std::memory_order_relaxed);
   c.jobs_cancelled = jobs_cancelled_.load(std::memory_order_relaxed);
   return c;
+}
+
+WorkerObservation Worker::Impl::Observe() const {
+  WorkerObservation o;
+  o.counters = counters();
+  o.running = running_.load(std::memory_order_relaxed);
+  o.draining = draining_seen_.load(std::memory_order_relaxed);
+  o.brokers = brokers_active_.load(std::memory_order_relaxed);
+  o.brokers_connected = brokers_connected_.load(std::memory_order_relaxed);
+  o.in_flight = in_flight_.load(std::memory_order_relaxed);
+  o.concurrency = concurrency_;
+  o.slots = slots_;
+  auto add = [&](std::string_view task, const TaskMetrics& m) {
+    TaskObservation t;
+    t.task = task;
+    for (size_t i = 0; i < t.outcomes.size(); ++i) {
+      t.outcomes[i] = m.outcomes[i].load(std::memory_order_relaxed);
+    }
+    t.run_time = m.run_time.Read();
+    o.tasks.push_back(std::move(t));
+  };
+  // handlers_ is fixed once Run starts; before, only Register changes it
+  // (on the caller's thread, before any Observe that matters).
+  for (const auto& [task, registered] : handlers_)
+    add(task, *registered.metrics);
+  add(kUnknownTaskLabel, unknown_task_);
+  return o;
 }
 
 void Worker::Impl::SetBrokers(std::vector<std::string> endpoints) {
@@ -118,13 +145,15 @@ Status Worker::Impl::Run() {
   StartArena();
 
   task_names_.clear();
-  for (const auto& [task, handler] : handlers_) task_names_.push_back(task);
+  for (const auto& [task, registered] : handlers_) task_names_.push_back(task);
   std::sort(task_names_.begin(), task_names_.end());
 
   now_ms_ = MonoMillis();
   if (Status st = Connect(); !st.ok()) return st;
+  running_.store(true, std::memory_order_relaxed);
   while (Turn()) {
   }
+  running_.store(false, std::memory_order_relaxed);
 
   Shutdown();
   auto c = counters();
@@ -318,5 +347,6 @@ void Worker::SetBrokers(std::vector<std::string> endpoints) {
   impl_->SetBrokers(std::move(endpoints));
 }
 WorkerCounters Worker::counters() const { return impl_->counters(); }
+WorkerObservation Worker::Observe() const { return impl_->Observe(); }
 
 }  // namespace yard

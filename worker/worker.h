@@ -57,6 +57,7 @@
 #ifndef YARD_WORKER_WORKER_H_
 #define YARD_WORKER_WORKER_H_
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -67,6 +68,7 @@
 #include <vector>
 
 #include "common/job_id.h"
+#include "common/latency_histogram.h"
 #include "common/status.h"
 #include "schemas/codec.h"
 #include "schemas/frames.h"
@@ -160,6 +162,28 @@ struct WorkerCounters {
   uint64_t jobs_cancelled = 0;
 };
 
+// What one task's jobs came to on this worker: counts by outcome (indexed
+// by wire::ResultStatus) and their handlers' run times.
+struct TaskObservation {
+  std::string task;  // a registered handler's, or kUnknownTaskLabel
+  std::array<uint64_t, 5> outcomes{};
+  LatencyHistogram::Snapshot run_time;
+};
+inline constexpr std::string_view kUnknownTaskLabel = "_unknown";
+
+// What another thread (the metrics endpoint) sees of a running worker.
+struct WorkerObservation {
+  WorkerCounters counters;
+  bool running = false;       // Run's loop is turning
+  bool draining = false;      // stopping: takes no new jobs
+  int brokers = 0;            // in the broker set
+  int brokers_connected = 0;  // heard from within the heartbeat liveness
+  int64_t in_flight = 0;      // received, not answered yet
+  int concurrency = 0;
+  int64_t slots = 0;  // concurrency + prefetch
+  std::vector<TaskObservation> tasks;
+};
+
 class Worker {
  public:
   explicit Worker(WorkerOptions options);
@@ -186,6 +210,7 @@ class Worker {
 
   // Safe to call from any thread; values are approximate while running.
   WorkerCounters counters() const;
+  WorkerObservation Observe() const;
 
  private:
   class Impl;

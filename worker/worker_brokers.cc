@@ -274,6 +274,17 @@ void Worker::Impl::Drop(Broker& b) {
 
 void Worker::Impl::Housekeeping() {
   const int64_t now = now_us();
+  int active = 0, connected = 0;
+  for (auto& b : brokers_) {
+    if (!b.retired) {
+      ++active;
+      connected += b.alive() && !b.Expired(now) ? 1 : 0;
+    }
+  }
+  brokers_active_.store(active, std::memory_order_relaxed);
+  brokers_connected_.store(connected, std::memory_order_relaxed);
+  in_flight_.store(outstanding_, std::memory_order_relaxed);
+  draining_seen_.store(draining_, std::memory_order_relaxed);
   for (auto& b : brokers_) {
     if (b.retired) {
       if (!b.socket()) continue;

@@ -91,6 +91,7 @@ class Worker::Impl {
   Status Run();  // the calling thread becomes the I/O thread
   void Stop();
   WorkerCounters counters() const;
+  WorkerObservation Observe() const;
   void SetBrokers(std::vector<std::string> endpoints);
 
  private:
@@ -239,14 +240,30 @@ class Worker::Impl {
   void FlushResults(Broker& b);
   void Answered(Broker& b, Job* job);
 
+  // A task's outcomes and run times; runners record, any thread reads.
+  struct TaskMetrics {
+    std::array<std::atomic<uint64_t>, 5> outcomes{};  // by wire::ResultStatus
+    LatencyHistogram run_time;
+    void Count(wire::ResultStatus status) {
+      const auto i = static_cast<size_t>(status);
+      if (i < outcomes.size())
+        outcomes[i].fetch_add(1, std::memory_order_relaxed);
+    }
+  };
+  struct Registered {
+    Handler handler;
+    std::unique_ptr<TaskMetrics> metrics = std::make_unique<TaskMetrics>();
+  };
+
   // ---- Fixed before Run starts the runners; read by every thread ----
   WorkerOptions options_;
   int concurrency_ = 1;
   int64_t slots_ = 1;  // concurrency + prefetch
   size_t max_result_batch_ = 1;
-  std::unordered_map<std::string, Handler, worker_internal::StringHash,
+  std::unordered_map<std::string, Registered, worker_internal::StringHash,
                      std::equal_to<>>
-      handlers_;  // Register (before Run); runners look tasks up
+      handlers_;              // Register (before Run); runners look tasks up
+  TaskMetrics unknown_task_;  // jobs whose task has no handler
 
   // ---- Caller threads -> I/O thread ----
   std::atomic<bool> stop_{false};
@@ -296,6 +313,12 @@ class Worker::Impl {
   std::mutex progress_mu_;
   std::vector<OutgoingProgress> progress_out_;
   std::vector<OutgoingProgress> progress_local_;  // I/O thread
+  // Published by the I/O thread every turn for Observe; relaxed.
+  std::atomic<bool> running_{false};
+  std::atomic<bool> draining_seen_{false};
+  std::atomic<int> brokers_active_{0};
+  std::atomic<int> brokers_connected_{0};
+  std::atomic<int64_t> in_flight_{0};
 
   // ---- I/O thread only ----
   std::unique_ptr<zmq::context_t> own_context_;

@@ -82,6 +82,10 @@ void Worker::Impl::Execute(Job& job, Writer& writer) {
   } sink(this, &job);
   ctx.progress = &sink;
 
+  const auto registered = handlers_.find(ctx.task);
+  TaskMetrics& metrics = registered == handlers_.end()
+                             ? unknown_task_
+                             : *registered->second.metrics;
   wire::ResultStatus status = wire::ResultStatus::Ok;
   std::string output;
   std::string error;
@@ -98,13 +102,13 @@ void Worker::Impl::Execute(Job& job, Writer& writer) {
                           static_cast<uint64_t>(ctx.deadline_ms);
     error = "deadline passed " + std::to_string(late) +
             " ms before the job could start";
-  } else if (auto it = handlers_.find(ctx.task); it == handlers_.end()) {
+  } else if (registered == handlers_.end()) {
     status = wire::ResultStatus::UnknownTask;
     error = "unknown task '" + std::string(ctx.task) + "'";
   } else {
     int64_t start = MonoMicros();
     try {
-      output = it->second(ctx);
+      output = registered->second.handler(ctx);
     } catch (const JobFailure& e) {
       status = e.status();
       error = e.what();
@@ -117,6 +121,7 @@ void Worker::Impl::Execute(Job& job, Writer& writer) {
     }
     duration_us =
         static_cast<uint64_t>(std::max<int64_t>(0, MonoMicros() - start));
+    metrics.run_time.Record(duration_us);
     if (ctx.Cancelled()) {
       status = wire::ResultStatus::Cancelled;
       error = "cancelled while it ran";
@@ -135,6 +140,7 @@ void Worker::Impl::Execute(Job& job, Writer& writer) {
                                duration_us);
   }
   job.result.assign(reinterpret_cast<const char*>(blob.data()), blob.size());
+  metrics.Count(status);
   if (status == wire::ResultStatus::Ok) {
     jobs_ok_.fetch_add(1, std::memory_order_relaxed);
   } else if (status == wire::ResultStatus::Cancelled) {
