@@ -11,6 +11,11 @@ pkg_check_modules(HIREDIS REQUIRED IMPORTED_TARGET hiredis)
 find_package(spdlog REQUIRED)
 find_package(CLI11 REQUIRED)
 find_package(nlohmann_json REQUIRED)
+# Metrics and health endpoints (metrics/): prometheus-cpp's core (the
+# metric model and text format) and cpp-httplib (Debian builds it as a
+# library; its pkg-config flags say which features the library has).
+find_package(prometheus-cpp REQUIRED COMPONENTS core)
+pkg_check_modules(HTTPLIB REQUIRED IMPORTED_TARGET cpp-httplib)
 if(YARD_BUILD_TESTS)
   find_package(GTest REQUIRED)
 endif()

@@ -9,6 +9,12 @@ PACKAGES=(
   libhiredis-dev redis-server libtbb-dev libssl-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev libspdlog-dev nlohmann-json3-dev libcpp-httplib-dev
+  # Metrics: prometheus-cpp (Debian's name for libprometheus-cpp-dev), and
+  # promtool, which the tests use to lint /metrics and the alert rules:
+  # Debian 12 ships it only in the prometheus package (~20 MB; installing
+  # it does not start a server where invoke-rc.d is blocked, as in
+  # containers).
+  prometheus-cpp-dev prometheus
   # The fuzz targets (scripts/fuzz.sh): clang 14, libFuzzer and the
   # sanitizer runtimes.
   clang libclang-rt-14-dev

@@ -158,6 +158,26 @@ int UsageError(const std::string& command, const std::string& message) {
   return kExitUsage;
 }
 
+void AddMetricsFlag(CLI::App& app, std::string* address) {
+  app.add_option("--metrics", *address,
+                 "Serve /metrics (Prometheus), /healthz and /readyz over "
+                 "HTTP on HOST:PORT (PORT 0: any free port)");
+}
+
+int StartMetrics(const std::string& command, const char* what,
+                 const std::string& address, MetricsEndpoints endpoints,
+                 std::unique_ptr<MetricsServer>* server) {
+  if (address.empty()) return 0;
+  auto started = MetricsServer::Start(address, std::move(endpoints));
+  if (!started.ok()) {
+    return UsageError(command, "--metrics: " + started.status().message());
+  }
+  *server = std::move(started).value();
+  std::cout << "yard " << what << " metrics=" << (*server)->address()
+            << std::endl;
+  return 0;
+}
+
 std::vector<std::string> SplitList(const std::string& s) {
   std::vector<std::string> out;
   std::stringstream ss(s);

@@ -13,6 +13,7 @@
 
 #include "admin/queue_admin.h"
 #include "common/status.h"
+#include "metrics/metrics_server.h"
 #include "registry/registry.h"
 #include "schemas/codec.h"
 #include "security/curve_keys.h"
@@ -45,6 +46,16 @@ void SetDescribeHook(AppVisitor* hook);
 
 // A one-line usage error (exit code 2).
 int UsageError(const std::string& command, const std::string& message);
+
+// --metrics HOST:PORT: the /metrics, /healthz and /readyz endpoints
+// (metrics/metrics_server.h).
+void AddMetricsFlag(CLI::App& app, std::string* address);
+// With `address` set, starts the endpoints into *server and prints
+// "yard <what> metrics=HOST:PORT" (the port resolved) on stdout. 0, or the
+// exit code of a one-line usage error (a bad address, or one in use).
+int StartMetrics(const std::string& command, const char* what,
+                 const std::string& address, MetricsEndpoints endpoints,
+                 std::unique_ptr<MetricsServer>* server);
 
 // "a,b,c" -> {"a","b","c"}; empty items dropped.
 std::vector<std::string> SplitList(const std::string& s);

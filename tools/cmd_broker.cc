@@ -5,6 +5,7 @@
 #include "broker/broker.h"
 #include "common/logging.h"
 #include "common/signals.h"
+#include "metrics/service_metrics.h"
 #include "queue/redis_layout.h"
 #include "redis/redis_target.h"
 #include "tools/cli.h"
@@ -242,6 +243,8 @@ int RunBroker(int argc, char** argv) {
   cli::RedisAuthFlags redis_auth;
   AddDurableFlags(app, &o, &redis_auth);
   AddCurveFlags(app, &o);
+  std::string metrics;
+  cli::AddMetricsFlag(app, &metrics);
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error|off")
       ->capture_default_str()
       ->check(
@@ -265,6 +268,13 @@ int RunBroker(int argc, char** argv) {
   // Scripts and tests wait for this line; with tcp://HOST:* it names the port.
   std::cout << "yard broker ready frontend=" << (*broker)->frontend_endpoint()
             << " backend=" << (*broker)->backend_endpoint() << std::endl;
+  // After the ready line, which scripts expect first. Declared after the
+  // broker, so it stops before the broker goes.
+  std::unique_ptr<MetricsServer> metrics_server;
+  if (int rc = cli::StartMetrics(argv[0], "broker", metrics,
+                                 BrokerEndpoints(**broker), &metrics_server)) {
+    return rc;
+  }
   cli::ServiceNotifier systemd;  // Type=notify: bound, so ready
   Status s = (*broker)->Run();
   if (!s.ok()) {

@@ -21,6 +21,7 @@
 #include "common/heartbeat.h"
 #include "common/logging.h"
 #include "common/signals.h"
+#include "metrics/service_metrics.h"
 #include "tools/cli.h"
 #include "tools/systemd_notify.h"
 #include "worker/isolate_child.h"
@@ -60,6 +61,7 @@ struct WorkerFlags {
   int64_t run_timeout_ms = 0;
   int64_t cancel_grace_ms = IsolateOptions().cancel_grace_ms;
   bool misbehaving_handlers = false;
+  std::string metrics;  // --metrics HOST:PORT
 };
 
 void AddIsolateFlags(CLI::App& app, WorkerFlags* f) {
@@ -98,6 +100,7 @@ void AddIsolateFlags(CLI::App& app, WorkerFlags* f) {
 }
 
 void AddWorkerFlags(CLI::App& app, WorkerFlags* f) {
+  cli::AddMetricsFlag(app, &f->metrics);
   auto* discover_opt = cli::AddBrokerSourceFlags(app, "backend", &f->connect,
                                                  &f->discover, &f->redis_auth);
   app.add_option("--queue", f->queue,
@@ -265,6 +268,13 @@ int RunWorker(int argc, char** argv) {
       spdlog::error("worker failed: {}", st.ToString());
       return 1;
     }
+  }
+  // After the handlers are registered (Observe reads them); stops before
+  // the worker goes.
+  std::unique_ptr<MetricsServer> metrics_server;
+  if (int rc = cli::StartMetrics(command, "worker", f.metrics,
+                                 WorkerEndpoints(worker), &metrics_server)) {
+    return rc;
   }
   if (source.discovery) {
     source.discovery->Start([&worker](const std::vector<std::string>& set) {
