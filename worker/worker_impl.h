@@ -120,6 +120,19 @@ class Worker::Impl {
                          // worth, or when no job is left to start
   };
 
+  // A task's outcomes and run times. Only the I/O thread writes them (as it
+  // collects results: no locked instruction, no cache line shared between
+  // runners); any thread reads.
+  struct TaskMetrics {
+    std::array<std::atomic<uint64_t>, 5> outcomes{};  // by wire::ResultStatus
+    LatencyHistogram run_time;
+    void CountOwned(wire::ResultStatus status) {
+      const auto i = static_cast<size_t>(status);
+      if (i >= outcomes.size()) return;
+      outcomes[i].store(outcomes[i].load(std::memory_order_relaxed) + 1,
+                        std::memory_order_relaxed);
+    }
+  };
   struct Batch;
 
   // One dispatched job, from receipt until its result is sent. Lives inside
@@ -130,6 +143,11 @@ class Worker::Impl {
     uint32_t broker = 0;
     uint64_t generation = 0;  // the broker's registration it came under
     std::string result;       // encoded JobResult blob, set by the runner
+    // Also set by the runner, for the I/O thread's metrics.
+    TaskMetrics* metrics = nullptr;
+    wire::ResultStatus status = wire::ResultStatus::Ok;
+    uint64_t duration_us = 0;
+    bool ran = false;  // the handler ran (duration_us is its run time)
     // Set by the I/O thread when the broker sends Cancel for the job (it
     // took the job back); runners and handlers read it (JobContext::cancel).
     std::atomic<bool> cancel{false};
@@ -240,16 +258,6 @@ class Worker::Impl {
   void FlushResults(Broker& b);
   void Answered(Broker& b, Job* job);
 
-  // A task's outcomes and run times; runners record, any thread reads.
-  struct TaskMetrics {
-    std::array<std::atomic<uint64_t>, 5> outcomes{};  // by wire::ResultStatus
-    LatencyHistogram run_time;
-    void Count(wire::ResultStatus status) {
-      const auto i = static_cast<size_t>(status);
-      if (i < outcomes.size())
-        outcomes[i].fetch_add(1, std::memory_order_relaxed);
-    }
-  };
   struct Registered {
     Handler handler;
     std::unique_ptr<TaskMetrics> metrics = std::make_unique<TaskMetrics>();

@@ -15,6 +15,10 @@ void Worker::Impl::CollectResults() {
   int64_t collected = 0;
   const int64_t now_us = MonoMicros();
   while (done_queue_.try_pop(job)) {
+    if (job->metrics != nullptr) {
+      job->metrics->CountOwned(job->status);
+      if (job->ran) job->metrics->run_time.RecordOwned(job->duration_us);
+    }
     Broker& b = brokers_[job->broker];
     if (b.pending.empty()) b.oldest_pending_us = now_us;
     b.pending.push_back(job);

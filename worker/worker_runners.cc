@@ -121,7 +121,7 @@ void Worker::Impl::Execute(Job& job, Writer& writer) {
     }
     duration_us =
         static_cast<uint64_t>(std::max<int64_t>(0, MonoMicros() - start));
-    metrics.run_time.Record(duration_us);
+    job.ran = true;
     if (ctx.Cancelled()) {
       status = wire::ResultStatus::Cancelled;
       error = "cancelled while it ran";
@@ -140,7 +140,9 @@ void Worker::Impl::Execute(Job& job, Writer& writer) {
                                duration_us);
   }
   job.result.assign(reinterpret_cast<const char*>(blob.data()), blob.size());
-  metrics.Count(status);
+  job.metrics = &metrics;
+  job.status = status;
+  job.duration_us = duration_us;
   if (status == wire::ResultStatus::Ok) {
     jobs_ok_.fetch_add(1, std::memory_order_relaxed);
   } else if (status == wire::ResultStatus::Cancelled) {
