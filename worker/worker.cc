@@ -150,6 +150,7 @@ Status Worker::Impl::Run() {
 
   now_ms_ = MonoMillis();
   if (Status st = Connect(); !st.ok()) return st;
+  PublishLinks();
   running_.store(true, std::memory_order_relaxed);
   while (Turn()) {
   }

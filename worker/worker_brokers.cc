@@ -272,7 +272,7 @@ void Worker::Impl::Drop(Broker& b) {
   poll_items_dirty_ = true;
 }
 
-void Worker::Impl::Housekeeping() {
+void Worker::Impl::PublishLinks() {
   const int64_t now = now_us();
   int active = 0, connected = 0;
   for (auto& b : brokers_) {
@@ -285,6 +285,11 @@ void Worker::Impl::Housekeeping() {
   brokers_connected_.store(connected, std::memory_order_relaxed);
   in_flight_.store(outstanding_, std::memory_order_relaxed);
   draining_seen_.store(draining_, std::memory_order_relaxed);
+}
+
+void Worker::Impl::Housekeeping() {
+  const int64_t now = now_us();
+  PublishLinks();
   for (auto& b : brokers_) {
     if (b.retired) {
       if (!b.socket()) continue;

@@ -237,6 +237,8 @@ class Worker::Impl {
   void ApplyBrokerSet();
   void Drop(Broker& b);
   void Housekeeping();
+  // Brokers heard from, jobs in hand and draining, for Observe.
+  void PublishLinks();
   void Reconnect(Broker& b);
   void Beat(Broker& b);
 
