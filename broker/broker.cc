@@ -307,7 +307,6 @@ std::string Broker::Impl::StatsJson() const {
                    {"results_foreign", c_.results_foreign},
                    {"failed_no_worker", c_.failed_no_worker},
                    {"cancels_refused", c_.cancels_refused},
-                   {"cancelled", c_.cancelled},
                    {"cancels_unknown", c_.cancels_unknown},
                    {"progress", c_.progress},
                    {"progress_refused", c_.progress_refused},

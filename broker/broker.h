@@ -109,9 +109,7 @@ struct BrokerCounters {
   uint64_t dispatched = 0;
   uint64_t completed = 0;  // results routed to producers
   uint64_t failed = 0;     // non-Ok results routed
-  // Of those, the ones cancelled (taken back, or by their owner) and the
-  // ones past their deadline before they could start.
-  uint64_t cancelled = 0;
+  // Of those, the ones past their deadline before they could start.
   uint64_t expired = 0;
   uint64_t retried = 0;             // failed attempts scheduled again
   uint64_t redispatched = 0;        // jobs released by dead or leaving workers
@@ -122,7 +120,9 @@ struct BrokerCounters {
   // Results for a job from a peer it was not dispatched to: dropped.
   uint64_t results_foreign = 0;
   uint64_t cancels_refused = 0;  // Cancel of another producer's job
-  uint64_t cancelled = 0;        // jobs ended by a producer's or admin's Cancel
+  // Jobs ended Cancelled: by a producer's or admin's Cancel (not counted in
+  // failed), or answered Cancelled by their worker (counted in failed).
+  uint64_t cancelled = 0;
   uint64_t cancels_unknown = 0;  // Cancel of a job this broker does not hold
   uint64_t progress = 0;         // progress reports forwarded to producers
   // Reports about a job not running at the sender (another worker's, a

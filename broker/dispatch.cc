@@ -37,8 +37,7 @@ void Broker::Impl::Dispatch() {
     RetryWaiting(&free_credit);
   }
   while (free_credit > 0 && waiting_.size() < kMaxHeld &&
-         unplaceable_.size() < kMaxUnplaceable &&
-         queue_->HasReady(now_unix_)) {
+         unplaceable_.size() < kMaxUnplaceable && queue_->HasReady(now_unix_)) {
     const size_t n = std::min(free_credit, options_.max_dispatch_batch);
     size_t got = 0, sent = 0, parked = 0;
     queue_->Claim(n, [&](std::span<const ClaimedJob> jobs) {

@@ -42,10 +42,10 @@ void Counters(const BrokerCounters& c, Exposition* e) {
   e->Counter("switchyard_jobs_completed_total",
              "Jobs finished with an Ok result.", c.completed);
   e->Counter("switchyard_jobs_failed_total",
-             "Jobs finished without an Ok result (cancelled and expired "
-             "included).",
+             "Jobs finished without an Ok result (expired included).",
              c.failed);
-  e->Counter("switchyard_jobs_cancelled_total", "Jobs finished as Cancelled.",
+  e->Counter("switchyard_jobs_cancelled_total",
+             "Jobs finished as Cancelled (by a Cancel, or by their worker).",
              c.cancelled);
   e->Counter("switchyard_jobs_expired_total",
              "Jobs whose deadline passed before they could start.", c.expired);
