@@ -173,6 +173,10 @@ class BrokerTest : public ::testing::Test {
     return ids;
   }
 
+  // Submits `n` jobs from `producer` and answers every Dispatch `worker`
+  // gets for them Ok (defined after RecvKind).
+  void SubmitAndAnswer(Peer& producer, Peer& worker, size_t n);
+
   // Submits `n` jobs from `p` as one message; every one must be accepted.
   void ExpectAllAccepted(Peer& p, size_t n) {
     Submit(p, RandomIds(n));
@@ -1044,6 +1048,15 @@ std::optional<std::string> RecvKind(Peer& p, wire::Body kind, int tries = 20) {
   return std::nullopt;
 }
 
+void BrokerTest::SubmitAndAnswer(Peer& producer, Peer& worker, size_t n) {
+  Submit(producer, RandomIds(n));
+  for (size_t got = 0; got < n;) {
+    auto disp = RecvKind(worker, wire::Body::Dispatch);
+    ASSERT_TRUE(disp);
+    got += AnswerDispatch(worker, *disp).size();
+  }
+}
+
 std::string ResultOfAttempt(Writer& w, const JobId& id, uint16_t attempt,
                             std::string_view output) {
   std::string r(AsString(w.EncodeResult(id, wire::ResultStatus::Ok,
@@ -1132,12 +1145,7 @@ TEST_F(BrokerTest, JobsAnsweredInTimeNeverTimeOut) {
   Ready(worker, 1000);
   size_t answered = 0;
   for (int round = 0; round < 5; ++round) {
-    Submit(producer, RandomIds(200));
-    for (size_t got = 0; got < 200;) {
-      auto disp = RecvKind(worker, wire::Body::Dispatch);
-      ASSERT_TRUE(disp);
-      got += AnswerDispatch(worker, *disp).size();
-    }
+    ASSERT_NO_FATAL_FAILURE(SubmitAndAnswer(producer, worker, 200));
     answered += 200;
   }
   ASSERT_TRUE(
@@ -1155,12 +1163,7 @@ TEST_F(BrokerTest, FinishedJobsDoNotPileUpInTheDeadlineHeap) {
   Ready(worker, 1000);
   size_t answered = 0;
   while (answered < 10000) {
-    Submit(producer, RandomIds(500));
-    for (size_t got = 0; got < 500;) {
-      auto disp = RecvKind(worker, wire::Body::Dispatch);
-      ASSERT_TRUE(disp);
-      got += AnswerDispatch(worker, *disp).size();
-    }
+    ASSERT_NO_FATAL_FAILURE(SubmitAndAnswer(producer, worker, 500));
     answered += 500;
   }
   ASSERT_TRUE(

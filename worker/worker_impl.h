@@ -322,6 +322,9 @@ class Worker::Impl {
   static constexpr size_t kMaxProgressQueued = 4096;
   std::mutex progress_mu_;
   std::vector<OutgoingProgress> progress_out_;
+  // Set with a report queued (under progress_mu_), so that the I/O thread
+  // takes the lock only when there is something to take.
+  std::atomic<bool> progress_pending_{false};
   std::vector<OutgoingProgress> progress_local_;  // I/O thread
   // Published by the I/O thread every turn for Observe; relaxed.
   std::atomic<bool> running_{false};

@@ -28,8 +28,11 @@ void Worker::Impl::CollectResults() {
 }
 
 void Worker::Impl::FlushProgress() {
+  // Most turns have no report: one load, no lock.
+  if (!progress_pending_.load(std::memory_order_acquire)) return;
   {
     std::lock_guard<std::mutex> lock(progress_mu_);
+    progress_pending_.store(false, std::memory_order_relaxed);
     if (progress_out_.empty()) return;
     progress_local_.swap(progress_out_);
   }

@@ -188,6 +188,7 @@ void Worker::Impl::ReportProgress(Job& job, float fraction,
     std::lock_guard<std::mutex> lock(progress_mu_);
     if (progress_out_.size() >= kMaxProgressQueued) return;
     progress_out_.push_back(std::move(p));
+    progress_pending_.store(true, std::memory_order_release);
   }
   WakeIo();
 }
