@@ -264,6 +264,7 @@ void Producer::Impl::Turn() {
   ApplyBrokerSet(now);
   DrainIntake(now, &pouring);
   DrainCancels(now);
+  SendStatsRequests(now);
   ExpireDeadlines(now);
   ExpireAcks(now);
   ReleaseRetries(now);
@@ -499,5 +500,7 @@ void Producer::SetBrokers(std::vector<std::string> endpoints) {
 ProducerCounters Producer::counters() const { return impl_->counters(); }
 
 void Producer::Cancel(std::span<const JobId> ids) { impl_->Cancel(ids); }
+
+void Producer::RequestStats() { impl_->RequestStats(); }
 
 }  // namespace yard

@@ -63,6 +63,16 @@ using CancelCallback = std::function<void(const CancelReply&)>;
 // A running job's progress, as its handler reported it (JobContext::Progress
 // in worker/worker.h): id, attempt, fraction (0..1) and message.
 using ProgressCallback = std::function<void(const ProgressUpdate&)>;
+// A broker's answer to Producer::RequestStats: its stats as one JSON object
+// (the broker's StatsJson: queue, counters, workers, ...), or why it did not
+// give them (`error` set, `json` empty; under CURVE only an admin key may
+// read stats).
+struct BrokerStatsReply {
+  std::string endpoint;  // the frontend it came from
+  std::string json;
+  std::string error;
+};
+using StatsCallback = std::function<void(const BrokerStatsReply&)>;
 
 struct ProducerOptions {
   std::vector<std::string> brokers;  // frontend endpoints
@@ -91,6 +101,9 @@ struct ProducerOptions {
   // producer that has no outcome yet; optional. Reports are best effort:
   // at most one per job per 100 ms, and never after the job's outcome.
   ProgressCallback on_progress;
+  // Called (on the I/O thread) for each broker's answer to RequestStats;
+  // optional.
+  StatsCallback on_stats;
 };
 
 struct JobOutcome {
@@ -167,6 +180,11 @@ class Producer {
   // to every live broker. The brokers' answers come to
   // ProducerOptions::on_cancel. Returns at once.
   void Cancel(std::span<const JobId> ids);
+
+  // Asks every live broker for its stats; each answers through
+  // ProducerOptions::on_stats. Returns at once. Monitors (yard top, yard
+  // dashboard) are producers that submit nothing.
+  void RequestStats();
 
   // Blocks until every submitted job has an outcome or timeout_ms passes;
   // true when none is left.

@@ -1,10 +1,12 @@
-// The producer's I/O thread, cancelling: Producer::Cancel hands ids over
+// The producer's I/O thread, asking brokers: cancels and stats.
+// Producer::Cancel hands ids over
 // like Submit hands jobs; each turn they are sent, one Cancel message per
 // broker, to the broker that holds the job (or to every live broker for a
 // job this producer does not know). A job not yet sent ends here.
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <exception>
 #include <map>
 
 #include "client/producer_impl.h"
@@ -72,6 +74,35 @@ void Producer::Impl::DrainCancels(int64_t now) {
                      brokers_[b].endpoint(), s.ToString());
       }
     }
+  }
+}
+
+void Producer::Impl::RequestStats() {
+  if (closed_.load()) return;
+  stats_wanted_.store(true);
+  Wake();
+}
+
+void Producer::Impl::SendStatsRequests(int64_t now) {
+  if (!stats_wanted_.exchange(false)) return;
+  for (Broker& b : brokers_) {
+    if (!b.alive()) continue;
+    Status s = b.Send(writer_.EncodeStatsRequest());
+    if (s.ok()) {
+      b.stats_asked = true;
+    } else if (LogAllowed(&b.last_log_us, now)) {
+      spdlog::warn("producer: stats request to {} not sent: {}", b.endpoint(),
+                   s.ToString());
+    }
+  }
+}
+
+void Producer::Impl::DeliverStats(BrokerStatsReply reply) {
+  if (!options_.on_stats) return;
+  try {
+    options_.on_stats(reply);
+  } catch (const std::exception& e) {
+    spdlog::error("producer: stats callback threw: {}", e.what());
   }
 }
 

@@ -235,6 +235,7 @@ class Producer::Impl {
   ProducerCounters counters() const;
   void SetBrokers(std::vector<std::string> endpoints);
   void Cancel(std::span<const JobId> ids);
+  void RequestStats();
 
  private:
   using JobState = producer_internal::JobState;
@@ -265,6 +266,7 @@ class Producer::Impl {
     int64_t unavailable_until_us = 0;
     size_t outstanding = 0;  // jobs sent to or accepted by it, not finished
     int64_t last_log_us = 0;
+    bool stats_asked = false;  // a StatsRequest went out, no answer yet
   };
 
   // ---- Caller threads (producer.cc) ----
@@ -312,6 +314,10 @@ class Producer::Impl {
   // ask (then it is not a cancel's answer).
   bool CancelAnswered(const JobId& id, CancelReply::Kind kind,
                       std::string_view message);
+
+  // Sends a StatsRequest to every live broker, if one was asked for.
+  void SendStatsRequests(int64_t now);
+  void DeliverStats(BrokerStatsReply reply);
 
   // ---- I/O thread: what brokers send, outcomes (producer_receive.cc) ----
   bool ReceiveFrom(size_t b);
@@ -361,14 +367,15 @@ class Producer::Impl {
   // intake_mu_ guards the four fields below it.
   std::mutex intake_mu_;
   std::vector<PendingJob*> intake_;
-  bool sleeping_ = false;             // the I/O thread waits in poll
-  size_t wake_threshold_ = 1;         // wake it when this many wait
-  bool io_done_ = false;              // the I/O thread has exited
-  std::atomic<bool> stop_{false};     // the I/O loop ends after this turn
-  std::atomic<bool> closed_{false};   // Close() began: no new work
-  BrokerSetMailbox new_set_;          // SetBrokers -> I/O thread
-  std::vector<JobId> cancel_intake_;  // Cancel -> I/O thread, intake_mu_
-  std::mutex close_mu_;               // one Close() at a time
+  bool sleeping_ = false;                  // the I/O thread waits in poll
+  size_t wake_threshold_ = 1;              // wake it when this many wait
+  bool io_done_ = false;                   // the I/O thread has exited
+  std::atomic<bool> stop_{false};          // the I/O loop ends after this turn
+  std::atomic<bool> closed_{false};        // Close() began: no new work
+  BrokerSetMailbox new_set_;               // SetBrokers -> I/O thread
+  std::atomic<bool> stats_wanted_{false};  // RequestStats -> I/O thread
+  std::vector<JobId> cancel_intake_;       // Cancel -> I/O thread, intake_mu_
+  std::mutex close_mu_;                    // one Close() at a time
 
   // Flush: a flusher counts itself in flush_waiters_ under flush_mu_ before
   // it tests InFlight(); the I/O thread counts an outcome before it reads

@@ -127,6 +127,13 @@ void Producer::Impl::HandleMessage(size_t bi, Bytes frame, int64_t now) {
         }
       }
       break;
+    case wire::Body::Stats:
+      b.stats_asked = false;
+      DeliverStats(BrokerStatsReply{
+          b.endpoint(),
+          std::string(AsString(d.envelope->body_as_Stats()->json())),
+          {}});
+      break;
     default:
       Bump(errors_);
       if (LogAllowed(&b.last_log_us, now)) {
@@ -186,6 +193,16 @@ void Producer::Impl::OnError(size_t bi, const wire::Error* error, int64_t now) {
     b.unavailable_until_us = now + kUnavailableCooldownUs;
   }
   if (ids == nullptr || ids->size() == 0) {
+    if (b.stats_asked && code == wire::ErrorCode::Forbidden) {
+      // The answer to our StatsRequest: not an admin key.
+      b.stats_asked = false;
+      DeliverStats(
+          BrokerStatsReply{b.endpoint(),
+                           {},
+                           std::string(CodeName(code)) + ": " +
+                               std::string(AsString(error->message()))});
+      return;
+    }
     // A frame-level refusal: we cannot tell which jobs it means; ack timeouts
     // resend them.
     Bump(errors_);

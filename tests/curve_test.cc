@@ -6,11 +6,14 @@
 // nothing lost.
 #include <gtest/gtest.h>
 
+#include <condition_variable>
 #include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <zmq.hpp>
 
+#include "client/producer.h"
 #include "schemas/codec.h"
 #include "schemas/frames.h"
 #include "security/curve_keys.h"
@@ -396,6 +399,60 @@ TEST(CurveTest, YardCancelWithAnAdminKeyCancelsAnyJob) {
   EXPECT_EQ(done.first, spec.id.ToString() + " cancelled\n");
   EXPECT_EQ(owner.Listen(Millis(5000), /*stop_at_first=*/true),
             std::vector<wire::Body>{wire::Body::Results});
+}
+
+// Producer::RequestStats, as monitors use it: every live broker answers
+// through on_stats; an admin key gets the stats, a producer key the refusal.
+TEST(CurveTest, AProducerGetsStatsOnlyWithAnAdminKey) {
+  Cluster c;
+  Keys k(c, {"broker", "producer", "worker", "admin"});
+  auto broker =
+      c.StartBroker(CurveBrokerArgs(k, k.SetOf("workers", {"worker"})));
+  ASSERT_TRUE(broker);
+  ASSERT_TRUE(
+      c.StartWorker(broker->backend, 3,
+                    {"--curve-secret", k.Secret("worker"), "--broker-key",
+                     k.Public("broker"), "--heartbeat-ms", "200"}));
+  auto ask = [&](const std::string& who) {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::vector<BrokerStatsReply> replies;
+    ProducerOptions o;
+    o.brokers = {broker->frontend};
+    o.heartbeat_ms = 200;
+    o.curve = k.Client(who);
+    o.on_stats = [&](const BrokerStatsReply& r) {
+      std::lock_guard<std::mutex> lock(mu);
+      replies.push_back(r);
+      cv.notify_all();
+    };
+    auto p = Producer::Create(std::move(o));
+    EXPECT_TRUE(p.ok()) << p.status().ToString();
+    if (!p.ok()) return replies;
+    // Asked again until a broker answers: the first ask may go out before
+    // the handshake (no live broker yet).
+    for (int i = 0; i < 100; ++i) {
+      (*p)->RequestStats();
+      std::unique_lock<std::mutex> lock(mu);
+      if (cv.wait_for(lock, Millis(100), [&] { return !replies.empty(); })) {
+        break;
+      }
+    }
+    (*p)->Close();
+    return replies;
+  };
+  std::vector<BrokerStatsReply> admin = ask("admin");
+  ASSERT_FALSE(admin.empty());
+  EXPECT_EQ(admin[0].endpoint, broker->frontend);
+  EXPECT_TRUE(admin[0].error.empty()) << admin[0].error;
+  nlohmann::json stats = nlohmann::json::parse(admin[0].json, nullptr, false);
+  ASSERT_TRUE(stats.is_object()) << admin[0].json;
+  EXPECT_TRUE(stats.contains("counters")) << admin[0].json;
+  std::vector<BrokerStatsReply> producer = ask("producer");
+  ASSERT_FALSE(producer.empty());
+  EXPECT_TRUE(producer[0].json.empty()) << producer[0].json;
+  EXPECT_NE(producer[0].error.find("Forbidden"), std::string::npos)
+      << producer[0].error;
 }
 
 TEST(CurveTest, KeygenRefusesToOverwrite) {
