@@ -331,6 +331,16 @@ std::string Broker::Impl::StatsJson() const {
   j["memory"] = {{"bytes", memory_bytes_},
                  {"max_bytes", options_.max_queue_bytes}};
   j["draining"] = draining_;
+  // Bucket counts (not cumulative; the last is above every bound) so that a
+  // monitor can take percentiles over any interval from two readings.
+  auto buckets = [](const LatencyHistogram& h) {
+    const LatencyHistogram::Snapshot s = h.Read();
+    return nlohmann::json(s.buckets);
+  };
+  j["latency_buckets"] = {{"bounds_us", LatencyHistogram::kBoundsUs},
+                          {"queue_wait", buckets(hist_.queue_wait)},
+                          {"run_time", buckets(hist_.run_time)},
+                          {"end_to_end", buckets(hist_.end_to_end)}};
   if (gate_) gate_->DescribeStats(&j);
   if (events_) events_->DescribeStats(&j);
   // Names and labels come from the network: invalid UTF-8 is replaced,
