@@ -12,14 +12,17 @@
 
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <mutex>
 #include <set>
 #include <sstream>
 #include <string>
 #include <string_view>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "client/producer.h"
@@ -313,6 +316,56 @@ void RunExecEcho(const std::string& command, int jobs) {
   ASSERT_TRUE(stats.is_object());
   EXPECT_GE(stats["counters"]["retried"].get<int64_t>(), 1) << stats.dump();
   EXPECT_EQ(stats["counters"]["failed"].get<int64_t>(), 0) << stats.dump();
+}
+
+// Progress from handlers in child processes reaches the producer: a
+// built-in handler under --isolate process (its ctx.Progress becomes a
+// progress frame) and a Python --exec handler writing the frames itself.
+TEST(IsolateTest, ProgressFromChildProcessesReachesTheProducer) {
+  Cluster c;
+  auto broker = c.StartBroker({"--heartbeat-ms", "200"});
+  ASSERT_TRUE(broker);
+  ASSERT_TRUE(
+      c.StartWorker(broker->backend, 2,
+                    {"--heartbeat-ms", "200", "--isolate", "process", "--exec",
+                     "lang-echo=python3 " + kExamples + "/echo.py"}));
+  std::mutex mu;
+  std::unordered_map<JobId, std::vector<ProgressUpdate>, JobIdHash> seen;
+  ProducerOptions po;
+  po.brokers = {broker->frontend};
+  po.default_timeout_ms = 60000;
+  po.on_progress = [&](const ProgressUpdate& p) {
+    std::lock_guard<std::mutex> lock(mu);
+    seen[p.id].push_back(p);
+  };
+  auto producer = Producer::Create(po);
+  ASSERT_TRUE(producer.ok()) << producer.status().ToString();
+  JobSpec builtin = Spec("progress", "3");
+  JobSpec python = Spec("lang-echo", "steps:3");
+  builtin.id = JobId::Random();
+  python.id = JobId::Random();
+  auto a = (*producer)->Submit(builtin);
+  auto b = (*producer)->Submit(python);
+  JobOutcome oa = a.get(), ob = b.get();
+  ASSERT_EQ(oa.kind, JobOutcome::Kind::kCompleted) << oa.error;
+  ASSERT_EQ(ob.kind, JobOutcome::Kind::kCompleted) << ob.error;
+  EXPECT_EQ(ob.output, "steps:3");
+  std::lock_guard<std::mutex> lock(mu);
+  for (const JobId& id : {builtin.id, python.id}) {
+    const auto& reports = seen[id];
+    // Three steps 150 ms apart; a report read late may fall inside the
+    // previous one's 100 ms window and be dropped, so at least two, in
+    // order, each as the handler wrote it.
+    ASSERT_GE(reports.size(), 2u) << id.ToString() << "\n" << c.Describe();
+    int last = 0;
+    for (const ProgressUpdate& r : reports) {
+      const int step = static_cast<int>(std::lround(r.fraction * 3));
+      EXPECT_GT(step, last) << r.message;
+      last = step;
+      EXPECT_FLOAT_EQ(r.fraction, static_cast<float>(step) / 3.0f);
+      EXPECT_EQ(r.message, "step " + std::to_string(step) + " of 3");
+    }
+  }
 }
 
 TEST(IsolateTest, PythonExecHandlerSurvivesAKilledProcess) {

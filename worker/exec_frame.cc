@@ -3,6 +3,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
+#include <cstring>
 
 namespace yard::exec {
 namespace {
@@ -94,7 +96,7 @@ Result<ResultFrame> DecodeResult(std::string_view body) {
                               " bytes is shorter than its fixed fields");
   }
   const unsigned char* p = Bytes(body);
-  if (p[kIdBytes] > static_cast<uint8_t>(ResultCode::kOutOfMemory)) {
+  if (p[kIdBytes] > static_cast<uint8_t>(ResultCode::kProgress)) {
     return Status::Corruption("result frame has unknown status " +
                               std::to_string(p[kIdBytes]));
   }
@@ -103,6 +105,33 @@ Result<ResultFrame> DecodeResult(std::string_view body) {
   f.code = static_cast<ResultCode>(p[kIdBytes]);
   f.data = body.substr(kResultFixedBytes);
   return f;
+}
+
+void EncodeProgress(const JobId& id, float fraction, std::string_view message,
+                    std::string* out) {
+  uint32_t bits = 0;
+  static_assert(sizeof(bits) == sizeof(fraction));
+  std::memcpy(&bits, &fraction, sizeof(bits));
+  std::string data;
+  PutU32(&data, bits);
+  data.append(message);
+  EncodeResult(id, ResultCode::kProgress, data, out);
+}
+
+Result<ProgressData> DecodeProgress(std::string_view data) {
+  if (data.size() < kProgressFixedBytes) {
+    return Status::Corruption("progress frame's data of " +
+                              std::to_string(data.size()) +
+                              " bytes has no fraction");
+  }
+  const auto bits = static_cast<uint32_t>(GetU32(Bytes(data)));
+  ProgressData d;
+  std::memcpy(&d.fraction, &bits, sizeof(bits));
+  if (!std::isfinite(d.fraction)) {
+    return Status::Corruption("progress fraction is not a number");
+  }
+  d.message = data.substr(kProgressFixedBytes);
+  return d;
 }
 
 ssize_t FrameReader::ReadFrom(int fd) {

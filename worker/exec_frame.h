@@ -5,6 +5,10 @@
 //   job    (worker -> handler)  id[16] attempt:u16 task_len:u16 task payload
 //   result (handler -> worker)  id[16] status:u8 data
 //
+// A handler may send progress before its result: a result-shaped frame with
+// status 3 whose data is fraction:f32 (little-endian IEEE 754, 0..1) then a
+// UTF-8 message; it does not end the job.
+//
 // Ids are the 128-bit job id, big-endian (hi then lo, the order it prints
 // in). Status 0: ok (data is the output); 1: error (data is the reason,
 // UTF-8); 2: out of memory (data optional). A job "echo", attempt 1,
@@ -34,7 +38,19 @@ constexpr size_t kIdBytes = 16;
 constexpr size_t kJobFixedBytes = kIdBytes + 2 + 2;
 constexpr size_t kResultFixedBytes = kIdBytes + 1;
 
-enum class ResultCode : uint8_t { kOk = 0, kError = 1, kOutOfMemory = 2 };
+enum class ResultCode : uint8_t {
+  kOk = 0,
+  kError = 1,
+  kOutOfMemory = 2,
+  kProgress = 3,  // not an end: data is a ProgressData
+};
+
+constexpr size_t kProgressFixedBytes = 4;  // the f32 fraction
+
+struct ProgressData {
+  float fraction = 0;
+  std::string_view message;
+};
 
 struct JobFrame {
   JobId id;
@@ -57,6 +73,13 @@ void EncodeJobHead(const JobId& id, uint16_t attempt, std::string_view task,
 // Replaces *out with a whole result frame.
 void EncodeResult(const JobId& id, ResultCode code, std::string_view data,
                   std::string* out);
+
+// Replaces *out with a whole progress frame (status kProgress).
+void EncodeProgress(const JobId& id, float fraction, std::string_view message,
+                    std::string* out);
+// The data of a kProgress result frame. Corruption when shorter than the
+// fraction, or the fraction is not a number.
+[[nodiscard]] Result<ProgressData> DecodeProgress(std::string_view data);
 
 // Bodies (without the length prefix). Corruption when malformed; the views
 // point into `body`.

@@ -101,5 +101,34 @@ TEST(ExecFrameTest, ReadsAFrameLargerThanOneChunkFromAPipe) {
   EXPECT_EQ(r->data, big);
 }
 
+TEST(ExecFrameTest, ProgressFramesRoundTripAndBadOnesAreRefused) {
+  std::string frame;
+  EncodeProgress(JobId{3, 4}, 0.25f, "a quarter", &frame);
+  FrameReader reader(1 << 10);
+  reader.Append(frame);
+  std::string_view body;
+  auto got = reader.Next(&body);
+  ASSERT_TRUE(got.ok() && *got);
+  auto r = DecodeResult(body);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->id, (JobId{3, 4}));
+  EXPECT_EQ(r->code, ResultCode::kProgress);
+  auto p = DecodeProgress(r->data);
+  ASSERT_TRUE(p.ok()) << p.status().ToString();
+  EXPECT_FLOAT_EQ(p->fraction, 0.25f);
+  EXPECT_EQ(p->message, "a quarter");
+  // What Python's struct.pack("<f", 0.5) writes: 00 00 00 3f.
+  auto half = DecodeProgress(std::string("\x00\x00\x00\x3f", 4));
+  ASSERT_TRUE(half.ok());
+  EXPECT_FLOAT_EQ(half->fraction, 0.5f);
+  EXPECT_TRUE(half->message.empty());
+  EXPECT_FALSE(DecodeProgress("abc").ok());  // no room for the fraction
+  // NaN (7f c0 00 00, little-endian) is refused.
+  EXPECT_FALSE(DecodeProgress(std::string("\x00\x00\xc0\x7f", 4)).ok());
+  std::string status4(kResultFixedBytes, '\0');
+  status4[kIdBytes] = 4;
+  EXPECT_FALSE(DecodeResult(status4).ok());
+}
+
 }  // namespace
 }  // namespace yard::exec

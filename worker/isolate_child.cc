@@ -5,6 +5,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -12,6 +13,7 @@
 #include <string_view>
 #include <unordered_map>
 
+#include "common/clock.h"
 #include "worker/exec_frame.h"
 
 namespace yard {
@@ -35,8 +37,35 @@ void SetLimit(int resource, rlim_t soft, rlim_t hard, const char* what) {
   }
 }
 
+// A handler's ctx.Progress in a child: a progress frame to the worker,
+// which passes it on as the in-process sink would. At most one frame per
+// kProgressIntervalMs (the worker would drop the rest), each written whole.
+class FrameProgressSink : public ProgressSink {
+ public:
+  FrameProgressSink(const JobId& id, int out_fd) : id_(id), out_fd_(out_fd) {}
+  void Report(float fraction, std::string_view message) override {
+    const int64_t now = MonoMillis();
+    if (sent_ && now - last_ms_ < kProgressIntervalMs) return;
+    sent_ = true;
+    last_ms_ = now;
+    exec::EncodeProgress(
+        id_, fraction,
+        message.substr(0, std::min(message.size(), kMaxProgressMessageBytes)),
+        &frame_);
+    WriteAll(out_fd_, frame_);  // a broken pipe shows at the result
+  }
+
+ private:
+  JobId id_;
+  int out_fd_;
+  bool sent_ = false;
+  int64_t last_ms_ = 0;
+  std::string frame_;
+};
+
 exec::ResultCode RunOne(const NamedHandlers& handlers,
-                        const exec::JobFrame& job, std::string* data) {
+                        const exec::JobFrame& job, int out_fd,
+                        std::string* data) {
   const Handler* handler = nullptr;
   for (const auto& [task, h] : handlers) {
     if (task == job.task) handler = &h;
@@ -50,6 +79,8 @@ exec::ResultCode RunOne(const NamedHandlers& handlers,
   ctx.task = job.task;
   ctx.payload = AsBytes(job.payload);
   ctx.attempt = job.attempt;
+  FrameProgressSink progress(job.id, out_fd);
+  ctx.progress = &progress;
   try {
     *data = (*handler)(ctx);
     return exec::ResultCode::kOk;
@@ -84,7 +115,7 @@ int ServeFrames(const NamedHandlers& handlers, int in_fd, int out_fd,
     }
     auto job = exec::DecodeJob(body);
     if (!job.ok()) return 1;
-    const exec::ResultCode code = RunOne(handlers, *job, &data);
+    const exec::ResultCode code = RunOne(handlers, *job, out_fd, &data);
     exec::EncodeResult(job->id, code, data, &frame);
     if (!WriteAll(out_fd, frame)) return 1;
   }

@@ -364,40 +364,57 @@ IsolatePool::Outcome IsolatePool::Drive(Child& c, const JobContext& ctx) {
       ssize_t n = c.reader.ReadFrom(c.from_child);
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) return died();  // end of file: it closed stdout or died
-      std::string_view body;
-      Result<bool> got = c.reader.Next(&body);
-      if (!got.ok()) {
-        return kill_with(wire::ResultStatus::Failed,
-                         "handler protocol error: " + got.status().message());
+      // Progress frames first, then at most one result, which must be the
+      // last thing the child wrote for this job.
+      for (;;) {
+        std::string_view body;
+        Result<bool> got = c.reader.Next(&body);
+        if (!got.ok()) {
+          return kill_with(wire::ResultStatus::Failed,
+                           "handler protocol error: " + got.status().message());
+        }
+        if (!*got) break;
+        auto r = exec::DecodeResult(body);
+        if (r.ok() && r->id == ctx.id &&
+            r->code == exec::ResultCode::kProgress) {
+          auto p = exec::DecodeProgress(r->data);
+          if (!p.ok()) {
+            return kill_with(wire::ResultStatus::Failed,
+                             "handler protocol error: " + p.status().message());
+          }
+          ctx.Progress(p->fraction, p->message);
+          continue;
+        }
+        if (!r.ok() || !(r->id == ctx.id) || c.reader.buffered() != 0) {
+          return kill_with(
+              wire::ResultStatus::Failed,
+              "handler protocol error: " +
+                  (r.ok() ? std::string("a result for another job or more "
+                                        "than one result")
+                          : r.status().message()));
+        }
+        switch (r->code) {
+          case exec::ResultCode::kOk:
+            o.status = wire::ResultStatus::Ok;
+            o.keep = true;
+            break;
+          case exec::ResultCode::kError:
+            o.status = wire::ResultStatus::Failed;
+            o.keep = true;
+            break;
+          case exec::ResultCode::kOutOfMemory:
+            // Its heap is in doubt: replaced, like one that died.
+            Reap(c);
+            o.status = wire::ResultStatus::Failed;
+            o.data = "memory limit";
+            return o;
+          case exec::ResultCode::kProgress:
+            break;  // handled above
+        }
+        o.data.assign(r->data);
+        return o;
       }
-      if (!*got) continue;
-      auto r = exec::DecodeResult(body);
-      if (!r.ok() || !(r->id == ctx.id) || c.reader.buffered() != 0) {
-        return kill_with(
-            wire::ResultStatus::Failed,
-            "handler protocol error: " +
-                (r.ok() ? std::string("a result for another job or more than "
-                                      "one result")
-                        : r.status().message()));
-      }
-      switch (r->code) {
-        case exec::ResultCode::kOk:
-          o.status = wire::ResultStatus::Ok;
-          o.keep = true;
-          break;
-        case exec::ResultCode::kError:
-          o.status = wire::ResultStatus::Failed;
-          o.keep = true;
-          break;
-        case exec::ResultCode::kOutOfMemory:
-          // Its heap is in doubt: replaced, like one that died.
-          Reap(c);
-          o.status = wire::ResultStatus::Failed;
-          o.data = "memory limit";
-          return o;
-      }
-      o.data.assign(r->data);
-      return o;
+      continue;
     }
     if (fds[1].revents != 0) return died();
   }

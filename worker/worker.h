@@ -106,8 +106,9 @@ struct JobContext {
   // Reports how far the job is: `fraction` from 0 to 1 and a short message
   // (cut at kMaxProgressMessageBytes), delivered to the job's producer
   // (ProducerOptions::on_progress) at most once per kProgressIntervalMs.
-  // Null in a child process (--isolate process, --exec): reports are
-  // dropped there.
+  // In a child process (--isolate process) reports travel to the worker as
+  // progress frames (worker/exec_frame.h); --exec handlers write those
+  // frames themselves.
   ProgressSink* progress = nullptr;
   void Progress(double fraction, std::string_view message = {}) const {
     if (progress) progress->Report(static_cast<float>(fraction), message);
