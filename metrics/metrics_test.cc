@@ -1,5 +1,9 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
 #include "metrics/exposition.h"
 #include "metrics/metrics_server.h"
 #include "metrics/service_metrics.h"
@@ -38,6 +42,29 @@ TEST(ExpositionTest, HistogramBucketsAreCumulativeSeconds) {
             std::string::npos)
       << text;
   EXPECT_NE(text.find("switchyard_h_seconds_count 3"), std::string::npos);
+}
+
+// Index (a table by the highest set bit) puts every value where a search of
+// the bounds would: on and around each bound, and across the whole range.
+TEST(LatencyHistogramTest, IndexAgreesWithASearchOfTheBounds) {
+  const auto& bounds = LatencyHistogram::kBoundsUs;
+  auto searched = [&](uint64_t us) {
+    return static_cast<size_t>(
+        std::lower_bound(bounds.begin(), bounds.end(), us) - bounds.begin());
+  };
+  std::vector<uint64_t> values = {0, 1, 2, 3, UINT64_MAX, UINT64_MAX / 2 + 1};
+  for (uint64_t b : bounds) {
+    for (uint64_t d = 0; d < 3; ++d) {
+      values.push_back(b - d);
+      values.push_back(b + d);
+    }
+  }
+  for (uint64_t v = 1; v != 0 && v < (uint64_t{1} << 40); v = v * 3 / 2 + 1) {
+    values.push_back(v);
+  }
+  for (uint64_t v : values) {
+    EXPECT_EQ(LatencyHistogram::Index(v), searched(v)) << v;
+  }
 }
 
 TEST(MetricsServerTest, ParsesHostPort) {
