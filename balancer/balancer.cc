@@ -21,10 +21,37 @@ uint64_t StableHash(std::string_view s) {
   return h == 0 ? 1 : h;  // 0 means "no key"
 }
 
+namespace {
+
+// Every strategy NewBalancer knows, with a few words for --help.
+struct Strategy {
+  const char* name;
+  const char* summary;
+};
+constexpr Strategy kStrategies[] = {
+    {"least-outstanding", "fewest jobs in flight per unit of capacity"},
+    {"round-robin", "each worker in turn"},
+    {"weighted", "at random, in proportion to capacity"},
+    {"affinity", "jobs with one affinity key go to one worker"},
+};
+
+}  // namespace
+
 const std::vector<std::string>& BalancerNames() {
-  static const std::vector<std::string> kNames = {
-      "least-outstanding", "round-robin", "weighted", "affinity"};
+  static const std::vector<std::string> kNames = [] {
+    std::vector<std::string> names;
+    for (const Strategy& s : kStrategies) names.emplace_back(s.name);
+    return names;
+  }();
   return kNames;
+}
+
+std::string BalancerSummaries() {
+  std::string text;
+  for (const Strategy& s : kStrategies) {
+    text += (text.empty() ? "" : "; ") + std::string(s.name) + ": " + s.summary;
+  }
+  return text;
 }
 
 Result<std::unique_ptr<Balancer>> NewBalancer(const std::string& name,

@@ -80,6 +80,8 @@ std::unique_ptr<Balancer> NewAffinity(uint64_t seed);
 
 // The names NewBalancer accepts.
 const std::vector<std::string>& BalancerNames();
+// "NAME: what it does; ..." for each of BalancerNames(), for --help.
+std::string BalancerSummaries();
 // One of BalancerNames(); InvalidArgument (listing them) otherwise.
 Result<std::unique_ptr<Balancer>> NewBalancer(const std::string& name,
                                               uint64_t seed);

@@ -2,9 +2,14 @@
 // loadtest/run.h, the checks of the options in loadtest/validate.cc.
 #include "loadtest/loadtest.h"
 
+#include <chrono>
 #include <random>
 #include <string>
+#include <thread>
 
+#include "client/producer.h"
+#include "common/clock.h"
+#include "common/signals.h"
 #include "loadtest/run.h"
 
 namespace yard {
@@ -17,6 +22,29 @@ std::string TextPayload(int64_t size) {
   std::string s(static_cast<size_t>(size), 'x');
   for (char& c : s) c = kChars[pick(rng)];
   return s;
+}
+
+Status WaitForBrokers(const std::vector<const Producer*>& producers,
+                      const std::vector<std::string>& endpoints,
+                      double timeout_s) {
+  const int64_t until = MonoMicros() + static_cast<int64_t>(timeout_s * 1e6);
+  while (true) {
+    bool all = true;
+    for (const Producer* p : producers) {
+      if (p->counters().live_brokers < endpoints.size()) all = false;
+    }
+    if (all) return Status::OK();
+    if (StopRequested()) return Status::Unavailable("interrupted");
+    if (MonoMicros() >= until) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  std::string which;
+  for (const auto& ep : endpoints) which += (which.empty() ? "" : ",") + ep;
+  char seconds[32];
+  std::snprintf(seconds, sizeof seconds, "%g", timeout_s);
+  return Status::Unavailable(
+      "no broker answered at " + which + " within " + seconds +
+      " s (is a broker running there? --connect-timeout sets the wait)");
 }
 
 int LoadtestReport::ExitCode() const {

@@ -112,6 +112,15 @@ struct LoadtestOptions {
 // `yard push` and `yard loadtest` jobs.
 std::string TextPayload(int64_t size);
 
+class Producer;
+// Waits until each of `producers` hears every broker of `endpoints`
+// (ProducerCounters::live_brokers) or `timeout_s` passes: the
+// --connect-timeout of `yard push` and `yard loadtest`. Unavailable ("no
+// broker answered at EP,...") when one is missing then, or on a stop request.
+Status WaitForBrokers(const std::vector<const Producer*>& producers,
+                      const std::vector<std::string>& endpoints,
+                      double timeout_s);
+
 // Checks flags and shapes; InvalidArgument with a one-line message.
 Status ValidateLoadtest(const LoadtestOptions& o);
 // The bound RunLoadtest applies when timeout_s is 0.

@@ -161,26 +161,10 @@ Status Run::MakeProducers() {
 }
 
 Status Run::WaitForBrokers() {
-  const int64_t until =
-      MonoMicros() + static_cast<int64_t>(o_.connect_timeout_s * 1e6);
-  const uint64_t want = report_.endpoints.size();
-  while (true) {
-    bool all = true;
-    for (const auto& lane : lanes_) {
-      if (lane->producer->counters().live_brokers < want) all = false;
-    }
-    if (all) return Status::OK();
-    if (StopRequested()) return Status::Unavailable("interrupted");
-    if (MonoMicros() >= until) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  std::string which;
-  for (const auto& ep : report_.endpoints)
-    which += (which.empty() ? "" : ",") + ep;
-  return Status::Unavailable(
-      "no answer from the broker(s) at " + which + " within " +
-      std::to_string(o_.connect_timeout_s).substr(0, 5) +
-      " s (is a broker running there? --connect-timeout sets the wait)");
+  std::vector<const Producer*> producers;
+  for (const auto& lane : lanes_) producers.push_back(lane->producer.get());
+  return yard::WaitForBrokers(producers, report_.endpoints,
+                              o_.connect_timeout_s);
 }
 
 void Run::SubmitLoop(Lane& lane) {

@@ -410,6 +410,12 @@ TEST_F(CliQueueTest, StatsOfAQueueNeverSetUpIsEmpty) {
 
   Json jobs = Queue("inspect", {"--queue", "never-used"});
   EXPECT_EQ(jobs["jobs"], Json::array());
+
+  // The flags may come before the subcommand's name too.
+  YardRun before = Yard(
+      {"queue", "--redis", url_, "--queue", "never-used", "--json", "stats"});
+  EXPECT_TRUE(before.ExitedWith(0)) << before.Describe();
+  EXPECT_EQ(before.json["queue"], "never-used") << before.Describe();
 }
 
 TEST_F(CliQueueTest, InspectListsHighestPriorityFirstWithState) {
@@ -640,6 +646,10 @@ TEST_F(CliQueueTest, ResultMissingOrUnreadableExitsOne) {
   EXPECT_TRUE(run.ExitedWith(1)) << run.Describe();
   EXPECT_NE(run.err.find("no result for " + id.ToString()), std::string::npos)
       << run.Describe();
+  EXPECT_EQ(run.json, (Json{{"found", false}, {"id", id.ToString()}}))
+      << run.Describe();
+  run = ResultOf(id);
+  EXPECT_TRUE(run.ExitedWith(1)) << run.Describe();
   EXPECT_TRUE(run.out.empty()) << run.Describe();
 
   // Results are per queue: the one stored under "default" is not in "other".
@@ -883,13 +893,22 @@ TEST_F(CliQueueTest, StatsReadWhatAShardedBrokerWrote) {
   auto worker =
       yard("worker", {"worker", "--connect", backend, "--concurrency", "4"});
   ASSERT_TRUE(worker);
-  auto push = yard("push", {"push", "--connect", frontend, "--task", "echo",
-                            "--count", "300", "--size", "8", "--json"});
+  auto push =
+      yard("push", {"push", "--connect", frontend, "--task", "echo", "--count",
+                    "300", "--size", "8", "--json", "--print-ids"});
   ASSERT_TRUE(push);
   const std::optional<std::string> report = push->ReadAll(milliseconds(30000));
   ASSERT_TRUE(report) << push->Stderr();
   const std::optional<ExitInfo> pushed = push->Wait(milliseconds(5000));
   ASSERT_TRUE(pushed && pushed->ExitedWith(0)) << *report << push->Stderr();
+  // Each id push printed has a result to look up, in whichever shard.
+  const Json ids = Json::parse(*report, nullptr, false)["ids"];
+  ASSERT_EQ(ids.size(), 300u) << *report;
+  YardRun result =
+      ResultOf(*JobId::Parse(ids[299].get<std::string>()), {"--json"});
+  EXPECT_TRUE(result.ExitedWith(0)) << result.Describe();
+  EXPECT_EQ(result.json["found"], true) << result.Describe();
+  EXPECT_EQ(result.json["status"], "Ok") << result.Describe();
 
   // The producer hears a result before the broker's counters reach Redis
   // (the next write batch): wait for them a little.

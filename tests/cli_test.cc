@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "balancer/balancer.h"
+#include "queue/job_queue.h"
 #include "tests/cluster.h"
 
 namespace yard {
@@ -147,6 +149,36 @@ TEST(CliTest, BadValuesExitTwo) {
   ExpectUsageError(c, {"broker", "--frontend", "tcp://127.0.0.1:*", "--backend",
                        "tcp://127.0.0.1:*", "--heartbeat-ms", "often"});
   EXPECT_TRUE(broker->process->Running());
+}
+
+// Nothing listens on port 1: the push says so within --connect-timeout
+// instead of waiting out --timeout and reporting every job lost.
+TEST(CliTest, PushWithNoBrokerSaysSoAndExitsTwo) {
+  Cluster c;
+  CliRun run = RunYard(
+      c, {"push", "--connect", "tcp://127.0.0.1:1", "--task", "echo", "--count",
+          "10", "--connect-timeout", "1", "--timeout", "60"});
+  ASSERT_TRUE(run.exit) << run.Describe();
+  EXPECT_TRUE(run.exit->ExitedWith(2)) << run.Describe();
+  EXPECT_NE(run.err.find("no broker answered at tcp://127.0.0.1:1"),
+            std::string::npos)
+      << run.Describe();
+  ExpectUsageError(c, {"push", "--connect", "tcp://127.0.0.1:1", "--task",
+                       "echo", "--count", "1", "--connect-timeout", "0"});
+}
+
+// The help is made from the code: every balancer, the durable default.
+TEST(CliTest, BrokerHelpListsEveryBalancerAndTheDurableMaxQueue) {
+  Cluster c;
+  CliRun run = RunYard(c, {"broker", "--help"});
+  ASSERT_TRUE(run.exit) << run.Describe();
+  for (const std::string& name : BalancerNames()) {
+    EXPECT_NE(run.out.find(name + ": "), std::string::npos) << name;
+  }
+  EXPECT_NE(run.out.find("jobs in Redis, " +
+                         std::to_string(RedisQueueOptions{}.capacity)),
+            std::string::npos)
+      << run.out;
 }
 
 }  // namespace

@@ -186,8 +186,8 @@ TEST(ClusterTest, IdleBrokerAndWorkerExitZeroOnSigterm) {
   EXPECT_TRUE(worker_exit->ExitedWith(0)) << worker_exit->ToString();
 }
 
-// Jobs of the `fail` task are reported as failed, not lost, and push still
-// exits 0 (nothing lost).
+// Jobs of the `fail` task are reported as failed, not lost, and push
+// exits 1 (unless --allow-failures), saying why they failed.
 TEST(ClusterTest, FailTaskCountsAsFailedNotLost) {
   Cluster c;
   auto broker = c.StartBroker();
@@ -197,11 +197,29 @@ TEST(ClusterTest, FailTaskCountsAsFailedNotLost) {
                            "--count", "300", "--size", "8", "--timeout", "30"},
                           Millis(40000));
   ASSERT_TRUE(run.exit) << run.Describe();
-  EXPECT_TRUE(run.exit->ExitedWith(0)) << run.Describe();
+  EXPECT_TRUE(run.exit->ExitedWith(1)) << run.Describe();
   EXPECT_EQ(run.Count("submitted"), 300) << run.Describe();
   EXPECT_EQ(run.Count("failed"), 300) << run.Describe();
   EXPECT_EQ(run.Count("completed"), 0) << run.Describe();
   EXPECT_EQ(run.Count("lost"), 0) << run.Describe();
+  // Why they failed: counted by kind, the first few with their messages.
+  const auto& failures = run.report["failures"];
+  EXPECT_EQ(failures["by_kind"], nlohmann::json({{"Failed", 300}}))
+      << run.Describe();
+  ASSERT_EQ(failures["examples"].size(), 5u) << run.Describe();
+  EXPECT_NE(
+      failures["examples"][0]["error"].get<std::string>().find("always fails"),
+      std::string::npos)
+      << run.Describe();
+
+  PushRun allowed =
+      c.RunPush({"--connect", broker->frontend, "--task", "fail", "--count",
+                 "10", "--timeout", "30", "--allow-failures", "--print-ids"},
+                Millis(40000));
+  ASSERT_TRUE(allowed.exit) << allowed.Describe();
+  EXPECT_TRUE(allowed.exit->ExitedWith(0)) << allowed.Describe();
+  EXPECT_EQ(allowed.Count("failed"), 10) << allowed.Describe();
+  EXPECT_EQ(allowed.report["ids"].size(), 10u) << allowed.Describe();
 }
 
 // Open loop (--rate) counts latency from each job's intended send time: 20

@@ -251,16 +251,18 @@ const char kRedisUrlForms[] =
     "cluster://[USER[:PASSWORD]@]HOST:PORT[,HOST:PORT...]";
 
 void AddQueueFlags(CLI::App& app, QueueFlags* flags) {
-  CLI::Option* redis =
-      app.add_option("--redis", flags->redis_url,
-                     std::string("Redis holding the queue: ") + kRedisUrlForms)
-          ->required();
-  AddRedisAuthFlags(app, &flags->auth, redis);
+  app.add_option(
+      "--redis", flags->redis_url,
+      std::string("Redis holding the queue (required): ") + kRedisUrlForms);
+  AddRedisAuthFlags(app, &flags->auth, nullptr);
   app.add_option("--queue", flags->queue, "queue name")->capture_default_str();
   app.add_flag("--json", flags->json, "print one JSON object instead of text");
 }
 
 Result<admin::QueueConnection> ConnectQueue(const QueueFlags& flags) {
+  if (flags.redis_url.empty()) {
+    return Status::InvalidArgument("--redis is required");
+  }
   Result<std::string> url = ResolveRedisUrl(flags.redis_url, flags.auth);
   if (!url.ok()) return url.status();
   if (Result<RedisTarget> target = ParseRedisTarget(*url); !target.ok()) {

@@ -100,8 +100,10 @@ struct QueueFlags {
   bool json = false;
 };
 
-// Adds --redis (required), --redis-password-file, --queue and --json to
-// `app`.
+// Adds --redis, --redis-password-file, --queue and --json to `app`. A
+// command may add them to itself and to each subcommand, bound to the same
+// flags, so that they work before the subcommand's name and after it:
+// --redis is therefore not marked required here; ConnectQueue checks it.
 void AddQueueFlags(CLI::App& app, QueueFlags* flags);
 
 // Checks the flags and connects (admin::ConnectQueue). A bad URL, password

@@ -28,10 +28,11 @@ CLI::Option* AddServingFlags(CLI::App& app, BrokerOptions* o) {
       ->check(CLI::Range(int64_t{10}, int64_t{600000}));
   CLI::Option* max_queue =
       app.add_option("--max-queue", o->max_queue,
-                     "Jobs held at most (queued + running); "
-                     "beyond: Busy (durable mode: "
-                     "jobs in Redis, default 1000000)")
-          ->capture_default_str()
+                     "Jobs held at most (queued + running); beyond: Busy. "
+                     "Default: " +
+                         std::to_string(o->max_queue) +
+                         " in memory; durable mode (--redis): jobs in Redis, " +
+                         std::to_string(o->redis.capacity))
           ->check(CLI::Range(size_t{1}, size_t{100000000}));
   app.add_option("--max-queue-bytes", o->max_queue_bytes,
                  "Bytes of jobs held in this process at most (queued in "
@@ -102,7 +103,7 @@ CLI::Option* AddServingFlags(CLI::App& app, BrokerOptions* o) {
       ->capture_default_str()
       ->check(CLI::Range(int64_t{0}, int64_t{86400000}));
   app.add_option("--balancer", o->balancer,
-                 "least-outstanding | round-robin | weighted (by capacity)")
+                 "How a job's worker is chosen: " + BalancerSummaries())
       ->capture_default_str()
       ->check(CLI::IsMember(BalancerNames()));
   app.add_option("--advertise", o->advertise,

@@ -9,8 +9,11 @@
 //   lost   = jobs with no answer by the end of the run (--timeout), or still
 //            unanswered when SIGINT/SIGTERM stopped the run
 //
-// Exit: 0 when nothing is lost (even with failed jobs), 1 when anything is
-// lost, 2 for a bad flag or value.
+//   failures = failed jobs counted by kind, with the first few messages
+//
+// Exit: 0 when every job completed (or nothing is lost and
+// --allow-failures), 1 when anything is lost or failed, 2 for a bad flag or
+// value or when no broker answered within --connect-timeout.
 #include <unistd.h>
 
 #include <algorithm>
@@ -35,6 +38,7 @@
 #include "loadtest/loadtest.h"
 #include "loadtest/report.h"
 #include "tools/cli.h"
+#include "tools/push_failures.h"
 
 namespace yard {
 namespace {
@@ -62,11 +66,13 @@ class Tally {
         last_answer_us_.store(MonoMicros(), std::memory_order_relaxed);
         break;
       case JobOutcome::Kind::kFailed:
+        failures_.Add(o);
         latency_.Record(latency);
         failed_.fetch_add(1, std::memory_order_relaxed);
         last_answer_us_.store(MonoMicros(), std::memory_order_relaxed);
         break;
       case JobOutcome::Kind::kRejected:
+        failures_.Add(o);
         rejected_.fetch_add(1, std::memory_order_relaxed);
         break;
       case JobOutcome::Kind::kTimedOut:
@@ -94,12 +100,14 @@ class Tally {
     return last_answer_us_.load(std::memory_order_relaxed);
   }
   const Histogram& latency() const { return latency_; }
+  const PushFailures& failures() const { return failures_; }
 
  private:
   DoneCounter done_;
   std::atomic<uint64_t> completed_{0}, failed_{0}, rejected_{0}, lost_{0};
   std::atomic<int64_t> last_answer_us_{0};
   Histogram latency_;
+  PushFailures failures_;
 };
 
 // The one-line progress display on a terminal's stderr.
@@ -143,12 +151,14 @@ struct PushFlags {
   cli::RedisAuthFlags redis_auth;
   std::string log_level = "warn";
   int64_t count = 0, size = 64, window = 1000;
-  double rate = 0, timeout_s = 60;
+  double rate = 0, timeout_s = 60, connect_timeout_s = 5;
   int priority = 1, max_attempts = 1;
   uint32_t run_timeout_ms = 0;
   int64_t ack_timeout_ms = 2000, heartbeat_ms = 1000, max_batch = 256,
           linger_us = 200;
   bool json = false;
+  bool print_ids = false;
+  bool allow_failures = false;
   bool show_progress = false;
   cli::CurveFlags curve;
   CLI::Option* rate_opt = nullptr;
@@ -174,6 +184,12 @@ void AddLoadFlags(CLI::App& app, PushFlags* f) {
   app.add_option("--window", f->window, "max jobs in flight")
       ->capture_default_str();
   app.add_flag("--json", f->json, "print one JSON object instead of a table");
+  app.add_flag("--print-ids", f->print_ids,
+               "print each job's id on stdout as it is submitted (before a "
+               "broker accepted it; the table then goes to stderr); with "
+               "--json: an `ids` array instead");
+  app.add_flag("--allow-failures", f->allow_failures,
+               "exit 0 when jobs failed but none was lost");
   app.add_option(
          "--timeout", f->timeout_s,
          "seconds for the whole run; jobs without a result by then are lost")
@@ -200,6 +216,10 @@ void AddProducerFlags(CLI::App& app, PushFlags* f) {
   app.add_option("--ack-timeout-ms", f->ack_timeout_ms,
                  "resend when not accepted within this")
       ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app.add_option("--connect-timeout", f->connect_timeout_s,
+                 "seconds to wait for every broker to answer before the run; "
+                 "none by then: an error")
       ->capture_default_str();
   app.add_option("--heartbeat-ms", f->heartbeat_ms, "broker heartbeat interval")
       ->check(CLI::PositiveNumber)
@@ -233,6 +253,9 @@ int CheckFlags(const std::string& name, const PushFlags& f) {
   if (f.size < 0) return cli::UsageError(name, "--size: must be at least 0");
   if (!(f.timeout_s > 0)) {
     return cli::UsageError(name, "--timeout: must be greater than 0");
+  }
+  if (!(f.connect_timeout_s > 0)) {
+    return cli::UsageError(name, "--connect-timeout: must be greater than 0");
   }
   return 0;
 }
@@ -308,9 +331,9 @@ class PushRun {
   // sleeps until then (at most until `tick`). *late_us: how late it is.
   bool WaitForSendTime(int64_t now, int64_t tick, int64_t* late_us);
   void SubmitOne(int64_t now, int64_t late_us);
-  void PrintTable(uint64_t completed, uint64_t failed, uint64_t lost,
-                  uint64_t unsent, double jobs_per_s, double elapsed_s,
-                  const ProducerCounters& pc) const;
+  void PrintTable(std::FILE* out, uint64_t completed, uint64_t failed,
+                  uint64_t lost, uint64_t unsent, double jobs_per_s,
+                  double elapsed_s, const ProducerCounters& pc) const;
 
   const PushFlags& f_;
   Producer* producer_;
@@ -325,6 +348,7 @@ class PushRun {
   int64_t first_submit_us_ = 0;
   uint64_t submitted_ = 0;
   bool stopped_ = false;
+  std::vector<std::string> ids_;  // --print-ids --json
 };
 
 bool PushRun::WaitForSendTime(int64_t now, int64_t tick, int64_t* late_us) {
@@ -344,6 +368,11 @@ bool PushRun::WaitForSendTime(int64_t now, int64_t tick, int64_t* late_us) {
 
 void PushRun::SubmitOne(int64_t now, int64_t late_us) {
   spec_.id = JobId::Random();
+  if (f_.print_ids && f_.json) {
+    ids_.push_back(spec_.id.ToString());
+  } else if (f_.print_ids) {
+    std::printf("%s\n", spec_.id.ToString().c_str());
+  }
   spec_.created_ms =
       start_unix_ms_ + (now - start_us_) / 1000;  // no 2nd clock read
   const int64_t job_timeout_ms =
@@ -426,42 +455,50 @@ int PushRun::Report(const ProducerCounters& pc) const {
         {"unavailable", pc.unavailable},
         {"elapsed_s", elapsed_s},
         {"interrupted", stopped_},
+        {"failures", tally_.failures().Json()},
     };
+    if (f_.print_ids) out["ids"] = ids_;
     std::cout << out.dump() << std::endl;
   } else {
-    PrintTable(completed, failed, lost, unsent, jobs_per_s, elapsed_s, pc);
+    std::fflush(stdout);  // the ids first
+    PrintTable(f_.print_ids ? stderr : stdout, completed, failed, lost, unsent,
+               jobs_per_s, elapsed_s, pc);
   }
-  return lost == 0 ? 0 : 1;
+  if (lost > 0) return 1;
+  return failed > 0 && !f_.allow_failures ? 1 : 0;
 }
 
-void PushRun::PrintTable(uint64_t completed, uint64_t failed, uint64_t lost,
-                         uint64_t unsent, double jobs_per_s, double elapsed_s,
-                         const ProducerCounters& pc) const {
+void PushRun::PrintTable(std::FILE* out, uint64_t completed, uint64_t failed,
+                         uint64_t lost, uint64_t unsent, double jobs_per_s,
+                         double elapsed_s, const ProducerCounters& pc) const {
   const Histogram& h = tally_.latency();
-  std::printf("%-12s %12" PRIu64 "\n", "submitted", submitted_);
-  std::printf("%-12s %12" PRIu64 "\n", "completed", completed);
-  std::printf(
-      "%-12s %12" PRIu64 "%s\n", "failed", failed,
+  std::fprintf(out, "%-12s %12" PRIu64 "\n", "submitted", submitted_);
+  std::fprintf(out, "%-12s %12" PRIu64 "\n", "completed", completed);
+  std::fprintf(
+      out, "%-12s %12" PRIu64 "%s\n", "failed", failed,
       tally_.rejected()
           ? (" (" + std::to_string(tally_.rejected()) + " rejected)").c_str()
           : "");
-  std::printf(
-      "%-12s %12" PRIu64 "%s\n", "lost", lost,
+  std::fprintf(
+      out, "%-12s %12" PRIu64 "%s\n", "lost", lost,
       unsent ? (" (" + std::to_string(unsent) + " never sent)").c_str() : "");
-  std::printf("%-12s %12.0f jobs/s over %.3f s\n", "throughput", jobs_per_s,
-              elapsed_s);
-  std::printf("%-12s %10s %10s %10s %10s\n", "latency_us", "p50", "p99",
-              "p99.9", "max");
-  std::printf("%-12s %10" PRIu64 " %10" PRIu64 " %10" PRIu64 " %10" PRIu64 "\n",
-              "", h.Percentile(0.50), h.Percentile(0.99), h.Percentile(0.999),
-              h.max());
+  std::fprintf(out, "%-12s %12.0f jobs/s over %.3f s\n", "throughput",
+               jobs_per_s, elapsed_s);
+  std::fprintf(out, "%-12s %10s %10s %10s %10s\n", "latency_us", "p50", "p99",
+               "p99.9", "max");
+  std::fprintf(
+      out, "%-12s %10" PRIu64 " %10" PRIu64 " %10" PRIu64 " %10" PRIu64 "\n",
+      "", h.Percentile(0.50), h.Percentile(0.99), h.Percentile(0.999), h.max());
   if (pc.resent || pc.busy || pc.duplicates) {
-    std::printf("%-12s %" PRIu64 " resent, %" PRIu64 " busy replies, %" PRIu64
-                " duplicate results\n",
-                "retries", pc.resent, pc.busy, pc.duplicates);
+    std::fprintf(out,
+                 "%-12s %" PRIu64 " resent, %" PRIu64 " busy replies, %" PRIu64
+                 " duplicate results\n",
+                 "retries", pc.resent, pc.busy, pc.duplicates);
   }
-  if (stopped_) std::printf("interrupted: unanswered jobs count as lost\n");
-  std::fflush(stdout);
+  tally_.failures().Print(out);
+  if (stopped_)
+    std::fprintf(out, "interrupted: unanswered jobs count as lost\n");
+  std::fflush(out);
 }
 
 }  // namespace
@@ -496,6 +533,17 @@ int RunPush(int argc, char** argv) {
     Producer* p = producer.get();
     source.discovery->Start(
         [p](const std::vector<std::string>& set) { p->SetBrokers(set); });
+  }
+
+  if (Status st = WaitForBrokers({producer.get()}, source.endpoints,
+                                 f.connect_timeout_s);
+      !st.ok()) {
+    // Some but not all answered: the run goes on with those.
+    if (producer->counters().live_brokers == 0) {
+      std::cerr << name << ": error: " << st.message() << "\n";
+      return 2;
+    }
+    std::cerr << name << ": warning: " << st.message() << "\n";
   }
 
   PushRun run(f, producer.get());

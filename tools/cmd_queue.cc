@@ -193,6 +193,8 @@ struct QueueCommand {
 };
 
 void AddSubcommands(CLI::App& app, QueueCommand* c) {
+  // `yard queue --redis URL stats` as well as `yard queue stats --redis URL`.
+  cli::AddQueueFlags(app, &c->flags);
   c->stats = app.add_subcommand(
       "stats", "Ready, running, delayed and dead jobs; counters; brokers");
   c->inspect = app.add_subcommand(

@@ -1,6 +1,8 @@
 // yard result JOB_ID --redis URL [--queue NAME] [--json]: the stored result
 // of a finished job (admin::StoredResult: a durable queue keeps it for the
 // result TTL, in one of its shards).
+// With --json a missing result is {"found": false, "id": ID} on stdout (a
+// found one has "found": true), so scripts need not parse stderr.
 // Exit 0: found; 1: none stored (or unreadable); 2: usage.
 #include <cstdio>
 #include <iostream>
@@ -53,10 +55,16 @@ int RunResult(int argc, char** argv) {
   if (result.status().code() == StatusCode::kNotFound) {
     std::cerr << "no result for " << id->ToString()
               << " (unknown, not finished, or expired)\n";
+    if (flags.json) {
+      std::cout << Json{{"found", false}, {"id", id->ToString()}}.dump()
+                << std::endl;
+    }
     return 1;
   }
   if (!result.ok()) return cli::RuntimeError(name, result.status());
-  cli::PrintAnswer(result.value(), flags.json, PrintResult);
+  Json answer = result.value();
+  if (flags.json) answer["found"] = true;
+  cli::PrintAnswer(answer, flags.json, PrintResult);
   return 0;
 }
 
