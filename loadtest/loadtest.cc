@@ -2,6 +2,7 @@
 // loadtest/run.h, the checks of the options in loadtest/validate.cc.
 #include "loadtest/loadtest.h"
 
+#include <algorithm>
 #include <chrono>
 #include <random>
 #include <string>
@@ -45,6 +46,12 @@ Status WaitForBrokers(const std::vector<const Producer*>& producers,
   return Status::Unavailable(
       "no broker answered at " + which + " within " + seconds +
       " s (is a broker running there? --connect-timeout sets the wait)");
+}
+
+int64_t SeriesSpanUs(int64_t elapsed_us) {
+  constexpr int64_t kMinSpanUs = 100'000;
+  constexpr int64_t kPointsPerSpan = 50;
+  return std::max(kMinSpanUs, elapsed_us / kPointsPerSpan);
 }
 
 int LoadtestReport::ExitCode() const {

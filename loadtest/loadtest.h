@@ -7,8 +7,9 @@
 // loop (at most `window` in flight per producer) or open loop (`rate` jobs/s
 // in total, latency counted from each job's intended send time so that a
 // stall is not hidden by the producer waiting: no coordinated omission).
-// The main thread fires the chaos schedule, samples one series point per
-// second and draws the progress line. The run ends when every job has an
+// The main thread fires the chaos schedule, samples the series (points of
+// 100 ms in a short run, longer as the run goes on: SeriesSpanUs) and draws
+// the progress line. The run ends when every job has an
 // outcome, or at the hard bound (`timeout_s`), or on SIGINT/SIGTERM; then
 // each producer's Ledger audits its jobs.
 //
@@ -120,6 +121,12 @@ class Producer;
 Status WaitForBrokers(const std::vector<const Producer*>& producers,
                       const std::vector<std::string>& endpoints,
                       double timeout_s);
+
+// How long the series point that starts `elapsed_us` into the load spans:
+// 100 ms at first, then a fiftieth of the time so far, so that a 4 s run
+// has 40 points and a long one few (about 50 * (1 + ln(T / 5 s)): a minute
+// ~175, a day ~540).
+int64_t SeriesSpanUs(int64_t elapsed_us);
 
 // Checks flags and shapes; InvalidArgument with a one-line message.
 Status ValidateLoadtest(const LoadtestOptions& o);

@@ -282,6 +282,26 @@ TEST(ReportTest, HtmlIsSelfContainedWithCharts) {
   EXPECT_EQ(html.find("<pid 1>"), std::string::npos);
 }
 
+TEST(ReportTest, HtmlSummaryWrapsToThePageWidth) {
+  std::string html = ReportHtml(SampleReport());
+  EXPECT_NE(html.find("white-space:pre-wrap"), std::string::npos);
+  EXPECT_NE(html.find("svg{max-width:100%"), std::string::npos);
+}
+
+// The points a run of `seconds` gets, sampled as Run::Sample does.
+size_t SeriesPoints(int64_t seconds) {
+  size_t points = 0;
+  for (int64_t t = 0; t < seconds * 1'000'000; t += SeriesSpanUs(t)) ++points;
+  return points;
+}
+
+TEST(ReportTest, ShortRunsGetFinePointsLongOnesABoundedNumber) {
+  EXPECT_EQ(SeriesSpanUs(0), 100'000);
+  EXPECT_GE(SeriesPoints(4), 30u);
+  EXPECT_LE(SeriesPoints(60), 200u);
+  EXPECT_LE(SeriesPoints(86'400), 600u);
+}
+
 TEST(ReportTest, TableNamesTheVerdict) {
   std::string table = ReportTable(SampleReport());
   EXPECT_NE(table.find("verdict: LOST"), std::string::npos) << table;

@@ -438,7 +438,11 @@ std::string ReportHtml(const LoadtestReport& r) {
   s << "<!DOCTYPE html>\n<html><head><meta charset='utf-8'>"
        "<title>yard loadtest report</title>\n<style>"
        "body{font-family:sans-serif;margin:24px;max-width:960px}"
-       "pre{background:#f6f6f6;padding:12px;overflow-x:auto}"
+       // The summary wraps its long lines (a path, a problem) rather than
+       // run past the page; the charts shrink to it.
+       "pre{background:#f6f6f6;padding:12px;white-space:pre-wrap;"
+       "overflow-wrap:anywhere;box-sizing:border-box;max-width:100%}"
+       "svg{max-width:100%;height:auto}"
        ".ok{color:#070}.bad{color:#c00}</style></head><body>\n";
   s << "<h1>yard loadtest</h1>\n<p>" << Escape(ShapeLine(r)) << "<br>" << when
     << "</p>\n";
@@ -447,7 +451,7 @@ std::string ReportHtml(const LoadtestReport& r) {
   s << "<pre>" << Escape(ReportTable(r)) << "</pre>\n";
   s << Chart("Throughput (results per second)", "jobs/s", x,
              {{"completed + failed", "#1f77b4", rate}}, r.events, false);
-  s << Chart("Latency of the results of each second (log scale)", "latency", x,
+  s << Chart("Latency of the results of each point (log scale)", "latency", x,
              {{"p50", "#2ca02c", p50},
               {"p99", "#ff7f0e", p99},
               {"max", "#d62728", pmax}},

@@ -4,8 +4,8 @@
 //
 // JSON top-level keys: config, totals {submitted, completed, failed,
 // duplicated, lost, ...}, jobs_per_s, latency_us {p50, p90, p99, p999, max,
-// mean, count}, series [one entry per second], events, problems, verdict,
-// exit_code. Keys are only ever added, never renamed.
+// mean, count}, series [points of 100 ms and up: SeriesSpanUs], events,
+// problems, verdict, exit_code. Keys are only ever added, never renamed.
 //
 // Invariant: totals.submitted = completed + failed + lost + corrupt.
 #ifndef YARD_LOADTEST_REPORT_H_

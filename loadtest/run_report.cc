@@ -16,8 +16,6 @@
 namespace yard::loadtest_internal {
 namespace {
 
-constexpr int64_t kSecondUs = 1'000'000;
-
 void AddTotals(const Ledger::Totals& t, Ledger::Totals* sum) {
   sum->submitted += t.submitted;
   sum->completed += t.completed;
@@ -51,7 +49,10 @@ void Run::RecordBrokers() {
 }
 
 void Run::Sample(int64_t now, bool final) {
-  if (!final && now - last_sample_us_ < kSecondUs) return;
+  if (!final &&
+      now - last_sample_us_ < SeriesSpanUs(last_sample_us_ - start_us_)) {
+    return;
+  }
   SeriesPoint p;
   p.t = Since(now);
   p.span_s = (now - last_sample_us_) / 1e6;
@@ -75,7 +76,7 @@ void Run::Sample(int64_t now, bool final) {
   last_sample_us_ = now;
   last_sample_submitted_ = submitted;
   if (final && p.span_s < 0.001 && p.completed + p.failed + p.lost == 0) {
-    return;  // nothing happened since the last whole second
+    return;  // nothing happened since the last point
   }
   report_.series.push_back(p);
 }
