@@ -271,7 +271,6 @@ Status Run::Prepare() {
   if (Status st = MakeProducers(); !st.ok()) return st;
   if (Status st = WaitForBrokers(); !st.ok()) {
     if (cluster_) {
-      cluster_->KeepLogs();
       return Status(st.code(),
                     st.message() + "; cluster:\n" + cluster_->Describe(600));
     }

@@ -187,16 +187,22 @@ void Run::AddPendingChaosProblems() {
 }
 
 // The cluster's own casualties are a problem too; it stops, and keeps its
-// logs when the run failed or they were asked for.
+// logs when they were asked for. Otherwise its temporary directory goes
+// with it, also when the run failed (runs that fail by design, in scripts
+// and tests, would leave one each): the tails of the logs are shown then.
 void Run::FinishCluster() {
   if (!cluster_) return;
   const std::string dead = cluster_->Casualties();
   if (!dead.empty()) report_.problems.push_back(dead);
   cluster_->Stop();
-  const bool failed = report_.ExitCode() != 0;
-  if (failed || o_.keep_logs || !o_.logs_dir.empty()) {
+  if (o_.keep_logs || !o_.logs_dir.empty()) {
     cluster_->KeepLogs();
     report_.logs_dir = cluster_->dir();
+  } else if (report_.ExitCode() != 0) {
+    std::fprintf(log_,
+                 "loadtest: the cluster's logs, removed at exit "
+                 "(--keep-logs keeps them):\n%s",
+                 cluster_->Describe(600).c_str());
   }
 }
 

@@ -117,6 +117,29 @@ TEST_F(LoadtestCliTest, NoWorkersIsReportedAsLostNotSuccess) {
   EXPECT_EQ(run.Total("lost"), 300) << run.Describe();
 }
 
+// A run that fails (here: no workers, every job lost) removes the temporary
+// directory of its cluster's logs all the same, and shows their tails.
+TEST_F(LoadtestCliTest, AFailedRunLeavesNoTemporaryDirectory) {
+  const std::string tmp = dir_ + "/tmp";
+  ASSERT_TRUE(std::filesystem::create_directory(tmp));
+  auto p = Process::Spawn(
+      {"/usr/bin/env", "TMPDIR=" + tmp, YARD_BIN, "loadtest", "--workers", "0",
+       "--jobs", "20", "--job-timeout", "1", "--quiet"},
+      dir_ + "/failed.stderr");
+  ASSERT_TRUE(p.ok()) << p.status().ToString();
+  LoadtestRun run = Finish(p->get(), seconds(60));
+  ASSERT_TRUE(run.exit) << run.Describe();
+  EXPECT_TRUE(run.exit->ExitedWith(1)) << run.Describe();
+  EXPECT_NE(run.err.find("the cluster's logs, removed at exit"),
+            std::string::npos)
+      << run.Describe();
+  std::vector<std::string> left;
+  for (const auto& f : std::filesystem::directory_iterator(tmp)) {
+    left.push_back(f.path().filename().string());
+  }
+  EXPECT_TRUE(left.empty()) << ::testing::PrintToString(left);
+}
+
 TEST_F(LoadtestCliTest, AnUnknownTaskOrACutShortRunIsNotOk) {
   LoadtestRun typo = Run({"--task", "ecoh", "--jobs", "100"}, seconds(60));
   ASSERT_TRUE(typo.exit && typo.report.is_object()) << typo.Describe();
