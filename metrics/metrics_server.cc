@@ -47,6 +47,27 @@ Status ParseHostPort(const std::string& host_port, std::string* host,
   return Status::OK();
 }
 
+std::string JoinHostPort(const std::string& host, int port) {
+  const bool v6 = host.find(':') != std::string::npos;
+  return (v6 ? "[" + host + "]" : host) + ":" + std::to_string(port);
+}
+
+int ServeInBackground(httplib::Server& server, const std::string& host,
+                      int port, std::thread* thread) {
+  const int bound = port == 0 ? server.bind_to_any_port(host)
+                    : server.bind_to_port(host, port) ? port
+                                                      : -1;
+  if (bound <= 0) return -1;
+  *thread = std::thread([&server] {
+    if (!server.listen_after_bind()) spdlog::warn("HTTP listener stopped");
+  });
+  // stop() does nothing to a server not yet running: wait until it is.
+  for (int i = 0; i < 2000 && !server.is_running(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return bound;
+}
+
 class MetricsServer::Impl {
  public:
   explicit Impl(MetricsEndpoints e) : endpoints_(std::move(e)) {
@@ -81,21 +102,8 @@ class MetricsServer::Impl {
   }
 
   // The bound port, or -1.
-  int Bind(const std::string& host, int port) {
-    if (port == 0) return server_.bind_to_any_port(host);
-    return server_.bind_to_port(host, port) ? port : -1;
-  }
-  void Serve() {
-    thread_ = std::thread([this] {
-      if (!server_.listen_after_bind()) {
-        spdlog::warn("metrics listener stopped");
-      }
-    });
-    // stop() does nothing to a server not yet running: wait until it is,
-    // so that the destructor cannot miss it.
-    for (int i = 0; i < 2000 && !server_.is_running(); ++i) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    }
+  int Serve(const std::string& host, int port) {
+    return ServeInBackground(server_, host, port, &thread_);
   }
 
  private:
@@ -110,16 +118,12 @@ Result<std::unique_ptr<MetricsServer>> MetricsServer::Start(
   int port = 0;
   if (Status s = ParseHostPort(host_port, &host, &port); !s.ok()) return s;
   auto impl = std::make_unique<Impl>(std::move(endpoints));
-  const int bound = impl->Bind(host, port);
+  const int bound = impl->Serve(host, port);
   if (bound <= 0) {
     return Status::IoError("cannot listen on " + host_port);
   }
-  impl->Serve();
-  const bool v6 = host.find(':') != std::string::npos;
-  std::string address =
-      (v6 ? "[" + host + "]" : host) + ":" + std::to_string(bound);
   return std::unique_ptr<MetricsServer>(
-      new MetricsServer(std::move(impl), std::move(address)));
+      new MetricsServer(std::move(impl), JoinHostPort(host, bound)));
 }
 
 MetricsServer::MetricsServer(std::unique_ptr<Impl> impl, std::string address)

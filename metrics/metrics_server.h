@@ -21,8 +21,13 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "common/status.h"
+
+namespace httplib {
+class Server;
+}
 
 namespace yard {
 
@@ -56,6 +61,14 @@ class MetricsServer {
 // Splits HOST:PORT ([V6]:PORT too). InvalidArgument when malformed.
 Status ParseHostPort(const std::string& host_port, std::string* host,
                      int* port);
+// The reverse: HOST:PORT, an IPv6 host in brackets.
+std::string JoinHostPort(const std::string& host, int port);
+
+// Binds `server` to host:port (port 0: any free port) and serves it on a new
+// thread (*thread), returning once it runs, so that a later stop() cannot
+// miss it. The bound port, or -1 when it cannot bind.
+int ServeInBackground(httplib::Server& server, const std::string& host,
+                      int port, std::thread* thread);
 
 }  // namespace yard
 

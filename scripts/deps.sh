@@ -23,7 +23,13 @@ PACKAGES=(
   # tests/systemd_test.sh checks the units with systemd-analyze verify;
   # tests/completion_test.sh loads the zsh script in zsh.
   systemd zsh
+  # tests/browser: the dashboard in Debian's headless Chromium, driven by
+  # playwright-core from npm (tests/browser/run.sh runs `npm ci`).
+  chromium
 )
+# npm comes with some builds of nodejs (NodeSource's) and is Debian's own
+# package otherwise; the two conflict, so ask for it only when it is absent.
+command -v npm >/dev/null || PACKAGES+=(npm)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -30,6 +30,8 @@ const std::vector<yard::cli::Command>& Commands() {
        yard::RunQueue},
       {"cancel", "cancel jobs wherever they are (waiting or running)",
        yard::RunCancel},
+      {"dashboard", "serve a live web dashboard (queue, brokers, workers)",
+       yard::RunDashboard},
       {"result", "print the stored result of a job (durable queue)",
        yard::RunResult},
       {"keygen", "generate a CURVE key pair (PATH.public, PATH.secret)",

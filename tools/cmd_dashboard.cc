@@ -1,0 +1,138 @@
+// yard dashboard (--redis URL [--queue Q] | --connect EP,...) --listen
+// HOST:PORT [--admin-token-file FILE]: the web dashboard
+// (dashboard/dashboard_server.h, docs/adr/0021). Prints
+// "yard dashboard listening=HOST:PORT url=http://HOST:PORT/" once serving;
+// runs until SIGTERM or Ctrl-C.
+#include <chrono>
+#include <functional>
+#include <iostream>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include "common/clock.h"
+#include "common/logging.h"
+#include "common/signals.h"
+#include "dashboard/dashboard_server.h"
+#include "tools/cli.h"
+
+namespace yard {
+namespace {
+
+using Json = nlohmann::ordered_json;
+
+// The flags of `yard dashboard`.
+struct DashboardFlags {
+  std::string redis_url;
+  cli::RedisAuthFlags auth;
+  std::string queue = "default";
+  std::string connect;
+  cli::CurveFlags curve;
+  std::string listen;
+  std::string token_file;
+  std::string log_level = "info";
+};
+
+void AddFlags(CLI::App& app, DashboardFlags* f) {
+  CLI::Option* redis = app.add_option(
+      "--redis", f->redis_url,
+      "the durable queue's Redis (its stats, dead letters, jobs and "
+      "actions; its registry names the brokers when --connect is not given)");
+  cli::AddRedisAuthFlags(app, &f->auth, redis);
+  app.add_option("--queue", f->queue, "queue name")->capture_default_str();
+  app.add_option("--connect", f->connect,
+                 "broker frontends to ask for their stats, comma-separated "
+                 "(memory mode, or brokers the registry does not list)");
+  cli::AddCurveClientFlags(app, &f->curve);
+  app.add_option("--listen", f->listen,
+                 "serve the page and its JSON API on HOST:PORT (PORT 0: any "
+                 "free port)")
+      ->required();
+  app.add_option("--admin-token-file", f->token_file,
+                 "allow the actions (requeue, purge, pause, resume) to "
+                 "requests bearing this file's content (trimmed) as their "
+                 "token; without it the dashboard is read-only");
+  app.add_option("--log-level", f->log_level)->capture_default_str();
+}
+
+// The picture of the cluster: the durable queue's stats, in the shape of
+// admin/overview.h's Snapshot.
+std::function<Json()> QueueSnapshots(const cli::QueueFlags& flags) {
+  auto connection = std::make_shared<std::optional<admin::QueueConnection>>();
+  return [flags, connection]() -> Json {
+    Json out = {{"time_ms", UnixMillis()},
+                {"brokers", Json::array()},
+                {"workers", Json::array()}};
+    if (!*connection) {
+      Result<admin::QueueConnection> q = cli::ConnectQueue(flags);
+      if (!q.ok()) {
+        out["error"] = q.status().message();
+        return out;
+      }
+      *connection = std::move(q).value();
+    }
+    Result<Json> stats = admin::QueueStats(**connection);
+    if (!stats.ok()) {
+      connection->reset();
+      out["error"] = stats.status().message();
+      return out;
+    }
+    out["queue"] = *stats;
+    return out;
+  };
+}
+
+}  // namespace
+
+int RunDashboard(int argc, char** argv) {
+  CLI::App app{"Serve a live web dashboard of the queue, brokers and workers."};
+  DashboardFlags f;
+  AddFlags(app, &f);
+  int code = 0;
+  if (!cli::Parse(app, argc, argv, &code)) return code;
+  const std::string name = app.get_name();
+  InitLogging("dashboard", f.log_level);
+  if (f.redis_url.empty() && f.connect.empty()) {
+    return cli::UsageError(name, "give --redis or --connect");
+  }
+  DashboardOptions options;
+  options.listen = f.listen;
+  options.queue = f.queue;
+  if (!f.token_file.empty()) {
+    Result<std::string> token = ReadAdminToken(f.token_file);
+    if (!token.ok()) {
+      return cli::UsageError(name,
+                             "--admin-token-file: " + token.status().message());
+    }
+    options.admin_token = *token;
+  }
+  cli::QueueFlags queue_flags;
+  queue_flags.redis_url = f.redis_url;
+  queue_flags.auth = f.auth;
+  queue_flags.queue = f.queue;
+  if (!f.redis_url.empty()) {
+    Result<std::string> url = cli::ResolveRedisUrl(f.redis_url, f.auth);
+    if (!url.ok()) return cli::UsageError(name, url.status().message());
+    options.redis_url = *url;
+    options.snapshot = QueueSnapshots(queue_flags);
+  } else {
+    options.snapshot = [] {
+      return Json{{"error", "broker stats need the overview collector"}};
+    };
+  }
+  InstallStopHandlers();
+  auto server = DashboardServer::Start(std::move(options));
+  if (!server.ok()) {
+    return cli::UsageError(name, "--listen: " + server.status().message());
+  }
+  const std::string address = (*server)->address();
+  std::cout << "yard dashboard listening=" << address << " url=http://"
+            << address << "/" << std::endl;
+  while (!StopRequested()) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return 0;
+}
+
+}  // namespace yard
