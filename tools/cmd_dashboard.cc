@@ -7,11 +7,10 @@
 #include <functional>
 #include <iostream>
 #include <memory>
-#include <optional>
 #include <string>
 #include <thread>
 
-#include "common/clock.h"
+#include "admin/overview.h"
 #include "common/logging.h"
 #include "common/signals.h"
 #include "dashboard/dashboard_server.h"
@@ -19,8 +18,6 @@
 
 namespace yard {
 namespace {
-
-using Json = nlohmann::ordered_json;
 
 // The flags of `yard dashboard`.
 struct DashboardFlags {
@@ -56,33 +53,6 @@ void AddFlags(CLI::App& app, DashboardFlags* f) {
   app.add_option("--log-level", f->log_level)->capture_default_str();
 }
 
-// The picture of the cluster: the durable queue's stats, in the shape of
-// admin/overview.h's Snapshot.
-std::function<Json()> QueueSnapshots(const cli::QueueFlags& flags) {
-  auto connection = std::make_shared<std::optional<admin::QueueConnection>>();
-  return [flags, connection]() -> Json {
-    Json out = {{"time_ms", UnixMillis()},
-                {"brokers", Json::array()},
-                {"workers", Json::array()}};
-    if (!*connection) {
-      Result<admin::QueueConnection> q = cli::ConnectQueue(flags);
-      if (!q.ok()) {
-        out["error"] = q.status().message();
-        return out;
-      }
-      *connection = std::move(q).value();
-    }
-    Result<Json> stats = admin::QueueStats(**connection);
-    if (!stats.ok()) {
-      connection->reset();
-      out["error"] = stats.status().message();
-      return out;
-    }
-    out["queue"] = *stats;
-    return out;
-  };
-}
-
 }  // namespace
 
 int RunDashboard(int argc, char** argv) {
@@ -107,20 +77,31 @@ int RunDashboard(int argc, char** argv) {
     }
     options.admin_token = *token;
   }
-  cli::QueueFlags queue_flags;
-  queue_flags.redis_url = f.redis_url;
-  queue_flags.auth = f.auth;
-  queue_flags.queue = f.queue;
+  admin::OverviewOptions overview;
+  overview.queue = f.queue;
   if (!f.redis_url.empty()) {
     Result<std::string> url = cli::ResolveRedisUrl(f.redis_url, f.auth);
     if (!url.ok()) return cli::UsageError(name, url.status().message());
-    options.redis_url = *url;
-    options.snapshot = QueueSnapshots(queue_flags);
-  } else {
-    options.snapshot = [] {
-      return Json{{"error", "broker stats need the overview collector"}};
-    };
+    options.redis_url = overview.redis_url = *url;
   }
+  cli::BrokerSource source;
+  if (!f.connect.empty()) {
+    if (int rc = cli::ResolveBrokerSource(name, f.connect, "", f.auth,
+                                          Discovery::Side::kFrontend, f.queue,
+                                          0, &source)) {
+      return rc;
+    }
+    overview.brokers = source.endpoints;
+  }
+  if (int rc =
+          cli::ResolveCurveClient(name, f.curve, source, &overview.curve)) {
+    return rc;
+  }
+  auto created = admin::Overview::Create(std::move(overview));
+  if (!created.ok()) return cli::UsageError(name, created.status().message());
+  // Shared, since a std::function must be copyable; only the poller calls it.
+  std::shared_ptr<admin::Overview> collector = std::move(created).value();
+  options.snapshot = [collector] { return collector->Snapshot(); };
   InstallStopHandlers();
   auto server = DashboardServer::Start(std::move(options));
   if (!server.ok()) {
