@@ -1,0 +1,194 @@
+// The dashboard's HTTP API without a browser: a real DashboardServer on a
+// free loopback port over a real redis-server, asked by a plain HTTP client
+// the way a hostile peer would.
+#include "dashboard/dashboard_server.h"
+
+#include <gtest/gtest.h>
+#include <httplib.h>
+
+#include <atomic>
+#include <fstream>
+#include <string>
+
+#include "admin/queue_admin.h"
+#include "testing/redis_fixture.h"
+
+namespace yard {
+namespace {
+
+using Json = nlohmann::ordered_json;
+
+constexpr char kToken[] = "0123456789abcdef-the-admin-token";
+
+class DashboardServerTest : public RedisFixture {
+ protected:
+  void SetUp() override {
+    RedisFixture::SetUp();
+    if (HasFatalFailure()) return;
+    Start(kToken);
+  }
+
+  void Start(const std::string& token) {
+    dashboard_.reset();
+    DashboardOptions o;
+    o.listen = "127.0.0.1:0";
+    o.admin_token = token;
+    o.redis_url = server_->url();
+    o.poll_ms = 60000;  // one snapshot for the whole test
+    o.snapshot = [this] {
+      ++snapshots_;
+      return Json{{"time_ms", 1}, {"queue", nullptr}};
+    };
+    auto started = DashboardServer::Start(std::move(o));
+    ASSERT_TRUE(started.ok()) << started.status().ToString();
+    dashboard_ = std::move(started).value();
+    const std::string& address = dashboard_->address();
+    const size_t colon = address.rfind(':');
+    client_ = std::make_unique<httplib::Client>(
+        address.substr(0, colon), std::stoi(address.substr(colon + 1)));
+    client_->set_read_timeout(10, 0);
+  }
+
+  bool Paused() {
+    auto q = admin::ConnectQueue(server_->url(), "default");
+    EXPECT_TRUE(q.ok()) << q.status().ToString();
+    if (!q.ok()) return false;
+    auto control = admin::ReadControl(*q);
+    EXPECT_TRUE(control.ok()) << control.status().ToString();
+    return control.ok() && (*control)["paused"] == true;
+  }
+
+  httplib::Result Post(const std::string& path, const std::string& token) {
+    httplib::Headers headers;
+    if (!token.empty()) headers.emplace("Authorization", "Bearer " + token);
+    return client_->Post(path.c_str(), headers, "", "text/plain");
+  }
+
+  std::atomic<int> snapshots_{0};
+  std::unique_ptr<DashboardServer> dashboard_;
+  std::unique_ptr<httplib::Client> client_;
+};
+
+TEST_F(DashboardServerTest, ServesThePageAndTheCachedOverview) {
+  auto page = client_->Get("/");
+  ASSERT_TRUE(page);
+  EXPECT_EQ(page->status, 200);
+  EXPECT_NE(page->body.find("/app.js"), std::string::npos);
+  EXPECT_NE(page->get_header_value("Content-Security-Policy")
+                .find("script-src 'self'"),
+            std::string::npos);
+  EXPECT_FALSE(page->has_header("Access-Control-Allow-Origin"));
+  for (const char* asset : {"/app.js", "/style.css"}) {
+    auto res = client_->Get(asset);
+    ASSERT_TRUE(res);
+    EXPECT_EQ(res->status, 200) << asset;
+  }
+  for (int i = 0; i < 20; ++i) {
+    auto res = client_->Get("/api/overview");
+    ASSERT_TRUE(res);
+    ASSERT_EQ(res->status, 200);
+    const Json j = Json::parse(res->body);
+    EXPECT_EQ(j["dashboard"]["admin"], true);
+    EXPECT_EQ(j["dashboard"]["durable"], true);
+  }
+  // Every browser is served the poller's copy.
+  EXPECT_LE(snapshots_.load(), 1);
+}
+
+TEST_F(DashboardServerTest, RefusesUnknownPathsAndWrongMethods) {
+  auto unknown = client_->Get("/etc/passwd");
+  ASSERT_TRUE(unknown);
+  EXPECT_EQ(unknown->status, 404);
+  // A GET never acts.
+  auto get_action = client_->Get("/api/queue/pause");
+  ASSERT_TRUE(get_action);
+  EXPECT_EQ(get_action->status, 405);
+  EXPECT_EQ(get_action->get_header_value("Allow"), "POST");
+  EXPECT_FALSE(Paused());
+  auto put = client_->Put("/api/overview", "", "text/plain");
+  ASSERT_TRUE(put);
+  EXPECT_EQ(put->status, 405);
+  auto options = client_->Options("/api/dead/requeue");
+  ASSERT_TRUE(options);
+  EXPECT_EQ(options->status, 405);
+  EXPECT_FALSE(options->has_header("Access-Control-Allow-Origin"));
+}
+
+TEST_F(DashboardServerTest, ActionsNeedTheToken) {
+  for (const std::string token : {"", "wrong-token-wrong-token", "Bearer"}) {
+    auto res = Post("/api/queue/pause", token);
+    ASSERT_TRUE(res);
+    EXPECT_EQ(res->status, 403) << token;
+  }
+  EXPECT_FALSE(Paused());
+  // A token one character short of the real one.
+  const std::string almost(kToken, sizeof(kToken) - 2);
+  auto short_token = Post("/api/queue/pause", almost);
+  ASSERT_TRUE(short_token);
+  EXPECT_EQ(short_token->status, 403);
+  EXPECT_FALSE(Paused());
+
+  auto pause = Post("/api/queue/pause", kToken);
+  ASSERT_TRUE(pause);
+  EXPECT_EQ(pause->status, 200) << pause->body;
+  EXPECT_TRUE(Paused());
+  auto resume = Post("/api/queue/resume", kToken);
+  ASSERT_TRUE(resume);
+  EXPECT_EQ(resume->status, 200) << resume->body;
+  EXPECT_FALSE(Paused());
+  auto requeue = Post("/api/dead/requeue", kToken);
+  ASSERT_TRUE(requeue);
+  EXPECT_EQ(requeue->status, 200);
+  EXPECT_EQ(Json::parse(requeue->body)["requeued"], 0);
+}
+
+TEST_F(DashboardServerTest, ReadOnlyRefusesEveryAction) {
+  Start("");
+  auto res = Post("/api/queue/pause", kToken);
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 403);
+  EXPECT_NE(res->body.find("read-only"), std::string::npos);
+  EXPECT_FALSE(Paused());
+  auto overview = client_->Get("/api/overview");
+  ASSERT_TRUE(overview);
+  EXPECT_EQ(Json::parse(overview->body)["dashboard"]["admin"], false);
+}
+
+TEST_F(DashboardServerTest, RefusesBodiesAndBadParameters) {
+  httplib::Headers auth = {{"Authorization", std::string("Bearer ") + kToken}};
+  auto big = client_->Post("/api/queue/pause", auth,
+                           std::string(64 * 1024, 'x'), "text/plain");
+  ASSERT_TRUE(big);
+  EXPECT_EQ(big->status, 413);
+  EXPECT_FALSE(Paused());
+  for (const char* path :
+       {"/api/job/zz", "/api/job/0123456789abcdef0123456789abcdef0",
+        "/api/job/../../etc/passwd", "/api/dead?limit=0",
+        "/api/dead?limit=1001", "/api/dead?limit=ten"}) {
+    auto res = client_->Get(path);
+    ASSERT_TRUE(res) << path;
+    EXPECT_EQ(res->status, 400) << path << " " << res->body;
+  }
+  auto unknown = client_->Get("/api/job/0123456789abcdef0123456789abcdef");
+  ASSERT_TRUE(unknown);
+  EXPECT_EQ(unknown->status, 200);
+  EXPECT_EQ(Json::parse(unknown->body)["state"], "unknown");
+  auto dead = client_->Get("/api/dead?limit=5");
+  ASSERT_TRUE(dead);
+  EXPECT_EQ(dead->status, 200);
+  EXPECT_EQ(Json::parse(dead->body)["total"], 0);
+}
+
+TEST(AdminTokenTest, TrimsAndRefusesShortTokens) {
+  const std::string path = ::testing::TempDir() + "/dashboard-token";
+  std::ofstream(path) << "  " << kToken << "\n\n";
+  auto token = ReadAdminToken(path);
+  ASSERT_TRUE(token.ok()) << token.status().ToString();
+  EXPECT_EQ(*token, kToken);
+  std::ofstream(path) << "short\n";
+  EXPECT_FALSE(ReadAdminToken(path).ok());
+  EXPECT_FALSE(ReadAdminToken(path + ".missing").ok());
+}
+
+}  // namespace
+}  // namespace yard
