@@ -9,7 +9,9 @@
 //   - Requeue without the token is refused (403) and moves nothing;
 //   - with the token: Pause, then Requeue moves every dead letter back (dead
 //     0 in `yard queue stats --json`), Resume lets them run (and die) again;
-//   - a screenshot (OUT_DIR/dashboard.png).
+//   - a screenshot (OUT_DIR/dashboard.png);
+//   - a memory-mode broker watched with --connect: shown up with its
+//     worker's capacity, read-only, no actions, no console errors.
 // Usage: node dashboard_test.mjs YARD_BINARY OUT_DIR
 // Exit 0: passed; 1: failed (also when Chromium or redis-server is missing).
 import { spawn, execFile } from 'node:child_process';
@@ -80,6 +82,30 @@ async function waitFor(what, fn, ms = 20_000) {
     await new Promise((r) => setTimeout(r, 200));
   }
   fail(`timed out waiting for ${what}`);
+}
+
+// A memory-mode broker watched with --connect: the broker and its worker
+// shown, no actions offered, no console errors.
+async function memoryMode(browser) {
+  const [, frontend, backend] = await start('memory broker', yard, ['broker',
+    '--frontend', 'tcp://127.0.0.1:*', '--backend', 'tcp://127.0.0.1:*', '--heartbeat-ms', '200'],
+    /ready frontend=(\S+) backend=(\S+)/);
+  await start('memory worker', yard, ['worker', '--connect', backend, '--concurrency', '3',
+    '--heartbeat-ms', '200'], null);
+  const [, address] = await start('memory dashboard', yard, ['dashboard', '--connect', frontend,
+    '--listen', '127.0.0.1:0'], /listening=(\S+)/);
+  const page = await browser.newPage();
+  const problems = [];
+  page.on('console', (m) => { if (m.type() === 'error') problems.push(m.text()); });
+  page.on('pageerror', (e) => problems.push(e.message));
+  await page.goto(`http://${address}/`);
+  await waitFor('the memory broker and its worker on the page', async () =>
+    (await page.getAttribute('#t-capacity', 'data-value')) === '3' &&
+    (await page.textContent('#brokers tbody')).includes('up'));
+  check(await page.textContent('#mode') === 'memory mode', 'memory mode badge');
+  check(await page.textContent('#admin-state') === 'read-only', 'read-only badge');
+  check(await page.isDisabled('#btn-requeue'), 'actions offered in memory mode');
+  check(problems.length === 0, `memory mode: the page logged errors: ${problems.join('; ')}`);
 }
 
 async function main() {
@@ -192,6 +218,7 @@ async function main() {
     });
     const unexpected = problems.filter((p) => !/status of 403/.test(p));
     check(unexpected.length === 0, `the page logged errors: ${unexpected.join('; ')}`);
+    await memoryMode(browser);
   } finally {
     await browser.close();
   }
