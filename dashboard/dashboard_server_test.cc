@@ -11,6 +11,7 @@
 #include <string>
 
 #include "admin/queue_admin.h"
+#include "testing/log_capture.h"
 #include "testing/redis_fixture.h"
 
 namespace yard {
@@ -115,6 +116,7 @@ TEST_F(DashboardServerTest, RefusesUnknownPathsAndWrongMethods) {
 }
 
 TEST_F(DashboardServerTest, ActionsNeedTheToken) {
+  LogCapture log;
   for (const std::string token : {"", "wrong-token-wrong-token", "Bearer"}) {
     auto res = Post("/api/queue/pause", token);
     ASSERT_TRUE(res);
@@ -127,11 +129,16 @@ TEST_F(DashboardServerTest, ActionsNeedTheToken) {
   ASSERT_TRUE(short_token);
   EXPECT_EQ(short_token->status, 403);
   EXPECT_FALSE(Paused());
+  EXPECT_NE(log.Find("\"event\":\"dashboard_refused\""), "");
+  EXPECT_EQ(log.Find("admin_pause"), "");
 
   auto pause = Post("/api/queue/pause", kToken);
   ASSERT_TRUE(pause);
   EXPECT_EQ(pause->status, 200) << pause->body;
   EXPECT_TRUE(Paused());
+  // Each action done is an audit line.
+  const std::string audit = log.Find("\"event\":\"admin_pause\"");
+  EXPECT_NE(audit.find("\"via\":\"dashboard\""), std::string::npos) << audit;
   auto resume = Post("/api/queue/resume", kToken);
   ASSERT_TRUE(resume);
   EXPECT_EQ(resume->status, 200) << resume->body;
