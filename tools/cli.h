@@ -196,6 +196,7 @@ int RunResult(int argc, char** argv);
 int RunKeygen(int argc, char** argv);
 int RunCancel(int argc, char** argv);
 int RunDashboard(int argc, char** argv);
+int RunTop(int argc, char** argv);
 }  // namespace yard
 
 #endif  // YARD_TOOLS_CLI_H_

@@ -32,6 +32,8 @@ const std::vector<yard::cli::Command>& Commands() {
        yard::RunCancel},
       {"dashboard", "serve a live web dashboard (queue, brokers, workers)",
        yard::RunDashboard},
+      {"top", "a live view of brokers, workers, queues, rates and latency",
+       yard::RunTop},
       {"result", "print the stored result of a job (durable queue)",
        yard::RunResult},
       {"keygen", "generate a CURVE key pair (PATH.public, PATH.secret)",
