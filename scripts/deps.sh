@@ -26,6 +26,8 @@ PACKAGES=(
   # tests/browser: the dashboard in Debian's headless Chromium, driven by
   # playwright-core from npm (tests/browser/run.sh runs `npm ci`).
   chromium
+  # tests/top_tmux_test.sh runs `yard top` in a tmux pane.
+  tmux
 )
 # npm comes with some builds of nodejs (NodeSource's) and is Debian's own
 # package otherwise; the two conflict, so ask for it only when it is absent.

@@ -403,6 +403,7 @@ TEST(CurveTest, YardCancelWithAnAdminKeyCancelsAnyJob) {
 
 // Producer::RequestStats, as monitors use it: every live broker answers
 // through on_stats; an admin key gets the stats, a producer key the refusal.
+// And `yard top`, such a monitor, likewise.
 TEST(CurveTest, AProducerGetsStatsOnlyWithAnAdminKey) {
   Cluster c;
   Keys k(c, {"broker", "producer", "worker", "admin"});
@@ -453,6 +454,29 @@ TEST(CurveTest, AProducerGetsStatsOnlyWithAnAdminKey) {
   EXPECT_TRUE(producer[0].json.empty()) << producer[0].json;
   EXPECT_NE(producer[0].error.find("Forbidden"), std::string::npos)
       << producer[0].error;
+  // `yard top --once --json`: the same with each key, and a refused one
+  // says why and what to do.
+  auto top = [&](const std::string& who) {
+    return c.FinishPush(
+        c.Start("top-" + who,
+                {"top", "--connect", broker->frontend, "--once", "--json",
+                 "--interval-ms", "200", "--curve-secret", k.Secret(who),
+                 "--broker-key", k.Public("broker")}),
+        Millis(20000));
+  };
+  const PushRun admin_top = top("admin");
+  ASSERT_TRUE(admin_top.exit && admin_top.exit->ExitedWith(0))
+      << admin_top.Describe();
+  EXPECT_EQ(admin_top.report["brokers"][0]["up"], true) << admin_top.Describe();
+  const PushRun refused_top = top("producer");
+  ASSERT_TRUE(refused_top.exit && refused_top.exit->ExitedWith(1))
+      << refused_top.Describe();
+  const nlohmann::json& refused = refused_top.report["brokers"][0];
+  EXPECT_EQ(refused["up"], false) << refused_top.Describe();
+  EXPECT_NE(refused["error"].dump().find("Forbidden"), std::string::npos)
+      << refused_top.Describe();
+  EXPECT_NE(c.Describe().find("stats need an admin key"), std::string::npos)
+      << c.Describe();
 }
 
 TEST(CurveTest, KeygenRefusesToOverwrite) {
