@@ -156,6 +156,7 @@ void Broker::Impl::OnSubmit(const std::string& route,
     j.priority = job->priority();
     j.not_before_ms = job->not_before_ms();
     j.route = route;
+    if (gate_) j.owner = producer;
     j.resend = SendsOf(*blob) > 1;
     new_jobs_.push_back(std::move(j));
   }

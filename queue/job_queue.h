@@ -50,6 +50,10 @@ struct NewJob {
   uint8_t priority = 1;
   int64_t not_before_ms = 0;
   std::string_view route;
+  // Who may cancel it besides its route: the submitter's CURVE key, kept on
+  // a durable record (field o) so that any broker can check a Cancel; ""
+  // without CURVE (the route and the accepting broker identify the owner).
+  std::string_view owner;
   // The producer sent this job before (a resend after no ack): a durable
   // queue with dedupe_ids_ttl_s checks whether a broker already queued it.
   bool resend = false;

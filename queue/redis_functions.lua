@@ -75,7 +75,9 @@ local function now_ms()
 end
 
 -- Stream entry fields (a flat array) to a map; missing fields become ''.
-local FIELDS = {'j', 'a', 'x', 'm', 'k', 'b', 'r', 'p', 'n'}
+-- o: the submitter's CURVE key ('' without CURVE, and in records from
+-- before it existed: their owner is b and r, the submitting connection).
+local FIELDS = {'j', 'a', 'x', 'm', 'k', 'b', 'r', 'p', 'n', 'o'}
 local function fmap(f)
   local m = {}
   if f then
@@ -91,17 +93,18 @@ end
 local function add(keys, pri, m)
   return redis.call('XADD', keys[pri + 1], '*', 'j', m.j, 'a', m.a, 'x', m.x,
                     'm', m.m, 'k', m.k, 'b', m.b, 'r', m.r, 'n', m.n, 'p',
-                    m.p)
+                    m.p, 'o', m.o)
 end
 
 local function pack(pri, m)
-  return cmsgpack.pack({pri, m.j, m.a, m.x, m.m, m.k, m.b, m.r, m.p, m.n})
+  return cmsgpack.pack({pri, m.j, m.a, m.x, m.m, m.k, m.b, m.r, m.p, m.n,
+                        m.o})
 end
 
 local function unpack_entry(s)
   local t = cmsgpack.unpack(s)
   return t[1], {j = t[2], a = t[3], x = t[4], m = t[5], k = t[6], b = t[7],
-                r = t[8], p = t[9], n = t[10] or '1'}
+                r = t[8], p = t[9], n = t[10] or '1', o = t[11] or ''}
 end
 
 local function bump(prefix, field, n)
@@ -119,7 +122,7 @@ end
 -- A dead letter keeps the whole record, why it died and the last error.
 local function bury(keys, prefix, pri, m, why, err)
   redis.call('XADD', keys[6], '*', 'j', m.j, 'a', m.a, 'x', m.x, 'm', m.m,
-             'k', m.k, 'b', m.b, 'r', m.r, 'n', m.n, 'p', m.p, 'q',
+             'k', m.k, 'b', m.b, 'r', m.r, 'n', m.n, 'p', m.p, 'o', m.o, 'q',
              tostring(pri), 'why', why, 'err', err or '', 't',
              tostring(now_ms()))
   bump(prefix, 'dead', jobs_in(m))
@@ -203,22 +206,22 @@ local function take(s, g, id)
 end
 
 -- Submit with an idempotency key and/or a not-before time.
--- ARGV: prefix, dedupe_ttl_s, then 9-tuples
---   pri, not_before_unix_ms, dedupe_key|'', j, m, k, b, r, p
+-- ARGV: prefix, dedupe_ttl_s, then 10-tuples
+--   pri, not_before_unix_ms, dedupe_key|'', j, m, k, b, r, p, o
 -- (p: a record of one job, packed as queue/redis_layout.h says)
 -- Returns per job: the entry id, 'DELAYED', or 'DUP:' .. first job's id.
 local function submit(keys, args)
   local prefix, ttl, now, out, n = args[1], tonumber(args[2]), now_ms(), {}, 0
   local names = {'stats'}
-  for i = 3, #args, 9 do
+  for i = 3, #args, 10 do
     if args[i + 2] ~= '' then names[#names + 1] = 'dd:' .. args[i + 2] end
   end
   local_first(prefix, names)
-  for i = 3, #args, 9 do
+  for i = 3, #args, 10 do
     local pri, nb, dk = clamp_pri(args[i]), tonumber(args[i + 1]), args[i + 2]
     local m = {j = args[i + 3], a = '0', x = '0', m = args[i + 4],
                k = args[i + 5], b = args[i + 6], r = args[i + 7],
-               p = args[i + 8], n = '1'}
+               p = args[i + 8], n = '1', o = args[i + 9]}
     local prev = false
     if dk ~= '' then
       prev = redis.call('SET', prefix .. 'dd:' .. dk, m.j, 'NX', 'EX', ttl, 'GET')
@@ -248,19 +251,19 @@ end
 -- lease ran out and the leader reclaimed it, so the job runs again
 -- elsewhere) writes nothing, or a broker cut off for longer than its lease
 -- would queue a second copy of the job.
--- ARGV: prefix, group, consumer, then 11-tuples
+-- ARGV: prefix, group, consumer, then 12-tuples
 --   pri, entry_id, retry_at_unix_ms (0: dead-letter it), error, j, a
---   (attempts made, this one included), m, k, b, r, p (one packed job)
+--   (attempts made, this one included), m, k, b, r, p (one packed job), o
 -- Returns per job 'RETRY', 'DLQ' or 'STALE'.
 local function fail(keys, args)
   local prefix, g, consumer, out = args[1], args[2], args[3], {}
   local_first(prefix, {'stats'})
-  for i = 4, #args, 11 do
+  for i = 4, #args, 12 do
     local pri, entry = clamp_pri(args[i]), args[i + 1]
     local at, err = tonumber(args[i + 2]), args[i + 3]
     local m = {j = args[i + 4], a = args[i + 5], x = '0', m = args[i + 6],
                k = args[i + 7], b = args[i + 8], r = args[i + 9],
-               p = args[i + 10], n = '1'}
+               p = args[i + 10], n = '1', o = args[i + 11]}
     local mine = redis.call('XPENDING', keys[pri + 1], g, entry, entry, 1,
                             consumer)
     if #mine == 0 then

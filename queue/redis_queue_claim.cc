@@ -307,6 +307,7 @@ void RedisQueue::FillEntry(Entry& entry, int pri, RedisReply& fields) {
     entry.inbox = keys_.Inbox(entry.owner);
   }
   entry.route = FieldStr(fields, "r");
+  entry.owner_key = FieldStr(fields, "o");
   entry.locking = !entry.lock_key.empty();
 }
 

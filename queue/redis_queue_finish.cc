@@ -133,6 +133,7 @@ void RedisQueue::AddFail(const JobId& id, const Lease& lease,
   f.push_back(entry.owner);
   f.push_back(entry.route);
   f.push_back(std::move(p));
+  f.push_back(entry.owner_key);
 }
 
 void RedisQueue::AckEntry(EntryMap::iterator e) {

@@ -144,6 +144,7 @@ struct Entry {
   std::string owner;        // consumer name of the accepting broker
   std::string inbox;        // the owner's inbox key; '' when it is this broker
   std::string route;        // the producer, at the owner
+  std::string owner_key;    // field o: the submitter's CURVE key, or ''
   std::vector<JobId> jobs;  // this broker's leases on the record's jobs
   std::shared_ptr<const std::string> packed;  // field p; leases point in
 };
@@ -277,7 +278,8 @@ class RedisQueue final : public DurableQueue {
                const std::shared_ptr<PushBatch>& batch, PushPlan& plan);
   void SendRecord(const std::shared_ptr<PushBatch>& batch, int pri,
                   const JobId& id, size_t n, std::string max, std::string lock,
-                  std::string_view route, std::string packed);
+                  std::string_view route, std::string_view owner,
+                  std::string packed);
   void SendTracesAndStats(const PushPlan& plan);
   void SendSpecial(std::span<const NewJob> jobs,
                    const std::shared_ptr<PushBatch>& batch, PushPlan& plan);

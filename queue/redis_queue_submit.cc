@@ -22,6 +22,7 @@ struct RedisQueue::PushPlan {
   std::array<size_t, kLevels> count{};
   std::array<JobId, kLevels> first{};
   std::string_view route;     // the producer (the batch's last job's route)
+  std::string_view owner;     // and its CURVE key (NewJob::owner)
   size_t plain = 0;           // jobs in XADDs (plain or locked)
   std::vector<JobId> traced;  // dedupe_ids: first sends
 };
@@ -53,7 +54,7 @@ void RedisQueue::Push(std::span<const NewJob> jobs, PushCallback done) {
   for (int p = 0; p < kLevels; ++p) {
     if (plan.count[p]) {
       SendRecord(batch, p, plan.first[p], plan.count[p], "", "", plan.route,
-                 std::move(plan.packed[p]));
+                 plan.owner, std::move(plan.packed[p]));
     }
   }
   SendTracesAndStats(plan);
@@ -95,6 +96,7 @@ void RedisQueue::PlanJob(const NewJob& j, size_t index, int64_t now,
                          const std::shared_ptr<PushBatch>& batch,
                          PushPlan& plan) {
   plan.route = j.route;
+  plan.owner = j.owner;
   const auto* job = flatbuffers::GetRoot<wire::Job>(j.blob.bytes.data());
   const int pri = std::min<int>(j.priority, kLevels - 1);
   const bool keyed =
@@ -121,6 +123,7 @@ void RedisQueue::PlanJob(const NewJob& j, size_t index, int64_t now,
     std::string p;
     PackJob(AsView(j.blob.bytes), &p);
     special.push_back(std::move(p));
+    special.push_back(std::string(j.owner));
     return;
   }
   ++plan.plain;
@@ -129,7 +132,7 @@ void RedisQueue::PlanJob(const NewJob& j, size_t index, int64_t now,
     std::string p;
     PackJob(AsView(j.blob.bytes), &p);
     SendRecord(batch, pri, j.id, 1, std::move(max), job->lock_key()->str(),
-               j.route, std::move(p));
+               j.route, j.owner, std::move(p));
     return;
   }
   if (plan.count[pri]++ == 0) plan.first[pri] = j.id;
@@ -140,34 +143,39 @@ void RedisQueue::PlanJob(const NewJob& j, size_t index, int64_t now,
 void RedisQueue::SendRecord(const std::shared_ptr<PushBatch>& batch, int pri,
                             const JobId& id, size_t n, std::string max,
                             std::string lock, std::string_view route,
-                            std::string packed) {
+                            std::string_view owner, std::string packed) {
   ++batch->waiting;
   ++c_.commands;
-  main_->Command({"XADD",
-                  keys_.stream[pri],
-                  "*",
-                  "j",
-                  id.ToString(),
-                  "a",
-                  "0",
-                  "x",
-                  "0",
-                  "m",
-                  std::move(max),
-                  "k",
-                  std::move(lock),
-                  "b",
-                  consumer_,
-                  "r",
-                  std::string(route),
-                  "n",
-                  std::to_string(n),
-                  "p",
-                  std::move(packed)},
-                 [this, batch](Result<RedisReply> r) {
-                   if (!r.ok()) batch->Fail(r.status());
-                   FinishPush(*batch);
-                 });
+  std::vector<std::string> args = {"XADD",
+                                   keys_.stream[pri],
+                                   "*",
+                                   "j",
+                                   id.ToString(),
+                                   "a",
+                                   "0",
+                                   "x",
+                                   "0",
+                                   "m",
+                                   std::move(max),
+                                   "k",
+                                   std::move(lock),
+                                   "b",
+                                   consumer_,
+                                   "r",
+                                   std::string(route),
+                                   "n",
+                                   std::to_string(n),
+                                   "p",
+                                   std::move(packed)};
+  // Without CURVE there is no owner key: the record stays as it was.
+  if (!owner.empty()) {
+    args.push_back("o");
+    args.emplace_back(owner);
+  }
+  main_->Command(std::move(args), [this, batch](Result<RedisReply> r) {
+    if (!r.ok()) batch->Fail(r.status());
+    FinishPush(*batch);
+  });
 }
 
 // The dedupe traces of first sends, and the stats of the XADDed jobs.
