@@ -35,6 +35,7 @@
 #include <cstdint>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -122,6 +123,13 @@ Result<Json> LimitQueue(const QueueConnection& q, double rate, int64_t burst);
 // {queue, key (null: every key), per_key}.
 Result<Json> SetKeyConcurrency(const QueueConnection& q, const std::string& key,
                                int64_t n);
+// An admin's cancel of jobs wherever they are: recorded on every shard
+// (P cx, yard_cancel) for the broker that holds or claims each job, which
+// finishes it Cancelled (a delayed job goes to its ready stream at once).
+// {queue, jobs: {id: "requested" | "full" (too many cancels recorded)}}.
+// Whether a job was cancelled shows in its stored result (StoredResult).
+Result<Json> RecordCancels(const QueueConnection& q,
+                           std::span<const JobId> ids);
 // {paused, rate_limit: {rate, burst} or null, key_concurrency: {default,
 // keys: {key: n}}}, over every shard.
 Result<Json> ReadControl(const QueueConnection& q);

@@ -76,6 +76,31 @@ Result<Json> SetKeyConcurrency(const QueueConnection& q, const std::string& key,
   return out;
 }
 
+Result<Json> RecordCancels(const QueueConnection& q,
+                           std::span<const JobId> ids) {
+  std::vector<bool> requested(ids.size(), false);
+  for (const QueueShard& s : q.shards) {
+    std::vector<std::string> args = s.keys.Fcall("yard_cancel");
+    // An admin, with no connection to send a copy of the result to.
+    for (std::string a :
+         {std::to_string(kMaxCancels), std::to_string(kCancelTtlMs),
+          std::string("1"), std::string(), std::string(), std::string()}) {
+      args.push_back(std::move(a));
+    }
+    for (const JobId& id : ids) args.push_back(id.ToString());
+    Result<RedisReply> r = Call(*s.client, std::move(args));
+    if (!r.ok()) return r.status();
+    for (size_t i = 0; i < ids.size() && i < r->elements.size(); ++i) {
+      if (r->elements[i].str == "REQUESTED") requested[i] = true;
+    }
+  }
+  Json jobs = Json::object();
+  for (size_t i = 0; i < ids.size(); ++i) {
+    jobs[ids[i].ToString()] = requested[i] ? "requested" : "full";
+  }
+  return Json{{"queue", q.shards.front().keys.name}, {"jobs", std::move(jobs)}};
+}
+
 Result<Json> ReadControl(const QueueConnection& q) {
   bool paused = false;
   double rate = 0;

@@ -40,6 +40,8 @@ Status Broker::Impl::Init() {
     events_->SetResultSink([this](std::string_view route, Bytes result) {
       RouteResult(std::string(route), result);
     });
+    events_->SetCancelSink(
+        [this](const JobId& id) { return CancelRecorded(id); });
   }
   ConfigureSocket(frontend_, options_.limits, 1000);
   ConfigureSocket(backend_, options_.limits, 1000);
@@ -308,6 +310,7 @@ std::string Broker::Impl::StatsJson() const {
                    {"failed_no_worker", c_.failed_no_worker},
                    {"cancels_refused", c_.cancels_refused},
                    {"cancels_unknown", c_.cancels_unknown},
+                   {"cancels_recorded", c_.cancels_recorded},
                    {"progress", c_.progress},
                    {"progress_refused", c_.progress_refused},
                    {"sends_failed", c_.sends_failed},

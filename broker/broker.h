@@ -124,7 +124,10 @@ struct BrokerCounters {
   // failed), or answered Cancelled by their worker (counted in failed).
   uint64_t cancelled = 0;
   uint64_t cancels_unknown = 0;  // Cancel of a job this broker does not hold
-  uint64_t progress = 0;         // progress reports forwarded to producers
+  // Durable mode: cancels of jobs not held here, recorded in Redis for the
+  // broker that holds them (answered Pending).
+  uint64_t cancels_recorded = 0;
+  uint64_t progress = 0;  // progress reports forwarded to producers
   // Reports about a job not running at the sender (another worker's, a
   // finished one, another attempt): dropped, answered NotFound.
   uint64_t progress_refused = 0;

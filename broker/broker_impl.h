@@ -251,10 +251,19 @@ class Broker::Impl {
   // is another connection) gets the result; the queue forgets the job.
   void CancelJob(const JobId& id, Where where, const std::string& owner,
                  const std::string& canceller);
-  // Whether `producer` on `route` submitted a job that came on
-  // `owner_route`: the same connection, or with CURVE the same key.
+  // Whether `producer` on `route` submitted job `id` that came on
+  // `owner_route` ("": another broker's): the same connection, or with
+  // CURVE the same key (for another broker's job, the key on its durable
+  // record).
   bool Owns(const std::string& route, const std::string& producer,
-            std::string_view owner_route) const;
+            std::string_view owner_route, const JobId& id) const;
+  // Durable mode: a cancel of jobs this broker does not hold, recorded in
+  // the queue for the broker that holds them; the canceller hears Pending
+  // (or Forbidden, Busy, Unavailable) now, and the Cancelled result later.
+  void RequestCancel(const std::string& route, const std::string& producer,
+                     bool admin, std::vector<JobId> ids);
+  // A recorded cancel of a job dispatched here (QueueEvents::CancelSink).
+  bool CancelRecorded(const JobId& id);
   // Backend.
   void ReadBackend();
   void OnReady(std::string_view identity, const wire::Ready* ready);

@@ -15,9 +15,13 @@
 namespace yard {
 
 bool Broker::Impl::Owns(const std::string& route, const std::string& producer,
-                        std::string_view owner_route) const {
+                        std::string_view owner_route, const JobId& id) const {
   if (owner_route == route) return true;
-  if (!gate_ || owner_route.empty()) return false;
+  if (!gate_) return false;
+  if (owner_route.empty()) {
+    // Another broker accepted it: its record names the submitter's key.
+    return events_ && !producer.empty() && events_->OwnerKey(id) == producer;
+  }
   auto it = producer_of_route_.find(std::string(owner_route));
   return it != producer_of_route_.end() && it->second == producer;
 }
@@ -59,7 +63,7 @@ void Broker::Impl::OnCancel(const std::string& route,
       unknown.push_back(id);  // finished, not yet here, or another broker's
       continue;
     }
-    if (!Owns(route, producer, owner)) {
+    if (!Owns(route, producer, owner, id)) {
       if (!admin) {
         refused.push_back(id);
         continue;
@@ -78,13 +82,78 @@ void Broker::Impl::OnCancel(const std::string& route,
                                "an admin, may cancel it",
                                refused));
   }
-  if (!unknown.empty()) {
+  if (!unknown.empty() && events_) {
+    RequestCancel(route, producer, admin, std::move(unknown));
+  } else if (!unknown.empty()) {
     c_.cancels_unknown += unknown.size();
     SendTo(
         frontend_, route,
         writer_.EncodeError(wire::ErrorCode::NotFound,
                             "not waiting or running at this broker", unknown));
   }
+}
+
+void Broker::Impl::RequestCancel(const std::string& route,
+                                 const std::string& producer, bool admin,
+                                 std::vector<JobId> ids) {
+  QueueEvents::Canceller who;
+  who.admin = admin;
+  who.key = gate_ ? producer : std::string();
+  who.route = route;
+  events_->RequestCancel(
+      ids, who,
+      [this, route, ids](std::span<const QueueEvents::CancelAnswer> answers) {
+        using Answer = QueueEvents::CancelAnswer;
+        struct Reply {
+          Answer answer;
+          wire::ErrorCode code;
+          const char* why;
+          std::vector<JobId> ids;
+        };
+        Reply replies[] = {
+            {Answer::kRequested,
+             wire::ErrorCode::Pending,
+             "not held by this broker: the cancel is recorded for the broker "
+             "that holds or claims the job",
+             {}},
+            {Answer::kForbidden,
+             wire::ErrorCode::Forbidden,
+             "only the producer that submitted a job, or an admin, may cancel "
+             "it",
+             {}},
+            // Not done, as before: NotFound (Busy or Unavailable with ids
+            // would make a producer resend its own job).
+            {Answer::kFull,
+             wire::ErrorCode::NotFound,
+             "not held by this broker, and too many cancels are recorded",
+             {}},
+            {Answer::kUnavailable,
+             wire::ErrorCode::NotFound,
+             "not held by this broker, and the durable queue is down",
+             {}},
+        };
+        for (size_t i = 0; i < answers.size() && i < ids.size(); ++i) {
+          for (Reply& r : replies) {
+            if (r.answer == answers[i]) r.ids.push_back(ids[i]);
+          }
+        }
+        c_.cancels_recorded += replies[0].ids.size();
+        c_.cancels_refused += replies[1].ids.size();
+        for (const Reply& r : replies) {
+          if (r.ids.empty()) continue;
+          SendTo(frontend_, route, writer_.EncodeError(r.code, r.why, r.ids));
+        }
+      });
+}
+
+bool Broker::Impl::CancelRecorded(const JobId& id) {
+  std::string owner;
+  const Where where = Locate(id, &owner);
+  // Queued jobs the queue finishes itself; this is for dispatched ones.
+  if (where != Where::kHeld && where != Where::kRunning) return false;
+  CancelJob(id, where, owner, owner);
+  SendCancels();
+  return true;
 }
 
 void Broker::Impl::CancelJob(const JobId& id, Where where,

@@ -54,6 +54,11 @@ struct CancelReply {
     kCancelled,  // the job is cancelled; its owner got a Cancelled result
     kRefused,    // not this producer's job (nor an admin's): Forbidden
     kNotFound,   // that broker does not hold it (finished, or elsewhere)
+    // Durable mode: that broker does not hold it and recorded the cancel in
+    // Redis for the broker that does; a kCancelled answer follows when
+    // that broker has finished the job Cancelled (none if it finished
+    // first, or the cancel was not its owner's).
+    kRequested,
   };
   JobId id;
   Kind kind = Kind::kNotFound;

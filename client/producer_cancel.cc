@@ -112,8 +112,12 @@ bool Producer::Impl::CancelAnswered(const JobId& id, CancelReply::Kind kind,
   auto it = cancel_asked_.find(id);
   if (it == cancel_asked_.end()) return false;
   // NotFound from one broker says nothing of the others (an id sent to
-  // every live broker): the id stays asked until one cancels or refuses.
-  if (kind != CancelReply::Kind::kNotFound) cancel_asked_.erase(it);
+  // every live broker), and Requested promises a Cancelled result later:
+  // the id stays asked until one cancels or refuses.
+  if (kind != CancelReply::Kind::kNotFound &&
+      kind != CancelReply::Kind::kRequested) {
+    cancel_asked_.erase(it);
+  }
   if (kind == CancelReply::Kind::kRefused) Bump(cancels_refused_);
   if (options_.on_cancel) {
     options_.on_cancel(CancelReply{id, kind, std::string(message)});

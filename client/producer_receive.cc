@@ -228,6 +228,11 @@ void Producer::Impl::OnError(size_t bi, const wire::Error* error, int64_t now) {
                        AsString(error->message()))) {
       continue;
     }
+    if (code == wire::ErrorCode::Pending) {
+      CancelAnswered(id, CancelReply::Kind::kRequested,
+                     AsString(error->message()));
+      continue;
+    }
     PendingJob* job = jobs_.Find(id);
     if (job == nullptr) continue;
     const bool held_here =

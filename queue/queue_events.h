@@ -20,6 +20,8 @@
 #include <functional>
 #include <memory>
 #include <nlohmann/json_fwd.hpp>
+#include <span>
+#include <string>
 #include <string_view>
 
 #include "common/status.h"
@@ -38,11 +40,44 @@ class QueueEvents {
   // producer's route and a verified JobResult blob.
   using ResultSink = std::function<void(std::string_view route, Bytes result)>;
 
+  // A cancel recorded in the store (RequestCancel, or yard cancel --redis)
+  // for a job this broker has dispatched, its owner checked: the broker
+  // cancels it where it is (a worker runs it, or it is held for one) and
+  // finishes it in the queue with a Cancelled result (Complete). False when
+  // the broker does not have it. The queue finishes jobs it still buffers
+  // itself.
+  using CancelSink = std::function<bool(const JobId& id)>;
+  // Who asks for a cancel: an admin may cancel any job; others only jobs
+  // submitted with their CURVE key, or without CURVE by this connection
+  // (route) at this broker.
+  struct Canceller {
+    bool admin = false;
+    std::string key;    // CURVE key; "" without CURVE
+    std::string route;  // the connection, at this broker
+  };
+  enum class CancelAnswer : uint8_t {
+    kRequested,    // recorded: the broker that holds or claims it finishes it
+    kForbidden,    // a delayed job of someone else
+    kFull,         // too many cancels recorded (kMaxCancels)
+    kUnavailable,  // the store is down
+  };
+  using CancelCallback = std::function<void(std::span<const CancelAnswer>)>;
+
   virtual ~QueueEvents() = default;
 
   // False while the store is unreachable (submits get Unavailable).
   virtual bool available() const = 0;
   virtual void SetResultSink(ResultSink sink) = 0;
+  virtual void SetCancelSink(CancelSink sink) = 0;
+  // Records a cancel of jobs this broker does not hold, for whichever broker
+  // holds or claims them (at claim and at lease renewal, only while any is
+  // recorded: no cost otherwise); a Cancelled result goes to the owner and
+  // a copy to the canceller. `done` gets one answer per id, in order.
+  virtual void RequestCancel(std::span<const JobId> ids, const Canceller& who,
+                             CancelCallback done) = 0;
+  // The CURVE key that submitted a job this broker holds (claimed here),
+  // "" when unknown or submitted without CURVE.
+  virtual std::string_view OwnerKey(const JobId& id) const = 0;
   // How many jobs the dispatcher could hand out now (free worker credit),
   // so the queue can claim ahead.
   virtual void Want(size_t jobs) = 0;

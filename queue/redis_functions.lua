@@ -601,6 +601,55 @@ local function take_tokens(keys, args)
   return {granted, wait}
 end
 
+-- Whether a canceller (admin '1'/'0', CURVE key, broker, route) may cancel
+-- the job of record m: an admin; the key that submitted it (o); or, for a
+-- record without o (no CURVE, or written before o existed), the very
+-- connection that submitted it (b and r).
+local function may_cancel(m, admin, key, broker, route)
+  if admin == '1' then return true end
+  if m.o ~= '' then return key ~= '' and key == m.o end
+  return broker ~= '' and broker == m.b and route == m.r
+end
+
+-- A cancel of jobs that no broker could serve locally: recorded in P cx
+-- (job id -> msgpack {admin, key, broker, route, unix ms}), which the
+-- brokers check when they claim and when they renew their leases (only
+-- while it is not empty), and finish the job Cancelled there. A delayed
+-- job's record is here: its owner is checked now, and the job goes to its
+-- ready stream at once, to be claimed and finished. The hash holds at most
+-- `max` ids and expires ttl_ms after its last write.
+-- ARGV: prefix, max, ttl_ms, admin, key, broker, route, then job ids.
+-- Returns per id 'REQUESTED', 'FORBIDDEN' or 'FULL'.
+local function cancel(keys, args)
+  local prefix, max, ttl = args[1], tonumber(args[2]), tonumber(args[3])
+  local admin, key, broker, route = args[4], args[5], args[6], args[7]
+  local cx, out = prefix .. 'cx', {}
+  local_first(prefix, {'cx'})
+  local value = cmsgpack.pack({admin, key, broker, route, now_ms()})
+  for i = 8, #args do
+    local j = args[i]
+    local packed = redis.call('HGET', keys[5], j)
+    local pri, m
+    if packed then pri, m = unpack_entry(packed) end
+    if m and not may_cancel(m, admin, key, broker, route) then
+      out[#out + 1] = 'FORBIDDEN'
+    elseif redis.call('HLEN', cx) >= max and
+           redis.call('HEXISTS', cx, j) == 0 then
+      out[#out + 1] = 'FULL'
+    else
+      redis.call('HSET', cx, j, value)
+      if m then
+        add(keys, pri, m)
+        redis.call('HDEL', keys[5], j)
+        redis.call('ZREM', keys[4], j)
+      end
+      out[#out + 1] = 'REQUESTED'
+    end
+  end
+  redis.call('PEXPIRE', cx, ttl)
+  return out
+end
+
 -- Leader lock: acquire (SET NX PX + a new fencing number) or extend (when
 -- `token` holds it). ARGV: prefix, token, ttl_ms. Returns the fencing
 -- number while `token` leads, 0 when another holder does.
@@ -643,3 +692,4 @@ redis.register_function('yard_lead', lead)
 redis.register_function('yard_resign', resign)
 redis.register_function('yard_trim_dead', trim_dead)
 redis.register_function('yard_take_tokens', take_tokens)
+redis.register_function('yard_cancel', cancel)

@@ -37,6 +37,7 @@ QueueKeys::QueueKeys(std::string_view queue_name, int shard, int shards)
   stats = prefix + "stats";
   leader = prefix + "leader";
   control = prefix + "ctl";
+  cancels = prefix + "cx";
   result_buckets = prefix + "resb";
 }
 

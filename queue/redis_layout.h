@@ -42,8 +42,15 @@
 //   P tb                  HASH: the rate limit's token bucket (t tokens,
 //                         ts ms), shared by every broker (yard_take_tokens)
 //   P reapcur:<p>         XAUTOCLAIM cursors
+//   P cx                  HASH job id -> msgpack [admin "1"|"0", canceller's
+//                         CURVE key, its broker, its route, unix ms]: cancels
+//                         no broker could serve itself (yard_cancel, yard
+//                         cancel --redis); checked at claim and lease
+//                         renewal while not empty; at most kMaxCancels ids,
+//                         PEXPIREd kCancelTtlMs after the last write
 //
-// Record fields (stream entries; all strings): n number of jobs, j the
+// Record fields (stream entries; all strings): o the submitter's CURVE key
+// (absent without CURVE: the owner is then b and r), n number of jobs, j the
 // (first) job's id (32 hex digits), a failed attempts so far, x expired
 // leases so far, m max attempts ('' in batches: each Job says), k lock key
 // ('' none; only one-job records have one), b the accepting broker's
@@ -72,6 +79,11 @@
 namespace yard {
 
 inline constexpr char kRedisGroup[] = "g";
+// The cancel records of one shard (P cx): at most this many, and kept this
+// long after the last one was written (a cancel of a job that never comes
+// is forgotten then).
+inline constexpr int64_t kMaxCancels = 100000;
+inline constexpr int64_t kCancelTtlMs = 24 * 3600 * 1000;
 inline constexpr int kRedisPriorities = 3;
 
 struct QueueKeys {
@@ -87,6 +99,7 @@ struct QueueKeys {
   std::string stream[kRedisPriorities];
   std::string delayed, delayed_jobs, dead, stats, leader;
   std::string control;  // P ctl
+  std::string cancels;  // P cx
 
   std::string ResultKey(int64_t bucket, const JobId& id) const;
   std::string result_buckets;  // P resb

@@ -189,6 +189,8 @@ void RedisQueue::DescribeStats(nlohmann::json* j) const {
                        {"tokens_taken", c_.tokens_taken},
                        {"tokens_refused", c_.tokens_refused},
                        {"dead_records_trimmed", c_.dead_trimmed},
+                       {"recorded_cancels_done", c_.cancelled},
+                       {"recorded_cancels_refused", c_.cancels_refused},
                        {"busy_batches", c_.busy_batches},
                        {"reconnects", c_.reconnects},
                        {"redis_commands", c_.commands},

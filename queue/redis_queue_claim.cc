@@ -211,6 +211,7 @@ struct RedisQueue::ClaimPass {
   size_t bury_base = 0, lock_base = 0;  // their arguments before any record
   std::shared_ptr<std::vector<EntryId>> locking;  // the records in `lock`
   std::vector<RecordJob> jobs;  // the jobs of the record being taken
+  std::vector<JobId> leased;    // while cancels are recorded: to check
 };
 
 // `skip`: entries not to take (see RereadPending); null for new claims.
@@ -235,6 +236,7 @@ void RedisQueue::OnClaimed(RedisReply& reply, const EntrySet* skip) {
     }
   }
   if (pass.bury.size() > pass.bury_base) Send(std::move(pass.bury), nullptr);
+  CheckCancels(std::move(pass.leased));
   if (pass.lock.size() > pass.lock_base) {
     Send(std::move(pass.lock),
          [this, locking = pass.locking](Result<RedisReply> r) {
@@ -282,6 +284,9 @@ void RedisQueue::TakeItem(int pri, RedisReply& item, const EntrySet* skip,
   FillEntry(entry, pri, fields);
   entry.packed = std::move(packed);
   LeaseJobs(*eid, entry, pass.jobs);
+  if (cancels_recorded_) {
+    pass.leased.insert(pass.leased.end(), entry.jobs.begin(), entry.jobs.end());
+  }
   if (entry.open == 0) {
     AckEntry(e);
     return;

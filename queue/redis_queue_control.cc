@@ -29,6 +29,11 @@ void RedisQueue::PollControl(int64_t now) {
     control_pending_ = false;
     if (r.ok()) ApplyControl(ParseQueueControl(*r));
   });
+  // Pipelined with the controls: whether claims and lease renewals must
+  // look for recorded cancels (redis_queue_cancel.cc).
+  Send({"HLEN", keys_.cancels}, [this](Result<RedisReply> r) {
+    if (r.ok()) cancels_recorded_ = r->integer > 0;
+  });
 }
 
 void RedisQueue::ApplyControl(const QueueControl& c) {

@@ -79,7 +79,7 @@ void RedisQueue::FinishJob(LeaseMap::iterator it, Bytes result, Outcome outcome,
   if (outcome == Outcome::kCompleted) {
     ++batch_.completed;
     ++batch_.finished;
-  } else if (outcome == Outcome::kDropped) {
+  } else if (outcome == Outcome::kDropped || outcome == Outcome::kCancelled) {
     ++batch_.finished;
   }  // a dead letter leaves `queued` inside yard_fail (bury)
   if (outcome != Outcome::kRetry && outcome != Outcome::kDropped &&
@@ -108,6 +108,7 @@ void RedisQueue::FinishJob(LeaseMap::iterator it, Bytes result, Outcome outcome,
       ++c_.dead;
       break;
     case Outcome::kDropped:
+    case Outcome::kCancelled:
       break;
   }
   if (--entry.open == 0) AckEntry(e);

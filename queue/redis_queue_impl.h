@@ -161,7 +161,22 @@ using EntryMap = std::unordered_map<EntryId, Entry, EntryIdHash>;
 using EntrySet = std::unordered_set<EntryId, EntryIdHash>;
 using LeaseMap = std::unordered_map<JobId, Lease, JobIdHash>;
 
-enum class Outcome : uint8_t { kCompleted, kRetry, kDead, kDropped };
+// kCancelled: finished like kCompleted (result stored and forwarded), not
+// counted as completed.
+enum class Outcome : uint8_t {
+  kCompleted,
+  kRetry,
+  kDead,
+  kDropped,
+  kCancelled
+};
+
+// Who recorded a cancel (P cx's value, msgpack [admin, key, broker, route,
+// ms]; yard_cancel).
+struct CancelRecord {
+  bool admin = false;
+  std::string key, broker, route;
+};
 
 // A submit answered DUP (its idempotency key or job id was queued before):
 // it is answered with the first job's result once that exists.
@@ -239,6 +254,10 @@ class RedisQueue final : public DurableQueue {
   QueueStats Stats() const override;
   bool available() const override;
   void SetResultSink(ResultSink sink) override;
+  void SetCancelSink(CancelSink sink) override;
+  void RequestCancel(std::span<const JobId> ids, const Canceller& who,
+                     CancelCallback done) override;
+  std::string_view OwnerKey(const JobId& id) const override;
   void Want(size_t n) override;
   int PollItems(zmq_pollitem_t* items, int max) override;
   void OnPollEvents(const zmq_pollitem_t* items, int n) override;
@@ -270,6 +289,7 @@ class RedisQueue final : public DurableQueue {
     uint64_t busy_batches = 0, reconnects = 0, commands = 0, round_trips = 0;
     uint64_t dead_brokers = 0;  // consumers reaped for lack of a record
     uint64_t tokens_taken = 0, tokens_refused = 0, dead_trimmed = 0;
+    uint64_t cancelled = 0, cancels_refused = 0;  // recorded cancels (P cx)
   };
 
   // redis_queue_submit.cc: submits, WAIT, idempotent duplicates.
@@ -340,6 +360,11 @@ class RedisQueue final : public DurableQueue {
   void CheckRegistered(std::map<std::string, int64_t> holders);
   void ReapConsumer(const std::string& who);
   void RefreshStats(int64_t now);
+
+  // redis_queue_cancel.cc: cancels recorded in P cx.
+  void CheckCancels(std::vector<JobId> ids);
+  void OnCancelRecords(const std::vector<JobId>& ids, const RedisReply& reply);
+  void CancelLeased(LeaseMap::iterator l, const CancelRecord& c);
 
   // redis_queue_control.cc: the operator's pause and rate limit, the
   // dead-letter cap.
@@ -467,6 +492,11 @@ class RedisQueue final : public DurableQueue {
   bool tokens_pending_ = false;
   int64_t next_tokens_ms_ = 0;
   int64_t next_trim_ms_ = 0;
+
+  // Recorded cancels (P cx): whether the hash held any when last read
+  // (with the controls), and the broker's hook for dispatched jobs.
+  bool cancels_recorded_ = false;
+  CancelSink cancel_sink_;
 
   Counters c_;
 };

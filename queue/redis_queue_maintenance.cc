@@ -17,6 +17,13 @@ void RedisQueue::Touch(int64_t now) {
   next_touch_ms_ = now + std::max<int64_t>(1, std::min(o_.lease_ms / 3,
                                                        o_.registry_ttl_ms / 2));
   if (entries_.empty()) return;
+  // The lease holder finds cancels recorded by other brokers.
+  if (cancels_recorded_) {
+    std::vector<JobId> ids;
+    ids.reserve(leases_.size());
+    for (const auto& [id, lease] : leases_) ids.push_back(id);
+    CheckCancels(std::move(ids));
+  }
   std::array<std::vector<EntryId>, kLevels> held;
   std::vector<std::string> locks;
   for (const auto& [eid, e] : entries_) {

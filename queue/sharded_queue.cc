@@ -241,6 +241,51 @@ class ShardedQueue final : public DurableQueue {
     for (auto& q : shards_) q->SetResultSink(sink);
   }
 
+  void SetCancelSink(CancelSink sink) override {
+    for (auto& q : shards_) q->SetCancelSink(sink);
+  }
+
+  // A job's shard is not known from its id: every shard records the cancel
+  // (the ones that never see the job forget it with the hash's expiry). A
+  // shard that holds the job delayed and refuses decides the answer.
+  void RequestCancel(std::span<const JobId> ids, const Canceller& who,
+                     CancelCallback done) override {
+    struct Merge {
+      std::vector<CancelAnswer> out;
+      size_t left = 0;
+      CancelCallback done;
+    };
+    auto m = std::make_shared<Merge>();
+    m->out.assign(ids.size(), CancelAnswer::kUnavailable);
+    m->left = shards_.size();
+    m->done = std::move(done);
+    for (auto& q : shards_) {
+      q->RequestCancel(ids, who, [m](std::span<const CancelAnswer> got) {
+        for (size_t i = 0; i < got.size() && i < m->out.size(); ++i) {
+          // Forbidden, then Requested, then Full, then Unavailable.
+          m->out[i] = std::min(m->out[i], got[i], [](auto a, auto b) {
+            auto rank = [](CancelAnswer x) {
+              return x == CancelAnswer::kForbidden   ? 0
+                     : x == CancelAnswer::kRequested ? 1
+                     : x == CancelAnswer::kFull      ? 2
+                                                     : 3;
+            };
+            return rank(a) < rank(b);
+          });
+        }
+        if (--m->left == 0) m->done(m->out);
+      });
+    }
+  }
+
+  std::string_view OwnerKey(const JobId& id) const override {
+    for (const auto& q : shards_) {
+      std::string_view key = q->OwnerKey(id);
+      if (!key.empty()) return key;
+    }
+    return {};
+  }
+
   void Want(size_t n) override {
     const size_t share = (n + shards_.size() - 1) / shards_.size();
     for (auto& q : shards_) q->Want(share);

@@ -62,6 +62,15 @@ class Switchable final : public DurableQueue {
   bool available() const override { return up; }
   // An in-process store: nothing to poll, tick, forward or advertise.
   void SetResultSink(ResultSink) override {}
+  // Cancels recorded in the store are Redis's: tested in
+  // tests/redis_queue_test.cc.
+  void SetCancelSink(CancelSink) override {}
+  void RequestCancel(std::span<const JobId> ids, const Canceller&,
+                     CancelCallback done) override {
+    std::vector<CancelAnswer> out(ids.size(), CancelAnswer::kUnavailable);
+    done(out);
+  }
+  std::string_view OwnerKey(const JobId&) const override { return {}; }
   void Want(size_t) override {}
   int PollItems(zmq_pollitem_t*, int) override { return 0; }
   void OnPollEvents(const zmq_pollitem_t*, int) override {}

@@ -11,6 +11,7 @@
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -134,7 +135,8 @@ class RedisQueueTest : public RedisFixture {
   // Pushes jobs (blobs kept alive by `keep`) and waits for the outcomes.
   std::vector<PushOutcome> Push(DurableQueue* q, std::vector<std::string> blobs,
                                 const std::string& route = "producer-1",
-                                Status* status = nullptr, bool resend = false) {
+                                Status* status = nullptr, bool resend = false,
+                                const std::string& owner = "") {
     auto keep = std::make_shared<std::vector<std::string>>(std::move(blobs));
     std::vector<NewJob> jobs;
     for (const std::string& b : *keep) {
@@ -146,6 +148,7 @@ class RedisQueueTest : public RedisFixture {
       j.priority = job->priority();
       j.not_before_ms = job->not_before_ms();
       j.route = route;
+      j.owner = owner;
       j.resend = resend;
       jobs.push_back(j);
     }
@@ -444,6 +447,81 @@ TEST_F(RedisQueueTest, ResendOfAQueuedIdIsNotQueuedAgain) {
   Push(c, {JobBlob(twice)});
   EXPECT_EQ(Push(c, {JobBlob(twice)}, "producer-1", nullptr, true),
             std::vector<PushOutcome>{PushOutcome::kAccepted});
+}
+
+// Cancels recorded in Redis (yard_cancel) by a broker that does not hold
+// the jobs: the record's owner key (o) decides. A delayed job of another
+// key is refused at once; the owner's goes to its ready stream, and the
+// broker that claims it finishes it Cancelled (result stored). A waiting job
+// cancelled by another key is refused where it is claimed, and runs; a
+// retry keeps its owner key.
+TEST_F(RedisQueueTest, RecordedCancelsFinishOnlyTheOwnersJobs) {
+  DurableQueue* holder = Make("b1");
+  DurableQueue* other = Make("b2");
+  want_[holder] = 0;
+  want_[other] = 0;
+  JobSpec later;
+  later.max_attempts = 3;
+  later.not_before_ms = UnixMillis() + 600000;
+  JobSpec now;
+  now.max_attempts = 3;
+  const JobId delayed = JobId::Random(), waiting = JobId::Random();
+  Push(holder, {JobBlob(delayed, later)}, "p", nullptr, false, "key-one");
+  Push(holder, {JobBlob(waiting, now)}, "p", nullptr, false, "key-one");
+  auto ask = [&](const JobId& id, const std::string& key) {
+    std::optional<QueueEvents::CancelAnswer> got;
+    QueueEvents::Canceller who;
+    who.key = key;
+    who.route = "canceller";
+    other->RequestCancel({&id, 1}, who,
+                         [&](std::span<const QueueEvents::CancelAnswer> a) {
+                           if (a.size() == 1) got = a[0];
+                         });
+    EXPECT_TRUE(Pump([&] { return got.has_value(); }));
+    return got.value_or(QueueEvents::CancelAnswer::kUnavailable);
+  };
+  EXPECT_EQ(ask(delayed, "key-two"), QueueEvents::CancelAnswer::kForbidden);
+  EXPECT_EQ(Integer({"ZCARD", keys_.delayed}), 1);
+  EXPECT_EQ(ask(waiting, "key-two"), QueueEvents::CancelAnswer::kRequested);
+  EXPECT_EQ(ask(delayed, "key-one"), QueueEvents::CancelAnswer::kRequested);
+  EXPECT_EQ(Integer({"ZCARD", keys_.delayed}), 0);  // moved to be claimed
+  EXPECT_EQ(Integer({"HLEN", keys_.prefix + "cx"}), 2);
+  // The broker's part: a claimed job is dispatched at once, so a hit finds
+  // it dispatched; the broker recalls it and completes it Cancelled.
+  std::vector<JobId> recalled;
+  holder->SetCancelSink([&](const JobId& id) {
+    recalled.push_back(id);
+    std::string r = ResultBlob(id, wire::ResultStatus::Cancelled, "", "");
+    holder->Complete(id,
+                     {reinterpret_cast<const uint8_t*>(r.data()), r.size()});
+    return true;
+  });
+  want_[holder] = 64;
+  Seen& s = seen_[holder];
+  ASSERT_TRUE(Pump([&] {
+    return Counter(holder, "recorded_cancels_done") == 1 &&
+           Counter(holder, "recorded_cancels_refused") == 1 &&
+           Integer({"HLEN", keys_.prefix + "cx"}) == 0;
+  }));
+  // The owner's cancel: stored as its result.
+  EXPECT_EQ(recalled, std::vector<JobId>{delayed});
+  auto stored = FindResult(*admin_, keys_, delayed, 2000);
+  ASSERT_TRUE(stored.ok()) << stored.status().ToString();
+  const auto* r = VerifiedRoot<wire::JobResult>(*stored);
+  ASSERT_NE(r, nullptr);
+  EXPECT_EQ(r->status(), wire::ResultStatus::Cancelled);
+  // The other key's cancel changed nothing: the job runs; its retry keeps
+  // its owner.
+  ASSERT_EQ(s.claimed.size(), 2u);
+  std::string failed = ResultBlob(waiting, wire::ResultStatus::Failed, "", "x");
+  holder->Fail(
+      waiting, UnixMillis() + 600000,
+      {reinterpret_cast<const uint8_t*>(failed.data()), failed.size()});
+  ASSERT_TRUE(Pump([&] { return Integer({"ZCARD", keys_.delayed}) == 1; }));
+  auto packed =
+      RedisCall(*admin_, {"HGET", keys_.delayed_jobs, waiting.ToString()});
+  ASSERT_TRUE(packed.ok());
+  EXPECT_NE(packed->str.find("key-one"), std::string::npos);
 }
 
 // A broker whose lease was taken from it (cut off longer than its lease;

@@ -2,11 +2,16 @@
 // cancel jobs wherever they are (waiting, delayed or running); the owner of
 // each job gets a Cancelled result. Only the producer that submitted a job
 // (with CURVE: the same key) or an admin key may cancel it.
-// Prints one line per job: "ID cancelled", "ID refused: WHY" or
-// "ID not found". Exit 0: all cancelled; 1: any not; 2: usage.
+// yard cancel --redis URL [--queue Q] JOB_ID...: an admin's cancel written
+// straight into the durable queue (admin::RecordCancels, an audit line),
+// then the stored results are watched until --timeout.
+// Prints one line per job: "ID cancelled", "ID refused: WHY", "ID not
+// found", "ID cancel requested" (recorded in Redis, not finished yet) or
+// "ID no answer". Exit 0: all cancelled; 1: any not; 2: usage.
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
+#include <cstdlib>
 #include <iostream>
 #include <mutex>
 #include <optional>
@@ -15,7 +20,9 @@
 #include <unordered_map>
 #include <vector>
 
+#include "admin/queue_admin.h"
 #include "client/producer.h"
+#include "common/audit.h"
 #include "common/clock.h"
 #include "common/logging.h"
 #include "tools/cli.h"
@@ -27,20 +34,100 @@ namespace {
 struct Answer {
   CancelReply::Kind kind = CancelReply::Kind::kNotFound;
   std::string message;
-  size_t not_found = 0;  // brokers that do not hold it
+  size_t not_found = 0;    // brokers that do not hold it
+  bool requested = false;  // a broker recorded it in Redis (kRequested)
   bool final = false;
 };
+
+// The line for one job, and whether it was cancelled.
+bool PrintAnswer(const JobId& id, const Answer& a) {
+  std::string line = id.ToString();
+  if (a.final && a.kind == CancelReply::Kind::kCancelled) {
+    line += " cancelled";
+  } else if (a.final && a.kind == CancelReply::Kind::kRefused) {
+    line += " refused: " + a.message;
+  } else if (a.requested) {
+    line += " cancel requested";
+  } else if (a.final) {
+    line += " not found";
+  } else {
+    line += " no answer";
+  }
+  std::cout << line << "\n";
+  return a.final && a.kind == CancelReply::Kind::kCancelled;
+}
+
+// --redis: record the cancels, then watch for their stored results.
+int CancelInRedis(const std::string& name, const cli::QueueFlags& flags,
+                  const std::vector<JobId>& ids, int64_t deadline_us) {
+  Result<admin::QueueConnection> q = cli::ConnectQueue(flags);
+  if (!q.ok()) return cli::UsageError(name, q.status().message());
+  Result<admin::Json> recorded = admin::RecordCancels(*q, ids);
+  if (!recorded.ok()) return cli::RuntimeError(name, recorded.status());
+  const char* user = std::getenv("USER");
+  AuditLog().Write("admin_cancel", user ? user : "", {{"outcome", *recorded}},
+                   MonoMillis());
+  std::vector<Answer> answers(ids.size());
+  size_t open = ids.size();
+  for (size_t i = 0; i < ids.size(); ++i) {
+    const std::string& s = (*recorded)["jobs"][ids[i].ToString()];
+    if (s == "requested") {
+      answers[i].requested = true;
+    } else {
+      answers[i].kind = CancelReply::Kind::kRefused;
+      answers[i].message = "too many cancels recorded";
+      answers[i].final = true;
+      --open;
+    }
+  }
+  // A broker finishes a cancelled job with a stored Cancelled result; a
+  // job that finished otherwise (before the cancel) has its own.
+  while (open > 0) {
+    for (size_t i = 0; i < ids.size(); ++i) {
+      if (answers[i].final) continue;
+      Result<admin::Json> r = admin::StoredResult(*q, ids[i]);
+      if (!r.ok()) continue;
+      const std::string status = (*r)["status"];
+      answers[i].final = true;
+      --open;
+      if (status == "Cancelled") {
+        answers[i].kind = CancelReply::Kind::kCancelled;
+      } else {
+        answers[i].kind = CancelReply::Kind::kRefused;
+        answers[i].message = "it finished first: " + status;
+      }
+    }
+    if (open == 0 || MonoMicros() >= deadline_us) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  int rc = 0;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (!PrintAnswer(ids[i], answers[i])) rc = 1;
+  }
+  return rc;
+}
 
 }  // namespace
 
 int RunCancel(int argc, char** argv) {
   CLI::App app{"Cancel jobs wherever they are (waiting, delayed or running)."};
   std::string connect, discover, queue = "default", log_level = "warn";
+  std::string redis;
   cli::RedisAuthFlags auth;
   cli::CurveFlags curve;
   std::vector<std::string> id_texts;
   double timeout_s = 10;
-  cli::AddBrokerSourceFlags(app, "frontend", &connect, &discover, &auth);
+  CLI::Option* d =
+      cli::AddBrokerSourceFlags(app, "frontend", &connect, &discover, &auth);
+  CLI::Option* redis_flag =
+      app.add_option("--redis", redis,
+                     "an admin's cancel, recorded in this Redis for the "
+                     "brokers of --queue (no broker is asked)");
+  redis_flag->excludes(d);
+  redis_flag->excludes(app.get_option("--connect"));
+  app.get_option("--redis-password-file")->remove_needs(d);
+  app.add_option("--queue", queue, "queue name (--redis, --discover)")
+      ->capture_default_str();
   cli::AddCurveClientFlags(app, &curve);
   app.add_option("JOB_ID", id_texts, "job ids: 32 hex digits each")->required();
   app.add_option("--timeout", timeout_s,
@@ -65,6 +152,13 @@ int RunCancel(int argc, char** argv) {
   InitLogging("cancel", log_level);
   const int64_t deadline_us =
       MonoMicros() + static_cast<int64_t>(timeout_s * 1e6);
+  if (!redis.empty()) {
+    cli::QueueFlags flags;
+    flags.redis_url = redis;
+    flags.auth = auth;
+    flags.queue = queue;
+    return CancelInRedis(name, flags, ids, deadline_us);
+  }
   cli::BrokerSource source;
   if (int rc = cli::ResolveBrokerSource(
           name, connect, discover, auth, Discovery::Side::kFrontend, queue,
@@ -87,6 +181,10 @@ int RunCancel(int argc, char** argv) {
     auto it = answers.find(r.id);
     if (it == answers.end() || it->second.final) return;
     Answer& a = it->second;
+    if (r.kind == CancelReply::Kind::kRequested) {
+      a.requested = true;  // the Cancelled result is to follow
+      return;
+    }
     if (r.kind == CancelReply::Kind::kNotFound &&
         ++a.not_found < asked_brokers) {
       return;  // another broker may hold it
@@ -125,19 +223,7 @@ int RunCancel(int argc, char** argv) {
   producer->Close();
   int rc = 0;
   for (const JobId& id : ids) {
-    const Answer& a = answers[id];
-    std::string line = id.ToString();
-    if (!a.final) {
-      line += " no answer";
-    } else if (a.kind == CancelReply::Kind::kCancelled) {
-      line += " cancelled";
-    } else if (a.kind == CancelReply::Kind::kRefused) {
-      line += " refused: " + a.message;
-    } else {
-      line += " not found";
-    }
-    if (!a.final || a.kind != CancelReply::Kind::kCancelled) rc = 1;
-    std::cout << line << "\n";
+    if (!PrintAnswer(id, answers[id])) rc = 1;
   }
   return rc;
 }
