@@ -136,9 +136,11 @@ Result<Json> ReadControl(const QueueConnection& q);
 
 // The stored result of job `id` (a sharded queue keeps it in the shard that
 // ran the job): {id, status, output (valid UTF-8) or output_base64, error
-// (null when empty), attempt, duration_us}. kNotFound when no result is
-// stored (unknown, not finished, or expired); kCorruption when the stored
-// bytes are not a JobResult.
+// (null when empty), attempt, duration_us}, and progress {fraction,
+// message, at_ms} when the job reported any (its last report). A job that
+// reported progress but has no result yet: {id, status "Unfinished",
+// progress}. kNotFound when neither is stored (unknown, not finished, or
+// expired); kCorruption when the stored bytes are not a JobResult.
 Result<Json> StoredResult(const QueueConnection& q, const JobId& id);
 
 }  // namespace yard::admin

@@ -2,10 +2,12 @@
 // result bucket (a HASH field, for the result TTL: queue/redis_layout.h).
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <string>
 #include <string_view>
 
 #include "admin/queue_admin.h"
+#include "admin/redis_reads.h"
 #include "schemas/codec.h"
 
 namespace yard::admin {
@@ -91,17 +93,49 @@ Result<std::string> FindStoredBlob(const QueueConnection& q, const JobId& id) {
   return stored;
 }
 
+// The job's last progress report (P pg:<id>), from whichever shard ran it:
+// {fraction, message, at_ms}, or null when none is kept.
+Result<Json> StoredProgress(const QueueConnection& q, const JobId& id) {
+  for (const QueueShard& shard : q.shards) {
+    Result<RedisReply> r =
+        Call(*shard.client, {"HGETALL", shard.keys.ProgressKey(id)});
+    if (!r.ok()) return r.status();
+    if (r->elements.empty()) continue;
+    Json p = {{"fraction", nullptr}, {"message", ""}, {"at_ms", nullptr}};
+    for (const auto& [field, value] : PairsOf(*r)) {
+      if (field == "f") p["fraction"] = std::strtod(value.c_str(), nullptr);
+      if (field == "m") p["message"] = IsUtf8(value) ? value : Base64(value);
+      if (field == "t") p["at_ms"] = ToInt(value);
+    }
+    return p;
+  }
+  return Json(nullptr);
+}
+
 }  // namespace
 
 Result<Json> StoredResult(const QueueConnection& q, const JobId& id) {
   Result<std::string> stored = FindStoredBlob(q, id);
-  if (!stored.ok()) return stored.status();
+  if (!stored.ok() && stored.status().code() != StatusCode::kNotFound) {
+    return stored.status();
+  }
+  Result<Json> progress = StoredProgress(q, id);
+  if (!progress.ok()) return progress.status();
+  if (!stored.ok()) {
+    if (progress->is_null()) return stored.status();
+    // Not finished (or its result expired first): what it last reported.
+    return Json{{"id", id.ToString()},
+                {"status", "Unfinished"},
+                {"progress", std::move(*progress)}};
+  }
   const wire::JobResult* result = VerifiedRoot<wire::JobResult>(*stored);
   if (result == nullptr) {
     return Status::Corruption("the stored result of " + id.ToString() +
                               " is not a valid yard.wire.JobResult");
   }
-  return ResultJson(id, *result);
+  Json j = ResultJson(id, *result);
+  if (!progress->is_null()) j["progress"] = std::move(*progress);
+  return j;
 }
 
 }  // namespace yard::admin

@@ -28,6 +28,10 @@ void Broker::Impl::OnProgress(WorkerInfo* sender, std::string_view identity,
       continue;
     }
     ++c_.progress;
+    // Durable mode: the last report is kept in Redis for `yard result`.
+    if (events_) {
+      events_->StoreProgress(id, u->fraction(), AsString(u->message()));
+    }
     // A job another broker accepted: its producer is not connected here.
     if (it->second.route.empty()) continue;
     ProgressUpdate p;

@@ -75,6 +75,12 @@ class QueueEvents {
   // a copy to the canceller. `done` gets one answer per id, in order.
   virtual void RequestCancel(std::span<const JobId> ids, const Canceller& who,
                              CancelCallback done) = 0;
+  // The last progress report of a job dispatched here (worker/worker.h
+  // JobContext::Progress), kept in the store for `yard result` as long as
+  // results are: at most one write per job per second, in the turn's write
+  // batch; a report held back by that is written when the job finishes.
+  virtual void StoreProgress(const JobId& id, float fraction,
+                             std::string_view message) = 0;
   // The CURVE key that submitted a job this broker holds (claimed here),
   // "" when unknown or submitted without CURVE.
   virtual std::string_view OwnerKey(const JobId& id) const = 0;

@@ -147,6 +147,10 @@ std::vector<QueueKeys> ShardKeys(std::string_view queue_name, int shards) {
   return keys;
 }
 
+std::string QueueKeys::ProgressKey(const JobId& id) const {
+  return prefix + "pg:" + id.ToString();
+}
+
 std::string QueueKeys::ResultKey(int64_t bucket, const JobId& id) const {
   return prefix + "res:" + std::to_string(bucket) + ":" + id.ToString()[0];
 }

@@ -42,6 +42,9 @@
 //   P tb                  HASH: the rate limit's token bucket (t tokens,
 //                         ts ms), shared by every broker (yard_take_tokens)
 //   P reapcur:<p>         XAUTOCLAIM cursors
+//   P pg:<job id>         HASH f (fraction 0..1), m (message), t (unix ms):
+//                         the job's last progress report, EXPIREs after the
+//                         result TTL; written at most once a second per job
 //   P cx                  HASH job id -> msgpack [admin "1"|"0", canceller's
 //                         CURVE key, its broker, its route, unix ms]: cancels
 //                         no broker could serve itself (yard_cancel, yard
@@ -102,7 +105,8 @@ struct QueueKeys {
   std::string cancels;  // P cx
 
   std::string ResultKey(int64_t bucket, const JobId& id) const;
-  std::string result_buckets;  // P resb
+  std::string ProgressKey(const JobId& id) const;  // P pg:<id>
+  std::string result_buckets;                      // P resb
   std::string Inbox(std::string_view broker) const;
   // {"FCALL", function, "6", <the six fixed keys>, prefix}: append the
   // function's other arguments.

@@ -373,6 +373,7 @@ void RedisQueue::Forget(EntryMap::iterator e) {
     if (l == leases_.end() || !(l->second.entry == e->first)) continue;
     if (l->second.buffered) --buffered_;
     leases_.erase(l);
+    if (!progress_.empty()) EndProgress(id, /*write_held=*/false);
   }
   if (rereading_) reread_skip_.insert(e->first);
   entries_.erase(e);

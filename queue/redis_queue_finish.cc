@@ -69,6 +69,7 @@ void RedisQueue::FinishJob(LeaseMap::iterator it, Bytes result, Outcome outcome,
   const JobId id = it->first;
   Lease lease = it->second;
   leases_.erase(it);
+  if (!progress_.empty()) EndProgress(id, /*write_held=*/true);
   if (lease.buffered) --buffered_;
   auto e = entries_.find(lease.entry);
   if (e == entries_.end()) return;
@@ -187,6 +188,7 @@ void RedisQueue::Flush() {
     cmds.push_back(std::move(args));
   }
   AddResults(b, cmds);
+  for (auto& c : b.progress) cmds.push_back(std::move(c));
   for (auto& [inbox, fields] : b.forwards) {
     std::vector<std::string> xadd = {"XADD", inbox,        "MAXLEN",
                                      "~",    kInboxMaxLen, "*"};
@@ -250,6 +252,38 @@ void RedisQueue::AddResults(WriteBatch& b, Commands& cmds) {
                       std::to_string(bucket)});
     }
   }
+}
+
+void RedisQueue::StoreProgress(const JobId& id, float fraction,
+                               std::string_view message) {
+  if (o_.result_ttl_s <= 0 || !leases_.contains(id)) return;
+  ProgressNote& note = progress_[id];  // erased when the lease ends
+  note.fraction = fraction;
+  note.message.assign(message);
+  const int64_t now = MonoMillis();
+  if (note.written_ms != 0 && now - note.written_ms < kProgressStoreEveryMs) {
+    note.held = true;
+    return;
+  }
+  note.written_ms = now;
+  AddProgress(id, note);
+}
+
+void RedisQueue::AddProgress(const JobId& id, const ProgressNote& note) {
+  const std::string key = keys_.ProgressKey(id);
+  batch_.progress.push_back(
+      {"HSET", key, "f", std::to_string(std::clamp(note.fraction, 0.f, 1.f)),
+       "m", note.message, "t", std::to_string(UnixMillis())});
+  batch_.progress.push_back({"EXPIRE", key, std::to_string(o_.result_ttl_s)});
+}
+
+// The job's lease ended: its held report is written (when it finished
+// here), and it is forgotten.
+void RedisQueue::EndProgress(const JobId& id, bool write_held) {
+  auto p = progress_.find(id);
+  if (p == progress_.end()) return;
+  if (write_held && p->second.held) AddProgress(id, p->second);
+  progress_.erase(p);
 }
 
 // Sends commands wrapped in MULTI/EXEC; if the connection drops before

@@ -191,6 +191,19 @@ struct DedupeWaiter {
   int64_t from_bucket = INT64_MIN;
 };
 
+// Commands wrapped in one MULTI ... EXEC.
+using Commands = std::vector<std::vector<std::string>>;
+
+// A job's progress as last reported (StoreProgress): when it was last
+// written, and whether a later report waits for its turn.
+inline constexpr int64_t kProgressStoreEveryMs = 1000;
+struct ProgressNote {
+  int64_t written_ms = 0;
+  bool held = false;
+  float fraction = 0;
+  std::string message;
+};
+
 // Writes of one loop turn, sent as one MULTI ... EXEC.
 struct WriteBatch {
   std::array<std::vector<std::string>, kLevels> acks;  // entry ids
@@ -199,6 +212,7 @@ struct WriteBatch {
   std::array<std::vector<std::string>, 16> results;  // by id's first hex
                                                      // digit: id, blob
   std::map<std::string, std::vector<std::string>> forwards;  // inbox -> r,p..
+  Commands progress;  // HSET + EXPIRE of P pg:<id> (StoreProgress)
   int64_t completed = 0;
   int64_t finished = 0;  // jobs that leave the queue (queued -= finished)
   bool empty() const {
@@ -208,12 +222,10 @@ struct WriteBatch {
     for (const auto& r : results) {
       if (!r.empty()) return false;
     }
-    return locked.empty() && fails.empty() && forwards.empty() && finished == 0;
+    return locked.empty() && fails.empty() && forwards.empty() &&
+           progress.empty() && finished == 0;
   }
 };
-
-// Commands wrapped in one MULTI ... EXEC.
-using Commands = std::vector<std::vector<std::string>>;
 
 inline std::string_view AsView(Bytes b) {
   return {reinterpret_cast<const char*>(b.data()), b.size()};
@@ -258,6 +270,8 @@ class RedisQueue final : public DurableQueue {
   void RequestCancel(std::span<const JobId> ids, const Canceller& who,
                      CancelCallback done) override;
   std::string_view OwnerKey(const JobId& id) const override;
+  void StoreProgress(const JobId& id, float fraction,
+                     std::string_view message) override;
   void Want(size_t n) override;
   int PollItems(zmq_pollitem_t* items, int max) override;
   void OnPollEvents(const zmq_pollitem_t* items, int n) override;
@@ -346,6 +360,8 @@ class RedisQueue final : public DurableQueue {
   void Flush();
   void AddGuard(const WriteBatch& b, Commands& cmds) const;
   void AddResults(WriteBatch& b, Commands& cmds);
+  void AddProgress(const JobId& id, const ProgressNote& note);
+  void EndProgress(const JobId& id, bool write_held);
   void SendMulti(Commands cmds);
 
   // redis_queue_maintenance.cc: lease touches, leader work, the registry
@@ -462,6 +478,9 @@ class RedisQueue final : public DurableQueue {
   size_t writes_ = 0;  // MULTI batches and give-backs awaiting replies
   int64_t last_bucket_ = -1;
   uint32_t expiring_ = 0;  // result keys of last_bucket_ given an EXPIRE
+
+  // Progress of leased jobs that reported (StoreProgress).
+  std::unordered_map<JobId, ProgressNote, JobIdHash> progress_;
 
   // Results for this broker's producers.
   bool reading_inbox_ = false;

@@ -278,6 +278,14 @@ class ShardedQueue final : public DurableQueue {
     }
   }
 
+  void StoreProgress(const JobId& id, float fraction,
+                     std::string_view message) override {
+    auto it = owner_.find(id);
+    if (it != owner_.end()) {
+      shards_[it->second]->StoreProgress(id, fraction, message);
+    }
+  }
+
   std::string_view OwnerKey(const JobId& id) const override {
     for (const auto& q : shards_) {
       std::string_view key = q->OwnerKey(id);

@@ -62,8 +62,8 @@ class Switchable final : public DurableQueue {
   bool available() const override { return up; }
   // An in-process store: nothing to poll, tick, forward or advertise.
   void SetResultSink(ResultSink) override {}
-  // Cancels recorded in the store are Redis's: tested in
-  // tests/redis_queue_test.cc.
+  // Cancels recorded in the store and stored progress are Redis's: tested
+  // in tests/redis_queue_test.cc.
   void SetCancelSink(CancelSink) override {}
   void RequestCancel(std::span<const JobId> ids, const Canceller&,
                      CancelCallback done) override {
@@ -71,6 +71,7 @@ class Switchable final : public DurableQueue {
     done(out);
   }
   std::string_view OwnerKey(const JobId&) const override { return {}; }
+  void StoreProgress(const JobId&, float, std::string_view) override {}
   void Want(size_t) override {}
   int PollItems(zmq_pollitem_t*, int) override { return 0; }
   void OnPollEvents(const zmq_pollitem_t*, int) override {}

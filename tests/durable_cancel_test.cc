@@ -12,6 +12,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "client/producer.h"
@@ -268,6 +269,53 @@ TEST_F(DurableCancelTest, TheCliCancelsThroughRedis) {
       << *out;
   EXPECT_NE(cli->Stderr().find("admin_cancel"), std::string::npos)
       << cli->Stderr();
+}
+
+// `yard result` shows a durable job's last progress report while it runs
+// (status Unfinished) and after (beside its result).
+TEST_F(DurableCancelTest, YardResultShowsProgress) {
+  auto broker = cluster_.StartBroker(
+      {"--redis", server_->url(), "--heartbeat-ms", "200"});
+  ASSERT_TRUE(broker);
+  ASSERT_TRUE(
+      cluster_.StartWorker(broker->backend, 1, {"--heartbeat-ms", "200"}));
+  ProducerOptions opts;
+  opts.brokers = {broker->frontend};
+  auto producer = Producer::Create(std::move(opts));
+  ASSERT_TRUE(producer.ok());
+  JobSpec job;
+  job.id = JobId::Random();
+  job.task = "progress";  // a report every 150 ms step
+  const std::string steps = "20";
+  job.payload = AsBytes(steps);
+  auto f = (*producer)->Submit(job, kJobTimeoutMs);
+  auto result = [&] {
+    const std::string out = Yard(
+        {"result", job.id.ToString(), "--redis", server_->url(), "--json"}, 0);
+    return nlohmann::json::parse(out, nullptr, false);
+  };
+  // While it runs: bounded tries, each a `yard result` process.
+  nlohmann::json running;
+  for (int i = 0; i < 20 && f.wait_for(std::chrono::milliseconds(0)) !=
+                                std::future_status::ready;
+       ++i) {
+    if (RedisInt({"EXISTS", QueueKeys("default").ProgressKey(job.id)}) == 1) {
+      running = result();
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_TRUE(running.is_object()) << "no progress stored while it ran";
+  EXPECT_EQ(running["status"], "Unfinished") << running.dump();
+  EXPECT_GT(running["progress"]["fraction"].get<double>(), 0) << running.dump();
+  EXPECT_LT(running["progress"]["fraction"].get<double>(), 1) << running.dump();
+  ASSERT_EQ(f.wait_for(kWait), std::future_status::ready);
+  ASSERT_EQ(f.get().kind, JobOutcome::Kind::kCompleted);
+  // After: the result, and the last report (written with it).
+  const nlohmann::json done = result();
+  EXPECT_EQ(done["status"], "Ok") << done.dump();
+  EXPECT_EQ(done["progress"]["fraction"], 1.0) << done.dump();
+  EXPECT_EQ(done["progress"]["message"], "step 20 of 20") << done.dump();
 }
 
 }  // namespace

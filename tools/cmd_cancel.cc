@@ -88,6 +88,7 @@ int CancelInRedis(const std::string& name, const cli::QueueFlags& flags,
       Result<admin::Json> r = admin::StoredResult(*q, ids[i]);
       if (!r.ok()) continue;
       const std::string status = (*r)["status"];
+      if (status == "Unfinished") continue;  // progress, no result yet
       answers[i].final = true;
       --open;
       if (status == "Cancelled") {
