@@ -263,8 +263,11 @@ wire::ErrorCode CheckJob(const wire::Job& job, const Limits& limits,
     *why = "job with a zero id";
     return wire::ErrorCode::BadBatch;
   }
-  // Keys become parts of Redis key names in durable mode.
+  // Keys become parts of Redis key names in durable mode; a traceparent is
+  // bounded alike (kMaxTraceParentBytes == kMaxKeyBytes).
+  static_assert(kMaxTraceParentBytes == kMaxKeyBytes);
   const std::pair<const flatbuffers::String*, const char*> keys[] = {
+      {job.traceparent(), "traceparent"},
       {job.task(), "task name"},
       {job.queue(), "queue name"},
       {job.idempotency_key(), "idempotency key"},
@@ -276,6 +279,12 @@ wire::ErrorCode CheckJob(const wire::Job& job, const Limits& limits,
              " bytes exceeds the limit of " + std::to_string(kMaxKeyBytes);
       return wire::ErrorCode::TooLarge;
     }
+  }
+  // Logged by every hop and handed to handlers: refused unless it parses.
+  if (job.traceparent() && !ValidTraceParent(AsString(job.traceparent()))) {
+    *why =
+        "traceparent is not a W3C trace context (00-<32 hex>-<16 hex>-<2 hex>)";
+    return wire::ErrorCode::BadBatch;
   }
   // Tags and tolerations are walked at every placement of the job.
   size_t total = 0;
@@ -322,6 +331,10 @@ Bytes Writer::EncodeJob(const JobSpec& j) {
   auto lock = j.lock_key.empty()
                   ? 0
                   : fbb_.CreateString(j.lock_key.data(), j.lock_key.size());
+  auto traceparent =
+      j.traceparent.empty()
+          ? 0
+          : fbb_.CreateString(j.traceparent.data(), j.traceparent.size());
   auto tags = j.tags.empty() ? 0 : fbb_.CreateVectorOfStrings(j.tags);
   auto tols =
       j.tolerations.empty() ? 0 : fbb_.CreateVectorOfStrings(j.tolerations);
@@ -344,6 +357,7 @@ Bytes Writer::EncodeJob(const JobSpec& j) {
   if (!j.trace_id.IsZero()) b.add_trace_id(&trace);
   if (j.created_ms) b.add_created_ms(j.created_ms);
   if (!lock.IsNull()) b.add_lock_key(lock);
+  if (!traceparent.IsNull()) b.add_traceparent(traceparent);
   fbb_.Finish(b.Finish());
   return View();
 }
@@ -351,10 +365,14 @@ Bytes Writer::EncodeJob(const JobSpec& j) {
 Bytes Writer::EncodeResult(const JobId& id, wire::ResultStatus status,
                            Bytes output, std::string_view error,
                            uint16_t attempt, uint64_t duration_us,
-                           const JobId& duplicate_of) {
+                           const JobId& duplicate_of,
+                           std::string_view traceparent) {
   fbb_.Clear();
   auto out = fbb_.CreateVector(output.data(), output.size());
   auto err = error.empty() ? 0 : fbb_.CreateString(error.data(), error.size());
+  auto tp = traceparent.empty()
+                ? 0
+                : fbb_.CreateString(traceparent.data(), traceparent.size());
   wire::JobResultBuilder b(fbb_);
   wire::Id wid = ToWire(id);
   b.add_id(&wid);
@@ -365,6 +383,7 @@ Bytes Writer::EncodeResult(const JobId& id, wire::ResultStatus status,
   b.add_duration_us(duration_us);
   wire::Id dup = ToWire(duplicate_of);
   if (!duplicate_of.IsZero()) b.add_duplicate_of(&dup);
+  if (!tp.IsNull()) b.add_traceparent(tp);
   fbb_.Finish(b.Finish());
   return View();
 }

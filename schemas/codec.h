@@ -36,6 +36,7 @@
 #include <vector>
 
 #include "common/job_id.h"
+#include "common/trace_context.h"
 #include "schemas/envelope_generated.h"
 
 namespace yard {
@@ -133,6 +134,9 @@ struct JobSpec {
   int64_t created_ms = 0;
   std::string_view lock_key;    // durable mode: one running job per key
   uint32_t run_timeout_ms = 0;  // 0: the broker's default
+  // W3C traceparent (common/trace_context.h); empty: none (the producer
+  // library makes one).
+  std::string_view traceparent;
 };
 
 struct ReadyInfo {
@@ -162,9 +166,11 @@ class Writer {
   Bytes EncodeJob(const JobSpec& job);
   // A JobResult blob.
   // `duplicate_of`: non-zero for an idempotent duplicate's answer.
+  // `traceparent`: the attempt's trace context; empty: none.
   Bytes EncodeResult(const JobId& id, wire::ResultStatus status, Bytes output,
                      std::string_view error, uint16_t attempt,
-                     uint64_t duration_us, const JobId& duplicate_of = {});
+                     uint64_t duration_us, const JobId& duplicate_of = {},
+                     std::string_view traceparent = {});
 
   Bytes EncodeAccepted(std::span<const JobId> ids);
   Bytes EncodeError(wire::ErrorCode code, std::string_view message,

@@ -33,6 +33,7 @@ TEST(CodecTest, SubmitRoundTripsAllJobFields) {
   j.tolerations = {"spot"};
   j.trace_id = JobId{3, 4};
   j.created_ms = 42;
+  j.traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
   std::string blob = CopyOf(w.EncodeJob(j));
 
   BlobBatch batch;
@@ -60,6 +61,7 @@ TEST(CodecTest, SubmitRoundTripsAllJobFields) {
   EXPECT_EQ(job->tolerations()->Get(0)->str(), "spot");
   EXPECT_EQ(FromWire(job->trace_id()), (JobId{3, 4}));
   EXPECT_EQ(job->created_ms(), 42);
+  EXPECT_EQ(AsString(job->traceparent()), j.traceparent);
   // The blob inside the message is the producer's bytes, unchanged.
   EXPECT_EQ(AsString(jobs->Get(0)->data()), blob);
 }
@@ -253,6 +255,53 @@ TEST(CodecTest, RefusesGarbageVersionKindAndLimits) {
   EXPECT_EQ(CheckJob(job, limits, &why), wire::ErrorCode::None);
   limits.max_frame_bytes = frame.size() - 1;
   EXPECT_EQ(Decode(AsBytes(frame), limits).error, wire::ErrorCode::TooLarge);
+}
+
+// A job's traceparent: a valid one passes CheckJob and comes back in the
+// result; a malformed one is refused (BadBatch) and an oversized one is
+// TooLarge, each with a reason the sender sees.
+TEST(CodecTest, TraceParentIsCheckedAndCarriedByResults) {
+  constexpr char kValid[] =
+      "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+  const std::string oversized =
+      std::string(kValid) + "-" + std::string(kMaxTraceParentBytes, 'a');
+  const struct {
+    std::string traceparent;
+    wire::ErrorCode code;
+  } cases[] = {
+      {"", wire::ErrorCode::None},
+      {kValid, wire::ErrorCode::None},
+      {"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+       wire::ErrorCode::BadBatch},
+      {"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\n",
+       wire::ErrorCode::BadBatch},
+      {std::string("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0\0",
+                   55),
+       wire::ErrorCode::BadBatch},
+      {oversized, wire::ErrorCode::TooLarge},
+  };
+  for (const auto& c : cases) {
+    Writer w;
+    JobSpec j = EchoJob(JobId{1, 2}, "p");
+    j.traceparent = c.traceparent;
+    std::string blob = CopyOf(w.EncodeJob(j));
+    const wire::Job* job = VerifiedRoot<wire::Job>(blob);
+    ASSERT_NE(job, nullptr);
+    std::string why;
+    EXPECT_EQ(CheckJob(*job, Limits{}, &why), c.code) << c.traceparent;
+    if (c.code == wire::ErrorCode::None) continue;
+    EXPECT_NE(why.find("traceparent"), std::string::npos) << why;
+  }
+
+  Writer w;
+  std::string r =
+      CopyOf(w.EncodeResult(JobId{5, 6}, wire::ResultStatus::Ok, AsBytes("out"),
+                            "", 1, 7, JobId{}, kValid));
+  const wire::JobResult* result = VerifiedRoot<wire::JobResult>(r);
+  ASSERT_NE(result, nullptr);
+  EXPECT_EQ(AsString(result->traceparent()), kValid);
+  r = CopyOf(w.EncodeResult(JobId{5, 6}, wire::ResultStatus::Ok, {}, "", 1, 7));
+  EXPECT_EQ(VerifiedRoot<wire::JobResult>(r)->traceparent(), nullptr);
 }
 
 }  // namespace
