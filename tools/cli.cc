@@ -11,6 +11,7 @@
 #include <iostream>
 #include <sstream>
 
+#include "common/logging.h"
 #include "redis/redis_target.h"
 #include "schemas/frames.h"
 
@@ -158,6 +159,28 @@ int UsageError(const std::string& command, const std::string& message) {
   return kExitUsage;
 }
 
+void AddLogFlags(CLI::App& app, LogFlags* flags, const char* level_help) {
+  app.add_option("--log-level", flags->level,
+                 level_help ? level_help : "trace|debug|info|warn|error|off")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}))
+      ->capture_default_str();
+  AddLogFormatFlag(app, &flags->format);
+}
+
+void AddLogFormatFlag(CLI::App& app, std::string* format) {
+  app.add_option("--log-format", *format,
+                 "text|json: json writes one object per line (time, level, "
+                 "component, message, job_id, trace_id)")
+      ->check(CLI::IsMember({"text", "json"}))
+      ->capture_default_str();
+}
+
+void StartLogging(const char* component, const LogFlags& flags) {
+  // Parse checked the value: anything else than json is text.
+  InitLogging(component, flags.level,
+              ParseLogFormat(flags.format).value_or(LogFormat::kText));
+}
+
 void AddMetricsFlag(CLI::App& app, std::string* address) {
   app.add_option("--metrics", *address,
                  "Serve /metrics (Prometheus), /healthz and /readyz over "
@@ -257,6 +280,7 @@ void AddQueueFlags(CLI::App& app, QueueFlags* flags) {
   AddRedisAuthFlags(app, &flags->auth, nullptr);
   app.add_option("--queue", flags->queue, "queue name")->capture_default_str();
   app.add_flag("--json", flags->json, "print one JSON object instead of text");
+  AddLogFormatFlag(app, &flags->log.format);
 }
 
 Result<admin::QueueConnection> ConnectQueue(const QueueFlags& flags) {

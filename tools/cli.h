@@ -47,6 +47,22 @@ void SetDescribeHook(AppVisitor* hook);
 // A one-line usage error (exit code 2).
 int UsageError(const std::string& command, const std::string& message);
 
+// Logging on stderr (common/logging.h), for every subcommand:
+//   --log-level trace|debug|info|warn|error|off (the command's default);
+//   --log-format text|json (default text).
+struct LogFlags {
+  std::string level = "info";
+  std::string format = "text";
+};
+// Adds --log-level (described by `level_help`, or the list of levels) and
+// --log-format.
+void AddLogFlags(CLI::App& app, LogFlags* flags,
+                 const char* level_help = nullptr);
+// Adds --log-format alone (a command whose level is fixed).
+void AddLogFormatFlag(CLI::App& app, std::string* format);
+// InitLogging for `component` with the flags' values.
+void StartLogging(const char* component, const LogFlags& flags);
+
 // --metrics HOST:PORT: the /metrics, /healthz and /readyz endpoints
 // (metrics/metrics_server.h).
 void AddMetricsFlag(CLI::App& app, std::string* address);
@@ -98,12 +114,14 @@ struct QueueFlags {
   RedisAuthFlags auth;
   std::string queue = "default";
   bool json = false;
+  // Library warnings go to stderr (never into the JSON on stdout).
+  LogFlags log{.level = "warn"};
 };
 
-// Adds --redis, --redis-password-file, --queue and --json to `app`. A
-// command may add them to itself and to each subcommand, bound to the same
-// flags, so that they work before the subcommand's name and after it:
-// --redis is therefore not marked required here; ConnectQueue checks it.
+// Adds --redis, --redis-password-file, --queue, --json and --log-format to
+// `app`. A command may add them to itself and to each subcommand, bound to
+// the same flags, so that they work before the subcommand's name and after
+// it: --redis is therefore not marked required here; ConnectQueue checks it.
 void AddQueueFlags(CLI::App& app, QueueFlags* flags);
 
 // Checks the flags and connects (admin::ConnectQueue). A bad URL, password

@@ -239,17 +239,14 @@ int RunBroker(int argc, char** argv) {
   CLI::App app{"Route jobs from producers (frontend) to workers (backend).",
                argv[0]};
   BrokerOptions o;
-  std::string log_level = "info";
+  cli::LogFlags log;
   CLI::Option* max_queue = AddServingFlags(app, &o);
   cli::RedisAuthFlags redis_auth;
   AddDurableFlags(app, &o, &redis_auth);
   AddCurveFlags(app, &o);
   std::string metrics;
   cli::AddMetricsFlag(app, &metrics);
-  app.add_option("--log-level", log_level, "trace|debug|info|warn|error|off")
-      ->capture_default_str()
-      ->check(
-          CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
+  cli::AddLogFlags(app, &log);
   int code = 0;
   if (!cli::Parse(app, argc, argv, &code)) return code;
 
@@ -260,7 +257,7 @@ int RunBroker(int argc, char** argv) {
     return cli::UsageError(
         argv[0], "--curve-secret needs --producer-keys and --worker-keys");
   }
-  InitLogging("broker", log_level);
+  cli::StartLogging("broker", log);
   InstallStopHandlers();
   // SIGHUP re-reads the key sets; without CURVE it keeps its default.
   if (!o.curve.secret_key_file.empty()) InstallReloadHandler();

@@ -112,8 +112,9 @@ int CancelInRedis(const std::string& name, const cli::QueueFlags& flags,
 
 int RunCancel(int argc, char** argv) {
   CLI::App app{"Cancel jobs wherever they are (waiting, delayed or running)."};
-  std::string connect, discover, queue = "default", log_level = "warn";
+  std::string connect, discover, queue = "default";
   std::string redis;
+  cli::LogFlags log{.level = "warn"};
   cli::RedisAuthFlags auth;
   cli::CurveFlags curve;
   std::vector<std::string> id_texts;
@@ -134,7 +135,7 @@ int RunCancel(int argc, char** argv) {
   app.add_option("--timeout", timeout_s,
                  "seconds to wait for the brokers' answers")
       ->capture_default_str();
-  app.add_option("--log-level", log_level)->capture_default_str();
+  cli::AddLogFlags(app, &log);
   int code = 0;
   if (!cli::Parse(app, argc, argv, &code)) return code;
   const std::string name = app.get_name();
@@ -150,7 +151,7 @@ int RunCancel(int argc, char** argv) {
     }
     ids.push_back(*id);
   }
-  InitLogging("cancel", log_level);
+  cli::StartLogging("cancel", log);
   const int64_t deadline_us =
       MonoMicros() + static_cast<int64_t>(timeout_s * 1e6);
   if (!redis.empty()) {

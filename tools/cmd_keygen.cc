@@ -20,8 +20,11 @@ int RunKeygen(int argc, char** argv) {
                  "path prefix: writes PATH.public and PATH.secret (0600)")
       ->required();
   app.add_flag("--force", force, "replace existing files");
+  cli::LogFlags log{.level = "warn"};
+  cli::AddLogFormatFlag(app, &log.format);
   int code = 0;
   if (!cli::Parse(app, argc, argv, &code)) return code;
+  cli::StartLogging("keygen", log);
   if (!CurveAvailable()) {
     return cli::RuntimeError(argv[0],
                              Status::Unavailable("this libzmq has no CURVE"));

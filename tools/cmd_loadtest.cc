@@ -52,7 +52,7 @@ bool WriteFile(const std::string& path, const std::string& text,
 struct LoadtestFlags {
   LoadtestOptions o;
   std::string connect, json_path, html_path;
-  std::string log_level = "error";
+  cli::LogFlags log{.level = "error"};
   std::string redis_fsync = "everysec";
   cli::RedisAuthFlags redis_auth;
   bool quiet = false;
@@ -198,10 +198,8 @@ void AddOutputFlags(CLI::App& app, LoadtestFlags* f) {
                  "when stderr is not a terminal: a progress line every S "
                  "seconds (0: none)")
       ->capture_default_str();
-  app.add_option("--log-level", f->log_level,
-                 "the producers' log level: trace|debug|info|warn|error|off")
-      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}))
-      ->capture_default_str();
+  cli::AddLogFlags(app, &f->log,
+                   "the producers' log level: trace|debug|info|warn|error|off");
 }
 
 // Completes the options from the flags and checks them: 0, or the exit code
@@ -303,7 +301,7 @@ int RunLoadtest(int argc, char** argv) {
   f.o.progress = !f.quiet && tty;
   f.o.progress_every_s = f.quiet || tty ? 0 : f.progress_every;
 
-  InitLogging("loadtest", f.log_level);
+  cli::StartLogging("loadtest", f.log);
   InstallStopHandlers();
   Result<LoadtestReport> run = ExecuteLoadtest(f.o, stderr);
   if (!run.ok()) {

@@ -334,8 +334,7 @@ int RunQueue(int argc, char** argv) {
   AddSubcommands(app, &command);
   int code = 0;
   if (!cli::Parse(app, argc, argv, &code)) return code;
-  // Library warnings go to stderr, never into the JSON on stdout.
-  InitLogging("queue", "warn");
+  cli::StartLogging("queue", command.flags.log);
   const std::string name = app.get_name();
 
   Result<admin::QueueConnection> connection = cli::ConnectQueue(command.flags);

@@ -38,8 +38,7 @@ int RunResult(int argc, char** argv) {
   cli::AddQueueFlags(app, &flags);
   int code = 0;
   if (!cli::Parse(app, argc, argv, &code)) return code;
-  // Library warnings go to stderr, never into the JSON on stdout.
-  InitLogging("result", "warn");
+  cli::StartLogging("result", flags.log);
   const std::string name = app.get_name();
 
   const std::optional<JobId> id = JobId::Parse(id_text);

@@ -50,7 +50,7 @@ struct WorkerFlags {
   std::string name;
   std::string tags;
   std::string taints;
-  std::string log_level = "info";
+  cli::LogFlags log;
   size_t max_frame_bytes = Defaults().limits.max_frame_bytes;
   cli::CurveFlags curve;
   // Isolation (worker/isolate_pool.h).
@@ -129,10 +129,7 @@ void AddWorkerFlags(CLI::App& app, WorkerFlags* f) {
   app.add_option(
       "--taints", f->taints,
       "worker taints, comma-separated (only jobs tolerating them run here)");
-  app.add_option("--log-level", f->log_level, "trace|debug|info|warn|error|off")
-      ->capture_default_str()
-      ->check(
-          CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
+  cli::AddLogFlags(app, &f->log);
   app.add_option("--max-frame-bytes", f->max_frame_bytes,
                  "largest message accepted or sent")
       ->capture_default_str();
@@ -245,7 +242,7 @@ int RunWorker(int argc, char** argv) {
   WorkerOptions options;
   if (int rc = MakeOptions(command, f, &options)) return rc;
 
-  InitLogging("worker", f.log_level);
+  cli::StartLogging("worker", f.log);
   cli::BrokerSource source;
   if (int rc = cli::ResolveBrokerSource(command, f.connect, f.discover,
                                         f.redis_auth, Discovery::Side::kBackend,
