@@ -1,4 +1,5 @@
 #include "broker/broker_impl.h"
+#include "common/logging.h"
 
 namespace yard {
 
@@ -158,6 +159,9 @@ void Broker::Impl::OnResults(WorkerInfo* sender, const wire::Results* results) {
       ++c_.results_late;
       continue;
     }
+    LogJob(spdlog::level::debug, id, AsString(r->traceparent()),
+           "result from worker {}: {}, attempt {}", sender->name,
+           wire::EnumNameResultStatus(r->status()), r->attempt());
     if (sender->timeouts_in_row) Answered(sender);
     if (!deaths_.empty()) deaths_.erase(id);
     sender->credit = SaturatingAdd(sender->credit, 1);
@@ -250,7 +254,7 @@ void Broker::Impl::ReleaseWorkerJobs(uint64_t serial, bool died) {
   }
   for (auto& [id, f] : poisoned) {
     const std::string why = options_.retry.WorkerDeathsReason();
-    spdlog::warn("job {}: {}", id.ToString(), why);
+    LogJob(spdlog::level::warn, id, {}, "{}", why);
     Bytes result = writer_.EncodeResult(id, wire::ResultStatus::Failed, {}, why,
                                         f.attempt, 0);
     if (!f.route.empty()) RouteResult(f.route, result);

@@ -2,6 +2,7 @@
 #include <unordered_set>
 
 #include "broker/broker_impl.h"
+#include "common/logging.h"
 
 namespace yard {
 
@@ -137,7 +138,8 @@ Broker::Impl::Placed Broker::Impl::Place(const JobId& id, Bytes blob,
     // Submits are checked (OnSubmit); this job was queued by a broker that
     // did not check selectors. No worker can ever take it: fail it.
     const std::string why = "invalid placement selector (tags/tolerations)";
-    spdlog::warn("job {}: {}; failed", id.ToString(), why);
+    LogJob(spdlog::level::warn, id, AsString(job->traceparent()), "{}; failed",
+           why);
     FailForGood(id, route, attempt, wire::ResultStatus::Failed, why);
     return Placed::kFailed;
   }
@@ -176,6 +178,8 @@ Broker::Impl::Placed Broker::Impl::Place(const JobId& id, Bytes blob,
   }
   ArmRunDeadline(id, *job, &f);
   ++c_.dispatched;
+  LogJob(spdlog::level::debug, id, AsString(job->traceparent()),
+         "dispatched to worker {}, attempt {}", w->name, attempt);
   if (batch.size() >= options_.max_dispatch_batch) SendOutgoing();
   return Placed::kSent;
 }

@@ -1,4 +1,5 @@
 #include "broker/broker_impl.h"
+#include "common/logging.h"
 
 namespace yard {
 
@@ -146,11 +147,16 @@ void Broker::Impl::OnSubmit(const std::string& route,
       // One bad job is refused alone, by id, so the sender can give up on it.
       JobId bad = FromWire(job->id());
       ++c_.invalid;
+      LogJob(spdlog::level::debug, bad, AsString(job->traceparent()),
+             "refused: {}", why);
       SendTo(frontend_, route, writer_.EncodeError(code, why, {&bad, 1}));
       continue;
     }
     NewJob j;
     j.id = FromWire(job->id());
+    LogJob(spdlog::level::debug, j.id, AsString(job->traceparent()),
+           "received: task {}, priority {}", AsString(job->task()),
+           job->priority());
     j.blob.owner = frame;
     j.blob.bytes = {blob->data()->data(), blob->data()->size()};
     j.priority = job->priority();

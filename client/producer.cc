@@ -16,6 +16,7 @@
 
 #include "client/producer_impl.h"
 #include "common/clock.h"
+#include "common/trace_context.h"
 
 namespace yard {
 namespace {
@@ -89,15 +90,22 @@ JobId Producer::Impl::Submit(const JobSpec& spec, OutcomeCallback done,
     reject = "payload of " + std::to_string(spec.payload.size()) +
              " bytes exceeds the limit of " +
              std::to_string(limits.max_payload_bytes);
+  } else if (!spec.traceparent.empty() && !ValidTraceParent(spec.traceparent)) {
+    reject = "traceparent is not a W3C trace context";
   } else if (!closed_.load(std::memory_order_acquire)) {
     thread_local Writer writer;
-    if (spec.id.IsZero() || spec.created_ms == 0 ||
+    if (spec.id.IsZero() || spec.created_ms == 0 || spec.traceparent.empty() ||
         (spec.run_timeout_ms == 0 && options_.run_timeout_ms != 0)) {
       JobSpec filled = spec;
       filled.id = id;
       if (filled.created_ms == 0) filled.created_ms = UnixMillis();
       if (filled.run_timeout_ms == 0)
         filled.run_timeout_ms = options_.run_timeout_ms;
+      std::string traceparent;
+      if (filled.traceparent.empty()) {
+        traceparent = NewTraceParent();
+        filled.traceparent = traceparent;
+      }
       blob = writer.EncodeJob(filled);
     } else {
       blob = writer.EncodeJob(spec);
@@ -159,6 +167,7 @@ void Producer::Impl::FinishAfterClose(PendingJob* job) {
     out.id = job->id;
     out.kind = kind;
     out.error = job->reject.empty() ? "producer is closed" : job->reject;
+    out.traceparent = job->traceparent();
     out.latency_us = MonoMicros() - job->submit_us;
     Deliver(job->done, out);
   }

@@ -128,6 +128,11 @@ struct JobOutcome {
   // Durable mode: the submit's idempotency key was already used within the
   // window; this is the result of that first job, whose id this is.
   JobId duplicate_of;
+  // W3C trace context (common/trace_context.h): the attempt's, when its
+  // worker sent one back (the job's trace id, the attempt's span id as
+  // parent-id), else the job's own. Empty for a job refused before it was
+  // encoded.
+  std::string traceparent;
 };
 
 using OutcomeCallback = std::function<void(const JobOutcome&)>;
@@ -161,7 +166,9 @@ class Producer {
   static Result<std::unique_ptr<Producer>> Create(ProducerOptions options);
   ~Producer();  // Close()
 
-  // Queues a job; a zero job.id gets a random one. timeout_ms <= 0 means
+  // Queues a job; a zero job.id gets a random one, an empty
+  // job.traceparent a fresh one (NewTraceParent: a random trace id); a
+  // malformed traceparent is rejected (kRejected). timeout_ms <= 0 means
   // options.default_timeout_ms. Returns the job id. The spec's views are
   // copied before Submit returns.
   JobId Submit(const JobSpec& job, OutcomeCallback done,

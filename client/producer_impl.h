@@ -93,6 +93,13 @@ struct PendingJob {
   }
   // The encoded Job, sent unchanged on every attempt.
   Bytes blob() { return {blob_data(), blob_size}; }
+  // The job's trace context, read from the blob (which this producer
+  // encoded); empty when refused before encoding.
+  std::string_view traceparent() {
+    if (blob_size == 0) return {};
+    return AsString(
+        flatbuffers::GetRoot<wire::Job>(blob_data())->traceparent());
+  }
 
   JobId id;
   size_t blob_size = 0;

@@ -9,6 +9,7 @@
 
 #include "client/producer_impl.h"
 #include "common/clock.h"
+#include "common/trace_context.h"
 
 namespace yard {
 namespace {
@@ -319,12 +320,16 @@ void Producer::Impl::Finish(PendingJob* job, JobOutcome::Kind kind,
       out.attempt = result->attempt();
       if (result->duplicate_of())
         out.duplicate_of = FromWire(result->duplicate_of());
+      // A worker's value is only as good as the worker: kept if it parses.
+      const std::string_view tp = AsString(result->traceparent());
+      if (ValidTraceParent(tp)) out.traceparent = tp;
       if (kind == JobOutcome::Kind::kFailed && out.error.empty()) {
         out.error = wire::EnumNameResultStatus(out.status);
       }
     } else {
       out.error = error;
     }
+    if (out.traceparent.empty()) out.traceparent = job->traceparent();
     Deliver(job->done, out);
   }
   finished_.fetch_add(1, std::memory_order_seq_cst);

@@ -35,6 +35,7 @@
 #include "common/histogram.h"
 #include "common/logging.h"
 #include "common/signals.h"
+#include "common/trace_context.h"
 #include "loadtest/loadtest.h"
 #include "loadtest/report.h"
 #include "tools/cli.h"
@@ -56,7 +57,16 @@ class Tally {
   // `late_us`: how long after its intended send time the job went out
   // (open loop, --rate); latency counts from the intended time, so a stall
   // that delays sending shows in the figures (no coordinated omission).
+  // --traceparent: OnOutcome counts the results that came back in the same
+  // trace from a worker's attempt (its own span as parent-id).
+  explicit Tally(std::string_view traceparent = {})
+      : traceparent_(traceparent), trace_id_(TraceIdOf(traceparent_)) {}
+
   void OnOutcome(const JobOutcome& o, int64_t late_us) {
+    if (!trace_id_.empty() && o.traceparent != traceparent_ &&
+        TraceIdOf(o.traceparent) == trace_id_) {
+      traced_.fetch_add(1, std::memory_order_relaxed);
+    }
     const auto latency =
         static_cast<uint64_t>(std::max<int64_t>(o.latency_us + late_us, 0));
     switch (o.kind) {
@@ -96,6 +106,8 @@ class Tally {
     return rejected_.load(std::memory_order_relaxed);
   }
   uint64_t lost() const { return lost_.load(std::memory_order_relaxed); }
+  uint64_t traced() const { return traced_.load(std::memory_order_relaxed); }
+  std::string_view trace_id() const { return trace_id_; }
   int64_t last_answer_us() const {
     return last_answer_us_.load(std::memory_order_relaxed);
   }
@@ -104,7 +116,10 @@ class Tally {
 
  private:
   DoneCounter done_;
+  const std::string traceparent_;
+  const std::string_view trace_id_;  // into traceparent_
   std::atomic<uint64_t> completed_{0}, failed_{0}, rejected_{0}, lost_{0};
+  std::atomic<uint64_t> traced_{0};
   std::atomic<int64_t> last_answer_us_{0};
   Histogram latency_;
   PushFailures failures_;
@@ -148,8 +163,9 @@ class Progress {
 // The flags of `yard push`.
 struct PushFlags {
   std::string connect, discover, task, payload_text, queue, lock_key;
+  std::string traceparent;
   cli::RedisAuthFlags redis_auth;
-  std::string log_level = "warn";
+  cli::LogFlags log{.level = "warn"};
   int64_t count = 0, size = 64, window = 1000;
   double rate = 0, timeout_s = 60, connect_timeout_s = 5;
   int priority = 1, max_attempts = 1;
@@ -206,6 +222,9 @@ void AddLoadFlags(CLI::App& app, PushFlags* f) {
                  "broker's --run-timeout-ms)")
       ->capture_default_str();
   app.add_option("--queue", f->queue, "queue name (default: default)");
+  app.add_option("--traceparent", f->traceparent,
+                 "W3C trace context every job carries (00-<32 hex>-<16 "
+                 "hex>-<2 hex>); default: a fresh trace per job");
   app.add_option("--lock-key", f->lock_key,
                  "durable mode: every job takes this lock key (at most one "
                  "runs at a time, or `yard queue concurrency --per-key N`)");
@@ -234,9 +253,7 @@ void AddProducerFlags(CLI::App& app, PushFlags* f) {
       ->capture_default_str();
   app.add_flag("--show-progress", f->show_progress,
                "print each progress report of a job to stderr");
-  app.add_option("--log-level", f->log_level, "trace|debug|info|warn|error|off")
-      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}))
-      ->capture_default_str();
+  cli::AddLogFlags(app, &f->log);
 }
 
 // The checks CLI11 cannot make: 0 when the flags are fine, else the exit
@@ -251,6 +268,11 @@ int CheckFlags(const std::string& name, const PushFlags& f) {
     return cli::UsageError(name, "--rate: must be greater than 0");
   }
   if (f.size < 0) return cli::UsageError(name, "--size: must be at least 0");
+  if (!f.traceparent.empty() && !ValidTraceParent(f.traceparent)) {
+    return cli::UsageError(name,
+                           "--traceparent: not a W3C trace context "
+                           "(00-<32 hex>-<16 hex>-<2 hex>)");
+  }
   if (!(f.timeout_s > 0)) {
     return cli::UsageError(name, "--timeout: must be greater than 0");
   }
@@ -302,6 +324,7 @@ class PushRun {
         payload_(f.payload_opt->count() > 0 ? f.payload_text
                                             : TextPayload(f.size)),
         total_(static_cast<uint64_t>(f.count)),
+        tally_(f.traceparent),
         progress_(total_, ::isatty(STDERR_FILENO) == 1) {
     spec_.task = f.task;
     spec_.queue = f.queue;
@@ -310,6 +333,7 @@ class PushRun {
     spec_.max_attempts = static_cast<uint16_t>(f.max_attempts);
     spec_.run_timeout_ms = f.run_timeout_ms;
     spec_.lock_key = f.lock_key;
+    spec_.traceparent = f.traceparent;
     start_us_ = MonoMicros();
     start_unix_ms_ = UnixMillis();
     run_deadline_us_ = start_us_ + TimeoutUs(f);
@@ -458,6 +482,10 @@ int PushRun::Report(const ProducerCounters& pc) const {
         {"failures", tally_.failures().Json()},
     };
     if (f_.print_ids) out["ids"] = ids_;
+    if (!tally_.trace_id().empty()) {
+      out["trace_id"] = tally_.trace_id();
+      out["traced"] = tally_.traced();
+    }
     std::cout << out.dump() << std::endl;
   } else {
     std::fflush(stdout);  // the ids first
@@ -516,7 +544,7 @@ int RunPush(int argc, char** argv) {
   const std::string name = app.get_name();
   if (int rc = CheckFlags(name, f)) return rc;
 
-  InitLogging("push", f.log_level);
+  cli::StartLogging("push", f.log);
   cli::BrokerSource source;
   if (int rc = cli::ResolveBrokerSource(
           name, f.connect, f.discover, f.redis_auth, Discovery::Side::kFrontend,

@@ -70,6 +70,7 @@
 #include "common/job_id.h"
 #include "common/latency_histogram.h"
 #include "common/status.h"
+#include "common/trace_context.h"
 #include "schemas/codec.h"
 #include "schemas/frames.h"
 #include "security/curve_keys.h"
@@ -113,6 +114,17 @@ struct JobContext {
   void Progress(double fraction, std::string_view message = {}) const {
     if (progress) progress->Report(static_cast<float>(fraction), message);
   }
+  // W3C trace context (common/trace_context.h): the job's traceparent as
+  // its producer sent it (empty: none), and this attempt's span id (0
+  // without one). TraceParent() is what the handler passes on to what it
+  // calls (the job's trace id and flags, this attempt's span as parent-id);
+  // the result carries the same back to the producer.
+  std::string_view traceparent;
+  uint64_t span_id = 0;
+  std::string TraceParent() const {
+    return ChildTraceParent(traceparent, span_id);
+  }
+  std::string_view TraceId() const { return TraceIdOf(traceparent); }
 };
 
 using Handler = std::function<std::string(const JobContext&)>;

@@ -18,6 +18,8 @@
 #include <string>
 
 #include "common/clock.h"
+#include "common/logging.h"
+#include "common/trace_context.h"
 #include "worker/worker_impl.h"
 
 namespace yard {
@@ -72,6 +74,13 @@ void Worker::Impl::Execute(Job& job, Writer& writer) {
   ctx.deadline_ms = j->deadline_ms();
   ctx.job = j;
   ctx.cancel = &job.cancel;
+  // Brokers refuse malformed values; stored bytes are checked again.
+  if (const std::string_view tp = AsString(j->traceparent());
+      ValidTraceParent(tp)) {
+    ctx.traceparent = tp;
+    ctx.span_id = NewSpanId();
+  }
+  const std::string attempt_traceparent = ctx.TraceParent();
   struct Sink : ProgressSink {
     Sink(Impl* owner, Job* target) : owner_(owner), target_(target) {}
     void Report(float fraction, std::string_view message) override {
@@ -106,6 +115,8 @@ void Worker::Impl::Execute(Job& job, Writer& writer) {
     status = wire::ResultStatus::UnknownTask;
     error = "unknown task '" + std::string(ctx.task) + "'";
   } else {
+    LogJob(spdlog::level::debug, ctx.id, attempt_traceparent,
+           "started: task {}, attempt {}", ctx.task, ctx.attempt);
     int64_t start = MonoMicros();
     try {
       output = registered->second.handler(ctx);
@@ -128,16 +139,20 @@ void Worker::Impl::Execute(Job& job, Writer& writer) {
     }
   }
   if (status != wire::ResultStatus::Ok) output.clear();
+  LogJob(spdlog::level::debug, ctx.id, attempt_traceparent,
+         "finished: {} after {} us{}{}", wire::EnumNameResultStatus(status),
+         duration_us, error.empty() ? "" : ": ", error);
 
-  Bytes blob = writer.EncodeResult(ctx.id, status, AsBytes(output), error,
-                                   ctx.attempt, duration_us);
+  Bytes blob =
+      writer.EncodeResult(ctx.id, status, AsBytes(output), error, ctx.attempt,
+                          duration_us, {}, attempt_traceparent);
   if (blob.size() + kEnvelopeSlackBytes > options_.limits.max_frame_bytes) {
     status = wire::ResultStatus::Failed;
     error = "output of " + std::to_string(output.size()) +
             " bytes does not fit in a frame (limit " +
             std::to_string(options_.limits.max_frame_bytes) + " bytes)";
     blob = writer.EncodeResult(ctx.id, status, {}, error, ctx.attempt,
-                               duration_us);
+                               duration_us, {}, attempt_traceparent);
   }
   job.result.assign(reinterpret_cast<const char*>(blob.data()), blob.size());
   job.metrics = &metrics;
