@@ -54,18 +54,26 @@ uint64_t NewSpanId() {
 
 std::string NewTraceParent() {
   const JobId trace = JobId::Random();  // never zero
-  std::string tp = "00-" + trace.ToString() + "-0000000000000000-01";
+  std::string tp = "00-00000000000000000000000000000000-0000000000000000-01";
+  PutHex(trace.hi, tp.data() + 3);
+  PutHex(trace.lo, tp.data() + 19);
   PutHex(NewSpanId(), tp.data() + 36);
   return tp;
 }
 
+std::string_view ChildTraceParent(std::string_view parent, uint64_t span_id,
+                                  TraceParentBuffer* out) {
+  if (span_id == 0 || !ValidTraceParent(parent)) return {};
+  std::copy_n(parent.data(), kTraceParentBytes, out->data());
+  (*out)[0] = '0';
+  (*out)[1] = '0';
+  PutHex(span_id, out->data() + 36);
+  return {out->data(), out->size()};
+}
+
 std::string ChildTraceParent(std::string_view parent, uint64_t span_id) {
-  if (!ValidTraceParent(parent) || span_id == 0) return {};
-  std::string tp(parent.substr(0, kTraceParentBytes));
-  tp[0] = '0';
-  tp[1] = '0';
-  PutHex(span_id, tp.data() + 36);
-  return tp;
+  TraceParentBuffer buffer;
+  return std::string(ChildTraceParent(parent, span_id, &buffer));
 }
 
 }  // namespace yard

@@ -16,6 +16,7 @@
 #ifndef YARD_COMMON_TRACE_CONTEXT_H_
 #define YARD_COMMON_TRACE_CONTEXT_H_
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -41,8 +42,12 @@ uint64_t NewSpanId();
 
 // `parent`'s trace id and flags with `span_id` as the parent-id, as
 // version 00: what a hop passes on for its own span. Empty when `parent` is
-// not valid.
+// not valid or span_id is 0. The second form writes into *out (no
+// allocation) and returns a view of it.
 std::string ChildTraceParent(std::string_view parent, uint64_t span_id);
+using TraceParentBuffer = std::array<char, kTraceParentBytes>;
+std::string_view ChildTraceParent(std::string_view parent, uint64_t span_id,
+                                  TraceParentBuffer* out);
 
 }  // namespace yard
 

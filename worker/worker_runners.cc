@@ -80,7 +80,9 @@ void Worker::Impl::Execute(Job& job, Writer& writer) {
     ctx.traceparent = tp;
     ctx.span_id = NewSpanId();
   }
-  const std::string attempt_traceparent = ctx.TraceParent();
+  TraceParentBuffer buffer;
+  const std::string_view attempt_traceparent =
+      ChildTraceParent(ctx.traceparent, ctx.span_id, &buffer);
   struct Sink : ProgressSink {
     Sink(Impl* owner, Job* target) : owner_(owner), target_(target) {}
     void Report(float fraction, std::string_view message) override {
