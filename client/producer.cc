@@ -94,18 +94,13 @@ JobId Producer::Impl::Submit(const JobSpec& spec, OutcomeCallback done,
     reject = "traceparent is not a W3C trace context";
   } else if (!closed_.load(std::memory_order_acquire)) {
     thread_local Writer writer;
-    if (spec.id.IsZero() || spec.created_ms == 0 || spec.traceparent.empty() ||
+    if (spec.id.IsZero() || spec.created_ms == 0 ||
         (spec.run_timeout_ms == 0 && options_.run_timeout_ms != 0)) {
       JobSpec filled = spec;
       filled.id = id;
       if (filled.created_ms == 0) filled.created_ms = UnixMillis();
       if (filled.run_timeout_ms == 0)
         filled.run_timeout_ms = options_.run_timeout_ms;
-      std::string traceparent;
-      if (filled.traceparent.empty()) {
-        traceparent = NewTraceParent();
-        filled.traceparent = traceparent;
-      }
       blob = writer.EncodeJob(filled);
     } else {
       blob = writer.EncodeJob(spec);

@@ -130,8 +130,9 @@ struct JobOutcome {
   JobId duplicate_of;
   // W3C trace context (common/trace_context.h): the attempt's, when its
   // worker sent one back (the job's trace id, the attempt's span id as
-  // parent-id), else the job's own. Empty for a job refused before it was
-  // encoded.
+  // parent-id), else the job's own. Empty for a job sent without one (it
+  // is its own trace: its trace id is its job id, JobTraceParent) and for a
+  // job refused before it was encoded.
   std::string traceparent;
 };
 
@@ -166,9 +167,10 @@ class Producer {
   static Result<std::unique_ptr<Producer>> Create(ProducerOptions options);
   ~Producer();  // Close()
 
-  // Queues a job; a zero job.id gets a random one, an empty
-  // job.traceparent a fresh one (NewTraceParent: a random trace id); a
-  // malformed traceparent is rejected (kRejected). timeout_ms <= 0 means
+  // Queues a job; a zero job.id gets a random one; an empty
+  // job.traceparent stays empty (the job is its own trace: every hop logs
+  // its id as the trace id, at no cost on the wire); a malformed
+  // traceparent is rejected (kRejected). timeout_ms <= 0 means
   // options.default_timeout_ms. Returns the job id. The spec's views are
   // copied before Submit returns.
   JobId Submit(const JobSpec& job, OutcomeCallback done,

@@ -110,7 +110,10 @@ void InitLogging(std::string_view name, std::string_view level,
 
 JobLogScope::JobLogScope(const JobId& id, std::string_view traceparent)
     : job_id_(id.ToString()),
-      trace_id_(TraceIdOf(traceparent)),
+      // A job sent without a trace context is its own trace
+      // (common/trace_context.h, JobTraceParent): its id.
+      trace_id_(traceparent.empty() ? std::string_view(job_id_)
+                                    : TraceIdOf(traceparent)),
       outer_(current_job) {
   current_job = this;
 }

@@ -7,7 +7,8 @@
 //   json  one object per line, keys in this order:
 //         {"time":"2026-01-02T03:04:05.678Z","level":"info",
 //          "component":"broker","message":"...","job_id":"<32 hex>",
-//          "trace_id":"<32 hex>"}
+//          "trace_id":"<32 hex>"}  (a job sent without a trace context
+//          is its own trace: trace_id is then its job id)
 //         time is RFC 3339 UTC with milliseconds; level is spdlog's name
 //         (trace, debug, info, warning, error, critical); job_id and
 //         trace_id appear only on lines about a job (trace_id only when the
@@ -47,8 +48,9 @@ void InitLogging(std::string_view name, std::string_view level,
 
 // While one lives, the lines this thread logs are about this job: text
 // puts "job <id> trace <trace-id>: " before the message, json adds job_id
-// and trace_id. `traceparent` (common/trace_context.h) may be empty or
-// malformed: the line then has no trace id. Both views must outlive it.
+// and trace_id. `traceparent` (common/trace_context.h) may be empty: the
+// job is then its own trace (the trace id is the job id); malformed: the
+// line has no trace id. Both views must outlive it.
 class JobLogScope {
  public:
   JobLogScope(const JobId& id, std::string_view traceparent);

@@ -61,6 +61,15 @@ std::string NewTraceParent() {
   return tp;
 }
 
+std::string JobTraceParent(uint64_t id_hi, uint64_t id_lo) {
+  if (id_hi == 0 && id_lo == 0) return {};
+  std::string tp = "00-00000000000000000000000000000000-0000000000000000-01";
+  PutHex(id_hi, tp.data() + 3);
+  PutHex(id_lo, tp.data() + 19);
+  PutHex(id_lo != 0 ? id_lo : 1, tp.data() + 36);
+  return tp;
+}
+
 std::string_view ChildTraceParent(std::string_view parent, uint64_t span_id,
                                   TraceParentBuffer* out) {
   if (span_id == 0 || !ValidTraceParent(parent)) return {};

@@ -37,6 +37,12 @@ std::string_view TraceIdOf(std::string_view traceparent);
 // (sampled: the producer records the job's life in its logs).
 std::string NewTraceParent();
 
+// The trace context of a job its producer sent without one: the job is its
+// own trace (trace id = the job id's 32 hex digits, parent id = its low 64
+// bits, or 1 when those are 0; flags 01). Nothing travels on the wire for
+// it: every hop derives the same value from the id. Empty for the zero id.
+std::string JobTraceParent(uint64_t id_hi, uint64_t id_lo);
+
 // A random non-zero span id (what a traceparent's parent-id names).
 uint64_t NewSpanId();
 

@@ -93,7 +93,9 @@ TEST(TraceTest, AGivenTraceParentReachesBrokerWorkerAndResults) {
   }
 }
 
-TEST(TraceTest, TheProducerGivesEachJobItsOwnTrace) {
+// A job sent without a trace context is its own trace: its id is the
+// trace id on every line about it.
+TEST(TraceTest, AJobWithoutATraceParentIsItsOwnTrace) {
   Cluster c;
   auto broker = c.StartBroker();
   ASSERT_TRUE(broker);
@@ -113,6 +115,7 @@ TEST(TraceTest, TheProducerGivesEachJobItsOwnTrace) {
     EXPECT_TRUE(std::regex_match(trace, std::regex("[0-9a-f]{32}")))
         << j.dump();
     EXPECT_NE(trace, std::string(32, '0'));
+    EXPECT_EQ(trace, j.value("job_id", "")) << j.dump();
     traces.insert(trace);
     jobs.insert(j.value("job_id", ""));
   }

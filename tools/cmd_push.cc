@@ -224,7 +224,7 @@ void AddLoadFlags(CLI::App& app, PushFlags* f) {
   app.add_option("--queue", f->queue, "queue name (default: default)");
   app.add_option("--traceparent", f->traceparent,
                  "W3C trace context every job carries (00-<32 hex>-<16 "
-                 "hex>-<2 hex>); default: a fresh trace per job");
+                 "hex>-<2 hex>); default: each job is its own trace (its id)");
   app.add_option("--lock-key", f->lock_key,
                  "durable mode: every job takes this lock key (at most one "
                  "runs at a time, or `yard queue concurrency --per-key N`)");

@@ -118,13 +118,19 @@ struct JobContext {
   // its producer sent it (empty: none), and this attempt's span id (0
   // without one). TraceParent() is what the handler passes on to what it
   // calls (the job's trace id and flags, this attempt's span as parent-id);
-  // the result carries the same back to the producer.
+  // the result carries the same back to the producer. A job sent without
+  // one is its own trace: TraceId() is then its job id, and TraceParent()
+  // names a fresh span in that trace (JobTraceParent).
   std::string_view traceparent;
   uint64_t span_id = 0;
   std::string TraceParent() const {
-    return ChildTraceParent(traceparent, span_id);
+    if (!traceparent.empty()) return ChildTraceParent(traceparent, span_id);
+    return ChildTraceParent(JobTraceParent(id.hi, id.lo), NewSpanId());
   }
-  std::string_view TraceId() const { return TraceIdOf(traceparent); }
+  std::string TraceId() const {
+    if (!traceparent.empty()) return std::string(TraceIdOf(traceparent));
+    return id.ToString();
+  }
 };
 
 using Handler = std::function<std::string(const JobContext&)>;

@@ -74,15 +74,17 @@ void Worker::Impl::Execute(Job& job, Writer& writer) {
   ctx.deadline_ms = j->deadline_ms();
   ctx.job = j;
   ctx.cancel = &job.cancel;
-  // Brokers refuse malformed values; stored bytes are checked again.
+  // Brokers refuse malformed values; stored bytes are checked again. A job
+  // sent without one is its own trace (JobTraceParent): nothing to carry,
+  // nothing to compute unless the handler asks (ctx.TraceParent()).
+  TraceParentBuffer buffer;
+  std::string_view attempt_traceparent;
   if (const std::string_view tp = AsString(j->traceparent());
-      ValidTraceParent(tp)) {
+      !tp.empty() && ValidTraceParent(tp)) {
     ctx.traceparent = tp;
     ctx.span_id = NewSpanId();
+    attempt_traceparent = ChildTraceParent(tp, ctx.span_id, &buffer);
   }
-  TraceParentBuffer buffer;
-  const std::string_view attempt_traceparent =
-      ChildTraceParent(ctx.traceparent, ctx.span_id, &buffer);
   struct Sink : ProgressSink {
     Sink(Impl* owner, Job* target) : owner_(owner), target_(target) {}
     void Report(float fraction, std::string_view message) override {
