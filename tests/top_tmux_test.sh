@@ -54,7 +54,7 @@ start_top() {
   t -f "$tmp/tmux.conf" new-session -d -s "$1" -x 120 -y 30 \
     "stty -g >'$tmp/$1.stty-before'; '$yard' top --connect '$frontend' \
       --interval-ms 200 2>'$tmp/$1.top.log'; rc=\$?; \
-      stty -g >'$tmp/$1.stty-after'; exit \$rc"
+      stty -g >'$tmp/$1.stty-after'; echo \$rc >'$tmp/$1.rc'; exit \$rc"
 }
 # Captures pane $1 until awk program $2 finds a line in it.
 wait_screen() {
@@ -68,13 +68,14 @@ wait_screen() {
 # Waits for pane $1 to end; checks exit 0, the main screen back and the
 # terminal's settings restored.
 expect_ended_cleanly() {
+  # The pane's command writes yard top's exit status to a file (tmux's
+  # pane_dead_status is not always set by the time the pane reads as dead).
   for _ in $(seq 100); do
-    [ "$(t display-message -p -t "$1" '#{pane_dead}')" = 1 ] && break
+    [ -s "$tmp/$1.rc" ] && break
     sleep 0.1
   done
-  [ "$(t display-message -p -t "$1" '#{pane_dead}')" = 1 ] ||
-    fail "pane $1: yard top still runs"
-  status=$(t display-message -p -t "$1" '#{pane_dead_status}')
+  [ -s "$tmp/$1.rc" ] || fail "pane $1: yard top still runs"
+  status=$(cat "$tmp/$1.rc")
   [ "$status" = 0 ] || fail "pane $1: yard top exited $status"
   [ "$(t display-message -p -t "$1" '#{alternate_on}')" = 0 ] ||
     fail "pane $1: still on the alternate screen"
