@@ -34,7 +34,9 @@ bool ValidTraceParent(std::string_view traceparent);
 std::string_view TraceIdOf(std::string_view traceparent);
 
 // A fresh version-00 traceparent: a random trace id and parent id, flags 01
-// (sampled: the producer records the job's life in its logs).
+// (sampled). For a caller that starts a trace of its own (several jobs in
+// one trace: give each job this value); the producer library does not call
+// it, a job without a traceparent is its own trace (JobTraceParent).
 std::string NewTraceParent();
 
 // The trace context of a job its producer sent without one: the job is its
