@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# instructions.sh: CPU instructions per job spent by the broker and by the
-# worker, counted by valgrind's callgrind (Debian's valgrind). Unlike jobs/s,
-# an instruction count does not depend on what else the machine is doing, so
-# two builds (before and after a change) compare exactly on a shared,
-# noisy machine. It counts work, not time: cache misses, locks and waits do
-# not show.
+# instructions.sh: CPU instructions per job spent by the broker, the worker
+# and the producer (`yard push`), counted by valgrind's callgrind (Debian's
+# valgrind). Unlike jobs/s, an instruction count does not depend on what
+# else the machine is doing, so two builds (before and after a change)
+# compare exactly on a shared, noisy machine. It counts work, not time:
+# cache misses, locks and waits do not show.
 #
-# Each of broker and worker runs alone under callgrind (memory mode,
-# loopback), `yard push` sends JOBS echo jobs of SIZE bytes, then the
+# Each of broker, worker and producer runs alone under callgrind (memory
+# mode, loopback), `yard push` sends JOBS echo jobs of SIZE bytes, then the
 # process under count is stopped with SIGTERM; this is done for two job
 # counts and the difference is divided by the difference in jobs, so start-up
 # and shutdown cancel out.
@@ -19,7 +19,9 @@
 #   --keep   a directory to keep the callgrind files in, for
 #            callgrind_annotate (named <n>.<process>.<jobs>, n: the build's
 #            position in the list)
-# Prints one line per build and process: "DIR broker|worker N instr/job".
+# Prints one line per build and process: "DIR broker|worker|producer N
+# instr/job" (the producer's count includes push's own start and report,
+# which also cancel out).
 # Exit codes: 0 ok, 1 a run failed, 2 usage.
 set -euo pipefail
 
@@ -33,7 +35,7 @@ while [[ $# -gt 0 ]]; do
     --jobs) jobs="${2:?}"; shift 2 ;;
     --size) size="${2:?}"; shift 2 ;;
     --keep) keep="${2:?}"; shift 2 ;;
-    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
     *) echo "instructions.sh: unknown argument '$1'" >&2; exit 2 ;;
   esac
 done
@@ -55,7 +57,8 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
-# count YARD WHICH N: instructions of WHICH (broker|worker) over a run of N jobs.
+# count YARD WHICH N: instructions of WHICH (broker|worker|producer) over a
+# run of N jobs.
 count() {
   local yard=$1 which=$2 n=$3
   local fe be out=$tmp/callgrind.$which.$n
@@ -64,7 +67,13 @@ count() {
   local broker=("$yard" broker --frontend "$fe" --backend "$be")
   local worker=("$yard" worker --connect "$be" --concurrency 2)
   local vg=(valgrind --tool=callgrind --callgrind-out-file="$out" -q)
-  if [[ $which == broker ]]; then
+  local push_vg=()
+  if [[ $which == producer ]]; then
+    push_vg=("${vg[@]}")
+    "${broker[@]}" >"$tmp/broker.out" 2>"$tmp/broker.log" & pids+=($!); local counted=$!
+    sleep 1
+    "${worker[@]}" >"$tmp/worker.out" 2>"$tmp/worker.log" & pids+=($!); local other=$!
+  elif [[ $which == broker ]]; then
     "${vg[@]}" "${broker[@]}" >"$tmp/broker.out" 2>"$tmp/broker.log" & pids+=($!); local counted=$!
     sleep 3
     "${worker[@]}" >"$tmp/worker.out" 2>"$tmp/worker.log" & pids+=($!); local other=$!
@@ -74,7 +83,7 @@ count() {
     "${vg[@]}" "${worker[@]}" >"$tmp/worker.out" 2>"$tmp/worker.log" & pids+=($!); local counted=$!
   fi
   sleep 3
-  if ! timeout 600 "$yard" push --connect "$fe" --task echo --count "$n" \
+  if ! timeout 600 "${push_vg[@]}" "$yard" push --connect "$fe" --task echo --count "$n" \
       --size "$size" --timeout 300 --json >"$tmp/push.json" 2>"$tmp/push.log"; then
     echo "instructions.sh: push failed ($which, $n jobs):" >&2
     cat "$tmp/push.log" "$tmp/push.json" >&2
@@ -101,7 +110,7 @@ for b in "${builds[@]}"; do
   i=$((i + 1))
   yard=$b/tools/yard
   [[ -x $yard ]] || { echo "instructions.sh: no $yard" >&2; exit 2; }
-  for which in broker worker; do
+  for which in broker worker producer; do
     lo=$(count "$yard" "$which" "$small") || exit 1
     hi=$(count "$yard" "$which" "$jobs") || exit 1
     echo "$b $which $(( (hi - lo) / (jobs - small) )) instr/job"

@@ -322,14 +322,18 @@ void Producer::Impl::Finish(PendingJob* job, JobOutcome::Kind kind,
         out.duplicate_of = FromWire(result->duplicate_of());
       // A worker's value is only as good as the worker: kept if it parses.
       const std::string_view tp = AsString(result->traceparent());
-      if (ValidTraceParent(tp)) out.traceparent = tp;
+      if (!tp.empty() && ValidTraceParent(tp)) out.traceparent = tp;
       if (kind == JobOutcome::Kind::kFailed && out.error.empty()) {
         out.error = wire::EnumNameResultStatus(out.status);
       }
     } else {
       out.error = error;
     }
-    if (out.traceparent.empty()) out.traceparent = job->traceparent();
+    if (out.traceparent.empty()) {
+      // Most jobs carry none: no string to assign.
+      const std::string_view mine = job->traceparent();
+      if (!mine.empty()) out.traceparent = mine;
+    }
     Deliver(job->done, out);
   }
   finished_.fetch_add(1, std::memory_order_seq_cst);

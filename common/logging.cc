@@ -106,6 +106,8 @@ void InitLogging(std::string_view name, std::string_view level,
   logger->set_level(spdlog::level::from_str(std::string(level)));
   logger->flush_on(spdlog::level::warn);
   spdlog::set_default_logger(logger);
+  logging_internal::job_log_floor.store(logger->level(),
+                                        std::memory_order_relaxed);
 }
 
 JobLogScope::JobLogScope(const JobId& id, std::string_view traceparent)
