@@ -21,6 +21,7 @@
 #include "queue/queue_events.h"
 #include "queue/redis_layout.h"
 #include "registry/registry.h"
+#include "testing/queue_driver.h"
 #include "testing/redis_fixture.h"
 #include "testing/redis_server.h"
 
@@ -35,94 +36,13 @@ const bool kSigpipeIgnored = [] {
   return true;
 }();
 
-// Longer than any test: no lease expires and no broker is taken for dead
-// while a test runs, so the jobs stay in the state the test put them in.
-constexpr int64_t kLongMs = 600'000;
 constexpr int64_t kHourMs = 3'600'000;
-
-// One broker's durable queue, and the jobs it has handed out.
-struct Broker {
-  std::unique_ptr<DurableQueue> queue;
-  size_t want = 0;  // jobs claimed ahead; 0: it claims nothing
-  std::vector<JobId> claimed;
-};
-
-// A job as a producer sends it.
-struct TestJob {
-  JobId id = JobId::Random();
-  int priority = 1;
-  int max_attempts = 3;
-  std::string task = "echo";
-};
 
 class QueueAdminTest : public RedisFixture {
  protected:
-  std::unique_ptr<Broker> StartBroker(const std::string& name, int shards = 0) {
-    RedisQueueOptions o;
-    o.url = server_->url();
-    o.consumer = name;
-    o.shards = shards;
-    o.lease_ms = kLongMs;
-    o.registry_ttl_ms = kLongMs;
-    auto q = NewRedisQueue(o);
-    EXPECT_TRUE(q.ok()) << q.status().ToString();
-    if (!q.ok()) return nullptr;
-    auto broker = std::make_unique<Broker>();
-    broker->queue = std::move(q).value();
-    return broker;
-  }
-
-  // Turns the broker's loop until `until()` (true) or 10 s (false); each
-  // turn claims what it can (up to b.want jobs).
-  static bool Pump(Broker& b, const std::function<bool()>& until) {
-    const int64_t deadline = MonoMillis() + 10000;
-    while (!until()) {
-      if (MonoMillis() >= deadline) return false;
-      std::vector<zmq_pollitem_t> items(64);
-      const int n = b.queue->PollItems(items.data(), 64);
-      zmq_poll(items.data(), n, 20);
-      b.queue->OnPollEvents(items.data(), n);
-      b.queue->Want(b.want);
-      if (b.want > 0) {
-        b.queue->Claim(b.want, [&](std::span<const ClaimedJob> jobs) {
-          for (const ClaimedJob& j : jobs) b.claimed.push_back(j.id);
-        });
-      }
-      b.queue->Tick(MonoMillis());
-    }
-    return true;
-  }
-
-  // Pushes `jobs` as one batch (one record per priority) and waits until
-  // the queue accepted them.
-  void Push(Broker& b, const std::vector<TestJob>& jobs) {
-    auto blobs = std::make_shared<std::vector<std::string>>();
-    for (const TestJob& t : jobs) {
-      JobSpec spec;
-      spec.id = t.id;
-      spec.task = t.task;
-      spec.payload = AsBytes(std::string_view("12345"));
-      spec.priority = static_cast<uint8_t>(t.priority);
-      spec.max_attempts = static_cast<uint16_t>(t.max_attempts);
-      blobs->emplace_back(AsString(writer_.EncodeJob(spec)));
-    }
-    std::vector<NewJob> batch;
-    for (size_t i = 0; i < jobs.size(); ++i) {
-      NewJob j;
-      j.id = jobs[i].id;
-      j.blob.owner = blobs;
-      j.blob.bytes = AsBytes((*blobs)[i]);
-      j.priority = static_cast<uint8_t>(jobs[i].priority);
-      j.route = "producer-1";
-      batch.push_back(j);
-    }
-    bool done = false;
-    b.queue->Push(batch, [&](Status s, std::span<const PushOutcome> out) {
-      EXPECT_TRUE(s.ok()) << s.ToString();
-      for (PushOutcome o : out) EXPECT_EQ(o, PushOutcome::kAccepted);
-      done = true;
-    });
-    ASSERT_TRUE(Pump(b, [&] { return done; }));
+  std::unique_ptr<TestBroker> StartBroker(const std::string& name,
+                                          int shards = 0) {
+    return StartTestBroker(server_->url(), name, shards);
   }
 
   // A JobResult blob (kept alive until the test ends).
@@ -161,11 +81,11 @@ class QueueAdminTest : public RedisFixture {
     auto a = StartBroker("broker-a");
     ASSERT_NE(a, nullptr);
     a->want = 64;
-    Push(*a, {leased_[0], leased_[1]});
-    Push(*a, {delayed_});
-    Push(*a, {dead_});
-    Push(*a, {finished_});
-    ASSERT_TRUE(Pump(*a, [&] { return a->claimed.size() == 5; }));
+    PushJobs(*a, {leased_[0], leased_[1]});
+    PushJobs(*a, {delayed_});
+    PushJobs(*a, {dead_});
+    PushJobs(*a, {finished_});
+    ASSERT_TRUE(PumpQueue(*a, [&] { return a->claimed.size() == 5; }));
     fail_at_ms_ = UnixMillis() + kHourMs;
     a->queue->Fail(
         delayed_.id, fail_at_ms_,
@@ -177,7 +97,7 @@ class QueueAdminTest : public RedisFixture {
                        ResultBlob(finished_.id, wire::ResultStatus::Ok,
                                   std::string("\xff\x00z", 3), ""));
     const QueueKeys keys("default");
-    ASSERT_TRUE(Pump(*a, [&] {
+    ASSERT_TRUE(PumpQueue(*a, [&] {
       return RedisInt({"ZCARD", keys.delayed}) == 1 &&
              RedisInt({"XLEN", keys.dead}) == 1 &&
              RedisInt({"XLEN", keys.stream[0]}) == 0;
@@ -187,8 +107,8 @@ class QueueAdminTest : public RedisFixture {
 
     auto b = StartBroker("broker-b");
     ASSERT_NE(b, nullptr);
-    Push(*b, {ready_[0]});
-    Push(*b, {ready_[1], ready_[2]});
+    PushJobs(*b, {ready_[0]});
+    PushJobs(*b, {ready_[1], ready_[2]});
     nlohmann::json worker = {{"name", "w1"},
                              {"capacity", 4},
                              {"outstanding", 2},
@@ -198,7 +118,7 @@ class QueueAdminTest : public RedisFixture {
                          {"backend", "tcp://127.0.0.1:5556"},
                          {"draining", false},
                          {"workers", nlohmann::json::array({worker})}});
-    ASSERT_TRUE(Pump(*b, [&] {
+    ASSERT_TRUE(PumpQueue(*b, [&] {
       auto r = RedisCall(*admin_, {"GET", RegistryKey("broker-b")});
       return r.ok() && r->str.find("w1") != std::string::npos;
     }));
@@ -207,7 +127,7 @@ class QueueAdminTest : public RedisFixture {
 
   Writer writer_;
   std::vector<std::string> results_;
-  std::unique_ptr<Broker> broker_b_;
+  std::unique_ptr<TestBroker> broker_b_;
 
   TestJob leased_[2];
   TestJob delayed_{.priority = 2};
@@ -341,8 +261,8 @@ TEST_F(QueueAdminTest, RequeueDeadStopsAtItsLimit) {
   // A second dead letter, through broker-b.
   TestJob second{.max_attempts = 1};
   broker_b_->want = 64;
-  Push(*broker_b_, {second});
-  ASSERT_TRUE(Pump(*broker_b_, [&] {
+  PushJobs(*broker_b_, {second});
+  ASSERT_TRUE(PumpQueue(*broker_b_, [&] {
     for (const JobId& id : broker_b_->claimed) {
       if (id == second.id) return true;
     }
@@ -350,7 +270,7 @@ TEST_F(QueueAdminTest, RequeueDeadStopsAtItsLimit) {
   }));
   broker_b_->queue->Fail(second.id, 0, {});
   const QueueKeys keys("default");
-  ASSERT_TRUE(Pump(*broker_b_, [&] {
+  ASSERT_TRUE(PumpQueue(*broker_b_, [&] {
     return RedisInt({"XLEN", keys.dead}) == 2;
   }));
 
@@ -453,7 +373,7 @@ TEST_F(QueueAdminTest, ShardedQueueAddsTheShardsUp) {
   ASSERT_NE(b, nullptr);
   // Plain batches go to the shards in turn.
   std::vector<TestJob> jobs(4);
-  for (const TestJob& job : jobs) Push(*b, {job});
+  for (const TestJob& job : jobs) PushJobs(*b, {job});
   admin::QueueConnection q = Connect();
   ASSERT_EQ(q.shards.size(), 2u);
 
