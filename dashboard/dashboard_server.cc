@@ -35,7 +35,9 @@ constexpr size_t kServerThreads = 4;
 constexpr size_t kMaxQueuedConnections = 16;
 constexpr size_t kDefaultDeadLimit = 50;
 constexpr size_t kMaxDeadLimit = 1000;
+constexpr char kBadJobId[] = "a job id is 32 hex digits";
 constexpr char kJobPrefix[] = "/api/job/";
+constexpr char kCancelSuffix[] = "/cancel";
 
 // A few threads and a bounded queue of accepted connections. When the queue
 // is full the listener serves the connection itself, so it stops accepting
@@ -90,10 +92,13 @@ class BoundedPool : public httplib::TaskQueue {
 };
 
 // The paths there are, and the one method each takes (HEAD goes with GET).
+// A prefix route takes any path that starts with `path` (and ends with
+// `suffix`); the first match wins.
 struct Route {
   const char* path;
   const char* method;
   bool prefix = false;
+  const char* suffix = "";
 };
 constexpr Route kRoutes[] = {
     {"/", "GET"},
@@ -101,6 +106,7 @@ constexpr Route kRoutes[] = {
     {"/style.css", "GET"},
     {"/api/overview", "GET"},
     {"/api/dead", "GET"},
+    {kJobPrefix, "POST", true, kCancelSuffix},
     {kJobPrefix, "GET", true},
     {"/api/dead/requeue", "POST"},
     {"/api/dead/purge", "POST"},
@@ -110,9 +116,21 @@ constexpr Route kRoutes[] = {
 
 const Route* FindRoute(const std::string& path) {
   for (const Route& r : kRoutes) {
-    if (r.prefix ? path.starts_with(r.path) : path == r.path) return &r;
+    if (r.prefix ? path.starts_with(r.path) && path.ends_with(r.suffix)
+                 : path == r.path) {
+      return &r;
+    }
   }
   return nullptr;
+}
+
+// The job id in /api/job/ID`suffix`, or nothing when it is not 32 hex
+// digits.
+std::optional<JobId> JobIdIn(const std::string& path, std::string_view suffix) {
+  const size_t at = sizeof(kJobPrefix) - 1;
+  if (path.size() < at + suffix.size()) return std::nullopt;
+  return JobId::Parse(
+      std::string_view(path).substr(at, path.size() - at - suffix.size()));
 }
 
 std::string Dump(const Json& j) {
@@ -267,38 +285,35 @@ class DashboardServer::Impl {
     });
     server_.Get(std::string(kJobPrefix) + ".*",
                 [this](const httplib::Request& req, httplib::Response& res) {
-                  const std::string text =
-                      req.path.substr(sizeof(kJobPrefix) - 1);
-                  const std::optional<JobId> id = JobId::Parse(text);
-                  if (!id)
-                    return SendError(res, 400, "a job id is 32 hex digits");
+                  const std::optional<JobId> id = JobIdIn(req.path, "");
+                  if (!id) return SendError(res, 400, kBadJobId);
                   WithQueue(res, [&id](const admin::QueueConnection& q) {
                     return LookupJob(q, *id);
                   });
                 });
   }
 
-  // The admin actions: the token first, then the queue, then an audit line.
+  // The admin actions: the token first, then the parameters, then the
+  // queue, then an audit line.
   void AddActions() {
-    using Action = std::function<Result<Json>(const admin::QueueConnection&)>;
     auto action = [this](const char* path, const char* event, Action act) {
       server_.Post(path, [this, event, act](const httplib::Request& req,
                                             httplib::Response& res) {
-        if (!Authorized(req)) {
-          Audit("dashboard_refused", req.remote_addr,
-                {{"path", req.path}, {"why", Refusal()}}, 1000);
-          return SendError(res, 403, Refusal());
-        }
-        WithQueue(res, [&](const admin::QueueConnection& q) {
-          Result<Json> done = act(q);
-          if (done.ok()) {
-            Audit(event, req.remote_addr,
-                  {{"via", "dashboard"}, {"outcome", *done}}, 0);
-          }
-          return done;
-        });
+        if (Refused(req, res)) return;
+        Perform(req, res, event, act);
       });
     };
+    server_.Post(std::string(kJobPrefix) + ".*" + kCancelSuffix,
+                 [this](const httplib::Request& req, httplib::Response& res) {
+                   if (Refused(req, res)) return;
+                   const std::optional<JobId> id =
+                       JobIdIn(req.path, kCancelSuffix);
+                   if (!id) return SendError(res, 400, kBadJobId);
+                   Perform(req, res, "admin_cancel",
+                           [&id](const admin::QueueConnection& q) {
+                             return CancelJob(q, *id);
+                           });
+                 });
     action("/api/dead/requeue", "admin_requeue",
            [](const admin::QueueConnection& q) {
              return admin::RequeueDead(q, 0);
@@ -315,6 +330,32 @@ class DashboardServer::Impl {
            });
   }
 
+  using Action = std::function<Result<Json>(const admin::QueueConnection&)>;
+
+  // Without the admin token: answers 403 (and an audit line, at most one a
+  // second per address) and returns true.
+  bool Refused(const httplib::Request& req, httplib::Response& res) {
+    if (Authorized(req)) return false;
+    Audit("dashboard_refused", req.remote_addr,
+          {{"path", req.path}, {"why", Refusal()}}, 1000);
+    SendError(res, 403, Refusal());
+    return true;
+  }
+
+  // Does an admin's action and writes its audit line (event, the client's
+  // address, via dashboard, its outcome) when it is done.
+  void Perform(const httplib::Request& req, httplib::Response& res,
+               const char* event, const Action& act) {
+    WithQueue(res, [&](const admin::QueueConnection& q) {
+      Result<Json> done = act(q);
+      if (done.ok()) {
+        Audit(event, req.remote_addr,
+              {{"via", "dashboard"}, {"outcome", *done}}, 0);
+      }
+      return done;
+    });
+  }
+
   bool Authorized(const httplib::Request& req) const {
     if (token_digest_.empty()) return false;
     const std::string given = Digest(BearerToken(req));
@@ -329,9 +370,7 @@ class DashboardServer::Impl {
 
   // Runs `call` on the shared queue connection (one request at a time),
   // connecting first if need be; answers its JSON or the error.
-  void WithQueue(
-      httplib::Response& res,
-      const std::function<Result<Json>(const admin::QueueConnection&)>& call) {
+  void WithQueue(httplib::Response& res, const Action& call) {
     if (options_.redis_url.empty()) {
       return SendError(res, 404, "memory mode: no durable queue (--redis)");
     }

@@ -9,6 +9,8 @@
 //   POST /api/dead/purge        admin only: delete every dead letter
 //   POST /api/queue/pause       admin only: brokers claim no more jobs
 //   POST /api/queue/resume      admin only: undo pause
+//   POST /api/job/ID/cancel     admin only: cancel one waiting, delayed or
+//                               running job (job_lookup.h's CancelJob)
 //
 // One poller thread calls `snapshot` every poll_ms and keeps the answer;
 // every browser is served that copy, so pages cannot multiply the load on

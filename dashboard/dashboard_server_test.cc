@@ -11,7 +11,12 @@
 #include <string>
 
 #include "admin/queue_admin.h"
+#include "common/clock.h"
+#include "queue/redis_layout.h"
+#include "redis/redis_call.h"
+#include "schemas/codec.h"
 #include "testing/log_capture.h"
+#include "testing/queue_driver.h"
 #include "testing/redis_fixture.h"
 
 namespace yard {
@@ -59,10 +64,35 @@ class DashboardServerTest : public RedisFixture {
     return control.ok() && (*control)["paused"] == true;
   }
 
+  // How many cancels are recorded for the brokers (P cx).
+  int64_t RecordedCancels() {
+    auto r = RedisCall(*admin_, {"HLEN", QueueKeys("default").cancels});
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    return r.ok() ? r->integer : -1;
+  }
+
+  // The stored result's status of job `id`, or "" when none is stored.
+  std::string ResultStatus(const JobId& id) {
+    auto q = admin::ConnectQueue(server_->url(), "default");
+    if (!q.ok()) return "";
+    auto r = admin::StoredResult(*q, id);
+    return r.ok() ? (*r)["status"].get<std::string>() : "";
+  }
+
   httplib::Result Post(const std::string& path, const std::string& token) {
     httplib::Headers headers;
     if (!token.empty()) headers.emplace("Authorization", "Bearer " + token);
     return client_->Post(path.c_str(), headers, "", "text/plain");
+  }
+
+  // An admin's cancel of job `id`: the answer of a 200, else null (and a
+  // test failure).
+  Json Cancel(const std::string& id) {
+    auto res = Post("/api/job/" + id + "/cancel", kToken);
+    EXPECT_TRUE(res);
+    if (!res) return nullptr;
+    EXPECT_EQ(res->status, 200) << res->body;
+    return res->status == 200 ? Json::parse(res->body) : Json();
   }
 
   std::atomic<int> snapshots_{0};
@@ -184,6 +214,86 @@ TEST_F(DashboardServerTest, RefusesBodiesAndBadParameters) {
   ASSERT_TRUE(dead);
   EXPECT_EQ(dead->status, 200);
   EXPECT_EQ(Json::parse(dead->body)["total"], 0);
+}
+
+// An admin's cancel of a waiting job is recorded for the brokers; the broker
+// that claims the job finds the record and finishes the job Cancelled. A
+// second cancel finds it finished and records nothing.
+TEST_F(DashboardServerTest, CancelRecordsACancelThatTheBrokerCarriesOut) {
+  LogCapture log;
+  auto broker = StartTestBroker(server_->url(), "broker-a");
+  ASSERT_NE(broker, nullptr);
+  const TestJob job;
+  PushJobs(*broker, {job});
+
+  const Json answer = Cancel(job.id.ToString());
+  EXPECT_EQ(answer["cancel"], "requested") << answer;
+  EXPECT_EQ(answer["state"], "ready") << answer;
+  EXPECT_EQ(answer["queue"], "default") << answer;
+  EXPECT_EQ(RecordedCancels(), 1);
+  const std::string audit = log.Find("\"event\":\"admin_cancel\"");
+  EXPECT_NE(audit.find("\"via\":\"dashboard\""), std::string::npos) << audit;
+  EXPECT_NE(audit.find(job.id.ToString()), std::string::npos) << audit;
+
+  // The job is handed out when claimed: the queue asks the broker to
+  // recall it, which (no worker here) finishes it Cancelled at once.
+  Writer writer;
+  std::string cancelled;
+  broker->queue->SetCancelSink([&](const JobId& id) {
+    cancelled = AsString(writer.EncodeResult(id, wire::ResultStatus::Cancelled,
+                                             {}, "cancelled", 1, 0));
+    broker->queue->Complete(id, AsBytes(cancelled));
+    return true;
+  });
+  // Claims look for cancel records once the queue's control read (every
+  // 250 ms) has seen that there are some.
+  const int64_t noticed_ms = MonoMillis() + 600;
+  ASSERT_TRUE(PumpQueue(*broker, [&] { return MonoMillis() >= noticed_ms; }));
+  broker->want = 1;
+  EXPECT_TRUE(
+      PumpQueue(*broker, [&] { return ResultStatus(job.id) == "Cancelled"; }))
+      << "status: " << ResultStatus(job.id);
+  EXPECT_EQ(RecordedCancels(), 0);  // acted on and removed
+
+  const Json finished = Cancel(job.id.ToString());
+  EXPECT_EQ(finished["cancel"], "finished") << finished;
+  EXPECT_EQ(finished["status"], "Cancelled") << finished;
+  EXPECT_EQ(RecordedCancels(), 0);
+}
+
+TEST_F(DashboardServerTest, CancelNeedsTheTokenAndAJobId) {
+  const std::string id = "0123456789abcdef0123456789abcdef";
+  const std::string path = "/api/job/" + id + "/cancel";
+  for (const std::string token : {"", "wrong-token-wrong-token"}) {
+    auto res = Post(path, token);
+    ASSERT_TRUE(res);
+    EXPECT_EQ(res->status, 403) << token;
+  }
+  for (const char* bad :
+       {"/api/job/zz/cancel", "/api/job//cancel",
+        "/api/job/0123456789abcdef0123456789abcdef0/cancel",
+        "/api/job/0123456789abcdef0123456789abcdef/x/cancel"}) {
+    auto res = Post(bad, kToken);
+    ASSERT_TRUE(res) << bad;
+    EXPECT_EQ(res->status, 400) << bad << " " << res->body;
+  }
+  // A GET never cancels; a POST does not look a job up.
+  auto get = client_->Get(path.c_str());
+  ASSERT_TRUE(get);
+  EXPECT_EQ(get->status, 405);
+  EXPECT_EQ(get->get_header_value("Allow"), "POST");
+  auto post_lookup = Post("/api/job/" + id, kToken);
+  ASSERT_TRUE(post_lookup);
+  EXPECT_EQ(post_lookup->status, 405);
+  // A job the queue does not hold: nothing is recorded.
+  EXPECT_EQ(Cancel(id)["cancel"], "not found");
+  EXPECT_EQ(RecordedCancels(), 0);
+
+  Start("");
+  auto read_only = Post(path, kToken);
+  ASSERT_TRUE(read_only);
+  EXPECT_EQ(read_only->status, 403);
+  EXPECT_EQ(RecordedCancels(), 0);
 }
 
 TEST(AdminTokenTest, TrimsAndRefusesShortTokens) {

@@ -1,4 +1,5 @@
-// Where one job of a durable queue is, for the dashboard's search box.
+// Where one job of a durable queue is, for the dashboard's search box, and
+// an admin's cancel of a job found there.
 //
 // A finished job is found by its stored result (admin::StoredResult). The
 // queue keeps no index from id to record, so a job still in the queue is
@@ -23,8 +24,22 @@ inline constexpr size_t kLookupScan = 1000;
 // {id, state: "finished"|"ready"|"running"|"delayed"|"dead"|"unknown",
 // result (finished), job (ready, running, delayed: InspectJobs' entry),
 // dead (ListDead's entry, also for a failed job still a dead letter),
-// scanned (unknown)}. Errors from Redis as they come.
+// progress (a job not finished that reported some), scanned (unknown)}.
+// Errors from Redis as they come.
 Result<admin::Json> LookupJob(const admin::QueueConnection& q, const JobId& id);
+
+// Whether a job in LookupJob's `state` can be cancelled: ready (waiting),
+// delayed or running.
+bool Cancellable(const admin::Json& state);
+
+// An admin's cancel of job `id`: looked up first (LookupJob), and recorded
+// (admin::RecordCancels) only when it is Cancellable, for the broker that
+// holds or claims it to finish it Cancelled. {queue, id, state (as looked
+// up), cancel: "requested" (recorded) | "full" (too many cancels recorded:
+// nothing done) | "finished" (with its result's status) | "dead" | "not
+// found" (not among the first kLookupScan: scanned)}. Errors from Redis as
+// they come.
+Result<admin::Json> CancelJob(const admin::QueueConnection& q, const JobId& id);
 
 }  // namespace yard
 
