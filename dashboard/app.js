@@ -1,7 +1,8 @@
 // The Switchyard dashboard: polls GET /api/overview every second (the
 // server's cached snapshot) and /api/dead, draws the numbers, two small
 // canvas charts and the tables, and sends the admin actions with the token
-// typed into the page (kept in memory only, sent as a Bearer token).
+// typed into the page (kept in memory only, sent as a Bearer token): the
+// dead-letter and queue actions, and the cancel of the job looked up.
 // Everything from the server is set as text, never as HTML.
 'use strict';
 
@@ -11,6 +12,7 @@ let lastQueueCounters = null;
 let lastTimeMs = null;
 let overview = null;
 let polls = 0;
+let shownJob = null;  // the last answer of GET /api/job/ID
 
 const $ = (id) => document.getElementById(id);
 
@@ -166,6 +168,7 @@ function render(o) {
     cell(row, w.credit); cell(row, w.outstanding);
     cell(row, w.quarantined ? 'quarantined' : 'ok');
   });
+  updateCancel();
 }
 
 function renderDead(list) {
@@ -201,45 +204,108 @@ async function poll() {
   document.body.dataset.polls = String(++polls);
 }
 
-async function act(path, confirmText) {
-  if (confirmText && !window.confirm(confirmText)) return;
-  const status = $('action-status');
-  status.dataset.status = 'pending';
-  status.textContent = '…';
+// Sends an admin action and shows its answer in `statusEl` (`describe` words
+// a 200's body). Resolves with {ok, status, body}, or null when the user did
+// not confirm.
+async function act(path, confirmText, statusEl = $('action-status'),
+  describe = (body) => 'done: ' + JSON.stringify(body)) {
+  if (confirmText && !window.confirm(confirmText)) return null;
+  statusEl.dataset.status = 'pending';
+  statusEl.textContent = '…';
   const headers = {};
   const token = $('token').value.trim();
   if (token) headers.Authorization = 'Bearer ' + token;
   const res = await fetch(path, { method: 'POST', headers, cache: 'no-store' });
   const body = await res.json().catch(() => ({}));
-  status.dataset.status = String(res.status);
-  status.textContent = res.ok ? 'done: ' + JSON.stringify(body)
-    : res.status + ': ' + (body.error || res.statusText);
-  status.className = res.ok ? 'ok' : 'error-text';
-  await poll();
+  statusEl.dataset.status = String(res.status);
+  statusEl.textContent = res.ok ? describe(body) : res.status + ': ' + (body.error || res.statusText);
+  statusEl.className = res.ok ? 'ok' : 'error-text';
+  return { ok: res.ok, status: res.status, body };
+}
+
+async function actOnQueue(path, confirmText) {
+  if (await act(path, confirmText)) await poll();
+}
+
+// Looks job `id` up and shows it; enables Cancel when that makes sense.
+async function lookUp(id) {
+  const r = await getJson('/api/job/' + id);
+  shownJob = r.status === 200 ? r.body : null;
+  const status = shownJob && shownJob.result ? shownJob.result.status : '';
+  $('job-state').textContent = r.status === 200
+    ? 'state: ' + r.body.state + (status ? ' (' + status + ')' : '')
+    : r.status + ': ' + (r.body.error || '');
+  $('job-state').dataset.state = r.status === 200 ? r.body.state : 'error';
+  $('job-state').dataset.status = status;
+  $('job-result').hidden = false;
+  $('job-result').textContent = JSON.stringify(r.body, null, 2);
+  updateCancel();
 }
 
 async function findJob(event) {
   event.preventDefault();
   const id = $('job-id').value.trim().toLowerCase();
-  const out = $('job-result');
+  $('cancel-status').textContent = '';
+  delete $('cancel-status').dataset.cancel;
   if (!/^[0-9a-f]{32}$/.test(id)) {
     $('job-state').textContent = 'a job id is 32 hex digits';
-    out.hidden = true;
+    $('job-result').hidden = true;
+    shownJob = null;
+    updateCancel();
     return;
   }
-  const r = await getJson('/api/job/' + id);
-  $('job-state').textContent = r.status === 200 ? 'state: ' + r.body.state
-    : r.status + ': ' + (r.body.error || '');
-  $('job-state').dataset.state = r.status === 200 ? r.body.state : 'error';
-  out.hidden = false;
-  out.textContent = JSON.stringify(r.body, null, 2);
+  await lookUp(id);
 }
 
-$('btn-requeue').addEventListener('click', () => act('/api/dead/requeue'));
+// Cancel is offered for a job looked up waiting, delayed or running, in a
+// durable queue, on a dashboard with an admin token; the title says why not.
+const CANCELLABLE = ['ready', 'delayed', 'running'];
+function updateCancel() {
+  const d = overview ? overview.dashboard || {} : null;
+  let why = '';
+  if (!d) why = 'connecting…';
+  else if (!d.durable) why = 'memory mode: no durable queue to cancel in (yard cancel --connect)';
+  else if (!d.admin) why = 'read-only dashboard (started without --admin-token-file)';
+  else if (!shownJob) why = 'look a job up first';
+  else if (shownJob.state === 'unknown') {
+    why = 'not found among the first ' + shownJob.scanned + ' jobs of each list (yard cancel --redis reaches it anywhere)';
+  } else if (!CANCELLABLE.includes(shownJob.state)) {
+    why = 'only a waiting, delayed or running job can be cancelled; this one is ' + shownJob.state;
+  }
+  $('btn-cancel').disabled = why !== '';
+  $('btn-cancel').title = why || 'cancel job ' + shownJob.id + ' (needs the admin token)';
+}
+
+const CANCEL_ANSWERS = {
+  requested: 'cancel requested: the broker that holds or claims it finishes it as Cancelled',
+  full: 'not recorded: too many cancels wait for the brokers; try again later',
+  finished: 'not cancelled: it has already finished',
+  dead: 'not cancelled: it is a dead letter',
+  'not found': 'not cancelled: not found among the first jobs of each list',
+};
+
+async function cancelJob() {
+  const id = shownJob.id;
+  const r = await act('/api/job/' + id + '/cancel', 'Cancel job ' + id + '?', $('cancel-status'),
+    (b) => (CANCEL_ANSWERS[b.cancel] || b.cancel) + (b.status ? ' (' + b.status + ')' : ''));
+  if (!r) return;
+  $('cancel-status').dataset.cancel = r.ok ? r.body.cancel : '';
+  await lookUp(id);
+  // A broker carries the cancel out within a few seconds: watch the job
+  // until it has finished (for up to 15 s) unless another is looked up.
+  for (let i = 0; i < 30 && r.ok && r.body.cancel === 'requested'; i++) {
+    if (!shownJob || shownJob.id !== id || !CANCELLABLE.includes(shownJob.state)) break;
+    await new Promise((done) => setTimeout(done, 500));
+    await lookUp(id);
+  }
+}
+
+$('btn-requeue').addEventListener('click', () => actOnQueue('/api/dead/requeue'));
 $('btn-purge').addEventListener('click',
-  () => act('/api/dead/purge', 'Delete every dead letter for good?'));
-$('btn-pause').addEventListener('click', () => act('/api/queue/pause'));
-$('btn-resume').addEventListener('click', () => act('/api/queue/resume'));
+  () => actOnQueue('/api/dead/purge', 'Delete every dead letter for good?'));
+$('btn-pause').addEventListener('click', () => actOnQueue('/api/queue/pause'));
+$('btn-resume').addEventListener('click', () => actOnQueue('/api/queue/resume'));
+$('btn-cancel').addEventListener('click', cancelJob);
 $('job-form').addEventListener('submit', findJob);
 // One poll at a time: the next starts a second after the last one ended.
 (async function loop() {

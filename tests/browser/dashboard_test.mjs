@@ -9,6 +9,9 @@
 //   - Requeue without the token is refused (403) and moves nothing;
 //   - with the token: Pause, then Requeue moves every dead letter back (dead
 //     0 in `yard queue stats --json`), Resume lets them run (and die) again;
+//   - Cancel is disabled for a dead letter; a running `hang` job looked up
+//     by id is cancelled from the page and ends Cancelled (on the page and
+//     in `yard result --json`);
 //   - a screenshot (OUT_DIR/dashboard.png);
 //   - a memory-mode broker watched with --connect: shown up with its
 //     worker's capacity, read-only, no actions, no console errors.
@@ -108,6 +111,36 @@ async function memoryMode(browser) {
   check(problems.length === 0, `memory mode: the page logged errors: ${problems.join('; ')}`);
 }
 
+// Cancel from the page: a `hang` job (it runs until cancelled) looked up
+// running, Cancel clicked with the token typed in; the page shows it
+// finished Cancelled, and so does `yard result --json`.
+async function cancelFromThePage(page, frontend, redis) {
+  // stdbuf: push prints the id with printf, block-buffered into a pipe.
+  const [, id] = await start('hang push', 'stdbuf', ['-oL', yard, 'push', '--connect', frontend,
+    '--task', 'hang', '--count', '1', '--print-ids', '--allow-failures', '--timeout', '60'],
+    /^([0-9a-f]{32})$/m);
+  await page.fill('#job-id', id);
+  await waitFor('the hang job to be looked up running', async () => {
+    await page.click('#job-search');
+    await page.waitForTimeout(300);
+    return (await page.getAttribute('#job-state', 'data-state')) === 'running';
+  }, 10_000);
+  check(!(await page.isDisabled('#btn-cancel')),
+    `cancel disabled for a running job: ${await page.getAttribute('#btn-cancel', 'title')}`);
+  await page.click('#btn-cancel');
+  await waitFor('the cancel to be recorded', async () =>
+    (await page.getAttribute('#cancel-status', 'data-cancel')) === 'requested', 5_000);
+  await waitFor('the page to show the job cancelled', async () =>
+    (await page.getAttribute('#job-state', 'data-state')) === 'finished' &&
+    (await page.getAttribute('#job-state', 'data-status')) === 'Cancelled', 15_000);
+  check(await page.isDisabled('#btn-cancel'), 'cancel still offered for a finished job');
+  check(/already finished|waiting, delayed or running/.test(await page.getAttribute('#btn-cancel', 'title')),
+    `the disabled cancel's title: ${await page.getAttribute('#btn-cancel', 'title')}`);
+  const result = JSON.parse(await run(['result', id, '--redis', redis, '--json']));
+  check(result.status === 'Cancelled', `yard result: ${JSON.stringify(result)}`);
+  log(`cancelled the running job ${id} from the page`);
+}
+
 async function main() {
   check(yard && outDir, 'usage: node dashboard_test.mjs YARD_BINARY OUT_DIR');
   check(existsSync(CHROMIUM), `no Chromium at ${CHROMIUM} (scripts/deps.sh installs Debian's chromium)`);
@@ -179,7 +212,7 @@ async function main() {
     await waitFor('the job lookup', async () =>
       (await page.getAttribute('#job-state', 'data-state')) === 'dead', 5_000);
     check(/always fails/.test(await page.textContent('#job-result')), 'job details');
-    check(await page.isDisabled('#btn-cancel'), 'cancel should be disabled');
+    check(await page.isDisabled('#btn-cancel'), 'cancel offered for a dead letter');
 
     await page.waitForTimeout(1200);  // one more poll for the chart
     await page.screenshot({ path: join(outDir, 'dashboard.png'), fullPage: true });
@@ -216,6 +249,7 @@ async function main() {
       const s = await stats();
       return s.paused === false && s.dead === FAILING_JOBS;
     });
+    await cancelFromThePage(page, frontend, redis);
     const unexpected = problems.filter((p) => !/status of 403/.test(p));
     check(unexpected.length === 0, `the page logged errors: ${unexpected.join('; ')}`);
     await memoryMode(browser);
