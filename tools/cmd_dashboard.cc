@@ -47,7 +47,7 @@ void AddFlags(CLI::App& app, DashboardFlags* f) {
                  "free port)")
       ->required();
   app.add_option("--admin-token-file", f->token_file,
-                 "allow the actions (requeue, purge, pause, resume) to "
+                 "allow the actions (requeue, purge, pause, resume, cancel) to "
                  "requests bearing this file's content (trimmed) as their "
                  "token; without it the dashboard is read-only");
   app.add_option("--log-level", f->log_level)->capture_default_str();
