@@ -261,6 +261,26 @@ TEST_F(DashboardServerTest, CancelRecordsACancelThatTheBrokerCarriesOut) {
   EXPECT_EQ(RecordedCancels(), 0);
 }
 
+// A job that reported progress has a stored "Unfinished" status but no
+// result: it is looked up where it is (and can be cancelled there).
+TEST_F(DashboardServerTest, AJobThatReportedProgressIsLookedUpInTheQueue) {
+  auto broker = StartTestBroker(server_->url(), "broker-a");
+  ASSERT_NE(broker, nullptr);
+  const TestJob job;
+  PushJobs(*broker, {job});
+  ASSERT_TRUE(
+      RedisCall(*admin_, {"HSET", QueueKeys("default").ProgressKey(job.id), "f",
+                          "0.5", "m", "half", "t", "1"})
+          .ok());
+  auto res = client_->Get(("/api/job/" + job.id.ToString()).c_str());
+  ASSERT_TRUE(res);
+  ASSERT_EQ(res->status, 200) << res->body;
+  const Json found = Json::parse(res->body);
+  EXPECT_EQ(found["state"], "ready") << found;
+  EXPECT_EQ(found["progress"]["message"], "half") << found;
+  EXPECT_EQ(Cancel(job.id.ToString())["cancel"], "requested");
+}
+
 TEST_F(DashboardServerTest, CancelNeedsTheTokenAndAJobId) {
   const std::string id = "0123456789abcdef0123456789abcdef";
   const std::string path = "/api/job/" + id + "/cancel";
