@@ -7,9 +7,12 @@
 
 #include <chrono>
 #include <csignal>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "common/job_id.h"
 
 namespace yard {
 namespace {
@@ -220,6 +223,24 @@ TEST(ClusterTest, FailTaskCountsAsFailedNotLost) {
   EXPECT_TRUE(allowed.exit->ExitedWith(0)) << allowed.Describe();
   EXPECT_EQ(allowed.Count("failed"), 10) << allowed.Describe();
   EXPECT_EQ(allowed.report["ids"].size(), 10u) << allowed.Describe();
+}
+
+// --print-ids writes each id to a pipe while the jobs still run (a script
+// looks them up with `yard result` meanwhile), not only when push exits.
+TEST(ClusterTest, PrintedIdsReachAPipeBeforePushEnds) {
+  Cluster c;
+  auto broker = c.StartBroker();
+  ASSERT_TRUE(broker);
+  ASSERT_TRUE(c.StartWorker(broker->backend, 1));
+  Process* push =
+      c.Start("push", {"push", "--connect", broker->frontend, "--task", "hang",
+                       "--count", "1", "--print-ids", "--timeout", "60"});
+  ASSERT_NE(push, nullptr);
+  const std::optional<std::string> id = push->ReadLine(Millis(10000));
+  ASSERT_TRUE(id) << c.Describe();
+  EXPECT_TRUE(JobId::Parse(*id).has_value()) << *id;
+  EXPECT_TRUE(push->Running()) << "the hang job cannot have finished";
+  push->Kill();
 }
 
 // Open loop (--rate) counts latency from each job's intended send time: 20

@@ -355,6 +355,7 @@ class PushRun {
   // sleeps until then (at most until `tick`). *late_us: how late it is.
   bool WaitForSendTime(int64_t now, int64_t tick, int64_t* late_us);
   void SubmitOne(int64_t now, int64_t late_us);
+  void FlushIds();
   void PrintTable(std::FILE* out, uint64_t completed, uint64_t failed,
                   uint64_t lost, uint64_t unsent, double jobs_per_s,
                   double elapsed_s, const ProducerCounters& pc) const;
@@ -382,12 +383,19 @@ bool PushRun::WaitForSendTime(int64_t now, int64_t tick, int64_t* late_us) {
       first_submit_us_ +
       static_cast<int64_t>(static_cast<double>(submitted_) * 1e6 / f_.rate);
   if (due_us > now) {
+    FlushIds();
     std::this_thread::sleep_for(
         std::chrono::microseconds(std::min(due_us, tick) - now));
     return true;
   }
   *late_us = now - due_us;
   return false;
+}
+
+// --print-ids: the ids printed so far reach a pipe before each wait, not only
+// every 4 KiB or at exit (a script reads them while the jobs run).
+void PushRun::FlushIds() {
+  if (f_.print_ids && !f_.json) std::fflush(stdout);
 }
 
 void PushRun::SubmitOne(int64_t now, int64_t late_us) {
@@ -427,6 +435,7 @@ void PushRun::SubmitAll() {
     if (submitted_ - std::min(submitted_, tally_.done()) >= win) {
       // Full: wait until a chunk of the window is free, so that jobs go out
       // in bursts (bigger batches, one wake-up per chunk, not per job).
+      FlushIds();
       tally_.WaitDone(submitted_ - win + refill, tick);
       continue;
     }
@@ -438,6 +447,7 @@ void PushRun::SubmitAll() {
 
 // Drain: every job gets an outcome by the run's deadline (its own timeout).
 void PushRun::Drain() {
+  FlushIds();
   while (tally_.done() < submitted_) {
     if (StopRequested()) {
       stopped_ = true;

@@ -115,8 +115,7 @@ async function memoryMode(browser) {
 // running, Cancel clicked with the token typed in; the page shows it
 // finished Cancelled, and so does `yard result --json`.
 async function cancelFromThePage(page, frontend, redis) {
-  // stdbuf: push prints the id with printf, block-buffered into a pipe.
-  const [, id] = await start('hang push', 'stdbuf', ['-oL', yard, 'push', '--connect', frontend,
+  const [, id] = await start('hang push', yard, ['push', '--connect', frontend,
     '--task', 'hang', '--count', '1', '--print-ids', '--allow-failures', '--timeout', '60'],
     /^([0-9a-f]{32})$/m);
   await page.fill('#job-id', id);
