@@ -30,6 +30,12 @@ std::string WorkerMetricsText(const WorkerObservation& o) {
     e.Histogram("switchyard_worker_job_run_seconds",
                 "Handler run time, by task.", t.run_time, {{"task", t.task}});
   }
+  e.Counter("switchyard_worker_batches_total",
+            "Calls of batch handlers (isolate pool: jobs written to a child "
+            "together).",
+            c.batches);
+  e.Counter("switchyard_worker_batched_jobs_total", "Jobs in those batches.",
+            c.batched_jobs);
   e.Counter("switchyard_worker_frames_refused_total",
             "Inbound messages refused by framing or Decode.", c.bad_frames);
   e.Counter("switchyard_worker_unexpected_messages_total",

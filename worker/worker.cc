@@ -61,8 +61,11 @@ Worker::Impl::~Impl() {
   if (wake_fd_ >= 0) close(wake_fd_);
 }
 
-void Worker::Impl::Register(std::string task, Handler handler) {
-  handlers_[std::move(task)].handler = std::move(handler);
+void Worker::Impl::Register(std::string task, Handler handler,
+                            std::shared_ptr<const BatchHandler> batch) {
+  Registered& r = handlers_[std::move(task)];
+  r.handler = std::move(handler);
+  r.batch = std::move(batch);
 }
 
 void Worker::Impl::Stop() {
@@ -80,6 +83,8 @@ WorkerCounters Worker::Impl::counters() const {
   c.unexpected = unexpected_.load(std::memory_order_relaxed);
   c.credit_violations = credit_violations_.load(std::memory_order_relaxed);
   c.jobs_cancelled = jobs_cancelled_.load(std::memory_order_relaxed);
+  c.batches = batches_.load(std::memory_order_relaxed);
+  c.batched_jobs = batched_jobs_.load(std::memory_order_relaxed);
   return c;
 }
 
@@ -339,8 +344,9 @@ void Worker::Impl::Shutdown() {
 Worker::Worker(WorkerOptions options)
     : impl_(std::make_unique<Impl>(std::move(options))) {}
 Worker::~Worker() = default;
-void Worker::Register(std::string task, Handler handler) {
-  impl_->Register(std::move(task), std::move(handler));
+void Worker::Register(std::string task, Handler handler,
+                      std::shared_ptr<const BatchHandler> batch) {
+  impl_->Register(std::move(task), std::move(handler), std::move(batch));
 }
 Status Worker::Run() { return impl_->Run(); }
 void Worker::Stop() { impl_->Stop(); }

@@ -62,6 +62,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -147,6 +148,29 @@ class JobFailure : public std::runtime_error {
   wire::ResultStatus status_;
 };
 
+// How one job of a batch ended (BatchHandler): Ok with its output, or
+// another status with the reason. `data` is valid during the call only.
+struct JobAnswer {
+  wire::ResultStatus status = wire::ResultStatus::Ok;
+  std::string_view data;
+};
+
+// A handler that can take several jobs at once (the isolate pool writes
+// them to a child process together). run(jobs, finished) calls
+// finished(i, answer) exactly once for each job, as soon as that job ends,
+// and returns when all have; jobs[i] is not touched after finished(i).
+// Jobs whose tasks were registered with the same BatchHandler may share a
+// batch: a runner that takes one such job also takes the jobs of the group
+// already queued behind it, up to max_jobs jobs or until their payloads
+// reach max_payload_bytes. Each job is still checked (cancel, deadline)
+// before it joins a batch.
+struct BatchHandler {
+  using Finished = std::function<void(size_t, const JobAnswer&)>;
+  std::function<void(std::span<const JobContext* const>, const Finished&)> run;
+  size_t max_jobs = 32;
+  size_t max_payload_bytes = 1 << 20;
+};
+
 struct WorkerOptions {
   std::vector<std::string> brokers;  // backend endpoints
   int concurrency = 0;               // 0: hardware threads
@@ -179,6 +203,10 @@ struct WorkerCounters {
   // Jobs a broker cancelled (Cancel{ids}: taken back past their run
   // timeout) that were answered Cancelled.
   uint64_t jobs_cancelled = 0;
+  // Calls of BatchHandlers, and the jobs they took: jobs per batch is
+  // batched_jobs / batches.
+  uint64_t batches = 0;
+  uint64_t batched_jobs = 0;
 };
 
 // What one task's jobs came to on this worker: counts by outcome (indexed
@@ -210,8 +238,10 @@ class Worker {
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
 
-  // REQUIRES: before Run().
-  void Register(std::string task, Handler handler);
+  // REQUIRES: before Run(). With `batch`, queued jobs of the task run
+  // through it, several at a time (BatchHandler); `handler` is unused then.
+  void Register(std::string task, Handler handler,
+                std::shared_ptr<const BatchHandler> batch = nullptr);
 
   // Connects and serves until Stop() or a stop signal (common/signals.h),
   // then drains: stops taking credit, finishes running and prefetched jobs

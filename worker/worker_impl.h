@@ -87,7 +87,8 @@ class Worker::Impl {
   ~Impl();
 
   // Caller threads.
-  void Register(std::string task, Handler handler);
+  void Register(std::string task, Handler handler,
+                std::shared_ptr<const BatchHandler> batch);
   Status Run();  // the calling thread becomes the I/O thread
   void Stop();
   WorkerCounters counters() const;
@@ -186,12 +187,58 @@ class Worker::Impl {
     int64_t oldest_pending_us = 0;
   };
 
+  struct Registered;
+  // One job on a runner, from its checks to its encoded result: Begin, the
+  // handler (CallHandler, or a BatchHandler's answer given to Ran), Finish.
+  // Holds the JobContext the handler sees; never moved.
+  struct Execution {
+    struct Sink : ProgressSink {
+      void Report(float fraction, std::string_view message) override {
+        owner->ReportProgress(*job, fraction, message);
+      }
+      Impl* owner = nullptr;
+      Job* job = nullptr;
+    };
+    Execution(Impl* owner, Job& job);
+    Execution(const Execution&) = delete;
+    Execution& operator=(const Execution&) = delete;
+    Job& job;
+    JobContext ctx;
+    Sink sink;
+    TraceParentBuffer buffer;
+    std::string_view attempt_traceparent;
+    const Registered* registered = nullptr;  // null: unknown task
+    wire::ResultStatus status = wire::ResultStatus::Ok;
+    std::string output;
+    std::string error;
+    int64_t start_us = 0;
+    uint64_t duration_us = 0;
+  };
+
   // ---- Runner side (TBB arena threads; worker_runners.cc) ----
+  // Most jobs a runner hands a BatchHandler at once, whatever it allows.
+  static constexpr size_t kMaxBatchJobs = 64;
   void StartRunners();
   void WakeRunners(size_t jobs);
   void StopRunners();
   void RunnerLoop();
-  void Execute(Job& job, Writer& writer);
+  // Runs one job start to end (the handler in this thread) and hands its
+  // result back, unless its task has a BatchHandler: then it runs with the
+  // queued jobs of its group (ExecuteBatch). Returns a job taken from the
+  // queue that did not fit the batch, for the runner to run next; or null.
+  Job* Execute(Job& job, Writer& writer);
+  // The checks before a job runs (cancelled, expired, unknown task); true
+  // when it may run, false with e's status and error set.
+  bool Begin(Execution& e);
+  void CallHandler(Execution& e);
+  // The handler ended with `status` (output when Ok, else the reason) after
+  // running since `start_us`.
+  void Ran(Execution& e, wire::ResultStatus status, std::string_view data,
+           int64_t start_us);
+  // Encodes e's result into its job and counts it, then hands the job to the
+  // I/O thread.
+  void Finish(Execution& e, Writer& writer);
+  Job* ExecuteBatch(Execution& first, Writer& writer);
   void PushDone(Job* job);
   void WakeIo();  // any thread
   // A handler's progress report for `job` (rate-limited per job), handed
@@ -262,6 +309,7 @@ class Worker::Impl {
 
   struct Registered {
     Handler handler;
+    std::shared_ptr<const BatchHandler> batch;  // null: one job at a time
     std::unique_ptr<TaskMetrics> metrics = std::make_unique<TaskMetrics>();
   };
 
@@ -312,6 +360,8 @@ class Worker::Impl {
   std::atomic<uint64_t> unexpected_{0};
   std::atomic<uint64_t> credit_violations_{0};
   std::atomic<uint64_t> jobs_cancelled_{0};
+  std::atomic<uint64_t> batches_{0};
+  std::atomic<uint64_t> batched_jobs_{0};
   // Progress reports from runners to the I/O thread, guarded by
   // progress_mu_; at most kMaxProgressQueued wait (beyond: dropped).
   struct OutgoingProgress {

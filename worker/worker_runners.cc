@@ -14,8 +14,12 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <exception>
+#include <optional>
+#include <span>
 #include <string>
+#include <utility>
 
 #include "common/clock.h"
 #include "common/logging.h"
@@ -45,130 +49,220 @@ void Worker::Impl::StopRunners() {
 
 void Worker::Impl::RunnerLoop() {
   static thread_local Writer writer;
+  Job* next = nullptr;  // taken from the queue by a batch it did not fit
   while (!runners_stop_.load(std::memory_order_relaxed)) {
-    Job* job = nullptr;
-    if (run_queue_.try_pop(job)) {
+    Job* job = std::exchange(next, nullptr);
+    if (job == nullptr) {
+      if (!run_queue_.try_pop(job)) {
+        parked_.fetch_add(1);
+        if (queued_.load() == 0 && !runners_stop_.load()) unpark_.acquire();
+        parked_.fetch_sub(1);
+        continue;
+      }
       queued_.fetch_sub(1);
       if (abandon_.load(std::memory_order_relaxed)) continue;
-      Execute(*job, writer);
-      PushDone(job);
-      continue;
     }
-    parked_.fetch_add(1);
-    if (queued_.load() == 0 && !runners_stop_.load()) unpark_.acquire();
-    parked_.fetch_sub(1);
+    next = Execute(*job, writer);
   }
   // Last touch of *this: ~Impl waits for live_tasks_ to reach zero.
   live_tasks_.fetch_sub(1, std::memory_order_release);
 }
 
-void Worker::Impl::Execute(Job& job, Writer& writer) {
-  const wire::Job* j = job.blob->data_nested_root();
-  JobContext ctx;
-  ctx.id = FromWire(j->id());
-  ctx.task = AsString(j->task());
-  ctx.queue = AsString(j->queue());
-  if (j->payload())
-    ctx.payload = Bytes(j->payload()->data(), j->payload()->size());
+Worker::Impl::Execution::Execution(Impl* owner, Job& j) : job(j) {
+  const wire::Job* w = job.blob->data_nested_root();
+  ctx.id = FromWire(w->id());
+  ctx.task = AsString(w->task());
+  ctx.queue = AsString(w->queue());
+  if (w->payload())
+    ctx.payload = Bytes(w->payload()->data(), w->payload()->size());
   ctx.attempt = job.blob->attempt();
-  ctx.deadline_ms = j->deadline_ms();
-  ctx.job = j;
+  ctx.deadline_ms = w->deadline_ms();
+  ctx.job = w;
   ctx.cancel = &job.cancel;
   // Brokers refuse malformed values; stored bytes are checked again. A job
   // sent without one is its own trace (JobTraceParent): nothing to carry,
   // nothing to compute unless the handler asks (ctx.TraceParent()).
-  TraceParentBuffer buffer;
-  std::string_view attempt_traceparent;
-  if (const std::string_view tp = AsString(j->traceparent());
+  if (const std::string_view tp = AsString(w->traceparent());
       !tp.empty() && ValidTraceParent(tp)) {
     ctx.traceparent = tp;
     ctx.span_id = NewSpanId();
     attempt_traceparent = ChildTraceParent(tp, ctx.span_id, &buffer);
   }
-  struct Sink : ProgressSink {
-    Sink(Impl* owner, Job* target) : owner_(owner), target_(target) {}
-    void Report(float fraction, std::string_view message) override {
-      owner_->ReportProgress(*target_, fraction, message);
-    }
-    Impl* owner_;
-    Job* target_;
-  } sink(this, &job);
+  sink.owner = owner;
+  sink.job = &job;
   ctx.progress = &sink;
+  const auto found = owner->handlers_.find(ctx.task);
+  if (found != owner->handlers_.end()) registered = &found->second;
+}
 
-  const auto registered = handlers_.find(ctx.task);
-  TaskMetrics& metrics = registered == handlers_.end()
-                             ? unknown_task_
-                             : *registered->second.metrics;
-  wire::ResultStatus status = wire::ResultStatus::Ok;
-  std::string output;
-  std::string error;
-  uint64_t duration_us = 0;
+Worker::Impl::Job* Worker::Impl::Execute(Job& job, Writer& writer) {
+  Execution e(this, job);
+  if (Begin(e)) {
+    if (e.registered->batch) return ExecuteBatch(e, writer);
+    CallHandler(e);
+  }
+  Finish(e, writer);
+  return nullptr;
+}
+
+bool Worker::Impl::Begin(Execution& e) {
+  const JobContext& ctx = e.ctx;
   int64_t now_unix = ctx.deadline_ms != 0 ? UnixMillis() : 0;
   if (ctx.Cancelled()) {
-    status = wire::ResultStatus::Cancelled;
-    error = "cancelled before it started";
+    e.status = wire::ResultStatus::Cancelled;
+    e.error = "cancelled before it started";
   } else if (ctx.deadline_ms != 0 && now_unix > ctx.deadline_ms) {
-    status = wire::ResultStatus::Expired;
+    e.status = wire::ResultStatus::Expired;
     // Unsigned: any int64 deadline may arrive, and the distance from a very
     // negative one does not fit in an int64.
     const uint64_t late = static_cast<uint64_t>(now_unix) -
                           static_cast<uint64_t>(ctx.deadline_ms);
-    error = "deadline passed " + std::to_string(late) +
-            " ms before the job could start";
-  } else if (registered == handlers_.end()) {
-    status = wire::ResultStatus::UnknownTask;
-    error = "unknown task '" + std::string(ctx.task) + "'";
+    e.error = "deadline passed " + std::to_string(late) +
+              " ms before the job could start";
+  } else if (e.registered == nullptr) {
+    e.status = wire::ResultStatus::UnknownTask;
+    e.error = "unknown task '" + std::string(ctx.task) + "'";
   } else {
-    LogJob(spdlog::level::debug, ctx.id, attempt_traceparent,
+    LogJob(spdlog::level::debug, ctx.id, e.attempt_traceparent,
            "started: task {}, attempt {}", ctx.task, ctx.attempt);
-    int64_t start = MonoMicros();
-    try {
-      output = registered->second.handler(ctx);
-    } catch (const JobFailure& e) {
-      status = e.status();
-      error = e.what();
-    } catch (const std::exception& e) {
-      status = wire::ResultStatus::Failed;
-      error = e.what();
-    } catch (...) {
-      status = wire::ResultStatus::Failed;
-      error = "handler threw a non-standard exception";
-    }
-    duration_us =
-        static_cast<uint64_t>(std::max<int64_t>(0, MonoMicros() - start));
-    job.ran = true;
-    if (ctx.Cancelled()) {
-      status = wire::ResultStatus::Cancelled;
-      error = "cancelled while it ran";
-    }
+    e.start_us = MonoMicros();
+    return true;
   }
-  if (status != wire::ResultStatus::Ok) output.clear();
-  LogJob(spdlog::level::debug, ctx.id, attempt_traceparent,
-         "finished: {} after {} us{}{}", wire::EnumNameResultStatus(status),
-         duration_us, error.empty() ? "" : ": ", error);
+  return false;
+}
 
-  Bytes blob =
-      writer.EncodeResult(ctx.id, status, AsBytes(output), error, ctx.attempt,
-                          duration_us, {}, attempt_traceparent);
-  if (blob.size() + kEnvelopeSlackBytes > options_.limits.max_frame_bytes) {
+void Worker::Impl::CallHandler(Execution& e) {
+  wire::ResultStatus status = wire::ResultStatus::Ok;
+  std::string output;
+  try {
+    output = e.registered->handler(e.ctx);
+  } catch (const JobFailure& failure) {
+    status = failure.status();
+    output = failure.what();
+  } catch (const std::exception& ex) {
     status = wire::ResultStatus::Failed;
-    error = "output of " + std::to_string(output.size()) +
-            " bytes does not fit in a frame (limit " +
-            std::to_string(options_.limits.max_frame_bytes) + " bytes)";
-    blob = writer.EncodeResult(ctx.id, status, {}, error, ctx.attempt,
-                               duration_us, {}, attempt_traceparent);
+    output = ex.what();
+  } catch (...) {
+    status = wire::ResultStatus::Failed;
+    output = "handler threw a non-standard exception";
+  }
+  if (status == wire::ResultStatus::Ok) {
+    e.output = std::move(output);
+  } else {
+    e.error = std::move(output);
+  }
+  Ran(e, status, {}, e.start_us);
+}
+
+void Worker::Impl::Ran(Execution& e, wire::ResultStatus status,
+                       std::string_view data, int64_t start_us) {
+  e.status = status;
+  if (!data.empty()) {
+    (status == wire::ResultStatus::Ok ? e.output : e.error).assign(data);
+  }
+  e.duration_us =
+      static_cast<uint64_t>(std::max<int64_t>(0, MonoMicros() - start_us));
+  e.job.ran = true;
+  if (e.ctx.Cancelled()) {
+    e.status = wire::ResultStatus::Cancelled;
+    e.error = "cancelled while it ran";
+  }
+}
+
+Worker::Impl::Job* Worker::Impl::ExecuteBatch(Execution& first,
+                                              Writer& writer) {
+  const BatchHandler& batch = *first.registered->batch;
+  const size_t max_jobs = std::min(batch.max_jobs, kMaxBatchJobs);
+  std::array<std::optional<Execution>, kMaxBatchJobs> more;
+  std::array<Execution*, kMaxBatchJobs> runs;
+  std::array<const JobContext*, kMaxBatchJobs> contexts;
+  size_t n = 0;
+  runs[n] = &first;
+  contexts[n++] = &first.ctx;
+  size_t payload_bytes = first.ctx.payload.size();
+  // The jobs of this group already queued, in order; a job of another
+  // kind ends the batch and is run next by this runner.
+  Job* next = nullptr;
+  for (size_t m = 0; n < max_jobs && payload_bytes < batch.max_payload_bytes &&
+                     queued_.load(std::memory_order_relaxed) > 0;) {
+    Job* job = nullptr;
+    if (!run_queue_.try_pop(job)) break;
+    queued_.fetch_sub(1);
+    if (abandon_.load(std::memory_order_relaxed)) continue;
+    Execution& e = more[m].emplace(this, *job);
+    if (e.registered != nullptr && e.registered->batch.get() != &batch) {
+      more[m].reset();
+      next = job;
+      break;
+    }
+    ++m;
+    if (!Begin(e)) {
+      Finish(e, writer);
+      continue;
+    }
+    runs[n] = &e;
+    contexts[n++] = &e.ctx;
+    payload_bytes += e.ctx.payload.size();
+  }
+  batches_.fetch_add(1, std::memory_order_relaxed);
+  batched_jobs_.fetch_add(n, std::memory_order_relaxed);
+  // A job in a batch runs from the end of the one before it.
+  int64_t last_end_us = first.start_us;
+  std::array<bool, kMaxBatchJobs> done{};
+  auto finished = [&](size_t i, const JobAnswer& answer) {
+    if (i >= n || done[i]) return;
+    done[i] = true;
+    Execution& e = *runs[i];
+    Ran(e, answer.status, answer.data, std::max(e.start_us, last_end_us));
+    last_end_us = MonoMicros();
+    Finish(e, writer);
+  };
+  std::string error = "handler did not answer";
+  try {
+    batch.run(std::span(contexts.data(), n), finished);
+  } catch (const std::exception& ex) {
+    error = ex.what();
+  } catch (...) {
+    error = "handler threw a non-standard exception";
+  }
+  for (size_t i = 0; i < n; ++i) {
+    finished(i, {wire::ResultStatus::Failed, error});
+  }
+  return next;
+}
+
+void Worker::Impl::Finish(Execution& e, Writer& writer) {
+  const JobContext& ctx = e.ctx;
+  Job& job = e.job;
+  if (e.status != wire::ResultStatus::Ok) e.output.clear();
+  LogJob(spdlog::level::debug, ctx.id, e.attempt_traceparent,
+         "finished: {} after {} us{}{}", wire::EnumNameResultStatus(e.status),
+         e.duration_us, e.error.empty() ? "" : ": ", e.error);
+
+  Bytes blob = writer.EncodeResult(ctx.id, e.status, AsBytes(e.output), e.error,
+                                   ctx.attempt, e.duration_us, {},
+                                   e.attempt_traceparent);
+  if (blob.size() + kEnvelopeSlackBytes > options_.limits.max_frame_bytes) {
+    e.status = wire::ResultStatus::Failed;
+    e.error = "output of " + std::to_string(e.output.size()) +
+              " bytes does not fit in a frame (limit " +
+              std::to_string(options_.limits.max_frame_bytes) + " bytes)";
+    blob = writer.EncodeResult(ctx.id, e.status, {}, e.error, ctx.attempt,
+                               e.duration_us, {}, e.attempt_traceparent);
   }
   job.result.assign(reinterpret_cast<const char*>(blob.data()), blob.size());
-  job.metrics = &metrics;
-  job.status = status;
-  job.duration_us = duration_us;
-  if (status == wire::ResultStatus::Ok) {
+  job.metrics =
+      e.registered != nullptr ? e.registered->metrics.get() : &unknown_task_;
+  job.status = e.status;
+  job.duration_us = e.duration_us;
+  if (e.status == wire::ResultStatus::Ok) {
     jobs_ok_.fetch_add(1, std::memory_order_relaxed);
-  } else if (status == wire::ResultStatus::Cancelled) {
+  } else if (e.status == wire::ResultStatus::Cancelled) {
     jobs_cancelled_.fetch_add(1, std::memory_order_relaxed);
   } else {
     jobs_failed_.fetch_add(1, std::memory_order_relaxed);
   }
+  PushDone(&job);
 }
 
 void Worker::Impl::PushDone(Job* job) {
