@@ -198,7 +198,7 @@ TEST(IsolatePoolTest, CpuLimitIsPerJobNotPerChild) {
   o.self_exe = YardBinary();
   o.misbehaving_handlers = true;
   IsolatePool pool(o);
-  Handler run = pool.AddBuiltin();
+  Handler run = pool.AddBuiltin().handler;
   ASSERT_TRUE(pool.Start().ok());
   const std::set<pid_t> children = ChildrenOf(getpid());
   ASSERT_EQ(children.size(), 1u);
@@ -225,7 +225,7 @@ TEST(IsolatePoolTest, CancelKillsTheChildAfterTheGrace) {
   o.cancel_grace_ms = 200;
   o.self_exe = YardBinary();
   IsolatePool pool(o);
-  Handler run = pool.AddBuiltin();
+  Handler run = pool.AddBuiltin().handler;
   ASSERT_TRUE(pool.Start().ok());
   std::atomic<bool> cancel{false};
   JobContext ctx = Context("sleep", "60000");

@@ -211,19 +211,22 @@ std::unique_ptr<IsolatePool> MakePool(const WorkerFlags& f,
   io.misbehaving_handlers = f.misbehaving_handlers;
   auto pool = std::make_unique<IsolatePool>(io);
   if (f.isolate == "process") {
-    Handler in_child = pool->AddBuiltin();
+    const IsolateHandlers in_child = pool->AddBuiltin();
     NamedHandlers tasks = BuiltinHandlers();
     if (f.misbehaving_handlers) {
       for (auto& h : MisbehavingHandlers()) tasks.push_back(std::move(h));
     }
-    for (const auto& [task, unused] : tasks) worker.Register(task, in_child);
+    for (const auto& [task, unused] : tasks) {
+      worker.Register(task, in_child.handler, in_child.batch);
+    }
   } else {
     RegisterBuiltinHandlers(worker);
   }
   for (const std::string& e : f.exec) {
     const size_t eq = e.find('=');
     const std::string task = e.substr(0, eq);
-    worker.Register(task, pool->AddExec(task, e.substr(eq + 1)));
+    const IsolateHandlers h = pool->AddExec(task, e.substr(eq + 1));
+    worker.Register(task, h.handler, h.batch);
   }
   return pool;
 }
@@ -284,8 +287,10 @@ int RunWorker(int argc, char** argv) {
   if (pool) {
     pool->Shutdown();  // frees runners still inside children
     const IsolateCounters ic = pool->counters();
-    spdlog::info("isolate: {} child processes started, {} replaced", ic.spawned,
-                 ic.replaced);
+    spdlog::info(
+        "isolate: {} child processes started, {} replaced; {} jobs in {} "
+        "writes",
+        ic.spawned, ic.replaced, ic.jobs_written, ic.writes);
   }
   if (!st.ok()) {
     spdlog::error("worker failed: {}", st.ToString());

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <chrono>
 #include <cmath>
@@ -34,6 +35,16 @@ constexpr int64_t kCheckEveryMs = 100;
 constexpr double kCpuBackstopSeconds = 1.5;
 // How long a child whose stdout closed may take to exit before it is killed.
 constexpr int64_t kDyingMs = 200;
+// The stdin pipe buffer asked for (Linux's default pipe-max-size): what may
+// be written to a child ahead of its answers without the write blocking.
+constexpr int kPipeBytes = 1 << 20;
+// Most job frames in one writev (two iovecs each, well under IOV_MAX).
+constexpr size_t kMaxJobsPerWrite = 64;
+
+size_t FrameBytes(const JobContext& ctx) {
+  return exec::kLengthBytes + exec::kJobFixedBytes + ctx.task.size() +
+         ctx.payload.size();
+}
 
 std::string SignalName(int sig) {
   const char* abbrev = sigabbrev_np(sig);
@@ -76,8 +87,9 @@ struct IsolatePool::Child {
   int from_child = -1;  // its stdout
   clockid_t cpu_clock = 0;
   bool has_cpu_clock = false;
-  int64_t cpu_armed_s = 0;  // the soft RLIMIT_CPU set last
-  std::string head;         // reused for each job frame's head
+  int64_t cpu_armed_s = 0;         // the soft RLIMIT_CPU set last
+  size_t pipe_bytes = 0;           // its stdin's pipe buffer
+  std::vector<std::string> heads;  // reused for job frames' heads
   exec::FrameReader reader;
 };
 
@@ -88,11 +100,10 @@ struct IsolatePool::Group {
   std::vector<std::unique_ptr<Child>> idle;  // guarded by mu
 };
 
-// How a job in a child ended.
+// How far a child got with a batch.
 struct IsolatePool::Outcome {
-  wire::ResultStatus status = wire::ResultStatus::Ok;
-  std::string data;   // output (Ok) or the reason
-  bool keep = false;  // the child may take the next job
+  size_t next = 0;    // the first job not finished
+  bool keep = false;  // the child may take the next batch
 };
 
 IsolatePool::IsolatePool(IsolateOptions options)
@@ -114,25 +125,49 @@ IsolatePool::~IsolatePool() {
   }
 }
 
-Handler IsolatePool::AddBuiltin() {
+IsolateHandlers IsolatePool::AddBuiltin() {
   auto g = std::make_unique<Group>();
   g->name = "builtin";
   g->argv = {exe_, "worker-child", "--max-frame-bytes",
              std::to_string(options_.max_frame_bytes)};
   if (options_.misbehaving_handlers) g->argv.push_back("--misbehaving");
-  Group* raw = g.get();
-  groups_.push_back(std::move(g));
-  return [this, raw](const JobContext& ctx) { return RunJob(*raw, ctx); };
+  return HandlersFor(std::move(g));
 }
 
-Handler IsolatePool::AddExec(const std::string& task,
-                             const std::string& command) {
+IsolateHandlers IsolatePool::AddExec(const std::string& task,
+                                     const std::string& command) {
   auto g = std::make_unique<Group>();
   g->name = task;
   g->argv = {exe_, "worker-child", "--exec", command};
+  return HandlersFor(std::move(g));
+}
+
+IsolateHandlers IsolatePool::HandlersFor(std::unique_ptr<Group> g) {
   Group* raw = g.get();
   groups_.push_back(std::move(g));
-  return [this, raw](const JobContext& ctx) { return RunJob(*raw, ctx); };
+  IsolateHandlers h;
+  auto batch = std::make_shared<BatchHandler>();
+  batch->run = [this, raw](Jobs jobs, const BatchHandler::Finished& done) {
+    RunBatch(*raw, jobs, done);
+  };
+  h.batch = std::move(batch);
+  // One job: a batch of one, its answer turned back into a return or a
+  // throw.
+  h.handler = [this, raw](const JobContext& ctx) {
+    const JobContext* one[] = {&ctx};
+    JobAnswer answer;
+    std::string data;
+    RunBatch(*raw, one, [&](size_t, const JobAnswer& a) {
+      answer.status = a.status;
+      data.assign(a.data);
+    });
+    if (answer.status == wire::ResultStatus::Ok) return data;
+    if (answer.status == wire::ResultStatus::Failed) {
+      throw std::runtime_error(data);
+    }
+    throw JobFailure(answer.status, data);
+  };
+  return h;
 }
 
 Status IsolatePool::Start() {
@@ -157,7 +192,8 @@ void IsolatePool::Shutdown() {
 }
 
 IsolateCounters IsolatePool::counters() const {
-  return {spawned_.load(), replaced_.load()};
+  return {spawned_.load(), replaced_.load(), writes_.load(),
+          jobs_written_.load()};
 }
 
 Result<std::unique_ptr<IsolatePool::Child>> IsolatePool::Spawn(Group& g) {
@@ -201,6 +237,11 @@ Result<std::unique_ptr<IsolatePool::Child>> IsolatePool::Spawn(Group& g) {
   close(out[1]);
   c->to_child = in[1];
   c->from_child = out[0];
+  // A larger buffer lets a batch go in one write; the default (64 KiB)
+  // stands when the system refuses.
+  int pipe_bytes = fcntl(c->to_child, F_SETPIPE_SZ, kPipeBytes);
+  if (pipe_bytes < 0) pipe_bytes = fcntl(c->to_child, F_GETPIPE_SZ);
+  c->pipe_bytes = static_cast<size_t>(std::max(pipe_bytes, 4096));
   if (rc != 0) {
     return Status::IoError("cannot start a child for " + g.name + ": " +
                            std::strerror(rc));
@@ -224,7 +265,7 @@ Result<std::unique_ptr<IsolatePool::Child>> IsolatePool::Spawn(Group& g) {
   return c;
 }
 
-std::unique_ptr<IsolatePool::Child> IsolatePool::Acquire(Group& g) {
+Result<std::unique_ptr<IsolatePool::Child>> IsolatePool::Acquire(Group& g) {
   {
     std::lock_guard lock(g.mu);
     if (!g.idle.empty()) {
@@ -233,9 +274,7 @@ std::unique_ptr<IsolatePool::Child> IsolatePool::Acquire(Group& g) {
       return c;
     }
   }
-  auto c = Spawn(g);
-  if (!c.ok()) throw std::runtime_error(c.status().message());
-  return std::move(c).value();
+  return Spawn(g);
 }
 
 void IsolatePool::Release(Group& g, std::unique_ptr<Child> c) {
@@ -243,13 +282,25 @@ void IsolatePool::Release(Group& g, std::unique_ptr<Child> c) {
   g.idle.push_back(std::move(c));
 }
 
-std::string IsolatePool::RunJob(Group& g, const JobContext& ctx) {
-  if (stopping_.load()) throw std::runtime_error("worker stopping");
-  std::unique_ptr<Child> c = Acquire(g);
-  Outcome o = Drive(*c, ctx);
-  if (o.keep) {
-    Release(g, std::move(c));
-  } else {
+void IsolatePool::RunBatch(Group& g, Jobs jobs,
+                           const BatchHandler::Finished& finished) {
+  size_t next = 0;
+  while (next < jobs.size()) {
+    auto fail_rest = [&](std::string_view reason) {
+      for (; next < jobs.size(); ++next) {
+        finished(next, {wire::ResultStatus::Failed, reason});
+      }
+    };
+    if (stopping_.load()) return fail_rest("worker stopping");
+    auto acquired = Acquire(g);
+    if (!acquired.ok()) return fail_rest(acquired.status().message());
+    std::unique_ptr<Child> c = std::move(acquired).value();
+    const Outcome o = Drive(*c, jobs, next, finished);
+    next = o.next;
+    if (o.keep) {
+      Release(g, std::move(c));
+      continue;
+    }
     replaced_.fetch_add(1, std::memory_order_relaxed);
     c.reset();
     if (!stopping_.load()) {
@@ -261,9 +312,6 @@ std::string IsolatePool::RunJob(Group& g, const JobContext& ctx) {
       }
     }
   }
-  if (o.status == wire::ResultStatus::Ok) return std::move(o.data);
-  if (o.status == wire::ResultStatus::Failed) throw std::runtime_error(o.data);
-  throw JobFailure(o.status, o.data);
 }
 
 bool IsolatePool::ArmCpu(Child& c) {
@@ -279,17 +327,28 @@ bool IsolatePool::ArmCpu(Child& c) {
   return true;
 }
 
-bool IsolatePool::SendJob(Child& c, const JobContext& ctx) {
-  exec::EncodeJobHead(ctx.id, ctx.attempt, ctx.task, ctx.payload.size(),
-                      &c.head);
-  iovec iov[2] = {
-      {c.head.data(), c.head.size()},
-      {const_cast<uint8_t*>(ctx.payload.data()), ctx.payload.size()}};
-  size_t left = c.head.size() + ctx.payload.size();
-  int first = 0;
+bool IsolatePool::SendJobs(Child& c, Jobs jobs) {
+  if (c.heads.size() < jobs.size()) c.heads.resize(jobs.size());
+  std::array<iovec, 2 * kMaxJobsPerWrite> iov;
+  size_t count = 0, left = 0;
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    const JobContext& ctx = *jobs[i];
+    exec::EncodeJobHead(ctx.id, ctx.attempt, ctx.task, ctx.payload.size(),
+                        &c.heads[i]);
+    iov[count++] = {c.heads[i].data(), c.heads[i].size()};
+    if (!ctx.payload.empty()) {
+      iov[count++] = {const_cast<uint8_t*>(ctx.payload.data()),
+                      ctx.payload.size()};
+    }
+    left += FrameBytes(ctx);
+  }
+  writes_.fetch_add(1, std::memory_order_relaxed);
+  jobs_written_.fetch_add(jobs.size(), std::memory_order_relaxed);
+  size_t first = 0;
   // Each pass writes something or fails: at most one pass per byte.
   while (left > 0) {
-    ssize_t n = writev(c.to_child, iov + first, 2 - first);
+    ssize_t n =
+        writev(c.to_child, iov.data() + first, static_cast<int>(count - first));
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) return false;
     left -= static_cast<size_t>(n);
@@ -298,40 +357,66 @@ bool IsolatePool::SendJob(Child& c, const JobContext& ctx) {
       iov[first].iov_base = static_cast<char*>(iov[first].iov_base) + step;
       iov[first].iov_len -= step;
       done -= step;
-      if (iov[first].iov_len == 0 && first < 1) ++first;
+      if (iov[first].iov_len == 0 && first + 1 < count) ++first;
     }
   }
   return true;
 }
 
-IsolatePool::Outcome IsolatePool::Drive(Child& c, const JobContext& ctx) {
+IsolatePool::Outcome IsolatePool::Drive(
+    Child& c, Jobs jobs, size_t first, const BatchHandler::Finished& finished) {
+  // jobs[next] runs in the child; jobs[next + 1 .. sent) wait in its pipe,
+  // `unanswered` bytes of frames in all.
+  size_t next = first, sent = first, unanswered = 0;
   Outcome o;
-  auto kill_with = [&](wire::ResultStatus status, std::string reason) {
-    Reap(c);
-    o.status = status;
-    o.data = std::move(reason);
+  auto end_with = [&](wire::ResultStatus status, std::string_view reason) {
+    finished(next, {status, reason});
+    o.next = next + 1;
     return o;
+  };
+  auto kill_with = [&](wire::ResultStatus status, std::string_view reason) {
+    Reap(c);
+    return end_with(status, reason);
   };
   auto died = [&] {
     // Its stdout closed or a write failed: give it a moment to finish dying,
     // so that the wait status says how.
     pollfd exited{c.pidfd, POLLIN, 0};
     poll(&exited, 1, static_cast<int>(kDyingMs));
-    o.status = wire::ResultStatus::Failed;
-    o.data = Reap(c);
-    return o;
+    return end_with(wire::ResultStatus::Failed, Reap(c));
   };
-  if (!ArmCpu(c) || !SendJob(c, ctx)) return died();
+  // Writes the jobs that fit beside those unanswered in the child's pipe
+  // buffer (at least one when none is): a write that could block would
+  // wait for a child that may itself wait for its answers to be read.
+  auto send_more = [&] {
+    size_t end = sent, bytes = unanswered;
+    while (end < jobs.size() && end - sent < kMaxJobsPerWrite &&
+           (bytes == 0 || bytes + FrameBytes(*jobs[end]) <= c.pipe_bytes)) {
+      bytes += FrameBytes(*jobs[end++]);
+    }
+    if (end == sent) return true;
+    if (!SendJobs(c, jobs.subspan(sent, end - sent))) return false;
+    sent = end;
+    unanswered = bytes;
+    return true;
+  };
+  // The running job's clocks, set when it starts: after the write for the
+  // first, when the answer before it arrives for the others.
+  int64_t run_deadline = INT64_MAX, cancel_deadline = INT64_MAX;
+  auto start = [&](int64_t now) {
+    const JobContext& ctx = *jobs[next];
+    const int64_t timeout_ms =
+        ctx.job && ctx.job->run_timeout_ms() > 0
+            ? static_cast<int64_t>(ctx.job->run_timeout_ms())
+            : options_.run_timeout_ms;
+    run_deadline = timeout_ms > 0 ? now + timeout_ms : INT64_MAX;
+    cancel_deadline = INT64_MAX;
+  };
+  if (!ArmCpu(c) || !send_more()) return died();
+  start(MonoMillis());
 
-  const int64_t start_ms = MonoMillis();
-  const int64_t timeout_ms =
-      ctx.job && ctx.job->run_timeout_ms() > 0
-          ? static_cast<int64_t>(ctx.job->run_timeout_ms())
-          : options_.run_timeout_ms;
-  const int64_t run_deadline =
-      timeout_ms > 0 ? start_ms + timeout_ms : INT64_MAX;
-  int64_t cancel_deadline = INT64_MAX;
   for (;;) {
+    const JobContext& ctx = *jobs[next];
     const int64_t now = MonoMillis();
     if (stopping_.load()) {
       return kill_with(wire::ResultStatus::Failed, "worker stopping");
@@ -360,63 +445,72 @@ IsolatePool::Outcome IsolatePool::Drive(Child& c, const JobContext& ctx) {
     int ready = poll(fds, 2, static_cast<int>(wait));
     if (ready < 0 && errno != EINTR) return died();
     if (ready <= 0) continue;
-    if (fds[0].revents != 0) {
-      ssize_t n = c.reader.ReadFrom(c.from_child);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) return died();  // end of file: it closed stdout or died
-      // Progress frames first, then at most one result, which must be the
-      // last thing the child wrote for this job.
-      for (;;) {
-        std::string_view body;
-        Result<bool> got = c.reader.Next(&body);
-        if (!got.ok()) {
-          return kill_with(wire::ResultStatus::Failed,
-                           "handler protocol error: " + got.status().message());
-        }
-        if (!*got) break;
-        auto r = exec::DecodeResult(body);
-        if (r.ok() && r->id == ctx.id &&
-            r->code == exec::ResultCode::kProgress) {
-          auto p = exec::DecodeProgress(r->data);
-          if (!p.ok()) {
-            return kill_with(wire::ResultStatus::Failed,
-                             "handler protocol error: " + p.status().message());
-          }
-          ctx.Progress(p->fraction, p->message);
-          continue;
-        }
-        if (!r.ok() || !(r->id == ctx.id) || c.reader.buffered() != 0) {
-          return kill_with(
-              wire::ResultStatus::Failed,
-              "handler protocol error: " +
-                  (r.ok() ? std::string("a result for another job or more "
-                                        "than one result")
-                          : r.status().message()));
-        }
-        switch (r->code) {
-          case exec::ResultCode::kOk:
-            o.status = wire::ResultStatus::Ok;
-            o.keep = true;
-            break;
-          case exec::ResultCode::kError:
-            o.status = wire::ResultStatus::Failed;
-            o.keep = true;
-            break;
-          case exec::ResultCode::kOutOfMemory:
-            // Its heap is in doubt: replaced, like one that died.
-            Reap(c);
-            o.status = wire::ResultStatus::Failed;
-            o.data = "memory limit";
-            return o;
-          case exec::ResultCode::kProgress:
-            break;  // handled above
-        }
-        o.data.assign(r->data);
-        return o;
-      }
+    if (fds[0].revents == 0) {
+      if (fds[1].revents != 0) return died();
       continue;
     }
-    if (fds[1].revents != 0) return died();
+    ssize_t n = c.reader.ReadFrom(c.from_child);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return died();  // end of file: it closed stdout or died
+    const int64_t read_ms = MonoMillis();
+    // Per job: progress frames, then its result; the result of the last
+    // job written must be the last thing the child wrote.
+    for (;;) {
+      std::string_view body;
+      Result<bool> got = c.reader.Next(&body);
+      if (!got.ok()) {
+        return kill_with(wire::ResultStatus::Failed,
+                         "handler protocol error: " + got.status().message());
+      }
+      if (!*got) break;
+      const JobContext& running = *jobs[next];
+      auto r = exec::DecodeResult(body);
+      if (r.ok() && r->id == running.id &&
+          r->code == exec::ResultCode::kProgress) {
+        auto p = exec::DecodeProgress(r->data);
+        if (!p.ok()) {
+          return kill_with(wire::ResultStatus::Failed,
+                           "handler protocol error: " + p.status().message());
+        }
+        running.Progress(p->fraction, p->message);
+        continue;
+      }
+      if (!r.ok() || !(r->id == running.id) ||
+          (next + 1 == sent && c.reader.buffered() != 0)) {
+        return kill_with(
+            wire::ResultStatus::Failed,
+            "handler protocol error: " +
+                (r.ok() ? std::string("a result for another job or more "
+                                      "than one result")
+                        : r.status().message()));
+      }
+      if (r->code == exec::ResultCode::kOutOfMemory) {
+        // Its heap is in doubt: replaced, like one that died.
+        return kill_with(wire::ResultStatus::Failed, "memory limit");
+      }
+      const JobAnswer answer{r->code == exec::ResultCode::kOk
+                                 ? wire::ResultStatus::Ok
+                                 : wire::ResultStatus::Failed,
+                             r->data};
+      unanswered -= FrameBytes(running);  // before finished: not touched after
+      // The next job is running already: its CPU limit first.
+      const bool more = next + 1 < sent;
+      const bool armed = !more || ArmCpu(c);
+      finished(next, answer);
+      if (++next == jobs.size()) {
+        o.next = next;
+        o.keep = true;
+        return o;
+      }
+      if (!armed) return died();
+      if (!more) {
+        if (!ArmCpu(c) || !send_more()) return died();
+        start(MonoMillis());
+        break;  // nothing else is buffered (checked above)
+      }
+      start(read_ms);
+      if (!send_more()) return died();
+    }
   }
 }
 

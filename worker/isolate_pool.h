@@ -13,6 +13,16 @@
 // CPU time so far plus cpu_seconds, so the limit is per job.
 // docs/adr/0013-process-isolation.md says why.
 //
+// Jobs are pipelined: a batch (BatchHandler) is written to a child in one
+// writev and answered in order; each job ends as its own answer arrives,
+// and the next one counts as started then (its run timeout, its CPU limit,
+// the cancel grace all run from that moment). A child killed or dead
+// mid-batch fails the job it was running; the jobs behind it, which never
+// started, run on its replacement. What is written to a child at once is
+// bounded by the child's stdin pipe buffer (raised to 1 MiB where the
+// system allows), so a write never waits for a child that is itself
+// waiting for its answers to be read.
+//
 // A job fails (Failed, or Cancelled) and its child is killed (the whole
 // process group) and replaced when: the child died ("crashed: SIGSEGV",
 // "crashed: exit status 1"; SIGXCPU: "cpu limit"), it reported running out
@@ -34,6 +44,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
 #include <unordered_set>
 #include <vector>
@@ -57,6 +68,16 @@ struct IsolateOptions {
 struct IsolateCounters {
   uint64_t spawned = 0;
   uint64_t replaced = 0;  // children killed or dead mid-job
+  uint64_t writes = 0;    // writes of job frames to children
+  uint64_t jobs_written =
+      0;  // job frames in them (a job sent again counts again)
+};
+
+// A group's handlers: `handler` runs one job; `batch` pipelines several
+// (Worker::Register takes both).
+struct IsolateHandlers {
+  Handler handler;
+  std::shared_ptr<const BatchHandler> batch;
 };
 
 class IsolatePool {
@@ -66,10 +87,10 @@ class IsolatePool {
   IsolatePool(const IsolatePool&) = delete;
   IsolatePool& operator=(const IsolatePool&) = delete;
 
-  // A handler that runs jobs (any task) in children of the built-in kind.
-  Handler AddBuiltin();
-  // A handler that runs jobs in children running `command`.
-  Handler AddExec(const std::string& task, const std::string& command);
+  // Handlers that run jobs (any task) in children of the built-in kind.
+  IsolateHandlers AddBuiltin();
+  // Handlers that run jobs in children running `command`.
+  IsolateHandlers AddExec(const std::string& task, const std::string& command);
   // Starts `slots` children of every group. An error when one cannot start.
   [[nodiscard]] Status Start();
   // Kills every child; calls still running fail ("worker stopping").
@@ -82,12 +103,22 @@ class IsolatePool {
   struct Group;
   struct Outcome;
 
+  using Jobs = std::span<const JobContext* const>;
+
+  IsolateHandlers HandlersFor(std::unique_ptr<Group> g);
   Result<std::unique_ptr<Child>> Spawn(Group& g);
-  std::unique_ptr<Child> Acquire(Group& g);
+  Result<std::unique_ptr<Child>> Acquire(Group& g);
   void Release(Group& g, std::unique_ptr<Child> c);
-  std::string RunJob(Group& g, const JobContext& ctx);
-  Outcome Drive(Child& c, const JobContext& ctx);
-  bool SendJob(Child& c, const JobContext& ctx);
+  // Runs `jobs` in g's children, in order, calling finished(i, answer) as
+  // each ends; returns when all have.
+  void RunBatch(Group& g, Jobs jobs, const BatchHandler::Finished& finished);
+  // Runs jobs[first..] in c until they are done or c has to go; returns
+  // how far it got and whether c may be kept.
+  Outcome Drive(Child& c, Jobs jobs, size_t first,
+                const BatchHandler::Finished& finished);
+  // Writes the job frames of `jobs` to c in one writev (more when it writes
+  // part).
+  bool SendJobs(Child& c, Jobs jobs);
   bool ArmCpu(Child& c);
   // Kills c's process group and reaps c; returns how c ended (the reason,
   // when the pool did not kill it first).
@@ -99,6 +130,8 @@ class IsolatePool {
   std::atomic<bool> stopping_{false};
   std::atomic<uint64_t> spawned_{0};
   std::atomic<uint64_t> replaced_{0};
+  std::atomic<uint64_t> writes_{0};
+  std::atomic<uint64_t> jobs_written_{0};
   std::mutex live_mu_;
   std::unordered_set<pid_t> live_;  // guarded by live_mu_: unreaped children
 };
