@@ -248,6 +248,253 @@ TEST(IsolatePoolTest, CancelKillsTheChildAfterTheGrace) {
   EXPECT_EQ(pool.counters().replaced, 1u);
 }
 
+// Pipelining: a batch written to one child at once, each job answered,
+// timed and limited on its own.
+struct BatchJob {
+  std::string task;
+  std::string payload;
+};
+
+struct Answered {
+  wire::ResultStatus status = wire::ResultStatus::Ok;
+  std::string data;
+  int calls = 0;
+};
+
+// Runs `jobs` as one batch of `pool`'s builtin group (ids 7:0, 7:1, ...);
+// `flags[i]`, when given, is job i's cancel flag. The answers, by job.
+std::vector<Answered> RunAsBatch(
+    const BatchHandler& batch, const std::vector<BatchJob>& jobs,
+    std::vector<std::atomic<bool>>* flags = nullptr,
+    std::vector<ProgressSink*> sinks = {}) {
+  std::vector<JobContext> contexts;
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    contexts.push_back(Context(jobs[i].task, jobs[i].payload));
+    contexts.back().id = JobId{7, i};
+    if (flags) contexts.back().cancel = &(*flags)[i];
+    if (i < sinks.size()) contexts.back().progress = sinks[i];
+  }
+  std::vector<const JobContext*> pointers;
+  for (const auto& c : contexts) pointers.push_back(&c);
+  std::vector<Answered> answers(jobs.size());
+  size_t expected = 0;
+  batch.run(pointers, [&](size_t i, const JobAnswer& a) {
+    EXPECT_EQ(i, expected++) << "answers out of order";
+    answers[i].status = a.status;
+    answers[i].data.assign(a.data);
+    ++answers[i].calls;
+  });
+  return answers;
+}
+
+void ExpectEchoed(const std::vector<BatchJob>& jobs,
+                  const std::vector<Answered>& answers) {
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    EXPECT_EQ(answers[i].calls, 1) << i;
+    if (jobs[i].task != "echo") continue;
+    EXPECT_EQ(answers[i].status, wire::ResultStatus::Ok)
+        << i << ": " << answers[i].data;
+    EXPECT_EQ(answers[i].data, jobs[i].payload) << i;
+  }
+}
+
+// Ten echo jobs, the job `task` (which fails with `reason`), ten more: in
+// one batch, the job fails alone and the jobs behind it run on the
+// replacement child. Written twice: all of them, then those behind.
+void ExpectOnlyTheMiddleJobFails(IsolatePool& pool, const BatchHandler& batch,
+                                 std::vector<BatchJob> before, BatchJob middle,
+                                 const std::string& reason) {
+  std::vector<BatchJob> jobs = std::move(before);
+  for (int i = 0; i < 10; ++i)
+    jobs.push_back({"echo", "a" + std::to_string(i)});
+  const size_t bad = jobs.size();
+  jobs.push_back(std::move(middle));
+  for (int i = 0; i < 10; ++i)
+    jobs.push_back({"echo", "b" + std::to_string(i)});
+  const std::vector<Answered> answers = RunAsBatch(batch, jobs);
+  ExpectEchoed(jobs, answers);
+  for (size_t i = 0; i < bad; ++i) {
+    EXPECT_EQ(answers[i].status, wire::ResultStatus::Ok) << answers[i].data;
+  }
+  EXPECT_EQ(answers[bad].status, wire::ResultStatus::Failed);
+  EXPECT_EQ(answers[bad].data, reason);
+  const IsolateCounters c = pool.counters();
+  EXPECT_EQ(c.replaced, 1u);
+  EXPECT_EQ(c.writes, 2u);
+  EXPECT_EQ(c.jobs_written, jobs.size() + 10);
+}
+
+TEST(IsolatePoolTest, PipelinedJobHitsItsCpuLimitAlone) {
+  IsolateOptions o;
+  o.cpu_seconds = 1;
+  o.self_exe = YardBinary();
+  o.misbehaving_handlers = true;
+  IsolatePool pool(o);
+  auto handlers = pool.AddBuiltin();
+  ASSERT_TRUE(pool.Start().ok());
+  // Spinning jobs of 600 ms before it: each under the limit, which is
+  // re-armed as each answer arrives.
+  ExpectOnlyTheMiddleJobFails(pool, *handlers.batch,
+                              {{"spin", "600"}, {"spin", "600"}}, {"spin", ""},
+                              "cpu limit");
+}
+
+TEST(IsolatePoolTest, PipelinedJobTimesOutAlone) {
+  IsolateOptions o;
+  o.run_timeout_ms = 400;
+  o.self_exe = YardBinary();
+  IsolatePool pool(o);
+  auto handlers = pool.AddBuiltin();
+  ASSERT_TRUE(pool.Start().ok());
+  // Three 250 ms sleeps before it: 750 ms in all, each under the timeout,
+  // which counts from when each one starts.
+  ExpectOnlyTheMiddleJobFails(
+      pool, *handlers.batch,
+      {{"sleep", "250"}, {"sleep", "250"}, {"sleep", "250"}},
+      {"sleep", "60000"}, "timed out");
+}
+
+TEST(IsolatePoolTest, CancelledJobWaitingInThePipeGetsTheGraceWhenItStarts) {
+  IsolateOptions o;
+  o.cancel_grace_ms = 200;
+  o.self_exe = YardBinary();
+  IsolatePool pool(o);
+  auto handlers = pool.AddBuiltin();
+  ASSERT_TRUE(pool.Start().ok());
+  const std::vector<BatchJob> jobs = {
+      {"sleep", "300"}, {"hang", ""}, {"echo", "after"}};
+  std::vector<std::atomic<bool>> flags(jobs.size());
+  // Cancelled while the sleep runs and the hang waits in the pipe.
+  std::thread canceller([&] {
+    std::this_thread::sleep_for(Millis(100));
+    flags[1].store(true);
+  });
+  const std::vector<Answered> answers =
+      RunAsBatch(*handlers.batch, jobs, &flags);
+  canceller.join();
+  EXPECT_EQ(answers[0].status, wire::ResultStatus::Ok) << answers[0].data;
+  EXPECT_EQ(answers[1].status, wire::ResultStatus::Cancelled);
+  EXPECT_EQ(answers[1].data, "cancelled");
+  ExpectEchoed(jobs, answers);
+  EXPECT_EQ(pool.counters().replaced, 1u);
+}
+
+TEST(IsolatePoolTest, KilledChildMidBatchFailsOnlyItsRunningJob) {
+  IsolateOptions o;
+  o.self_exe = YardBinary();
+  IsolatePool pool(o);
+  auto handlers = pool.AddBuiltin();
+  ASSERT_TRUE(pool.Start().ok());
+  const std::set<pid_t> children = ChildrenOf(getpid());
+  ASSERT_EQ(children.size(), 1u);
+  std::vector<BatchJob> jobs = {{"echo", "first"}, {"sleep", "2000"}};
+  for (int i = 0; i < 20; ++i) jobs.push_back({"echo", std::to_string(i)});
+  std::thread killer([&] {
+    std::this_thread::sleep_for(Millis(300));
+    kill(*children.begin(), SIGKILL);
+  });
+  const std::vector<Answered> answers = RunAsBatch(*handlers.batch, jobs);
+  killer.join();
+  ExpectEchoed(jobs, answers);
+  EXPECT_EQ(answers[1].status, wire::ResultStatus::Failed);
+  EXPECT_EQ(answers[1].data, "crashed: SIGKILL");
+  EXPECT_EQ(pool.counters().replaced, 1u);
+}
+
+// Collects a job's progress reports.
+struct Reports : ProgressSink {
+  void Report(float fraction, std::string_view message) override {
+    std::lock_guard lock(mu);
+    seen.emplace_back(fraction, message);
+  }
+  std::mutex mu;
+  std::vector<std::pair<float, std::string>> seen;
+};
+
+TEST(IsolatePoolTest, ProgressInABatchReachesItsOwnJob) {
+  IsolateOptions o;
+  o.self_exe = YardBinary();
+  IsolatePool pool(o);
+  auto handlers = pool.AddBuiltin();
+  ASSERT_TRUE(pool.Start().ok());
+  const std::vector<BatchJob> jobs = {
+      {"echo", "x"}, {"progress", "2"}, {"echo", "y"}, {"progress", "3"}};
+  std::vector<Reports> reports(jobs.size());
+  std::vector<ProgressSink*> sinks;
+  for (auto& r : reports) sinks.push_back(&r);
+  const std::vector<Answered> answers =
+      RunAsBatch(*handlers.batch, jobs, nullptr, sinks);
+  ExpectEchoed(jobs, answers);
+  EXPECT_TRUE(reports[0].seen.empty());
+  EXPECT_TRUE(reports[2].seen.empty());
+  for (size_t i : {1u, 3u}) {
+    EXPECT_EQ(answers[i].data, "done");
+    const size_t steps = i == 1 ? 2 : 3;
+    ASSERT_EQ(reports[i].seen.size(), steps) << i;
+    EXPECT_EQ(reports[i].seen.back().second,
+              "step " + std::to_string(steps) + " of " + std::to_string(steps));
+  }
+}
+
+// A worker of concurrency 1 with many jobs queued: they go to its child
+// several per write, and a spinning job among them costs only itself.
+TEST(IsolateTest, QueuedJobsAreBatchedAndASpinningOneCostsOnlyItself) {
+  Cluster c;
+  auto broker = c.StartBroker({"--heartbeat-ms", "200"});
+  ASSERT_TRUE(broker);
+  IsolateOptions io;
+  io.cpu_seconds = 1;
+  io.self_exe = YardBinary();
+  io.misbehaving_handlers = true;
+  IsolatePool pool(io);
+  WorkerOptions wo;
+  wo.brokers = {broker->backend};
+  wo.concurrency = 1;
+  wo.heartbeat_ms = 200;
+  Worker worker(wo);
+  const IsolateHandlers in_child = pool.AddBuiltin();
+  for (const char* task : {"echo", "spin"}) {
+    worker.Register(task, in_child.handler, in_child.batch);
+  }
+  ASSERT_TRUE(pool.Start().ok());
+  std::thread runner([&] { EXPECT_TRUE(worker.Run().ok()); });
+  auto producer = MakeProducer(*broker);
+  ASSERT_TRUE(producer);
+
+  constexpr int kJobs = 2000;
+  std::vector<std::string> payloads;
+  std::vector<JobSpec> specs;
+  payloads.reserve(kJobs + 1);
+  for (int i = 0; i < kJobs; ++i) {
+    payloads.push_back("echo " + std::to_string(i));
+    specs.push_back(Spec("echo", payloads.back()));  // one attempt each
+    if (i == kJobs / 2) specs.push_back(Spec("spin", ""));
+  }
+  auto outcomes = producer->SubmitBatch(specs);
+  for (size_t i = 0, echo = 0; i < specs.size(); ++i) {
+    JobOutcome o = outcomes[i].get();
+    if (specs[i].task == "spin") {
+      EXPECT_EQ(o.status, wire::ResultStatus::Failed);
+      EXPECT_EQ(o.error, "cpu limit");
+      continue;
+    }
+    ASSERT_EQ(o.kind, JobOutcome::Kind::kCompleted) << i << ": " << o.error;
+    EXPECT_EQ(o.output, payloads[echo++]);
+  }
+  worker.Stop();
+  runner.join();
+  pool.Shutdown();
+  const WorkerCounters wc = worker.counters();
+  const IsolateCounters ic = pool.counters();
+  EXPECT_EQ(wc.jobs_ok, static_cast<uint64_t>(kJobs));
+  EXPECT_EQ(ic.replaced, 1u);
+  // More than one job per batch, and per write, on average.
+  EXPECT_GT(wc.batched_jobs, 2 * wc.batches)
+      << wc.batched_jobs << " jobs in " << wc.batches << " batches";
+  EXPECT_GT(ic.jobs_written, 2 * ic.writes)
+      << ic.jobs_written << " jobs in " << ic.writes << " writes";
+}
+
 // Runs `jobs` echo jobs of `task` through a worker whose handler processes
 // run `command`, SIGKILLs one handler process after a fifth of them, and
 // checks every output. max_attempts 3: the killed process's job runs again.
