@@ -324,17 +324,31 @@ void ExpectOnlyTheMiddleJobFails(IsolatePool& pool, const BatchHandler& batch,
   EXPECT_EQ(c.jobs_written, jobs.size() + 10);
 }
 
+// A started pool of `yard worker-child` children (self_exe set here), and
+// its handlers.
+struct BuiltinPool {
+  explicit BuiltinPool(IsolateOptions o)
+      : pool(WithYard(std::move(o))), handlers(pool.AddBuiltin()) {
+    started = pool.Start().ok();
+  }
+  static IsolateOptions WithYard(IsolateOptions o) {
+    o.self_exe = YardBinary();
+    return o;
+  }
+  IsolatePool pool;
+  IsolateHandlers handlers;
+  bool started = false;
+};
+
 TEST(IsolatePoolTest, PipelinedJobHitsItsCpuLimitAlone) {
   IsolateOptions o;
   o.cpu_seconds = 1;
-  o.self_exe = YardBinary();
   o.misbehaving_handlers = true;
-  IsolatePool pool(o);
-  auto handlers = pool.AddBuiltin();
-  ASSERT_TRUE(pool.Start().ok());
+  BuiltinPool p(o);
+  ASSERT_TRUE(p.started);
   // Spinning jobs of 600 ms before it: each under the limit, which is
   // re-armed as each answer arrives.
-  ExpectOnlyTheMiddleJobFails(pool, *handlers.batch,
+  ExpectOnlyTheMiddleJobFails(p.pool, *p.handlers.batch,
                               {{"spin", "600"}, {"spin", "600"}}, {"spin", ""},
                               "cpu limit");
 }
@@ -342,14 +356,12 @@ TEST(IsolatePoolTest, PipelinedJobHitsItsCpuLimitAlone) {
 TEST(IsolatePoolTest, PipelinedJobTimesOutAlone) {
   IsolateOptions o;
   o.run_timeout_ms = 400;
-  o.self_exe = YardBinary();
-  IsolatePool pool(o);
-  auto handlers = pool.AddBuiltin();
-  ASSERT_TRUE(pool.Start().ok());
+  BuiltinPool p(o);
+  ASSERT_TRUE(p.started);
   // Three 250 ms sleeps before it: 750 ms in all, each under the timeout,
   // which counts from when each one starts.
   ExpectOnlyTheMiddleJobFails(
-      pool, *handlers.batch,
+      p.pool, *p.handlers.batch,
       {{"sleep", "250"}, {"sleep", "250"}, {"sleep", "250"}},
       {"sleep", "60000"}, "timed out");
 }
@@ -357,10 +369,8 @@ TEST(IsolatePoolTest, PipelinedJobTimesOutAlone) {
 TEST(IsolatePoolTest, CancelledJobWaitingInThePipeGetsTheGraceWhenItStarts) {
   IsolateOptions o;
   o.cancel_grace_ms = 200;
-  o.self_exe = YardBinary();
-  IsolatePool pool(o);
-  auto handlers = pool.AddBuiltin();
-  ASSERT_TRUE(pool.Start().ok());
+  BuiltinPool p(o);
+  ASSERT_TRUE(p.started);
   const std::vector<BatchJob> jobs = {
       {"sleep", "300"}, {"hang", ""}, {"echo", "after"}};
   std::vector<std::atomic<bool>> flags(jobs.size());
@@ -370,21 +380,19 @@ TEST(IsolatePoolTest, CancelledJobWaitingInThePipeGetsTheGraceWhenItStarts) {
     flags[1].store(true);
   });
   const std::vector<Answered> answers =
-      RunAsBatch(*handlers.batch, jobs, &flags);
+      RunAsBatch(*p.handlers.batch, jobs, &flags);
   canceller.join();
   EXPECT_EQ(answers[0].status, wire::ResultStatus::Ok) << answers[0].data;
   EXPECT_EQ(answers[1].status, wire::ResultStatus::Cancelled);
   EXPECT_EQ(answers[1].data, "cancelled");
   ExpectEchoed(jobs, answers);
-  EXPECT_EQ(pool.counters().replaced, 1u);
+  EXPECT_EQ(p.pool.counters().replaced, 1u);
 }
 
 TEST(IsolatePoolTest, KilledChildMidBatchFailsOnlyItsRunningJob) {
   IsolateOptions o;
-  o.self_exe = YardBinary();
-  IsolatePool pool(o);
-  auto handlers = pool.AddBuiltin();
-  ASSERT_TRUE(pool.Start().ok());
+  BuiltinPool p(o);
+  ASSERT_TRUE(p.started);
   const std::set<pid_t> children = ChildrenOf(getpid());
   ASSERT_EQ(children.size(), 1u);
   std::vector<BatchJob> jobs = {{"echo", "first"}, {"sleep", "2000"}};
@@ -393,12 +401,12 @@ TEST(IsolatePoolTest, KilledChildMidBatchFailsOnlyItsRunningJob) {
     std::this_thread::sleep_for(Millis(300));
     kill(*children.begin(), SIGKILL);
   });
-  const std::vector<Answered> answers = RunAsBatch(*handlers.batch, jobs);
+  const std::vector<Answered> answers = RunAsBatch(*p.handlers.batch, jobs);
   killer.join();
   ExpectEchoed(jobs, answers);
   EXPECT_EQ(answers[1].status, wire::ResultStatus::Failed);
   EXPECT_EQ(answers[1].data, "crashed: SIGKILL");
-  EXPECT_EQ(pool.counters().replaced, 1u);
+  EXPECT_EQ(p.pool.counters().replaced, 1u);
 }
 
 // Collects a job's progress reports.
@@ -413,17 +421,15 @@ struct Reports : ProgressSink {
 
 TEST(IsolatePoolTest, ProgressInABatchReachesItsOwnJob) {
   IsolateOptions o;
-  o.self_exe = YardBinary();
-  IsolatePool pool(o);
-  auto handlers = pool.AddBuiltin();
-  ASSERT_TRUE(pool.Start().ok());
+  BuiltinPool p(o);
+  ASSERT_TRUE(p.started);
   const std::vector<BatchJob> jobs = {
       {"echo", "x"}, {"progress", "2"}, {"echo", "y"}, {"progress", "3"}};
   std::vector<Reports> reports(jobs.size());
   std::vector<ProgressSink*> sinks;
   for (auto& r : reports) sinks.push_back(&r);
   const std::vector<Answered> answers =
-      RunAsBatch(*handlers.batch, jobs, nullptr, sinks);
+      RunAsBatch(*p.handlers.batch, jobs, nullptr, sinks);
   ExpectEchoed(jobs, answers);
   EXPECT_TRUE(reports[0].seen.empty());
   EXPECT_TRUE(reports[2].seen.empty());
