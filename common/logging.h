@@ -79,16 +79,27 @@ namespace logging_internal {
 inline std::atomic<int> job_log_floor{spdlog::level::trace};
 }  // namespace logging_internal
 
-// Logs one line about one job; costs one load when the level is off.
+// The line LogJob writes once its level passes the cached floor (spdlog's
+// own check follows); out of line, so that LogJob itself is small enough to
+// be inlined at every call.
 template <typename... Args>
-void LogJob(spdlog::level::level_enum level, const JobId& id,
-            std::string_view traceparent, spdlog::format_string_t<Args...> fmt,
-            Args&&... args) {
-  if (level < logging_internal::job_log_floor.load(std::memory_order_relaxed))
-    return;
+[[gnu::noinline]] void LogJobLine(spdlog::level::level_enum level,
+                                  const JobId& id, std::string_view traceparent,
+                                  spdlog::format_string_t<Args...> fmt,
+                                  Args&&... args) {
   if (!spdlog::should_log(level)) return;
   JobLogScope scope(id, traceparent);
   spdlog::log(level, fmt, std::forward<Args>(args)...);
+}
+
+// Logs one line about one job; costs one load when the level is off.
+template <typename... Args>
+inline void LogJob(spdlog::level::level_enum level, const JobId& id,
+                   std::string_view traceparent,
+                   spdlog::format_string_t<Args...> fmt, Args&&... args) {
+  if (level < logging_internal::job_log_floor.load(std::memory_order_relaxed))
+    return;
+  LogJobLine(level, id, traceparent, fmt, std::forward<Args>(args)...);
 }
 
 }  // namespace yard

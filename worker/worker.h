@@ -21,7 +21,9 @@
 // Handlers: a handler gets a JobContext and returns the output bytes;
 // throwing an exception makes a Failed result carrying e.what(). A job whose
 // task has no handler gets an UnknownTask result; a job past its deadline
-// gets Expired without running.
+// gets Expired without running. A task registered with a BatchHandler
+// (the isolate pool's) runs with the jobs of its group already queued
+// behind it, several at a time, each still checked and answered on its own.
 //
 // Cancel: a broker that takes a job back (past its run timeout) sends
 // Cancel{ids}; each such job in hand gets its cancel flag set

@@ -49,26 +49,28 @@ void Worker::Impl::StopRunners() {
 
 void Worker::Impl::RunnerLoop() {
   static thread_local Writer writer;
-  Job* next = nullptr;  // taken from the queue by a batch it did not fit
   while (!runners_stop_.load(std::memory_order_relaxed)) {
-    Job* job = std::exchange(next, nullptr);
-    if (job == nullptr) {
-      if (!run_queue_.try_pop(job)) {
-        parked_.fetch_add(1);
-        if (queued_.load() == 0 && !runners_stop_.load()) unpark_.acquire();
-        parked_.fetch_sub(1);
-        continue;
-      }
+    Job* job = nullptr;
+    if (run_queue_.try_pop(job)) {
       queued_.fetch_sub(1);
       if (abandon_.load(std::memory_order_relaxed)) continue;
+      // A batch may end on a job it took but could not run (another kind).
+      while (job != nullptr) job = Execute(*job, writer);
+      continue;
     }
-    next = Execute(*job, writer);
+    parked_.fetch_add(1);
+    if (queued_.load() == 0 && !runners_stop_.load()) unpark_.acquire();
+    parked_.fetch_sub(1);
   }
   // Last touch of *this: ~Impl waits for live_tasks_ to reach zero.
   live_tasks_.fetch_sub(1, std::memory_order_release);
 }
 
-Worker::Impl::Execution::Execution(Impl* owner, Job& j) : job(j) {
+// Execution's steps are forced inline into Execute (and ExecuteBatch), so
+// the thread path costs what it did as one function (bench/instructions.sh).
+[[gnu::always_inline]] inline Worker::Impl::Execution::Execution(Impl* owner,
+                                                                 Job& j)
+    : job(j) {
   const wire::Job* w = job.blob->data_nested_root();
   ctx.id = FromWire(w->id());
   ctx.task = AsString(w->task());
@@ -105,7 +107,7 @@ Worker::Impl::Job* Worker::Impl::Execute(Job& job, Writer& writer) {
   return nullptr;
 }
 
-bool Worker::Impl::Begin(Execution& e) {
+[[gnu::always_inline]] inline bool Worker::Impl::Begin(Execution& e) {
   const JobContext& ctx = e.ctx;
   int64_t now_unix = ctx.deadline_ms != 0 ? UnixMillis() : 0;
   if (ctx.Cancelled()) {
@@ -131,31 +133,27 @@ bool Worker::Impl::Begin(Execution& e) {
   return false;
 }
 
-void Worker::Impl::CallHandler(Execution& e) {
+[[gnu::always_inline]] inline void Worker::Impl::CallHandler(Execution& e) {
   wire::ResultStatus status = wire::ResultStatus::Ok;
-  std::string output;
   try {
-    output = e.registered->handler(e.ctx);
+    e.output = e.registered->handler(e.ctx);
   } catch (const JobFailure& failure) {
     status = failure.status();
-    output = failure.what();
+    e.error = failure.what();
   } catch (const std::exception& ex) {
     status = wire::ResultStatus::Failed;
-    output = ex.what();
+    e.error = ex.what();
   } catch (...) {
     status = wire::ResultStatus::Failed;
-    output = "handler threw a non-standard exception";
-  }
-  if (status == wire::ResultStatus::Ok) {
-    e.output = std::move(output);
-  } else {
-    e.error = std::move(output);
+    e.error = "handler threw a non-standard exception";
   }
   Ran(e, status, {}, e.start_us);
 }
 
-void Worker::Impl::Ran(Execution& e, wire::ResultStatus status,
-                       std::string_view data, int64_t start_us) {
+[[gnu::always_inline]] inline void Worker::Impl::Ran(Execution& e,
+                                                     wire::ResultStatus status,
+                                                     std::string_view data,
+                                                     int64_t start_us) {
   e.status = status;
   if (!data.empty()) {
     (status == wire::ResultStatus::Ok ? e.output : e.error).assign(data);
@@ -169,69 +167,8 @@ void Worker::Impl::Ran(Execution& e, wire::ResultStatus status,
   }
 }
 
-Worker::Impl::Job* Worker::Impl::ExecuteBatch(Execution& first,
-                                              Writer& writer) {
-  const BatchHandler& batch = *first.registered->batch;
-  const size_t max_jobs = std::min(batch.max_jobs, kMaxBatchJobs);
-  std::array<std::optional<Execution>, kMaxBatchJobs> more;
-  std::array<Execution*, kMaxBatchJobs> runs;
-  std::array<const JobContext*, kMaxBatchJobs> contexts;
-  size_t n = 0;
-  runs[n] = &first;
-  contexts[n++] = &first.ctx;
-  size_t payload_bytes = first.ctx.payload.size();
-  // The jobs of this group already queued, in order; a job of another
-  // kind ends the batch and is run next by this runner.
-  Job* next = nullptr;
-  for (size_t m = 0; n < max_jobs && payload_bytes < batch.max_payload_bytes &&
-                     queued_.load(std::memory_order_relaxed) > 0;) {
-    Job* job = nullptr;
-    if (!run_queue_.try_pop(job)) break;
-    queued_.fetch_sub(1);
-    if (abandon_.load(std::memory_order_relaxed)) continue;
-    Execution& e = more[m].emplace(this, *job);
-    if (e.registered != nullptr && e.registered->batch.get() != &batch) {
-      more[m].reset();
-      next = job;
-      break;
-    }
-    ++m;
-    if (!Begin(e)) {
-      Finish(e, writer);
-      continue;
-    }
-    runs[n] = &e;
-    contexts[n++] = &e.ctx;
-    payload_bytes += e.ctx.payload.size();
-  }
-  batches_.fetch_add(1, std::memory_order_relaxed);
-  batched_jobs_.fetch_add(n, std::memory_order_relaxed);
-  // A job in a batch runs from the end of the one before it.
-  int64_t last_end_us = first.start_us;
-  std::array<bool, kMaxBatchJobs> done{};
-  auto finished = [&](size_t i, const JobAnswer& answer) {
-    if (i >= n || done[i]) return;
-    done[i] = true;
-    Execution& e = *runs[i];
-    Ran(e, answer.status, answer.data, std::max(e.start_us, last_end_us));
-    last_end_us = MonoMicros();
-    Finish(e, writer);
-  };
-  std::string error = "handler did not answer";
-  try {
-    batch.run(std::span(contexts.data(), n), finished);
-  } catch (const std::exception& ex) {
-    error = ex.what();
-  } catch (...) {
-    error = "handler threw a non-standard exception";
-  }
-  for (size_t i = 0; i < n; ++i) {
-    finished(i, {wire::ResultStatus::Failed, error});
-  }
-  return next;
-}
-
-void Worker::Impl::Finish(Execution& e, Writer& writer) {
+[[gnu::always_inline]] inline void Worker::Impl::Finish(Execution& e,
+                                                        Writer& writer) {
   const JobContext& ctx = e.ctx;
   Job& job = e.job;
   if (e.status != wire::ResultStatus::Ok) e.output.clear();
@@ -263,6 +200,70 @@ void Worker::Impl::Finish(Execution& e, Writer& writer) {
     jobs_failed_.fetch_add(1, std::memory_order_relaxed);
   }
   PushDone(&job);
+}
+
+Worker::Impl::Job* Worker::Impl::ExecuteBatch(Execution& first,
+                                              Writer& writer) {
+  const BatchHandler& batch = *first.registered->batch;
+  const size_t max_jobs = std::min(batch.max_jobs, kMaxBatchJobs);
+  std::array<std::optional<Execution>, kMaxBatchJobs> more;
+  std::array<Execution*, kMaxBatchJobs> runs;
+  std::array<const JobContext*, kMaxBatchJobs> contexts;
+  size_t n = 0;
+  runs[n] = &first;
+  contexts[n++] = &first.ctx;
+  size_t payload_bytes = first.ctx.payload.size();
+  // The jobs of this group already queued, in order; a job of another
+  // kind ends the batch and is run next by this runner. more[0..m) hold the
+  // jobs in the batch after the first (m < n <= max_jobs).
+  Job* next = nullptr;
+  for (size_t m = 0; n < max_jobs && payload_bytes < batch.max_payload_bytes &&
+                     queued_.load(std::memory_order_relaxed) > 0;) {
+    Job* job = nullptr;
+    if (!run_queue_.try_pop(job)) break;
+    queued_.fetch_sub(1);
+    if (abandon_.load(std::memory_order_relaxed)) continue;  // dropped
+    Execution& e = more[m].emplace(this, *job);
+    if (e.registered != nullptr && e.registered->batch.get() != &batch) {
+      more[m].reset();
+      next = job;
+      break;
+    }
+    if (!Begin(e)) {  // answered at once; its slot is reused
+      Finish(e, writer);
+      more[m].reset();
+      continue;
+    }
+    ++m;
+    runs[n] = &e;
+    contexts[n++] = &e.ctx;
+    payload_bytes += e.ctx.payload.size();
+  }
+  batches_.fetch_add(1, std::memory_order_relaxed);
+  batched_jobs_.fetch_add(n, std::memory_order_relaxed);
+  // A job in a batch runs from the end of the one before it.
+  int64_t last_end_us = first.start_us;
+  std::array<bool, kMaxBatchJobs> done{};
+  auto finished = [&](size_t i, const JobAnswer& answer) {
+    if (i >= n || done[i]) return;
+    done[i] = true;
+    Execution& e = *runs[i];
+    Ran(e, answer.status, answer.data, std::max(e.start_us, last_end_us));
+    last_end_us = MonoMicros();
+    Finish(e, writer);
+  };
+  std::string error = "handler did not answer";
+  try {
+    batch.run(std::span(contexts.data(), n), finished);
+  } catch (const std::exception& ex) {
+    error = ex.what();
+  } catch (...) {
+    error = "handler threw a non-standard exception";
+  }
+  for (size_t i = 0; i < n; ++i) {
+    finished(i, {wire::ResultStatus::Failed, error});
+  }
+  return next;
 }
 
 void Worker::Impl::PushDone(Job* job) {
