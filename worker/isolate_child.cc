@@ -99,6 +99,9 @@ exec::ResultCode RunOne(const NamedHandlers& handlers,
 
 int ServeFrames(const NamedHandlers& handlers, int in_fd, int out_fd,
                 size_t max_frame_bytes) {
+  // Reads take whatever the worker wrote (a pipelined batch is one read);
+  // each answer is written as its job ends, never held while the next job
+  // runs: the worker times each job from the answer before it.
   exec::FrameReader reader(max_frame_bytes);
   std::string data, frame;
   // Ends at end of file or on an error: every pass reads at least a byte.

@@ -9,8 +9,9 @@
 // Children are started with posix_spawn (safe from a process that already
 // has threads), each in its own process group. A child sets RLIMIT_AS
 // (memory_mb) on itself, for life; the pool sets RLIMIT_CPU (cpu_seconds)
-// with prlimit at the spawn and re-arms it before each job at the child's
-// CPU time so far plus cpu_seconds, so the limit is per job.
+// with prlimit at the spawn and re-arms it as each job starts (before its
+// write, or as the answer before it arrives) at the child's CPU time so far
+// plus cpu_seconds, so the limit is per job.
 // docs/adr/0013-process-isolation.md says why.
 //
 // Jobs are pipelined: a batch (BatchHandler) is written to a child in one
@@ -34,7 +35,8 @@
 //
 // Thread-safety: Add* and Start before the worker runs; the handlers they
 // return may be called from any number of threads at once (each call holds
-// one child); Shutdown from any thread.
+// one child at a time, and calls `finished` on its own thread); Shutdown
+// from any thread.
 #ifndef YARD_WORKER_ISOLATE_POOL_H_
 #define YARD_WORKER_ISOLATE_POOL_H_
 

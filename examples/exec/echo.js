@@ -38,6 +38,9 @@ process.stdin.on('data', (chunk) => {
   pending = pending.length ? Buffer.concat([pending, chunk]) : chunk;
   const out = [];
   // Every whole frame in what has arrived; answers go out in one write.
+  // Safe because handle() is instant: the worker counts a job as started
+  // when the answer before it arrives, so a handler that takes time should
+  // write each answer as soon as it has it.
   while (pending.length >= 4) {
     const length = pending.readUInt32LE(0);
     if (pending.length < 4 + length) break;

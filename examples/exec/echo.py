@@ -27,6 +27,8 @@ def handle(task, attempt, payload, progress):
 
 
 def write_frame(stdout, job_id, status, data):
+    # Flushed at once: the worker counts the next job (which may already be
+    # waiting in stdin) as started when this answer arrives.
     out = job_id + bytes([status]) + data
     stdout.write(struct.pack("<I", len(out)) + out)
     stdout.flush()
@@ -40,6 +42,8 @@ def read_exact(stream, n):
 
 
 def main():
+    # stdin is buffered: the several jobs the worker writes at once come in
+    # one read.
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     while True:
         head = read_exact(stdin, 4)
