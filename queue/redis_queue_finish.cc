@@ -77,6 +77,10 @@ void RedisQueue::FinishJob(LeaseMap::iterator it, Bytes result, Outcome outcome,
   if (outcome == Outcome::kRetry || outcome == Outcome::kDead) {
     AddFail(id, lease, entry, result, outcome, retry_at_ms);
   }
+  // A retry keeps its record: the claim of its next attempt finds it.
+  if (cancels_recorded_ && outcome != Outcome::kRetry) {
+    batch_.uncancel.push_back(id.ToString());
+  }
   if (outcome == Outcome::kCompleted) {
     ++batch_.completed;
     ++batch_.finished;
@@ -189,6 +193,12 @@ void RedisQueue::Flush() {
   }
   AddResults(b, cmds);
   for (auto& c : b.progress) cmds.push_back(std::move(c));
+  if (!b.uncancel.empty()) {
+    std::vector<std::string> hdel = {"HDEL", keys_.cancels};
+    hdel.insert(hdel.end(), std::make_move_iterator(b.uncancel.begin()),
+                std::make_move_iterator(b.uncancel.end()));
+    cmds.push_back(std::move(hdel));
+  }
   for (auto& [inbox, fields] : b.forwards) {
     std::vector<std::string> xadd = {"XADD", inbox,        "MAXLEN",
                                      "~",    kInboxMaxLen, "*"};

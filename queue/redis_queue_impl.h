@@ -213,6 +213,10 @@ struct WriteBatch {
                                                      // digit: id, blob
   std::map<std::string, std::vector<std::string>> forwards;  // inbox -> r,p..
   Commands progress;  // HSET + EXPIRE of P pg:<id> (StoreProgress)
+  // Jobs finished while cancels are recorded: their records (if any) go,
+  // so that a cancel that lost the race to a job's end does not keep
+  // every claim checking P cx until it expires.
+  std::vector<std::string> uncancel;
   int64_t completed = 0;
   int64_t finished = 0;  // jobs that leave the queue (queued -= finished)
   bool empty() const {
@@ -223,7 +227,7 @@ struct WriteBatch {
       if (!r.empty()) return false;
     }
     return locked.empty() && fails.empty() && forwards.empty() &&
-           progress.empty() && finished == 0;
+           progress.empty() && uncancel.empty() && finished == 0;
   }
 };
 

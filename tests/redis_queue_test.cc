@@ -524,6 +524,41 @@ TEST_F(RedisQueueTest, RecordedCancelsFinishOnlyTheOwnersJobs) {
   EXPECT_NE(packed->str.find("key-one"), std::string::npos);
 }
 
+// A cancel recorded for a job that then finishes leaves no record behind
+// (else every claim and lease renewal would read P cx until it expires); a
+// job that goes back to wait for a retry keeps its record, so that the
+// claim of its next attempt finds it.
+TEST_F(RedisQueueTest, AFinishedJobTakesItsCancelRecordWithIt) {
+  DurableQueue* q = Make("b1");
+  JobSpec spec;
+  spec.max_attempts = 3;
+  const JobId done = JobId::Random(), retried = JobId::Random();
+  Push(q, {JobBlob(done, spec)});
+  Push(q, {JobBlob(retried, spec)});
+  Seen& s = seen_[q];
+  ASSERT_TRUE(Pump([&] { return s.claimed.size() == 2; }));
+  QueueEvents::Canceller admin;
+  admin.admin = true;
+  std::vector<QueueEvents::CancelAnswer> answers;
+  q->RequestCancel(std::vector<JobId>{done, retried}, admin,
+                   [&](std::span<const QueueEvents::CancelAnswer> a) {
+                     answers.assign(a.begin(), a.end());
+                   });
+  // Both attempts end before the records come back to be checked.
+  std::string ok = ResultBlob(done, wire::ResultStatus::Ok, "out", "");
+  q->Complete(done, {reinterpret_cast<const uint8_t*>(ok.data()), ok.size()});
+  std::string failed = ResultBlob(retried, wire::ResultStatus::Failed, "", "x");
+  q->Fail(retried, UnixMillis() + 600000,
+          {reinterpret_cast<const uint8_t*>(failed.data()), failed.size()});
+  ASSERT_TRUE(Pump([&] {
+    return answers.size() == 2 && Integer({"ZCARD", keys_.delayed}) == 1;
+  }));
+  EXPECT_EQ(answers, std::vector<QueueEvents::CancelAnswer>(
+                         2, QueueEvents::CancelAnswer::kRequested));
+  EXPECT_EQ(Integer({"HEXISTS", keys_.cancels, done.ToString()}), 0);
+  EXPECT_EQ(Integer({"HEXISTS", keys_.cancels, retried.ToString()}), 1);
+}
+
 // A broker whose lease was taken from it (cut off longer than its lease;
 // the leader reclaimed the entry and the job runs again elsewhere) must not
 // queue a retry or a dead letter of the job when its attempt fails late:
