@@ -69,6 +69,10 @@ void Counters(const BrokerCounters& c, Exposition* e) {
   e->Counter(frames, frames_help, c.unexpected, {{"reason", "unexpected"}});
   e->Counter("switchyard_cancels_refused_total",
              "Cancels of another producer's job.", c.cancels_refused);
+  e->Counter("switchyard_cancels_recorded_total",
+             "Cancels of jobs not held here, recorded in Redis for the "
+             "broker that holds or claims them.",
+             c.cancels_recorded);
   e->Counter("switchyard_sends_failed_total",
              "Messages not sent: the peer gone or its pipe full.",
              c.sends_failed);
@@ -204,6 +208,20 @@ void Gauges(const nlohmann::json& j, Exposition* e) {
   };
   for (const Mirror& m : kDurable)
     e->Counter(m.name, m.help, Num(j, m.pointer));
+  const char* recorded = "switchyard_recorded_cancels_total";
+  const char* recorded_help =
+      "Cancels recorded in Redis that this broker found on a job it holds, "
+      "by outcome (refused: not the owner's).";
+  e->Counter(recorded, recorded_help,
+             Num(j, "/durable/counters/recorded_cancels_done"),
+             {{"outcome", "done"}});
+  e->Counter(recorded, recorded_help,
+             Num(j, "/durable/counters/recorded_cancels_refused"),
+             {{"outcome", "refused"}});
+  e->Gauge("switchyard_cancel_records_present",
+           "1 while recorded cancels exist, so that every claim and lease "
+           "renewal looks them up.",
+           Num(j, "/durable/cancel_records"), {{"queue", queue}});
 }
 
 }  // namespace

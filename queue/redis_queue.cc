@@ -168,6 +168,7 @@ void RedisQueue::DescribeStats(nlohmann::json* j) const {
                      {"leased", leases_.size()},
                      {"records", entries_.size()},
                      {"write_batches_to_resend", replay_.size()},
+                     {"cancel_records", cancels_recorded_},
                      {"paused", control_.paused},
                      {"rate_limit", control_.rate},
                      {"tokens", tokens_},

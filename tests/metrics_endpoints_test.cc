@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "common/job_id.h"
 #include "testing/process.h"
 #include "testing/redis_server.h"
 #include "tests/cluster.h"
@@ -184,6 +185,30 @@ TEST_F(MetricsEndpointsTest, DurableBrokerAndWorkerExposeWhatHappened) {
   EXPECT_EQ(Sample(w, "switchyard_worker_job_run_seconds_count{task=\"echo\"}"),
             kJobs);
   EXPECT_EQ(Sample(w, "switchyard_worker_brokers_connected"), 1);
+
+  // An admin's cancel of an id no broker holds stays recorded: the broker
+  // shows that every claim now looks the records up.
+  EXPECT_EQ(Sample(b, "switchyard_cancel_records_present{queue=\"default\"}"),
+            0);
+  auto [cancel_rc, cancel_out] =
+      Shell(std::string(YardBinary()) + " cancel --redis " + (*redis)->url() +
+                " --timeout 0.2 " + JobId::Random().ToString(),
+            cluster_.dir() + "/cancel.stderr");
+  EXPECT_EQ(cancel_rc, 1) << cancel_out;  // requested, not finished
+  EXPECT_NE(cancel_out.find("cancel requested"), std::string::npos)
+      << cancel_out;
+  EXPECT_TRUE(PollUntil(
+      [&] {
+        b = Get(broker_metrics, "/metrics").body;
+        return Sample(b,
+                      "switchyard_cancel_records_present{queue=\"default\"}") ==
+               1;
+      },
+      milliseconds(15000)))
+      << b;
+  EXPECT_EQ(Sample(b, "switchyard_recorded_cancels_total{outcome=\"done\"}"),
+            0);
+  EXPECT_EQ(Sample(b, "switchyard_cancels_recorded_total"), 0);
 
   // promtool lints both scrapes.
   const std::string dir = cluster_.dir();
