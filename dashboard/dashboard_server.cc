@@ -1,10 +1,12 @@
 #include "dashboard/dashboard_server.h"
 
+#include <arpa/inet.h>
 #include <httplib.h>
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
 #include <spdlog/spdlog.h>
 
+#include <cctype>
 #include <charconv>
 #include <chrono>
 #include <condition_variable>
@@ -172,6 +174,32 @@ std::string_view Trim(std::string_view s) {
 
 }  // namespace
 
+bool HostAllowed(std::string_view host,
+                 const std::vector<std::string>& allowed) {
+  if (host.empty()) return true;  // HTTP/1.0: no browser sends that
+  auto lower = [](std::string_view text) {
+    std::string out(text);
+    for (char& c : out) c = static_cast<char>(std::tolower(c));
+    return out;
+  };
+  if (host.front() == '[') {  // [IPv6]:PORT
+    const size_t close = host.find(']');
+    if (close == std::string_view::npos) return false;
+    const std::string literal(host.substr(1, close - 1));
+    in6_addr a6{};
+    return inet_pton(AF_INET6, literal.c_str(), &a6) == 1;
+  }
+  std::string name = lower(host.substr(0, host.find(':')));
+  if (name.ends_with('.')) name.pop_back();  // "localhost." is localhost
+  in_addr a4{};
+  if (inet_pton(AF_INET, name.c_str(), &a4) == 1) return true;
+  if (name == "localhost") return true;
+  for (const std::string& a : allowed) {
+    if (lower(a) == name) return true;
+  }
+  return false;
+}
+
 Result<std::string> ReadAdminToken(const std::string& path) {
   std::ifstream in(path);
   if (!in) return Status::InvalidArgument("cannot read " + path);
@@ -206,21 +234,28 @@ class DashboardServer::Impl {
          "connect-src 'self'; img-src 'self' data:; base-uri 'none'; "
          "form-action 'none'; frame-ancestors 'none'"},
     });
-    server_.set_pre_routing_handler(
-        [](const httplib::Request& req, httplib::Response& res) {
-          const Route* route = FindRoute(req.path);
-          if (route == nullptr) {
-            SendError(res, 404, "no such path");
-            return httplib::Server::HandlerResponse::Handled;
-          }
-          const bool get = std::string_view(route->method) == "GET";
-          if (req.method != route->method && !(get && req.method == "HEAD")) {
-            res.set_header("Allow", get ? "GET, HEAD" : "POST");
-            SendError(res, 405, std::string("use ") + route->method);
-            return httplib::Server::HandlerResponse::Handled;
-          }
-          return httplib::Server::HandlerResponse::Unhandled;
-        });
+    server_.set_pre_routing_handler([this](const httplib::Request& req,
+                                           httplib::Response& res) {
+      if (!HostAllowed(req.get_header_value("Host"), options_.allowed_hosts)) {
+        SendError(res, 403,
+                  "this Host name is not served (a guard against DNS "
+                  "rebinding): give yard dashboard --allowed-host NAME "
+                  "for each name it is reached by");
+        return httplib::Server::HandlerResponse::Handled;
+      }
+      const Route* route = FindRoute(req.path);
+      if (route == nullptr) {
+        SendError(res, 404, "no such path");
+        return httplib::Server::HandlerResponse::Handled;
+      }
+      const bool get = std::string_view(route->method) == "GET";
+      if (req.method != route->method && !(get && req.method == "HEAD")) {
+        res.set_header("Allow", get ? "GET, HEAD" : "POST");
+        SendError(res, 405, std::string("use ") + route->method);
+        return httplib::Server::HandlerResponse::Handled;
+      }
+      return httplib::Server::HandlerResponse::Unhandled;
+    });
     AddPage();
     AddReads();
     AddActions();

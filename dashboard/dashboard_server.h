@@ -23,7 +23,8 @@
 // TOKEN` matching the admin token in constant time (403, and an audit line
 // per refusal, rate-limited; each action done is an audit line too), no
 // CORS headers (so another site's page can neither send the token nor read
-// an answer), a Content-Security-Policy that allows only this origin's own
+// an answer), a Host check against DNS rebinding (HostAllowed: 403), a
+// Content-Security-Policy that allows only this origin's own
 // script and style. Requests are served by a few threads with a bounded
 // queue; past it the listener serves the connection itself, so further
 // connections wait in the kernel's backlog. One request per connection, 2 s
@@ -39,6 +40,8 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "common/status.h"
 
@@ -55,7 +58,19 @@ struct DashboardOptions {
   // A picture of the cluster (admin/overview.h's Snapshot shape).
   std::function<nlohmann::ordered_json()> snapshot;
   int64_t poll_ms = 1000;
+  // DNS names the page may be reached by, besides IP literals and
+  // localhost (HostAllowed).
+  std::vector<std::string> allowed_hosts;
 };
+
+// Whether a request's Host header may be served. A page of another site
+// whose DNS name an attacker points at the dashboard's address (DNS
+// rebinding) is same-origin with it and could read every answer; its
+// requests carry that name in Host. Served: an IP literal (v4, or v6 in
+// brackets), localhost, a name in `allowed` (without case; the port is not
+// compared), or no Host at all (not a browser).
+bool HostAllowed(std::string_view host,
+                 const std::vector<std::string>& allowed);
 
 class DashboardServer {
  public:

@@ -34,11 +34,13 @@ class DashboardServerTest : public RedisFixture {
     Start(kToken);
   }
 
-  void Start(const std::string& token) {
+  void Start(const std::string& token,
+             std::vector<std::string> allowed_hosts = {}) {
     dashboard_.reset();
     DashboardOptions o;
     o.listen = "127.0.0.1:0";
     o.admin_token = token;
+    o.allowed_hosts = std::move(allowed_hosts);
     o.redis_url = server_->url();
     o.poll_ms = 60000;  // one snapshot for the whole test
     o.snapshot = [this] {
@@ -177,6 +179,38 @@ TEST_F(DashboardServerTest, ActionsNeedTheToken) {
   ASSERT_TRUE(requeue);
   EXPECT_EQ(requeue->status, 200);
   EXPECT_EQ(Json::parse(requeue->body)["requeued"], 0);
+}
+
+// DNS rebinding: a page at a name the attacker points at 127.0.0.1 sends
+// that name as Host. Only IP literals, localhost and the allowed names are
+// served, for reads and actions alike.
+TEST_F(DashboardServerTest, ServesOnlyIpLiteralsLocalhostAndAllowedHosts) {
+  auto status = [this](const char* host, const char* path = "/api/overview") {
+    auto res = client_->Get(path, {{"Host", host}});
+    return res ? res->status : -1;
+  };
+  EXPECT_EQ(status("attacker.example:8080"), 403);
+  EXPECT_EQ(status("attacker.example", "/"), 403);
+  EXPECT_EQ(status("dash.internal"), 403);
+  auto refused = client_->Get("/api/overview", {{"Host", "attacker.example"}});
+  ASSERT_TRUE(refused);
+  EXPECT_NE(refused->body.find("--allowed-host"), std::string::npos);
+  auto action =
+      client_->Post("/api/queue/pause",
+                    {{"Host", "attacker.example"},
+                     {"Authorization", std::string("Bearer ") + kToken}},
+                    "", "text/plain");
+  ASSERT_TRUE(action);
+  EXPECT_EQ(action->status, 403);
+  EXPECT_FALSE(Paused());
+  EXPECT_EQ(status("127.0.0.1:8080"), 200);
+  EXPECT_EQ(status("localhost"), 200);
+  EXPECT_EQ(status("LocalHost.:1"), 200);
+  EXPECT_EQ(status("[::1]:8080"), 200);
+  EXPECT_EQ(status("[not-an-address]:8080"), 403);
+  Start(kToken, {"Dash.Internal"});
+  EXPECT_EQ(status("dash.internal:8080"), 200);
+  EXPECT_EQ(status("attacker.example"), 403);
 }
 
 TEST_F(DashboardServerTest, ReadOnlyRefusesEveryAction) {

@@ -9,6 +9,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "admin/overview.h"
 #include "common/logging.h"
@@ -28,6 +29,7 @@ struct DashboardFlags {
   cli::CurveFlags curve;
   std::string listen;
   std::string token_file;
+  std::vector<std::string> allowed_hosts;
   std::string log_level = "info";
 };
 
@@ -50,6 +52,10 @@ void AddFlags(CLI::App& app, DashboardFlags* f) {
                  "allow the actions (requeue, purge, pause, resume, cancel) to "
                  "requests bearing this file's content (trimmed) as their "
                  "token; without it the dashboard is read-only");
+  app.add_option("--allowed-host", f->allowed_hosts,
+                 "a DNS name the page is reached by (repeatable); IP "
+                 "addresses and localhost always work, other names are "
+                 "refused (403) against DNS rebinding");
   app.add_option("--log-level", f->log_level)->capture_default_str();
 }
 
@@ -69,6 +75,7 @@ int RunDashboard(int argc, char** argv) {
   DashboardOptions options;
   options.listen = f.listen;
   options.queue = f.queue;
+  options.allowed_hosts = f.allowed_hosts;
   if (!f.token_file.empty()) {
     Result<std::string> token = ReadAdminToken(f.token_file);
     if (!token.ok()) {
