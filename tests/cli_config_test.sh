@@ -63,6 +63,13 @@ out=$(YARD_BROKER_REQUIRE_FSYNC=true YARD_BROKER_BALANCER= \
 out=$("$yard" broker --config "$tmp/printed.toml" --print-config)
 [ "$out" = "$(cat "$tmp/printed.toml")" ] || fail "round trip: $out"
 
+# A password inside a URL is never printed (the rest of the URL is).
+out=$("$yard" broker --config "$tmp/broker.toml" \
+  --redis redis://app:s3cret-pw@127.0.0.1:6390/2 --print-config)
+! grep -q s3cret-pw <<<"$out" || fail "password printed: $out"
+[ "$(setting redis "$out")" = '"redis://app:***@127.0.0.1:6390/2"' ] || fail "$out"
+grep -q '^# a password inside a URL is shown as \*\*\*' <<<"$out" || fail "$out"
+
 # Mistakes are usage errors: an unknown key, a bad value, a missing file,
 # a bad value from the environment.
 echo 'no-such-flag = 1' >>"$tmp/bad.toml"

@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "common/logging.h"
+#include "redis/redis_client.h"
 #include "redis/redis_target.h"
 #include "schemas/frames.h"
 
@@ -80,20 +81,39 @@ void AddEnvironmentArgs(const CLI::App& app, const std::string& command,
   args->insert(args->begin(), from_env.begin(), from_env.end());
 }
 
+// One line of --print-config with a password inside a URL
+// (redis://USER:PASSWORD@HOST) as "***": settings get pasted into tickets
+// and chat.
+std::string Redacted(const std::string& line, bool* redacted) {
+  if (line.find("://") == std::string::npos) return line;
+  std::string out = RedactRedisUrl(line);
+  if (out != line) *redacted = true;
+  return out;
+}
+
 // The settings in effect as a config file: what flags, the environment and
 // the config file set, then the defaults as comments, so that the output
 // read back as --config sets exactly the same (some commands tell a flag
-// left at its default from one given: `yard broker --max-queue`).
+// left at its default from one given: `yard broker --max-queue`), except
+// for a password inside a URL, which is never printed.
 void PrintConfig(const CLI::App& app) {
   const std::string set = app.config_to_str(false, false);
-  std::cout << set;
+  bool redacted = false;
+  std::stringstream given(set);
+  for (std::string line; std::getline(given, line);) {
+    std::cout << Redacted(line, &redacted) << "\n";
+  }
   std::stringstream all(app.config_to_str(true, false));
   for (std::string line; std::getline(all, line);) {
     const std::string key = line.substr(0, line.find('=') + 1);
     if (set.starts_with(key) || set.find("\n" + key) != std::string::npos) {
       continue;
     }
-    std::cout << "# " << line << "\n";
+    std::cout << "# " << Redacted(line, &redacted) << "\n";
+  }
+  if (redacted) {
+    std::cout << "# a password inside a URL is shown as ***: keep it in "
+                 "--redis-password-file or $YARD_REDIS_PASSWORD instead\n";
   }
 }
 
