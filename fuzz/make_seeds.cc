@@ -76,6 +76,8 @@ Seeds Envelopes() {
   s.emplace_back("cancel", Str(w.EncodeCancel(ids)));
   s.emplace_back("error",
                  Str(w.EncodeError(wire::ErrorCode::Busy, "busy", ids, 50)));
+  s.emplace_back("error_pending",
+                 Str(w.EncodeError(wire::ErrorCode::Pending, "recorded", ids)));
   ReadyInfo r{4, 2, {"echo", "walk"}, {"gpu"}, {"spot"}, "w1"};
   s.emplace_back("ready", Str(w.EncodeReady(r)));
   s.emplace_back("credit", Str(w.EncodeCredit(3, 1)));
