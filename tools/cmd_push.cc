@@ -167,7 +167,9 @@ struct PushFlags {
   cli::RedisAuthFlags redis_auth;
   cli::LogFlags log{.level = "warn"};
   int64_t count = 0, size = 64, window = 1000;
-  double rate = 0, timeout_s = 60, connect_timeout_s = 5;
+  // Past the broker's default --unroutable-timeout-ms (60 s), so that a job
+  // whose task no worker runs is reported failed with that reason, not lost.
+  double rate = 0, timeout_s = 90, connect_timeout_s = 5;
   int priority = 1, max_attempts = 1;
   uint32_t run_timeout_ms = 0;
   int64_t ack_timeout_ms = 2000, heartbeat_ms = 1000, max_batch = 256,
