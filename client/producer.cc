@@ -78,8 +78,8 @@ Status Producer::Impl::Start() {
 }
 
 JobId Producer::Impl::Submit(const JobSpec& spec, OutcomeCallback done,
-                             int64_t timeout_ms) {
-  const int64_t now = MonoMicros();
+                             int64_t timeout_ms, int64_t submit_us) {
+  const int64_t now = submit_us != 0 ? submit_us : MonoMicros();
   const JobId id = spec.id.IsZero() ? JobId::Random() : spec.id;
   const Limits& limits = options_.limits;
   std::string reject;
@@ -460,32 +460,51 @@ JobId Producer::Submit(const JobSpec& job, OutcomeCallback done,
   return impl_->Submit(job, std::move(done), timeout_ms);
 }
 
-std::future<JobOutcome> Producer::Submit(const JobSpec& job,
-                                         int64_t timeout_ms) {
+namespace {
+
+// A job's outcome as a future: the promise it fulfils, and the callback
+// that does.
+std::pair<std::future<JobOutcome>, OutcomeCallback> Promised() {
   auto promise = std::make_shared<std::promise<JobOutcome>>();
   std::future<JobOutcome> future = promise->get_future();
-  impl_->Submit(
-      job,
-      [promise](const JobOutcome& outcome) { promise->set_value(outcome); },
-      timeout_ms);
-  return future;
+  return {std::move(future), [promise](const JobOutcome& outcome) {
+            promise->set_value(outcome);
+          }};
 }
 
+}  // namespace
+
+std::future<JobOutcome> Producer::Submit(const JobSpec& job,
+                                         int64_t timeout_ms) {
+  auto [future, done] = Promised();
+  impl_->Submit(job, std::move(done), timeout_ms);
+  return std::move(future);
+}
+
+// A batch's jobs share one submit time: they are submitted together, which
+// is what makes the I/O thread linger for more (a burst, by submit times),
+// however long encoding them takes or the calling thread is descheduled.
 std::vector<JobId> Producer::SubmitBatch(std::span<const JobSpec> jobs,
                                          OutcomeCallback done,
                                          int64_t timeout_ms) {
+  const int64_t now = MonoMicros();
   std::vector<JobId> ids;
   ids.reserve(jobs.size());
   for (const JobSpec& job : jobs)
-    ids.push_back(impl_->Submit(job, done, timeout_ms));
+    ids.push_back(impl_->Submit(job, done, timeout_ms, now));
   return ids;
 }
 
 std::vector<std::future<JobOutcome>> Producer::SubmitBatch(
     std::span<const JobSpec> jobs, int64_t timeout_ms) {
+  const int64_t now = MonoMicros();
   std::vector<std::future<JobOutcome>> futures;
   futures.reserve(jobs.size());
-  for (const JobSpec& job : jobs) futures.push_back(Submit(job, timeout_ms));
+  for (const JobSpec& job : jobs) {
+    auto [future, done] = Promised();
+    impl_->Submit(job, std::move(done), timeout_ms, now);
+    futures.push_back(std::move(future));
+  }
   return futures;
 }
 

@@ -236,7 +236,10 @@ class Producer::Impl {
 
   // Any thread (the caller's).
   Status Start();
-  JobId Submit(const JobSpec& spec, OutcomeCallback done, int64_t timeout_ms);
+  // submit_us: the submit time (MonoMicros) when the caller has one for a
+  // whole batch; 0: now.
+  JobId Submit(const JobSpec& spec, OutcomeCallback done, int64_t timeout_ms,
+               int64_t submit_us = 0);
   bool Flush(int64_t timeout_ms);
   void Close();
   ProducerCounters counters() const;
