@@ -163,6 +163,9 @@ if [ "$mode" = durable ]; then
     awk -v n=$((after - before)) -v j="$jobs" 'BEGIN {
       printf "redis: %d commands for %d jobs: %.3f per job\n", n, j, n / j }'
   fi
+  # Brokers publish their workers once a heartbeat (1 s): wait for one
+  # report made after the run, so the workers show as they are now.
+  sleep 1.2
   echo
   echo "the queue in Redis afterwards (yard queue stats --redis $redis_url):"
   "$yard" queue stats --redis "$redis_url" || true

@@ -47,7 +47,10 @@ void PrintBrokers(const Json& j) {
                 b["frontend"].get<std::string>().c_str(),
                 b["draining"].get<bool>() ? " (draining)" : "");
   }
-  std::printf("workers: %zu\n", j["workers"].size());
+  std::printf(
+      "workers: %zu (as their brokers last reported them, once a "
+      "heartbeat)\n",
+      j["workers"].size());
   for (const Json& w : j["workers"]) {
     std::printf("  %-28s capacity %-4lld brokers %zu  running %lld\n",
                 w["name"].get<std::string>().c_str(),
