@@ -1,5 +1,7 @@
 // Cancel from a producer or an admin, wherever the job is in this broker:
-//   queued   waiting or delayed in the queue: removed from it;
+//   queued   waiting or delayed in the queue: removed from it (a durable
+//            queue stores its Cancelled result and forwards it to the
+//            broker that accepted it, whose producer is not here);
 //   held     claimed, waiting here for a worker: dropped, finished in the
 //            queue;
 //   running  dispatched: its worker is sent Cancel{id} and the attempt is
@@ -163,8 +165,7 @@ void Broker::Impl::CancelJob(const JobId& id, Where where,
   const char* why = "cancelled before it started";
   switch (where) {
     case Where::kQueued:
-      queue_->Cancel({&id, 1}, nullptr);
-      break;
+      break;  // finished in the queue below, with its result
     case Where::kHeld:
       for (std::deque<Held>* held : {&waiting_, &unplaceable_}) {
         auto it = std::find_if(held->begin(), held->end(),
@@ -196,8 +197,12 @@ void Broker::Impl::CancelJob(const JobId& id, Where where,
   if (canceller != owner) SendResult(canceller, result);
   // Finished, not failed: a cancelled job is neither retried nor a dead
   // letter; a durable queue stores the result and forwards it to the
-  // accepting broker of another broker's job.
-  if (where != Where::kQueued) queue_->Complete(id, result);
+  // accepting broker of another broker's job (whose owner is not here).
+  if (where == Where::kQueued) {
+    queue_->CancelWaiting(id, result);
+  } else {
+    queue_->Complete(id, result);
+  }
 }
 
 }  // namespace yard

@@ -110,6 +110,14 @@ class JobQueue {
   // no owner: the broker asks WaitingRoute first.
   virtual size_t Cancel(std::span<const JobId> ids,
                         std::vector<JobId>* removed) = 0;
+  // A producer's or admin's cancel of a job Cancel would remove: finishes it
+  // with `result` (its Cancelled JobResult) as its final result, which a
+  // durable queue stores for `yard result` and forwards to the broker that
+  // accepted the job, as for any other. False when it was not waiting here.
+  virtual bool CancelWaiting(const JobId& id, Bytes result) {
+    (void)result;  // memory mode keeps no results
+    return Cancel({&id, 1}, nullptr) == 1;
+  }
   // The route (producer) of a job Cancel would remove now; "" when another
   // broker accepted it (a durable queue's foreign job); nullopt when Cancel
   // would not remove it (unknown, running or finished). The view is valid

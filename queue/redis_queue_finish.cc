@@ -62,6 +62,13 @@ size_t RedisQueue::Cancel(std::span<const JobId> ids,
   return n;
 }
 
+bool RedisQueue::CancelWaiting(const JobId& id, Bytes result) {
+  auto it = leases_.find(id);
+  if (it == leases_.end() || it->second.dispatched) return false;
+  FinishJob(it, result, Outcome::kCancelled, 0);
+  return true;
+}
+
 // Records a job's end in this turn's write batch; its entry is acked
 // with the batch once all of the entry's jobs are finished.
 void RedisQueue::FinishJob(LeaseMap::iterator it, Bytes result, Outcome outcome,

@@ -265,6 +265,7 @@ class RedisQueue final : public DurableQueue {
   std::optional<std::string_view> WaitingRoute(const JobId& id) const override;
   size_t Cancel(std::span<const JobId> ids,
                 std::vector<JobId>* removed) override;
+  bool CancelWaiting(const JobId& id, Bytes result) override;
   bool HasReady(int64_t now_ms) override;
   void DrainWaiting(const std::function<void(const ClaimedJob&)>& fn) override;
   QueueStats Stats() const override;

@@ -207,6 +207,20 @@ class ShardedQueue final : public DurableQueue {
     return n;
   }
 
+  bool CancelWaiting(const JobId& id, Bytes result) override {
+    // One result, from the first shard that holds it; a resend's second
+    // copy is only removed.
+    bool done = false;
+    for (auto& q : shards_) {
+      if (!done) {
+        done = q->CancelWaiting(id, result);
+      } else {
+        q->Cancel({&id, 1}, nullptr);
+      }
+    }
+    return done;
+  }
+
   bool HasReady(int64_t now_ms) override {
     for (auto& q : shards_) {
       if (q->HasReady(now_ms)) return true;

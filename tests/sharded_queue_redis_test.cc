@@ -18,6 +18,7 @@
 #include "queue/job_queue.h"
 #include "queue/queue_events.h"
 #include "queue/redis_layout.h"
+#include "schemas/codec.h"
 #include "testing/redis_fixture.h"
 
 namespace yard {
@@ -167,6 +168,37 @@ TEST_F(ShardedQueueRedisTest, CancelReportsACopiedIdOnce) {
   EXPECT_EQ(removed, std::vector<JobId>{id});
   EXPECT_EQ(q_->Stats().ready, 0u);
   ASSERT_TRUE(Pump([&] { return InRedis() == std::vector<int64_t>{0, 0}; }));
+  EXPECT_TRUE(Claim(10).empty());
+}
+
+// A producer's or admin's cancel of a job waiting here in two shards: one
+// Cancelled result, stored for `yard result` (a dropped copy would leave
+// nothing to find), and both copies leave Redis.
+TEST_F(ShardedQueueRedisTest, CancelWaitingStoresTheCancelledResultOnce) {
+  const JobId id = JobId::Random();
+  Push(id);
+  Push(id);
+  Bytes r = writer_.EncodeResult(id, wire::ResultStatus::Cancelled, {},
+                                 "cancelled before it started", 0, 0);
+  const std::string result(reinterpret_cast<const char*>(r.data()), r.size());
+  const Bytes blob = {reinterpret_cast<const uint8_t*>(result.data()),
+                      result.size()};
+  EXPECT_FALSE(q_->CancelWaiting(id, blob));  // still only in Redis
+  TakeIntoBuffers(2);
+  EXPECT_TRUE(q_->CancelWaiting(id, blob));
+  EXPECT_FALSE(q_->CancelWaiting(id, blob));
+  EXPECT_FALSE(q_->WaitingRoute(id));
+  ASSERT_TRUE(Pump([&] { return InRedis() == std::vector<int64_t>{0, 0}; }));
+  int stored = 0;
+  for (const QueueKeys& keys : ShardKeys("default", kShards)) {
+    auto found = FindResult(*admin_, keys, id, 2000);
+    if (!found.ok()) continue;
+    ++stored;
+    const auto* res = VerifiedRoot<wire::JobResult>(*found);
+    ASSERT_NE(res, nullptr);
+    EXPECT_EQ(res->status(), wire::ResultStatus::Cancelled);
+  }
+  EXPECT_EQ(stored, 1);
   EXPECT_TRUE(Claim(10).empty());
 }
 
