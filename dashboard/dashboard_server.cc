@@ -6,6 +6,7 @@
 #include <openssl/sha.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cctype>
 #include <charconv>
 #include <chrono>
@@ -198,6 +199,19 @@ bool HostAllowed(std::string_view host,
     if (lower(a) == name) return true;
   }
   return false;
+}
+
+Status CheckAllowedHost(std::string_view name) {
+  const bool ok = !name.empty() && name.size() <= 253 &&
+                  std::all_of(name.begin(), name.end(), [](char c) {
+                    return std::isalnum(static_cast<unsigned char>(c)) ||
+                           c == '-' || c == '.';
+                  });
+  if (ok) return Status::OK();
+  return Status::InvalidArgument(
+      "allowed host '" + std::string(name.substr(0, 64)) +
+      "': give a DNS name only (letters, digits, '-', '.'), without a scheme "
+      "or a port");
 }
 
 Result<std::string> ReadAdminToken(const std::string& path) {
@@ -493,6 +507,9 @@ Result<std::unique_ptr<DashboardServer>> DashboardServer::Start(
   if (!options.admin_token.empty() &&
       options.admin_token.size() < kMinTokenBytes) {
     return Status::InvalidArgument("admin token too short");
+  }
+  for (const std::string& name : options.allowed_hosts) {
+    if (Status s = CheckAllowedHost(name); !s.ok()) return s;
   }
   // hiredis writes with write(2): a server that hangs up must not kill us.
   std::signal(SIGPIPE, SIG_IGN);

@@ -72,6 +72,11 @@ struct DashboardOptions {
 bool HostAllowed(std::string_view host,
                  const std::vector<std::string>& allowed);
 
+// InvalidArgument unless `name` can be an allowed host: a DNS name (letters,
+// digits, '-' and '.', at most 253 characters), without a scheme or a port,
+// which HostAllowed would never match.
+Status CheckAllowedHost(std::string_view name);
+
 class DashboardServer {
  public:
   // Binds, takes a first snapshot in the background and starts serving.

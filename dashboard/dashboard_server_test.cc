@@ -211,6 +211,16 @@ TEST_F(DashboardServerTest, ServesOnlyIpLiteralsLocalhostAndAllowedHosts) {
   Start(kToken, {"Dash.Internal"});
   EXPECT_EQ(status("dash.internal:8080"), 200);
   EXPECT_EQ(status("attacker.example"), 403);
+  // A name with a port or a scheme would never match: refused at start.
+  for (const char* bad : {"dash.internal:8080", "http://dash.internal", ""}) {
+    DashboardOptions o;
+    o.listen = "127.0.0.1:0";
+    o.snapshot = [] { return Json::object(); };
+    o.allowed_hosts = {bad};
+    auto started = DashboardServer::Start(std::move(o));
+    ASSERT_FALSE(started.ok()) << bad;
+    EXPECT_EQ(started.status().code(), StatusCode::kInvalidArgument) << bad;
+  }
 }
 
 TEST_F(DashboardServerTest, ReadOnlyRefusesEveryAction) {

@@ -55,7 +55,11 @@ void AddFlags(CLI::App& app, DashboardFlags* f) {
   app.add_option("--allowed-host", f->allowed_hosts,
                  "a DNS name the page is reached by (repeatable); IP "
                  "addresses and localhost always work, other names are "
-                 "refused (403) against DNS rebinding");
+                 "refused (403) against DNS rebinding")
+      ->check([](const std::string& name) {
+        Status s = CheckAllowedHost(name);
+        return s.ok() ? std::string() : s.message();
+      });
   app.add_option("--log-level", f->log_level)->capture_default_str();
 }
 
